@@ -1,0 +1,58 @@
+"""The classic baseline: MFCC + spectral statistics (mean and std over time)
+with logistic regression. Features come from the same cached log-mels the
+networks see, so the comparison isolates the model, not the decoding."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.fft import dct
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from .config import FeatureConfig
+from .features import mel_frequencies
+
+N_MFCC = 20
+
+
+def handcrafted_features(mels: np.ndarray, cfg: FeatureConfig | None = None) -> np.ndarray:
+    """``(N, n_mels, T)`` scaled log-mels → ``(N, 92)`` feature vectors:
+    MFCC and ΔMFCC, spectral centroid, bandwidth, roll-off, flatness and
+    frame energy, each as mean and std over time."""
+    cfg = cfg or FeatureConfig()
+    freqs = mel_frequencies(cfg)[None, :, None]
+    out = []
+    for lm in np.asarray(mels, dtype=np.float32).reshape(-1, *mels.shape[-2:]):
+        db = lm * 40.0 - 40.0
+        mfcc = dct(db, type=2, norm="ortho", axis=0)[:N_MFCC]
+        dmfcc = np.diff(mfcc, axis=1)
+        power = 10 ** (db / 10)[None]
+        total = power.sum(1, keepdims=True) + 1e-12
+        centroid = (freqs * power).sum(1) / total[:, 0]
+        bandwidth = np.sqrt(((freqs - centroid[:, None]) ** 2 * power).sum(1) / total[:, 0])
+        cum = np.cumsum(power, axis=1) / total
+        rolloff = freqs[0, :, 0][np.argmax(cum >= 0.85, axis=1)]
+        flatness = np.exp(np.log(power + 1e-12).mean(1)) / (power.mean(1) + 1e-12)
+        energy = db.mean(0, keepdims=True)
+        spectral = np.concatenate([centroid / 1000, bandwidth / 1000, rolloff / 1000,
+                                   flatness, energy[None, 0] / 10], axis=0)
+        parts = [mfcc, dmfcc, spectral]
+        out.append(np.concatenate([np.r_[p.mean(1), p.std(1)] for p in parts]))
+    return np.stack(out) if out else np.zeros((0, 4 * N_MFCC + 10))
+
+
+def train_baseline(features: np.ndarray, y: np.ndarray, seed: int = 0):
+    """Standardised features → multinomial logistic regression."""
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=3000,
+                                                             random_state=seed))
+    clf.fit(features, y)
+    return clf
+
+
+def baseline_probs(clf, features: np.ndarray, n_labels: int) -> np.ndarray:
+    """Class probabilities laid out over all ``n_labels`` (absent classes: 0)."""
+    p = clf.predict_proba(features)
+    out = np.zeros((len(features), n_labels))
+    out[:, clf.classes_] = p
+    return out

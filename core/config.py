@@ -1,0 +1,114 @@
+"""One place for every setting: feature extraction, training and paths."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Audio → log-mel settings shared by training and inference.
+
+    Defaults follow Choi et al. (2017) as used by Adiyansjah et al. (2019):
+    12 kHz, n_fft 512, hop 256, 96 mel bands, 1366 frames (≈ 29.1 s).
+    """
+
+    sample_rate: int = 12_000
+    n_fft: int = 512
+    hop_length: int = 256
+    n_mels: int = 96
+    n_frames: int = 1366
+    f_min: float = 0.0
+    f_max: float | None = None
+    # Frames per training chunk / inference window (~5.5 s; Won et al. 2020
+    # found short chunks train as well as full clips). The paper's full-window
+    # setting is ``chunk_frames = n_frames``.
+    chunk_frames: int = 256
+    # Hop between inference windows, in frames (50 % overlap).
+    window_hop_frames: int = 128
+    # Where to take the fixed-length excerpt of a longer track.
+    crop: str = "centre"  # "centre" | "start" | "random"
+    # Loudness normalisation target (RMS in dBFS) so models learn genre, not
+    # the mastering level of a source collection.
+    target_rms_db: float = -20.0
+    min_seconds: float = 1.0
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in the full fixed-length excerpt."""
+        return (self.n_frames - 1) * self.hop_length
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_samples / self.sample_rate
+
+    def key(self) -> str:
+        """Short stable hash of the settings that change the log-mel values."""
+        relevant = {k: v for k, v in asdict(self).items()
+                    if k not in ("chunk_frames", "window_hop_frames")}
+        return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureConfig":
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class TrainConfig:
+    """Optimiser and schedule. Paper: Adam lr 1e-3, β 0.9/0.999, BCE, batch 50."""
+
+    model: str = "crnn"
+    epochs: int = 60
+    batch_size: int = 50
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-4
+    patience: int = 12
+    seed: int = 0
+    max_minutes: float | None = 14.0
+    # Chunks drawn per track per epoch (random crops of the cached log-mel).
+    chunks_per_track: int = 1
+    augment: bool = True
+    num_threads: int | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+
+@dataclass
+class Paths:
+    """Where things live; each can be overridden by an environment variable."""
+
+    artifacts: Path = field(default_factory=lambda: Path(os.environ.get(
+        "GENRE_ARTIFACTS", PROJECT_ROOT / "artifacts")))
+    cache: Path = field(default_factory=lambda: Path(os.environ.get(
+        "GENRE_CACHE", PROJECT_ROOT / ".cache" / "logmel")))
+    library: Path = field(default_factory=lambda: Path(os.environ.get(
+        "GENRE_LIBRARY", PROJECT_ROOT / "library")))
+    index: Path = field(default_factory=lambda: Path(os.environ.get(
+        "GENRE_INDEX", PROJECT_ROOT / "index")))
+    study_db: Path = field(default_factory=lambda: Path(os.environ.get(
+        "GENRE_STUDY_DB", PROJECT_ROOT / "study.sqlite")))
+
+
+def shared_data_dirs() -> list[Path]:
+    """Data folders under ``../shared/data`` (or $GENRE_DATA, ':'-separated)."""
+    env = os.environ.get("GENRE_DATA")
+    if env:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    root = PROJECT_ROOT.parent / "shared" / "data"
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / "metadata.csv").is_file())

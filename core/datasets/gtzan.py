@@ -1,0 +1,36 @@
+"""GTZAN-style folders: ``<root>/<genre>/<file>`` (also ``genres_original/``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..audio import is_supported_name
+from .track import Track, assign_splits
+
+
+def _genre_root(root: Path) -> Path:
+    for sub in ("genres_original", "genres"):
+        if (root / sub).is_dir():
+            return root / sub
+    return root
+
+
+def is_genre_folder(root: Path) -> bool:
+    base = _genre_root(Path(root))
+    return any(d.is_dir() and any(is_supported_name(f.name) for f in d.iterdir())
+               for d in base.iterdir() if not d.name.startswith("."))
+
+
+def read_genre_folders(root: str | Path, seed: int = 0) -> list[Track]:
+    """Every audio file under a genre-named sub-folder; 8:1:1 split by file."""
+    root = Path(root)
+    base = _genre_root(root)
+    items = []
+    for d in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for f in sorted(d.rglob("*")):
+            if f.is_file() and is_supported_name(f.name):
+                items.append((f"{d.name}/{f.stem}", f.resolve(), d.name))
+    splits = assign_splits([i[0] for i in items], [i[0] for i in items],
+                           [i[2] for i in items], seed=seed)
+    return [Track(track_id=tid, path=p, genre=g, split=s, title=p.stem, source=root.name)
+            for (tid, p, g), s in zip(items, splits)]

@@ -1,0 +1,100 @@
+"""Shared behaviour of the genre classifiers: waveform in, probabilities and
+embedding out, window averaging for tracks longer than a training chunk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import FeatureConfig
+from ..features import LogMelFrontEnd, split_windows
+
+
+@dataclass
+class Prediction:
+    """Output of a model on a batch of tracks (numpy, one row per track)."""
+
+    probs: np.ndarray          # (B, G) genre probabilities, window-averaged
+    embedding: np.ndarray      # (B, D) penultimate-layer features, window-averaged
+    window_probs: np.ndarray   # (B, W, G) per-window probabilities
+    window_starts: list[int]   # start frame of each window
+
+
+class GenreModel(nn.Module):
+    """Base class: owns the log-mel front-end and the label list.
+
+    Subclasses implement :meth:`embed_logmel` (chunk → penultimate features);
+    the final linear layer + sigmoid gives independent genre probabilities,
+    trained with binary cross-entropy as in the paper.
+    """
+
+    name = "base"
+    embedding_dim = 0
+
+    def __init__(self, labels: list[str], cfg: FeatureConfig):
+        super().__init__()
+        if not labels:
+            raise ValueError("a model needs at least one genre label")
+        self.labels = list(labels)
+        self.cfg = cfg
+        self.frontend = LogMelFrontEnd(cfg)
+
+    def embed_logmel(self, logmel: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def classify_embedding(self, emb: torch.Tensor) -> torch.Tensor:
+        """Penultimate features → genre logits."""
+        return self.head(self.head_dropout(emb))
+
+    def forward(self, logmel: torch.Tensor) -> torch.Tensor:
+        """Log-mel chunk ``(B, 1, M, T)`` → genre logits ``(B, G)``."""
+        return self.classify_embedding(self.embed_logmel(logmel))
+
+    @torch.inference_mode()
+    def predict_logmel(self, logmel: torch.Tensor, batch_windows: int = 64,
+                       hop: int | None = None) -> Prediction:
+        """Average sigmoid outputs and embeddings over sliding windows
+        (``hop`` frames apart; default from the feature config)."""
+        was_training = self.training
+        self.eval()
+        b = logmel.shape[0]
+        wins, starts = split_windows(logmel, self.cfg.chunk_frames, hop or self.cfg.window_hop_frames)
+        embs, logits = [], []
+        for i in range(0, wins.shape[0], batch_windows):
+            e = self.embed_logmel(wins[i: i + batch_windows])
+            embs.append(e)
+            logits.append(self.classify_embedding(e))
+        emb = torch.cat(embs).reshape(b, len(starts), -1)
+        probs = torch.sigmoid(torch.cat(logits)).reshape(b, len(starts), -1)
+        self.train(was_training)
+        return Prediction(probs=probs.mean(1).numpy(), embedding=emb.mean(1).numpy(),
+                          window_probs=probs.numpy(), window_starts=starts)
+
+    @torch.inference_mode()
+    def logmel(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Waveform(s) → log-mel with this model's own front-end."""
+        w = torch.as_tensor(np.asarray(wave, dtype=np.float32))
+        return self.frontend(w)
+
+    def predict(self, wave: np.ndarray | torch.Tensor) -> Prediction:
+        """Waveform ``(samples,)`` or ``(B, samples)`` → :class:`Prediction`."""
+        return self.predict_logmel(self.logmel(wave))
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def conv_block(c_in: int, c_out: int, pool: tuple[int, int], dropout: float = 0.0) -> nn.Sequential:
+    """3×3 conv (stride 1, same padding) → batch norm → ReLU → max pool."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(pool, ceil_mode=True),
+    ]
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
