@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -141,7 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--excerpts", type=int, default=1,
                    help="average over this many excerpts of long tracks")
     c.set_defaults(func=cmd_classify)
+
+    # Commands that live beside the module they drive register themselves.
+    for module in _COMMAND_MODULES:
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).register(sub)
     return p
+
+
+# Each module here defines ``register(subparsers)``.
+_COMMAND_MODULES = ("core.cli_model_card", "core.cli_recommend", "core.cli_bench", "core.cli_study")
 
 
 def main(argv: list[str] | None = None) -> int:
