@@ -77,7 +77,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_classify(args) -> int:
     from .artifacts import ArtifactError, load_models
-    from .audio import AudioError
+    from .audio import AudioError, quiet_decoder_logs
     from .inference import analyse
 
     try:
@@ -91,7 +91,9 @@ def cmd_classify(args) -> int:
     status = 0
     for f in args.files:
         try:
-            a = analyse(f, models, n_excerpts=args.excerpts)
+            # The decoder's own notes would break "one line per bad file".
+            with quiet_decoder_logs():
+                a = analyse(f, models, n_excerpts=args.excerpts)
         except AudioError as exc:
             print(f"error: {f}: {str(exc).split(': ', 1)[-1]}", file=sys.stderr)
             status = EXIT_BAD_INPUT

@@ -7,11 +7,13 @@ hour-long file costs no more memory than a 30 s clip.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Iterator, Union
 
 import numpy as np
 import soundfile as sf
@@ -78,7 +80,12 @@ def _open(source: AudioSource) -> sf.SoundFile:
     try:
         f = sf.SoundFile(handle)
     except Exception as exc:  # libsndfile raises several types
-        raise AudioError(f"not a readable audio file ({_short(exc)})", name) from None
+        reason = _short(exc)
+        # libsndfile reports an unrecognised format as "File does not exist or
+        # is not a regular file" even though the file exists: say what it means.
+        if "does not exist or is not a regular file" in reason or "unknown format" in reason.lower():
+            reason = "unrecognised format; accepted: MP3, WAV, FLAC, OGG, AIFF"
+        raise AudioError(f"not a readable audio file ({reason})", name) from None
     try:
         _check_header(f.samplerate, f.channels)
     except AudioError as exc:
@@ -228,6 +235,42 @@ def load_full(source: AudioSource, sample_rate: int, max_seconds: float = 600.0)
     if sr_in != sample_rate:
         y = soxr.resample(y, sr_in, sample_rate, quality="HQ").astype(np.float32)
     return y
+
+
+@contextlib.contextmanager
+def quiet_decoder_logs() -> Iterator[None]:
+    """Send native stderr (libmpg123's "Note: Illegal Audio-MPEG-Header …",
+    "Warning: Xing stream size off …") to /dev/null while Python's
+    ``sys.stderr`` keeps writing to the real stream, so a CLI prints only its
+    own one-line messages. Redirects file descriptor 2 process-wide: use it in
+    command-line tools, not in the threaded app server.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    swap = False
+    try:
+        swap = sys.stderr.fileno() == 2
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # sys.stderr is not fd 2 (e.g. captured): leave it alone
+    old_stderr = sys.stderr
+    real = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    if swap:
+        sys.stderr = real
+    try:
+        yield
+    finally:
+        real.flush()
+        sys.stderr = old_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
+        real.close()
 
 
 def is_supported_name(name: str) -> bool:
