@@ -128,7 +128,7 @@ def save_upload(name: str, data: bytes, library_dir: str | os.PathLike,
         raise LibraryError(f"{safe}: file is empty (0 bytes)")
     if len(data) > max_bytes:
         raise LibraryError(f"{safe}: too large ({len(data) / 2**20:.1f} MB; "
-                           f"the limit is {max_bytes / 2**20:g} MB)")
+                           f"the limit is {max_bytes / 2**20:.3g} MB)")
     ext = Path(safe).suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
         shown = f"'{ext}'" if ext else "no extension"

@@ -240,7 +240,8 @@ def paired_test(per_participant: pd.DataFrame, a: str = METHOD1, b: str = METHOD
                           note="needs answers from at least 2 participants")
     diff = pairs[:, 0] - pairs[:, 1]
     mean, sd = float(diff.mean()), float(diff.std(ddof=1))
-    if sd == 0:
+    # Rates like 0.6-0.4 and 0.8-0.6 differ in the last bits only: that is no variance.
+    if sd <= 1e-9:
         return PairedTest(a, b, n, mean_a, mean_b, mean, mean, mean, nan, nan, nan,
                           note="every participant has the same difference (no variance)")
     res = stats.ttest_rel(pairs[:, 0], pairs[:, 1])
@@ -300,15 +301,18 @@ class StudyStore:
     # -- connections ------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        con = None
         try:
             con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            con.execute("PRAGMA foreign_keys = ON")
+            # FULL: a commit is on disk before answer() returns (WAL alone already
+            # survives a killed process; FULL also survives power loss).
+            con.execute("PRAGMA synchronous = FULL")
         except sqlite3.Error as exc:
+            if con is not None:
+                con.close()
             raise StudyError(f"cannot open study database {self.path}: {exc}") from None
-        con.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-        con.execute("PRAGMA foreign_keys = ON")
-        # FULL: a commit is on disk before answer() returns (WAL alone already
-        # survives a killed process; FULL also survives power loss).
-        con.execute("PRAGMA synchronous = FULL")
         return con
 
     @contextlib.contextmanager

@@ -1,0 +1,265 @@
+"""Listening study: blind trial lists, answers, results and the CLI.
+(Crash and concurrency safety of the database: tests/test_robustness.py.)"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from core.__main__ import main
+from core.study import (DECOY, METHOD1, METHOD2, BlindTrial, StudyError, StudyStore,
+                        build_trials, paired_test)
+
+CATALOG = [f"t{i:03d}" for i in range(200)]
+SEEDS = CATALOG[:5]
+M1 = CATALOG[10:20]
+M2 = CATALOG[15:25]   # five tracks in common with M1
+
+
+@pytest.fixture
+def store(tmp_path) -> StudyStore:
+    return StudyStore(tmp_path / "study.sqlite")
+
+
+def _methods(store: StudyStore, pid: str) -> dict[str, set[str]]:
+    """Ground truth the app never sees: track → methods it came from."""
+    t = store.table()
+    t = t[t["participant"] == pid]
+    return t.groupby("track_id")["method"].agg(set).to_dict()
+
+
+# --------------------------------------------------------------------------- build_trials
+
+
+def test_build_trials_mixes_methods_and_decoys():
+    trials = build_trials("p1", SEEDS, M1, M2, CATALOG, rng=0)
+    by_track = {t.track_id: t for t in trials}
+    assert [t.position for t in trials] == list(range(len(trials)))
+    assert len(by_track) == len(trials)                      # each track once
+    assert {t for t in by_track if METHOD1 in by_track[t].ranks} == set(M1)
+    assert {t for t in by_track if METHOD2 in by_track[t].ranks} == set(M2)
+    assert by_track["t015"].methods == (METHOD1, METHOD2)    # both recommend it: one trial
+    assert by_track["t015"].ranks == {METHOD1: 6, METHOD2: 1}
+    decoys = [t for t in trials if t.methods == (DECOY,)]
+    assert len(decoys) == 10                                  # as many as the longer list
+    assert not {t.track_id for t in decoys} & (set(M1) | set(M2) | set(SEEDS))
+    assert sorted(t.ranks[DECOY] for t in decoys) == list(range(1, 11))
+    assert len(trials) == 15 + 10
+
+
+def test_build_trials_drops_seeds_and_duplicates():
+    trials = build_trials("p", SEEDS, [SEEDS[0], "a", "a", "b"], ["b", SEEDS[1], "c"],
+                          ["a", "x", "x", SEEDS[2]], rng=0, n_decoys=5)
+    ranks = {t.track_id: t.ranks for t in trials}
+    assert ranks == {"a": {METHOD1: 1}, "b": {METHOD1: 2, METHOD2: 1}, "c": {METHOD2: 2},
+                     "x": {DECOY: 1}}
+
+
+def test_build_trials_is_reproducible_and_shuffled():
+    a = build_trials("p", SEEDS, M1, M2, CATALOG, rng=7)
+    assert a == build_trials("p", SEEDS, M1, M2, CATALOG, rng=np.random.default_rng(7))
+    assert [t.track_id for t in a] != [t.track_id for t in build_trials("p", SEEDS, M1, M2,
+                                                                        CATALOG, rng=8)]
+    # Over many participants, no method sits systematically earlier in the list.
+    mean_pos = {m: [] for m in (METHOD1, METHOD2, DECOY)}
+    for seed in range(300):
+        trials = build_trials("p", SEEDS, M1, M2, CATALOG, rng=seed)
+        for m in mean_pos:
+            mean_pos[m].append(np.mean([t.position for t in trials if m in t.ranks]))
+    centre = (len(trials) - 1) / 2
+    for m, values in mean_pos.items():
+        assert abs(np.mean(values) - centre) < 0.6, (m, np.mean(values))
+
+
+def test_build_trials_refuses_an_empty_method():
+    with pytest.raises(StudyError, match="Method 2 .* gave no tracks"):
+        build_trials("p", SEEDS, M1, SEEDS[:3], CATALOG, rng=0)
+
+
+# --------------------------------------------------------------------------- store
+
+
+def test_enroll_stores_seeds_and_a_blind_list(store):
+    pid = store.enroll(SEEDS, M1, M2, CATALOG, rng=0)
+    assert store.participants() == [pid] and pid.startswith("p-")
+    assert store.seeds(pid) == SEEDS
+    trials = store.trials(pid)
+    assert trials == [BlindTrial(t.position, t.track_id) for t in
+                      build_trials(pid, SEEDS, M1, M2, CATALOG, rng=0)]
+    # Nothing the page receives says where a track came from.
+    assert [f.name for f in dataclasses.fields(BlindTrial)] == ["position", "track_id", "liked"]
+    assert store.progress(pid) == (0, 25)
+
+
+def test_enroll_validates(store):
+    with pytest.raises(StudyError, match="exactly 5 seed songs \\(4 given\\)"):
+        store.enroll(SEEDS[:4], M1, M2, CATALOG)
+    with pytest.raises(StudyError, match="must be different"):
+        store.enroll([SEEDS[0]] * 5, M1, M2, CATALOG, n_seeds=5)
+    with pytest.raises(StudyError, match="participant id"):
+        store.enroll(SEEDS, M1, M2, CATALOG, participant="../x; DROP TABLE")
+    store.enroll(SEEDS, M1, M2, CATALOG, participant="alice")
+    with pytest.raises(StudyError, match="participant alice already exists"):
+        store.enroll(SEEDS, M1, M2, CATALOG, participant="alice")
+    assert store.participants() == ["alice"]   # the failed enrolments left nothing
+    assert store.enroll(SEEDS[:3], M1, M2, CATALOG, n_seeds=None, participant="bob") == "bob"
+
+
+def test_answers_latest_counts_and_history_is_kept(store):
+    pid = store.enroll(SEEDS, M1, M2, CATALOG, rng=0)
+    first, second = store.trials(pid)[:2]
+    store.answer(pid, first.track_id, True)
+    store.answer(pid, second.track_id, True)
+    store.answer(pid, second.track_id, False)            # changed their mind
+    trials = store.trials(pid)
+    assert (trials[0].liked, trials[1].liked, trials[2].liked) == (True, False, None)
+    assert store.progress(pid) == (2, 25)
+    assert store.count_answers() == 3
+    row = store.table().query("track_id == @second.track_id").iloc[0]
+    assert row["liked"] == 0 and row["n_answers"] == 2 and row["answered_at"].endswith("+00:00")
+
+
+def test_answer_validates(store):
+    pid = store.enroll(SEEDS, M1, M2, CATALOG, rng=0)
+    with pytest.raises(StudyError, match="not in the list of participant"):
+        store.answer(pid, SEEDS[0], True)
+    with pytest.raises(StudyError, match="not in the list"):
+        store.answer("nobody", M1[0], True)
+    with pytest.raises(StudyError, match="True or False"):
+        store.answer(pid, M1[0], "yes")
+    with pytest.raises(StudyError, match="unknown participant"):
+        store.trials("nobody")
+    assert store.count_answers() == 0
+
+
+def test_store_reopens_and_refuses_garbage(tmp_path):
+    db = tmp_path / "study.sqlite"
+    pid = StudyStore(db).enroll(SEEDS, M1, M2, CATALOG, rng=0)
+    assert StudyStore(db, create=False).participants() == [pid]
+    with pytest.raises(StudyError, match="no study database"):
+        StudyStore(tmp_path / "missing.sqlite", create=False)
+    assert not (tmp_path / "missing.sqlite").exists()
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StudyError, match="junk.sqlite"):
+        StudyStore(junk)
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _run_study(store: StudyStore, like_prob: dict[str, list[float]]) -> list[str]:
+    """Participants answer by a fixed rule: participant i likes the first
+    ``round(p * n)`` tracks of each method's list (decided by true source)."""
+    pids = []
+    for i in range(len(like_prob[METHOD1])):
+        pid = store.enroll(SEEDS, CATALOG[10:20], CATALOG[30:40], CATALOG, rng=i,
+                           participant=f"p{i}")
+        table = store.table().query("participant == @pid").set_index("track_id")
+        for t in store.trials(pid):
+            m, rank = table.loc[t.track_id, ["method", "rank"]]
+            store.answer(pid, t.track_id, bool(rank <= round(like_prob[m][i] * 10)))
+        pids.append(pid)
+    return pids
+
+
+def test_results_likes_per_method_and_paired_test(store):
+    rates = {METHOD1: [0.3, 0.5, 0.4, 0.6], METHOD2: [0.6, 0.7, 0.4, 0.9],
+             DECOY: [0.1, 0.2, 0.1, 0.3]}
+    pids = _run_study(store, rates)
+    res = store.results()
+    per = res.per_participant
+    assert list(per.columns) == ["participant", "method", "shown", "answered", "likes", "like_rate"]
+    assert list(per["participant"]) == [p for p in pids for _ in range(3)]
+    assert list(per["method"]) == [METHOD1, METHOD2, DECOY] * 4
+    assert (per["shown"] == 10).all() and (per["answered"] == 10).all()
+    for m, values in rates.items():
+        got = per[per["method"] == m]
+        assert list(got["likes"]) == [round(v * 10) for v in values]
+        assert np.allclose(got["like_rate"], values)
+    summary = res.summary.set_index("method")
+    assert summary.loc[METHOD2, "likes"] == 26 and summary.loc[METHOD2, "like_rate"] == 0.65
+
+    t = res.main_test
+    a, b = np.array(rates[METHOD1]), np.array(rates[METHOD2])
+    ref = stats.ttest_rel(a, b)
+    diff = a - b
+    half = stats.t.ppf(0.975, 3) * diff.std(ddof=1) / 2
+    assert (t.a, t.b, t.n) == (METHOD1, METHOD2, 4)
+    assert t.mean_diff == pytest.approx(diff.mean())
+    assert t.t == pytest.approx(ref.statistic) and t.p == pytest.approx(ref.pvalue)
+    assert t.d_z == pytest.approx(diff.mean() / diff.std(ddof=1))
+    assert (t.ci_low, t.ci_high) == pytest.approx((diff.mean() - half, diff.mean() + half))
+    assert t.note == ""
+    assert set(res.tests) == {"method1 vs method2", "method1 vs decoy", "method2 vs decoy"}
+    assert res.tests["method2 vs decoy"].mean_diff == pytest.approx(0.65 - 0.175)
+    text = res.describe()
+    assert "participants: 4" in text and "d_z=" in text and "Random decoy" in text
+
+
+def test_paired_test_edge_cases(store):
+    assert store.results().main_test.note.startswith("needs answers from at least 2")
+    empty = store.results()
+    assert empty.n_participants == 0 and empty.per_participant.empty
+    pid = store.enroll(SEEDS, M1, M2, CATALOG, rng=0)
+    res = store.results()
+    assert res.n_participants == 1 and math.isnan(res.main_test.t)     # nothing answered
+    per = pd.DataFrame({"participant": ["a", "a", "b", "b"], "method": [METHOD1, METHOD2] * 2,
+                        "answered": [5] * 4, "like_rate": [0.6, 0.4, 0.8, 0.6]})
+    same = paired_test(per)
+    assert same.note.startswith("every participant has the same difference")
+    assert same.mean_diff == pytest.approx(0.2) and math.isnan(same.p)
+    assert same.to_dict()["p"] is None
+    assert pid in store.participants()
+
+
+def test_export_csv(store, tmp_path):
+    pid = store.enroll(SEEDS, M1, M2, CATALOG, rng=0)
+    tr = store.trials(pid)
+    store.answer(pid, tr[0].track_id, True)
+    text = store.export_csv()
+    df = pd.read_csv(io.StringIO(text))
+    assert list(df.columns) == ["participant", "created_at", "seeds", "position", "track_id",
+                                "method", "rank", "liked", "answered_at", "n_answers"]
+    assert len(df) == 30                       # 25 trials, 5 of them counted for both methods
+    assert (df["seeds"] == ";".join(SEEDS)).all()
+    assert df["liked"].notna().sum() == len(_methods(store, pid)[tr[0].track_id])
+    out = tmp_path / "out" / "answers.csv"
+    store.export_csv(out)
+    assert out.read_text() == text
+    per = pd.read_csv(io.StringIO(store.export_csv(what="per_participant")))
+    assert list(per["method"]) == [METHOD1, METHOD2, DECOY]
+    with pytest.raises(StudyError, match="unknown export"):
+        store.export_csv(what="everything")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_cli_study_results(store, tmp_path, capsys):
+    _run_study(store, {METHOD1: [0.2, 0.4, 0.3], METHOD2: [0.5, 0.6, 0.6],
+                       DECOY: [0.1, 0.1, 0.2]})
+    out_csv = tmp_path / "answers.csv"
+    assert main(["study-results", "--db", str(store.path), "--csv", str(out_csv)]) == 0
+    printed = capsys.readouterr()
+    assert "participants: 3" in printed.out and "Method 1 (cosine) vs Method 2" in printed.out
+    assert len(pd.read_csv(out_csv)) == 3 * 30
+    assert main(["study-results", "--db", str(store.path), "--json"]) == 0
+    import json
+
+    data = json.loads(capsys.readouterr().out)
+    assert data["participants"] == 3
+    assert data["tests"]["method1 vs method2"]["n"] == 3
+
+
+def test_cli_study_results_missing_db(tmp_path, capsys):
+    assert main(["study-results", "--db", str(tmp_path / "none.sqlite")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no study database" in err
+    assert not (tmp_path / "none.sqlite").exists()
