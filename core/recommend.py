@@ -277,9 +277,12 @@ def recommend(index: CatalogIndex, seeds: Sequence[str], method: str = "cosine",
         raise RecommendError(f"give 1 to {MAX_SEEDS} seed tracks (got {n_seeds})")
     if len(set(seeds)) != len(seeds):
         raise RecommendError("the same seed track is listed twice")
-    seed_rows = index.rows_of(seeds)
-    liked_rows = index.rows_of([str(t) for t in liked])
-    disliked_rows = index.rows_of([str(t) for t in disliked])
+    try:
+        seed_rows = index.rows_of(seeds)
+        liked_rows = index.rows_of([str(t) for t in liked])
+        disliked_rows = index.rows_of([str(t) for t in disliked])
+    except CatalogError as exc:
+        raise RecommendError(str(exc)) from None
 
     X = _space(index, model, distance)
     S = X[seed_rows]

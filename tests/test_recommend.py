@@ -1,0 +1,214 @@
+"""recommend(): methods, exclusions, extras — on small synthetic indexes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.index import CatalogIndex
+from core.recommend import RecommendError, SeedVector, recommend, song_key
+
+LABELS = ["A", "B", "C"]
+
+
+def onehot(g: str, p: float = 0.9) -> np.ndarray:
+    v = np.full(len(LABELS), (1 - p) / (len(LABELS) - 1), np.float32)
+    v[LABELS.index(g)] = p
+    return v
+
+
+def make_index(items: list[tuple], dim: int | None = None, cnn: bool = True) -> CatalogIndex:
+    """``items``: (track_id, embedding, predicted genre, true genre[, artist, title[, digest]])."""
+    rows, emb, probs = [], [], []
+    for it in items:
+        tid, e, pred, genre = it[:4]
+        artist, title = (it[4], it[5]) if len(it) > 5 else ("", tid)
+        digest = it[6] if len(it) > 6 else f"d-{tid}"
+        rows.append({"track_id": tid, "genre": genre, "artist": artist, "title": title, "digest": digest,
+                     "path": f"/x/{tid}.mp3"})
+        emb.append(np.asarray(e, np.float32))
+        probs.append(onehot(pred))
+    E, P = np.stack(emb), np.stack(probs)
+    models = {"crnn": E}
+    if cnn:
+        models["cnn"] = E[:, ::-1].copy() * 2.0      # a second "model" for the ensemble
+    return CatalogIndex.from_arrays(rows, models, {m: P for m in models}, LABELS)
+
+
+def ids(recs) -> list[str]:
+    return [r.track_id for r in recs]
+
+
+@pytest.fixture
+def clusters() -> CatalogIndex:
+    """Three genre clusters of 8 tracks in 6-D, a little noise."""
+    rng = np.random.default_rng(0)
+    items = []
+    for gi, g in enumerate(LABELS):
+        centre = np.zeros(6)
+        centre[2 * gi] = 1
+        for j in range(8):
+            items.append((f"{g}{j}", centre + 0.15 * rng.standard_normal(6), g, g, f"artist {g}{j % 3}",
+                          f"song {g}{j}"))
+    return make_index(items)
+
+
+def test_excludes_seeds_and_returns_ranked_list(clusters):
+    recs = recommend(clusters, ["A0", "A1", "A2", "A3", "A4"], k=5)
+    assert len(recs) == 5 and [r.rank for r in recs] == [1, 2, 3, 4, 5]
+    assert not set(ids(recs)) & {"A0", "A1", "A2", "A3", "A4"}
+    assert {"A5", "A6", "A7"} <= set(ids(recs))             # the rest of the cluster first
+    scores = [r.score for r in recs]
+    assert scores == sorted(scores, reverse=True)
+    r = recs[0]
+    assert r.genre == "A" and r.predicted_genre == "A" and 0 <= r.genre_match <= 1
+    assert "cosine similarity" in r.reason and "closest seed" in r.reason
+    assert r.score == pytest.approx(r.similarity)           # method 1: score is the cosine
+
+
+def test_duplicates_of_seeds_and_of_each_other_never_recommended():
+    items = [
+        ("seed", [1, 0, 0], "A", "A", "The Band", "Song One"),
+        ("seed_copy", [1, 0, 0], "A", "A", "the band", "Song One (Remastered 2011)"),
+        ("seed_bytes", [0.99, 0.01, 0], "A", "A", "Other", "Other title", "d-seed"),   # same file
+        ("near", [0.95, 0.3, 0], "A", "A", "X", "Near"),
+        ("near_copy", [0.95, 0.31, 0], "A", "A", "X", "near"),
+        ("mid", [0.7, 0.7, 0], "B", "B", "Y", "Mid"),
+        ("far", [0, 1, 0], "B", "B", "Z", "Far"),
+        ("farther", [0, 0, 1], "C", "C", "W", "Farther"),
+    ]
+    recs = recommend(make_index(items), ["seed"], k=4)
+    got = ids(recs)
+    assert not {"seed", "seed_copy", "seed_bytes"} & set(got)
+    assert got[0] == "near" and "near_copy" not in got
+    assert got == ["near", "mid", "far", "farther"]
+    # Fewer distinct tracks than k: the list is just shorter, never padded with copies.
+    assert ids(recommend(make_index(items), ["seed"], k=10)) == got
+
+
+def test_song_key_normalisation():
+    assert song_key("Beyoncé", "Halo (Live)") == song_key("beyonce", "HALO")
+    assert song_key("A", "Song - 2011 Remaster") == song_key("a", "song")
+    assert song_key("A", "Song feat. B") == song_key("A", "Song")
+    assert song_key("A", "") is None
+    assert song_key("A", "One") != song_key("B", "One")
+
+
+def test_method2_differs_from_method1_when_genres_disagree():
+    # "close" is nearest in embedding space but the model hears genre B;
+    # "same_genre" is a little further away but predicted A like the seeds.
+    items = [
+        ("s1", [1, 0.05, 0], "A", "A"), ("s2", [1, -0.05, 0], "A", "A"),
+        ("close", [1, 0.2, 0], "B", "B"),
+        ("same_genre", [1, 0.45, 0], "A", "A"),
+        ("other", [0, 1, 0], "C", "C"),
+    ]
+    idx = make_index(items)
+    m1 = recommend(idx, ["s1", "s2"], method="cosine", k=2)
+    m2 = recommend(idx, ["s1", "s2"], method="genre", k=2, genre_weight=0.5)
+    assert ids(m1) == ["close", "same_genre"]
+    assert ids(m2) == ["same_genre", "close"]
+    top = m2[0]
+    assert top.score == pytest.approx(0.5 * top.similarity + 0.5 * top.genre_match, abs=1e-6)
+    assert m2[1].genre_match < top.genre_match
+    assert "score = 0.50*" in top.reason
+    # w = 0 is method 1 exactly.
+    assert ids(recommend(idx, ["s1", "s2"], method="genre", genre_weight=0.0, k=2)) == ids(m1)
+
+
+def test_max_aggregate_serves_two_tastes(clusters):
+    seeds = ["A0", "A1", "A2", "C0", "C1"]
+    mean = recommend(clusters, seeds, k=6, aggregate="mean")
+    mx = recommend(clusters, seeds, k=6, aggregate="max")
+    genres = lambda recs: {r.genre for r in recs}  # noqa: E731
+    assert genres(mx) == {"A", "C"}
+    assert "B" not in genres(mx)
+    assert len(mean) == 6 and "max over seeds" in mx[0].reason
+
+
+def test_euclidean_and_pnorm_differ_from_cosine():
+    # "scaled" points the same way as the seed but is far away; "offset" is near but off-angle.
+    items = [("seed", [1, 0], "A", "A"), ("scaled", [10, 0], "A", "A"), ("offset", [1, 0.5], "A", "A"),
+             ("far", [-3, 3], "B", "B")]
+    idx = make_index(items, cnn=False)
+    assert ids(recommend(idx, ["seed"], k=1))[0] == "scaled"
+    for dist in ("euclidean", "pnorm"):
+        recs = recommend(idx, ["seed"], k=3, distance=dist, p=3)
+        assert ids(recs)[0] == "offset"
+        assert all(0 < r.similarity <= 1 for r in recs)
+        assert recs[0].similarity > recs[-1].similarity
+    with pytest.raises(RecommendError, match="p must be"):
+        recommend(idx, ["seed"], distance="pnorm", p=0.5)
+
+
+def test_ensemble_needs_both_models(clusters):
+    recs = recommend(clusters, ["B0", "B1"], model="ensemble", k=3)
+    assert {r.genre for r in recs} == {"B"}
+    single = make_index([("a", [1, 0], "A", "A"), ("b", [0, 1], "B", "B")], cnn=False)
+    with pytest.raises(RecommendError, match="cnn is not in the index"):
+        recommend(single, ["a"], model="ensemble")
+
+
+def test_mmr_diversity_breaks_up_near_copies():
+    items = [("seed", [1, 0, 0, 0], "A", "A")]
+    items += [(f"album{i}", [0.95, 0.2, 0.001 * i, 0], "A", "A", "Same", f"Track {i}") for i in range(6)]
+    items += [("alt1", [0.9, 0, 0.3, 0], "A", "A"), ("alt2", [0.9, 0, 0, 0.3], "A", "A"),
+              ("alt3", [0.85, -0.3, 0, 0.1], "A", "A")]
+    idx = make_index(items)
+    plain = recommend(idx, ["seed"], k=5)
+    diverse = recommend(idx, ["seed"], k=5, diversity=0.7)
+    n_album = lambda recs: sum(t.startswith("album") for t in ids(recs))  # noqa: E731
+    assert n_album(plain) == 5
+    assert n_album(diverse) <= 2 and {"alt1", "alt2"} <= set(ids(diverse))
+    assert ids(diverse)[0] == ids(plain)[0]                  # the best match still leads
+
+
+def test_relevance_feedback_moves_the_query(clusters):
+    base = recommend(clusters, ["A0", "A1"], k=6)
+    assert {r.genre for r in base} == {"A"}
+    fb = recommend(clusters, ["A0", "A1"], k=6, liked=["B0", "B1", "B2"], disliked=["A2"])
+    got = set(ids(fb))
+    assert not got & {"B0", "B1", "B2", "A2"}                 # feedback tracks are not re-recommended
+    assert any(r.genre == "B" for r in fb)
+    assert fb[0].similarity != pytest.approx(base[0].similarity)
+    mx = recommend(clusters, ["A0", "A1"], k=6, aggregate="max", liked=["C0"])
+    assert any(r.genre == "C" for r in mx)
+
+
+def test_uploaded_seed_vectors(clusters):
+    row = clusters.rows_of(["B3"])[0]
+    sv = SeedVector(embedding={m: clusters.embeddings(m)[row] for m in ("cnn", "crnn")},
+                    probs={m: clusters.probs(m)[row] for m in ("cnn", "crnn")}, name="upload")
+    recs = recommend(clusters, [], seed_vectors=[sv], k=3)
+    assert ids(recs)[0] == "B3" and {r.genre for r in recs} == {"B"}
+    # Known to be the same file (content hash) or song: excluded.
+    sv.digest = "d-B3"
+    assert "B3" not in ids(recommend(clusters, [], seed_vectors=[sv], k=3))
+    sv.digest, sv.artist, sv.title = "", "Artist B0", "Song B3"
+    assert "B3" not in ids(recommend(clusters, [], seed_vectors=[sv], k=3, model="ensemble"))
+    # Mixed catalog + upload seeds.
+    assert len(recommend(clusters, ["A0"], seed_vectors=[sv], method="genre", k=3)) == 3
+    bad = SeedVector(embedding={"crnn": np.zeros(3)}, probs={"crnn": np.zeros(3)})
+    with pytest.raises(RecommendError, match="does not match"):
+        recommend(clusters, [], seed_vectors=[bad])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(seeds=[]), "give 1 to 5 seed tracks"),
+    (dict(seeds=["A0", "A1", "A2", "A3", "A4", "A5"]), "give 1 to 5"),
+    (dict(seeds=["nope"]), "track 'nope' is not in the catalog"),
+    (dict(seeds=["A0", "A0"]), "listed twice"),
+    (dict(seeds=["A0"], method="magic"), "unknown method"),
+    (dict(seeds=["A0"], genre_weight=2), "genre_weight"),
+    (dict(seeds=["A0"], diversity=-1), "diversity"),
+    (dict(seeds=["A0"], model="vgg"), "vgg is not in the index"),
+])
+def test_bad_requests_are_one_line_errors(clusters, kwargs, match):
+    with pytest.raises(RecommendError, match=match) as err:
+        recommend(clusters, **kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_empty_index_is_a_clear_error(tmp_path):
+    with pytest.raises(RecommendError, match="empty"):
+        recommend(CatalogIndex.open(tmp_path), ["x"])
