@@ -83,7 +83,8 @@ def _open(source: AudioSource) -> sf.SoundFile:
         reason = _short(exc)
         # libsndfile reports an unrecognised format as "File does not exist or
         # is not a regular file" even though the file exists: say what it means.
-        if "does not exist or is not a regular file" in reason or "unknown format" in reason.lower():
+        if any(k in reason.lower() for k in ("does not exist or is not a regular file",
+                                             "format not recognised", "unknown format")):
             reason = "unrecognised format; accepted: MP3, WAV, FLAC, OGG, AIFF"
         raise AudioError(f"not a readable audio file ({reason})", name) from None
     try:

@@ -87,9 +87,9 @@ def corpus(tmp_path_factory) -> list[Case]:
            + b"\x08\x02\x00\x00\x00" + rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
     files: dict[str, tuple[bytes, str | None]] = {
         "zero_bytes.mp3": (b"", "file is empty"),
-        "text_renamed.mp3": (b"this is not music\n" * 40, "not a readable audio file"),
-        "image_renamed.mp3": (png, "not a readable audio file"),
-        "truncated_64B.mp3": (mp3[:64], "not a readable audio file"),
+        "text_renamed.mp3": (b"this is not music\n" * 40, "unrecognised format"),
+        "image_renamed.mp3": (png, "unrecognised format"),
+        "truncated_64B.mp3": (mp3[:64], "unrecognised format"),
         "truncated_5pct.mp3": (mp3[: len(mp3) // 20], "too short"),
         "truncated_20pct.mp3": (mp3[: len(mp3) // 5], "either"),
         "truncated_50pct.mp3": (mp3[: len(mp3) // 2], OK),
@@ -98,9 +98,9 @@ def corpus(tmp_path_factory) -> list[Case]:
         "garbage_id3v1.mp3": (mp3 + b"TAG" + garbage[:125], OK),
         # The tag claims ~268 MB: the audio behind it is never found.
         "lying_id3_size.mp3": (b"ID3\x03\x00\x00" + _synchsafe(0x0FFFFFFF) + garbage + mp3,
-                               "not a readable audio file"),
+                               "unrecognised format"),
         "id3_only.mp3": (b"ID3\x03\x00\x00" + _synchsafe(len(garbage)) + garbage,
-                         "not a readable audio file"),
+                         "unrecognised format"),
         "lying_datasize.wav": (_patched(wav, 40, "<I", 10**9), OK),
         "lying_riffsize.wav": (_patched(wav, 4, "<I", 10**9), OK),
         "lying_rate_zero.wav": (_patched(wav, 24, "<I", 0), "not a readable audio file"),
@@ -578,3 +578,16 @@ def test_concurrent_processes_lose_no_likes(tmp_path):
     for p in procs:
         assert p.wait(timeout=300) == 0, p.stderr.read()
     assert store.count_answers() == 3 * 40
+
+
+def test_quiet_decoder_logs_silences_native_stderr_only():
+    """libmpg123 writes straight to fd 2; the CLI keeps its own lines."""
+    code = ("import os, sys\n"
+            "from core.audio import quiet_decoder_logs\n"
+            "with quiet_decoder_logs():\n"
+            "    os.write(2, b'Note: native decoder noise\\n')\n"
+            "    print('error: mine', file=sys.stderr)\n"
+            "os.write(2, b'restored\\n')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "error: mine\nrestored\n"
