@@ -149,6 +149,23 @@ def _song_keys(index: CatalogIndex) -> np.ndarray:
         [song_key(a, t) for a, t in zip(index.column("artist"), index.column("title"))], dtype=object))
 
 
+def seed_exclusions(index: CatalogIndex, seed_rows: Sequence[int],
+                    uploads: Sequence[SeedVector] = ()) -> np.ndarray:
+    """Boolean mask of catalog rows never to recommend for these seeds: the
+    seeds and copies of them (same content hash or same normalised artist + title)."""
+    keys, digests = _song_keys(index), index.column("digest")
+    seed_keys = {keys[r] for r in seed_rows} | {song_key(sv.artist, sv.title) for sv in uploads}
+    seed_keys.discard(None)
+    seed_digests = {digests[r] for r in seed_rows} | {sv.digest for sv in uploads}
+    seed_digests.discard("")
+    excluded = np.zeros(len(index), bool)
+    excluded[np.asarray(seed_rows, dtype=int)] = True
+    excluded |= np.fromiter((d in seed_digests for d in digests), bool, len(index))
+    if seed_keys:
+        excluded |= np.fromiter((k in seed_keys for k in keys), bool, len(index))
+    return excluded
+
+
 def _space(index: CatalogIndex, model: str, distance: str) -> np.ndarray:
     """Catalog matrix in the space the similarity is computed in."""
     def make() -> np.ndarray:
@@ -298,17 +315,9 @@ def recommend(index: CatalogIndex, seeds: Sequence[str], method: str = "cosine",
     w = genre_weight if method == "genre" else 0.0
     score = (1.0 - w) * sim + w * match
 
-    # Exclusions: seeds, feedback tracks, and copies of a seed (same bytes or same song).
+    excluded = seed_exclusions(index, seed_rows, uploads)
+    excluded[np.concatenate([liked_rows, disliked_rows]).astype(int)] = True
     keys, digests = _song_keys(index), index.column("digest")
-    seed_keys = {keys[r] for r in seed_rows} | {song_key(sv.artist, sv.title) for sv in uploads}
-    seed_keys.discard(None)
-    seed_digests = {digests[r] for r in seed_rows} | {sv.digest for sv in uploads}
-    seed_digests.discard("")
-    excluded = np.zeros(len(index), bool)
-    excluded[np.concatenate([seed_rows, liked_rows, disliked_rows]).astype(int)] = True
-    excluded |= np.fromiter((d in seed_digests for d in digests), bool, len(index))
-    if seed_keys:
-        excluded |= np.fromiter((kk in seed_keys for kk in keys), bool, len(index))
 
     pool = max(50, 10 * k) if diversity > 0 else k
     fetch = pool

@@ -36,7 +36,7 @@ from .baseline import handcrafted_features
 from .cache import LogMelCache, content_hash
 from .datasets import Track, read_datasets
 from .index import CatalogIndex
-from .recommend import ENSEMBLE, recommend, song_key
+from .recommend import ENSEMBLE, recommend, seed_exclusions
 from .search import normalise
 
 MFCC = "mfcc"
@@ -117,15 +117,7 @@ def paired_t(a: np.ndarray, b: np.ndarray) -> dict:
 
 def _eligible(index: CatalogIndex, seeds: list[int]) -> np.ndarray:
     """Rows a recommender may return for these seeds (same rule as recommend())."""
-    keys = index.cached("eval_keys", lambda: np.array(
-        [song_key(a, t) for a, t in zip(index.column("artist"), index.column("title"))], dtype=object))
-    digests = index.column("digest")
-    bad_keys = {keys[s] for s in seeds} - {None}
-    bad_digests = {digests[s] for s in seeds} - {""}
-    ok = np.ones(len(index), bool)
-    ok[seeds] = False
-    ok &= np.array([(k not in bad_keys) and (d not in bad_digests) for k, d in zip(keys, digests)])
-    return np.flatnonzero(ok)
+    return np.flatnonzero(~seed_exclusions(index, seeds))
 
 
 class _Scorer:
