@@ -35,7 +35,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tempfile
@@ -44,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .audio import SUPPORTED_EXTENSIONS, AudioError, AudioInfo, load, probe
+from .cache import content_hash
 
 MAX_UPLOAD_MB = 50  # keep equal to server.maxUploadSize in .streamlit/config.toml
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
@@ -66,7 +66,7 @@ class SavedUpload:
     """Where an upload was kept and what it is."""
 
     path: Path          # inside the library folder
-    digest: str         # SHA-256 of the bytes
+    digest: str         # SHA-256 of the bytes (core.cache.content_hash)
     info: AudioInfo     # header: sample rate, channels, frames, format
     created: bool       # False: an identical file was already in the library
 
@@ -140,7 +140,7 @@ def save_upload(name: str, data: bytes, library_dir: str | os.PathLike,
             load(_named_bytes(data, safe))
     except AudioError as exc:
         raise LibraryError(str(exc)) from None
-    digest = hashlib.sha256(data).hexdigest()
+    digest = content_hash(data)  # the same digest the index keys tracks by
     path, created = _store(data, digest, safe, Path(library_dir))
     return SavedUpload(path=path, digest=digest, info=info, created=created)
 
@@ -203,11 +203,7 @@ def _place(tmp: Path, target: Path) -> bool:
 def _same_content(path: Path, digest: str) -> bool:
     if path.is_symlink() or not path.is_file():
         return False
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest() == digest
+    return content_hash(path) == digest
 
 
 def _fsync_dir(path: Path) -> None:
