@@ -380,11 +380,16 @@ def _explain(index: CatalogIndex, rows: list[int], score, sim, match, method, mo
     seed_genre = labels[int(np.argmax(SP.mean(0)))]
     names = [str(index.column("title")[r]) or str(index.column("track_id")[r]) for r in seed_rows]
     names += [sv.name for sv in uploads]
-    X = _space(index, model, distance)
+    X = _space(index, model, distance)[rows]
+    if distance == "cosine":
+        nearest = np.argmax(search.normalise(S) @ X.T, axis=0) if len(rows) else []
+    else:
+        pp = 2.0 if distance == "euclidean" else float(p)
+        nearest = np.argmin([_minkowski(X, s, pp) for s in S], axis=0) if len(rows) else []
     out = []
-    for rank, i in enumerate(rows, 1):
+    for rank, (i, near_j) in enumerate(zip(rows, nearest), 1):
         pred = labels[int(np.argmax(P[i]))]
-        near = names[int(np.argmax(_similarities(S, X[i], distance, p)))]
+        near = names[int(near_j)]
         parts = [f"{distance} similarity {sim[i]:.2f} to the seeds ({model}, {aggregate} over seeds)",
                  f"closest seed: {near}",
                  (f"predicted {pred} like the seeds" if pred == seed_genre
