@@ -1,0 +1,497 @@
+"""Shared plumbing of the pages: cached loaders, the catalog settings and the
+friendly messages. Not a page itself (app.py registers pages explicitly)."""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from core import catalog as catalog_mod
+from core.artifacts import ArtifactError, load_models, read_json
+from core.audio import SUPPORTED_EXTENSIONS, AudioError, load
+from core.config import FeatureConfig, Paths
+from core.features import frame_times, mel_frequencies
+from core.inference import analyse
+
+SETTING_KEY = "data_folders"
+UPLOAD_TYPES = sorted({e.lstrip(".") for e in SUPPORTED_EXTENSIONS})
+# Used only if core.library (which owns the real limit) cannot be imported.
+FALLBACK_MAX_UPLOAD_MB = 50
+
+HOW_TO_ADD_MUSIC = """
+**How to add music**
+
+* In the sidebar, open **Music folders** and enter one folder per line. A folder can hold a
+  `metadata.csv` (columns `track_id, path, genre`, …), one sub-folder per genre
+  (`Rock/song.mp3`), or the FMA layout.
+* Or start the app with the environment variable, several folders separated by `:`
+  ```
+  GENRE_DATA=/music/rock_and_jazz:/music/more make run
+  ```
+* Or upload tracks on the **Classify** page and press **Add to my library**
+  (they are kept in `{library}`).
+"""
+
+
+def paths() -> Paths:
+    """Current folders (environment variables are read on every run)."""
+    return Paths()
+
+
+def _stamp(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return -1.0
+
+
+# ----------------------------------------------------------------- models & artifacts
+
+@st.cache_resource(show_spinner="Loading the models…", max_entries=2)
+def _load_models(artifacts: str, stamp: float) -> dict:
+    return load_models(artifacts)
+
+
+def models(quiet: bool = False) -> dict | None:
+    """Every shipped model (loaded once per artifacts version), or ``None`` with a
+    message on the page when they are missing or damaged."""
+    root = paths().artifacts
+    try:
+        loaded = _load_models(str(root), _stamp(root / "manifest.json"))
+    except ArtifactError as exc:
+        if not quiet:
+            st.error(f"The models could not be loaded: {exc}")
+        return None
+    if not loaded:
+        if not quiet:
+            st.warning(f"No trained models in `{root}` yet — run `make artifacts` "
+                       "(or set `GENRE_ARTIFACTS` to a folder that has them).")
+        return None
+    return loaded
+
+
+def models_key() -> str:
+    """Identity of the loaded models, so cached analyses refresh with new weights."""
+    root = paths().artifacts
+    return f"{root}@{_stamp(root / 'manifest.json')}"
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _read_json(name: str, artifacts: str, stamp: float, manifest_stamp: float) -> dict:
+    return read_json(name, artifacts)
+
+
+def artifact_json(name: str, quiet: bool = False) -> dict | None:
+    """A verified JSON artifact (``metrics.json``, ``cnn_history.json``…) or ``None``
+    with a one-line note when it is missing or unreadable."""
+    root = paths().artifacts
+    try:
+        return _read_json(name, str(root), _stamp(root / name), _stamp(root / "manifest.json"))
+    except ArtifactError as exc:
+        if not quiet:
+            st.info(f"{name} is not available: {exc}")
+    except (ValueError, OSError) as exc:
+        if not quiet:
+            st.error(f"{name} is unreadable ({type(exc).__name__}: {exc}) — "
+                     "regenerate it with `make artifacts`.")
+    return None
+
+
+# ----------------------------------------------------------------- catalog
+
+def data_setting() -> str:
+    """Text of the Music folders settings field (starts as $GENRE_DATA / ../shared/data)."""
+    if SETTING_KEY not in st.session_state:
+        st.session_state[SETTING_KEY] = catalog_mod.default_data_setting().replace(os.pathsep, "\n")
+    return st.session_state[SETTING_KEY]
+
+
+def data_dirs() -> list[Path]:
+    return catalog_mod.parse_data_setting(data_setting())
+
+
+@st.cache_data(show_spinner="Reading the music folders…", max_entries=8)
+def _read_catalog(dirs: tuple[str, ...], library: str, signature: tuple) -> catalog_mod.Catalog:
+    return catalog_mod.read_catalog(dirs, library)
+
+
+def catalog() -> catalog_mod.Catalog:
+    """Tracks of the configured folders + the library (cached until a folder changes)."""
+    dirs = tuple(str(d) for d in data_dirs())
+    lib = paths().library
+    return _read_catalog(dirs, str(lib), catalog_mod.catalog_signature(dirs, lib))
+
+
+def show_how_to_add_music(reason: str = "No music is configured yet.") -> None:
+    st.info(reason)
+    st.markdown(HOW_TO_ADD_MUSIC.format(library=paths().library))
+
+
+def play(path: str | Path) -> None:
+    """Audio player for a catalog file, or a short note when the file is gone."""
+    if Path(path).is_file():
+        st.audio(str(path))
+    else:
+        st.caption(f"audio file not found: {Path(path).name}")
+
+
+def track_label(title: str, artist: str, genre: str, track_id: str) -> str:
+    """'Title — Artist · Genre' (falls back to the id when there is no title)."""
+    name = title or track_id
+    if artist:
+        name += f" — {artist}"
+    return f"{name} · {genre}" if genre else name
+
+
+# ----------------------------------------------------------------- uploads
+
+def max_upload_bytes() -> int:
+    try:
+        from core import library
+        for attr in ("MAX_UPLOAD_BYTES", "MAX_BYTES"):
+            if hasattr(library, attr):
+                return int(getattr(library, attr))
+    except ImportError:
+        pass
+    return FALLBACK_MAX_UPLOAD_MB * 1024 * 1024
+
+
+def named_bytes(name: str, data: bytes) -> io.BytesIO:
+    """In-memory file whose errors name the upload (core.audio reads ``.name``)."""
+    buf = io.BytesIO(data)
+    buf.name = name
+    return buf
+
+
+def check_upload(name: str, data: bytes) -> str | None:
+    """One-line reason an upload is refused before decoding, or ``None``."""
+    limit = max_upload_bytes()
+    if len(data) > limit:
+        return f"{name}: too large ({len(data) / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB)"
+    if not any(name.lower().endswith(e) for e in SUPPORTED_EXTENSIONS):
+        return f"{name}: not a supported audio type (use {', '.join(UPLOAD_TYPES)})"
+    return None
+
+
+# ----------------------------------------------------------------- analysis
+
+@dataclass
+class TrackView:
+    """Everything the Spectrograms / Classify pages draw for one track."""
+
+    wave: np.ndarray                         # model-rate excerpt the models heard
+    sample_rate: int
+    logmel: np.ndarray                       # (n_mels, frames), float16 to keep the cache small
+    times: np.ndarray
+    freqs: np.ndarray
+    probs: dict[str, dict[str, float]]       # model → genre → p
+    window_probs: dict[str, np.ndarray]      # model → (windows, genres)
+    window_starts_s: dict[str, list[float]]  # model → window start times
+    labels: dict[str, list[str]]
+    embedding: dict[str, np.ndarray]         # model → window-averaged embedding (uploaded seeds)
+
+    def top(self, model: str) -> tuple[str, float]:
+        p = self.probs[model]
+        g = max(p, key=p.get)
+        return g, p[g]
+
+    def agree(self) -> bool:
+        return len({self.top(m)[0] for m in self.probs}) <= 1
+
+
+def _view(source, models: dict) -> TrackView:
+    a = analyse(source, models)
+    cfg: FeatureConfig = next(iter(models.values())).cfg
+    if hasattr(source, "seek"):
+        source.seek(0)
+    wave = load(source, cfg)
+    hop_s = cfg.hop_length / cfg.sample_rate
+    return TrackView(
+        wave=wave, sample_rate=cfg.sample_rate, logmel=a.logmel.astype(np.float16),
+        times=frame_times(cfg, a.logmel.shape[1]), freqs=mel_frequencies(cfg),
+        probs={m: a.probabilities(m) for m in models},
+        window_probs={m: a.predictions[m].window_probs[0] for m in models},
+        window_starts_s={m: [s * hop_s for s in a.predictions[m].window_starts] for m in models},
+        labels={m: a.labels(m) for m in models},
+        embedding={m: np.asarray(a.predictions[m].embedding[0], np.float32) for m in models})
+
+
+@st.cache_data(show_spinner="Listening to the track…", max_entries=32)
+def analyse_path(path: str, stamp: float, models_id: str, _models: dict) -> TrackView:
+    """Cached analysis of a file on disk (``stamp``/``models_id`` key the cache)."""
+    return _view(path, _models)
+
+
+@st.cache_data(show_spinner="Listening to the track…", max_entries=32)
+def analyse_upload(name: str, data: bytes, models_id: str, _models: dict) -> TrackView:
+    """Cached analysis of uploaded bytes; raises :class:`AudioError` for bad audio."""
+    return _view(named_bytes(name, data), _models)
+
+
+def audio_error_line(exc: Exception, name: str) -> str:
+    """The one line a user sees for a file that cannot be analysed."""
+    if isinstance(exc, AudioError):
+        text = str(exc)
+        return text if text.startswith(name) else f"{name}: {text}"
+    return f"{name}: could not be analysed ({type(exc).__name__})"
+
+
+# ----------------------------------------------------------------- sidebar
+
+def sidebar() -> None:
+    """Music-folder settings and catalog status, shown on every page."""
+    data_setting()
+    with st.sidebar:
+        cat = catalog()
+        with st.expander("⚙️ Music folders", expanded=not len(cat)):
+            st.text_area("Data folders, one per line", key=SETTING_KEY, height=110,
+                         help="Folders with a metadata.csv, genre sub-folders or the FMA layout. "
+                              "Starts as $GENRE_DATA (':'-separated) or ../shared/data.")
+            st.caption(f"Uploads are kept in `{paths().library}` ($GENRE_LIBRARY).")
+        if len(cat):
+            st.caption(f"📀 {len(cat.tracks):,} tracks in {len(cat.data_dirs)} folder(s)"
+                       + (f" · {len(cat.library)} upload(s)" if cat.library else ""))
+        else:
+            st.caption("📀 No music configured yet.")
+        for problem in cat.problems:
+            st.caption(f"⚠️ {problem}")
+        index_sidebar(cat)
+
+
+def index_sidebar(cat: catalog_mod.Catalog) -> None:
+    """Index status and the button that brings it up to date."""
+    if not len(cat):
+        return
+    idx = index(quiet=True)
+    mods = models(quiet=True)
+    if idx is None or not mods:
+        return
+    plan = index_plan(cat, idx, mods)
+    if plan.up_to_date:
+        st.caption(f"🗂️ Index ready: {len(idx):,} tracks.")
+        return
+    st.caption(f"🗂️ Index: {len(idx):,} tracks — {plan.summary()}.")
+    if st.button("Update the index", key="sidebar_index", help="Runs both models over the new "
+                 "tracks once; afterwards the map and the recommender use them."):
+        run_index_update(cat, idx, mods)
+
+
+# ----------------------------------------------------------------- index
+
+def _index_mod():
+    try:
+        from core import index as index_mod
+    except ImportError:  # the recommender half of the project is not installed
+        return None
+    return index_mod
+
+
+@st.cache_resource(show_spinner="Opening the catalog index…", max_entries=2)
+def _open_index(index_dir: str, stamp: float):
+    return _index_mod().CatalogIndex.open(index_dir)
+
+
+def index(quiet: bool = False):
+    """The catalog index (reopened when another session commits), or ``None``
+    with a message."""
+    mod = _index_mod()
+    if mod is None:
+        if not quiet:
+            st.error("The catalog index (core/index.py) is not installed, so this page cannot work yet.")
+        return None
+    d = paths().index
+    try:
+        return _open_index(str(d), _stamp(d / "CURRENT"))
+    except (mod.CatalogError, OSError) as exc:
+        if not quiet:
+            st.error(f"The catalog index in `{d}` cannot be read: {exc} — delete the folder and "
+                     "press *Update the index* to rebuild it.")
+        return None
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _index_table(index_dir: str, version: int, n: int, _idx):
+    df = _idx.table()
+    df["label"] = [track_label(t, a, g, i) for t, a, g, i in
+                   zip(df["title"], df["artist"], df["genre"], df["track_id"])]
+    return df
+
+
+def index_table(idx):
+    """``idx.table()`` plus a display ``label`` column (cached per index version)."""
+    return _index_table(str(idx.dir), idx.version, len(idx), idx)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _is_current(index_dir: str, version: int, models_id: str, _idx, _models) -> bool:
+    return _idx.is_current(_models)
+
+
+def index_plan(cat: catalog_mod.Catalog, idx, mods: dict) -> catalog_mod.IndexPlan:
+    changed = len(idx) > 0 and not _is_current(str(idx.dir), idx.version, models_key(), idx, mods)
+    return catalog_mod.plan_index(cat, index_table(idx), models_changed=changed)
+
+
+def run_index_update(cat: catalog_mod.Catalog, idx, mods: dict) -> dict:
+    """Embed what is missing, with a progress bar; reruns the page when done."""
+    bar = st.progress(0.0, text="Indexing…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(min(done / total, 1.0) if total else 1.0, text=f"Indexing: {done} / {total} tracks")
+
+    try:
+        stats = catalog_mod.sync_index(cat, idx, mods, progress=progress)
+    except Exception as exc:  # noqa: BLE001 — the index reports one-line errors
+        bar.empty()
+        st.error(f"Indexing failed: {' '.join(str(exc).split())}")
+        return {}
+    bar.progress(1.0, text=f"Indexed {stats.get('embedded', 0)} new track(s).")
+    for line in stats.get("failed", [])[:20]:
+        st.error(line)
+    st.session_state["index_stats"] = stats
+    return stats
+
+
+def index_or_help(mods: dict | None):
+    """The index if it has tracks; otherwise explain how to get there and return ``None``."""
+    cat = catalog()
+    idx = index()
+    if idx is None:
+        return None
+    if len(idx):
+        return idx
+    if not len(cat):
+        show_how_to_add_music("This page needs music: the catalog is empty.")
+        return None
+    if not mods:
+        return None
+    st.info(f"The catalog has {len(cat):,} tracks, but they have not been indexed yet: both models "
+            "need to listen to each track once (a few minutes for ~1,000 tracks).")
+    if st.button("Index the catalog now", key="main_index", type="primary"):
+        run_index_update(cat, idx, mods)
+        st.rerun()
+    return None
+
+
+# ----------------------------------------------------------------- library
+
+def add_to_library(files: list[tuple[str, bytes]], mods: dict) -> list[str]:
+    """Save uploads into the library (sanitised names, size limit) and index
+    them with a progress bar. Returns the new track ids; bad files get one
+    ``st.error`` line each and the rest still go through."""
+    try:
+        from core.library import LibraryError, save_upload
+    except ImportError:
+        st.error("Saving uploads needs core/library.py, which is not installed yet.")
+        return []
+    saved = []
+    for name, data in files:
+        try:
+            saved.append(save_upload(name, data, paths().library))
+        except LibraryError as exc:
+            st.error(str(exc))
+    if not saved:
+        return []
+    idx = index(quiet=True)
+    if idx is None:
+        st.success(f"Saved {len(saved)} file(s) to the library; index them from the sidebar.")
+        return []
+    bar = st.progress(0.0, text="Adding to the catalog…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(min(done / total, 1.0) if total else 1.0, text=f"Indexing: {done} / {total}")
+
+    stats = idx.add_files([str(s.path) for s in saved], mods, source=catalog_mod.LIBRARY_SOURCE,
+                          progress=progress, titles=[s.path.stem.replace("_", " ") for s in saved])
+    bar.progress(1.0, text="Done.")
+    for line in stats.get("failed", []):
+        st.error(line)
+    ids = [t for t in stats.get("track_ids", []) if t]
+    if ids:
+        st.success(f"Added {len(ids)} track(s) to your library — they now appear on the Embedding "
+                   "map and in the Recommender.")
+    return ids
+
+
+@dataclass
+class ClassifyResult:
+    """One uploaded file: its analysis or the one-line reason it has none."""
+
+    name: str
+    data: bytes
+    view: TrackView | None = None
+    error: str | None = None
+
+
+def classify_files(files: list[tuple[str, bytes]], models: dict) -> list[ClassifyResult]:
+    """Analyse each upload independently, so one bad file never hides the others."""
+    out = []
+    for name, data in files:
+        problem = check_upload(name, data)
+        if problem:
+            out.append(ClassifyResult(name, data, error=problem))
+            continue
+        try:
+            out.append(ClassifyResult(name, data, view=analyse_upload(name, data, models_key(), models)))
+        except Exception as exc:  # noqa: BLE001 — decoder failures of any kind become one line
+            out.append(ClassifyResult(name, data, error=audio_error_line(exc, name)))
+    return out
+
+
+# ----------------------------------------------------------------- embedding map & seeds
+
+SEEDS_KEY = "seeds"          # the user's seed track ids, shared by the map and the recommender
+MAX_SEEDS = 5
+
+
+def seeds() -> list[str]:
+    return list(st.session_state.get(SEEDS_KEY, []))
+
+
+def add_seed(track_id: str) -> bool:
+    """Append a seed (max five); False if it was already there or the list is full."""
+    cur = seeds()
+    if track_id in cur or len(cur) >= MAX_SEEDS:
+        return False
+    st.session_state[SEEDS_KEY] = cur + [track_id]
+    return True
+
+
+@st.cache_data(show_spinner="Drawing the map…", max_entries=16)
+def projection(index_dir: str, version: int, n: int, model: str, method: str, _idx) -> np.ndarray:
+    """2-D coordinates of every indexed track (PCA or t-SNE of the embeddings)."""
+    from core.search import normalise
+
+    x = normalise(_idx.embeddings(model))
+    if len(x) < 3:
+        return np.c_[np.arange(len(x), dtype=float), np.zeros(len(x))]
+    if method == "t-SNE":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(x)
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=2, random_state=0).fit_transform(x)
+
+
+def selected_track_ids(event) -> list[str]:
+    """Track ids of the points picked in a ``st.plotly_chart(on_select="rerun")``
+    event (the figure's ``custom_data`` holds the id)."""
+    try:
+        points = event["selection"]["points"]
+    except (KeyError, TypeError):
+        points = getattr(getattr(event, "selection", None), "points", None) or []
+    out = []
+    for p in points:
+        cd = p.get("customdata") if isinstance(p, dict) else None
+        if isinstance(cd, (list, tuple)):
+            cd = cd[0] if cd else None
+        if cd is not None and str(cd) not in out:
+            out.append(str(cd))
+    return out

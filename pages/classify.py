@@ -1,0 +1,67 @@
+"""Classify: genre of your own files, CNN and CRNN side by side."""
+
+import pandas as pd
+import streamlit as st
+
+from pages import _charts as charts
+from pages import _common as ui
+
+st.title("🏷️ Classify your music")
+st.markdown(
+    "Drop in one or more audio files. Both models listen to ~29 s from the middle of each file and "
+    "give every genre a probability. When the two models agree, the answer is usually more "
+    "trustworthy; when they disagree, the track may sit between genres.")
+
+models = ui.models()
+if not models:
+    st.stop()
+
+files = st.file_uploader("Audio files (MP3, WAV, FLAC, OGG)", type=ui.UPLOAD_TYPES,
+                         accept_multiple_files=True, key="classify_files",
+                         help=f"Up to {ui.max_upload_bytes() / 2**20:.0f} MB per file.")
+if not files:
+    st.caption(f"The models know these genres: {', '.join(next(iter(models.values())).labels)}.")
+    st.stop()
+
+results = ui.classify_files([(f.name, f.getvalue()) for f in files], models)
+ok = [r for r in results if r.view is not None]
+
+if len(results) > 1 and ok:
+    rows = []
+    for r in ok:
+        row = {"file": r.name}
+        for m in r.view.probs:
+            g, p = r.view.top(m)
+            row[charts.model_name(m)] = f"{g} ({p:.0%})"
+        row["agree"] = "✅" if r.view.agree() else "❌"
+        rows.append(row)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+for i, r in enumerate(results):
+    if r.error:
+        st.error(r.error)
+        continue
+    v = r.view
+    with st.container(border=True):
+        c1, c2 = st.columns([2, 3])
+        with c1:
+            st.subheader(r.name)
+            st.audio(r.data)
+            for m in v.probs:
+                g, p = v.top(m)
+                st.markdown(f"**{charts.model_name(m)}**: {g} — {p:.0%}")
+            if v.agree():
+                st.success(f"Both models say **{v.top(next(iter(v.probs)))[0]}**.")
+            else:
+                st.warning("The models disagree — this track may mix genres.")
+        with c2:
+            n_genres = len(next(iter(v.labels.values())))
+            st.plotly_chart(charts.probability_bars(v.probs, height=110 + 26 * n_genres),
+                            key=f"classify_bars_{i}")
+
+if ok:
+    st.divider()
+    st.markdown("Like these tracks? Add them to your library to use them on the Embedding map, "
+                "in the Recommender and in the Listening study.")
+    if st.button(f"➕ Add {len(ok)} file(s) to my library", key="classify_add"):
+        ui.add_to_library([(r.name, r.data) for r in ok], models)

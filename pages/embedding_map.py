@@ -1,0 +1,67 @@
+"""Embedding map: the whole catalog on one 2-D map of sound."""
+
+import streamlit as st
+
+from pages import _charts as charts
+from pages import _common as ui
+
+st.title("🗺️ Embedding map")
+st.markdown(
+    "Each dot is a track. A model turns every track into a list of numbers (its *embedding*); "
+    "tracks that sound alike get similar numbers. To draw them on a screen the lists are squeezed "
+    "to two dimensions: **PCA** keeps the broadest differences (fast, and distances mean something), "
+    "**t-SNE** keeps each track's nearest neighbours together (clearer clusters, but the distances "
+    "between clusters mean little). Hover a dot to see the track; click or lasso dots to listen "
+    "and use them as seeds for the Recommender.")
+
+mods = ui.models(quiet=True)
+idx = ui.index_or_help(mods)
+if idx is None:
+    st.stop()
+
+table = ui.index_table(idx)
+models = idx.models
+c1, c2, c3 = st.columns(3)
+model = c1.selectbox("Model", models, index=models.index("crnn") if "crnn" in models else 0,
+                     format_func=charts.model_name, key="map_model")
+method = c2.radio("Projection", ["PCA", "t-SNE"], horizontal=True, key="map_method")
+colour_opts = {"genre": "labelled genre", f"pred_{model}": f"{charts.model_name(model)}'s predicted genre",
+               "source": "collection"}
+colour = c3.radio("Colour by", list(colour_opts), format_func=colour_opts.get, horizontal=True,
+                  key="map_colour")
+
+xy = ui.projection(str(idx.dir), idx.version, len(idx), model, method, idx)
+df = table[["track_id", "title", "artist", "genre", "source", f"pred_{model}"]].copy()
+df["genre"] = df["genre"].replace("", "(upload)")
+df["x"], df["y"] = xy[:, 0], xy[:, 1]
+fig = charts.embedding_scatter(df, colour, ["title", "artist", "genre", f"pred_{model}"],
+                               f"{len(df):,} tracks · {charts.model_name(model)} · {method}")
+event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="map_chart")
+
+picked = ui.selected_track_ids(event)
+st.caption("Tip: click a dot, or drag a lasso around several; double-click empty space to clear.")
+with st.expander("…or find a track by name", expanded=not picked):
+    labels = dict(zip(table["track_id"], table["label"]))
+    found = st.selectbox("Track", [""] + list(labels), format_func=lambda t: labels.get(t, "—"),
+                         key="map_find")
+    if found and found not in picked:
+        picked = [found] + picked
+
+if picked:
+    st.subheader(f"Selected: {len(picked)} track(s)" + (" — showing the first 10" if len(picked) > 10 else ""))
+    rows = table.set_index("track_id")
+    for tid in picked[:10]:
+        r = rows.loc[tid]
+        c1, c2, c3 = st.columns([3, 3, 1])
+        c1.markdown(f"**{r['title'] or tid}**  \n{r['artist'] or ''} · {r['genre'] or 'upload'} "
+                    f"(model hears {r[f'pred_{model}']})")
+        with c2:
+            ui.play(r["path"])
+        in_seeds = tid in ui.seeds()
+        if c3.button("✓ seed" if in_seeds else "Use as seed", key=f"map_seed_{tid}", disabled=in_seeds
+                     or len(ui.seeds()) >= ui.MAX_SEEDS):
+            ui.add_seed(tid)
+            st.rerun()
+    if ui.seeds():
+        st.caption(f"Seeds so far: {len(ui.seeds())} of {ui.MAX_SEEDS}.")
+        st.page_link("pages/recommender.py", label="Get recommendations for these seeds →", icon="🎯")

@@ -1,0 +1,141 @@
+"""Listening study: a blind test of method 1 vs method 2 with random decoys."""
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from pages import _common as ui
+
+st.title("🧪 Listening study")
+st.markdown(
+    "The paper asked listeners whether they liked the recommended songs — but every song they heard "
+    "*was* a recommendation, so people may have said yes out of politeness. Here you pick five "
+    "songs, then hear **one shuffled list** that mixes method 1's picks, method 2's picks and "
+    "**random tracks**, without being told which is which. The random tracks show how often people "
+    "like *any* song; a method is only good if it beats them.")
+
+try:
+    from core import recommend as rec
+    from core import study
+except ImportError as exc:
+    st.error(f"The listening study needs core/study.py and core/recommend.py ({exc.name} is missing).")
+    st.stop()
+
+PID_KEY = "study_pid"
+K_PER_METHOD = 5
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str) -> "study.StudyStore":
+    return study.StudyStore(path)
+
+
+try:
+    store = _store(str(ui.paths().study_db))
+except study.StudyError as exc:
+    st.error(str(exc))
+    st.stop()
+
+take_part, results_tab = st.tabs(["🎧 Take part", "📈 Results"])
+
+with take_part:
+    mods = ui.models(quiet=True)
+    idx = ui.index_or_help(mods)
+    if idx is not None:
+        table = ui.index_table(idx)
+        rows = table.set_index("track_id")
+        pid = st.session_state.get(PID_KEY)
+        if pid is None:
+            labels = dict(zip(table["track_id"], table["label"]))
+            pre = ui.seeds() if len(ui.seeds()) == study.N_SEEDS else []
+            seeds = st.multiselect(f"Pick exactly {study.N_SEEDS} songs you like", list(labels),
+                                   default=[s for s in pre if s in labels], format_func=labels.__getitem__,
+                                   max_selections=study.N_SEEDS, key="study_seeds",
+                                   placeholder="Type a title, artist or genre…")
+            model = "crnn" if "crnn" in idx.models else idx.models[0]
+            if st.button("Start listening", type="primary", key="study_start",
+                         disabled=len(seeds) != study.N_SEEDS):
+                try:
+                    lists = {m: [r.track_id for r in rec.recommend(idx, seeds, method=m, k=K_PER_METHOD,
+                                                                   model=model)]
+                             for m in ("cosine", "genre")}
+                    pid = store.enroll(seeds, lists["cosine"], lists["genre"], table["track_id"].tolist(),
+                                       rng=np.random.default_rng(), note=f"model={model}")
+                except (study.StudyError, rec.RecommendError) as exc:
+                    st.error(str(exc))
+                else:
+                    st.session_state[PID_KEY] = pid
+                    st.rerun()
+            st.caption(f"You will hear about {3 * K_PER_METHOD} tracks. Your answers are stored under a "
+                       "random participant id, with the time of each answer — nothing else about you.")
+        else:
+            try:
+                trials = store.trials(pid)
+            except study.StudyError as exc:  # e.g. the database was replaced meanwhile
+                st.error(str(exc))
+                st.session_state.pop(PID_KEY, None)
+                trials = []
+            done = sum(t.liked is not None for t in trials)
+            st.progress(done / max(len(trials), 1), text=f"Participant `{pid}` · answered {done} of {len(trials)}")
+
+            def _answer(track_id: str, liked: bool) -> None:
+                store.answer(st.session_state[PID_KEY], track_id, liked)
+
+            for t in trials:
+                r = rows.loc[t.track_id] if t.track_id in rows.index else None
+                with st.container(border=True):
+                    c1, c2, c3, c4 = st.columns([3, 4, 1, 1])
+                    title = (r["title"] or t.track_id) if r is not None else t.track_id
+                    artist = r["artist"] if r is not None else ""
+                    c1.markdown(f"**{t.position + 1}. {title}**" + (f"  \n{artist}" if artist else ""))
+                    with c2:
+                        ui.play(r["path"] if r is not None else "")
+                    c3.button("👍", key=f"study_like_{t.track_id}", on_click=_answer, args=(t.track_id, True),
+                              type="primary" if t.liked is True else "secondary", help="I like it")
+                    c4.button("👎", key=f"study_dislike_{t.track_id}", on_click=_answer,
+                              args=(t.track_id, False), type="primary" if t.liked is False else "secondary",
+                              help="Not for me")
+            if done == len(trials):
+                st.success("Thank you — all answered! Have a look at the Results tab.")
+            if st.button("Finish and start a new participant", key="study_new"):
+                st.session_state.pop(PID_KEY, None)
+                st.rerun()
+
+with results_tab:
+    res = store.results()
+    if not store.count_answers():
+        st.info("No answers yet — the results appear here once participants have answered.")
+    else:
+        s = res.summary
+        st.markdown(f"**{res.n_participants} participant(s)**. Like rate = likes ÷ answered tracks.")
+        fig = go.Figure(go.Bar(x=s["label"], y=s["like_rate"], text=[f"{v:.0%}" if v == v else "–" for v in s["like_rate"]],
+                               marker_color=["#1f77b4", "#d62728", "#9e9e9e"][: len(s)],
+                               hovertemplate="%{x}: %{y:.1%}<extra></extra>"))
+        fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), yaxis=dict(range=[0, 1], title="like rate"),
+                          title="Likes per source (pooled over participants)")
+        st.plotly_chart(fig, key="study_bars")
+        st.dataframe(s.drop(columns=["method"]).rename(columns={"label": "source"}), hide_index=True,
+                     width="stretch")
+        t = res.main_test
+        st.subheader("Method 1 vs method 2")
+        if t.note:
+            st.info(f"Paired t-test not available yet: {t.note}.")
+        else:
+            c1, c2, c3 = st.columns(3)
+            c1.metric("Difference in like rate (1 − 2)", f"{t.mean_diff:+.1%}",
+                      f"95% CI {t.ci_low:+.1%} … {t.ci_high:+.1%}", delta_color="off")
+            c2.metric("Paired t-test p-value", f"{t.p:.3g}", f"t = {t.t:.2f}, n = {t.n}", delta_color="off")
+            c3.metric("Effect size (Cohen's d_z)", f"{t.d_z:.2f}",
+                      "small ≈ 0.2 · medium ≈ 0.5 · large ≈ 0.8", delta_color="off")
+        st.caption("Each participant rated tracks from both methods, so the test compares each person's "
+                   "two like rates (a *paired* t-test). p < 0.05 suggests a real difference; the effect "
+                   "size says how big it is in units of the spread between people.")
+        st.markdown("\n".join(f"* {x.describe()}" for x in res.tests.values()))
+        with st.expander("Per participant"):
+            st.dataframe(res.per_participant, hide_index=True, width="stretch")
+    c1, c2 = st.columns(2)
+    c1.download_button("⬇️ All answers (CSV)", store.export_csv() or "", file_name="study_answers.csv",
+                       mime="text/csv", key="study_csv")
+    c2.download_button("⬇️ Likes per participant (CSV)", store.export_csv(what="per_participant") or "",
+                       file_name="study_per_participant.csv", mime="text/csv", key="study_csv_pp")
+    st.caption(f"Stored in `{ui.paths().study_db}` (SQLite; set $GENRE_STUDY_DB to move it).")

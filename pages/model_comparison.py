@@ -1,0 +1,154 @@
+"""Model comparison: CNN vs CRNN (and the MFCC baseline) on the held-out test split."""
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from pages import _charts as charts
+from pages import _common as ui
+
+st.title("📊 Model comparison")
+st.markdown(
+    "How well does each model recognise genres it has never heard? All numbers come from the "
+    "**test split** — tracks (and artists) kept out of training. The **ROC curve** shows, for one "
+    "genre, how many true tracks of that genre a model catches (up) against how many other tracks "
+    "it wrongly lets in (right) as its threshold moves; the area under it (**AUC**) is 0.5 for "
+    "guessing and 1.0 for perfect. Brackets are 95% bootstrap intervals: with ~100 test tracks, "
+    "differences smaller than the interval are not meaningful.")
+
+
+def fmt(v, ci=None, pct=False) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    f = (lambda x: f"{x:.1%}") if pct else (lambda x: f"{x:.3f}")
+    if ci and len(ci) == 2 and all(c is not None and not math.isnan(c) for c in ci):
+        return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]"
+    return f(v)
+
+
+metrics = ui.artifact_json("metrics.json")
+histories = {m: h for m in ("cnn", "crnn")
+             if (h := ui.artifact_json(f"{m}_history.json", quiet=True))}
+
+if metrics:
+    reps = metrics.get("models", {})
+    comp = metrics.get("comparison", {})
+    labels = comp.get("labels") or next(iter(reps.values()))["confusion"]["labels"]
+    split, n = comp.get("split", "test"), comp.get("n_tracks", "?")
+    st.caption(f"Evaluated on the {split} split: {n} tracks, {len(labels)} genres.")
+
+    st.header("Overall")
+    st.dataframe(pd.DataFrame([{
+        "model": charts.model_name(m),
+        "ROC-AUC": fmt(r["macro"].get("roc_auc"), r["macro"].get("roc_auc_ci95")),
+        "F1": fmt(r["macro"].get("f1"), r["macro"].get("f1_ci95")),
+        "accuracy": fmt(r["macro"].get("accuracy"), r["macro"].get("accuracy_ci95"), pct=True),
+        "precision": fmt(r["macro"].get("precision")),
+        "recall": fmt(r["macro"].get("recall")),
+        "F1 at p ≥ 0.5 (paper)": fmt(r["macro"].get("f1_at_0.5")),
+    } for m, r in reps.items()]), hide_index=True, width="stretch")
+    st.caption("Macro = the average over genres, so small genres count as much as large ones. "
+               "F1 and accuracy use each model's top genre; the paper's variant counts a genre as "
+               "predicted when its probability is at least 0.5.")
+
+    # ---- paired test
+    pair = comp.get("crnn_vs_cnn")
+    if pair:
+        st.header("Is the CRNN really better than the CNN?")
+        d, ci, p = pair.get("auc_diff"), pair.get("auc_diff_ci95"), pair.get("auc_diff_p_bootstrap")
+        mc = pair.get("mcnemar", {})
+        c1, c2, c3 = st.columns(3)
+        c1.metric("AUC difference (CRNN − CNN)", fmt(d), fmt(ci[0]) + " … " + fmt(ci[1]) if ci else None,
+                  delta_color="off")
+        c2.metric("Bootstrap p-value", fmt(p))
+        c3.metric("McNemar p-value (accuracy)", fmt(mc.get("p")))
+        verdict = ("a real difference" if p is not None and p < 0.05
+                   else "no clear difference — the gap could be chance")
+        st.markdown(
+            f"Both models judged the same {n} tracks. The CRNN's macro AUC is {fmt(d)} "
+            f"{'higher' if (d or 0) >= 0 else 'lower'}; the 95% interval of that difference is "
+            f"{fmt(ci[0]) if ci else '–'} to {fmt(ci[1]) if ci else '–'}, so this is **{verdict}**. "
+            f"On accuracy, only the CNN was right on {mc.get('a_only_correct', '?')} tracks and only "
+            f"the CRNN on {mc.get('b_only_correct', '?')} (McNemar's test compares those two counts).")
+        others = {k: v for k, v in comp.items() if k.endswith("_vs_baseline_mfcc") and isinstance(v, dict)}
+        if others:
+            st.dataframe(pd.DataFrame([{
+                "comparison": f"{charts.model_name(k.split('_vs_')[0])} vs MFCC baseline",
+                "AUC difference": fmt(v.get("auc_diff"), v.get("auc_diff_ci95")),
+                "bootstrap p": fmt(v.get("auc_diff_p_bootstrap")),
+                "McNemar p": fmt(v.get("mcnemar", {}).get("p")),
+            } for k, v in others.items()]), hide_index=True, width="stretch")
+
+    # ---- ROC
+    st.header("ROC curves")
+    show = st.multiselect("Models", list(reps), default=[m for m in reps if m != "baseline_mfcc"] or list(reps),
+                          format_func=charts.model_name, key="cmp_models")
+    macro_curves = {m: charts.macro_roc(reps[m].get("roc", {})) for m in show if reps[m].get("roc")}
+    st.plotly_chart(charts.roc_figure(macro_curves, {m: reps[m]["macro"].get("roc_auc") for m in show},
+                                      "All genres (macro average)", height=380), key="roc_macro")
+    genres_with_roc = [g for g in labels if any(g in reps[m].get("roc", {}) for m in show)]
+    cols = st.columns(3)
+    for i, g in enumerate(genres_with_roc):
+        with cols[i % 3]:
+            curves = {m: reps[m]["roc"][g] for m in show if g in reps[m].get("roc", {})}
+            aucs = {m: reps[m]["per_genre"].get(g, {}).get("roc_auc") for m in show}
+            st.plotly_chart(charts.roc_figure(curves, aucs, g, height=280), key=f"roc_{g}")
+
+    # ---- per genre
+    st.header("Per genre")
+    rows = []
+    for g in labels:
+        for m in show:
+            pg = reps[m].get("per_genre", {}).get(g)
+            if pg:
+                rows.append({"genre": g, "model": charts.model_name(m),
+                             "precision": fmt(pg.get("precision")), "recall": fmt(pg.get("recall")),
+                             "F1 [95% CI]": fmt(pg.get("f1"), pg.get("f1_ci95")),
+                             "AUC [95% CI]": fmt(pg.get("roc_auc"), pg.get("roc_auc_ci95")),
+                             "test tracks": pg.get("support")})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=min(600, 38 + 35 * len(rows)))
+    st.caption("Precision: of the tracks a model called this genre, how many were. "
+               "Recall: of the tracks of this genre, how many it found.")
+
+    # ---- confusion
+    st.header("Which genres get mixed up?")
+    norm = st.toggle("Show fractions of each true genre", value=True, key="cmp_norm")
+    cols = st.columns(max(1, min(len(show), 3)))
+    for i, m in enumerate(show):
+        conf = reps[m].get("confusion")
+        if conf:
+            with cols[i % len(cols)]:
+                st.plotly_chart(charts.confusion_figure(conf["labels"], conf["matrix"], m, norm),
+                                key=f"conf_{m}")
+    st.caption("Rows are the true genre, columns the model's top guess; the diagonal is correct.")
+
+    # ---- per source
+    src_rows = [{"model": charts.model_name(m), "collection": s, "ROC-AUC": fmt(v["macro"].get("roc_auc")),
+                 "accuracy": fmt(v["macro"].get("accuracy"), pct=True), "tracks": v["macro"].get("n_tracks"),
+                 "genres": ", ".join(v.get("genres", []))}
+                for m in show for s, v in reps[m].get("per_source", {}).items()]
+    if src_rows:
+        st.header("Per source collection")
+        st.caption("Some genres come mostly from one collection, so a model can partly learn the "
+                   "recording source instead of the genre; a large gap between collections is a warning sign.")
+        st.dataframe(pd.DataFrame(src_rows), hide_index=True, width="stretch")
+
+st.header("Training curves")
+if histories:
+    st.caption("Validation scores after each pass over the training data; the dotted line marks the "
+               "epoch whose weights were kept (best validation AUC).")
+    c1, c2 = st.columns(2)
+    with c1:
+        st.plotly_chart(charts.training_curves(histories, "val_auc", "Validation ROC-AUC"), key="hist_auc")
+    with c2:
+        st.plotly_chart(charts.training_curves(histories, "val_accuracy", "Validation accuracy"),
+                        key="hist_acc")
+    c1, c2 = st.columns(2)
+    with c1:
+        st.plotly_chart(charts.training_curves(histories, "train_loss", "Training loss"), key="hist_tl")
+    with c2:
+        st.plotly_chart(charts.training_curves(histories, "val_loss", "Validation loss"), key="hist_vl")
+else:
+    st.info("No training history in the artifacts folder yet (`cnn_history.json`, `crnn_history.json`) "
+            "— they are written by `make artifacts`.")

@@ -1,0 +1,171 @@
+"""Recommender: five seed songs in, method 1 vs method 2 side by side."""
+
+import hashlib
+
+import numpy as np
+import streamlit as st
+
+from pages import _charts as charts
+from pages import _common as ui
+
+st.title("🎯 Recommender")
+st.markdown(
+    "Pick up to five songs you like. **Method 1** (the paper's first method) recommends the tracks "
+    "whose *sound* is closest to your songs — closeness of the models' embeddings. **Method 2** "
+    "also asks the genre classifier: a track scores higher when the model hears the same genre mix "
+    "as in your songs. Give a 👍 or 👎 to steer both lists (relevance feedback).")
+
+try:
+    from core import recommend as rec
+except ImportError:
+    rec = None
+if rec is None:
+    st.error("The recommender (core/recommend.py) is not installed, so this page cannot work yet.")
+    st.stop()
+
+mods = ui.models(quiet=True)
+idx = ui.index_or_help(mods)
+if idx is None:
+    st.stop()
+
+table = ui.index_table(idx)
+labels = dict(zip(table["track_id"], table["label"]))
+rows = table.set_index("track_id")
+FEEDBACK = {"liked": "rec_liked", "disliked": "rec_disliked"}
+for k in FEEDBACK.values():
+    st.session_state.setdefault(k, [])
+
+
+def _sync_seeds() -> None:
+    st.session_state[ui.SEEDS_KEY] = list(st.session_state["rec_seeds_w"])
+
+
+def _random_seeds() -> None:
+    rng = np.random.default_rng()
+    st.session_state[ui.SEEDS_KEY] = [str(t) for t in rng.choice(
+        table["track_id"].to_numpy(), size=min(ui.MAX_SEEDS, len(table)), replace=False)]
+
+
+def _feedback(track_id: str, kind: str) -> None:
+    other = "disliked" if kind == "liked" else "liked"
+    cur = st.session_state[FEEDBACK[kind]]
+    st.session_state[FEEDBACK[kind]] = [t for t in cur if t != track_id] if track_id in cur else cur + [track_id]
+    st.session_state[FEEDBACK[other]] = [t for t in st.session_state[FEEDBACK[other]] if t != track_id]
+
+
+def _clear_feedback() -> None:
+    for k in FEEDBACK.values():
+        st.session_state[k] = []
+
+
+# ---- seeds
+st.subheader("1 · Your songs")
+uploads = st.file_uploader("…or upload songs that are not in the catalog", type=ui.UPLOAD_TYPES,
+                           accept_multiple_files=True, key="rec_upload")
+seed_vectors = []
+if uploads and mods:
+    for f in uploads[: ui.MAX_SEEDS]:
+        data = f.getvalue()
+        problem = ui.check_upload(f.name, data)
+        if problem:
+            st.error(problem)
+            continue
+        try:
+            v = ui.analyse_upload(f.name, data, ui.models_key(), mods)
+        except Exception as exc:  # noqa: BLE001 — one line per bad file, the rest still count
+            st.error(ui.audio_error_line(exc, f.name))
+            continue
+        seed_vectors.append(rec.SeedVector(
+            embedding=v.embedding, probs={m: np.array([v.probs[m][g] for g in v.labels[m]], np.float32)
+                                          for m in v.probs},
+            name=f.name, title=f.name.rsplit(".", 1)[0], digest=hashlib.sha256(data).hexdigest()))
+
+room = max(0, ui.MAX_SEEDS - len(seed_vectors))
+st.session_state["rec_seeds_w"] = [s for s in ui.seeds() if s in labels][:room]
+c1, c2 = st.columns([5, 1])
+seeds = c1.multiselect(f"Search the catalog ({len(table):,} tracks) — up to {room} songs",
+                       list(labels), format_func=labels.__getitem__, max_selections=room or None,
+                       key="rec_seeds_w", on_change=_sync_seeds, disabled=room == 0,
+                       placeholder="Type a title, artist or genre…")
+c2.button("🎲 Surprise me", on_click=_random_seeds, key="rec_random", help="Five random seeds")
+
+if not seeds and not seed_vectors:
+    st.info("Choose at least one song to get recommendations (five is what the paper used).")
+    st.stop()
+
+# ---- options
+with st.expander("Options", expanded=False):
+    c1, c2, c3 = st.columns(3)
+    choices = list(idx.models) + ([rec.ENSEMBLE] if all(m in idx.models for m in rec.ENSEMBLE_PARTS) else [])
+    model = c1.selectbox("Model", choices, index=choices.index("crnn") if "crnn" in choices else 0,
+                         format_func=lambda m: "CNN + CRNN (ensemble)" if m == rec.ENSEMBLE else charts.model_name(m),
+                         key="rec_model")
+    k = c1.slider("How many recommendations", 3, 20, 5, key="rec_k")
+    distance = c2.selectbox("Similarity", list(rec.DISTANCES), key="rec_distance",
+                            format_func={"cosine": "cosine (angle)", "euclidean": "Euclidean distance",
+                                         "pnorm": "p-norm distance"}.get)
+    p = c2.slider("p (for the p-norm)", 1.0, 6.0, 3.0, 0.5, key="rec_p", disabled=distance != "pnorm")
+    aggregate = c2.radio("Combine the seeds by", list(rec.AGGREGATES), horizontal=True, key="rec_agg",
+                         format_func={"mean": "average", "max": "closest seed"}.get,
+                         help="'closest seed' suits five songs that span two different tastes.")
+    genre_weight = c3.slider("Method 2: weight of genre", 0.0, 1.0, 0.5, 0.05, key="rec_gw",
+                             help="0 = sound only (same as method 1), 1 = genre only.")
+    diversity = c3.slider("Diversity", 0.0, 1.0, 0.0, 0.05, key="rec_div",
+                          help="Above 0, near-duplicates of tracks already in the list are pushed down.")
+
+liked, disliked = st.session_state[FEEDBACK["liked"]], st.session_state[FEEDBACK["disliked"]]
+liked = [t for t in liked if t in labels and t not in seeds]
+disliked = [t for t in disliked if t in labels and t not in seeds]
+if liked or disliked:
+    c1, c2 = st.columns([5, 1])
+    c1.caption(f"Your feedback: 👍 {len(liked)} · 👎 {len(disliked)} — both lists take it into account.")
+    c2.button("Clear feedback", on_click=_clear_feedback, key="rec_clear")
+
+results = {}
+for method in ("cosine", "genre"):
+    try:
+        results[method] = rec.recommend(idx, seeds, method=method, k=k, model=model, aggregate=aggregate,
+                                        distance=distance, p=p, genre_weight=genre_weight,
+                                        diversity=diversity, liked=liked, disliked=disliked,
+                                        seed_vectors=seed_vectors)
+    except rec.RecommendError as exc:
+        st.error(str(exc))
+        st.stop()
+
+# ---- results
+st.subheader("2 · Recommendations")
+seed_genres = [rows.loc[s, "genre"] for s in seeds if rows.loc[s, "genre"]]
+main_genre = max(set(seed_genres), key=seed_genres.count) if seed_genres else None
+overlap = len({r.track_id for r in results["cosine"]} & {r.track_id for r in results["genre"]})
+summary = f"The two lists share {overlap} of {k} tracks."
+if main_genre:
+    share = {m: np.mean([r.genre == main_genre for r in rs]) if rs else 0 for m, rs in results.items()}
+    summary += (f" Labelled {main_genre} (your seeds' main genre): method 1 {share['cosine']:.0%}, "
+                f"method 2 {share['genre']:.0%}.")
+st.caption(summary)
+
+TITLES = {"cosine": ("Method 1 · sound only", "cosine similarity of the embeddings"),
+          "genre": ("Method 2 · sound + genre", f"{1 - genre_weight:.2f} × sound + {genre_weight:.2f} × genre match")}
+cols = st.columns(2)
+for col, (method, recs) in zip(cols, results.items()):
+    with col:
+        st.markdown(f"#### {TITLES[method][0]}")
+        st.caption(f"score = {TITLES[method][1]}")
+        if not recs:
+            st.info("Nothing left to recommend — the catalog is too small.")
+        for r in recs:
+            with st.container(border=True):
+                path = rows.loc[r.track_id, "path"] if r.track_id in rows.index else ""
+                genre = r.genre or "upload"
+                st.markdown(f"**{r.rank}. {r.title or r.track_id}**" + (f" — {r.artist}" if r.artist else "")
+                            + f"  \n{genre} · model hears {r.predicted_genre} · score {r.score:.2f}")
+                ui.play(path)
+                b1, b2, b3 = st.columns([1, 1, 4])
+                b1.button("👍", key=f"like_{method}_{r.track_id}", on_click=_feedback, args=(r.track_id, "liked"),
+                          type="primary" if r.track_id in liked else "secondary", help="More like this")
+                b2.button("👎", key=f"dislike_{method}_{r.track_id}", on_click=_feedback,
+                          args=(r.track_id, "disliked"),
+                          type="primary" if r.track_id in disliked else "secondary", help="Less like this")
+                with b3.popover("Why?"):
+                    st.markdown(f"similarity {r.similarity:.2f} · genre match {r.genre_match:.2f}")
+                    st.caption(r.reason)

@@ -1,0 +1,81 @@
+"""Spectrograms: hear a track and see it the way the models do."""
+
+import streamlit as st
+
+from pages import _charts as charts
+from pages import _common as ui
+
+st.title("🌈 Spectrograms")
+st.markdown(
+    "A **spectrogram** shows which frequencies sound at each moment: time runs left to right, "
+    "pitch bottom to top, brighter means louder. The models use a *log-mel* spectrogram — "
+    "frequencies grouped the way the ear hears them, loudness in decibels — of a ~29 s excerpt "
+    "from the middle of the track. They judge it in ~5 s windows; the strips at the bottom show "
+    "how the genre guess changes from window to window.")
+
+models = ui.models()
+if not models:
+    st.stop()
+
+cat = ui.catalog()
+choice = st.radio("Track to look at", ["From the catalog", "Upload a file"], horizontal=True,
+                  index=0 if len(cat) else 1, key="spec_source")
+
+view, audio, true_genre, name = None, None, "", ""
+if choice == "From the catalog":
+    if not len(cat):
+        ui.show_how_to_add_music("The catalog is empty, so there is nothing to pick — "
+                                 "upload a file instead, or add a music folder.")
+        st.stop()
+    tracks = {t.track_id: t for t in cat.all_tracks}
+    labels = {tid: ui.track_label(t.title, t.artist, t.genre, tid) for tid, t in tracks.items()}
+    tid = st.selectbox("Search the catalog (type to filter)", list(tracks), key="spec_track",
+                       format_func=labels.__getitem__)
+    t = tracks[tid]
+    name, audio, true_genre = labels[tid], str(t.path), t.genre
+    try:
+        view = ui.analyse_path(str(t.path), ui._stamp(t.path), ui.models_key(), models)
+    except Exception as exc:  # noqa: BLE001 — any decoder failure becomes one line
+        st.error(ui.audio_error_line(exc, t.path.name))
+        st.stop()
+else:
+    up = st.file_uploader("An audio file", type=ui.UPLOAD_TYPES, key="spec_upload",
+                          help=f"Up to {ui.max_upload_bytes() / 2**20:.0f} MB.")
+    if up is None:
+        st.caption("Choose an MP3, WAV, FLAC or OGG file to see its spectrogram.")
+        st.stop()
+    data = up.getvalue()
+    problem = ui.check_upload(up.name, data)
+    if problem:
+        st.error(problem)
+        st.stop()
+    try:
+        view = ui.analyse_upload(up.name, data, ui.models_key(), models)
+    except Exception as exc:  # noqa: BLE001
+        st.error(ui.audio_error_line(exc, up.name))
+        st.stop()
+    name, audio = up.name, data
+
+c1, c2 = st.columns([2, 3])
+with c1:
+    st.subheader(name)
+    st.audio(audio)
+    if true_genre:
+        st.caption(f"Labelled genre: **{true_genre}**")
+with c2:
+    cols = st.columns(len(view.probs) + 1)
+    for col, m in zip(cols, view.probs):
+        g, p = view.top(m)
+        col.metric(f"{charts.model_name(m)} hears", g, f"{p:.0%} sure", delta_color="off")
+    cols[-1].metric("Models agree?", "yes" if view.agree() else "no")
+
+st.plotly_chart(charts.waveform(view.wave, view.sample_rate), key="spec_wave")
+st.plotly_chart(charts.logmel_heatmap(view.logmel.astype("float32"), view.times, view.freqs),
+                key="spec_mel")
+st.plotly_chart(charts.probability_bars(view.probs, height=120 + 28 * len(next(iter(view.labels.values())))),
+                key="spec_probs")
+st.caption("Each genre gets its own probability (they need not add up to 1): the models were "
+           "trained, as in the paper, to answer 'is this genre present?' once per genre.")
+for m in view.probs:
+    st.plotly_chart(charts.window_strip(view.window_probs[m], view.window_starts_s[m], view.labels[m], m),
+                    key=f"spec_strip_{m}")
