@@ -17,7 +17,7 @@ N_MFCC = 20
 
 
 def handcrafted_features(mels: np.ndarray, cfg: FeatureConfig | None = None) -> np.ndarray:
-    """``(N, n_mels, T)`` scaled log-mels → ``(N, 92)`` feature vectors:
+    """``(N, n_mels, T)`` scaled log-mels → ``(N, 90)`` feature vectors:
     MFCC and ΔMFCC, spectral centroid, bandwidth, roll-off, flatness and
     frame energy, each as mean and std over time."""
     cfg = cfg or FeatureConfig()

@@ -87,6 +87,26 @@ class GenreModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+class FrequencyNorm(nn.Module):
+    """Batch norm per mel band (Choi et al. normalise the input along frequency):
+    low bands are far louder than high ones, so one shared scale would let the
+    bass dominate the first layer."""
+
+    def __init__(self, n_mels: int):
+        super().__init__()
+        self.bn = nn.BatchNorm1d(n_mels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(x.squeeze(1)).unsqueeze(1)
+
+
+def init_head(head: nn.Linear) -> None:
+    """Start the output at the uniform prior (p = 1/G per genre) so the first
+    updates learn genre, not the label frequency."""
+    g = head.out_features
+    nn.init.constant_(head.bias, float(torch.log(torch.tensor(1.0 / max(g - 1, 1)))))
+
+
 def conv_block(c_in: int, c_out: int, pool: tuple[int, int], dropout: float = 0.0) -> nn.Sequential:
     """3×3 conv (stride 1, same padding) → batch norm → ReLU → max pool."""
     layers: list[nn.Module] = [

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..config import FeatureConfig
-from .base import GenreModel, conv_block
+from .base import FrequencyNorm, GenreModel, conv_block, init_head
 
 
 class CRNN(GenreModel):
@@ -32,7 +32,7 @@ class CRNN(GenreModel):
         super().__init__(labels, cfg or FeatureConfig())
         if self.cfg.n_mels != 96:
             raise ValueError("the CRNN's pooling is laid out for 96 mel bands")
-        self.input_bn = nn.BatchNorm2d(1)
+        self.input_bn = FrequencyNorm(self.cfg.n_mels)
         blocks, c_in = [], 1
         for c_out, pool in zip(self.channels, self.pools):
             blocks.append(conv_block(c_in, c_out, pool, dropout=0.1))
@@ -42,6 +42,7 @@ class CRNN(GenreModel):
         self.embedding_dim = gru_hidden
         self.head_dropout = nn.Dropout(dropout)
         self.head = nn.Linear(gru_hidden, len(self.labels))
+        init_head(self.head)
 
     def embed_logmel(self, logmel: torch.Tensor) -> torch.Tensor:
         x = self.convs(self.input_bn(logmel))       # (B, C, 1, T')

@@ -1,0 +1,55 @@
+"""core.models: shapes, embeddings, paper structure, registry."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from core.config import FeatureConfig
+from core.models import CNN, CRNN, build_model
+
+LABELS = ["A", "B", "C", "D"]
+
+
+@pytest.mark.parametrize("name", ["cnn", "crnn"])
+def test_predict_shapes_and_probabilities(name):
+    m = build_model(name, LABELS, FeatureConfig())
+    wave = np.random.default_rng(0).standard_normal((2, FeatureConfig().window_samples)).astype(np.float32) * 0.1
+    p = m.predict(wave)
+    assert p.probs.shape == (2, 4)
+    assert ((p.probs > 0) & (p.probs < 1)).all()          # sigmoid, not softmax
+    assert p.embedding.shape == (2, m.embedding_dim)
+    assert p.window_probs.shape[:2] == (2, len(p.window_starts))
+    np.testing.assert_allclose(p.probs, p.window_probs.mean(1), rtol=1e-5)
+
+
+def test_crnn_follows_choi_2017_layout():
+    m = CRNN(LABELS)
+    convs = [l for l in m.modules() if isinstance(l, nn.Conv2d)]
+    pools = [l.kernel_size for l in m.modules() if isinstance(l, nn.MaxPool2d)]
+    assert len(convs) == 4 and all(c.kernel_size == (3, 3) for c in convs)
+    assert pools == [(2, 2), (3, 3), (4, 4), (4, 4)]
+    assert any(isinstance(l, nn.Dropout) and l.p == 0.1 for l in m.modules())
+    assert m.gru.num_layers == 2
+    assert "Choi" in CRNN.__doc__ and "Adiyansjah" in CRNN.__doc__
+
+
+def test_cnn_has_five_conv_layers():
+    m = CNN(LABELS)
+    convs = [l for l in m.modules() if isinstance(l, nn.Conv2d)]
+    assert len(convs) == 5 and all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in convs)
+    assert sum(isinstance(l, nn.BatchNorm2d) for l in m.modules()) == 5
+    assert "Choi" in CNN.__doc__
+
+
+@pytest.mark.parametrize("frames", [256, 1366])
+def test_any_chunk_length(frames):
+    for cls in (CNN, CRNN):
+        m = cls(LABELS).eval()
+        with torch.no_grad():
+            assert m(torch.randn(3, 1, 96, frames)).shape == (3, 4)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown model"):
+        build_model("transformer", LABELS)
