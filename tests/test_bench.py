@@ -1,0 +1,60 @@
+"""The benchmark: a tiny end-to-end run through the CLI, and its helpers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import soundfile as sf
+
+from core.__main__ import main
+from core.bench import _seed_sets, generate_clips, pick_files, synthetic_catalog
+
+
+def test_tiny_bench_run_writes_every_key(tiny_dataset, tiny_artifacts, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    rc = main(["bench", "--data", str(tiny_dataset), "--json", str(out), "--limit", "4",
+               "--batch-size", "2", "--sizes", "1500,3000", "--dims", "8", "--queries", "8",
+               "--artifacts", str(tiny_artifacts)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    idx = r["index"]
+    assert {"tracks_per_s", "baseline_tracks_per_s", "speedup"} <= set(idx)
+    assert idx["tracks"] == 4 and idx["errors"] == 0
+    assert idx["tracks_per_s"] > 0 and idx["baseline_tracks_per_s"] > 0
+    assert np.isclose(idx["speedup"], idx["tracks_per_s"] / idx["baseline_tracks_per_s"], rtol=0.02)
+    # Baseline and pipeline embed the same audio: embeddings point the same way.
+    assert all(v is not None and v > 0.8 for v in idx["embedding_cosine_vs_baseline_median"].values())
+    assert {"cold", "warm"} <= set(r["classify_ms"]) and r["classify_ms"]["warm"] > 0
+    assert set(r["query_ms"]) == {"1500", "3000"}
+    for q in r["query_ms"].values():
+        assert {"p50", "p95", "recall_at_5"} <= set(q)
+        assert q["p95"] >= q["p50"] > 0 and 0 <= q["recall_at_5"] <= 1
+        assert q["exact"]["recall_at_5"] == 1.0 and q["approx"]["method"] == "ivf"
+    assert r["peak_rss_mb"] > 0
+    assert {"decode", "resample", "stft_mel", "network_cnn", "network_crnn"} <= set(r["profile_ms_per_track"])
+    assert r["models"]["source"] == "artifacts"
+    assert "index_speedup_ge_3" in r["targets"]
+    assert "speedup" in capsys.readouterr().out
+
+
+def test_pick_files_spreads_over_the_collection(tiny_dataset):
+    files = pick_files([tiny_dataset], 3)
+    assert len(files) == 3 and len({f.parent.name for f in files}) == 3  # one per genre folder
+    assert len(pick_files([tiny_dataset], 100)) == 18
+
+
+def test_generated_clips_are_real_mp3s(tmp_path):
+    paths = generate_clips(tmp_path, 2, seconds=2.0)
+    for p in paths:
+        info = sf.info(str(p))
+        assert p.suffix == ".mp3" and info.samplerate == 22_050 and abs(info.duration - 2.0) < 0.1
+
+
+def test_synthetic_catalog_and_seed_sets():
+    x, labels = synthetic_catalog(2000, 16, seed=3)
+    assert x.shape == (2000, 16) and x.dtype == np.float32 and labels.shape == (2000,)
+    seeds = _seed_sets(labels, 10, 5, np.random.default_rng(0))
+    for s in seeds:
+        assert len(s) == 5 and len(set(s.tolist())) == 5
+        assert len(set(labels[s].tolist())) == 1  # one listener's style
