@@ -129,7 +129,7 @@ def cmd_recommend(args) -> int:
                          aggregate=args.aggregate, distance=args.distance, p=args.p,
                          genre_weight=args.genre_weight, diversity=args.diversity,
                          liked=split(args.liked), disliked=split(args.disliked),
-                         seed_vectors=seed_vectors)
+                         seed_vectors=seed_vectors, standardise=args.standardise)
     except CatalogError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
@@ -200,6 +200,8 @@ def register(sub) -> None:
     r.add_argument("--p", type=float, default=3.0, help="order of the p-norm")
     r.add_argument("--genre-weight", type=float, default=0.5, help="method 2's weight w")
     r.add_argument("--diversity", type=float, default=0.0, help="MMR diversity 0-1")
+    r.add_argument("--standardise", action="store_true",
+                   help="z-score embedding dimensions over the catalog first")
     r.add_argument("--liked", default="", help="comma-separated liked track ids")
     r.add_argument("--disliked", default="", help="comma-separated disliked track ids")
     r.add_argument("--artifacts", default=arts, help="models for --file seeds")

@@ -37,6 +37,9 @@ Options beyond the paper, each selectable:
   Goldstein 1998): pick ``argmax (1-λ)·score − λ·max cos(candidate, picked)``
   with ``λ = diversity`` over the best ``max(50, 10k)`` candidates, so five
   near-copies of one album are not the answer.
+* ``standardise=True``: z-score every embedding dimension with the catalog's
+  mean and standard deviation before the similarity, so no single
+  high-variance (or constant-offset) dimension dominates the cosine.
 * ``liked`` / ``disliked``: relevance feedback (Rocchio 1971) moves the query:
   ``q = mean(seeds) + 0.75·mean(liked) − 0.25·mean(disliked)`` (for both the
   embedding and the genre query, the latter clipped at 0); with
@@ -166,26 +169,43 @@ def seed_exclusions(index: CatalogIndex, seed_rows: Sequence[int],
     return excluded
 
 
-def _space(index: CatalogIndex, model: str, distance: str) -> np.ndarray:
+def _zscore(index: CatalogIndex, model: str, standardise: bool, e: np.ndarray) -> np.ndarray:
+    e = np.asarray(e, np.float32)
+    if not standardise:
+        return e
+    mu, sd = index.cached(("zstats", model), lambda: (
+        index.embeddings(model).mean(0), np.maximum(index.embeddings(model).std(0), 1e-6)))
+    return (e - mu) / sd
+
+
+def _part(index: CatalogIndex, model: str, distance: str, standardise: bool, e: np.ndarray) -> np.ndarray:
+    """Raw embeddings ``(n, D)`` of one model → the search space: optionally
+    z-scored per dimension with the catalog's statistics, then unit-norm rows
+    (cosine) or scaled to the catalog's unit mean norm (distances, so both
+    halves of an ensemble count equally)."""
+    e = _zscore(index, model, standardise, e)
+    if distance == "cosine":
+        return search.normalise(e)
+    scale = index.cached(("mean_norm", model, standardise), lambda: max(float(np.linalg.norm(
+        _zscore(index, model, standardise, index.embeddings(model)), axis=1).mean()), 1e-12))
+    return e / scale
+
+
+def _space(index: CatalogIndex, model: str, distance: str, standardise: bool = False) -> np.ndarray:
     """Catalog matrix in the space the similarity is computed in."""
     def make() -> np.ndarray:
         if model == ENSEMBLE:
-            parts = [_space(index, m, distance) for m in ENSEMBLE_PARTS]
-            if distance == "cosine":
-                return search.normalise(np.hstack(parts))
-            return np.hstack(parts)
-        e = index.embeddings(model).astype(np.float32)
-        if distance == "cosine":
-            return search.normalise(e)
-        # Unit mean norm, so both halves of an ensemble count equally in a distance.
-        return e / max(float(np.linalg.norm(e, axis=1).mean()), 1e-12)
-    return index.cached(("space", model, distance), make)
+            v = np.hstack([_space(index, m, distance, standardise) for m in ENSEMBLE_PARTS])
+            return search.normalise(v) if distance == "cosine" else v
+        return _part(index, model, distance, standardise, index.embeddings(model))
+    return index.cached(("space", model, distance, standardise), make)
 
 
-def _seed_in_space(index: CatalogIndex, sv: SeedVector, model: str, distance: str) -> np.ndarray:
-    """An uploaded seed transformed like the catalog rows of :func:`_space`."""
+def _seed_in_space(index: CatalogIndex, sv: SeedVector, model: str, distance: str,
+                   standardise: bool = False) -> np.ndarray:
+    """An uploaded seed transformed exactly like the catalog rows of :func:`_space`."""
     if model == ENSEMBLE:
-        v = np.hstack([_seed_in_space(index, sv, m, distance) for m in ENSEMBLE_PARTS])
+        v = np.hstack([_seed_in_space(index, sv, m, distance, standardise) for m in ENSEMBLE_PARTS])
         return search.normalise(v[None])[0] if distance == "cosine" else v
     try:
         e = np.asarray(sv.embedding[model], np.float32)
@@ -194,10 +214,7 @@ def _seed_in_space(index: CatalogIndex, sv: SeedVector, model: str, distance: st
     if e.shape[-1] != index.embeddings(model).shape[1]:
         raise RecommendError(f"uploaded seed {sv.name!r}: {model} embedding size {e.shape[-1]} "
                              f"does not match the index ({index.embeddings(model).shape[1]})")
-    if distance == "cosine":
-        return search.normalise(e[None])[0]
-    cat = index.embeddings(model)
-    return e / max(float(np.linalg.norm(cat, axis=1).mean()), 1e-12)
+    return _part(index, model, distance, standardise, e[None])[0]
 
 
 def _genre_probs(index: CatalogIndex, model: str) -> np.ndarray:
@@ -282,8 +299,8 @@ def _check(method: str, model: str, aggregate: str, distance: str, k: int, genre
 def recommend(index: CatalogIndex, seeds: Sequence[str], method: str = "cosine", k: int = 5,
               model: str = "crnn", aggregate: str = "mean", distance: str = "cosine", p: float = 3,
               genre_weight: float = 0.5, diversity: float = 0.0, liked: Sequence[str] = (),
-              disliked: Sequence[str] = (), seed_vectors: Sequence[SeedVector] | None = None
-              ) -> list[Recommendation]:
+              disliked: Sequence[str] = (), seed_vectors: Sequence[SeedVector] | None = None,
+              standardise: bool = False) -> list[Recommendation]:
     """Top-``k`` catalog tracks for 1–5 seeds (catalog ids and/or uploaded
     :class:`SeedVector`); see the module docstring for the exact scoring."""
     _check(method, model, aggregate, distance, k, genre_weight, diversity, p, index)
@@ -301,10 +318,11 @@ def recommend(index: CatalogIndex, seeds: Sequence[str], method: str = "cosine",
     except CatalogError as exc:
         raise RecommendError(str(exc)) from None
 
-    X = _space(index, model, distance)
+    X = _space(index, model, distance, standardise)
     S = X[seed_rows]
     if uploads:
-        S = np.vstack([S] + [_seed_in_space(index, sv, model, distance)[None] for sv in uploads])
+        S = np.vstack([S] + [_seed_in_space(index, sv, model, distance, standardise)[None]
+                             for sv in uploads])
     sim = _query_scores(X, S, X[liked_rows], X[disliked_rows], aggregate, distance, p)
 
     P = _genre_probs(index, model)
@@ -329,10 +347,10 @@ def recommend(index: CatalogIndex, seeds: Sequence[str], method: str = "cosine",
             break
         fetch *= 2
     if diversity > 0 and len(chosen) > 1:
-        chosen = _mmr(chosen, score, _space(index, model, "cosine"), diversity, k)
+        chosen = _mmr(chosen, score, _space(index, model, "cosine", standardise), diversity, k)
     chosen = chosen[:k]
     return _explain(index, chosen, score, sim, match, method, model, aggregate, distance, w,
-                    seed_rows, uploads, S, SP, p)
+                    seed_rows, uploads, S, X[chosen], SP, p)
 
 
 def _distinct(order: np.ndarray, keys: np.ndarray, digests: np.ndarray, n: int) -> list[int]:
@@ -374,13 +392,12 @@ def _mmr(cands: list[int], score: np.ndarray, unit: np.ndarray, diversity: float
 
 
 def _explain(index: CatalogIndex, rows: list[int], score, sim, match, method, model, aggregate,
-             distance, w, seed_rows, uploads, S, SP, p: float = 3) -> list[Recommendation]:
+             distance, w, seed_rows, uploads, S, X, SP, p: float = 3) -> list[Recommendation]:
     labels = _labels(index, model)
     P = _genre_probs(index, model)
     seed_genre = labels[int(np.argmax(SP.mean(0)))]
     names = [str(index.column("title")[r]) or str(index.column("track_id")[r]) for r in seed_rows]
     names += [sv.name for sv in uploads]
-    X = _space(index, model, distance)[rows]
     if distance == "cosine":
         nearest = np.argmax(search.normalise(S) @ X.T, axis=0) if len(rows) else []
     else:

@@ -210,6 +210,9 @@ def evaluate_index(index: CatalogIndex, cfg: EvalConfig = EvalConfig(),
         variants["cosine_pnorm3"] = dict(method="cosine", model=cfg.model, distance="pnorm", p=3)
         for w in (0.25, 0.75, 1.0):
             variants[f"genre_w{w:g}"] = dict(method="genre", model=cfg.model, genre_weight=w)
+        variants["cosine_zscore"] = dict(method="cosine", model=cfg.model, standardise=True)
+        variants["genre_zscore"] = dict(method="genre", model=cfg.model, standardise=True,
+                                        genre_weight=cfg.genre_weight)
         variants["cosine_mmr0.3"] = dict(method="cosine", model=cfg.model, diversity=0.3)
         variants["genre_mmr0.3"] = dict(method="genre", model=cfg.model, diversity=0.3,
                                         genre_weight=cfg.genre_weight)
@@ -249,8 +252,11 @@ def evaluate_index(index: CatalogIndex, cfg: EvalConfig = EvalConfig(),
                    for name in ["cosine", "genre", "random"] + ([MFCC] if MFCC in methods else [])}
     for name in out_methods:
         out_methods[name]["settings"] = methods.get(name, {"method": "random"})
-    m, _ = _mean_ci(random_expected)
-    out_methods["random"]["expected"] = m
+    kinds = np.array([lis.kind for lis in listeners])
+    out_methods["random"]["expected"] = float(random_expected.mean())
+    for kind in ("single", "mixed"):
+        if kind in out_methods["random"]:
+            out_methods["random"][kind]["expected"] = float(random_expected[kinds == kind].mean())
     p = {name: scorers[name].precision for name in scorers}
     tests = {"genre_vs_cosine": paired_t(p["cosine"], p["genre"])}
     if MFCC in p:

@@ -212,3 +212,22 @@ def test_bad_requests_are_one_line_errors(clusters, kwargs, match):
 def test_empty_index_is_a_clear_error(tmp_path):
     with pytest.raises(RecommendError, match="empty"):
         recommend(CatalogIndex.open(tmp_path), ["x"])
+
+
+def test_standardise_uses_catalog_statistics(clusters):
+    # A constant offset on one dimension dominates raw cosine; z-scoring removes it.
+    items = [("seed", [1, 0.2, 100], "A", "A"), ("twin", [1, 0.25, 100], "A", "A"),
+             ("other", [0, 1, 100], "B", "B"), ("x", [0.1, 0.9, 101], "B", "B"),
+             ("y", [0.9, 0.1, 99], "A", "A")]
+    idx = make_index(items)
+    raw = recommend(idx, ["seed"], k=4)
+    z = recommend(idx, ["seed"], k=4, standardise=True)
+    assert max(r.similarity for r in raw) - min(r.similarity for r in raw) < 0.01
+    assert z[0].similarity - z[-1].similarity > 0.5
+    assert z[-1].genre == "B"
+    # An uploaded copy of a row lands exactly on that row in every space.
+    row = idx.rows_of(["twin"])[0]
+    sv = SeedVector({m: idx.embeddings(m)[row] for m in idx.models}, {m: idx.probs(m)[row] for m in idx.models})
+    for kw in (dict(standardise=True), dict(distance="euclidean", standardise=True),
+               dict(model="ensemble", distance="pnorm")):
+        assert recommend(idx, [], seed_vectors=[sv], k=1, **kw)[0].track_id == "twin"
