@@ -442,6 +442,8 @@ class CatalogIndex:
                     continue
                 if prune is not None and old.at[i, "origin"] == prune:
                     stats["removed"] += 1
+                elif not os.path.exists(old.at[i, "path"]):     # an upload whose file is gone
+                    stats["removed"] += 1
                 elif not compatible:
                     r = old.iloc[i]
                     wanted[tid] = _Entry(**{k: str(r[k]) for k in ("track_id", "path", "genre", "split",

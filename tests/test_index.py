@@ -159,6 +159,11 @@ def test_add_files(work, models, tmp_path):
     idx = CatalogIndex.open(index)
     assert len(idx) == 7 and tid in idx
     assert idx.remove([tid]) == 1 and tid not in CatalogIndex.open(index)
+    # An upload whose file is deleted drops out at the next sync.
+    tid2 = CatalogIndex.open(index).add_files([up], models)["track_ids"][0]
+    up.unlink()
+    s = CatalogIndex.open(index).update(read_dataset(data), models)
+    assert s["removed"] == 1 and tid2 not in CatalogIndex.open(index)
 
 
 _KILL_MID_WRITE = textwrap.dedent("""
