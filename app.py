@@ -12,13 +12,13 @@ from pages import _common as ui
 st.set_page_config(page_title="Genre-aware music recommender", page_icon="🎧", layout="wide")
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
-    st.Page("pages/spectrograms.py", title="Spectrograms", icon="🌈"),
-    st.Page("pages/classify.py", title="Classify", icon="🏷️"),
-    st.Page("pages/model_comparison.py", title="Model comparison", icon="📊"),
-    st.Page("pages/embedding_map.py", title="Embedding map", icon="🗺️"),
-    st.Page("pages/recommender.py", title="Recommender", icon="🎯"),
-    st.Page("pages/listening_study.py", title="Listening study", icon="🧪"),
+    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/spectrograms.py", title="Spectrograms", icon=":material/graphic_eq:"),
+    st.Page("pages/classify.py", title="Classify", icon=":material/label:"),
+    st.Page("pages/model_comparison.py", title="Model comparison", icon=":material/bar_chart:"),
+    st.Page("pages/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
+    st.Page("pages/recommender.py", title="Recommender", icon=":material/recommend:"),
+    st.Page("pages/listening_study.py", title="Listening study", icon=":material/science:"),
 ]
 
 page = st.navigation(PAGES)

@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
+from plotly.colors import hex_to_rgb
 
 # One colour per model everywhere in the app, so CNN/CRNN are recognisable at a glance.
 MODEL_COLOURS = {"cnn": "#1f77b4", "crnn": "#d62728", "baseline_mfcc": "#7f7f7f"}
 MODEL_NAMES = {"cnn": "CNN", "crnn": "CRNN", "baseline_mfcc": "MFCC baseline"}
 _MARGIN = dict(l=10, r=10, t=40, b=10)
+# Magma as rgb() strings: Streamlit's plotly front-end draws the hex "#000004"
+# at the bottom of the named scale as pink instead of black.
+MAGMA = [f"rgb{hex_to_rgb(c)}" for c in plotly.colors.sequential.Magma]
 
 
 def model_name(key: str) -> str:
@@ -45,7 +50,7 @@ def logmel_heatmap(logmel: np.ndarray, times: np.ndarray, freqs: np.ndarray) -> 
     rows = [f"{f:.0f} Hz" for f in np.asarray(freqs)]
     fig = go.Figure(go.Heatmap(
         z=np.round(logmel, 2), x=np.round(times, 3), y=rows,
-        colorscale="Magma", colorbar=dict(title="log-mel"),
+        colorscale=MAGMA, colorbar=dict(title="log-mel"),
         hovertemplate="t %{x:.2f} s<br>%{y}<br>value %{z:.2f}<extra></extra>"))
     fig.update_yaxes(type="category", nticks=8)
     fig.update_layout(height=340, margin=_MARGIN, title="Log-mel spectrogram (what the models see)",
@@ -79,7 +84,7 @@ def probability_bars(probs: Mapping[str, Mapping[str, float]], title: str = "Gen
                              hovertemplate="%{y}: %{x:.2f}<extra>" + model_name(m) + "</extra>"))
     fig.update_layout(barmode="group", height=height, margin=_MARGIN, title=title,
                       xaxis=dict(range=[0, 1], title="probability"),
-                      legend=dict(orientation="h", y=-0.2))
+                      legend=dict(orientation="h", x=1, xanchor="right", y=1.0, yanchor="bottom"))
     return fig
 
 

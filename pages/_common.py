@@ -248,18 +248,18 @@ def sidebar() -> None:
     data_setting()
     with st.sidebar:
         cat = catalog()
-        with st.expander("⚙️ Music folders", expanded=not len(cat)):
+        with st.expander(":material/folder_open: Music folders", expanded=not len(cat)):
             st.text_area("Data folders, one per line", key=SETTING_KEY, height=110,
                          help="Folders with a metadata.csv, genre sub-folders or the FMA layout. "
                               "Starts as $GENRE_DATA (':'-separated) or ../shared/data.")
             st.caption(f"Uploads are kept in `{paths().library}` ($GENRE_LIBRARY).")
         if len(cat):
-            st.caption(f"📀 {len(cat.tracks):,} tracks in {len(cat.data_dirs)} folder(s)"
+            st.caption(f":material/library_music: {len(cat.tracks):,} tracks in {len(cat.data_dirs)} folder(s)"
                        + (f" · {len(cat.library)} upload(s)" if cat.library else ""))
         else:
-            st.caption("📀 No music configured yet.")
+            st.caption(":material/library_music: No music configured yet.")
         for problem in cat.problems:
-            st.caption(f"⚠️ {problem}")
+            st.caption(f":material/warning: {problem}")
         index_sidebar(cat)
 
 
@@ -273,9 +273,9 @@ def index_sidebar(cat: catalog_mod.Catalog) -> None:
         return
     plan = index_plan(cat, idx, mods)
     if plan.up_to_date:
-        st.caption(f"🗂️ Index ready: {len(idx):,} tracks.")
+        st.caption(f":material/database: Index ready: {len(idx):,} tracks.")
         return
-    st.caption(f"🗂️ Index: {len(idx):,} tracks — {plan.summary()}.")
+    st.caption(f":material/database: Index: {len(idx):,} tracks — {plan.summary()}.")
     if st.button("Update the index", key="sidebar_index", help="Runs both models over the new "
                  "tracks once; afterwards the map and the recommender use them."):
         run_index_update(cat, idx, mods)

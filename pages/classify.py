@@ -6,7 +6,7 @@ import streamlit as st
 from pages import _charts as charts
 from pages import _common as ui
 
-st.title("🏷️ Classify your music")
+st.title("Classify your music")
 st.markdown(
     "Drop in one or more audio files. Both models listen to ~29 s from the middle of each file and "
     "give every genre a probability. When the two models agree, the answer is usually more "
@@ -33,7 +33,7 @@ if len(results) > 1 and ok:
         for m in r.view.probs:
             g, p = r.view.top(m)
             row[charts.model_name(m)] = f"{g} ({p:.0%})"
-        row["agree"] = "✅" if r.view.agree() else "❌"
+        row["agree"] = "yes" if r.view.agree() else "no"
         rows.append(row)
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
@@ -63,5 +63,5 @@ if ok:
     st.divider()
     st.markdown("Like these tracks? Add them to your library to use them on the Embedding map, "
                 "in the Recommender and in the Listening study.")
-    if st.button(f"➕ Add {len(ok)} file(s) to my library", key="classify_add"):
+    if st.button(f"Add {len(ok)} file(s) to my library", icon=":material/library_add:", key="classify_add"):
         ui.add_to_library([(r.name, r.data) for r in ok], models)

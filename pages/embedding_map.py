@@ -5,7 +5,7 @@ import streamlit as st
 from pages import _charts as charts
 from pages import _common as ui
 
-st.title("🗺️ Embedding map")
+st.title("Embedding map")
 st.markdown(
     "Each dot is a track. A model turns every track into a list of numbers (its *embedding*); "
     "tracks that sound alike get similar numbers. To draw them on a screen the lists are squeezed "
@@ -58,10 +58,10 @@ if picked:
         with c2:
             ui.play(r["path"])
         in_seeds = tid in ui.seeds()
-        if c3.button("✓ seed" if in_seeds else "Use as seed", key=f"map_seed_{tid}", disabled=in_seeds
+        if c3.button("Seed" if in_seeds else "Use as seed", icon=":material/check:" if in_seeds else ":material/add:", key=f"map_seed_{tid}", disabled=in_seeds
                      or len(ui.seeds()) >= ui.MAX_SEEDS):
             ui.add_seed(tid)
             st.rerun()
     if ui.seeds():
         st.caption(f"Seeds so far: {len(ui.seeds())} of {ui.MAX_SEEDS}.")
-        st.page_link("pages/recommender.py", label="Get recommendations for these seeds →", icon="🎯")
+        st.page_link("pages/recommender.py", label="Get recommendations for these seeds →", icon=":material/recommend:")

@@ -6,7 +6,7 @@ import streamlit as st
 
 from pages import _common as ui
 
-st.title("🧪 Listening study")
+st.title("Listening study")
 st.markdown(
     "The paper asked listeners whether they liked the recommended songs — but every song they heard "
     "*was* a recommendation, so people may have said yes out of politeness. Here you pick five "
@@ -36,7 +36,7 @@ except study.StudyError as exc:
     st.error(str(exc))
     st.stop()
 
-take_part, results_tab = st.tabs(["🎧 Take part", "📈 Results"])
+take_part, results_tab = st.tabs([":material/headphones: Take part", ":material/insights: Results"])
 
 with take_part:
     mods = ui.models(quiet=True)
@@ -90,9 +90,9 @@ with take_part:
                     c1.markdown(f"**{t.position + 1}. {title}**" + (f"  \n{artist}" if artist else ""))
                     with c2:
                         ui.play(r["path"] if r is not None else "")
-                    c3.button("👍", key=f"study_like_{t.track_id}", on_click=_answer, args=(t.track_id, True),
+                    c3.button("", icon=":material/thumb_up:", key=f"study_like_{t.track_id}", on_click=_answer, args=(t.track_id, True),
                               type="primary" if t.liked is True else "secondary", help="I like it")
-                    c4.button("👎", key=f"study_dislike_{t.track_id}", on_click=_answer,
+                    c4.button("", icon=":material/thumb_down:", key=f"study_dislike_{t.track_id}", on_click=_answer,
                               args=(t.track_id, False), type="primary" if t.liked is False else "secondary",
                               help="Not for me")
             if done == len(trials):
@@ -134,8 +134,9 @@ with results_tab:
         with st.expander("Per participant"):
             st.dataframe(res.per_participant, hide_index=True, width="stretch")
     c1, c2 = st.columns(2)
-    c1.download_button("⬇️ All answers (CSV)", store.export_csv() or "", file_name="study_answers.csv",
-                       mime="text/csv", key="study_csv")
-    c2.download_button("⬇️ Likes per participant (CSV)", store.export_csv(what="per_participant") or "",
-                       file_name="study_per_participant.csv", mime="text/csv", key="study_csv_pp")
+    c1.download_button("All answers (CSV)", store.export_csv() or "", file_name="study_answers.csv",
+                       mime="text/csv", key="study_csv", icon=":material/download:")
+    c2.download_button("Likes per participant (CSV)", store.export_csv(what="per_participant") or "",
+                       file_name="study_per_participant.csv", mime="text/csv", key="study_csv_pp",
+                       icon=":material/download:")
     st.caption(f"Stored in `{ui.paths().study_db}` (SQLite; set $GENRE_STUDY_DB to move it).")

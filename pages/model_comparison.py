@@ -8,14 +8,14 @@ import streamlit as st
 from pages import _charts as charts
 from pages import _common as ui
 
-st.title("📊 Model comparison")
+st.title("Model comparison")
 st.markdown(
     "How well does each model recognise genres it has never heard? All numbers come from the "
     "**test split** — tracks (and artists) kept out of training. The **ROC curve** shows, for one "
     "genre, how many true tracks of that genre a model catches (up) against how many other tracks "
     "it wrongly lets in (right) as its threshold moves; the area under it (**AUC**) is 0.5 for "
-    "guessing and 1.0 for perfect. Brackets are 95% bootstrap intervals: with ~100 test tracks, "
-    "differences smaller than the interval are not meaningful.")
+    "guessing and 1.0 for perfect. Brackets are 95% bootstrap intervals: with only about a hundred "
+    "test tracks, differences smaller than the interval are not meaningful.")
 
 
 def fmt(v, ci=None, pct=False) -> str:
@@ -59,8 +59,8 @@ if metrics:
         d, ci, p = pair.get("auc_diff"), pair.get("auc_diff_ci95"), pair.get("auc_diff_p_bootstrap")
         mc = pair.get("mcnemar", {})
         c1, c2, c3 = st.columns(3)
-        c1.metric("AUC difference (CRNN − CNN)", fmt(d), fmt(ci[0]) + " … " + fmt(ci[1]) if ci else None,
-                  delta_color="off")
+        c1.metric("AUC difference (CRNN − CNN)", fmt(d))
+        c1.caption(f"95% interval {fmt(ci[0])} … {fmt(ci[1])}" if ci else "")
         c2.metric("Bootstrap p-value", fmt(p))
         c3.metric("McNemar p-value (accuracy)", fmt(mc.get("p")))
         verdict = ("a real difference" if p is not None and p < 0.05

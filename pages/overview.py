@@ -8,7 +8,7 @@ import streamlit as st
 from pages import _common as ui
 from pages._charts import model_name
 
-st.title("🎧 Genre-aware music recommender")
+st.title("Genre-aware music recommender")
 st.markdown(
     "This app listens to music with two neural networks — a **CNN** and a **CRNN** (a CNN with a "
     "recurrent layer that follows the music over time) — that look at a *log-mel spectrogram*, "
@@ -88,15 +88,15 @@ for problem in cat.problems:
 
 st.header("Where to go next")
 PAGES = [
-    ("pages/spectrograms.py", "🌈 Spectrograms", "see and hear a track the way the models do"),
-    ("pages/classify.py", "🏷️ Classify", "drop in your own files and get their genre"),
-    ("pages/model_comparison.py", "📊 Model comparison", "CNN vs CRNN: ROC curves, errors, training"),
-    ("pages/embedding_map.py", "🗺️ Embedding map", "the whole catalog on one map of sound"),
-    ("pages/recommender.py", "🎯 Recommender", "pick 5 songs, compare the two methods"),
-    ("pages/listening_study.py", "🧪 Listening study", "a blind test of which method people like"),
+    ("pages/spectrograms.py", ":material/graphic_eq:", "Spectrograms", "see and hear a track the way the models do"),
+    ("pages/classify.py", ":material/label:", "Classify", "drop in your own files and get their genre"),
+    ("pages/model_comparison.py", ":material/bar_chart:", "Model comparison", "CNN vs CRNN: ROC curves, errors, training"),
+    ("pages/embedding_map.py", ":material/scatter_plot:", "Embedding map", "the whole catalog on one map of sound"),
+    ("pages/recommender.py", ":material/recommend:", "Recommender", "pick 5 songs, compare the two methods"),
+    ("pages/listening_study.py", ":material/science:", "Listening study", "a blind test of which method people like"),
 ]
-for path, label, what in PAGES:
+for path, icon, label, what in PAGES:
     c1, c2 = st.columns([1, 3])
     with c1:
-        st.page_link(path, label=label)
+        st.page_link(path, label=label, icon=icon)
     c2.markdown(what)

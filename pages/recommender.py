@@ -8,12 +8,12 @@ import streamlit as st
 from pages import _charts as charts
 from pages import _common as ui
 
-st.title("🎯 Recommender")
+st.title("Recommender")
 st.markdown(
     "Pick up to five songs you like. **Method 1** (the paper's first method) recommends the tracks "
     "whose *sound* is closest to your songs — closeness of the models' embeddings. **Method 2** "
     "also asks the genre classifier: a track scores higher when the model hears the same genre mix "
-    "as in your songs. Give a 👍 or 👎 to steer both lists (relevance feedback).")
+    "as in your songs. Give a :material/thumb_up: or :material/thumb_down: to steer both lists (relevance feedback).")
 
 try:
     from core import recommend as rec
@@ -87,7 +87,7 @@ seeds = c1.multiselect(f"Search the catalog ({len(table):,} tracks) — up to {r
                        list(labels), format_func=labels.__getitem__, max_selections=room or None,
                        key="rec_seeds_w", on_change=_sync_seeds, disabled=room == 0,
                        placeholder="Type a title, artist or genre…")
-c2.button("🎲 Surprise me", on_click=_random_seeds, key="rec_random", help="Five random seeds")
+c2.button("Surprise me", icon=":material/casino:", on_click=_random_seeds, key="rec_random", help="Five random seeds")
 
 if not seeds and not seed_vectors:
     st.info("Choose at least one song to get recommendations (five is what the paper used).")
@@ -118,7 +118,7 @@ liked = [t for t in liked if t in labels and t not in seeds]
 disliked = [t for t in disliked if t in labels and t not in seeds]
 if liked or disliked:
     c1, c2 = st.columns([5, 1])
-    c1.caption(f"Your feedback: 👍 {len(liked)} · 👎 {len(disliked)} — both lists take it into account.")
+    c1.caption(f"Your feedback: :material/thumb_up: {len(liked)} · :material/thumb_down: {len(disliked)} — both lists take it into account.")
     c2.button("Clear feedback", on_click=_clear_feedback, key="rec_clear")
 
 results = {}
@@ -161,9 +161,9 @@ for col, (method, recs) in zip(cols, results.items()):
                             + f"  \n{genre} · model hears {r.predicted_genre} · score {r.score:.2f}")
                 ui.play(path)
                 b1, b2, b3 = st.columns([1, 1, 4])
-                b1.button("👍", key=f"like_{method}_{r.track_id}", on_click=_feedback, args=(r.track_id, "liked"),
+                b1.button("", icon=":material/thumb_up:", key=f"like_{method}_{r.track_id}", on_click=_feedback, args=(r.track_id, "liked"),
                           type="primary" if r.track_id in liked else "secondary", help="More like this")
-                b2.button("👎", key=f"dislike_{method}_{r.track_id}", on_click=_feedback,
+                b2.button("", icon=":material/thumb_down:", key=f"dislike_{method}_{r.track_id}", on_click=_feedback,
                           args=(r.track_id, "disliked"),
                           type="primary" if r.track_id in disliked else "secondary", help="Less like this")
                 with b3.popover("Why?"):

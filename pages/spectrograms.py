@@ -5,7 +5,7 @@ import streamlit as st
 from pages import _charts as charts
 from pages import _common as ui
 
-st.title("🌈 Spectrograms")
+st.title("Spectrograms")
 st.markdown(
     "A **spectrogram** shows which frequencies sound at each moment: time runs left to right, "
     "pitch bottom to top, brighter means louder. The models use a *log-mel* spectrogram — "

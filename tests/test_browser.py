@@ -1,0 +1,157 @@
+"""Real-browser smoke test: ``streamlit run app.py`` on a free port, every
+page opened in headless Debian Chromium through Playwright, no exception box,
+a screenshot per page.
+
+Skipped (only this test) when /usr/bin/chromium is missing. Screenshots go to
+``$GENRE_SCREENSHOTS`` if set (to look at them), else to a pytest tmp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from test_app import PAGES, ROOT, app_env  # noqa: F401 — app_env is a fixture
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer in {timeout} s")
+
+
+@pytest.fixture
+def server(app_env, tmp_path):
+    port = free_port()
+    env = {**os.environ, **app_env, "GENRE_STUDY_DB": str(tmp_path / "study.sqlite"),
+           "GENRE_LIBRARY": str(tmp_path / "library")}
+    log = open(tmp_path / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def wait_rendered(page, timeout: float = 120) -> None:
+    """Wait until the script run is finished (no running indicator) and a title shows."""
+    page.wait_for_selector('h1, [data-testid="stException"]', timeout=timeout * 1000)
+    end = time.time() + timeout
+    quiet_since = None
+    while time.time() < end:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0 and \
+            page.locator('[data-testid="stStatusWidget"]').first.is_visible()
+        if running:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif time.time() - quiet_since > 1.5:
+            return
+        time.sleep(0.25)
+    raise TimeoutError("the page kept running")
+
+
+def screenshot(page, path: Path) -> None:
+    """Whole-page screenshot: Streamlit scrolls inside its main block, so grow
+    the window to the content first."""
+    height = page.evaluate("() => Math.max(...[...document.querySelectorAll("
+                           "'[data-testid=stMain], [data-testid=stAppViewContainer]')]"
+                           ".map(e => e.scrollHeight), 1000)")
+    page.set_viewport_size({"width": 1400, "height": min(int(height) + 50, 9000)})
+    page.wait_for_timeout(800)  # plotly charts re-layout to the new size
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def assert_no_exception(page, what: str) -> None:
+    errors = page.locator('[data-testid="stException"]')
+    assert errors.count() == 0, f"{what}: {errors.first.inner_text()[:500]}"
+
+
+def test_every_page_in_headless_chromium(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from conftest import synth, write_audio
+
+    good = write_audio(tmp_path / "upload" / "my tone.mp3", synth("tone", 4.0, seed=2))
+    bad = tmp_path / "upload" / "broken.mp3"
+    bad.write_bytes(b"ID3 this is not audio at all" * 50)
+
+    shots = Path(os.environ.get("GENRE_SCREENSHOTS") or tmp_path / "screenshots")
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            for name in PAGES:
+                url = server + ("/" if name == "overview" else f"/{name}")
+                page.goto(url)
+                wait_rendered(page)
+                screenshot(page, shots / f"{name}.png")
+                assert_no_exception(page, name)
+                assert page.locator("h1").first.inner_text().strip(), f"{name}: no title"
+                # The shared sidebar (music-folder settings) is on every page.
+                assert page.locator('[data-testid="stSidebar"] textarea').count() == 1, name
+
+            # Recommender: five random seeds, then both methods' lists.
+            page.goto(server + "/recommender")
+            wait_rendered(page)
+            page.get_by_role("button", name="Surprise me").click()
+            wait_rendered(page)
+            page.get_by_text("Method 1 · sound only").wait_for(timeout=60_000)
+            page.get_by_text("Method 2 · sound + genre").wait_for(timeout=60_000)
+            assert_no_exception(page, "recommender with seeds")
+            screenshot(page, shots / "recommender_results.png")
+
+            # Classify: one good and one broken upload; the good one still gets results.
+            page.goto(server + "/classify")
+            wait_rendered(page)
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(good), str(bad)])
+            page.get_by_text("broken.mp3:").first.wait_for(timeout=120_000)
+            wait_rendered(page)
+            assert_no_exception(page, "classify uploads")
+            assert page.locator('[data-testid="stAlertContentError"]').count() == 1
+            assert page.get_by_text("Both models say").count() + page.get_by_text("The models disagree").count() == 1
+            screenshot(page, shots / "classify_results.png")
+        finally:
+            browser.close()
+    assert sorted(f.stem for f in shots.glob("*.png")) == sorted(PAGES + ["recommender_results",
+                                                                          "classify_results"])
