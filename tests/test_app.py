@@ -114,6 +114,28 @@ def texts(at: AppTest) -> str:
     return "\n".join(parts)
 
 
+def plotly_specs(at: AppTest) -> list[dict]:
+    """The plotly figures (as dicts) that the last run drew."""
+    import json
+
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def values(arr) -> list:
+    """A plotly array from a figure spec (plain list or base64 typed array) as a list."""
+    import base64
+
+    import numpy as np
+
+    if isinstance(arr, dict) and "bdata" in arr:
+        out = np.frombuffer(base64.b64decode(arr["bdata"]), dtype=np.dtype(arr["dtype"]))
+        shape = arr.get("shape")
+        if isinstance(shape, str):
+            shape = [int(x) for x in shape.split(",")]
+        return out.reshape(shape).tolist() if shape else out.tolist()
+    return list(arr)
+
+
 def no_exceptions(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 

@@ -1,0 +1,87 @@
+"""Classify page: uploads → both models' probabilities; bad files get one line; add to library."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import synth, write_audio
+from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
+
+
+@pytest.fixture
+def uploads(tmp_path):
+    good = write_audio(tmp_path / "my tone.mp3", synth("tone", 3.0, seed=1)).read_bytes()
+    noise = write_audio(tmp_path / "noise.wav", synth("noise", 2.0)).read_bytes()
+    return [("my tone.mp3", good, "audio/mpeg"), ("broken.mp3", b"ID3" + b"\x00garbage" * 100, "audio/mpeg"),
+            ("noise.wav", noise, "audio/wav")]
+
+
+def test_generated_mp3_gets_both_models_probabilities(app, uploads, tmp_path):
+    from core.artifacts import load_models
+    from core.inference import analyse
+
+    open_page(app, "classify")
+    app.file_uploader(key="classify_files").set_value([uploads[0]]).run()
+    no_exceptions(app)
+    assert app.subheader[0].value == "my tone.mp3"
+    bars = plotly_specs(app)[0]
+    assert [t["name"] for t in bars["data"]] == ["CNN", "CRNN"]
+    expected = analyse(tmp_path / "my tone.mp3", load_models(app.env["GENRE_ARTIFACTS"]))
+    for trace, model in zip(bars["data"], ("cnn", "crnn")):
+        shown = dict(zip(trace["y"], values(trace["x"])))
+        want = expected.probabilities(model)
+        assert set(shown) == set(want)
+        assert all(abs(shown[g] - want[g]) < 1e-4 for g in want)
+        g, p = expected.top(model)
+        assert f"**{'CNN' if model == 'cnn' else 'CRNN'}**: {g} — {p:.0%}" in texts(app)
+    agree = expected.top("cnn")[0] == expected.top("crnn")[0]
+    assert ("Both models say" in texts(app)) is agree
+    assert ("The models disagree" in texts(app)) is not agree
+
+
+def test_a_bad_file_gets_one_error_line_and_the_others_still_get_results(app, uploads):
+    open_page(app, "classify")
+    app.file_uploader(key="classify_files").set_value(uploads).run()
+    no_exceptions(app)
+    assert len(app.error) == 1
+    assert app.error[0].value.startswith("broken.mp3:") and "\n" not in app.error[0].value
+    assert [s.value for s in app.subheader] == ["my tone.mp3", "noise.wav"]
+    summary = app.dataframe[0].value
+    assert list(summary["file"]) == ["my tone.mp3", "noise.wav"]
+    assert len(plotly_specs(app)) == 2
+
+
+def test_too_large_upload_is_refused_before_decoding(app, monkeypatch):
+    import core.library
+
+    monkeypatch.setattr(core.library, "MAX_UPLOAD_BYTES", 1000)
+    open_page(app, "classify")
+    app.file_uploader(key="classify_files").set_value(("big.wav", b"\x00" * 5000, "audio/wav")).run()
+    assert len(app.error) == 1 and "too large" in app.error[0].value
+
+
+def test_add_to_library_saves_a_sanitised_copy_and_indexes_it(app, uploads, tmp_path, monkeypatch):
+    from core.index import CatalogIndex
+
+    index_copy = tmp_path / "index_copy"
+    shutil.copytree(app.env["GENRE_INDEX"], index_copy)
+    monkeypatch.setenv("GENRE_INDEX", str(index_copy))
+    open_page(app, "classify")
+    weird = ("../../etc/My Song?.mp3", uploads[0][1], "audio/mpeg")
+    app.file_uploader(key="classify_files").set_value([weird, uploads[1]]).run()
+    app.button(key="classify_add").click().run()
+    no_exceptions(app)
+    lib = Path(app.env["GENRE_LIBRARY"])
+    saved = sorted(p.name for p in lib.iterdir() if not p.name.startswith("."))
+    assert saved == ["My_Song.mp3"]
+    assert any("Added 1 track(s) to your library" in s.value for s in app.success)
+    idx = CatalogIndex.open(index_copy)
+    table = idx.table()
+    lib_rows = table[table["source"] == "library"]
+    assert len(idx) == 19 and len(lib_rows) == 1
+    assert Path(lib_rows["path"].iloc[0]).name == "My_Song.mp3"
+    assert np.isfinite(idx.embeddings("crnn")[table.index[table["source"] == "library"][0]]).all()

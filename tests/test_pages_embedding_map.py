@@ -1,0 +1,66 @@
+"""Embedding map page: 2-D projection of the index, hover data, selection → play / seed."""
+
+from __future__ import annotations
+
+from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
+from pages import _common as ui
+
+
+def _points(app) -> dict:
+    fig = plotly_specs(app)[0]
+    out = {}
+    for trace in fig["data"]:
+        ids = [c[0] if isinstance(c, list) else c for c in trace["customdata"]]
+        out[trace["name"]] = ids
+    return out
+
+
+def test_map_has_one_point_per_indexed_track_coloured_by_genre(app):
+    open_page(app, "embedding_map")
+    no_exceptions(app)
+    pts = _points(app)
+    assert sorted(pts) == ["Clicks", "Noise", "Tones"]
+    assert sum(len(v) for v in pts.values()) == 18
+    assert all(t.startswith("tones") for t in pts["Tones"])
+    fig = plotly_specs(app)[0]
+    assert "title=" in fig["data"][0]["hovertemplate"] and "artist=" in fig["data"][0]["hovertemplate"]
+
+
+def test_tsne_other_model_and_predicted_colours(app):
+    open_page(app, "embedding_map")
+    app.radio(key="map_method").set_value("t-SNE").run()
+    app.selectbox(key="map_model").set_value("cnn").run()
+    app.radio(key="map_colour").set_value("pred_cnn").run()
+    no_exceptions(app)
+    fig = plotly_specs(app)[0]
+    assert "CNN · t-SNE" in fig["layout"]["title"]["text"]
+    assert sum(len(v) for v in _points(app).values()) == 18
+    assert len(values(fig["data"][0]["x"])) == len(fig["data"][0]["customdata"])
+
+
+def test_found_track_plays_and_becomes_a_seed(app):
+    open_page(app, "embedding_map")
+    app.selectbox(key="map_find").set_value("clicks_03").run()
+    no_exceptions(app)
+    assert "Clicks piece 3" in texts(app)
+    assert len(app.get("audio")) == 1
+    app.button(key="map_seed_clicks_03").click().run()
+    assert app.session_state[ui.SEEDS_KEY] == ["clicks_03"]
+
+
+def test_selected_track_ids_reads_plotly_selection_events():
+    event = {"selection": {"points": [{"customdata": ["a"], "x": 1}, {"customdata": ["b"]},
+                                      {"customdata": ["a"]}, {"x": 3}]}}
+    assert ui.selected_track_ids(event) == ["a", "b"]
+    assert ui.selected_track_ids({"selection": {"points": []}}) == []
+    assert ui.selected_track_ids(None) == []
+
+
+def test_empty_index_offers_to_build_it(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENRE_INDEX", str(tmp_path / "new_index"))
+    open_page(app, "embedding_map")
+    no_exceptions(app)
+    assert "have not been indexed yet" in texts(app)
+    app.button(key="main_index").click().run()
+    no_exceptions(app)
+    assert sum(len(v) for v in _points(app).values()) == 18

@@ -1,0 +1,79 @@
+"""Listening study page: blind shuffled list, answers stored in SQLite, results + CSV."""
+
+from __future__ import annotations
+
+from core import study
+from test_app import app, app_env, no_exceptions, open_page, texts  # noqa: F401
+
+SEEDS = ["tones_00", "tones_01", "noise_02", "clicks_03", "tones_04"]
+
+
+def _start(app) -> str:
+    open_page(app, "listening_study")
+    app.multiselect(key="study_seeds").set_value(SEEDS).run()
+    app.button(key="study_start").click().run()
+    no_exceptions(app)
+    return app.session_state["study_pid"]
+
+
+def test_participant_gets_a_blind_mixed_list(app):
+    pid = _start(app)
+    store = study.StudyStore(app.env["GENRE_STUDY_DB"])
+    assert store.participants() == [pid] and store.seeds(pid) == SEEDS
+    table = store.table()
+    assert set(table["method"]) == {"method1", "method2", "decoy"}
+    trials = store.trials(pid)
+    like_keys = [b.key for b in app.button if b.key and b.key.startswith("study_like_")]
+    assert like_keys == [f"study_like_{t.track_id}" for t in trials]
+    # Blind: nothing on the page says which method a track came from (no answers
+    # yet, so the results tab shows no per-method table either).
+    shown = texts(app)
+    for word in ("method1", "method2", "decoy", "Method 1 (cosine)", "Random decoy"):
+        assert word not in shown
+    assert not app.dataframe
+
+
+def test_like_is_recorded_with_time_and_shown(app):
+    pid = _start(app)
+    store = study.StudyStore(app.env["GENRE_STUDY_DB"])
+    first = store.trials(pid)[0].track_id
+    app.button(key=f"study_like_{first}").click().run()
+    no_exceptions(app)
+    t = store.table()
+    row = t[(t["track_id"] == first)].iloc[0]
+    assert row["liked"] == 1 and row["answered_at"]
+    second = store.trials(pid)[1].track_id
+    app.button(key=f"study_dislike_{second}").click().run()
+    n = len(store.trials(pid))
+    assert store.progress(pid) == (2, n)
+    bar = app.get("progress")[0]
+    assert f"answered 2 of {n}" in bar.text and abs(bar.value - 200 / n) <= 1
+    assert [t.liked for t in store.trials(pid)[:2]] == [True, False]
+
+
+def test_results_show_the_paired_test_and_csv_exports(app):
+    import numpy as np
+
+    store = study.StudyStore(app.env["GENRE_STUDY_DB"])
+    rng = np.random.default_rng(0)
+    ids = [f"t{i}" for i in range(40)]
+    for p in range(4):
+        pid = store.enroll(SEEDS, ids[:5], ids[5:10], ids, rng=rng)
+        for t in store.trials(pid):
+            src = store.table().query("participant == @pid and track_id == @t.track_id")["method"].tolist()
+            store.answer(pid, t.track_id, liked=("method1" in src) or (p % 2 == 0 and "method2" in src))
+    open_page(app, "listening_study")
+    no_exceptions(app)
+    res = store.results()
+    shown = {m.label: m.value for m in app.metric}
+    assert shown["Paired t-test p-value"] == f"{res.main_test.p:.3g}"
+    assert shown["Effect size (Cohen's d_z)"] == f"{res.main_test.d_z:.2f}"
+    assert "4 participant(s)" in texts(app)
+    downloads = app.get("download_button")
+    assert len(downloads) == 2
+
+
+def test_no_answers_yet_says_so(app):
+    open_page(app, "listening_study")
+    no_exceptions(app)
+    assert "No answers yet" in texts(app)

@@ -1,0 +1,90 @@
+"""Model comparison page: everything read from metrics.json and the training histories."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from pages import _charts as charts
+from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
+
+
+def _metrics(app) -> dict:
+    return json.loads((Path(app.env["GENRE_ARTIFACTS"]) / "metrics.json").read_text())
+
+
+def test_tables_roc_confusion_and_curves_match_the_artifacts(app):
+    open_page(app, "model_comparison")
+    no_exceptions(app)
+    m = _metrics(app)
+    labels = m["comparison"]["labels"]
+    overall = app.dataframe[0].value
+    assert list(overall["model"]) == ["CNN", "CRNN"]
+    f1 = m["models"]["crnn"]["macro"]["f1"]
+    assert overall["F1"].iloc[1].startswith(f"{f1:.3f}")
+    titles = [s["layout"]["title"]["text"] for s in plotly_specs(app)]
+    rocs = [t for t in titles if t in labels]
+    assert titles[0] == "All genres (macro average)"
+    assert sorted(rocs) == sorted(g for g in labels if g in m["models"]["cnn"]["roc"])
+    assert titles.count("CNN") == 1 and titles.count("CRNN") == 1  # confusion matrices
+    for t in ("Validation ROC-AUC", "Validation accuracy", "Training loss", "Validation loss"):
+        assert t in titles
+    per_genre = app.dataframe[1].value
+    assert len(per_genre) == 2 * len(labels)
+    row = per_genre[(per_genre["genre"] == labels[0]) & (per_genre["model"] == "CNN")].iloc[0]
+    pg = m["models"]["cnn"]["per_genre"][labels[0]]
+    assert row["AUC [95% CI]"].startswith(f"{pg['roc_auc']:.3f}")
+    assert row["test tracks"] == pg["support"]
+    pair = m["comparison"]["crnn_vs_cnn"]
+    shown = {x.label: x.value for x in app.metric}
+    assert shown["AUC difference (CRNN − CNN)"] == f"{pair['auc_diff']:.3f}"
+    assert shown["McNemar p-value (accuracy)"] == f"{pair['mcnemar']['p']:.3f}"
+
+
+def test_confusion_toggle_switches_counts_and_fractions(app):
+    open_page(app, "model_comparison")
+    conf = _metrics(app)["models"]["cnn"]["confusion"]
+    cnn = next(s for s in plotly_specs(app) if s["layout"]["title"]["text"] == "CNN")
+    assert np.allclose(np.array(values(cnn["data"][0]["z"])).sum(1)[np.array(conf["matrix"]).sum(1) > 0], 1)
+    app.toggle(key="cmp_norm").set_value(False).run()
+    cnn = next(s for s in plotly_specs(app) if s["layout"]["title"]["text"] == "CNN")
+    assert np.array(values(cnn["data"][0]["z"])).tolist() == conf["matrix"]
+
+
+def test_missing_metrics_is_a_message_and_training_curves_still_show(app, tmp_path, monkeypatch):
+    import shutil
+
+    from core.artifacts import update_manifest
+
+    art = tmp_path / "art"
+    shutil.copytree(app.env["GENRE_ARTIFACTS"], art)
+    os.remove(art / "metrics.json")
+    update_manifest(art)
+    monkeypatch.setenv("GENRE_ARTIFACTS", str(art))
+    open_page(app, "model_comparison")
+    no_exceptions(app)
+    assert "metrics.json is not available: artifact missing" in texts(app)
+    assert [s["layout"]["title"]["text"] for s in plotly_specs(app)][0] == "Validation ROC-AUC"
+
+
+def test_tampered_metrics_is_a_message_not_a_traceback(app, tmp_path, monkeypatch):
+    import shutil
+
+    art = tmp_path / "art"
+    shutil.copytree(app.env["GENRE_ARTIFACTS"], art)
+    (art / "metrics.json").write_text("{}")
+    monkeypatch.setenv("GENRE_ARTIFACTS", str(art))
+    open_page(app, "model_comparison")
+    no_exceptions(app)
+    assert "checksum mismatch" in texts(app)
+
+
+def test_macro_roc_is_the_mean_tpr_over_genres():
+    roc = {"a": {"fpr": [0, 1], "tpr": [0, 1]}, "b": {"fpr": [0, 0, 1], "tpr": [0, 1, 1]}}
+    macro = charts.macro_roc(roc)
+    assert macro["fpr"][0] == 0 and macro["fpr"][-1] == 1
+    assert abs(macro["tpr"][50] - (0.5 + 1.0) / 2) < 1e-6
+    assert charts.macro_roc({}) == {"fpr": [], "tpr": []}
