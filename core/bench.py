@@ -34,6 +34,7 @@ class BenchConfig:
     data: list[Path] = field(default_factory=list)     # empty: ../shared/data, else generated clips
     limit: int = 48                                      # clips to index (spread over folders / genres)
     batch_size: int = 16
+    rounds: int = 3                                      # baseline / pipeline alternations
     workers: int | None = None                           # decode processes (None: pipeline default)
     sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     dims: tuple[int, ...] | None = None                  # None: the models' embedding sizes
@@ -169,13 +170,16 @@ def naive_embed(path: str, models) -> dict[str, np.ndarray]:
 
 
 def profile_stages(paths: list[Path], models, log: Log) -> dict[str, float]:
-    """Milliseconds per track of each stage, one track at a time on one
-    thread (CPU cost, not wall time of the parallel pipeline). ``load_total``
+    """CPU milliseconds per track of each stage, one track at a time on one
+    thread (thread CPU time, so other load on the machine does not inflate
+    it; not the wall time of the parallel pipeline). ``load_total``
     is :func:`core.audio.load` end to end (decode + resample + checks +
     loudness); ``network_*`` is all sliding windows of one track."""
+    import librosa
     import soundfile as sf
     import soxr
     import torch
+    from threadpoolctl import threadpool_limits
 
     from .audio import load
     from .cache import content_hash
@@ -188,18 +192,19 @@ def profile_stages(paths: list[Path], models, log: Log) -> dict[str, float]:
     t: dict[str, float] = {}
 
     def add(key: str, start: float) -> float:
-        now = time.perf_counter()
+        now = time.thread_time()
         t[key] = t.get(key, 0.0) + now - start
         return now
 
-    with torch_threads(1), torch.inference_mode():
+    with torch_threads(1), threadpool_limits(1), torch.inference_mode():
         # Warm-up: first calls allocate and pick oneDNN kernels.
         wave = load(str(paths[0]), cfg)
         x = front(torch.from_numpy(wave))
         for m in list(models.values()) + list(fast.values()):
             m.predict_logmel(x)
+        librosa.feature.melspectrogram(y=wave, sr=cfg.sample_rate)
         for p in paths:
-            s = time.perf_counter()
+            s = time.thread_time()
             content_hash(p)
             s = add("hash", s)
             with sf.SoundFile(str(p)) as f:
@@ -217,15 +222,32 @@ def profile_stages(paths: list[Path], models, log: Log) -> dict[str, float]:
             for name, m in fast.items():
                 m.predict_logmel(x)
                 s = add(f"network_{name}_optimised", s)
+            # The naive baseline's decoding and features, for comparison.
+            y, sr = librosa.load(str(p), sr=cfg.sample_rate)
+            s = add("baseline_librosa_load", s)
+            librosa.feature.melspectrogram(y=y, sr=sr, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+                                           n_mels=cfg.n_mels, fmin=cfg.f_min, fmax=cfg.f_max)
+            s = add("baseline_librosa_melspectrogram", s)
     n = len(paths)
     out = {k: round(1000 * v / n, 2) for k, v in t.items()}
-    log("profile (ms/track, 1 thread): " + ", ".join(f"{k} {v}" for k, v in out.items()))
+    log("profile (CPU ms/track, 1 thread): " + ", ".join(f"{k} {v}" for k, v in out.items()))
     return out
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (decode workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 def bench_index(paths: list[Path], models, cfg: BenchConfig, log: Log) -> tuple[dict, float]:
     """Tracks/s of the product pipeline (cold cache, then warm) and of the
-    naive baseline on the same files; also the embeddings' agreement."""
+    naive baseline on the same files; also the embeddings' agreement.
+
+    The two alternate over ``rounds`` slices of the files, so load from
+    other processes on the machine hits both alike; CPU seconds per track
+    (immune to such load) are reported beside the wall-clock rates.
+    """
     from .pipeline import available_cpus, default_workers, embed_paths
 
     files = [str(p) for p in paths]
@@ -234,18 +256,28 @@ def bench_index(paths: list[Path], models, cfg: BenchConfig, log: Log) -> tuple[
     with tempfile.TemporaryDirectory() as warm:
         list(embed_paths(files[:1], models, cache=warm))
 
-    t0 = time.perf_counter()
-    base = [naive_embed(f, models) for f in files]
-    t_base = time.perf_counter() - t0
-    log(f"baseline: {len(files)} tracks in {t_base:.1f} s")
-
+    rounds = max(1, min(cfg.rounds, len(files) // max(1, cfg.batch_size)))
+    slices = [list(s) for s in np.array_split(np.array(files, dtype=object), rounds)]
+    t_base = t_fast = cpu_base = cpu_fast = 0.0
+    base: list[dict] = []
+    res = []
+    load_before = os.getloadavg()[0]
+    peak = 0.0
     with tempfile.TemporaryDirectory() as cache_dir:
-        with PeakRSS() as mem:
-            t0 = time.perf_counter()
-            res = list(embed_paths(files, models, batch_size=cfg.batch_size, workers=cfg.workers,
-                                   cache=cache_dir))
-            t_fast = time.perf_counter() - t0
-        log(f"pipeline: {len(files)} tracks in {t_fast:.1f} s (cold cache), peak {mem.peak_mb:.0f} MB")
+        for part in slices:
+            c0, t0 = _cpu_seconds(), time.perf_counter()
+            base += [naive_embed(f, models) for f in part]
+            t_base += time.perf_counter() - t0
+            cpu_base += _cpu_seconds() - c0
+            with PeakRSS() as mem:  # the pipeline's memory only
+                c0, t0 = _cpu_seconds(), time.perf_counter()
+                res += list(embed_paths(part, models, batch_size=cfg.batch_size, workers=cfg.workers,
+                                        cache=cache_dir))
+                t_fast += time.perf_counter() - t0
+                cpu_fast += _cpu_seconds() - c0
+            peak = max(peak, mem.peak_mb)
+        log(f"baseline: {len(files)} tracks in {t_base:.1f} s; pipeline: {t_fast:.1f} s (cold cache), "
+            f"peak {peak:.0f} MB")
         t0 = time.perf_counter()
         list(embed_paths(files, models, batch_size=cfg.batch_size, workers=cfg.workers, cache=cache_dir))
         t_cached = time.perf_counter() - t0
@@ -265,15 +297,20 @@ def bench_index(paths: list[Path], models, cfg: BenchConfig, log: Log) -> tuple[
         "baseline_tracks_per_s": round(n / t_base, 3),
         "speedup": round(t_base / t_fast, 2),
         "tracks_per_s_cached": round(n / t_cached, 3),
+        "cpu_ms_per_track": round(1000 * cpu_fast / n, 1),
+        "baseline_cpu_ms_per_track": round(1000 * cpu_base / n, 1),
+        "cpu_speedup": round(cpu_base / cpu_fast, 2),
         "seconds": round(t_fast, 2),
         "baseline_seconds": round(t_base, 2),
+        "rounds": rounds,
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "errors": len(errors),
         "batch_size": cfg.batch_size,
         "decode_workers": default_workers() if cfg.workers is None else cfg.workers,
         "torch_threads": available_cpus(),
         "embedding_cosine_vs_baseline_median": agree,
     }
-    return index, mem.peak_mb
+    return index, peak
 
 
 # -- classification ---------------------------------------------------------
