@@ -185,7 +185,7 @@ def register(sub) -> None:
     i.add_argument("--genre", default=None, help="genre label of the --add files")
     i.add_argument("--source", default="library", help="source name of the --add files")
     i.add_argument("--artifacts", default=arts)
-    i.add_argument("--batch-size", type=int, default=8)
+    i.add_argument("--batch-size", type=int, default=None, help="files per batch (default: the pipeline's)")
     i.set_defaults(func=cmd_index)
 
     r = sub.add_parser("recommend", help="recommend catalog tracks for 1-5 seeds (JSON)")

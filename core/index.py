@@ -336,7 +336,7 @@ class CatalogIndex:
 
     # ----------------------------------------------------------------- writing
     def update(self, tracks: Sequence[Track], models: dict, progress: Progress | None = None,
-               checkpoint: int = 256, batch_size: int = 8) -> dict:
+               checkpoint: int = 256, batch_size: int | None = None) -> dict:
         """Make the scanned part of the catalog equal ``tracks``: embed new or
         changed files, keep unchanged ones, drop tracks no longer listed.
         Files added with :meth:`add_files` stay (unless their file is gone).
@@ -412,7 +412,7 @@ class CatalogIndex:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _sync(self, entries: list[_Entry], models: dict, progress: Progress | None,
-              prune: str | None, checkpoint: int = 256, batch_size: int = 8) -> dict:
+              prune: str | None, checkpoint: int = 256, batch_size: int | None = None) -> dict:
         """The one write path of update() and add_files()."""
         from .pipeline import embed_paths
 
@@ -517,8 +517,8 @@ class CatalogIndex:
             by_path = {}
             for e, size, mtime, existed in todo:
                 by_path.setdefault(e.path, []).append((e, size, mtime, existed))
-            for r in embed_paths([t[0].path for t in todo], models, batch_size=batch_size,
-                                 progress=progress):
+            opts = {"batch_size": batch_size} if batch_size else {}   # else the pipeline's default
+            for r in embed_paths([t[0].path for t in todo], models, progress=progress, **opts):
                 e, size, mtime, existed = by_path[r.path].pop(0)
                 if r.error is not None:
                     stats["failed"].append(" ".join(str(r.error).split()))

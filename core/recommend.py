@@ -46,6 +46,9 @@ Options beyond the paper, each selectable:
   ``aggregate="max"`` liked tracks join the seeds and ``0.25·`` the largest
   similarity to a disliked track is subtracted.
 
+Catalogs above ``APPROX_ABOVE`` tracks (200k) take cosine candidates from
+:class:`core.search.VectorIndex` (approximate) and score those exactly.
+
 Never recommended: the seeds, liked or disliked tracks, anything with the
 same content hash or the same normalised artist + title as a seed (the same
 song indexed twice), and a second copy of a track already in the list.
@@ -69,6 +72,11 @@ DISTANCES = ("cosine", "euclidean", "pnorm")
 ENSEMBLE = "ensemble"
 ENSEMBLE_PARTS = ("cnn", "crnn")
 MAX_SEEDS = 5
+# Above this many tracks cosine candidates come from the approximate
+# core.search.VectorIndex (IVF, calibrated recall); below it every track is
+# scored exactly. CANDIDATES: how many it returns per query.
+APPROX_ABOVE = search.EXACT_MAX
+CANDIDATES = 1000
 # Rocchio weights (Manning, Raghavan & Schütze, IR book §9.1.1 defaults).
 ROCCHIO_BETA = 0.75
 ROCCHIO_GAMMA = 0.25
@@ -271,6 +279,30 @@ def _query_scores(matrix: np.ndarray, seeds: np.ndarray, liked: np.ndarray, disl
     return s
 
 
+def _approx_similarity(index: CatalogIndex, X: np.ndarray, S: np.ndarray, L: np.ndarray,
+                       D: np.ndarray, aggregate: str, key: tuple, excluded: np.ndarray,
+                       n_cand: int) -> np.ndarray:
+    """Large catalogs: candidates from the approximate :class:`core.search.VectorIndex`
+    (the query's — or, for "max", each seed's — nearest ``n_cand``), scored
+    exactly; every other track gets ``-inf`` (so method 2 re-ranks only the
+    cosine neighbourhood)."""
+    vi = index.cached(("vindex",) + key, lambda: search.VectorIndex(X, exact_max=APPROX_ABOVE))
+    if aggregate == "mean":
+        q = search.normalise(S).mean(0)
+        if len(L):
+            q = q + ROCCHIO_BETA * search.normalise(L).mean(0)
+        if len(D):
+            q = q - ROCCHIO_GAMMA * search.normalise(D).mean(0)
+        queries = q[None]
+    else:
+        queries = np.vstack([S, L]) if len(L) else S
+    ids, _ = vi.search(queries, n_cand, exclude=np.flatnonzero(excluded))
+    cand = np.unique(ids.ravel())
+    sim = np.full(len(index), -np.inf, np.float32)
+    sim[cand] = _query_scores(X[cand], S, L, D, aggregate, "cosine", 3)
+    return sim
+
+
 def _check(method: str, model: str, aggregate: str, distance: str, k: int, genre_weight: float,
            diversity: float, p: float, index: CatalogIndex) -> None:
     if method not in METHODS:
@@ -318,12 +350,20 @@ def recommend(index: CatalogIndex, seeds: Sequence[str], method: str = "cosine",
     except CatalogError as exc:
         raise RecommendError(str(exc)) from None
 
+    excluded = seed_exclusions(index, seed_rows, uploads)
+    excluded[np.concatenate([liked_rows, disliked_rows]).astype(int)] = True
+
     X = _space(index, model, distance, standardise)
     S = X[seed_rows]
     if uploads:
         S = np.vstack([S] + [_seed_in_space(index, sv, model, distance, standardise)[None]
                              for sv in uploads])
-    sim = _query_scores(X, S, X[liked_rows], X[disliked_rows], aggregate, distance, p)
+    L, D = X[liked_rows], X[disliked_rows]
+    if len(index) > APPROX_ABOVE and distance == "cosine":
+        sim = _approx_similarity(index, X, S, L, D, aggregate, (model, standardise), excluded,
+                                 max(CANDIDATES, 20 * k))
+    else:
+        sim = _query_scores(X, S, L, D, aggregate, distance, p)
 
     P = _genre_probs(index, model)
     SP = P[seed_rows]
@@ -333,8 +373,6 @@ def recommend(index: CatalogIndex, seeds: Sequence[str], method: str = "cosine",
     w = genre_weight if method == "genre" else 0.0
     score = (1.0 - w) * sim + w * match
 
-    excluded = seed_exclusions(index, seed_rows, uploads)
-    excluded[np.concatenate([liked_rows, disliked_rows]).astype(int)] = True
     keys, digests = _song_keys(index), index.column("digest")
 
     pool = max(50, 10 * k) if diversity > 0 else k

@@ -231,3 +231,24 @@ def test_standardise_uses_catalog_statistics(clusters):
     for kw in (dict(standardise=True), dict(distance="euclidean", standardise=True),
                dict(model="ensemble", distance="pnorm")):
         assert recommend(idx, [], seed_vectors=[sv], k=1, **kw)[0].track_id == "twin"
+
+
+def test_large_catalogs_use_the_approximate_index(monkeypatch):
+    import core.recommend as rec
+
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((20, 16))
+    n = 3000
+    g = rng.integers(0, 20, n)
+    E = centres[g] + 0.3 * rng.standard_normal((n, 16))
+    items = [(f"t{i}", E[i], LABELS[g[i] % 3], LABELS[g[i] % 3]) for i in range(n)]
+    idx = make_index(items)
+    seeds = ["t0", "t1", "t2"]
+    exact = {kw: ids(recommend(idx, seeds, k=10, **dict(kw))) for kw in
+             [(), (("method", "genre"),), (("aggregate", "max"),)]}
+    monkeypatch.setattr(rec, "APPROX_ABOVE", 1000)
+    approx_idx = make_index(items)
+    for kw, want in exact.items():
+        got = ids(recommend(approx_idx, seeds, k=10, **dict(kw)))
+        assert len(set(got) & set(want)) >= 9, kw
+    assert approx_idx.cached(("vindex", "crnn", False), lambda: None).method == "ivf"
