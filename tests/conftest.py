@@ -4,6 +4,8 @@ labelled data folder and untrained-but-valid model artifacts."""
 from __future__ import annotations
 
 import csv
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,9 @@ import pytest
 import soundfile as sf
 
 from core.config import FeatureConfig, shared_data_dirs
+
+# Tests never write into the project's own log-mel cache.
+os.environ.setdefault("GENRE_CACHE", tempfile.mkdtemp(prefix="genre-test-cache-"))
 
 SR = 22_050
 
