@@ -22,7 +22,7 @@ def model_name(key: str) -> str:
     return MODEL_NAMES.get(key, key)
 
 
-def waveform(y: np.ndarray, sr: int, max_points: int = 4000) -> go.Figure:
+def waveform(y: np.ndarray, sr: int, max_points: int = 1500) -> go.Figure:
     """Min/max envelope of a waveform (a few thousand points, whatever its length)."""
     n = max(1, int(np.ceil(y.size / max_points)))
     pad = (-y.size) % n
@@ -38,7 +38,19 @@ def waveform(y: np.ndarray, sr: int, max_points: int = 4000) -> go.Figure:
     return fig
 
 
-def logmel_heatmap(logmel: np.ndarray, times: np.ndarray, freqs: np.ndarray) -> go.Figure:
+def pool_time(logmel: np.ndarray, times: np.ndarray, max_cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Average adjacent frames so at most ``max_cols`` columns remain (a screen
+    shows ~1000 px anyway; half the frames halves what the browser must draw)."""
+    f = int(np.ceil(logmel.shape[1] / max_cols))
+    if f <= 1:
+        return logmel, times
+    n = logmel.shape[1] // f * f
+    pooled = logmel[:, :n].reshape(logmel.shape[0], -1, f).mean(-1)
+    return pooled, times[:n].reshape(-1, f)[:, 0]
+
+
+def logmel_heatmap(logmel: np.ndarray, times: np.ndarray, freqs: np.ndarray,
+                   max_cols: int = 700) -> go.Figure:
     """Log-mel spectrogram: x = time (s), y = mel band, labelled in Hz.
 
     Mel bands are spaced perceptually (close together in the bass, far apart
@@ -48,8 +60,9 @@ def logmel_heatmap(logmel: np.ndarray, times: np.ndarray, freqs: np.ndarray) -> 
     # Category rows named by their Hz keep the bands evenly spaced and make the
     # hover show the frequency without shipping a second 96×1366 array.
     rows = [f"{f:.0f} Hz" for f in np.asarray(freqs)]
+    z, t = pool_time(np.asarray(logmel, np.float32), np.asarray(times), max_cols)
     fig = go.Figure(go.Heatmap(
-        z=np.round(logmel, 2), x=np.round(times, 3), y=rows,
+        z=z, x=np.round(t, 3), y=rows,
         colorscale=MAGMA, colorbar=dict(title="log-mel"),
         hovertemplate="t %{x:.2f} s<br>%{y}<br>value %{z:.2f}<extra></extra>"))
     fig.update_yaxes(type="category", nticks=8)
@@ -133,33 +146,114 @@ def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]], mod
     return fig
 
 
-def training_curves(histories: Mapping[str, Mapping[str, Sequence[float]]], metric: str,
-                    title: str) -> go.Figure:
-    """One line per model of ``history[metric]`` against epoch."""
-    fig = go.Figure()
-    for m, h in histories.items():
-        if metric not in h:
-            continue
-        fig.add_trace(go.Scatter(x=h.get("epoch", list(range(1, len(h[metric]) + 1))), y=h[metric],
-                                 mode="lines+markers", name=model_name(m),
-                                 line=dict(color=MODEL_COLOURS.get(m)), marker=dict(size=4)))
-        best = h.get("best_epoch")
-        if best:
-            fig.add_vline(x=best, line=dict(color=MODEL_COLOURS.get(m), dash="dot", width=1))
-    fig.update_layout(height=280, margin=_MARGIN, title=title, xaxis_title="epoch",
-                      legend=dict(orientation="h", y=-0.25))
-    return fig
-
-
-def embedding_scatter(df, colour: str, hover: Sequence[str], title: str):
+def embedding_scatter(df, colour: str, hover: Sequence[str], title: str, webgl_above: int = 3000):
     """2-D embedding map (plotly express; ``df`` has x, y, track_id and the hover columns)."""
     import plotly.express as px
 
     fig = px.scatter(df, x="x", y="y", color=colour, hover_data={c: True for c in hover} | {
-        "x": False, "y": False}, custom_data=["track_id"], title=title, render_mode="webgl")
+        "x": False, "y": False}, custom_data=["track_id"], title=title,
+        # SVG is quicker to draw for a few thousand points (and needs no GPU);
+        # WebGL only pays off for big catalogs.
+        render_mode="webgl" if len(df) > webgl_above else "svg")
     fig.update_traces(marker=dict(size=7, opacity=0.8, line=dict(width=0)))
     fig.update_layout(height=560, margin=_MARGIN, xaxis_title="", yaxis_title="",
                       legend_title_text=colour.replace("_", " "), dragmode="lasso")
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
+    return fig
+
+
+# ---------------------------------------------------------------- combined figures
+# One plotly figure with several panels draws much faster in the browser than
+# the same panels as separate charts (each chart is its own plotly instance).
+
+def spectrogram_figure(y: np.ndarray, sr: int, logmel: np.ndarray, times: np.ndarray,
+                       freqs: np.ndarray, max_cols: int = 700) -> go.Figure:
+    """Waveform above the log-mel spectrogram, sharing the time axis (zoom one, both follow)."""
+    from plotly.subplots import make_subplots
+
+    wave, mel = waveform(y, sr), logmel_heatmap(logmel, times, freqs, max_cols)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.22, 0.78], vertical_spacing=0.04,
+                        subplot_titles=["Waveform", "Log-mel spectrogram (what the models see)"])
+    for tr in wave.data:
+        fig.add_trace(tr, row=1, col=1)
+    heat = mel.data[0]
+    heat.colorbar.update(len=0.75, y=0.0, yanchor="bottom")
+    fig.add_trace(heat, row=2, col=1)
+    fig.update_yaxes(title_text="amplitude", row=1, col=1)
+    fig.update_yaxes(type="category", nticks=8, title_text="frequency (Hz, mel scale)", row=2, col=1)
+    fig.update_xaxes(title_text="time (s)", row=2, col=1)
+    fig.update_layout(height=520, margin=_MARGIN, showlegend=False)
+    return fig
+
+
+def window_strips(window_probs: Mapping[str, np.ndarray], starts_s: Mapping[str, Sequence[float]],
+                  labels: Mapping[str, Sequence[str]]) -> go.Figure:
+    """Genre over time for every model, one heat strip each, shared time axis."""
+    from plotly.subplots import make_subplots
+
+    models = list(window_probs)
+    fig = make_subplots(rows=len(models), cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=[f"{model_name(m)}: genre over time" for m in models])
+    for i, m in enumerate(models, 1):
+        tr = window_strip(window_probs[m], starts_s[m], labels[m], m).data[0]
+        tr.showscale = i == 1
+        fig.add_trace(tr, row=i, col=1)
+    n = max(len(v) for v in labels.values())
+    fig.update_xaxes(title_text="window start (s)", row=len(models), col=1)
+    fig.update_layout(height=60 + len(models) * (40 + 20 * n), margin=_MARGIN)
+    return fig
+
+
+def roc_grid(roc: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
+             aucs: Mapping[str, Mapping[str, float]], genres: Sequence[str], cols: int = 4) -> go.Figure:
+    """Small multiples: one ROC panel per genre, every model in each panel."""
+    from plotly.subplots import make_subplots
+
+    rows = max(1, -(-len(genres) // cols))
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.05, vertical_spacing=0.4 / rows,
+                        subplot_titles=[f"{g}" for g in genres])
+    for i, g in enumerate(genres):
+        r, c = i // cols + 1, i % cols + 1
+        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#bbbbbb"),
+                                 hoverinfo="skip", showlegend=False), row=r, col=c)
+        for m, by_genre in roc.items():
+            if g not in by_genre:
+                continue
+            auc = aucs.get(m, {}).get(g)
+            fig.add_trace(go.Scatter(
+                x=by_genre[g]["fpr"], y=by_genre[g]["tpr"], mode="lines", name=model_name(m),
+                legendgroup=m, showlegend=i == 0, line=dict(color=MODEL_COLOURS.get(m), width=2),
+                hovertemplate=f"{g} · {model_name(m)}" + (f" (AUC {auc:.3f})" if auc is not None
+                                                          and np.isfinite(auc) else "")
+                + "<br>FPR %{x:.2f}<br>TPR %{y:.2f}<extra></extra>"), row=r, col=c)
+    fig.update_xaxes(range=[0, 1], showticklabels=False)
+    fig.update_yaxes(range=[0, 1.02], showticklabels=False)
+    fig.update_layout(height=60 + 210 * rows, margin=_MARGIN, legend=dict(orientation="h", y=1.0,
+                      yanchor="bottom", x=1, xanchor="right"))
+    return fig
+
+
+def training_grid(histories: Mapping[str, Mapping[str, Sequence[float]]]) -> go.Figure:
+    """The four training curves (validation AUC / accuracy, training / validation loss)."""
+    from plotly.subplots import make_subplots
+
+    panels = [("val_auc", "Validation ROC-AUC"), ("val_accuracy", "Validation accuracy"),
+              ("train_loss", "Training loss"), ("val_loss", "Validation loss")]
+    fig = make_subplots(rows=2, cols=2, subplot_titles=[t for _, t in panels], vertical_spacing=0.14)
+    for i, (metric, _) in enumerate(panels):
+        r, c = i // 2 + 1, i % 2 + 1
+        for m, h in histories.items():
+            if metric not in h:
+                continue
+            fig.add_trace(go.Scatter(x=h.get("epoch", list(range(1, len(h[metric]) + 1))), y=h[metric],
+                                     mode="lines+markers", name=model_name(m), legendgroup=m,
+                                     showlegend=i == 0, line=dict(color=MODEL_COLOURS.get(m)),
+                                     marker=dict(size=4)), row=r, col=c)
+            if h.get("best_epoch"):
+                fig.add_vline(x=h["best_epoch"], line=dict(color=MODEL_COLOURS.get(m), dash="dot", width=1),
+                              row=r, col=c)
+        fig.update_xaxes(title_text="epoch", row=r, col=c)
+    fig.update_layout(height=560, margin=_MARGIN, legend=dict(orientation="h", y=1.06, x=1,
+                                                              xanchor="right"))
     return fig

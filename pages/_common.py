@@ -102,6 +102,23 @@ def artifact_json(name: str, quiet: bool = False) -> dict | None:
     return None
 
 
+def artifact_key(name: str) -> str:
+    """Identity of one artifact file (path + modification time) for cache keys."""
+    root = paths().artifacts
+    return f"{root / name}@{_stamp(root / name)}"
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def cached_figure(key: tuple, _build):
+    """Build a plotly figure once per ``key`` and reuse the object.
+
+    Building (validating) plotly figures is the slowest part of the chart
+    pages; st.plotly_chart only reads the figure, so one shared object is safe.
+    cache_resource (not cache_data) because unpickling a Figure re-validates it.
+    """
+    return _build()
+
+
 # ----------------------------------------------------------------- catalog
 
 def data_setting() -> str:
@@ -151,14 +168,12 @@ def track_label(title: str, artist: str, genre: str, track_id: str) -> str:
 # ----------------------------------------------------------------- uploads
 
 def max_upload_bytes() -> int:
+    """The upload limit (core.library's, read at call time so tests can lower it)."""
     try:
         from core import library
-        for attr in ("MAX_UPLOAD_BYTES", "MAX_BYTES"):
-            if hasattr(library, attr):
-                return int(getattr(library, attr))
     except ImportError:
-        pass
-    return FALLBACK_MAX_UPLOAD_MB * 1024 * 1024
+        return FALLBACK_MAX_UPLOAD_MB * 1024 * 1024
+    return int(library.MAX_UPLOAD_BYTES)
 
 
 def named_bytes(name: str, data: bytes) -> io.BytesIO:

@@ -30,12 +30,18 @@ colour_opts = {"genre": "labelled genre", f"pred_{model}": f"{charts.model_name(
 colour = c3.radio("Colour by", list(colour_opts), format_func=colour_opts.get, horizontal=True,
                   key="map_colour")
 
-xy = ui.projection(str(idx.dir), idx.version, len(idx), model, method, idx)
-df = table[["track_id", "title", "artist", "genre", "source", f"pred_{model}"]].copy()
-df["genre"] = df["genre"].replace("", "(upload)")
-df["x"], df["y"] = xy[:, 0], xy[:, 1]
-fig = charts.embedding_scatter(df, colour, ["title", "artist", "genre", f"pred_{model}"],
-                               f"{len(df):,} tracks · {charts.model_name(model)} · {method}")
+
+
+def _map_figure():
+    xy = ui.projection(str(idx.dir), idx.version, len(idx), model, method, idx)
+    df = table[["track_id", "title", "artist", "genre", "source", f"pred_{model}"]].copy()
+    df["genre"] = df["genre"].replace("", "(upload)")
+    df["x"], df["y"] = xy[:, 0], xy[:, 1]
+    return charts.embedding_scatter(df, colour, ["title", "artist", "genre", f"pred_{model}"],
+                                    f"{len(df):,} tracks · {charts.model_name(model)} · {method}")
+
+
+fig = ui.cached_figure(("map", str(idx.dir), idx.version, len(idx), model, method, colour), _map_figure)
 event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="map_chart")
 
 picked = ui.selected_track_ids(event)

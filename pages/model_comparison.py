@@ -84,16 +84,18 @@ if metrics:
     st.header("ROC curves")
     show = st.multiselect("Models", list(reps), default=[m for m in reps if m != "baseline_mfcc"] or list(reps),
                           format_func=charts.model_name, key="cmp_models")
-    macro_curves = {m: charts.macro_roc(reps[m].get("roc", {})) for m in show if reps[m].get("roc")}
-    st.plotly_chart(charts.roc_figure(macro_curves, {m: reps[m]["macro"].get("roc_auc") for m in show},
-                                      "All genres (macro average)", height=380), key="roc_macro")
+    mkey = ui.artifact_key("metrics.json")
+    st.plotly_chart(ui.cached_figure(("roc_macro", mkey, tuple(show)), lambda: charts.roc_figure(
+        {m: charts.macro_roc(reps[m].get("roc", {})) for m in show if reps[m].get("roc")},
+        {m: reps[m]["macro"].get("roc_auc") for m in show}, "All genres (macro average)", height=380)),
+        key="roc_macro")
     genres_with_roc = [g for g in labels if any(g in reps[m].get("roc", {}) for m in show)]
-    cols = st.columns(3)
-    for i, g in enumerate(genres_with_roc):
-        with cols[i % 3]:
-            curves = {m: reps[m]["roc"][g] for m in show if g in reps[m].get("roc", {})}
-            aucs = {m: reps[m]["per_genre"].get(g, {}).get("roc_auc") for m in show}
-            st.plotly_chart(charts.roc_figure(curves, aucs, g, height=280), key=f"roc_{g}")
+    if genres_with_roc:
+        st.plotly_chart(ui.cached_figure(("roc_grid", mkey, tuple(show)), lambda: charts.roc_grid(
+            {m: reps[m].get("roc", {}) for m in show},
+            {m: {g: v.get("roc_auc") for g, v in reps[m].get("per_genre", {}).items()} for m in show},
+            genres_with_roc)), key="roc_genres")
+        st.caption("One panel per genre: that genre against all others. Hover a curve for its AUC.")
 
     # ---- per genre
     st.header("Per genre")
@@ -119,8 +121,8 @@ if metrics:
         conf = reps[m].get("confusion")
         if conf:
             with cols[i % len(cols)]:
-                st.plotly_chart(charts.confusion_figure(conf["labels"], conf["matrix"], m, norm),
-                                key=f"conf_{m}")
+                st.plotly_chart(ui.cached_figure(("conf", mkey, m, norm), lambda: charts.confusion_figure(
+                    conf["labels"], conf["matrix"], m, norm)), key=f"conf_{m}")
     st.caption("Rows are the true genre, columns the model's top guess; the diagonal is correct.")
 
     # ---- per source
@@ -138,17 +140,8 @@ st.header("Training curves")
 if histories:
     st.caption("Validation scores after each pass over the training data; the dotted line marks the "
                "epoch whose weights were kept (best validation AUC).")
-    c1, c2 = st.columns(2)
-    with c1:
-        st.plotly_chart(charts.training_curves(histories, "val_auc", "Validation ROC-AUC"), key="hist_auc")
-    with c2:
-        st.plotly_chart(charts.training_curves(histories, "val_accuracy", "Validation accuracy"),
-                        key="hist_acc")
-    c1, c2 = st.columns(2)
-    with c1:
-        st.plotly_chart(charts.training_curves(histories, "train_loss", "Training loss"), key="hist_tl")
-    with c2:
-        st.plotly_chart(charts.training_curves(histories, "val_loss", "Validation loss"), key="hist_vl")
+    hkey = tuple(ui.artifact_key(f"{m}_history.json") for m in histories)
+    st.plotly_chart(ui.cached_figure(("hist", hkey), lambda: charts.training_grid(histories)), key="hist")
 else:
     st.info("No training history in the artifacts folder yet (`cnn_history.json`, `crnn_history.json`) "
             "— they are written by `make artifacts`.")

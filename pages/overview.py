@@ -1,6 +1,7 @@
 """Overview: what the app does, the shipped models and where to go next."""
 
 import math
+import re
 
 import pandas as pd
 import streamlit as st
@@ -69,7 +70,10 @@ card = sorted(ui.paths().artifacts.glob("*model_card*.md")) + sorted(
     ui.paths().artifacts.glob("MODEL_CARD*.md"))
 if card:
     with st.expander("Model card (data, intended use, limitations)"):
-        st.markdown(card[0].read_text(encoding="utf-8", errors="replace"))
+        # The card's figures are relative PNG links that st.markdown cannot resolve;
+        # the same charts are interactive on the Model comparison page.
+        text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", card[0].read_text(encoding="utf-8", errors="replace"))
+        st.markdown(text)
 
 st.header("Your music")
 cat = ui.catalog()

@@ -1,5 +1,7 @@
 """Spectrograms: hear a track and see it the way the models do."""
 
+import hashlib
+
 import streamlit as st
 
 from pages import _charts as charts
@@ -33,8 +35,9 @@ if choice == "From the catalog":
                        format_func=labels.__getitem__)
     t = tracks[tid]
     name, audio, true_genre = labels[tid], str(t.path), t.genre
+    fig_key = (str(t.path), ui._stamp(t.path), ui.models_key())
     try:
-        view = ui.analyse_path(str(t.path), ui._stamp(t.path), ui.models_key(), models)
+        view = ui.analyse_path(*fig_key, models)
     except Exception as exc:  # noqa: BLE001 — any decoder failure becomes one line
         st.error(ui.audio_error_line(exc, t.path.name))
         st.stop()
@@ -55,6 +58,7 @@ else:
         st.error(ui.audio_error_line(exc, up.name))
         st.stop()
     name, audio = up.name, data
+    fig_key = (up.name, hashlib.sha256(data).hexdigest(), ui.models_key())
 
 c1, c2 = st.columns([2, 3])
 with c1:
@@ -69,13 +73,12 @@ with c2:
         col.metric(f"{charts.model_name(m)} hears", g, f"{p:.0%} sure", delta_color="off")
     cols[-1].metric("Models agree?", "yes" if view.agree() else "no")
 
-st.plotly_chart(charts.waveform(view.wave, view.sample_rate), key="spec_wave")
-st.plotly_chart(charts.logmel_heatmap(view.logmel.astype("float32"), view.times, view.freqs),
-                key="spec_mel")
-st.plotly_chart(charts.probability_bars(view.probs, height=120 + 28 * len(next(iter(view.labels.values())))),
-                key="spec_probs")
+n_genres = len(next(iter(view.labels.values())))
+st.plotly_chart(ui.cached_figure(("spec",) + fig_key, lambda: charts.spectrogram_figure(
+    view.wave, view.sample_rate, view.logmel.astype("float32"), view.times, view.freqs)), key="spec_mel")
+st.plotly_chart(ui.cached_figure(("spec_probs",) + fig_key, lambda: charts.probability_bars(
+    view.probs, height=120 + 28 * n_genres)), key="spec_probs")
 st.caption("Each genre gets its own probability (they need not add up to 1): the models were "
            "trained, as in the paper, to answer 'is this genre present?' once per genre.")
-for m in view.probs:
-    st.plotly_chart(charts.window_strip(view.window_probs[m], view.window_starts_s[m], view.labels[m], m),
-                    key=f"spec_strip_{m}")
+st.plotly_chart(ui.cached_figure(("spec_strips",) + fig_key, lambda: charts.window_strips(
+    view.window_probs, view.window_starts_s, view.labels)), key="spec_strips")

@@ -198,3 +198,21 @@ def test_missing_artifacts_give_a_message_not_a_traceback(app, monkeypatch, tmp_
     assert "metrics.json is not available" in texts(app)
     open_page(app, "classify")
     assert "No trained models" in texts(app)
+
+
+def test_pages_needing_audio_explain_how_to_add_music(app, monkeypatch, tmp_path):
+    monkeypatch.setenv("GENRE_DATA", "")
+    monkeypatch.setenv("GENRE_INDEX", str(tmp_path / "empty_index"))
+    for page in ("embedding_map", "recommender", "listening_study"):
+        open_page(app, page)
+        no_exceptions(app)
+        assert "How to add music" in texts(app), page
+    open_page(app, "spectrograms")
+    no_exceptions(app)
+    assert app.radio(key="spec_source").value == "Upload a file"
+    assert len(app.file_uploader) == 1
+    # Classification and the shipped metrics need no catalog.
+    open_page(app, "classify")
+    assert len(app.file_uploader) == 1 and not app.error
+    open_page(app, "model_comparison")
+    assert app.dataframe and not app.error

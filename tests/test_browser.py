@@ -72,21 +72,15 @@ def server(app_env, tmp_path):
 
 
 def wait_rendered(page, timeout: float = 120) -> None:
-    """Wait until the script run is finished (no running indicator) and a title shows."""
+    """Wait until the script run is finished and a title (or an exception) shows.
+
+    The app root carries ``data-test-script-state``; "notRunning" means the
+    page's script has finished. A short pause then lets plotly draw.
+    """
     page.wait_for_selector('h1, [data-testid="stException"]', timeout=timeout * 1000)
-    end = time.time() + timeout
-    quiet_since = None
-    while time.time() < end:
-        running = page.locator('[data-testid="stStatusWidget"]').count() > 0 and \
-            page.locator('[data-testid="stStatusWidget"]').first.is_visible()
-        if running:
-            quiet_since = None
-        elif quiet_since is None:
-            quiet_since = time.time()
-        elif time.time() - quiet_since > 1.5:
-            return
-        time.sleep(0.25)
-    raise TimeoutError("the page kept running")
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
+                           timeout=timeout * 1000)
+    page.wait_for_timeout(500)
 
 
 def screenshot(page, path: Path) -> None:

@@ -25,13 +25,19 @@ def test_tables_roc_confusion_and_curves_match_the_artifacts(app):
     assert list(overall["model"]) == ["CNN", "CRNN"]
     f1 = m["models"]["crnn"]["macro"]["f1"]
     assert overall["F1"].iloc[1].startswith(f"{f1:.3f}")
-    titles = [s["layout"]["title"]["text"] for s in plotly_specs(app)]
-    rocs = [t for t in titles if t in labels]
+    specs = plotly_specs(app)
+    titles = [s["layout"].get("title", {}).get("text") for s in specs]
     assert titles[0] == "All genres (macro average)"
-    assert sorted(rocs) == sorted(g for g in labels if g in m["models"]["cnn"]["roc"])
-    assert titles.count("CNN") == 1 and titles.count("CRNN") == 1  # confusion matrices
-    for t in ("Validation ROC-AUC", "Validation accuracy", "Training loss", "Validation loss"):
-        assert t in titles
+    grid = specs[1]
+    panels = [a["text"] for a in grid["layout"]["annotations"]]
+    assert panels == [g for g in labels if g in m["models"]["cnn"]["roc"]]
+    curves = [t for t in grid["data"] if t.get("name") in ("CNN", "CRNN")]
+    assert len(curves) == 2 * len(panels)
+    first_cnn = next(t for t in curves if t["name"] == "CNN")
+    assert values(first_cnn["y"]) == m["models"]["cnn"]["roc"][panels[0]]["tpr"]
+    assert titles[2:4] == ["CNN", "CRNN"]  # confusion matrices
+    assert [a["text"] for a in specs[4]["layout"]["annotations"]] == [
+        "Validation ROC-AUC", "Validation accuracy", "Training loss", "Validation loss"]
     per_genre = app.dataframe[1].value
     assert len(per_genre) == 2 * len(labels)
     row = per_genre[(per_genre["genre"] == labels[0]) & (per_genre["model"] == "CNN")].iloc[0]
@@ -47,10 +53,10 @@ def test_tables_roc_confusion_and_curves_match_the_artifacts(app):
 def test_confusion_toggle_switches_counts_and_fractions(app):
     open_page(app, "model_comparison")
     conf = _metrics(app)["models"]["cnn"]["confusion"]
-    cnn = next(s for s in plotly_specs(app) if s["layout"]["title"]["text"] == "CNN")
+    cnn = next(s for s in plotly_specs(app) if s["layout"].get("title", {}).get("text") == "CNN")
     assert np.allclose(np.array(values(cnn["data"][0]["z"])).sum(1)[np.array(conf["matrix"]).sum(1) > 0], 1)
     app.toggle(key="cmp_norm").set_value(False).run()
-    cnn = next(s for s in plotly_specs(app) if s["layout"]["title"]["text"] == "CNN")
+    cnn = next(s for s in plotly_specs(app) if s["layout"].get("title", {}).get("text") == "CNN")
     assert np.array(values(cnn["data"][0]["z"])).tolist() == conf["matrix"]
 
 
@@ -67,7 +73,8 @@ def test_missing_metrics_is_a_message_and_training_curves_still_show(app, tmp_pa
     open_page(app, "model_comparison")
     no_exceptions(app)
     assert "metrics.json is not available: artifact missing" in texts(app)
-    assert [s["layout"]["title"]["text"] for s in plotly_specs(app)][0] == "Validation ROC-AUC"
+    specs = plotly_specs(app)
+    assert len(specs) == 1 and specs[0]["layout"]["annotations"][0]["text"] == "Validation ROC-AUC"
 
 
 def test_tampered_metrics_is_a_message_not_a_traceback(app, tmp_path, monkeypatch):

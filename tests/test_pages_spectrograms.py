@@ -8,34 +8,56 @@ from conftest import synth, write_audio
 from test_app import app, app_env, no_exceptions, open_page, plotly_specs, values  # noqa: F401
 
 
+def _panels(spec: dict) -> list[str]:
+    """Titles of a figure: its own title or its subplot titles."""
+    title = spec["layout"].get("title", {}).get("text")
+    return [title] if title else [a["text"] for a in spec["layout"].get("annotations", [])]
+
+
+def _heatmap(spec: dict) -> dict:
+    return next(t for t in spec["data"] if t["type"] == "heatmap")
+
+
 def test_catalog_track_draws_all_charts_with_real_axes(app):
     open_page(app, "spectrograms")
     no_exceptions(app)
     specs = plotly_specs(app)
-    titles = [s["layout"]["title"]["text"] for s in specs]
-    assert titles[:3] == ["Waveform", "Log-mel spectrogram (what the models see)", "Genre probabilities"]
-    assert titles[3:] == ["CNN: genre over time", "CRNN: genre over time"]
-    mel = specs[1]
-    assert mel["layout"]["xaxis"]["title"]["text"] == "time (s)"
-    assert "Hz" in mel["layout"]["yaxis"]["title"]["text"]
-    z = np.array(values(mel["data"][0]["z"]))
-    assert z.shape == (96, 1366)
-    times = values(mel["data"][0]["x"])
-    assert abs(times[-1] - 1365 * 256 / 12000) < 0.01
-    assert mel["data"][0]["y"][0].endswith("Hz")
-    strip = np.array(values(specs[3]["data"][0]["z"]))
+    assert [_panels(s) for s in specs] == [
+        ["Waveform", "Log-mel spectrogram (what the models see)"], ["Genre probabilities"],
+        ["CNN: genre over time", "CRNN: genre over time"]]
+    layout = specs[0]["layout"]
+    assert layout["xaxis2"]["title"]["text"] == "time (s)"
+    assert "Hz" in layout["yaxis2"]["title"]["text"]
+    assert layout["xaxis"]["matches"] == "x2" or layout["xaxis2"].get("matches") == "x"  # shared time axis
+    mel = _heatmap(specs[0])
+    z = np.array(values(mel["z"]))
+    assert z.shape == (96, 683)  # 1366 frames, averaged in pairs for drawing
+    times = values(mel["x"])
+    assert abs(times[-1] - 1364 * 256 / 12000) < 0.01 and times[1] > times[0]
+    assert mel["y"][0].endswith("Hz") and len(mel["y"]) == 96
+    strip = np.array(values(specs[2]["data"][0]["z"]))
     assert strip.shape[0] == 3 and strip.min() >= 0 and strip.max() <= 1
     assert len(app.get("audio")) == 1
     labels = [m.label for m in app.metric]
     assert labels == ["CNN hears", "CRNN hears", "Models agree?"]
 
 
+def test_pooling_keeps_the_time_axis_and_averages_frames():
+    from pages import _charts as charts
+
+    z = np.arange(12, dtype=float).reshape(2, 6)
+    pooled, t = charts.pool_time(z, np.arange(6) * 0.5, max_cols=3)
+    assert pooled.tolist() == [[0.5, 2.5, 4.5], [6.5, 8.5, 10.5]] and t.tolist() == [0, 1, 2]
+    same, t2 = charts.pool_time(z, np.arange(6) * 0.5, max_cols=10)
+    assert same is z and len(t2) == 6
+
+
 def test_picking_another_track_changes_the_analysis(app):
     open_page(app, "spectrograms")
-    first = np.array(values(plotly_specs(app)[1]["data"][0]["z"]))
+    first = np.array(values(_heatmap(plotly_specs(app)[0])["z"]))
     app.selectbox(key="spec_track").set_value("noise_03").run()
     no_exceptions(app)
-    second = np.array(values(plotly_specs(app)[1]["data"][0]["z"]))
+    second = np.array(values(_heatmap(plotly_specs(app)[0])["z"]))
     assert not np.allclose(first, second)
     assert "Noise piece 3" in app.subheader[0].value
 
@@ -47,7 +69,7 @@ def test_uploaded_file_is_analysed_and_a_bad_one_gives_one_line(app, tmp_path):
     app.file_uploader(key="spec_upload").set_value(("chirp.mp3", mp3.read_bytes(), "audio/mpeg")).run()
     no_exceptions(app)
     assert app.subheader[0].value == "chirp.mp3"
-    assert len(plotly_specs(app)) == 5
+    assert len(plotly_specs(app)) == 3
     app.file_uploader(key="spec_upload").set_value(("empty.wav", b"", "audio/wav")).run()
     no_exceptions(app)
     assert len(app.error) == 1 and app.error[0].value.startswith("empty.wav:")

@@ -1,0 +1,213 @@
+"""Measure how long each dashboard page takes to render on a large catalog.
+
+Not a test (no timing assertions in tests): run it by hand::
+
+    .venv/bin/python tests/bench_render.py --tracks 1000 --out /tmp/bench_dash
+
+It builds a catalog of ``--tracks`` rows (the real ../shared/data clips when
+present, repeated to reach the count, else generated 30 s clips), indexes it
+with the shipped models (identical files are embedded once), then times every
+page twice:
+
+* **script**: server-side run time with ``streamlit.testing.v1.AppTest``
+  (one cold run, then ``--repeats`` warm reruns; median reported);
+* **browser**: ``streamlit run`` + headless Chromium, time from a reload to
+  the app reporting ``notRunning`` with the page drawn (warm: the page was
+  visited once before).
+
+Prints a Markdown table and writes ``<out>/render_times.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+SEEDS_N = 5
+
+
+def build_catalog(out: Path, n: int) -> Path:
+    """``out/data/metadata.csv`` with ``n`` rows pointing at real or generated audio."""
+    from core.config import shared_data_dirs
+    from core.datasets import read_datasets
+
+    data = out / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    sources = read_datasets(shared_data_dirs()) if shared_data_dirs() else []
+    if not sources:
+        from conftest import GENRES, synth, write_audio
+
+        sources = []
+        for i in range(30):
+            genre = list(GENRES)[i % 3]
+            p = write_audio(data / "audio" / f"gen_{i:02d}.mp3", synth(GENRES[genre], 30.0, seed=i))
+            sources.append(type("T", (), {"path": p, "genre": genre})())
+    rows = []
+    for i in range(n):
+        src = sources[i % len(sources)]
+        rows.append({"track_id": f"t{i:05d}", "path": str(Path(src.path).resolve()), "genre": src.genre,
+                     "split": "test", "artist": f"Artist {i % 97}", "title": f"Track {i:05d}"})
+    with open(data / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return data
+
+
+def build_index(data: Path, index_dir: Path, artifacts: Path) -> dict:
+    from core.artifacts import load_models
+    from core.datasets import read_dataset
+    from core.index import CatalogIndex
+
+    idx = CatalogIndex.open(index_dir)
+    t = time.time()
+    stats = idx.update(read_dataset(data), load_models(artifacts))
+    stats["wall_seconds"] = round(time.time() - t, 1)
+    return stats
+
+
+def script_times(env: dict, repeats: int, upload: bytes) -> dict:
+    from streamlit.testing.v1 import AppTest
+
+    os.environ.update(env)
+    from core.index import CatalogIndex
+
+    ids = CatalogIndex.open(env["GENRE_INDEX"]).table()["track_id"].tolist()
+    seeds = ids[:: max(1, len(ids) // SEEDS_N)][:SEEDS_N]
+
+    def prepare(at: AppTest, case: str) -> None:
+        if case == "recommender (5 seeds)":
+            at.multiselect(key="rec_seeds_w").set_value(seeds).run()
+        elif case == "embedding map (t-SNE)":
+            at.radio(key="map_method").set_value("t-SNE").run()
+        elif case == "classify (1 upload)":
+            at.file_uploader(key="classify_files").set_value(("bench.mp3", upload, "audio/mpeg")).run()
+        elif case == "listening study (in a session)":
+            at.multiselect(key="study_seeds").set_value(seeds).run()
+            at.button(key="study_start").click().run()
+
+    cases = [("overview", "overview"), ("spectrograms", "spectrograms"), ("classify", "classify (1 upload)"),
+             ("model_comparison", "model_comparison"), ("embedding_map", "embedding map (PCA)"),
+             ("embedding_map", "embedding map (t-SNE)"), ("recommender", "recommender (no seeds)"),
+             ("recommender", "recommender (5 seeds)"), ("listening_study", "listening study (start)"),
+             ("listening_study", "listening study (in a session)")]
+    out = {}
+    for page, case in cases:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+        t = time.perf_counter()
+        at.run()
+        if page != "overview":
+            at.switch_page(f"pages/{page}.py").run()
+        prepare(at, case)
+        cold = time.perf_counter() - t
+        warm = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            at.run()
+            warm.append(time.perf_counter() - t)
+        assert not at.exception, (case, [e.value for e in at.exception])
+        out[case] = {"cold_s": round(cold, 3), "warm_median_s": round(statistics.median(warm), 3),
+                     "warm_max_s": round(max(warm), 3)}
+        print(f"  script {case:<32} cold {cold:6.2f} s   warm median {statistics.median(warm):.3f} s",
+              flush=True)
+    return out
+
+
+def browser_times(env: dict, repeats: int) -> dict:
+    import socket
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                             "--server.port", str(port), "--server.headless", "true",
+                             "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    out = {}
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(base + "/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            done = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+            for name in ("overview", "spectrograms", "classify", "model_comparison", "embedding_map",
+                         "recommender", "listening_study"):
+                url = base + ("/" if name == "overview" else f"/{name}")
+                t = time.perf_counter()
+                page.goto(url)
+                page.wait_for_selector("h1", timeout=600_000)
+                page.wait_for_selector(done, timeout=600_000)
+                cold = time.perf_counter() - t
+                warm = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    page.reload()
+                    page.wait_for_selector("h1", timeout=600_000)
+                    page.wait_for_selector(done, timeout=600_000)
+                    warm.append(time.perf_counter() - t)
+                assert page.locator('[data-testid="stException"]').count() == 0, name
+                out[name] = {"cold_s": round(cold, 3), "warm_median_s": round(statistics.median(warm), 3),
+                             "warm_max_s": round(max(warm), 3)}
+                print(f"  browser {name:<31} cold {cold:6.2f} s   warm median {statistics.median(warm):.3f} s",
+                      flush=True)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tracks", type=int, default=1000)
+    ap.add_argument("--out", default="/tmp/bench_dash")
+    ap.add_argument("--artifacts", default=str(ROOT / "artifacts"))
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-browser", action="store_true")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = build_catalog(out, args.tracks)
+    index_dir = out / "index"
+    print(f"indexing {args.tracks} tracks…", flush=True)
+    stats = build_index(data, index_dir, Path(args.artifacts))
+    print(f"  {stats['embedded']} files embedded, {stats['added']} rows, {stats['wall_seconds']} s", flush=True)
+    env = {"GENRE_ARTIFACTS": str(Path(args.artifacts).resolve()), "GENRE_DATA": str(data),
+           "GENRE_INDEX": str(index_dir), "GENRE_LIBRARY": str(out / "library"),
+           "GENRE_STUDY_DB": str(out / "study.sqlite")}
+    upload = Path(next(iter((data / "metadata.csv").read_text().splitlines()[1:])).split(",")[1]).read_bytes()
+    result = {"tracks": args.tracks, "index": stats, "script": script_times(env, args.repeats, upload)}
+    if not args.no_browser and Path("/usr/bin/chromium").exists():
+        result["browser"] = browser_times(env, args.repeats)
+    (out / "render_times.json").write_text(json.dumps(result, indent=1))
+    print("\n| page | script warm (median) | browser warm (median) |\n|---|---|---|")
+    for case, v in result["script"].items():
+        page = case.split(" (")[0].replace(" ", "_")
+        b = result.get("browser", {}).get(page, {}).get("warm_median_s")
+        print(f"| {case} | {v['warm_median_s']:.2f} s | {'' if b is None else f'{b:.2f} s'} |")
+
+
+if __name__ == "__main__":
+    main()
