@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Union
+from typing import BinaryIO, Callable, Iterator, Union
 
 import numpy as np
 import soundfile as sf
@@ -176,15 +176,21 @@ def load(source: AudioSource, cfg: FeatureConfig | None = None,
     excerpt of a longer track; shorter tracks are repeated to fill the window.
     """
     cfg = cfg or FeatureConfig()
+    return _decode_excerpts(source, cfg, lambda total, need: [
+        _excerpt_start(total, need, position or cfg.crop, rng)])[0]
+
+
+def _decode_excerpts(source: AudioSource, cfg: FeatureConfig,
+                     choose_starts: Callable[[int, int], list[int]]) -> np.ndarray:
+    """Decode the excerpts whose start frames ``choose_starts(total, need)``
+    picks; each is validated, resampled, normalised and fitted to the window."""
     name = _name(source)
     with _open(source) as f:
         sr_in = f.samplerate
         need = int(np.ceil(cfg.window_seconds * sr_in)) + 1
         total = max(int(f.frames), 0)
-        start = _excerpt_start(total, need, position or cfg.crop, rng)
-        y = _read_excerpts(f, [start], need, name)[0]
-    y = _finish(y, sr_in, cfg, name)
-    return _fit(y, cfg.window_samples)
+        excerpts = _read_excerpts(f, choose_starts(total, need), need, name)
+    return np.stack([_fit(_finish(y, sr_in, cfg, name), cfg.window_samples) for y in excerpts])
 
 
 def _excerpt_start(total: int, need: int, position: str, rng: np.random.Generator | None) -> int:
@@ -206,18 +212,12 @@ def load_windows(source: AudioSource, cfg: FeatureConfig | None = None,
     For a track no longer than the window this is one excerpt. Only the
     excerpts are decoded, so memory stays bounded for any track length.
     """
-    cfg = cfg or FeatureConfig()
-    name = _name(source)
-    with _open(source) as f:
-        sr_in = f.samplerate
-        need = int(np.ceil(cfg.window_seconds * sr_in)) + 1
-        total = max(int(f.frames), 0)
+    def starts(total: int, need: int) -> list[int]:
         if total <= need or n_windows <= 1:
-            starts = [_excerpt_start(total, need, "centre", None)]
-        else:
-            starts = np.linspace(0, total - need, n_windows).astype(int).tolist()
-        excerpts = _read_excerpts(f, starts, need, name)
-    return np.stack([_fit(_finish(y, sr_in, cfg, name), cfg.window_samples) for y in excerpts])
+            return [_excerpt_start(total, need, "centre", None)]
+        return np.linspace(0, total - need, n_windows).astype(int).tolist()
+
+    return _decode_excerpts(source, cfg or FeatureConfig(), starts)
 
 
 def load_full(source: AudioSource, sample_rate: int, max_seconds: float = 600.0) -> np.ndarray:
