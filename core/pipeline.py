@@ -1,28 +1,24 @@
 """Batch embedding: audio files → both models' probabilities and embeddings.
 
-:func:`embed_paths` is the streaming indexer the catalog uses. Per batch of
-files it
+:func:`embed_paths` is the streaming indexer the catalog uses. It
 
 1. hashes each file and looks its log-mel up in the on-disk
    :class:`~core.cache.LogMelCache` (a re-index decodes nothing);
-2. decodes + resamples the misses in worker processes, a batch ahead of
-   the network so decoding overlaps inference;
-3. computes the log-mels of the whole batch in one torch STFT, stores them
-   in the cache, and
-4. runs each model on all windows of the batch at once, through a copy
-   prepared for inference (:func:`optimise_for_inference`).
+2. hands batches of files to worker processes — one per CPU, one torch
+   thread each — that decode and resample the misses, compute the batch's
+   log-mels in one torch STFT, and run each model on all windows of the
+   batch at once through a copy prepared for inference
+   (:func:`optimise_for_inference`);
+3. stores the new log-mels in the cache and yields the results in order.
 
-At most two batches are in flight, so memory is bounded on any library
-size. Profiling showed the networks are ~85 % of the work (decode ~10 %,
-resample and STFT a few % each), so step 4 is where most of the speed-up
-comes from; figures are in docs/performance.md.
+At most two batches per worker are in flight, so memory is bounded on any
+library size. Profiling showed the networks are ~85 % of the work (decode
+~10 %, resample and STFT a few % each), so the model copies are where most
+of the speed-up comes from; figures are in docs/performance.md.
 
 :func:`embed_batch` is the same work as a pure function over a batch of file
 paths (a dict of columns in, a dict of columns out), so it plugs straight
 into Ray Data's ``map_batches`` or a Dask / Spark map.
-
-Decode workers run :func:`core.audio.load` itself, so they import only
-numpy, soundfile and soxr — not torch.
 """
 
 from __future__ import annotations
@@ -77,9 +73,8 @@ def available_cpus() -> int:
 
 
 def default_workers() -> int:
-    """Decode processes: decoding is ~15 % of the work, so one process keeps
-    up with inference on 2–4 cores; more only on bigger machines."""
-    return max(1, available_cpus() // 4)
+    """Worker processes: one per available CPU."""
+    return available_cpus()
 
 
 # -- inference-ready models -------------------------------------------------
@@ -190,7 +185,7 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-# -- decoding ---------------------------------------------------------------
+# -- the work of one batch (in a worker process or in this one) -----------
 
 def _decode(path: str, cfg: FeatureConfig) -> np.ndarray | str:
     """The model's excerpt of ``path``, or a one-line error."""
@@ -206,66 +201,125 @@ def _error_line(path: str, exc: BaseException) -> str:
     return f"{Path(path).name}: cannot read ({type(exc).__name__})"
 
 
-class _Decoder:
-    """Decodes in ``workers`` spawned processes (0: in this process)."""
+@dataclass
+class _Out:
+    """What a batch job returns for one file."""
 
-    def __init__(self, workers: int, cfg: FeatureConfig):
-        self.cfg = cfg
+    error: str | None = None
+    logmel: np.ndarray | None = None     # newly computed (float16), for the cache
+    probs: dict[str, np.ndarray] = field(default_factory=dict)
+    embedding: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _run_batch(jobs: list[tuple[str, np.ndarray | None]], nets: dict[str, "GenreModel"],
+               cfg: FeatureConfig) -> list[_Out]:
+    """Decode the files without a cached log-mel, compute their log-mels in
+    one batched STFT, then run every network on all windows of the batch."""
+    outs = [_Out() for _ in jobs]
+    mels: list[np.ndarray | None] = [lm for _, lm in jobs]
+    waves, fresh = [], []
+    for i, (path, lm) in enumerate(jobs):
+        if lm is None:
+            res = _decode(path, cfg)
+            if isinstance(res, str):
+                outs[i].error = res
+            else:
+                waves.append(res)
+                fresh.append(i)
+    with torch.inference_mode():
+        if waves:
+            new = _frontend(cfg)(torch.from_numpy(np.stack(waves)))[:, 0].numpy()
+            for i, lm in zip(fresh, new):
+                # Used at float16, as cached (and as training reads the
+                # cache), so a track embeds identically on every run.
+                mels[i] = outs[i].logmel = lm.astype(np.float16)
+        ok = [i for i, o in enumerate(outs) if o.error is None]
+        if ok:
+            x = torch.from_numpy(np.stack([mels[i] for i in ok]).astype(np.float32))[:, None]
+            for name, net in nets.items():
+                pred = net.predict_logmel(x, batch_windows=BATCH_WINDOWS)
+                for j, i in enumerate(ok):
+                    outs[i].probs[name] = pred.probs[j]
+                    outs[i].embedding[name] = pred.embedding[j]
+    return outs
+
+
+_WORKER_NETS: dict[str, "GenreModel"] = {}
+
+
+def _worker_init(nets: dict[str, "GenreModel"]) -> None:
+    # One torch thread per process: with two threads per process, every
+    # parallel op waits for both, and on a busy machine that wait (spinning)
+    # doubled the CPU per track. Processes never wait for each other.
+    torch.set_num_threads(1)
+    _WORKER_NETS.update(nets)
+
+
+def _worker_batch(jobs: list[tuple[str, np.ndarray | None]], cfg: FeatureConfig) -> list[_Out]:
+    return _run_batch(jobs, _WORKER_NETS, cfg)
+
+
+class _Runner:
+    """Runs batch jobs in ``workers`` spawned processes (0: in this one)."""
+
+    def __init__(self, workers: int, nets: dict[str, "GenreModel"], cfg: FeatureConfig, threads: int):
+        self.nets, self.cfg, self.threads = nets, cfg, threads
         self.pool: ProcessPoolExecutor | None = None
         if workers > 0:
             # spawn, not fork: forking a process that already runs torch /
             # OpenMP threads (or Streamlit's server threads) can deadlock.
-            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_worker_init, initargs=(nets,))
 
-    def submit(self, path: str) -> Future | np.ndarray | str:
+    def submit(self, jobs: list[tuple[str, np.ndarray | None]]) -> Future | list[_Out]:
         if self.pool is None:
-            return _decode(path, self.cfg)
-        # The worker runs core.audio.load itself (unpickling it imports only
-        # core.audio); its AudioError comes back through the future.
-        return self.pool.submit(load, path, self.cfg)
+            return self._inline(jobs)
+        return self.pool.submit(_worker_batch, jobs, self.cfg)
 
-    def result(self, path: str, pending: Future | np.ndarray | str) -> np.ndarray | str:
+    def result(self, pending: Future | list[_Out], jobs: list[tuple[str, np.ndarray | None]]) -> list[_Out]:
         if not isinstance(pending, Future):
             return pending
         try:
             return pending.result()
-        except (AudioError, OSError, MemoryError) as exc:
-            return _error_line(path, exc)
         except BrokenProcessPool:
             # A worker died (killed, out of memory, or a script without the
             # ``if __name__ == "__main__":`` guard that spawned processes
             # need): finish in this process rather than fail the whole run.
             self.close()
-            self.pool = None
-            return _decode(path, self.cfg)
+            return self._inline(jobs)
+
+    def _inline(self, jobs: list[tuple[str, np.ndarray | None]]) -> list[_Out]:
+        with torch_threads(self.threads):
+            return _run_batch(jobs, self.nets, self.cfg)
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
 
 
 @dataclass
 class _Item:
     result: EmbeddedTrack
-    logmel: np.ndarray | None = None            # (n_mels, n_frames) float16 from the cache
-    pending: Future | np.ndarray | str | None = None   # decode in flight / done
+    logmel: np.ndarray | None = None     # from the cache
 
 
 # -- the pipeline -----------------------------------------------------------
 
 def embed_paths(paths: Sequence[str | os.PathLike], models: dict[str, "GenreModel"],
                 batch_size: int = 16, progress: Progress | None = None, *,
-                workers: int | None = None, threads: int | None = None,
+                workers: int | None = None, threads: int = 1,
                 cache: "LogMelCache | str | os.PathLike | bool | None" = None,
                 optimise: bool = True) -> Iterator[EmbeddedTrack]:
     """Yield one :class:`EmbeddedTrack` per path, in order.
 
-    ``workers`` decode processes (default :func:`default_workers`; 0 decodes
-    in this process), ``threads`` torch threads for the log-mels and networks
-    (default: every available CPU — decode workers are mostly idle, waiting
-    on the network). ``cache``: a :class:`LogMelCache`, a folder for one,
-    ``None`` for the project cache (``Paths().cache``) or ``False`` for none.
-    Memory is bounded by ``batch_size``: two batches are in flight at most.
+    Batches of ``batch_size`` files are decoded, turned into log-mels and run
+    through every model in ``workers`` processes of one torch thread each
+    (default :func:`default_workers`: one per CPU; 0, or fewer than two
+    batches of files, runs in this process on ``threads`` threads).
+    ``cache``: a :class:`LogMelCache`, a folder for one, ``None`` for the
+    project cache (``Paths().cache``) or ``False`` for none. Memory is
+    bounded: at most two batches per worker are in flight.
     """
     if not models:
         raise ValueError("no models loaded")
@@ -277,29 +331,27 @@ def embed_paths(paths: Sequence[str | os.PathLike], models: dict[str, "GenreMode
         return
     store = _resolve_cache(cache, cfg)
     nets = {n: optimise_for_inference(m) for n, m in models.items()} if optimise else dict(models)
-    n_workers = default_workers() if workers is None else max(0, workers)
-    if len(paths) <= 2:
-        n_workers = 0  # starting a process costs more than decoding two files
     batch_size = max(1, batch_size)
-    decoder = _Decoder(n_workers, cfg)
+    n_workers = default_workers() if workers is None else max(0, workers)
+    if len(paths) < 2 * batch_size:
+        n_workers = 0  # starting processes (each imports torch) costs more than it saves
+    runner = _Runner(n_workers, nets, cfg, threads)
+    in_flight = 2 * max(1, n_workers)
     try:
-        with torch_threads(threads or available_cpus()):
-            starts = range(0, len(paths), batch_size)
-            queue: deque[list[_Item]] = deque()
-            done = 0
-            for i in range(len(starts) + 1):
-                # Start decoding batch i, then run the networks on batch i-1,
-                # so the decode workers are busy while inference runs.
-                if i < len(starts):
-                    queue.append(_prepare(paths[starts[i]: starts[i] + batch_size], store, decoder))
-                if len(queue) == 2 or (i == len(starts) and queue):
-                    items = queue.popleft()
-                    yield from _finish(items, store, nets, cfg, decoder)
-                    done += len(items)
-                    if progress:
-                        progress(done, len(paths))
+        queue: deque = deque()
+        done = 0
+        for start in range(0, len(paths), batch_size):
+            items = _prepare(paths[start: start + batch_size], store)
+            jobs = [(it.result.path, it.logmel) for it in items if it.result.error is None]
+            queue.append((items, jobs, runner.submit(jobs)))
+            while len(queue) >= in_flight or (start + batch_size >= len(paths) and queue):
+                items, jobs, pending = queue.popleft()
+                yield from _finish(items, runner.result(pending, jobs), store)
+                done += len(items)
+                if progress:
+                    progress(done, len(paths))
     finally:
-        decoder.close()
+        runner.close()
 
 
 def _resolve_cache(cache, cfg: FeatureConfig) -> "LogMelCache | None":
@@ -316,8 +368,8 @@ def _resolve_cache(cache, cfg: FeatureConfig) -> "LogMelCache | None":
     return LogMelCache(cfg, root=cache)
 
 
-def _prepare(batch: list[str], store: "LogMelCache | None", decoder: _Decoder) -> list[_Item]:
-    """Hash, look up the cache, and start decoding the misses."""
+def _prepare(batch: list[str], store: "LogMelCache | None") -> list[_Item]:
+    """Hash each file and look its log-mel up in the cache."""
     from .cache import content_hash
 
     items = []
@@ -328,47 +380,21 @@ def _prepare(batch: list[str], store: "LogMelCache | None", decoder: _Decoder) -
             reason = exc.strerror or type(exc).__name__
             items.append(_Item(EmbeddedTrack(p, None, error=f"{Path(p).name}: cannot read ({reason})")))
             continue
-        item = _Item(EmbeddedTrack(p, digest))
-        if store is not None:
-            item.logmel = store.get(digest)
-        if item.logmel is None:
-            item.pending = decoder.submit(p)
-        items.append(item)
+        items.append(_Item(EmbeddedTrack(p, digest), store.get(digest) if store is not None else None))
     return items
 
 
-def _finish(items: list[_Item], store: "LogMelCache | None", nets: dict[str, "GenreModel"],
-            cfg: FeatureConfig, decoder: _Decoder) -> list[EmbeddedTrack]:
-    """Collect decodes, compute and cache the new log-mels, run the networks."""
-    waves, fresh = [], []
+def _finish(items: list[_Item], outs: list[_Out], store: "LogMelCache | None") -> list[EmbeddedTrack]:
+    """Fill the results in, and cache the log-mels computed for this batch."""
+    todo = iter(outs)
     for it in items:
-        if it.pending is None:
+        if it.result.error is not None:
             continue
-        res = decoder.result(it.result.path, it.pending)
-        it.pending = None
-        if isinstance(res, str):
-            it.result.error = res
-        else:
-            waves.append(res)
-            fresh.append(it)
-    if waves:
-        frontend = _frontend(cfg)
-        with torch.inference_mode():
-            mels = frontend(torch.from_numpy(np.stack(waves)))[:, 0].numpy()
-        for it, lm in zip(fresh, mels):
-            # Stored and used at float16, like training reads the cache, so a
-            # track embeds identically whether or not its log-mel was cached.
-            it.logmel = lm.astype(np.float16)
-            if store is not None:
-                store.put(it.result.digest, it.logmel)
-    ok = [it for it in items if it.result.error is None and it.logmel is not None]
-    if ok:
-        x = torch.from_numpy(np.stack([it.logmel for it in ok]).astype(np.float32))[:, None]
-        for name, net in nets.items():
-            pred = net.predict_logmel(x, batch_windows=BATCH_WINDOWS)
-            for j, it in enumerate(ok):
-                it.result.probs[name] = pred.probs[j]
-                it.result.embedding[name] = pred.embedding[j]
+        out = next(todo)
+        it.result.error = out.error
+        it.result.probs, it.result.embedding = out.probs, out.embedding
+        if out.logmel is not None and store is not None:
+            store.put(it.result.digest, out.logmel)
     return [it.result for it in items]
 
 
