@@ -591,3 +591,33 @@ def test_quiet_decoder_logs_silences_native_stderr_only():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0 and proc.stderr == "error: mine\nrestored\n"
+
+
+# --------------------------------------------------------------------------- app upload
+
+from test_app import app, app_env  # noqa: E402,F401  (AppTest fixtures)
+
+
+def test_every_case_through_the_app_upload(corpus, app):
+    """The whole hostile corpus uploaded at once on the Classify page: each bad
+    file is one error line naming it, every good file still gets its result,
+    and the app raises nothing. (The one-hour file is over the upload limit.)"""
+    from test_app import no_exceptions, open_page
+
+    small = [c for c in corpus if c.name != "one_hour.wav"]
+    files = [(c.path.name, c.path.read_bytes(), "application/octet-stream") for c in small]
+    open_page(app, "classify")
+    app.file_uploader(key="classify_files").set_value(files).run()
+    no_exceptions(app)
+    errors = [e.value for e in app.error]
+    assert all("\n" not in e for e in errors)
+    shown = {s.value for s in app.subheader}
+    for c in small:
+        named = [e for e in errors if e.startswith(c.path.name + ":")]
+        if c.expect is OK:
+            assert c.path.name in shown and not named, (c.name, named)
+        elif c.expect != "either":
+            assert len(named) == 1 and c.path.name not in shown, (c.name, errors)
+    # Nothing else broke: the next page still renders.
+    app.switch_page("pages/overview.py").run()
+    no_exceptions(app)
