@@ -33,8 +33,8 @@ class BenchConfig:
 
     data: list[Path] = field(default_factory=list)     # empty: ../shared/data, else generated clips
     limit: int = 48                                      # clips to index (spread over folders / genres)
-    batch_size: int = 16
-    rounds: int = 3                                      # baseline / pipeline alternations
+    batch_size: int = 8
+    rounds: int = 1                                      # baseline / pipeline alternations
     workers: int | None = None                           # decode processes (None: pipeline default)
     sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     dims: tuple[int, ...] | None = None                  # None: the models' embedding sizes

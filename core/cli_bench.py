@@ -15,7 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                    "else generated clips)")
     b.add_argument("--json", required=True, help="write the report here")
     b.add_argument("--limit", type=int, default=48, help="clips to index (default 48)")
-    b.add_argument("--batch-size", type=int, default=16)
+    b.add_argument("--batch-size", type=int, default=8)
+    b.add_argument("--rounds", type=int, default=1,
+                   help="alternate baseline and pipeline over this many slices of the files "
+                        "(fairer on a busy machine; each pipeline round restarts its workers)")
     b.add_argument("--workers", type=int, default=None, help="decode processes (default: pipeline's)")
     b.add_argument("--sizes", default="10000,100000,1000000",
                    help="synthetic catalog sizes for the query benchmark, comma-separated")
@@ -39,7 +42,8 @@ def cmd_bench(args) -> int:
             sys.exit(f"error: expected comma-separated integers, got {text!r}")
 
     cfg = BenchConfig(data=[Path(d) for d in args.data or []], limit=args.limit,
-                      batch_size=args.batch_size, workers=args.workers, sizes=ints(args.sizes) or (),
+                      batch_size=args.batch_size, rounds=max(1, args.rounds), workers=args.workers,
+                      sizes=ints(args.sizes) or (),
                       dims=ints(args.dims), queries=args.queries,
                       artifacts=Path(args.artifacts) if args.artifacts else None)
     for d in cfg.data:

@@ -12,7 +12,7 @@
 3. stores the new log-mels in the cache and yields the results in order.
 
 At most two batches per worker are in flight, so memory is bounded on any
-library size. Profiling showed the networks are ~85 % of the work (decode
+library size. Profiling showed the networks are ~90 % of the work (decode
 ~10 %, resample and STFT a few % each), so the model copies are where most
 of the speed-up comes from; figures are in docs/performance.md.
 
@@ -307,16 +307,17 @@ class _Item:
 # -- the pipeline -----------------------------------------------------------
 
 def embed_paths(paths: Sequence[str | os.PathLike], models: dict[str, "GenreModel"],
-                batch_size: int = 16, progress: Progress | None = None, *,
+                batch_size: int = 8, progress: Progress | None = None, *,
                 workers: int | None = None, threads: int = 1,
                 cache: "LogMelCache | str | os.PathLike | bool | None" = None,
                 optimise: bool = True) -> Iterator[EmbeddedTrack]:
     """Yield one :class:`EmbeddedTrack` per path, in order.
 
-    Batches of ``batch_size`` files are decoded, turned into log-mels and run
-    through every model in ``workers`` processes of one torch thread each
-    (default :func:`default_workers`: one per CPU; 0, or fewer than two
-    batches of files, runs in this process on ``threads`` threads).
+    Batches of up to ``batch_size`` files are decoded, turned into log-mels
+    and run through every model in ``workers`` processes of one torch thread
+    each (default :func:`default_workers`: one per CPU; 0, or fewer than two
+    batches of files, runs in this process on ``threads`` threads). Worker
+    start-up (importing torch) costs ~2 CPU-seconds per worker, once per call.
     ``cache``: a :class:`LogMelCache`, a folder for one, ``None`` for the
     project cache (``Paths().cache``) or ``False`` for none. Memory is
     bounded: at most two batches per worker are in flight.
@@ -335,6 +336,9 @@ def embed_paths(paths: Sequence[str | os.PathLike], models: dict[str, "GenreMode
     n_workers = default_workers() if workers is None else max(0, workers)
     if len(paths) < 2 * batch_size:
         n_workers = 0  # starting processes (each imports torch) costs more than it saves
+    if n_workers:
+        # At least two batches per worker, so none idles while the last runs.
+        batch_size = max(1, min(batch_size, -(-len(paths) // (2 * n_workers))))
     runner = _Runner(n_workers, nets, cfg, threads)
     in_flight = 2 * max(1, n_workers)
     try:
