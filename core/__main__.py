@@ -81,7 +81,7 @@ def cmd_classify(args) -> int:
     from .inference import analyse
 
     try:
-        models = load_models(args.artifacts)
+        models = load_models(args.artifacts, optimise=True)
     except ArtifactError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from .audio import AudioSource, load, load_windows
+from .config import FeatureConfig
 from .models import GenreModel, Prediction
+from .pipeline import torch_threads
 
 
 @dataclass
@@ -44,19 +46,26 @@ def analyse(source: AudioSource, models: dict[str, GenreModel], n_excerpts: int 
         waves = load_windows(source, cfg, n_excerpts)
     else:
         waves = load(source, cfg)[None]
-    first = next(iter(models.values()))
+    # One torch thread: a single track's ~10 windows are too small a batch for
+    # two threads to pay off, and on a busy machine the second thread's
+    # spin-waits cost more than it saves (measured in core.bench).
+    with torch_threads(1):
+        return _analyse(waves, models)
+
+
+def _analyse(waves: np.ndarray, models: dict[str, GenreModel]) -> Analysis:
+    mels: dict[FeatureConfig, torch.Tensor] = {}
     with torch.inference_mode():
-        mel = first.frontend(torch.from_numpy(waves))
+        for m in models.values():
+            if m.cfg not in mels:   # models sharing a feature config share one log-mel
+                mels[m.cfg] = m.frontend(torch.from_numpy(waves))
     preds: dict[str, Prediction] = {}
     for name, m in models.items():
-        if m.cfg != cfg:
-            mel_m = m.frontend(torch.from_numpy(waves))
-        else:
-            mel_m = mel
-        p = m.predict_logmel(mel_m)
+        p = m.predict_logmel(mels[m.cfg])
         preds[name] = Prediction(probs=p.probs.mean(0, keepdims=True),
                                  embedding=p.embedding.mean(0, keepdims=True),
                                  window_probs=p.window_probs.reshape(1, -1, p.window_probs.shape[-1]),
                                  window_starts=p.window_starts)
-    return Analysis(logmel=mel[0, 0].numpy(), predictions=preds,
+    first = next(iter(mels.values()))
+    return Analysis(logmel=first[0, 0].numpy(), predictions=preds,
                     model_labels={n: m.labels for n, m in models.items()})

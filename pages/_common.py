@@ -54,7 +54,7 @@ def _stamp(path: Path) -> float:
 
 @st.cache_resource(show_spinner="Loading the models…", max_entries=2)
 def _load_models(artifacts: str, stamp: float) -> dict:
-    return load_models(artifacts)
+    return load_models(artifacts, optimise=True)
 
 
 def models(quiet: bool = False) -> dict | None:

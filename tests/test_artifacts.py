@@ -48,3 +48,14 @@ def test_json_artifacts_are_verified(tmp_path, tiny_artifacts):
 
 def test_no_models_is_empty(tmp_path):
     assert load_models(tmp_path) == {}
+
+
+def test_optimised_serving_models_match(tiny_artifacts, tone_wav):
+    from core.audio import load
+    plain = load_models(tiny_artifacts)
+    fast = load_models(tiny_artifacts, optimise=True)
+    wave = load(tone_wav, plain["cnn"].cfg)
+    for name in plain:
+        a, b = plain[name].predict(wave), fast[name].predict(wave)
+        np.testing.assert_allclose(a.probs, b.probs, atol=1e-4)
+        np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-3)
