@@ -3,7 +3,7 @@ query latency and recall at 10k–1M tracks, peak memory.
 
 Everything is measured in one run on the same files and the same machine,
 so the ratios are fair. ``python -m core bench --json OUT.json`` (see
-:mod:`core.cli_bench`); docs/performance.md explains each figure.
+:mod:`core.cli_bench`); README.md (Performance) explains each figure.
 """
 
 from __future__ import annotations

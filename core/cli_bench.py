@@ -1,4 +1,4 @@
-"""``python -m core bench``: the performance figures of docs/performance.md."""
+"""``python -m core bench``: the performance figures of README.md (Performance)."""
 
 from __future__ import annotations
 

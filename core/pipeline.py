@@ -14,7 +14,7 @@
 At most two batches per worker are in flight, so memory is bounded on any
 library size. Profiling showed the networks are ~90 % of the work (decode
 ~10 %, resample and STFT a few % each), so the model copies are where most
-of the speed-up comes from; figures are in docs/performance.md.
+of the speed-up comes from; figures are in README.md (Performance).
 
 :func:`embed_batch` is the same work as a pure function over a batch of file
 paths (a dict of columns in, a dict of columns out), so it plugs straight

@@ -36,7 +36,7 @@ def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.n
 # Up to this many vectors a query is one exact matrix product: at 200k × 128
 # float32 that is a 100 MB scan, a few milliseconds on a laptop core, and it
 # needs no build step. Above it an IVF index answers in well under a
-# millisecond (figures in docs/performance.md).
+# millisecond (figures in README.md (Performance)).
 EXACT_MAX = 200_000
 
 
@@ -51,7 +51,7 @@ class VectorIndex:
     sample queries reaches ``target_recall``.
 
     faiss IVF was chosen over HNSW (faiss, hnswlib, usearch) by measurement
-    on 2 cores (docs/performance.md): at 100k vectors it builds 3–25× faster;
+    on 2 cores (README.md (Performance)): at 100k vectors it builds 3–25× faster;
     HNSW answers faster (0.06–0.2 ms vs ~0.3 ms) but both are far inside a
     20 ms budget, IVF's recall is calibrated rather than hoped for, and faiss
     is already a dependency.

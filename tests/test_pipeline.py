@@ -156,7 +156,7 @@ def test_embed_batch_is_a_columnar_pure_function(tiny_artifacts, audio_files, tm
 
 @pytest.mark.skipif(importlib.util.find_spec("dask") is None, reason="dask not installed")
 def test_embed_batch_runs_under_dask_processes(tiny_artifacts, audio_files):
-    """The engine recipe of docs/performance.md, in local mode: partitions of
+    """The engine recipe of README.md (Performance), in local mode: partitions of
     paths go to separate worker processes, each calling embed_batch."""
     import dask
     import dask.bag as db
