@@ -80,68 +80,85 @@ if metrics:
                 "McNemar p": fmt(v.get("mcnemar", {}).get("p")),
             } for k, v in others.items()]), hide_index=True, width="stretch")
 
-    # ---- ROC
-    st.header("ROC curves")
-    show = st.multiselect("Models", list(reps), default=[m for m in reps if m != "baseline_mfcc"] or list(reps),
+    # The detail views are lazy tabs: only the open one runs and is drawn, which
+    # keeps the page fast (each plotly chart costs the browser time to draw).
+    show = st.multiselect("Models to show", list(reps),
+                          default=[m for m in reps if m != "baseline_mfcc"] or list(reps),
                           format_func=charts.model_name, key="cmp_models")
     mkey = ui.artifact_key("metrics.json")
-    st.plotly_chart(ui.cached_figure(("roc_macro", mkey, tuple(show)), lambda: charts.roc_figure(
-        {m: charts.macro_roc(reps[m].get("roc", {})) for m in show if reps[m].get("roc")},
-        {m: reps[m]["macro"].get("roc_auc") for m in show}, "All genres (macro average)", height=380)),
-        key="roc_macro")
-    genres_with_roc = [g for g in labels if any(g in reps[m].get("roc", {}) for m in show)]
-    if genres_with_roc:
-        st.plotly_chart(ui.cached_figure(("roc_grid", mkey, tuple(show)), lambda: charts.roc_grid(
-            {m: reps[m].get("roc", {}) for m in show},
-            {m: {g: v.get("roc_auc") for g, v in reps[m].get("per_genre", {}).items()} for m in show},
-            genres_with_roc)), key="roc_genres")
-        st.caption("One panel per genre: that genre against all others. Hover a curve for its AUC.")
+    roc_tab, genre_tab, conf_tab, source_tab, train_tab = st.tabs(
+        ["ROC curves", "Per genre", "Confusion matrices", "Per source", "Training curves"],
+        key="cmp_tab", on_change="rerun")
 
-    # ---- per genre
-    st.header("Per genre")
-    rows = []
-    for g in labels:
-        for m in show:
-            pg = reps[m].get("per_genre", {}).get(g)
-            if pg:
-                rows.append({"genre": g, "model": charts.model_name(m),
-                             "precision": fmt(pg.get("precision")), "recall": fmt(pg.get("recall")),
-                             "F1 [95% CI]": fmt(pg.get("f1"), pg.get("f1_ci95")),
-                             "AUC [95% CI]": fmt(pg.get("roc_auc"), pg.get("roc_auc_ci95")),
-                             "test tracks": pg.get("support")})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=min(600, 38 + 35 * len(rows)))
-    st.caption("Precision: of the tracks a model called this genre, how many were. "
-               "Recall: of the tracks of this genre, how many it found.")
+    if roc_tab.open:
+        with roc_tab:
+            st.plotly_chart(ui.cached_figure(("roc_macro", mkey, tuple(show)), lambda: charts.roc_figure(
+                {m: charts.macro_roc(reps[m].get("roc", {})) for m in show if reps[m].get("roc")},
+                {m: reps[m]["macro"].get("roc_auc") for m in show}, "All genres (macro average)", height=380)),
+                key="roc_macro")
+            genres_with_roc = [g for g in labels if any(g in reps[m].get("roc", {}) for m in show)]
+            if genres_with_roc:
+                st.plotly_chart(ui.cached_figure(("roc_grid", mkey, tuple(show)), lambda: charts.roc_grid(
+                    {m: reps[m].get("roc", {}) for m in show},
+                    {m: {g: v.get("roc_auc") for g, v in reps[m].get("per_genre", {}).items()} for m in show},
+                    genres_with_roc)), key="roc_genres")
+                st.caption("One panel per genre: that genre against all others. Hover a curve for its AUC.")
 
-    # ---- confusion
-    st.header("Which genres get mixed up?")
-    norm = st.toggle("Show fractions of each true genre", value=True, key="cmp_norm")
-    cols = st.columns(max(1, min(len(show), 3)))
-    for i, m in enumerate(show):
-        conf = reps[m].get("confusion")
-        if conf:
-            with cols[i % len(cols)]:
-                st.plotly_chart(ui.cached_figure(("conf", mkey, m, norm), lambda: charts.confusion_figure(
-                    conf["labels"], conf["matrix"], m, norm)), key=f"conf_{m}")
-    st.caption("Rows are the true genre, columns the model's top guess; the diagonal is correct.")
+    if genre_tab.open:
+        with genre_tab:
+            rows = []
+            for g in labels:
+                for m in show:
+                    pg = reps[m].get("per_genre", {}).get(g)
+                    if pg:
+                        rows.append({"genre": g, "model": charts.model_name(m),
+                                     "precision": fmt(pg.get("precision")), "recall": fmt(pg.get("recall")),
+                                     "F1 [95% CI]": fmt(pg.get("f1"), pg.get("f1_ci95")),
+                                     "AUC [95% CI]": fmt(pg.get("roc_auc"), pg.get("roc_auc_ci95")),
+                                     "test tracks": pg.get("support")})
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                         height=min(600, 38 + 35 * len(rows)))
+            st.caption("Precision: of the tracks a model called this genre, how many were. "
+                       "Recall: of the tracks of this genre, how many it found.")
 
-    # ---- per source
-    src_rows = [{"model": charts.model_name(m), "collection": s, "ROC-AUC": fmt(v["macro"].get("roc_auc")),
-                 "accuracy": fmt(v["macro"].get("accuracy"), pct=True), "tracks": v["macro"].get("n_tracks"),
-                 "genres": ", ".join(v.get("genres", []))}
-                for m in show for s, v in reps[m].get("per_source", {}).items()]
-    if src_rows:
-        st.header("Per source collection")
-        st.caption("Some genres come mostly from one collection, so a model can partly learn the "
-                   "recording source instead of the genre; a large gap between collections is a warning sign.")
-        st.dataframe(pd.DataFrame(src_rows), hide_index=True, width="stretch")
+    if conf_tab.open:
+        with conf_tab:
+            norm = st.toggle("Show fractions of each true genre", value=True, key="cmp_norm")
+            cols = st.columns(max(1, min(len(show), 3)))
+            for i, m in enumerate(show):
+                conf = reps[m].get("confusion")
+                if conf:
+                    with cols[i % len(cols)]:
+                        st.plotly_chart(ui.cached_figure(("conf", mkey, m, norm), lambda: charts.confusion_figure(
+                            conf["labels"], conf["matrix"], m, norm)), key=f"conf_{m}")
+            st.caption("Which genres get mixed up? Rows are the true genre, columns the model's top "
+                       "guess; the diagonal is correct.")
 
-st.header("Training curves")
-if histories:
-    st.caption("Validation scores after each pass over the training data; the dotted line marks the "
-               "epoch whose weights were kept (best validation AUC).")
-    hkey = tuple(ui.artifact_key(f"{m}_history.json") for m in histories)
-    st.plotly_chart(ui.cached_figure(("hist", hkey), lambda: charts.training_grid(histories)), key="hist")
+    if source_tab.open:
+        with source_tab:
+            src_rows = [{"model": charts.model_name(m), "collection": s, "ROC-AUC": fmt(v["macro"].get("roc_auc")),
+                         "accuracy": fmt(v["macro"].get("accuracy"), pct=True),
+                         "tracks": v["macro"].get("n_tracks"), "genres": ", ".join(v.get("genres", []))}
+                        for m in show for s, v in reps[m].get("per_source", {}).items()]
+            st.caption("Some genres come mostly from one collection, so a model can partly learn the "
+                       "recording source instead of the genre; a large gap between collections is a "
+                       "warning sign.")
+            if src_rows:
+                st.dataframe(pd.DataFrame(src_rows), hide_index=True, width="stretch")
+            else:
+                st.info("metrics.json has no per-source results.")
 else:
-    st.info("No training history in the artifacts folder yet (`cnn_history.json`, `crnn_history.json`) "
-            "— they are written by `make artifacts`.")
+    st.header("Training curves")
+    train_tab = st.container()
+
+if metrics is None or train_tab.open:
+    with train_tab:
+        if histories:
+            st.caption("Validation scores after each pass over the training data; the dotted line marks "
+                       "the epoch whose weights were kept (best validation AUC).")
+            hkey = tuple(ui.artifact_key(f"{m}_history.json") for m in histories)
+            st.plotly_chart(ui.cached_figure(("hist", hkey), lambda: charts.training_grid(histories)),
+                            key="hist")
+        else:
+            st.info("No training history in the artifacts folder yet (`cnn_history.json`, "
+                    "`crnn_history.json`) — they are written by `make artifacts`.")

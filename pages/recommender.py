@@ -1,6 +1,7 @@
 """Recommender: five seed songs in, method 1 vs method 2 side by side."""
 
 import hashlib
+from collections import Counter
 
 import numpy as np
 import streamlit as st
@@ -134,8 +135,8 @@ for method in ("cosine", "genre"):
 
 # ---- results
 st.subheader("2 · Recommendations")
-seed_genres = [rows.loc[s, "genre"] for s in seeds if rows.loc[s, "genre"]]
-main_genre = max(set(seed_genres), key=seed_genres.count) if seed_genres else None
+seed_genres = Counter(rows.loc[s, "genre"] for s in seeds if rows.loc[s, "genre"])
+main_genre = seed_genres.most_common(1)[0][0] if seed_genres else None
 overlap = len({r.track_id for r in results["cosine"]} & {r.track_id for r in results["genre"]})
 summary = f"The two lists share {overlap} of {k} tracks."
 if main_genre:

@@ -11,9 +11,10 @@ page twice:
 
 * **script**: server-side run time with ``streamlit.testing.v1.AppTest``
   (one cold run, then ``--repeats`` warm reruns; median reported);
-* **browser**: ``streamlit run`` + headless Chromium, time from a reload to
-  the app reporting ``notRunning`` with the page drawn (warm: the page was
-  visited once before).
+* **browser**: ``streamlit run`` + headless Chromium: warm in-app navigation
+  (click the page in the sidebar) and warm full reload, each until the app
+  reports ``notRunning`` and every plotly chart is drawn (median of
+  ``--repeats``; every page is visited once first).
 
 Prints a Markdown table and writes ``<out>/render_times.json``.
 """
@@ -123,7 +124,18 @@ def script_times(env: dict, repeats: int, upload: bytes) -> dict:
     return out
 
 
+PAGE_TITLES = {"overview": ("Overview", "Genre-aware music recommender"),
+               "spectrograms": ("Spectrograms", "Spectrograms"),
+               "classify": ("Classify", "Classify your music"),
+               "model_comparison": ("Model comparison", "Model comparison"),
+               "embedding_map": ("Embedding map", "Embedding map"),
+               "recommender": ("Recommender", "Recommender"),
+               "listening_study": ("Listening study", "Listening study")}
+
+
 def browser_times(env: dict, repeats: int) -> dict:
+    """Per page: warm in-app navigation (click the sidebar link) and warm full
+    reload, each until the script has finished and every plotly chart is drawn."""
     import socket
     import urllib.request
 
@@ -140,7 +152,17 @@ def browser_times(env: dict, repeats: int) -> dict:
                             cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
-    out = {}
+    done = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+    drawn = ("() => [...document.querySelectorAll('.js-plotly-plot')]"
+             ".every(p => p.querySelector('.main-svg'))")
+
+    def settle(page, heading: str) -> None:
+        page.get_by_role("heading", level=1, name=heading).wait_for(timeout=600_000)
+        page.wait_for_selector(done, timeout=600_000)
+        page.wait_for_function(drawn, timeout=600_000)
+
+    nav: dict[str, list[float]] = {}
+    reload: dict[str, list[float]] = {}
     try:
         for _ in range(240):
             try:
@@ -151,31 +173,52 @@ def browser_times(env: dict, repeats: int) -> dict:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            done = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-            for name in ("overview", "spectrograms", "classify", "model_comparison", "embedding_map",
-                         "recommender", "listening_study"):
-                url = base + ("/" if name == "overview" else f"/{name}")
+            page.goto(base)
+            settle(page, PAGE_TITLES["overview"][1])
+            for rnd in range(repeats + 1):           # round 0 warms every cache
+                for name, (link, heading) in PAGE_TITLES.items():
+                    t = time.perf_counter()
+                    page.locator('[data-testid="stSidebarNav"] a', has_text=link).first.click()
+                    settle(page, heading)
+                    if rnd:
+                        nav.setdefault(name, []).append(time.perf_counter() - t)
+                    assert page.locator('[data-testid="stException"]').count() == 0, name
+            # The Recommender with five seeds (10 players, 20 feedback buttons).
+            page.locator('[data-testid="stSidebarNav"] a', has_text="Recommender").first.click()
+            settle(page, "Recommender")
+            page.get_by_role("button", name="Surprise me").click()
+            page.get_by_text("Method 2 · sound + genre").wait_for(timeout=600_000)
+            page.wait_for_selector(done, timeout=600_000)
+            for rnd in range(repeats + 1):
+                page.locator('[data-testid="stSidebarNav"] a', has_text="Overview").first.click()
+                settle(page, PAGE_TITLES["overview"][1])
                 t = time.perf_counter()
-                page.goto(url)
-                page.wait_for_selector("h1", timeout=600_000)
-                page.wait_for_selector(done, timeout=600_000)
-                cold = time.perf_counter() - t
-                warm = []
+                page.locator('[data-testid="stSidebarNav"] a', has_text="Recommender").first.click()
+                settle(page, "Recommender")
+                page.get_by_text("Method 2 · sound + genre").wait_for(timeout=600_000)
+                if rnd:
+                    nav.setdefault("recommender (5 seeds)", []).append(time.perf_counter() - t)
+            for name, (_, heading) in PAGE_TITLES.items():
+                page.goto(base + ("/" if name == "overview" else f"/{name}"))
+                settle(page, heading)
                 for _ in range(repeats):
                     t = time.perf_counter()
                     page.reload()
-                    page.wait_for_selector("h1", timeout=600_000)
-                    page.wait_for_selector(done, timeout=600_000)
-                    warm.append(time.perf_counter() - t)
-                assert page.locator('[data-testid="stException"]').count() == 0, name
-                out[name] = {"cold_s": round(cold, 3), "warm_median_s": round(statistics.median(warm), 3),
-                             "warm_max_s": round(max(warm), 3)}
-                print(f"  browser {name:<31} cold {cold:6.2f} s   warm median {statistics.median(warm):.3f} s",
-                      flush=True)
+                    settle(page, heading)
+                    reload.setdefault(name, []).append(time.perf_counter() - t)
             browser.close()
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+    out = {}
+    for name in nav:
+        out[name] = {"nav_warm_median_s": round(statistics.median(nav[name]), 3),
+                     "nav_warm_max_s": round(max(nav[name]), 3),
+                     "reload_warm_median_s": round(statistics.median(reload[name]), 3)
+                     if name in reload else float("nan")}
+        print(f"  browser {name:<18} navigate {out[name]['nav_warm_median_s']:.2f} s "
+              f"(max {out[name]['nav_warm_max_s']:.2f})   reload {out[name]['reload_warm_median_s']:.2f} s",
+              flush=True)
     return out
 
 
@@ -201,12 +244,18 @@ def main() -> None:
     result = {"tracks": args.tracks, "index": stats, "script": script_times(env, args.repeats, upload)}
     if not args.no_browser and Path("/usr/bin/chromium").exists():
         result["browser"] = browser_times(env, args.repeats)
+    result["load_average"] = os.getloadavg()
     (out / "render_times.json").write_text(json.dumps(result, indent=1))
-    print("\n| page | script warm (median) | browser warm (median) |\n|---|---|---|")
+    print("\n| page (state) | server script, cold | server script, warm (median) |\n|---|---|---|")
     for case, v in result["script"].items():
-        page = case.split(" (")[0].replace(" ", "_")
-        b = result.get("browser", {}).get(page, {}).get("warm_median_s")
-        print(f"| {case} | {v['warm_median_s']:.2f} s | {'' if b is None else f'{b:.2f} s'} |")
+        print(f"| {case} | {v['cold_s']:.2f} s | {v['warm_median_s']:.3f} s |")
+    if "browser" in result:
+        print("\n| page | browser: navigate, warm median (max) | browser: full reload, warm median |\n|---|---|---|")
+        for name, v in result["browser"].items():
+            reload = "–" if v["reload_warm_median_s"] != v["reload_warm_median_s"] else \
+                f"{v['reload_warm_median_s']:.2f} s"
+            print(f"| {name} | {v['nav_warm_median_s']:.2f} s ({v['nav_warm_max_s']:.2f} s) | {reload} |")
+    print(f"\nload average during the run: {result['load_average']}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,13 @@ from pages import _charts as charts
 from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
 
 
+def open_tab(app, label: str) -> None:
+    """Open one of the page's lazy tabs (only the open tab's content runs)."""
+    app.session_state["cmp_tab"] = label
+    app.run()
+    no_exceptions(app)
+
+
 def _metrics(app) -> dict:
     return json.loads((Path(app.env["GENRE_ARTIFACTS"]) / "metrics.json").read_text())
 
@@ -25,9 +32,9 @@ def test_tables_roc_confusion_and_curves_match_the_artifacts(app):
     assert list(overall["model"]) == ["CNN", "CRNN"]
     f1 = m["models"]["crnn"]["macro"]["f1"]
     assert overall["F1"].iloc[1].startswith(f"{f1:.3f}")
-    specs = plotly_specs(app)
-    titles = [s["layout"].get("title", {}).get("text") for s in specs]
-    assert titles[0] == "All genres (macro average)"
+    specs = plotly_specs(app)  # the ROC tab is open first; other tabs run only when opened
+    assert len(specs) == 2
+    assert specs[0]["layout"]["title"]["text"] == "All genres (macro average)"
     grid = specs[1]
     panels = [a["text"] for a in grid["layout"]["annotations"]]
     assert panels == [g for g in labels if g in m["models"]["cnn"]["roc"]]
@@ -35,16 +42,22 @@ def test_tables_roc_confusion_and_curves_match_the_artifacts(app):
     assert len(curves) == 2 * len(panels)
     first_cnn = next(t for t in curves if t["name"] == "CNN")
     assert values(first_cnn["y"]) == m["models"]["cnn"]["roc"][panels[0]]["tpr"]
-    assert titles[2:4] == ["CNN", "CRNN"]  # confusion matrices
-    assert [a["text"] for a in specs[4]["layout"]["annotations"]] == [
+    open_tab(app, "Confusion matrices")
+    assert [s["layout"]["title"]["text"] for s in plotly_specs(app)] == ["CNN", "CRNN"]
+    open_tab(app, "Training curves")
+    assert [a["text"] for a in plotly_specs(app)[0]["layout"]["annotations"]] == [
         "Validation ROC-AUC", "Validation accuracy", "Training loss", "Validation loss"]
-    per_genre = app.dataframe[1].value
+    open_tab(app, "Per genre")
+    per_genre = app.dataframe[-1].value
     assert len(per_genre) == 2 * len(labels)
     row = per_genre[(per_genre["genre"] == labels[0]) & (per_genre["model"] == "CNN")].iloc[0]
     pg = m["models"]["cnn"]["per_genre"][labels[0]]
     assert row["AUC [95% CI]"].startswith(f"{pg['roc_auc']:.3f}")
     assert row["test tracks"] == pg["support"]
     pair = m["comparison"]["crnn_vs_cnn"]
+    open_tab(app, "Per source")
+    src = app.dataframe[-1].value
+    assert set(src["model"]) == {"CNN", "CRNN"} and len(src) == 2
     shown = {x.label: x.value for x in app.metric}
     assert shown["AUC difference (CRNN − CNN)"] == f"{pair['auc_diff']:.3f}"
     assert shown["McNemar p-value (accuracy)"] == f"{pair['mcnemar']['p']:.3f}"
@@ -52,6 +65,7 @@ def test_tables_roc_confusion_and_curves_match_the_artifacts(app):
 
 def test_confusion_toggle_switches_counts_and_fractions(app):
     open_page(app, "model_comparison")
+    open_tab(app, "Confusion matrices")
     conf = _metrics(app)["models"]["cnn"]["confusion"]
     cnn = next(s for s in plotly_specs(app) if s["layout"].get("title", {}).get("text") == "CNN")
     assert np.allclose(np.array(values(cnn["data"][0]["z"])).sum(1)[np.array(conf["matrix"]).sum(1) > 0], 1)
