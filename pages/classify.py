@@ -64,4 +64,4 @@ if ok:
     st.markdown("Like these tracks? Add them to your library to use them on the Embedding map, "
                 "in the Recommender and in the Listening study.")
     if st.button(f"Add {len(ok)} file(s) to my library", icon=":material/library_add:", key="classify_add"):
-        ui.add_to_library([(r.name, r.data) for r in ok], models)
+        ui.add_to_library([(r.name, r.data) for r in ok])

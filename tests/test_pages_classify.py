@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import synth, write_audio
-from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
+from streamlit.testing.v1 import AppTest
+
+from test_app import APP, TIMEOUT, app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
 
 
 @pytest.fixture
@@ -85,3 +87,6 @@ def test_add_to_library_saves_a_sanitised_copy_and_indexes_it(app, uploads, tmp_
     assert len(idx) == 19 and len(lib_rows) == 1
     assert Path(lib_rows["path"].iloc[0]).name == "My_Song.mp3"
     assert np.isfinite(idx.embeddings("crnn")[table.index[table["source"] == "library"][0]]).all()
+    # The index stays current for the app: no "models changed" re-embedding.
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert "Index ready: 19 tracks" in "\n".join(str(c.value) for c in fresh.sidebar.caption)
