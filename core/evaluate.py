@@ -65,11 +65,11 @@ def evaluate(data_dirs: Sequence[str | Path], split: str = "test", artifacts_dir
             out["models"][BASELINE] = _report_with_sources(data, probs, labels, n_boot)
     if "cnn" in probs_by_model and "crnn" in probs_by_model:
         out["comparison"]["crnn_vs_cnn"] = paired_comparison(
-            data.y, probs_by_model["cnn"], probs_by_model["crnn"])
+            data.y, probs_by_model["cnn"], probs_by_model["crnn"], n_boot=n_boot)
     if BASELINE in probs_by_model:
         for name in models:
             out["comparison"][f"{name}_vs_{BASELINE}"] = paired_comparison(
-                data.y, probs_by_model[BASELINE], probs_by_model[name])
+                data.y, probs_by_model[BASELINE], probs_by_model[name], n_boot=n_boot)
     out["comparison"]["split"] = split
     out["comparison"]["n_tracks"] = len(data)
     out["comparison"]["labels"] = labels
