@@ -74,15 +74,9 @@ class CatalogError(ValueError):
 
 
 def model_fingerprint(model) -> str:
-    """Short hash of a model's weights, labels and feature settings: vectors
-    from different fingerprints must never be compared."""
-    h = hashlib.sha256()
-    h.update(json.dumps([getattr(model, "name", ""), list(model.labels), model.cfg.to_dict()],
-                        sort_keys=True).encode())
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    """The model's :meth:`~core.models.GenreModel.fingerprint`: vectors from
+    different fingerprints must never be compared."""
+    return model.fingerprint()
 
 
 @dataclass

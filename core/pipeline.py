@@ -95,7 +95,12 @@ def optimise_for_inference(model: "GenreModel") -> "GenreModel":
     outputs equal to ~1e-6. Layers that do not match the pattern are left
     as they are, so any :class:`GenreModel` is accepted.
     """
+    if getattr(model, "_optimised", False):
+        return model                           # already an inference copy
     m = copy.deepcopy(model).eval()
+    m._optimised = True
+    if hasattr(model, "fingerprint"):
+        m._fingerprint = model.fingerprint()   # same vectors, so the same identity
     convs = getattr(m, "convs", None)
     if not isinstance(convs, nn.Sequential):
         return m

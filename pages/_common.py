@@ -54,27 +54,15 @@ def _stamp(path: Path) -> float:
 
 @st.cache_resource(show_spinner="Loading the models…", max_entries=2)
 def _load_models(artifacts: str, stamp: float) -> dict:
-    # The shipped weights as they are: the index identifies its vectors by the
-    # fingerprint of these (the CLI's `index` uses them too), so index
-    # updates and the "is the index current?" check must get exactly these.
-    return load_models(artifacts)
-
-
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _serving_models(artifacts: str, stamp: float) -> dict:
     # Inference-only copies (batch norm folded; same outputs to ~1e-6, ~2.5x
-    # less CPU) for analysing single tracks on the pages.
-    from core.pipeline import optimise_for_inference
+    # less CPU). They keep the shipped weights' fingerprint, so the index
+    # built by the CLI stays current for them.
+    return load_models(artifacts, optimise=True)
 
-    return {n: optimise_for_inference(m) for n, m in _load_models(artifacts, stamp).items()}
 
-
-def models(quiet: bool = False, for_index: bool = False) -> dict | None:
+def models(quiet: bool = False) -> dict | None:
     """Every shipped model (loaded once per artifacts version), or ``None`` with a
     message on the page when they are missing or damaged.
-
-    Pages get fast inference copies; ``for_index=True`` gives the shipped
-    weights themselves, which index writes and checks need (see _load_models).
     """
     root = paths().artifacts
     stamp = _stamp(root / "manifest.json")
@@ -89,7 +77,7 @@ def models(quiet: bool = False, for_index: bool = False) -> dict | None:
             st.warning(f"No trained models in `{root}` yet — run `make artifacts` "
                        "(or set `GENRE_ARTIFACTS` to a folder that has them).")
         return None
-    return loaded if for_index else _serving_models(str(root), stamp)
+    return loaded
 
 
 def models_key() -> str:
@@ -300,7 +288,7 @@ def index_sidebar(cat: catalog_mod.Catalog) -> None:
     if not len(cat):
         return
     idx = index(quiet=True)
-    mods = models(quiet=True, for_index=True)
+    mods = models(quiet=True)
     if idx is None or not mods:
         return
     plan = index_plan(cat, idx, mods)
@@ -365,14 +353,14 @@ def _is_current(index_dir: str, version: int, models_id: str, _idx, _models) -> 
 
 
 def index_plan(cat: catalog_mod.Catalog, idx, mods: dict) -> catalog_mod.IndexPlan:
-    """What the index lacks; ``mods`` must be ``models(for_index=True)``."""
+    """What the index lacks; ``mods`` comes from ``models()``."""
     changed = len(idx) > 0 and not _is_current(str(idx.dir), idx.version, models_key(), idx, mods)
     return catalog_mod.plan_index(cat, index_table(idx), models_changed=changed)
 
 
 def run_index_update(cat: catalog_mod.Catalog, idx, mods: dict) -> dict:
     """Embed what is missing, with a progress bar; ``mods`` must be
-    ``models(for_index=True)``."""
+    ``models()``."""
     bar = st.progress(0.0, text="Indexing…")
 
     def progress(done: int, total: int) -> None:
@@ -402,7 +390,7 @@ def index_or_help(mods: dict | None):
     if not len(cat):
         show_how_to_add_music("This page needs music: the catalog is empty.")
         return None
-    index_mods = models(quiet=True, for_index=True) if mods else None
+    index_mods = models(quiet=True) if mods else None
     if not index_mods:
         return None
     st.info(f"The catalog has {len(cat):,} tracks, but they have not been indexed yet: both models "
@@ -433,7 +421,7 @@ def add_to_library(files: list[tuple[str, bytes]]) -> list[str]:
     if not saved:
         return []
     idx = index(quiet=True)
-    mods = models(quiet=True, for_index=True)
+    mods = models(quiet=True)
     if idx is None or not mods:
         st.success(f"Saved {len(saved)} file(s) to the library; index them from the sidebar.")
         return []

@@ -59,3 +59,5 @@ def test_optimised_serving_models_match(tiny_artifacts, tone_wav):
         a, b = plain[name].predict(wave), fast[name].predict(wave)
         np.testing.assert_allclose(a.probs, b.probs, atol=1e-4)
         np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-3)
+        # Same vectors, same identity: an index built with either stays current.
+        assert fast[name].fingerprint() == plain[name].fingerprint()

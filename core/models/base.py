@@ -83,6 +83,23 @@ class GenreModel(nn.Module):
         """Waveform ``(samples,)`` or ``(B, samples)`` → :class:`Prediction`."""
         return self.predict_logmel(self.logmel(wave))
 
+    def fingerprint(self) -> str:
+        """Short hash of weights, labels and feature settings: embeddings from
+        different fingerprints must never be compared. Inference-only copies
+        (:func:`core.pipeline.optimise_for_inference`) keep their source's
+        fingerprint, since they compute the same vectors."""
+        if getattr(self, "_fingerprint", None):
+            return self._fingerprint
+        import hashlib
+        import json
+
+        h = hashlib.sha256()
+        h.update(json.dumps([self.name, list(self.labels), self.cfg.to_dict()], sort_keys=True).encode())
+        for k, v in sorted(self.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
