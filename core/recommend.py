@@ -7,21 +7,42 @@ embeddings and a candidate's similarity is its cosine to that query; with
 ``aggregate="max"`` it is the largest cosine to any one seed (suits a listener
 whose five songs span two tastes). ``score = similarity``.
 
-Method 2, ``method="genre"``: method 1 combined with the classifier's genre
-output. With ``w = genre_weight`` (0–1, default 0.5)::
+Method 2, ``method="genre"``: method 1 steered by the genre classifier. With
+``w = genre_weight`` (0–1) and ``variant`` one of:
 
-    score = (1 - w) * similarity + w * genre_match
+* ``variant="soft"`` (ours)::
 
-where ``genre_match`` is the cosine between the candidate's predicted genre
-probability vector and the seeds' mean predicted genre probability vector
-(with ``aggregate="max"``: the largest such cosine over the seeds). Genre
-probabilities are non-negative, so ``genre_match`` lies in [0, 1]: 1 for a
-candidate the model hears as exactly the seeds' genre mix. This is a soft
-version of the paper's "recommend within the seeds' genre": ``w = 1`` ranks
-purely by genre agreement, ``w = 0`` is method 1. (The paper's per-genre
-"centre point" song is the catalog track nearest a genre's centroid; the
-distribution affinity needs no such representative and handles mixed-genre
-seeds.)
+      score = (1 - w) * similarity + w * genre_match
+
+  where ``genre_match`` is the cosine between the candidate's predicted genre
+  probability vector and the seeds' mean predicted genre probability vector
+  (with ``aggregate="max"``: the largest such cosine over the seeds). Genre
+  probabilities are non-negative, so ``genre_match`` lies in [0, 1]: 1 for a
+  candidate the model hears as exactly the seeds' genre mix. Handles
+  mixed-genre seeds without a representative song.
+
+* ``variant="centre"`` (the paper's, made precise)::
+
+      score = (1 - w) * similarity + w * centre_match
+      centre_match = sum_g pi_g * sim(candidate, c_g)
+
+  ``pi_g`` is the share of seeds whose top predicted genre is ``g`` and
+  ``c_g`` the embedding of genre ``g``'s *centre-point song* (with
+  ``aggregate="max"``: the largest ``sim(candidate, c_g)`` over the seeds'
+  genres). ``sim`` is the same similarity as method 1's (cosine, or the
+  mapped distance). The centre point of genre ``g`` (:func:`genre_centres`):
+  among catalog tracks the classifier predicts as ``g`` (top genre), the
+  *confident* ones are those whose ``p_g`` is at or above the
+  ``CENTRE_QUANTILE`` quantile (median) of ``p_g`` within that group (when
+  fewer than ``CENTRE_MIN_TRACKS`` tracks are predicted ``g``: the
+  ``CENTRE_MIN_TRACKS`` tracks with the highest ``p_g``); the centre point is
+  the confident track nearest to the confident tracks' mean embedding (in
+  the search space: unit vectors for cosine). ``w = 1`` ranks by closeness
+  to the seeds' genre centre point(s) alone.
+
+``w = 0`` is method 1 for either variant. The default variant and weight
+(:data:`DEFAULTS`) are the ones chosen on validation data by
+``python -m core recommend-eval --select-on val``.
 
 Options beyond the paper, each selectable:
 
@@ -30,9 +51,11 @@ Options beyond the paper, each selectable:
   ``1 / (1 + d / median_d)`` (``median_d``: median distance from the query to
   the catalog), so 0.5 means "as far as the typical track" and method 2's
   weighting stays meaningful.
-* ``model="ensemble"``: the CNN and CRNN embeddings, each L2-normalised, then
-  concatenated (and scaled so the result has unit norm); genre probabilities
-  are the mean of both models'.
+* ``model="ensemble"`` (every learned model in the index, i.e. all but the
+  ``mfcc`` baseline) or ``model="a+b"`` (the named models): each model's
+  embedding L2-normalised, then concatenated (and scaled so the result has
+  unit norm); genre probabilities are the mean of the parts' (aligned by
+  genre name).
 * ``diversity`` in [0, 1]: maximal-marginal-relevance re-ranking (Carbonell &
   Goldstein 1998): pick ``argmax (1-λ)·score − λ·max cos(candidate, picked)``
   with ``λ = diversity`` over the best ``max(50, 10k)`` candidates, so five
@@ -51,7 +74,8 @@ Catalogs above ``APPROX_ABOVE`` tracks (200k) take cosine candidates from
 
 Never recommended: the seeds, liked or disliked tracks, anything with the
 same content hash or the same normalised artist + title as a seed (the same
-song indexed twice), and a second copy of a track already in the list.
+song indexed twice), a second copy of a track already in the list, and
+(``exclude_artists``) any track by the given artists (leave-artist-out).
 """
 
 from __future__ import annotations
@@ -67,10 +91,15 @@ from . import search
 from .index import CatalogError, CatalogIndex
 
 METHODS = ("cosine", "genre")
+VARIANTS = ("soft", "centre")
 AGGREGATES = ("mean", "max")
 DISTANCES = ("cosine", "euclidean", "pnorm")
 ENSEMBLE = "ensemble"
-ENSEMBLE_PARTS = ("cnn", "crnn")
+ENSEMBLE_SEP = "+"
+# Index "models" that are baselines, not genre classifiers: never part of "ensemble".
+PSEUDO_MODELS = ("mfcc",)
+# The model used when none is named, if the index has it (else the first indexed one).
+PREFERRED_MODEL = "crnn"
 MAX_SEEDS = 5
 # Above this many tracks cosine candidates come from the approximate
 # core.search.VectorIndex (IVF, calibrated recall); below it every track is
@@ -80,6 +109,40 @@ CANDIDATES = 1000
 # Rocchio weights (Manning, Raghavan & Schütze, IR book §9.1.1 defaults).
 ROCCHIO_BETA = 0.75
 ROCCHIO_GAMMA = 0.25
+# Centre points: a track predicted as genre g is "confident" when its p_g is at
+# or above this quantile of p_g among the tracks predicted g; a genre with fewer
+# predicted tracks takes the CENTRE_MIN_TRACKS tracks with the highest p_g.
+CENTRE_QUANTILE = 0.5
+CENTRE_MIN_TRACKS = 3
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    """Settings of one recommendation request. The function defaults of
+    :func:`recommend`, the CLI flags and the app's widgets all read
+    :data:`DEFAULTS`.
+
+    ``variant`` and ``genre_weight`` are method 2's; their defaults are meant
+    to be the winners of ``python -m core recommend-eval --select-on val``
+    (update them here after a selection run; the choice JSON records them).
+    """
+
+    method: str = "cosine"
+    k: int = 5
+    model: str | None = None         # None: PREFERRED_MODEL if indexed, else the first model
+    aggregate: str = "mean"
+    distance: str = "cosine"
+    p: float = 3.0
+    genre_weight: float = 0.5
+    variant: str = "soft"
+    diversity: float = 0.0
+    standardise: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+DEFAULTS = RecommendConfig()
 
 
 class RecommendError(CatalogError):
@@ -133,6 +196,7 @@ class Recommendation:
     artist: str = ""
     title: str = ""
     extra: dict = field(default_factory=dict)
+    centre_match: float | None = None   # method 2 "centre": similarity to the seeds' centre point(s)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -177,6 +241,54 @@ def seed_exclusions(index: CatalogIndex, seed_rows: Sequence[int],
     return excluded
 
 
+def _norm_artists(index: CatalogIndex) -> np.ndarray:
+    return index.cached("norm_artists", lambda: np.array(
+        [_norm_text(a) for a in index.column("artist")], dtype=object))
+
+
+def artist_exclusions(index: CatalogIndex, artists: Sequence[str]) -> np.ndarray:
+    """Boolean mask of catalog rows by any of ``artists`` (normalised names;
+    empty names match nothing)."""
+    wanted = {_norm_text(a) for a in artists} - {""}
+    if not wanted:
+        return np.zeros(len(index), bool)
+    names = _norm_artists(index)
+    return np.fromiter((n in wanted for n in names), bool, len(index))
+
+
+# --------------------------------------------------------------------------- spaces
+
+
+def resolve_model(index: CatalogIndex, model: str | None) -> str:
+    """``None`` → :data:`PREFERRED_MODEL` when indexed, else the first indexed model."""
+    if model:
+        return model
+    if PREFERRED_MODEL in index.models:
+        return PREFERRED_MODEL
+    learned = [m for m in index.models if m not in PSEUDO_MODELS]
+    return (learned or index.models or [PREFERRED_MODEL])[0]
+
+
+def ensemble_parts(index: CatalogIndex, model: str) -> tuple[str, ...]:
+    """The indexed models a model spec stands for: itself, the parts of
+    ``"a+b"``, or for ``"ensemble"`` every indexed model but :data:`PSEUDO_MODELS`."""
+    if model == ENSEMBLE:
+        return tuple(m for m in index.models if m not in PSEUDO_MODELS)
+    if ENSEMBLE_SEP in model:
+        return tuple(dict.fromkeys(m.strip() for m in model.split(ENSEMBLE_SEP) if m.strip()))
+    return (model,)
+
+
+def model_choices(index: CatalogIndex) -> list[str]:
+    """Model specs a user can pick for this index: each model, then the ensemble."""
+    learned = [m for m in index.models if m not in PSEUDO_MODELS]
+    return list(index.models) + ([ENSEMBLE] if len(learned) >= 2 else [])
+
+
+def _is_ensemble(index: CatalogIndex, model: str) -> bool:
+    return model == ENSEMBLE or ENSEMBLE_SEP in model
+
+
 def _zscore(index: CatalogIndex, model: str, standardise: bool, e: np.ndarray) -> np.ndarray:
     e = np.asarray(e, np.float32)
     if not standardise:
@@ -202,8 +314,8 @@ def _part(index: CatalogIndex, model: str, distance: str, standardise: bool, e: 
 def _space(index: CatalogIndex, model: str, distance: str, standardise: bool = False) -> np.ndarray:
     """Catalog matrix in the space the similarity is computed in."""
     def make() -> np.ndarray:
-        if model == ENSEMBLE:
-            v = np.hstack([_space(index, m, distance, standardise) for m in ENSEMBLE_PARTS])
+        if _is_ensemble(index, model):
+            v = np.hstack([_space(index, m, distance, standardise) for m in ensemble_parts(index, model)])
             return search.normalise(v) if distance == "cosine" else v
         return _part(index, model, distance, standardise, index.embeddings(model))
     return index.cached(("space", model, distance, standardise), make)
@@ -212,8 +324,9 @@ def _space(index: CatalogIndex, model: str, distance: str, standardise: bool = F
 def _seed_in_space(index: CatalogIndex, sv: SeedVector, model: str, distance: str,
                    standardise: bool = False) -> np.ndarray:
     """An uploaded seed transformed exactly like the catalog rows of :func:`_space`."""
-    if model == ENSEMBLE:
-        v = np.hstack([_seed_in_space(index, sv, m, distance, standardise) for m in ENSEMBLE_PARTS])
+    if _is_ensemble(index, model):
+        v = np.hstack([_seed_in_space(index, sv, m, distance, standardise)
+                       for m in ensemble_parts(index, model)])
         return search.normalise(v[None])[0] if distance == "cosine" else v
     try:
         e = np.asarray(sv.embedding[model], np.float32)
@@ -225,24 +338,40 @@ def _seed_in_space(index: CatalogIndex, sv: SeedVector, model: str, distance: st
     return _part(index, model, distance, standardise, e[None])[0]
 
 
+def _labels(index: CatalogIndex, model: str) -> list[str]:
+    return index.model_labels(ensemble_parts(index, model)[0])
+
+
+def _align(index: CatalogIndex, part: str, labels: list[str], probs: np.ndarray) -> np.ndarray:
+    """Columns of ``part``'s probabilities reordered to ``labels``."""
+    own = index.model_labels(part)
+    if own == labels:
+        return probs
+    try:
+        return probs[..., [own.index(g) for g in labels]]
+    except ValueError:
+        raise RecommendError(f"{part} does not predict the same genres as "
+                             f"{ensemble_parts(index, ENSEMBLE)[0]}; cannot ensemble them") from None
+
+
 def _genre_probs(index: CatalogIndex, model: str) -> np.ndarray:
-    if model == ENSEMBLE:
-        return index.cached(("probs", ENSEMBLE), lambda: np.mean(
-            [index.probs(m) for m in ENSEMBLE_PARTS], axis=0).astype(np.float32))
+    if _is_ensemble(index, model):
+        labels = _labels(index, model)
+        return index.cached(("probs", model), lambda: np.mean(
+            [_align(index, m, labels, index.probs(m)) for m in ensemble_parts(index, model)],
+            axis=0).astype(np.float32))
     return index.probs(model)
 
 
-def _seed_probs(sv: SeedVector, model: str) -> np.ndarray:
-    if model == ENSEMBLE:
-        return np.mean([_seed_probs(sv, m) for m in ENSEMBLE_PARTS], axis=0)
+def _seed_probs(index: CatalogIndex, sv: SeedVector, model: str) -> np.ndarray:
+    if _is_ensemble(index, model):
+        labels = _labels(index, model)
+        return np.mean([_align(index, m, labels, _seed_probs(index, sv, m))
+                        for m in ensemble_parts(index, model)], axis=0)
     try:
         return np.asarray(sv.probs[model], np.float32)
     except KeyError:
         raise RecommendError(f"uploaded seed {sv.name!r} has no {model} probabilities") from None
-
-
-def _labels(index: CatalogIndex, model: str) -> list[str]:
-    return index.model_labels("crnn" if model == ENSEMBLE else model)
 
 
 def _minkowski(matrix: np.ndarray, query: np.ndarray, p: float) -> np.ndarray:
@@ -303,10 +432,97 @@ def _approx_similarity(index: CatalogIndex, X: np.ndarray, S: np.ndarray, L: np.
     return sim
 
 
+# --------------------------------------------------------------------------- centre points
+
+
+@dataclass(frozen=True)
+class CentrePoint:
+    """The centre-point song of one genre (see :func:`genre_centres`)."""
+
+    genre: str
+    row: int                 # catalog row of the centre-point track
+    track_id: str
+    n_predicted: int         # catalog tracks whose top predicted genre is this one
+    n_confident: int         # of those, the confident ones the mean is taken over
+    threshold: float         # p_genre a track needed to count as confident
+
+
+def centre_rows(probs: np.ndarray, space: np.ndarray, distance: str = "cosine", p: float = 3.0,
+                quantile: float = CENTRE_QUANTILE, min_tracks: int = CENTRE_MIN_TRACKS
+                ) -> list[tuple[int, int, int, float]]:
+    """Per genre column of ``probs``: ``(centre row, n predicted, n confident,
+    threshold)``; pure numpy (see the module docstring for the rule)."""
+    top = probs.argmax(1) if len(probs) else np.zeros(0, int)
+    out = []
+    for g in range(probs.shape[1]):
+        pg = probs[:, g]
+        members = np.flatnonzero(top == g)
+        if len(members) >= min_tracks:
+            thr = float(np.quantile(pg[members], quantile))
+            conf = members[pg[members] >= thr]
+        else:
+            conf = np.argsort(-pg, kind="stable")[:min_tracks]
+            thr = float(pg[conf].min()) if len(conf) else float("nan")
+        if not len(conf):
+            out.append((-1, len(members), 0, thr))
+            continue
+        v = space[conf]
+        mean = v.mean(0)
+        if distance == "cosine":
+            near = int(np.argmax(search.normalise(v) @ search.normalise(mean[None])[0]))
+        else:
+            near = int(np.argmin(_minkowski(v, mean, 2.0 if distance == "euclidean" else p)))
+        out.append((int(conf[near]), len(members), len(conf), thr))
+    return out
+
+
+def genre_centres(index: CatalogIndex, model: str | None = None, distance: str = "cosine",
+                  standardise: bool = False, p: float = 3.0) -> dict[str, CentrePoint]:
+    """Each genre's centre-point song in ``model``'s space: among the tracks
+    the classifier predicts as that genre, the confident half (``p_g`` at or
+    above the group's median; a genre predicted for fewer than
+    :data:`CENTRE_MIN_TRACKS` tracks takes the :data:`CENTRE_MIN_TRACKS` with
+    the highest ``p_g``), the track nearest to their mean embedding."""
+    model = resolve_model(index, model)
+
+    def make() -> dict[str, CentrePoint]:
+        X = _space(index, model, distance, standardise)
+        P = _genre_probs(index, model)
+        ids = index.column("track_id")
+        out = {}
+        for g, (row, n_pred, n_conf, thr) in zip(_labels(index, model),
+                                                  centre_rows(P, X, distance, p)):
+            if row >= 0:
+                out[g] = CentrePoint(g, row, str(ids[row]), n_pred, n_conf, thr)
+        return out
+    return index.cached(("centres", model, distance, standardise, float(p)), make)
+
+
+def _centre_match(index: CatalogIndex, model: str, distance: str, standardise: bool, p: float,
+                  X: np.ndarray, SP: np.ndarray, aggregate: str) -> tuple[np.ndarray, dict[str, float]]:
+    """``centre_match`` of every row and the seed-genre shares ``pi_g``."""
+    labels = _labels(index, model)
+    centres = genre_centres(index, model, distance, standardise, p)
+    seed_genres = [labels[int(i)] for i in SP.argmax(1)]
+    shares = {g: seed_genres.count(g) / len(seed_genres) for g in dict.fromkeys(seed_genres)}
+    sims = {g: _similarities(X, X[centres[g].row], distance, p) for g in shares if g in centres}
+    if not sims:
+        return np.zeros(len(X), np.float32), shares
+    if aggregate == "max":
+        return np.max(list(sims.values()), axis=0), shares
+    total = sum(shares[g] for g in sims)
+    return sum(shares[g] / total * s for g, s in sims.items()), shares
+
+
+# --------------------------------------------------------------------------- scoring
+
+
 def _check(method: str, model: str, aggregate: str, distance: str, k: int, genre_weight: float,
-           diversity: float, p: float, index: CatalogIndex) -> None:
+           diversity: float, p: float, index: CatalogIndex, variant: str = "soft") -> None:
     if method not in METHODS:
         raise RecommendError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if variant not in VARIANTS:
+        raise RecommendError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     if aggregate not in AGGREGATES:
         raise RecommendError(f"unknown aggregate {aggregate!r}; choose mean or max")
     if distance not in DISTANCES:
@@ -321,21 +537,42 @@ def _check(method: str, model: str, aggregate: str, distance: str, k: int, genre
         raise RecommendError("p must be at least 1 for the p-norm")
     if not len(index):
         raise RecommendError("the catalog index is empty — index some music first")
-    needed = ENSEMBLE_PARTS if model == ENSEMBLE else (model,)
+    needed = ensemble_parts(index, model)
     missing = [m for m in needed if m not in index.models]
     if missing:
         raise RecommendError(f"model {', '.join(missing)} is not in the index "
                              f"(have: {', '.join(index.models) or 'none'})")
+    if _is_ensemble(index, model) and len(needed) < 2:
+        raise RecommendError(f"an ensemble needs at least two models in the index "
+                             f"(have: {', '.join(index.models)})")
 
 
-def recommend(index: CatalogIndex, seeds: Sequence[str], method: str = "cosine", k: int = 5,
-              model: str = "crnn", aggregate: str = "mean", distance: str = "cosine", p: float = 3,
-              genre_weight: float = 0.5, diversity: float = 0.0, liked: Sequence[str] = (),
-              disliked: Sequence[str] = (), seed_vectors: Sequence[SeedVector] | None = None,
-              standardise: bool = False) -> list[Recommendation]:
-    """Top-``k`` catalog tracks for 1–5 seeds (catalog ids and/or uploaded
-    :class:`SeedVector`); see the module docstring for the exact scoring."""
-    _check(method, model, aggregate, distance, k, genre_weight, diversity, p, index)
+@dataclass
+class _Scored:
+    """Everything one request computes before picking the list."""
+
+    score: np.ndarray
+    sim: np.ndarray
+    match: np.ndarray
+    centre: np.ndarray | None
+    shares: dict
+    excluded: np.ndarray
+    seed_rows: np.ndarray
+    uploads: list
+    X: np.ndarray
+    S: np.ndarray
+    SP: np.ndarray
+    model: str
+    w: float
+    standardise: bool = False
+
+
+def _score(index: CatalogIndex, seeds: Sequence[str], method: str, k: int, model: str | None,
+           aggregate: str, distance: str, p: float, genre_weight: float, diversity: float,
+           liked: Sequence[str], disliked: Sequence[str], seed_vectors, standardise: bool,
+           variant: str, exclude_artists: Sequence[str]) -> _Scored:
+    model = resolve_model(index, model)
+    _check(method, model, aggregate, distance, k, genre_weight, diversity, p, index, variant)
     seeds = [str(s) for s in seeds]
     uploads = list(seed_vectors or [])
     n_seeds = len(seeds) + len(uploads)
@@ -352,6 +589,8 @@ def recommend(index: CatalogIndex, seeds: Sequence[str], method: str = "cosine",
 
     excluded = seed_exclusions(index, seed_rows, uploads)
     excluded[np.concatenate([liked_rows, disliked_rows]).astype(int)] = True
+    if len(exclude_artists):
+        excluded |= artist_exclusions(index, exclude_artists)
 
     X = _space(index, model, distance, standardise)
     S = X[seed_rows]
@@ -368,27 +607,70 @@ def recommend(index: CatalogIndex, seeds: Sequence[str], method: str = "cosine",
     P = _genre_probs(index, model)
     SP = P[seed_rows]
     if uploads:
-        SP = np.vstack([SP] + [_seed_probs(sv, model)[None] for sv in uploads])
+        SP = np.vstack([SP] + [_seed_probs(index, sv, model)[None] for sv in uploads])
     match = _query_scores(P, SP, P[liked_rows], P[disliked_rows], aggregate, "cosine", p, clip=True)
     w = genre_weight if method == "genre" else 0.0
-    score = (1.0 - w) * sim + w * match
+    centre, shares = None, {}
+    if method == "genre" and variant == "centre":
+        centre, shares = _centre_match(index, model, distance, standardise, p, X, SP, aggregate)
+        score = (1.0 - w) * sim + w * centre
+    else:
+        score = (1.0 - w) * sim + w * match
+    return _Scored(score, sim, match, centre, shares, excluded, seed_rows, uploads, X, S, SP, model, w,
+                   standardise)
 
+
+def recommend(index: CatalogIndex, seeds: Sequence[str], method: str = DEFAULTS.method,
+              k: int = DEFAULTS.k, model: str | None = DEFAULTS.model,
+              aggregate: str = DEFAULTS.aggregate, distance: str = DEFAULTS.distance,
+              p: float = DEFAULTS.p, genre_weight: float = DEFAULTS.genre_weight,
+              diversity: float = DEFAULTS.diversity, liked: Sequence[str] = (),
+              disliked: Sequence[str] = (), seed_vectors: Sequence[SeedVector] | None = None,
+              standardise: bool = DEFAULTS.standardise, variant: str = DEFAULTS.variant,
+              exclude_artists: Sequence[str] = ()) -> list[Recommendation]:
+    """Top-``k`` catalog tracks for 1–5 seeds (catalog ids and/or uploaded
+    :class:`SeedVector`); see the module docstring for the exact scoring.
+    ``exclude_artists``: never recommend tracks by these artists."""
+    sc = _score(index, seeds, method, k, model, aggregate, distance, p, genre_weight, diversity,
+                liked, disliked, seed_vectors, standardise, variant, exclude_artists)
     keys, digests = _song_keys(index), index.column("digest")
-
+    score = sc.score
     pool = max(50, 10 * k) if diversity > 0 else k
     fetch = pool
     while True:
         # A few extra candidates in case some are copies of each other.
-        order = search.top_k(score, fetch, exclude=np.flatnonzero(excluded))
+        order = search.top_k(score, fetch, exclude=np.flatnonzero(sc.excluded))
         chosen = _distinct(order, keys, digests, pool)
         if len(chosen) >= pool or len(order) < fetch:
             break
         fetch *= 2
     if diversity > 0 and len(chosen) > 1:
-        chosen = _mmr(chosen, score, _space(index, model, "cosine", standardise), diversity, k)
+        chosen = _mmr(chosen, score, _space(index, sc.model, "cosine", standardise), diversity, k)
     chosen = chosen[:k]
-    return _explain(index, chosen, score, sim, match, method, model, aggregate, distance, w,
-                    seed_rows, uploads, S, X[chosen], SP, p)
+    return _explain(index, chosen, sc, method, aggregate, distance, variant, p)
+
+
+def rank_of(index: CatalogIndex, seeds: Sequence[str], track_ids: Sequence[str],
+            **kwargs) -> dict[str, dict]:
+    """Where ``track_ids`` stand under one request (same keyword arguments as
+    :func:`recommend`): ``rank`` among every recommendable track (1 = first;
+    ``None`` when excluded), ``score``, ``similarity``, ``genre_match``,
+    ``centre_match``. Ignores copy removal and diversity re-ranking."""
+    kw = {**DEFAULTS.to_dict(), **kwargs}
+    args = {name: kw.get(name, default) for name, default in (
+        ("liked", ()), ("disliked", ()), ("seed_vectors", None), ("exclude_artists", ()))}
+    sc = _score(index, seeds, kw["method"], kw["k"], kw["model"], kw["aggregate"], kw["distance"],
+                kw["p"], kw["genre_weight"], kw["diversity"], args["liked"], args["disliked"],
+                args["seed_vectors"], kw["standardise"], kw["variant"], args["exclude_artists"])
+    allowed = sc.score[~sc.excluded]
+    out = {}
+    for tid, row in zip(track_ids, index.rows_of(track_ids)):
+        s = float(sc.score[row])
+        out[str(tid)] = {
+            "rank": None if sc.excluded[row] else int(np.sum(allowed > s)) + 1, "score": s,
+            "similarity": float(sc.sim[row]), "genre_match": float(sc.match[row]),
+            "centre_match": None if sc.centre is None else float(sc.centre[row])}
+    return out
 
 
 def _distinct(order: np.ndarray, keys: np.ndarray, digests: np.ndarray, n: int) -> list[int]:
@@ -429,18 +711,25 @@ def _mmr(cands: list[int], score: np.ndarray, unit: np.ndarray, diversity: float
     return [int(c[j]) for j in picked]
 
 
-def _explain(index: CatalogIndex, rows: list[int], score, sim, match, method, model, aggregate,
-             distance, w, seed_rows, uploads, S, X, SP, p: float = 3) -> list[Recommendation]:
+def _explain(index: CatalogIndex, rows: list[int], sc: _Scored, method: str, aggregate: str,
+             distance: str, variant: str, p: float = 3) -> list[Recommendation]:
+    model, score, sim, match, w = sc.model, sc.score, sc.sim, sc.match, sc.w
     labels = _labels(index, model)
     P = _genre_probs(index, model)
-    seed_genre = labels[int(np.argmax(SP.mean(0)))]
-    names = [str(index.column("title")[r]) or str(index.column("track_id")[r]) for r in seed_rows]
-    names += [sv.name for sv in uploads]
+    seed_genre = labels[int(np.argmax(sc.SP.mean(0)))]
+    names = [str(index.column("title")[r]) or str(index.column("track_id")[r]) for r in sc.seed_rows]
+    names += [sv.name for sv in sc.uploads]
+    X = sc.X[rows]
     if distance == "cosine":
-        nearest = np.argmax(search.normalise(S) @ X.T, axis=0) if len(rows) else []
+        nearest = np.argmax(search.normalise(sc.S) @ X.T, axis=0) if len(rows) else []
     else:
         pp = 2.0 if distance == "euclidean" else float(p)
-        nearest = np.argmin([_minkowski(X, s, pp) for s in S], axis=0) if len(rows) else []
+        nearest = np.argmin([_minkowski(X, s, pp) for s in sc.S], axis=0) if len(rows) else []
+    centres = genre_centres(index, model, distance, sc.standardise, p) if sc.centre is not None else {}
+    titles = index.column("title")
+    centre_text = ", ".join(
+        f"{g} {sc.shares[g]:.0%} → {titles[centres[g].row] or centres[g].track_id}"
+        for g in sc.shares if g in centres)
     out = []
     for rank, (i, near_j) in enumerate(zip(rows, nearest), 1):
         pred = labels[int(np.argmax(P[i]))]
@@ -449,11 +738,81 @@ def _explain(index: CatalogIndex, rows: list[int], score, sim, match, method, mo
                  f"closest seed: {near}",
                  (f"predicted {pred} like the seeds" if pred == seed_genre
                   else f"predicted {pred} (seeds: {seed_genre})") + f", genre match {match[i]:.2f}"]
-        if method == "genre":
+        if method == "genre" and sc.centre is not None:
+            parts.append(f"centre match {sc.centre[i]:.2f} (seed genres → centre points: {centre_text})")
+            parts.append(f"score = {1 - w:.2f}*{sim[i]:.2f} + {w:.2f}*{sc.centre[i]:.2f}")
+        elif method == "genre":
             parts.append(f"score = {1 - w:.2f}*{sim[i]:.2f} + {w:.2f}*{match[i]:.2f}")
         out.append(Recommendation(
             track_id=str(index.column("track_id")[i]), rank=rank, score=float(score[i]),
             similarity=float(sim[i]), genre_match=float(match[i]),
             genre=str(index.column("genre")[i]), predicted_genre=pred, reason="; ".join(parts),
-            artist=str(index.column("artist")[i]), title=str(index.column("title")[i])))
+            artist=str(index.column("artist")[i]), title=str(titles[i]),
+            centre_match=None if sc.centre is None else float(sc.centre[i])))
     return out
+
+
+# --------------------------------------------------------------------------- two lists
+
+
+@dataclass
+class ListDifference:
+    """How two recommendation lists for the same seeds differ."""
+
+    shared: list[str]                    # track ids in both lists (in list A's order)
+    only: dict[str, list[dict]]          # "a" / "b" → per track: track_id, title, artist,
+    #                                      rank (here), other_rank, why
+
+    @property
+    def n_shared(self) -> int:
+        return len(self.shared)
+
+
+def _component(r: dict, kw: dict) -> tuple[str, float]:
+    """The term method 2 adds for a request (name, value)."""
+    if kw.get("method") != "genre":
+        return "", float("nan")
+    if kw.get("variant", DEFAULTS.variant) == "centre" and r.get("centre_match") is not None:
+        return "centre match", float(r["centre_match"])
+    return "genre match", float(r["genre_match"])
+
+
+def list_differences(index: CatalogIndex, seeds: Sequence[str], list_a: Sequence[Recommendation],
+                     list_b: Sequence[Recommendation], kw_a: dict, kw_b: dict,
+                     names: tuple[str, str] = ("method 1", "method 2")) -> ListDifference:
+    """Which tracks only one list has and why: where the other request ranks
+    them (:func:`rank_of`) and which score component separates them from the
+    other list's last track."""
+    ids_a, ids_b = [r.track_id for r in list_a], [r.track_id for r in list_b]
+    shared = [t for t in ids_a if t in set(ids_b)]
+    only: dict[str, list[dict]] = {"a": [], "b": []}
+    for side, here, there, kw_here, kw_other, (me, other) in (
+            ("a", list_a, list_b, kw_a, kw_b, names), ("b", list_b, list_a, kw_b, kw_a, names[::-1])):
+        mine = [r for r in here if r.track_id not in set(shared)]
+        if not mine:
+            continue
+        ranks = rank_of(index, seeds, [r.track_id for r in mine], **kw_other)
+        last = there[-1] if there else None
+        for r in mine:
+            o = ranks[r.track_id]
+            name_o, val_o = _component(o, kw_other)
+            name_h, val_h = _component(o, kw_here)
+            if o["rank"] is None:
+                why = f"{other} may not recommend it"
+            else:
+                why = f"{other} ranks it #{o['rank']} (score {o['score']:.2f}"
+                why += f" vs {last.score:.2f} for its #{last.rank})" if last else ")"
+                if name_o:              # the other list is method 2: its genre term held it back
+                    last_val = (last.centre_match if name_o == "centre match" else last.genre_match) \
+                        if last else float("nan")
+                    why += (f": {name_o} {val_o:.2f}" + (f" vs {last_val:.2f}" if last_val == last_val else "")
+                            + f" (model hears {r.predicted_genre})")
+                elif name_h:            # this list is method 2: the genre term lifted it
+                    why += (f": sound similarity {o['similarity']:.2f}"
+                            + (f" vs {last.similarity:.2f}" if last else "")
+                            + f"; {me} lifts it with {name_h} {val_h:.2f}")
+                else:
+                    why += f": similarity {o['similarity']:.2f}"
+            only[side].append({"track_id": r.track_id, "title": r.title, "artist": r.artist,
+                               "rank": r.rank, "other_rank": o["rank"], "why": why})
+    return ListDifference(shared, only)

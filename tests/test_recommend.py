@@ -141,12 +141,16 @@ def test_euclidean_and_pnorm_differ_from_cosine():
         recommend(idx, ["seed"], distance="pnorm", p=0.5)
 
 
-def test_ensemble_needs_both_models(clusters):
+def test_ensemble_needs_two_models(clusters):
     recs = recommend(clusters, ["B0", "B1"], model="ensemble", k=3)
     assert {r.genre for r in recs} == {"B"}
+    # "a+b" names the parts; "ensemble" is every learned model in the index.
+    assert ids(recommend(clusters, ["B0", "B1"], model="cnn+crnn", k=3)) == ids(recs)
     single = make_index([("a", [1, 0], "A", "A"), ("b", [0, 1], "B", "B")], cnn=False)
-    with pytest.raises(RecommendError, match="cnn is not in the index"):
+    with pytest.raises(RecommendError, match="at least two models"):
         recommend(single, ["a"], model="ensemble")
+    with pytest.raises(RecommendError, match="cnn_msd is not in the index"):
+        recommend(single, ["a"], model="crnn+cnn_msd")
 
 
 def test_mmr_diversity_breaks_up_near_copies():
@@ -252,3 +256,134 @@ def test_large_catalogs_use_the_approximate_index(monkeypatch):
         got = ids(recommend(approx_idx, seeds, k=10, **dict(kw)))
         assert len(set(got) & set(want)) >= 9, kw
     assert approx_idx.cached(("vindex", "crnn", False), lambda: None).method == "ivf"
+
+
+# --------------------------------------------------------------------------- centre points, variants
+
+def _polar(deg: float) -> list[float]:
+    return [float(np.cos(np.radians(deg))), float(np.sin(np.radians(deg)))]
+
+
+# (track, angle in degrees, predicted probabilities over A, B, C)
+GEOMETRY = [
+    ("a1", 0, [0.95, 0.03, 0.02]), ("a2", 10, [0.90, 0.05, 0.05]), ("a3", 22, [0.92, 0.04, 0.04]),
+    ("a4", 80, [0.40, 0.35, 0.25]), ("a5", 70, [0.45, 0.30, 0.25]),     # predicted A, unsure
+    ("b1", 100, [0.20, 0.60, 0.20]),                                     # the only B prediction
+    ("c1", 200, [0.1, 0.1, 0.8]), ("c2", 210, [0.1, 0.1, 0.8]), ("c3", 220, [0.1, 0.1, 0.8]),
+    ("c4", 300, [0.1, 0.2, 0.7]),
+]
+
+
+def geometry_index(extra: list[tuple] = ()) -> CatalogIndex:
+    items = list(GEOMETRY) + list(extra)
+    rows = [{"track_id": t, "genre": "ABC"[int(np.argmax(p))], "artist": f"artist {t}", "title": t,
+             "digest": f"d-{t}"} for t, _, p in items]
+    E = np.array([_polar(a) for _, a, _ in items], np.float32)
+    P = np.array([p for _, _, p in items], np.float32)
+    return CatalogIndex.from_arrays(rows, {"crnn": E, "cnn": E.copy()}, {"crnn": P, "cnn": P}, LABELS)
+
+
+def test_centre_points_known_geometry():
+    from core.recommend import genre_centres
+
+    c = genre_centres(geometry_index())
+    # A: five tracks predicted A; p_A median 0.90 → confident a1, a2, a3 (0°, 10°, 22°):
+    # mean direction ≈ 10.7°, nearest a2. (All five: mean ≈ 36° → a3; most confident: a1.)
+    assert c["A"].track_id == "a2"
+    assert (c["A"].n_predicted, c["A"].n_confident) == (5, 3) and c["A"].threshold == pytest.approx(0.90)
+    # B: predicted for one track only → the three highest p_B (b1 100°, a4 80°, a5 70°): mean ≈ 83° → a4.
+    assert c["B"].track_id == "a4" and (c["B"].n_predicted, c["B"].n_confident) == (1, 3)
+    # C: p_C 0.8, 0.8, 0.8, 0.7 → median 0.8 → c1, c2, c3 → c2 (c4 at 300° does not pull it).
+    assert c["C"].track_id == "c2" and c["C"].n_confident == 3
+
+
+def test_centre_variant_ranks_by_the_seeds_genre_centre():
+    idx = geometry_index()
+    # Uploaded seeds (not in the catalog, so the centre points stay as above), heard as A.
+    up = [SeedVector({m: np.array(_polar(a), np.float32) for m in ("cnn", "crnn")},
+                     {m: np.array([0.9, 0.05, 0.05], np.float32) for m in ("cnn", "crnn")}, name=f"s{a}")
+          for a in (40, 45)]
+    seeds: list[str] = []
+    E = {t: np.array(_polar(a)) for t, a, _ in GEOMETRY}
+    cos = lambda t, v: float(E[t] @ v / np.linalg.norm(v))  # noqa: E731
+    q = np.array(_polar(40)) + np.array(_polar(45))
+    # Method 1: cosine to the mean seed, nearest first (a3 at 22° beats a5 at 70°).
+    m1 = recommend(idx, seeds, seed_vectors=up, k=4)
+    assert ids(m1) == ["a3", "a5", "a2", "a4"]
+    # Paper's method 2, w = 1: closeness to genre A's centre point a2 alone.
+    centre = recommend(idx, seeds, seed_vectors=up, k=4, method="genre", variant="centre", genre_weight=1.0)
+    assert ids(centre) == ["a2", "a1", "a3", "a5"]
+    assert centre[0].centre_match == pytest.approx(1.0, abs=1e-6)
+    assert "centre points: A 100% → a2" in centre[0].reason
+    # w = 0.5: score = 0.5 cosine to the seeds + 0.5 cosine to a2, for every track listed.
+    half = recommend(idx, seeds, seed_vectors=up, k=6, method="genre", variant="centre", genre_weight=0.5)
+    for r in half:
+        assert r.similarity == pytest.approx(cos(r.track_id, q), abs=1e-5)
+        assert r.centre_match == pytest.approx(cos(r.track_id, E["a2"]), abs=1e-5)
+        assert r.score == pytest.approx(0.5 * r.similarity + 0.5 * r.centre_match, abs=1e-6)
+    want = sorted(E, key=lambda t: -(0.5 * cos(t, q) + 0.5 * cos(t, E["a2"])))[:6]
+    assert ids(half) == want
+    # Soft variant, w = 1: by genre-probability agreement with the seeds (a2 has their exact mix).
+    soft = recommend(idx, seeds, seed_vectors=up, k=3, method="genre", variant="soft", genre_weight=1.0)
+    assert ids(soft)[0] == "a2" and soft[0].genre_match == pytest.approx(1.0, abs=1e-6)
+    assert soft[0].centre_match is None and set(ids(soft)) == {"a1", "a2", "a3"}
+    # Mixed seeds (one A, one C): equal shares of the two centre points a2 and c2.
+    mixed = recommend(idx, ["c3"], seed_vectors=up[:1], k=2, method="genre", variant="centre",
+                      genre_weight=1.0)
+    for r in mixed:
+        assert r.centre_match == pytest.approx(0.5 * cos(r.track_id, E["a2"]) + 0.5 * cos(r.track_id, E["c2"]),
+                                               abs=1e-5)
+    mx = recommend(idx, ["c3"], seed_vectors=up[:1], k=2, method="genre", variant="centre",
+                   genre_weight=1.0, aggregate="max")
+    assert set(ids(mx)) == {"a2", "c2"}                       # each centre point is its own best match
+    with pytest.raises(RecommendError, match="unknown variant"):
+        recommend(idx, ["a1"], method="genre", variant="hard")
+
+
+def test_leave_artist_out_excludes_the_artists():
+    items = [("s", [1, 0, 0], "A", "A", "The Band", "Seed"),
+             ("same1", [0.99, 0.1, 0], "A", "A", "the band", "Other song"),
+             ("same2", [0.98, 0.15, 0], "A", "A", "THE BAND ", "Third song"),
+             ("x", [0.9, 0.3, 0], "A", "A", "X", "x"), ("y", [0.7, 0.7, 0], "B", "B", "Y", "y"),
+             ("z", [0, 1, 0], "B", "B", "Z", "z"), ("anon", [0.95, 0.2, 0], "A", "A", "", "anon")]
+    idx = make_index(items)
+    assert ids(recommend(idx, ["s"], k=2)) == ["same1", "same2"]
+    out = recommend(idx, ["s"], k=4, exclude_artists=["The Band"])
+    assert ids(out) == ["anon", "x", "y", "z"]                # no "The Band", however spelt
+    assert "anon" in ids(recommend(idx, ["s"], k=4, exclude_artists=[""]))   # empty name: nothing
+
+
+def test_rank_of_and_list_differences():
+    from core.recommend import list_differences, rank_of
+
+    items = [("s1", [1, 0.05, 0], "A", "A"), ("s2", [1, -0.05, 0], "A", "A"),
+             ("close", [1, 0.2, 0], "B", "B"), ("same_genre", [1, 0.45, 0], "A", "A"),
+             ("other", [0, 1, 0], "C", "C")]
+    idx = make_index(items)
+    kw1, kw2 = dict(method="cosine", k=1), dict(method="genre", k=1, genre_weight=0.5)
+    m1, m2 = recommend(idx, ["s1", "s2"], **kw1), recommend(idx, ["s1", "s2"], **kw2)
+    r = rank_of(idx, ["s1", "s2"], ["close", "same_genre", "s1"], **kw2)
+    assert r["same_genre"]["rank"] == 1 and r["close"]["rank"] == 2 and r["s1"]["rank"] is None
+    assert r["close"]["score"] == pytest.approx(0.5 * r["close"]["similarity"] + 0.5 * r["close"]["genre_match"])
+    diff = list_differences(idx, ["s1", "s2"], m1, m2, kw1, kw2)
+    assert diff.n_shared == 0
+    (a,), (b,) = diff.only["a"], diff.only["b"]
+    assert (a["track_id"], a["rank"], a["other_rank"]) == ("close", 1, 2)
+    assert "method 2 ranks it #2" in a["why"] and "genre match" in a["why"] and "hears B" in a["why"]
+    assert (b["track_id"], b["other_rank"]) == ("same_genre", 2)
+    assert "method 1 ranks it #2" in b["why"] and "lifts it with genre match" in b["why"]
+    both = list_differences(idx, ["s1", "s2"], recommend(idx, ["s1", "s2"], k=2),
+                            recommend(idx, ["s1", "s2"], method="genre", k=2), kw1, kw2)
+    assert both.shared == ["close", "same_genre"] and both.only == {"a": [], "b": []}
+
+
+def test_ensemble_aligns_genres_by_name():
+    rows = [{"track_id": t, "genre": g, "title": t} for t, g in (("a", "A"), ("b", "B"), ("c", "A"))]
+    E = np.eye(3, dtype=np.float32)
+    P = np.array([[0.9, 0.1], [0.1, 0.9], [0.8, 0.2]], np.float32)
+    idx = CatalogIndex.from_arrays(rows, {"m1": E, "m2": E}, {"m1": P, "m2": P[:, ::-1].copy()},
+                                   {"m1": ["A", "B"], "m2": ["B", "A"]})
+    recs = recommend(idx, ["a"], model="ensemble", method="genre", genre_weight=1.0, k=2)
+    assert ids(recs) == ["c", "b"] and recs[0].predicted_genre == "A"
+    # No model named: the preferred one if indexed, else the first indexed model.
+    assert recommend(idx, ["a"], k=1)[0].reason.count("(m1,") == 1
