@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import zlib
+
 import numpy as np
 import plotly.colors
 import plotly.graph_objects as go
 from plotly.colors import hex_to_rgb
 
-# One colour per model everywhere in the app, so CNN/CRNN are recognisable at a glance.
+# One colour per model everywhere in the app, so each model is recognisable at a
+# glance. Names not listed get a shade of their family's colour (the part
+# before the first "_": cnn_msd is a darker CNN blue) or a colour of their own.
 MODEL_COLOURS = {"cnn": "#1f77b4", "crnn": "#d62728", "baseline_mfcc": "#7f7f7f"}
-MODEL_NAMES = {"cnn": "CNN", "crnn": "CRNN", "baseline_mfcc": "MFCC baseline"}
+MODEL_NAMES = {"baseline_mfcc": "MFCC baseline"}
+_SPARE_MODEL_COLOURS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
+# Genres: 20 colours picked from a Glasbey set for a white background. Every
+# pair differs by at least 41 CIELAB ΔE (1976) and every colour by 53 from
+# white (tests/test_charts.py checks it); plotly's default has 10 colours, so
+# the 11th genre repeated the first blue.
+GENRE_PALETTE = ["#0000ff", "#ff0000", "#00c000", "#000033", "#ff00b6", "#005300", "#ffd300",
+                 "#009fff", "#9a4d42", "#00ffbe", "#783fc1", "#1f9698", "#ffacfd", "#b1cc71",
+                 "#f1085c", "#fe8f42", "#dd00ff", "#201a01", "#720055", "#766c95"]
+OTHER_COLOUR = "#b0b0b0"   # the "(upload)" group and anything past the palette
 _MARGIN = dict(l=10, r=10, t=40, b=10)
 # Magma as rgb() strings: Streamlit's plotly front-end draws the hex "#000004"
 # at the bottom of the named scale as pink instead of black.
@@ -19,7 +32,32 @@ MAGMA = [f"rgb{hex_to_rgb(c)}" for c in plotly.colors.sequential.Magma]
 
 
 def model_name(key: str) -> str:
-    return MODEL_NAMES.get(key, key)
+    """Display name of a model key: ``cnn`` → CNN, ``crnn_msd`` → CRNN (MSD)."""
+    if key in MODEL_NAMES:
+        return MODEL_NAMES[key]
+    family, _, variant = str(key).partition("_")
+    return f"{family.upper()} ({variant.replace('_', ' ').upper()})" if variant else family.upper()
+
+
+def model_colour(key: str) -> str:
+    """Stable colour of a model key (see MODEL_COLOURS)."""
+    if key in MODEL_COLOURS:
+        return MODEL_COLOURS[key]
+    family = str(key).split("_", 1)[0]
+    if family in MODEL_COLOURS:       # a variant: the family colour, darker
+        r, g, b = hex_to_rgb(MODEL_COLOURS[family])
+        return "#{:02x}{:02x}{:02x}".format(*(int(c * 0.55) for c in (r, g, b)))
+    return _SPARE_MODEL_COLOURS[zlib.crc32(str(key).encode()) % len(_SPARE_MODEL_COLOURS)]
+
+
+def genre_colours(genres: Sequence[str]) -> dict[str, str]:
+    """One palette colour per genre, assigned in sorted order, so a genre keeps
+    its colour whichever column (labelled or predicted) the map is coloured by
+    (pass the union of both). Values in parentheses, like "(upload)", are grey."""
+    named = sorted({str(g) for g in genres if g and not str(g).startswith("(")})
+    out = {g: GENRE_PALETTE[i] if i < len(GENRE_PALETTE) else OTHER_COLOUR for i, g in enumerate(named)}
+    out.update({str(g): OTHER_COLOUR for g in genres if str(g) not in out})
+    return out
 
 
 def waveform(y: np.ndarray, sr: int, max_points: int = 1500) -> go.Figure:
@@ -109,7 +147,7 @@ def probability_bars(probs: Mapping[str, Mapping[str, float]], title: str = "Gen
     fig = go.Figure()
     for m in models:
         fig.add_trace(go.Bar(y=order, x=[probs[m].get(g, 0.0) for g in order], orientation="h",
-                             name=model_name(m), marker_color=MODEL_COLOURS.get(m),
+                             name=model_name(m), marker_color=model_colour(m),
                              hovertemplate="%{y}: %{x:.2f}<extra>" + model_name(m) + "</extra>"))
     fig.update_layout(barmode="group", height=height, margin=_MARGIN, title=title,
                       xaxis=dict(range=[0, 1], title="probability"),
@@ -127,7 +165,7 @@ def roc_figure(curves: Mapping[str, Mapping[str, Sequence[float]]], aucs: Mappin
         auc = aucs.get(m)
         label = model_name(m) + (f" (AUC {auc:.3f})" if auc is not None and np.isfinite(auc) else "")
         fig.add_trace(go.Scatter(x=c["fpr"], y=c["tpr"], mode="lines", name=label,
-                                 line=dict(color=MODEL_COLOURS.get(m), width=2),
+                                 line=dict(color=model_colour(m), width=2),
                                  hovertemplate="FPR %{x:.2f}<br>TPR %{y:.2f}<extra>" + model_name(m)
                                  + "</extra>"))
     fig.update_layout(height=height, margin=_MARGIN, title=title,
@@ -162,12 +200,20 @@ def confusion_figure(labels: Sequence[str], matrix: Sequence[Sequence[int]], mod
     return fig
 
 
-def embedding_scatter(df, colour: str, hover: Sequence[str], title: str, webgl_above: int = 3000):
-    """2-D embedding map (plotly express; ``df`` has x, y, track_id and the hover columns)."""
+def embedding_scatter(df, colour: str, hover: Sequence[str], title: str, webgl_above: int = 3000,
+                      colours: Mapping[str, str] | None = None):
+    """2-D embedding map (plotly express; ``df`` has x, y, track_id and the hover columns).
+
+    ``colours`` maps each value of the ``colour`` column to a colour (default:
+    :func:`genre_colours` of the column's values).
+    """
     import plotly.express as px
 
+    groups = sorted(df[colour].astype(str).unique())
+    cmap = dict(colours) if colours is not None else genre_colours(groups)
     fig = px.scatter(df, x="x", y="y", color=colour, hover_data={c: True for c in hover} | {
-        "x": False, "y": False}, custom_data=["track_id"], title=title,
+        "x": False, "y": False}, custom_data=["track_id"], title=title, color_discrete_map=cmap,
+        category_orders={colour: groups},
         # SVG is quicker to draw for a few thousand points (and needs no GPU);
         # WebGL only pays off for big catalogs.
         render_mode="webgl" if len(df) > webgl_above else "svg")
@@ -240,7 +286,7 @@ def roc_grid(roc: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
             auc = aucs.get(m, {}).get(g)
             fig.add_trace(go.Scatter(
                 x=by_genre[g]["fpr"], y=by_genre[g]["tpr"], mode="lines", name=model_name(m),
-                legendgroup=m, showlegend=i == 0, line=dict(color=MODEL_COLOURS.get(m), width=2),
+                legendgroup=m, showlegend=i == 0, line=dict(color=model_colour(m), width=2),
                 hovertemplate=f"{g} · {model_name(m)}" + (f" (AUC {auc:.3f})" if auc is not None
                                                           and np.isfinite(auc) else "")
                 + "<br>FPR %{x:.2f}<br>TPR %{y:.2f}<extra></extra>"), row=r, col=c)
@@ -265,10 +311,10 @@ def training_grid(histories: Mapping[str, Mapping[str, Sequence[float]]]) -> go.
                 continue
             fig.add_trace(go.Scatter(x=h.get("epoch", list(range(1, len(h[metric]) + 1))), y=h[metric],
                                      mode="lines+markers", name=model_name(m), legendgroup=m,
-                                     showlegend=i == 0, line=dict(color=MODEL_COLOURS.get(m)),
+                                     showlegend=i == 0, line=dict(color=model_colour(m)),
                                      marker=dict(size=4)), row=r, col=c)
             if h.get("best_epoch"):
-                fig.add_vline(x=h["best_epoch"], line=dict(color=MODEL_COLOURS.get(m), dash="dot", width=1),
+                fig.add_vline(x=h["best_epoch"], line=dict(color=model_colour(m), dash="dot", width=1),
                               row=r, col=c)
         fig.update_xaxes(title_text="epoch", row=r, col=c)
     fig.update_layout(height=560, margin=_MARGIN, legend=dict(orientation="h", y=1.06, x=1,

@@ -17,6 +17,8 @@ from core.audio import SUPPORTED_EXTENSIONS, AudioError, load
 from core.config import FeatureConfig, Paths
 from core.features import frame_times, mel_frequencies
 from core.inference import analyse
+from core.selection import best_model
+from pages._charts import model_name
 
 SETTING_KEY = "data_folders"
 UPLOAD_TYPES = sorted({e.lstrip(".") for e in SUPPORTED_EXTENSIONS})
@@ -84,6 +86,21 @@ def models_key() -> str:
     """Identity of the loaded models, so cached analyses refresh with new weights."""
     root = paths().artifacts
     return f"{root}@{_stamp(root / 'manifest.json')}"
+
+
+def default_model(names: list[str]) -> str:
+    """The best model on validation among ``names`` (``artifacts/selection.json``), else the first."""
+    return best_model(list(names), paths().artifacts)
+
+
+def model_picker(names: list[str], key: str, label: str = "Model", container=None,
+                 format_func=None, help: str | None = None) -> str:
+    """A model selectbox that starts on :func:`default_model`; returns the chosen name."""
+    names = list(names)
+    box = container if container is not None else st
+    return box.selectbox(label, names, index=names.index(default_model(names)), key=key,
+                         format_func=format_func or model_name,
+                         help=help or "Starts on the model that scored best on the validation split.")
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -201,14 +218,21 @@ def check_upload(name: str, data: bytes) -> str | None:
 # ----------------------------------------------------------------- analysis
 
 @dataclass
-class TrackView:
-    """Everything the Spectrograms / Classify pages draw for one track."""
+class Spectrogram:
+    """What one model's front-end makes of a track (for drawing)."""
 
-    wave: np.ndarray                         # model-rate excerpt the models heard
+    wave: np.ndarray                         # the model-rate excerpt it heard
     sample_rate: int
     logmel: np.ndarray                       # (n_mels, frames), float16 to keep the cache small
     times: np.ndarray
     freqs: np.ndarray
+
+
+@dataclass
+class TrackView:
+    """Everything the Spectrograms / Classify pages draw for one track."""
+
+    spectrograms: dict[str, Spectrogram]     # model → its front-end's view (shared per config)
     probs: dict[str, dict[str, float]]       # model → genre → p
     window_probs: dict[str, np.ndarray]      # model → (windows, genres)
     window_starts_s: dict[str, list[float]]  # model → window start times
@@ -224,20 +248,34 @@ class TrackView:
         return len({self.top(m)[0] for m in self.probs}) <= 1
 
 
-def _view(source, models: dict) -> TrackView:
-    a = analyse(source, models)
-    cfg: FeatureConfig = next(iter(models.values())).cfg
+def _spectrogram(source, model) -> Spectrogram:
+    """Decode ``source`` at ``model``'s settings and run its own front-end."""
+    cfg: FeatureConfig = model.cfg
     if hasattr(source, "seek"):
         source.seek(0)
     wave = load(source, cfg)
-    hop_s = cfg.hop_length / cfg.sample_rate
+    logmel = model.logmel(wave[None])[0, 0].detach().numpy()
+    return Spectrogram(wave=wave, sample_rate=cfg.sample_rate, logmel=logmel.astype(np.float16),
+                       times=frame_times(cfg, logmel.shape[1]), freqs=mel_frequencies(cfg))
+
+
+def _view(source, models: dict) -> TrackView:
+    a = analyse(source, models)
+    specs: dict[str, Spectrogram] = {}
+    by_cfg: dict[str, Spectrogram] = {}
+    for name, m in models.items():          # models may differ in sample rate, mels, hop…
+        k = m.cfg.key()
+        if k not in by_cfg:
+            by_cfg[k] = _spectrogram(source, m)
+        specs[name] = by_cfg[k]
+    window_starts = {}
+    for name, m in models.items():
+        hop_s = m.cfg.hop_length / m.cfg.sample_rate
+        window_starts[name] = [s * hop_s for s in a.predictions[name].window_starts]
     return TrackView(
-        wave=wave, sample_rate=cfg.sample_rate, logmel=a.logmel.astype(np.float16),
-        times=frame_times(cfg, a.logmel.shape[1]), freqs=mel_frequencies(cfg),
-        probs={m: a.probabilities(m) for m in models},
+        spectrograms=specs, probs={m: a.probabilities(m) for m in models},
         window_probs={m: a.predictions[m].window_probs[0] for m in models},
-        window_starts_s={m: [s * hop_s for s in a.predictions[m].window_starts] for m in models},
-        labels={m: a.labels(m) for m in models},
+        window_starts_s=window_starts, labels={m: a.labels(m) for m in models},
         embedding={m: np.asarray(a.predictions[m].embedding[0], np.float32) for m in models})
 
 
@@ -486,9 +524,13 @@ def add_seed(track_id: str) -> bool:
     return True
 
 
+PROJECTIONS = ("PCA", "t-SNE", "UMAP")
+
+
 @st.cache_data(show_spinner="Drawing the map…", max_entries=16)
 def projection(index_dir: str, version: int, n: int, model: str, method: str, _idx) -> np.ndarray:
-    """2-D coordinates of every indexed track (PCA or t-SNE of the embeddings)."""
+    """2-D coordinates of every indexed track (PCA, t-SNE or UMAP of the
+    embeddings), cached per index version, model and method."""
     from core.search import normalise
 
     x = normalise(_idx.embeddings(model))
@@ -499,6 +541,12 @@ def projection(index_dir: str, version: int, n: int, model: str, method: str, _i
 
         perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
         return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=0).fit_transform(x)
+    if method == "UMAP" and len(x) >= 5:
+        import umap  # imported on first use: it compiles numba code (~2 s warm, once per process)
+
+        reducer = umap.UMAP(n_components=2, n_neighbors=int(min(15, len(x) - 1)), metric="euclidean",
+                            init="spectral" if len(x) > 16 else "random", random_state=0, n_jobs=1)
+        return np.asarray(reducer.fit_transform(x), dtype=float)
     from sklearn.decomposition import PCA
 
     return PCA(n_components=2, random_state=0).fit_transform(x)

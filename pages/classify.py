@@ -1,4 +1,4 @@
-"""Classify: genre of your own files, CNN and CRNN side by side."""
+"""Classify: genre of your own files, every shipped model side by side."""
 
 import pandas as pd
 import streamlit as st
@@ -8,8 +8,8 @@ from pages import _common as ui
 
 st.title("Classify your music")
 st.markdown(
-    "Drop in one or more audio files. Both models listen to ~29 s from the middle of each file and "
-    "give every genre a probability. When the two models agree, the answer is usually more "
+    "Drop in one or more audio files. Every model listens to ~29 s from the middle of each file and "
+    "gives every genre a probability. When the models agree, the answer is usually more "
     "trustworthy; when they disagree, the track may sit between genres.")
 
 models = ui.models()
@@ -51,7 +51,8 @@ for i, r in enumerate(results):
                 g, p = v.top(m)
                 st.markdown(f"**{charts.model_name(m)}**: {g} — {p:.0%}")
             if v.agree():
-                st.success(f"Both models say **{v.top(next(iter(v.probs)))[0]}**.")
+                who = "Both models" if len(v.probs) == 2 else f"All {len(v.probs)} models"
+                st.success(f"{who} say **{v.top(next(iter(v.probs)))[0]}**.")
             else:
                 st.warning("The models disagree — this track may mix genres.")
         with c2:

@@ -11,7 +11,8 @@ st.markdown(
     "tracks that sound alike get similar numbers. To draw them on a screen the lists are squeezed "
     "to two dimensions: **PCA** keeps the broadest differences (fast, and distances mean something), "
     "**t-SNE** keeps each track's nearest neighbours together (clearer clusters, but the distances "
-    "between clusters mean little). Hover a dot to see the track; click or lasso dots to listen "
+    "between clusters mean little), **UMAP** does the same while keeping more of the overall layout. "
+    "Hover a dot to see the track; click or lasso dots to listen "
     "and use them as seeds for the Recommender.")
 
 mods = ui.models(quiet=True)
@@ -22,9 +23,8 @@ if idx is None:
 table = ui.index_table(idx)
 models = idx.models
 c1, c2, c3 = st.columns(3)
-model = c1.selectbox("Model", models, index=models.index("crnn") if "crnn" in models else 0,
-                     format_func=charts.model_name, key="map_model")
-method = c2.radio("Projection", ["PCA", "t-SNE"], horizontal=True, key="map_method")
+model = ui.model_picker(models, key="map_model", container=c1)
+method = c2.radio("Projection", list(ui.PROJECTIONS), horizontal=True, key="map_method")
 colour_opts = {"genre": "labelled genre", f"pred_{model}": f"{charts.model_name(model)}'s predicted genre",
                "source": "collection"}
 colour = c3.radio("Colour by", list(colour_opts), format_func=colour_opts.get, horizontal=True,
@@ -37,8 +37,13 @@ def _map_figure():
     df = table[["track_id", "title", "artist", "genre", "source", f"pred_{model}"]].copy()
     df["genre"] = df["genre"].replace("", "(upload)")
     df["x"], df["y"] = xy[:, 0], xy[:, 1]
+    # Genre colours from the union of labelled and predicted genres, so a genre
+    # keeps its colour when the map switches between the two.
+    genres = set(df["genre"]) | {g for m in models for g in table[f"pred_{m}"]}
+    colours = charts.genre_colours(sorted(genres if colour != "source" else set(df["source"])))
     return charts.embedding_scatter(df, colour, ["title", "artist", "genre", f"pred_{model}"],
-                                    f"{len(df):,} tracks · {charts.model_name(model)} · {method}")
+                                    f"{len(df):,} tracks · {charts.model_name(model)} · {method}",
+                                    colours=colours)
 
 
 fig = ui.cached_figure(("map", str(idx.dir), idx.version, len(idx), model, method, colour), _map_figure)

@@ -28,8 +28,25 @@ def fmt(v, ci=None, pct=False) -> str:
 
 
 metrics = ui.artifact_json("metrics.json")
-histories = {m: h for m in ("cnn", "crnn")
+# Every model with a report or a training history (no names are assumed).
+_names = list(dict.fromkeys([*(metrics or {}).get("models", {}), *sorted(
+    p.name[: -len("_history.json")] for p in ui.paths().artifacts.glob("*_history.json"))]))
+histories = {m: h for m in _names
              if (h := ui.artifact_json(f"{m}_history.json", quiet=True))}
+
+
+def paired_tests(comp: dict, models: list[str]) -> list[tuple[str, str, dict]]:
+    """``(x, y, result)`` for every ``"<x>_vs_<y>"`` entry of metrics.json's
+    comparison between two network models (x − y; the baseline rows are
+    shown in their own table)."""
+    out = []
+    for key, v in comp.items():
+        if not isinstance(v, dict) or "_vs_" not in key or key.endswith("_vs_baseline_mfcc"):
+            continue
+        x, y = key.split("_vs_", 1)
+        if x in models and y in models:
+            out.append((x, y, v))
+    return out
 
 if metrics:
     reps = metrics.get("models", {})
@@ -52,25 +69,26 @@ if metrics:
                "F1 and accuracy use each model's top genre; the paper's variant counts a genre as "
                "predicted when its probability is at least 0.5.")
 
-    # ---- paired test
-    pair = comp.get("crnn_vs_cnn")
-    if pair:
-        st.header("Is the CRNN really better than the CNN?")
+    # ---- paired tests: every pair metrics.json compares (same tracks, paired)
+    for x, y, pair in paired_tests(comp, list(reps)):
+        nx, ny = charts.model_name(x), charts.model_name(y)
+        st.header(f"Is the {nx} really better than the {ny}?")
         d, ci, p = pair.get("auc_diff"), pair.get("auc_diff_ci95"), pair.get("auc_diff_p_bootstrap")
         mc = pair.get("mcnemar", {})
         c1, c2, c3 = st.columns(3)
-        c1.metric("AUC difference (CRNN − CNN)", fmt(d))
+        c1.metric(f"AUC difference ({nx} − {ny})", fmt(d))
         c1.caption(f"95% interval {fmt(ci[0])} … {fmt(ci[1])}" if ci else "")
         c2.metric("Bootstrap p-value", fmt(p))
         c3.metric("McNemar p-value (accuracy)", fmt(mc.get("p")))
         verdict = ("a real difference" if p is not None and p < 0.05
                    else "no clear difference — the gap could be chance")
         st.markdown(
-            f"Both models judged the same {n} tracks. The CRNN's macro AUC is {fmt(d)} "
+            f"Both models judged the same {n} tracks. The {nx}'s macro AUC is {fmt(d)} "
             f"{'higher' if (d or 0) >= 0 else 'lower'}; the 95% interval of that difference is "
             f"{fmt(ci[0]) if ci else '–'} to {fmt(ci[1]) if ci else '–'}, so this is **{verdict}**. "
-            f"On accuracy, only the CNN was right on {mc.get('a_only_correct', '?')} tracks and only "
-            f"the CRNN on {mc.get('b_only_correct', '?')} (McNemar's test compares those two counts).")
+            f"On accuracy, only the {ny} was right on {mc.get('a_only_correct', '?')} tracks and only "
+            f"the {nx} on {mc.get('b_only_correct', '?')} (McNemar's test compares those two counts).")
+    if comp:
         others = {k: v for k, v in comp.items() if k.endswith("_vs_baseline_mfcc") and isinstance(v, dict)}
         if others:
             st.dataframe(pd.DataFrame([{

@@ -11,7 +11,7 @@ from pages._charts import model_name
 
 st.title("Genre-aware music recommender")
 st.markdown(
-    "This app listens to music with two neural networks — a **CNN** and a **CRNN** (a CNN with a "
+    "This app listens to music with neural networks of two designs — a **CNN** and a **CRNN** (a CNN with a "
     "recurrent layer that follows the music over time) — that look at a *log-mel spectrogram*, "
     "a picture of which frequencies sound when. Each network guesses the genre of a track and, "
     "on the way, turns it into a short list of numbers (an *embedding*) in which similar-sounding "

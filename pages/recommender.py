@@ -98,9 +98,8 @@ if not seeds and not seed_vectors:
 with st.expander("Options", expanded=False):
     c1, c2, c3 = st.columns(3)
     choices = list(idx.models) + ([rec.ENSEMBLE] if all(m in idx.models for m in rec.ENSEMBLE_PARTS) else [])
-    model = c1.selectbox("Model", choices, index=choices.index("crnn") if "crnn" in choices else 0,
-                         format_func=lambda m: "CNN + CRNN (ensemble)" if m == rec.ENSEMBLE else charts.model_name(m),
-                         key="rec_model")
+    model = ui.model_picker(choices, key="rec_model", container=c1,
+                            format_func=lambda m: "CNN + CRNN (ensemble)" if m == rec.ENSEMBLE else charts.model_name(m))
     k = c1.slider("How many recommendations", 3, 20, 5, key="rec_k")
     distance = c2.selectbox("Similarity", list(rec.DISTANCES), key="rec_distance",
                             format_func={"cosine": "cosine (angle)", "euclidean": "Euclidean distance",

@@ -20,8 +20,13 @@ if not models:
     st.stop()
 
 cat = ui.catalog()
-choice = st.radio("Track to look at", ["From the catalog", "Upload a file"], horizontal=True,
+c1, c2 = st.columns([2, 1])
+choice = c1.radio("Track to look at", ["From the catalog", "Upload a file"], horizontal=True,
                   index=0 if len(cat) else 1, key="spec_source")
+model = ui.model_picker(list(models), key="spec_model", container=c2,
+                        help="Whose ears: the spectrogram is this model's own front-end, the "
+                             "genre-over-time strip its answer per window. Starts on the model "
+                             "that scored best on the validation split.")
 
 view, audio, true_genre, name = None, None, "", ""
 if choice == "From the catalog":
@@ -60,6 +65,7 @@ else:
     name, audio = up.name, data
     fig_key = (up.name, hashlib.sha256(data).hexdigest(), ui.models_key())
 
+spec = view.spectrograms[model]
 c1, c2 = st.columns([2, 3])
 with c1:
     st.subheader(name)
@@ -67,18 +73,25 @@ with c1:
     if true_genre:
         st.caption(f"Labelled genre: **{true_genre}**")
 with c2:
-    cols = st.columns(len(view.probs) + 1)
-    for col, m in zip(cols, view.probs):
-        g, p = view.top(m)
-        col.metric(f"{charts.model_name(m)} hears", g, f"{p:.0%} sure", delta_color="off")
-    cols[-1].metric("Models agree?", "yes" if view.agree() else "no")
+    g, p = view.top(model)
+    a, b = st.columns([2, 1])
+    a.metric(f"{charts.model_name(model)} hears", g)
+    a.markdown(f"probability **{p:.0%}**")
+    b.metric("Models agree?", "yes" if view.agree() else "no")
+    others = [m for m in view.probs if m != model]
+    if others:
+        st.caption("Other models: " + " · ".join(
+            f"{charts.model_name(m)} {view.top(m)[0]} ({view.top(m)[1]:.0%})" for m in others))
 
 n_genres = len(next(iter(view.labels.values())))
-st.plotly_chart(ui.cached_figure(("spec",) + fig_key, lambda: charts.spectrogram_figure(
-    view.wave, view.sample_rate, view.logmel.astype("float32"), view.times, view.freqs)), key="spec_mel")
+st.plotly_chart(ui.cached_figure(("spec", model) + fig_key, lambda: charts.spectrogram_figure(
+    spec.wave, spec.sample_rate, spec.logmel.astype("float32"), spec.times, spec.freqs)), key="spec_mel")
+st.caption(f"{charts.model_name(model)}'s front-end: {spec.sample_rate / 1000:g} kHz, "
+           f"{spec.logmel.shape[0]} mel bands, {len(spec.times)} frames.")
 st.plotly_chart(ui.cached_figure(("spec_probs",) + fig_key, lambda: charts.probability_bars(
     view.probs, height=120 + 28 * n_genres)), key="spec_probs")
 st.caption("Each genre gets its own probability (they need not add up to 1): the models were "
            "trained, as in the paper, to answer 'is this genre present?' once per genre.")
-st.plotly_chart(ui.cached_figure(("spec_strips",) + fig_key, lambda: charts.window_strips(
-    view.window_probs, view.window_starts_s, view.labels)), key="spec_strips")
+st.plotly_chart(ui.cached_figure(("spec_strips", model) + fig_key, lambda: charts.window_strips(
+    {model: view.window_probs[model]}, {model: view.window_starts_s[model]},
+    {model: view.labels[model]})), key="spec_strips")

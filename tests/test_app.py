@@ -70,6 +70,9 @@ def build_app_env(base: Path, dataset: Path, artifacts: Path) -> dict:
     write_json(art / "metrics.json", {"models": reps, "comparison": comparison})
     for name in models:
         write_json(art / f"{name}_history.json", fake_history(labels, dataset))
+    # The model pickers' default (core.selection): not the first name, so tests see it is read.
+    write_json(art / "selection.json", {"best_model": "crnn", "criterion": "val macro roc_auc",
+                                        "val": {"cnn": 0.6, "crnn": 0.7}})
     update_manifest(art)
     env = {"GENRE_ARTIFACTS": str(art), "GENRE_DATA": str(dataset), "GENRE_INDEX": str(base / "index"),
            "GENRE_LIBRARY": str(base / "library"), "GENRE_CACHE": str(base / "cache")}

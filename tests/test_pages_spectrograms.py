@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from conftest import synth, write_audio
-from test_app import app, app_env, no_exceptions, open_page, plotly_specs, values  # noqa: F401
+from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
 
 
 def _panels(spec: dict) -> list[str]:
@@ -24,7 +24,7 @@ def test_catalog_track_draws_all_charts_with_real_axes(app):
     specs = plotly_specs(app)
     assert [_panels(s) for s in specs] == [
         ["Waveform", "Log-mel spectrogram (what the models see)"], ["Genre probabilities"],
-        ["CNN: genre over time", "CRNN: genre over time"]]
+        ["CRNN: genre over time"]]   # the picked model (default: best on validation)
     layout = specs[0]["layout"]
     assert layout["xaxis2"]["title"]["text"] == "time (s)"
     assert "Hz" in layout["yaxis2"]["title"]["text"]
@@ -41,7 +41,10 @@ def test_catalog_track_draws_all_charts_with_real_axes(app):
     assert strip.shape[0] == 3 and strip.min() >= 0 and strip.max() <= 1
     assert len(app.get("audio")) == 1
     labels = [m.label for m in app.metric]
-    assert labels == ["CNN hears", "CRNN hears", "Models agree?"]
+    assert labels == ["CRNN hears", "Models agree?"]
+    # Confidence is a plain percentage, not a metric's delta arrow.
+    assert all(not m.proto.delta for m in app.metric)
+    assert "probability **" in texts(app) and "Other models: CNN" in texts(app)
 
 
 def test_pooling_keeps_the_time_axis_and_averages_frames():
