@@ -19,6 +19,7 @@ import torch
 from .audio import AudioError, AudioSource, load
 from .config import FeatureConfig, Paths
 from .features import LogMelFrontEnd
+from .procs import exit_with_parent
 
 Progress = Callable[[int, int], None]
 
@@ -114,14 +115,14 @@ class LogMelCache:
         if progress:
             progress(done, len(paths))
         results: Iterable[tuple[int, np.ndarray | str]]
-        if workers and len(todo) > 1:
-            pool = ProcessPoolExecutor(max_workers=workers)
-            results = zip(todo, pool.map(_compute_safe, [(self.cfg, paths[i]) for i in todo],
-                                         chunksize=4))
-        else:
-            pool = None
-            results = ((i, _compute_safe((self.cfg, paths[i]), self)) for i in todo)
+        pool = None
         try:
+            if workers and len(todo) > 1:
+                pool = ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent)
+                results = zip(todo, pool.map(_compute_safe, [(self.cfg, paths[i]) for i in todo],
+                                             chunksize=4))
+            else:
+                results = ((i, _compute_safe((self.cfg, paths[i]), self)) for i in todo)
             for i, res in results:
                 if isinstance(res, str):
                     errors[i] = res
@@ -132,8 +133,8 @@ class LogMelCache:
                 if progress:
                     progress(done, len(paths))
         finally:
-            if pool:
-                pool.shutdown()
+            if pool:   # on every path (errors, interrupts): queued work is dropped
+                pool.shutdown(wait=True, cancel_futures=True)
         return out, errors
 
 

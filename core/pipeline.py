@@ -40,6 +40,7 @@ from torch import nn
 
 from .audio import AudioError, load
 from .config import FeatureConfig
+from .procs import exit_with_parent
 
 if TYPE_CHECKING:  # pragma: no cover
     from .cache import LogMelCache
@@ -257,6 +258,7 @@ def _worker_init(nets: dict[str, "GenreModel"]) -> None:
     # parallel op waits for both, and on a busy machine that wait (spinning)
     # doubled the CPU per track. Processes never wait for each other.
     torch.set_num_threads(1)
+    exit_with_parent()   # never outlive the owner, even one killed by a signal
     _WORKER_NETS.update(nets)
 
 

@@ -4,6 +4,7 @@ labelled data folder and untrained-but-valid model artifacts."""
 from __future__ import annotations
 
 import csv
+import sys
 import os
 import tempfile
 from pathlib import Path
@@ -104,3 +105,27 @@ def tone_mp3(tmp_path) -> Path:
 
 REAL_DATA = shared_data_dirs()
 real_data = pytest.mark.skipif(not REAL_DATA, reason="../shared/data not available")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No process of the project outlives the suite: fail the run if any child
+    process of this pytest (pool workers, Ray daemons, servers) is still alive
+    a few seconds after the last test."""
+    from core.procs import child_processes
+
+    import time
+
+    deadline = time.time() + 10
+    left = child_processes()
+    while left and time.time() < deadline:
+        time.sleep(0.2)
+        left = child_processes()
+    if left:
+        lines = []
+        for p in left:
+            try:
+                lines.append(f"  pid {p.pid}: {' '.join(p.cmdline())[:200]}")
+            except Exception:  # noqa: BLE001 — it may exit while we look
+                lines.append(f"  pid {p.pid}")
+        sys.stderr.write("\nprocesses left running after the test suite:\n" + "\n".join(lines) + "\n")
+        session.exitstatus = 1

@@ -1,0 +1,57 @@
+"""Worker processes that never outlive their owner.
+
+Every process pool of the project (:class:`core.pipeline._Runner`,
+:meth:`core.cache.LogMelCache.logmels`) is shut down in a ``finally``; this
+module covers the paths a ``finally`` cannot: an owner killed by a signal
+(SIGTERM/SIGKILL run no Python code), or a crash. A pool worker blocks
+reading its task queue, and because it holds a copy of that queue's write
+end it never sees end-of-file when its owner dies, so it would wait forever
+(and keep multiprocessing's resource tracker alive with it).
+:func:`exit_with_parent`, run as the pool's ``initializer``, starts a daemon
+thread that ends the worker as soon as its parent process is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+POLL_S = 0.5
+
+
+def _watch(parent: int, poll_s: float) -> None:
+    while True:
+        time.sleep(poll_s)
+        if os.getppid() != parent:     # re-parented: the owner is gone
+            os._exit(0)
+
+
+def exit_with_parent(poll_s: float = POLL_S) -> None:
+    """Pool ``initializer``: end this process within ``poll_s`` seconds of its parent's death."""
+    threading.Thread(target=_watch, args=(os.getppid(), poll_s), daemon=True,
+                     name="exit-with-parent").start()
+
+
+def child_processes(pid: int | None = None, tracker: bool = False) -> list:
+    """Live (non-zombie) descendants of ``pid`` (default: this process), as
+    psutil processes. multiprocessing's resource tracker is left out unless
+    ``tracker``: one per owner, it lives as long as the owner and exits with
+    it (once no worker holds its pipe)."""
+    import psutil
+
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+    out = []
+    for k in kids:
+        try:
+            if k.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if not tracker and "resource_tracker" in " ".join(k.cmdline()):
+                continue
+            out.append(k)
+        except psutil.Error:
+            continue
+    return out

@@ -1,0 +1,96 @@
+"""No process outlives its owner: pool workers end when their owner dies, even
+by SIGKILL (no ``finally`` runs), and every pool is shut down on errors.
+(tests/conftest.py also fails the session if any child process is left.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from core.procs import child_processes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+OWNER = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {root!r})
+    from core.config import FeatureConfig
+    from core import pipeline
+
+    if __name__ == "__main__":
+        runner = pipeline._Runner(2, {{}}, FeatureConfig(), 1)      # the indexer's spawned pool
+        assert runner.result(runner.submit([]), []) == []           # workers are up
+        from concurrent.futures import ProcessPoolExecutor          # the log-mel cache's forked pool
+        from core.procs import exit_with_parent
+        forked = ProcessPoolExecutor(1, initializer=exit_with_parent)
+        forked.submit(int).result()
+        pids = [p.pid for p in list(runner.pool._processes.values()) + list(forked._processes.values())]
+        print(" ".join(map(str, pids)), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)                        # no finally, no atexit
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_pool_workers_exit_when_their_owner_is_killed(tmp_path):
+    script = tmp_path / "owner.py"
+    script.write_text(OWNER.format(root=str(ROOT)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == -9, proc.stderr
+    pids = [int(p) for p in proc.stdout.split()]
+    assert len(pids) >= 2             # spawn pools start workers on demand
+    deadline = time.time() + 15
+    while any(_alive(p) for p in pids) and time.time() < deadline:
+        time.sleep(0.2)
+    left = [p for p in pids if _alive(p)]
+    for p in left:                      # do not leave them behind even if the test fails
+        os.kill(p, 9)
+    assert not left, f"workers outlived their owner: {left}"
+
+
+def test_cache_pool_is_shut_down_when_the_caller_fails(tiny_dataset, tmp_path):
+    from core.cache import LogMelCache
+    from core.config import FeatureConfig
+
+    paths = sorted(str(p) for p in (tiny_dataset / "audio").rglob("*.mp3"))[:4]
+    calls = []
+
+    def progress(done, total):
+        calls.append(done)
+        if len(calls) == 2:              # after the first file from the pool
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        LogMelCache(FeatureConfig(), root=tmp_path).logmels(paths, progress=progress, workers=2)
+    deadline = time.time() + 10
+    while child_processes() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not child_processes()
+
+
+def test_pipeline_pool_is_shut_down_when_the_consumer_fails(tiny_artifacts, tiny_dataset):
+    from core.artifacts import load_models
+    from core.pipeline import embed_paths
+
+    models = load_models(tiny_artifacts)
+    paths = sorted(str(p) for p in (tiny_dataset / "audio").rglob("*.mp3"))[:8]
+    gen = embed_paths(paths, models, batch_size=2, workers=1, cache=False)
+    with pytest.raises(RuntimeError):
+        for _ in gen:
+            raise RuntimeError("consumer failed")
+    gen.close()                          # what a `with closing(...)` or the GC does
+    deadline = time.time() + 10
+    while child_processes() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not child_processes()
