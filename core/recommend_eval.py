@@ -1,28 +1,50 @@
 """Offline evaluation of the recommender with simulated listeners (the paper
 had only a 30-person listening test).
 
-A listener is built only from one split: it draws 5 seed tracks of one genre
-(``single``) or 3 + 2 from two genres (``mixed``), gets ``k`` recommendations
-from the rest of the split per method, and likes a recommendation when its
-ground-truth genre is one of the seeds' genres. Per method: mean
-precision@k with a 95 % t-interval over listeners, per-genre precision,
-artist hit-rate (share of recommendations by a seed's artist), intra-list
-diversity (mean pairwise cosine distance of the list in the CRNN embedding —
-one fixed space for every method) and catalog coverage (share of the split
-recommended to at least one listener). Methods are compared with paired
-t-tests over the same listeners, as in the paper (t < 0: the second method
-scores higher).
+A listener is built only from one split (or ``split="all"``: the whole
+catalog): it draws 5 seed tracks of one genre (``single``) or 3 + 2 from two
+genres (``mixed``), gets ``k`` recommendations from the rest of the split per
+method, and likes a recommendation when its ground-truth genre is one of the
+seeds' genres. Per method: mean precision@k with a 95 % t-interval over
+listeners, per-genre precision, artist hit-rate (share of recommendations by
+a seed's artist), intra-list diversity (mean pairwise cosine distance of the
+list in one fixed embedding for every method) and catalog coverage.
+
+Leave-artist-out (``EvalConfig.artists``): ``"exclude"`` never recommends a
+track by a seed's artist (every method and the random baseline draw from the
+same reduced pool); ``"no-credit"`` keeps them in the lists but counts them as
+misses. ``"keep"`` is the paper's setting (same-artist retrieval counts).
+
+Statistics. ``paired_t`` / ``paired_tests`` are the paper's statistic: a
+paired t-test over the simulated listeners, who are *not* independent (400
+listeners reuse ~100 tracks as seeds and as recommendations), so its p-values
+overstate the evidence. ``resampled`` makes the **track** the unit: a
+delete-one-track jackknife of the whole simulation — each catalog track in
+turn is removed from the catalog, every listener seeded with it is dropped
+and every list that contained it is refilled with that method's next track —
+gives the standard error of each difference of mean precision
+(``SE² = (G-1)/G · Σ_c (θ_(c) − θ̄)²`` over the ``G`` tracks), a 95 %
+t-interval with ``G − 1`` degrees of freedom and a two-sided p-value. The
+same with every track of one **artist** removed at a time is under
+``resampled.<pair>.artist`` (unit ``"artist"``). The jackknife is used rather
+than a plain bootstrap because each listener involves five seed tracks and a
+shared candidate pool (a crossed design); deleting one track with everything
+it touches is the resampling that stays consistent for such U-statistic-like
+means (Arvesen 1969), at the cost of a single pass.
 
 Baselines: ``random`` (k uniformly drawn eligible tracks) and ``mfcc``
 (method 1 on standardised MFCC + spectral statistics, from the same cached
-log-mels). Caveat: listeners drawn from a ~100-track split reuse the same
-tracks, so they are not independent samples and the p-values overstate the
-evidence; compare the effect sizes with the ``ceiling`` (best achievable
-precision given how many same-genre tracks remain).
+log-mels). ``ceiling`` is the best achievable precision given how many
+same-genre tracks remain.
+
+:func:`select_on` grid-searches method 2's embedding, variant and genre weight
+on one split (validation) and returns the choice; ``recommend-eval --choice``
+then reports that choice on the test split.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -36,25 +58,40 @@ from .baseline import handcrafted_features
 from .cache import LogMelCache, content_hash
 from .datasets import Track, read_datasets
 from .index import CatalogIndex
-from .recommend import ENSEMBLE, recommend, seed_exclusions
+from .recommend import (DEFAULTS, ENSEMBLE, ENSEMBLE_SEP, PSEUDO_MODELS, VARIANTS, artist_exclusions,
+                        ensemble_parts, recommend, resolve_model, seed_exclusions)
 from .search import normalise
 
 MFCC = "mfcc"
+SPLITS = ("train", "val", "test", "all")
+ARTIST_MODES = ("keep", "exclude", "no-credit")
 Progress = Callable[[int, int], None]
 
 
 @dataclass
 class EvalConfig:
-    """Simulation settings."""
+    """Simulation settings (the CLI's flags read these defaults)."""
 
     n_listeners: int = 400        # half single-genre, half mixed (two genres)
     n_seeds: int = 5
     k: int = 5
     seed: int = 0
-    model: str = "crnn"           # embedding of methods 1 and 2
-    genre_weight: float = 0.5     # method 2's w
+    model: str | None = DEFAULTS.model   # embedding of methods 1 and 2 (None: recommend's default)
+    genre_weight: float = DEFAULTS.genre_weight   # method 2's w
+    variant: str = DEFAULTS.variant               # method 2's variant
     mixed_fraction: float = 0.5
     extras: bool = True           # also evaluate the beyond-the-paper variants
+    artists: str = "keep"         # "keep" | "exclude" | "no-credit" (leave-artist-out)
+    resample: bool = True         # track / artist jackknife of every difference
+
+
+@dataclass
+class SelectConfig:
+    """The grid :func:`select_on` searches (validation data only)."""
+
+    weights: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    variants: tuple[str, ...] = VARIANTS
+    models: tuple[str, ...] | None = None   # None: every learned model, each pair, "ensemble"
 
 
 @dataclass
@@ -115,18 +152,97 @@ def paired_t(a: np.ndarray, b: np.ndarray) -> dict:
     return {"t": float(r.statistic), "p": float(r.pvalue), "mean_diff": float(d.mean()), "n": int(len(d))}
 
 
-def _eligible(index: CatalogIndex, seeds: list[int]) -> np.ndarray:
+def _eligible(index: CatalogIndex, seeds: list[int], artists: Sequence[str] = ()) -> np.ndarray:
     """Rows a recommender may return for these seeds (same rule as recommend())."""
-    return np.flatnonzero(~seed_exclusions(index, seeds))
+    excluded = seed_exclusions(index, seeds)
+    if len(artists):
+        excluded |= artist_exclusions(index, artists)
+    return np.flatnonzero(~excluded)
+
+
+# --------------------------------------------------------------------------- resampling
+
+
+def jackknife_diff(lists_a: np.ndarray, hits_a: np.ndarray, lists_b: np.ndarray, hits_b: np.ndarray,
+                   seeds: np.ndarray, clusters: Sequence[np.ndarray], k: int,
+                   unit: str = "track") -> dict:
+    """Delete-one-cluster jackknife of mean precision@k of method A minus B.
+
+    ``lists_*``: ``(L, F)`` catalog rows each listener got (best first, ``-1``
+    padding, ``F >= k`` so deleted tracks can be refilled), ``hits_*``: whether
+    each was liked; ``seeds``: ``(L, n_seeds)`` rows; ``clusters``: the rows
+    removed together (one track, or one artist's tracks). For every cluster
+    ``c``: listeners with a seed in ``c`` are dropped, the deleted rows leave
+    every list and the next ones move up; ``θ_(c)`` is the mean difference over
+    the rest. Returns ``diff, se, ci95, p`` (t with ``G-1`` df), ``n_units``.
+    """
+    def precision(lists: np.ndarray, hits: np.ndarray, gone: np.ndarray) -> np.ndarray:
+        keep = (lists >= 0) & ~gone
+        take = keep & (np.cumsum(keep, axis=1) <= k)
+        return (hits & take).sum(1) / k
+
+    L = len(seeds)
+    nothing = np.zeros_like(lists_a, bool)
+    full = precision(lists_a, hits_a, nothing) - precision(lists_b, hits_b, nothing)
+    diff = float(full.mean()) if L else float("nan")
+    thetas = []
+    for rows in clusters:
+        rows = np.asarray(rows)
+        if len(rows) == 1:
+            r = int(rows[0])
+            dropped = (seeds == r).any(1)
+            gone_a, gone_b = lists_a == r, lists_b == r
+        else:
+            dropped = np.isin(seeds, rows).any(1)
+            gone_a, gone_b = np.isin(lists_a, rows), np.isin(lists_b, rows)
+        kept = ~dropped
+        if not kept.any():
+            continue
+        if not (gone_a.any() or gone_b.any()):
+            d = full
+        else:
+            d = precision(lists_a, hits_a, gone_a) - precision(lists_b, hits_b, gone_b)
+        thetas.append(float(d[kept].mean()))
+    g = len(thetas)
+    out = {"diff": diff, "unit": unit, "n_units": g, "n_listeners": int(L),
+           "method": f"delete-one-{unit} jackknife"}
+    if g < 2:
+        return {**out, "se": float("nan"), "ci95": [float("nan")] * 2, "p": float("nan")}
+    th = np.array(thetas)
+    se = float(math.sqrt((g - 1) / g * np.sum((th - th.mean()) ** 2)))
+    if se <= 1e-12:
+        return {**out, "se": 0.0, "ci95": [diff, diff], "p": 1.0 if abs(diff) < 1e-12 else 0.0}
+    half = float(stats.t.ppf(0.975, g - 1)) * se
+    p = float(2 * stats.t.sf(abs(diff) / se, g - 1))
+    return {**out, "se": se, "ci95": [diff - half, diff + half], "p": p}
+
+
+def _clusters(index: CatalogIndex) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Deletion units: every track, and every artist's tracks (a track without
+    an artist name is its own artist)."""
+    tracks = [np.array([i]) for i in range(len(index))]
+    by_artist: dict[str, list[int]] = {}
+    for i, a in enumerate(index.column("artist")):
+        key = " ".join(str(a).casefold().split()) or f"\x00{i}"
+        by_artist.setdefault(key, []).append(i)
+    return tracks, [np.array(v) for v in by_artist.values()]
+
+
+# --------------------------------------------------------------------------- scoring
 
 
 class _Scorer:
-    """Collects per-listener outcomes of one method."""
+    """Collects per-listener outcomes of one method: the first ``k`` count,
+    the rest of the ``fetch`` list refills a jackknife deletion."""
 
-    def __init__(self, index: CatalogIndex, listeners: list[Listener], k: int, ref: np.ndarray):
+    def __init__(self, index: CatalogIndex, listeners: list[Listener], k: int, ref: np.ndarray,
+                 fetch: int, no_credit: bool = False):
         self.index, self.listeners, self.k, self.ref = index, listeners, k, ref
         self.genres = index.column("genre")
         self.artists = index.column("artist")
+        self.no_credit = no_credit
+        self.lists = np.full((len(listeners), fetch), -1, dtype=np.int64)
+        self.hits = np.zeros((len(listeners), fetch), bool)
         self.precision = np.zeros(len(listeners))
         self.artist_hits = np.zeros(len(listeners))
         self.ild = np.full(len(listeners), np.nan)
@@ -135,18 +251,23 @@ class _Scorer:
 
     def add(self, i: int, rows: Sequence[int]) -> None:
         lis = self.listeners[i]
-        rows = [int(r) for r in rows]
-        liked = [self.genres[r] in lis.genres for r in rows]
-        self.precision[i] = sum(liked) / self.k
+        rows = [int(r) for r in rows][: self.lists.shape[1]]
         seed_artists = {self.artists[s] for s in lis.seeds} - {""}
-        self.artist_hits[i] = sum(self.artists[r] in seed_artists for r in rows) / max(len(rows), 1)
-        if len(rows) > 1:
-            v = self.ref[rows]
+        by_seed_artist = [self.artists[r] in seed_artists for r in rows]
+        liked = [self.genres[r] in lis.genres and not (self.no_credit and same)
+                 for r, same in zip(rows, by_seed_artist)]
+        self.lists[i, : len(rows)] = rows
+        self.hits[i, : len(rows)] = liked
+        top = rows[: self.k]
+        self.precision[i] = sum(liked[: self.k]) / self.k
+        self.artist_hits[i] = sum(by_seed_artist[: self.k]) / max(len(top), 1)
+        if len(top) > 1:
+            v = self.ref[top]
             sim = v @ v.T
-            iu = np.triu_indices(len(rows), 1)
+            iu = np.triu_indices(len(top), 1)
             self.ild[i] = float(np.mean(1 - sim[iu]))
-        self.n_genres[i] = len({self.genres[r] for r in rows})
-        self.recommended.update(rows)
+        self.n_genres[i] = len({self.genres[r] for r in top})
+        self.recommended.update(top)
 
     def report(self) -> dict:
         kinds = np.array([lis.kind for lis in self.listeners])
@@ -171,85 +292,150 @@ class _Scorer:
         return out
 
 
+def _d_z(a: np.ndarray, b: np.ndarray) -> float:
+    d = np.asarray(a, float) - np.asarray(b, float)
+    sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
+    return float(d.mean() / sd) if sd > 1e-12 else float("nan")
+
+
+class _Run:
+    """One simulation: listeners, their seed matrix and per-setting scorers."""
+
+    def __init__(self, index: CatalogIndex, cfg: EvalConfig):
+        if cfg.artists not in ARTIST_MODES:
+            raise ValueError(f"unknown artists mode {cfg.artists!r}; choose one of {', '.join(ARTIST_MODES)}")
+        self.index, self.cfg, self.k = index, cfg, cfg.k
+        genres = index.column("genre")
+        n_mixed = int(round(cfg.n_listeners * cfg.mixed_fraction))
+        self.listeners = simulate_listeners(genres, cfg.n_listeners - n_mixed, n_mixed, cfg.n_seeds,
+                                            cfg.seed)
+        if not self.listeners:
+            raise ValueError(f"no genre has {cfg.n_seeds + 1} tracks in this catalog — "
+                             "cannot simulate listeners")
+        self.seeds = np.array([lis.seeds for lis in self.listeners], dtype=np.int64)
+        self.ids = index.column("track_id")
+        artists = index.column("artist")
+        self.seed_artists = [sorted({str(artists[s]) for s in lis.seeds} - {""}) for lis in self.listeners]
+        self.fetch = 2 * cfg.k if cfg.resample else cfg.k
+        ref_model = resolve_model(index, cfg.model)
+        ref_model = ensemble_parts(index, ref_model)[0] if ref_model not in index.models else ref_model
+        self.ref = index.cached(("eval_ref", ref_model), lambda: normalise(index.embeddings(ref_model)))
+        self.exclude = cfg.artists == "exclude"
+
+    def scorer(self) -> _Scorer:
+        return _Scorer(self.index, self.listeners, self.k, self.ref, self.fetch,
+                       no_credit=self.cfg.artists == "no-credit")
+
+    def run(self, settings: dict[str, dict], progress: Progress | None = None,
+            done: int = 0, total: int | None = None) -> dict[str, _Scorer]:
+        """Every setting's lists for every listener (``recommend`` itself)."""
+        out = {name: self.scorer() for name in settings}
+        total = total or len(self.listeners)
+        for i, lis in enumerate(self.listeners):
+            seeds = [str(self.ids[s]) for s in lis.seeds]
+            excl = self.seed_artists[i] if self.exclude else ()
+            for name, kw in settings.items():
+                n = self.k if kw.get("diversity", 0) > 0 else self.fetch
+                recs = recommend(self.index, seeds, k=n, exclude_artists=excl, **kw)
+                out[name].add(i, self.index.rows_of([r.track_id for r in recs]))
+            if progress:
+                progress(done + i + 1, total)
+        return out
+
+
+def _learned(index: CatalogIndex) -> list[str]:
+    return [m for m in index.models if m not in PSEUDO_MODELS]
+
+
+def _method_settings(index: CatalogIndex, cfg: EvalConfig) -> tuple[dict, dict]:
+    """The paper's methods (+ mfcc) and the extras to evaluate."""
+    model = resolve_model(index, cfg.model)
+    methods: dict[str, dict] = {
+        "cosine": dict(method="cosine", model=model),
+        "genre": dict(method="genre", model=model, genre_weight=cfg.genre_weight, variant=cfg.variant),
+    }
+    if MFCC in index.models:
+        methods[MFCC] = dict(method="cosine", model=MFCC)
+    variants: dict[str, dict] = {}
+    if not cfg.extras:
+        return methods, variants
+    other_variant = next(v for v in VARIANTS if v != cfg.variant)
+    variants[f"genre_{other_variant}"] = dict(method="genre", model=model, genre_weight=cfg.genre_weight,
+                                              variant=other_variant)
+    for other in _learned(index):
+        if other != model:
+            variants[f"cosine_{other}"] = dict(method="cosine", model=other)
+            variants[f"genre_{other}"] = dict(method="genre", model=other, genre_weight=cfg.genre_weight,
+                                              variant=cfg.variant)
+    if len(_learned(index)) >= 2 and model != ENSEMBLE:
+        variants["cosine_ensemble"] = dict(method="cosine", model=ENSEMBLE)
+        variants["genre_ensemble"] = dict(method="genre", model=ENSEMBLE, genre_weight=cfg.genre_weight,
+                                          variant=cfg.variant)
+    g = dict(method="genre", model=model, genre_weight=cfg.genre_weight, variant=cfg.variant)
+    variants["cosine_max"] = dict(method="cosine", model=model, aggregate="max")
+    variants["genre_max"] = {**g, "aggregate": "max"}
+    variants["cosine_euclidean"] = dict(method="cosine", model=model, distance="euclidean")
+    variants["cosine_pnorm3"] = dict(method="cosine", model=model, distance="pnorm", p=3)
+    for w in (0.25, 0.75, 1.0):
+        if w != cfg.genre_weight:
+            variants[f"genre_w{w:g}"] = {**g, "genre_weight": w}
+    variants["cosine_zscore"] = dict(method="cosine", model=model, standardise=True)
+    variants["genre_zscore"] = {**g, "standardise": True}
+    variants["cosine_mmr0.3"] = dict(method="cosine", model=model, diversity=0.3)
+    variants["genre_mmr0.3"] = {**g, "diversity": 0.3}
+    return methods, variants
+
+
+# (JSON name, method A, method B): A minus B, reported with track and artist jackknife.
+RESAMPLED_PAIRS = (("genre_minus_cosine", "genre", "cosine"), ("cosine_minus_mfcc", "cosine", MFCC),
+                   ("cosine_minus_random", "cosine", "random"), ("genre_minus_mfcc", "genre", MFCC),
+                   ("mfcc_minus_random", MFCC, "random"))
+
+
 def evaluate_index(index: CatalogIndex, cfg: EvalConfig = EvalConfig(),
                    progress: Progress | None = None) -> dict:
     """Run the simulated listeners over an index whose ``genre`` column holds
-    ground truth. Uses ``cfg.model`` (and ``cnn``/``ensemble`` in the extras)
-    plus the ``mfcc`` pseudo-model when the index has it."""
+    ground truth: methods 1 and 2 on ``cfg.model``, the ``mfcc`` pseudo-model
+    when the index has it, random, and (``cfg.extras``) the other models,
+    the ensemble and the options beyond the paper."""
     start = time.time()
+    run = _Run(index, cfg)
+    listeners, k = run.listeners, cfg.k
     genres = index.column("genre")
-    n_mixed = int(round(cfg.n_listeners * cfg.mixed_fraction))
-    listeners = simulate_listeners(genres, cfg.n_listeners - n_mixed, n_mixed, cfg.n_seeds, cfg.seed)
-    if not listeners:
-        raise ValueError(f"no genre has {cfg.n_seeds + 1} tracks in this catalog — cannot simulate listeners")
-    ref_model = cfg.model if cfg.model in index.models else index.models[0]
-    ref = index.cached(("eval_ref", ref_model), lambda: normalise(index.embeddings(ref_model)))
-    k = cfg.k
-    ids = index.column("track_id")
-
-    methods: dict[str, dict] = {
-        "cosine": dict(method="cosine", model=cfg.model),
-        "genre": dict(method="genre", model=cfg.model, genre_weight=cfg.genre_weight),
-    }
-    if MFCC in index.models:
-        methods["mfcc"] = dict(method="cosine", model=MFCC)
-    variants: dict[str, dict] = {}
-    if cfg.extras:
-        have_ens = all(m in index.models for m in ("cnn", "crnn"))
-        other = "cnn" if cfg.model == "crnn" else "crnn"
-        if other in index.models:
-            variants[f"cosine_{other}"] = dict(method="cosine", model=other)
-            variants[f"genre_{other}"] = dict(method="genre", model=other, genre_weight=cfg.genre_weight)
-        if have_ens:
-            variants["cosine_ensemble"] = dict(method="cosine", model=ENSEMBLE)
-            variants["genre_ensemble"] = dict(method="genre", model=ENSEMBLE, genre_weight=cfg.genre_weight)
-        variants["cosine_max"] = dict(method="cosine", model=cfg.model, aggregate="max")
-        variants["genre_max"] = dict(method="genre", model=cfg.model, aggregate="max",
-                                     genre_weight=cfg.genre_weight)
-        variants["cosine_euclidean"] = dict(method="cosine", model=cfg.model, distance="euclidean")
-        variants["cosine_pnorm3"] = dict(method="cosine", model=cfg.model, distance="pnorm", p=3)
-        for w in (0.25, 0.75, 1.0):
-            variants[f"genre_w{w:g}"] = dict(method="genre", model=cfg.model, genre_weight=w)
-        variants["cosine_zscore"] = dict(method="cosine", model=cfg.model, standardise=True)
-        variants["genre_zscore"] = dict(method="genre", model=cfg.model, standardise=True,
-                                        genre_weight=cfg.genre_weight)
-        variants["cosine_mmr0.3"] = dict(method="cosine", model=cfg.model, diversity=0.3)
-        variants["genre_mmr0.3"] = dict(method="genre", model=cfg.model, diversity=0.3,
-                                        genre_weight=cfg.genre_weight)
-
-    scorers = {name: _Scorer(index, listeners, k, ref)
-               for name in list(methods) + ["random"] + list(variants)}
-    feedback = _Scorer(index, listeners, k, ref) if cfg.extras else None
-    no_feedback = _Scorer(index, listeners, k, ref) if cfg.extras else None
+    methods, variants = _method_settings(index, cfg)
+    scorers = run.run({**methods, **variants}, progress)
+    scorers["random"] = run.scorer()
+    feedback = run.scorer() if cfg.extras else None
+    no_feedback = run.scorer() if cfg.extras else None
     rng = np.random.default_rng(cfg.seed + 1)
     ceiling = np.zeros(len(listeners))
     random_expected = np.zeros(len(listeners))
+    model = methods["cosine"]["model"]
     for i, lis in enumerate(listeners):
-        seeds = [str(ids[s]) for s in lis.seeds]
-        elig = _eligible(index, lis.seeds)
-        n_good = int(np.isin(genres[elig], lis.genres).sum())
+        excl = run.seed_artists[i] if run.exclude else ()
+        elig = _eligible(index, lis.seeds, excl)
+        good = np.isin(genres[elig], lis.genres)
+        if cfg.artists == "no-credit":
+            good &= ~np.isin(index.column("artist")[elig], run.seed_artists[i])
+        n_good = int(good.sum())
         ceiling[i] = min(k, n_good) / k
         random_expected[i] = n_good / len(elig) if len(elig) else 0.0
-        scorers["random"].add(i, rng.choice(elig, min(k, len(elig)), replace=False))
-        for name, kw in {**methods, **variants}.items():
-            recs = recommend(index, seeds, k=k, **kw)
-            scorers[name].add(i, index.rows_of([r.track_id for r in recs]))
+        scorers["random"].add(i, rng.choice(elig, min(run.fetch, len(elig)), replace=False))
         if feedback is not None:
             # Round 2 after the listener marks round 1 (liked = in their genres):
             # Rocchio feedback vs simply the next k of method 1.
-            first = recommend(index, seeds, k=2 * k, method="cosine", model=cfg.model)
+            seeds = [str(run.ids[s]) for s in lis.seeds]
+            first = recommend(index, seeds, k=2 * k, method="cosine", model=model, exclude_artists=excl)
             r1, r2 = first[:k], first[k:]
             liked = [r.track_id for r in r1 if r.genre in lis.genres]
             disliked = [r.track_id for r in r1 if r.genre not in lis.genres]
-            fb = recommend(index, seeds, k=k, method="cosine", model=cfg.model, liked=liked,
-                           disliked=disliked)
+            fb = recommend(index, seeds, k=k, method="cosine", model=model, liked=liked,
+                           disliked=disliked, exclude_artists=excl)
             feedback.add(i, index.rows_of([r.track_id for r in fb]))
             no_feedback.add(i, index.rows_of([r.track_id for r in r2]))
-        if progress:
-            progress(i + 1, len(listeners))
 
-    out_methods = {name: scorers[name].report()
-                   for name in ["cosine", "genre", "random"] + ([MFCC] if MFCC in methods else [])}
+    names = ["cosine", "genre", "random"] + ([MFCC] if MFCC in methods else [])
+    out_methods = {name: scorers[name].report() for name in names}
     for name in out_methods:
         out_methods[name]["settings"] = methods.get(name, {"method": "random"})
     kinds = np.array([lis.kind for lis in listeners])
@@ -263,34 +449,119 @@ def evaluate_index(index: CatalogIndex, cfg: EvalConfig = EvalConfig(),
         tests["cosine_vs_mfcc"] = paired_t(p[MFCC], p["cosine"])
         tests["mfcc_vs_random"] = paired_t(p["random"], p[MFCC])
     tests["cosine_vs_random"] = paired_t(p["random"], p["cosine"])
+    for t in tests.values():
+        t["statistic"] = "paired t over simulated listeners (the paper's; listeners share tracks)"
+
+    track_units, artist_units = _clusters(index)
+
+    def resampled(a: str, b: str) -> dict:
+        sa, sb = scorers[a], scorers[b]
+        args = (sa.lists, sa.hits, sb.lists, sb.hits, run.seeds)
+        res = jackknife_diff(*args, track_units, k, unit="track")
+        res["d_z"] = _d_z(sa.precision, sb.precision)
+        res["artist"] = jackknife_diff(*args, artist_units, k, unit="artist")
+        return res
+
+    out_resampled = {}
+    if cfg.resample:
+        for name, a, b in RESAMPLED_PAIRS:
+            if a in scorers and b in scorers:
+                out_resampled[name] = resampled(a, b)
     out_variants = {}
     for name, kw in variants.items():
         rep = scorers[name].report()
         rep["settings"] = kw
         rep["vs_cosine"] = paired_t(p["cosine"], p[name])
+        if cfg.resample:
+            rep["minus_cosine_resampled"] = resampled(name, "cosine")
         out_variants[name] = rep
     if feedback is not None:
         out_variants["cosine_round2_feedback"] = {
             **feedback.report(), "vs_round2_without_feedback": paired_t(no_feedback.precision,
                                                                         feedback.precision),
-            "settings": {"method": "cosine", "model": cfg.model, "liked/disliked": "round 1 by genre"}}
+            "settings": {"method": "cosine", "model": model, "liked/disliked": "round 1 by genre"}}
         out_variants["cosine_round2_without_feedback"] = {**no_feedback.report(),
                                                           "settings": {"ranks": f"{k + 1}-{2 * k}"}}
     cm, cci = _mean_ci(ceiling)
     return {
         "methods": out_methods,
         "paired_t": {k_: v for k_, v in tests["genre_vs_cosine"].items() if k_ in ("t", "p")},
+        "paired_t_note": "the paper's statistic: a paired t-test over simulated listeners, who share "
+                         "tracks, so its p-value overstates the evidence; see 'resampled'",
+        "resampled": out_resampled,
         "n_listeners": len(listeners),
         "paired_tests": tests,
         "ceiling": {f"precision_at_{k}": cm, "ci95": cci},
         "variants": out_variants,
         "catalog": {"n_tracks": len(index), "genres": {g: int((genres == g).sum())
                                                        for g in sorted(set(genres.tolist()))},
+                    "n_artists": len(artist_units),
                     "n_single": sum(lis.kind == "single" for lis in listeners),
                     "n_mixed": sum(lis.kind == "mixed" for lis in listeners)},
         "config": asdict(cfg),
         "seconds": round(time.time() - start, 2),
     }
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def embedding_candidates(index: CatalogIndex, models: Sequence[str] | None = None) -> list[str]:
+    """Embeddings the selection tries: each learned model, each pair of them
+    (``"a+b"``) and ``"ensemble"`` (all of them) when there are more than two."""
+    if models:
+        return list(models)
+    learned = _learned(index)
+    out = list(learned) + [ENSEMBLE_SEP.join(pair) for pair in itertools.combinations(learned, 2)]
+    if len(learned) > 2:
+        out.append(ENSEMBLE)
+    return out
+
+
+def select_on(index: CatalogIndex, cfg: EvalConfig = EvalConfig(), grid: SelectConfig = SelectConfig(),
+              progress: Progress | None = None) -> dict:
+    """Grid search on one split (validation): the embedding with the best
+    method 1 precision, then method 2's variant and genre weight with the best
+    precision on that embedding (ties: the earlier in grid order). Returns the
+    choice and every grid point's precision@k."""
+    start = time.time()
+    run = _Run(index, EvalConfig(**{**asdict(cfg), "resample": False}))
+    embeddings = embedding_candidates(index, grid.models)
+    settings: dict[str, dict] = {}
+    for e in embeddings:
+        settings[f"cosine|{e}"] = dict(method="cosine", model=e)
+        for v in grid.variants:
+            for w in grid.weights:
+                settings[f"genre|{e}|{v}|{w:g}"] = dict(method="genre", model=e, variant=v, genre_weight=w)
+    scorers = run.run(settings, progress)
+    prec = {name: float(s.precision.mean()) for name, s in scorers.items()}
+    table = [{**settings[name], "precision_at_%d" % cfg.k: prec[name]} for name in settings]
+    best_e = max(embeddings, key=lambda e: (prec[f"cosine|{e}"], -embeddings.index(e)))
+    m2 = [n for n in settings if n.startswith(f"genre|{best_e}|")]
+    best = max(m2, key=lambda n: (prec[n], -m2.index(n)))
+    kw = settings[best]
+    return {
+        "choice": {"model": best_e, "variant": kw["variant"], "genre_weight": kw["genre_weight"]},
+        "precision": {"cosine": prec[f"cosine|{best_e}"], "genre": prec[best]},
+        "best_per_embedding": {e: {"cosine": prec[f"cosine|{e}"], "genre": max(
+            prec[n] for n in settings if n.startswith(f"genre|{e}|"))} for e in embeddings},
+        "grid": table,
+        "rule": "embedding = argmax method 1 precision; then (variant, w) = argmax method 2 "
+                "precision on that embedding; ties → earlier grid point",
+        "n_listeners": len(run.listeners),
+        "catalog": {"n_tracks": len(index)},
+        "config": {**asdict(cfg), "grid": asdict(grid)},
+        "seconds": round(time.time() - start, 2),
+    }
+
+
+def apply_choice(cfg: EvalConfig, choice: dict) -> EvalConfig:
+    """``cfg`` with a selection's ``choice`` (model, variant, genre_weight)."""
+    c = choice.get("choice", choice)
+    return EvalConfig(**{**asdict(cfg), **{k: c[k] for k in ("model", "variant", "genre_weight") if k in c}})
+
+
+# --------------------------------------------------------------------------- catalogs
 
 
 def build_eval_index(tracks: Sequence[Track], models: dict, cache: LogMelCache,
@@ -321,25 +592,105 @@ def build_eval_index(tracks: Sequence[Track], models: dict, cache: LogMelCache,
     return idx, skipped
 
 
+def _mfcc_features(tracks: Sequence[Track], cache: LogMelCache, labels: list[str], cfg) -> tuple[
+        list[Track], np.ndarray, list[str]]:
+    """Standardised MFCC + spectral statistics of ``tracks`` from the log-mel cache."""
+    from .train import load_labelled
+
+    data = load_labelled(list(tracks), labels, cache, desc="log-mels")
+    f = handcrafted_features(data.mels, cfg)
+    return list(data.tracks), (f - f.mean(0)) / np.maximum(f.std(0), 1e-8), list(data.skipped)
+
+
+def index_subset(index: CatalogIndex, split: str = "all", mfcc: tuple | None = None) -> CatalogIndex:
+    """An in-memory copy of the rows of ``split`` (``"all"``: every row with a
+    genre) of an on-disk index; ``mfcc``: ``(track_ids, features)`` to add as the
+    ``mfcc`` pseudo-model (rows without features are dropped)."""
+    table = index.table()
+    keep = table["genre"].astype(str).str.len().to_numpy() > 0
+    if split != "all":
+        keep &= (table["split"] == split).to_numpy()
+    rows = np.flatnonzero(keep)
+    emb = {m: index.embeddings(m)[rows] for m in index.models}
+    probs = {m: index.probs(m)[rows] for m in index.models}
+    labels = {m: index.model_labels(m) for m in index.models}
+    sub = table.iloc[rows].reset_index(drop=True)
+    if mfcc is not None:
+        pos = {t: i for i, t in enumerate(mfcc[0])}
+        have = np.array([t in pos for t in sub["track_id"]], bool)
+        sub = sub[have].reset_index(drop=True)
+        emb = {m: e[have] for m, e in emb.items()}
+        probs = {m: v[have] for m, v in probs.items()}
+        emb[MFCC] = np.asarray(mfcc[1])[[pos[t] for t in sub["track_id"]]]
+        first = labels[next(iter(labels))]
+        probs[MFCC] = np.full((len(sub), len(first)), 1.0 / len(first), np.float32)
+        labels[MFCC] = list(first)
+    return CatalogIndex.from_arrays(sub, emb, probs, labels)
+
+
 def recommend_eval(data_dirs: Sequence[str | Path], split: str = "test",
                    artifacts_dir: str | Path | None = None, cache: LogMelCache | None = None,
                    cfg: EvalConfig = EvalConfig(), models: dict | None = None,
-                   progress: Progress | None = None) -> dict:
-    """Evaluate the recommender on ``split`` of ``data_dirs`` with the shipped models."""
+                   progress: Progress | None = None, index_dir: str | Path | None = None,
+                   select: SelectConfig | None = None, with_mfcc: bool = True) -> dict:
+    """Evaluate the recommender on ``split`` (``"all"``: every track) of
+    ``data_dirs``. Vectors come from the shipped models run on cached log-mels,
+    or, with ``index_dir``, from a catalog index built by ``python -m core
+    index`` (its ``genre`` and ``split`` columns; MFCC still from the log-mel
+    cache). ``select``: run :func:`select_on` with that grid instead."""
     from .artifacts import load_models
 
-    models = models if models is not None else load_models(artifacts_dir)
-    if not models:
-        raise FileNotFoundError("no trained models in the artifacts folder — run `make artifacts`")
-    if cfg.model not in models and not (cfg.model == ENSEMBLE and {"cnn", "crnn"} <= set(models)):
-        cfg = EvalConfig(**{**asdict(cfg), "model": next(iter(models))})
-    tracks = [t for t in read_datasets(data_dirs) if t.split == split]
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    tracks = [t for t in read_datasets(data_dirs) if split == "all" or t.split == split]
     if not tracks:
         raise ValueError(f"no tracks in split {split!r}")
-    cache = cache or LogMelCache(next(iter(models.values())).cfg)
-    index, skipped = build_eval_index(tracks, models, cache)
-    out = evaluate_index(index, cfg, progress=progress)
+    if index_dir is not None:
+        disk = CatalogIndex.open(index_dir)
+        if not len(disk):
+            raise FileNotFoundError(f"no index in {index_dir} — build one with `python -m core index`")
+        feats, skipped = None, []
+        if with_mfcc:
+            from .config import FeatureConfig
+
+            fcfg = FeatureConfig()
+            if models is None:
+                try:
+                    models = load_models(artifacts_dir)
+                except Exception:   # noqa: BLE001 — the index alone is enough without MFCC
+                    models = {}
+            if models:
+                fcfg = next(iter(models.values())).cfg
+            wanted = set(disk.column("track_id"))
+            kept, f, skipped = _mfcc_features([t for t in tracks if t.track_id in wanted],
+                                              cache or LogMelCache(fcfg), disk.labels, fcfg)
+            feats = ([t.track_id for t in kept], f)
+        index = index_subset(disk, split, feats)
+        index = index_subset_tracks(index, {t.track_id for t in tracks})
+    else:
+        models = models if models is not None else load_models(artifacts_dir)
+        if not models:
+            raise FileNotFoundError("no trained models in the artifacts folder — run `make artifacts`")
+        cache = cache or LogMelCache(next(iter(models.values())).cfg)
+        index, skipped = build_eval_index(tracks, models, cache, with_mfcc=with_mfcc)
+    model = resolve_model(index, cfg.model)
+    if any(m not in index.models for m in ensemble_parts(index, model)):
+        cfg = EvalConfig(**{**asdict(cfg), "model": resolve_model(index, None)})
+    out = select_on(index, cfg, select, progress) if select is not None else \
+        evaluate_index(index, cfg, progress=progress)
     out["split"] = split
     out["data"] = [str(d) for d in data_dirs]
+    out["vectors"] = str(index_dir) if index_dir is not None else "models on cached log-mels"
     out["skipped"] = skipped
     return out
+
+
+def index_subset_tracks(index: CatalogIndex, track_ids: set) -> CatalogIndex:
+    """The rows of ``index`` whose track id is in ``track_ids`` (a copy)."""
+    keep = np.array([t in track_ids for t in index.column("track_id")], bool)
+    if keep.all():
+        return index
+    rows = np.flatnonzero(keep)
+    return CatalogIndex.from_arrays(
+        index.table().iloc[rows].reset_index(drop=True), {m: index.embeddings(m)[rows] for m in index.models},
+        {m: index.probs(m)[rows] for m in index.models}, {m: index.model_labels(m) for m in index.models})

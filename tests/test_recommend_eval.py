@@ -7,16 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from conftest import REAL_DATA, make_dataset, real_data
 from core.config import PROJECT_ROOT
 from core.index import CatalogIndex
-from core.recommend_eval import (MFCC, EvalConfig, evaluate_index, paired_t, recommend_eval,
-                                 simulate_listeners)
+from core.recommend_eval import (MFCC, EvalConfig, SelectConfig, apply_choice, evaluate_index,
+                                 jackknife_diff, paired_t, recommend_eval, select_on, simulate_listeners)
 
 
 def synthetic_catalog(n_genres: int = 4, per_genre: int = 40, noise: float = 0.6, seed: int = 0,
-                      with_mfcc: bool = True) -> CatalogIndex:
+                      with_mfcc: bool = True, n_artists: int = 5) -> CatalogIndex:
     """Genre clusters; the classifier is right ~80 % of the time; the "mfcc"
     pseudo-model carries no genre information at all."""
     rng = np.random.default_rng(seed)
@@ -31,7 +32,7 @@ def synthetic_catalog(n_genres: int = 4, per_genre: int = 40, noise: float = 0.6
             p = np.full(n_genres, 0.05)
             p[pred] = 0.9
             probs.append(p)
-            rows.append({"track_id": f"{g}_{j}", "genre": g, "artist": f"{g} artist {j % 5}",
+            rows.append({"track_id": f"{g}_{j}", "genre": g, "artist": f"{g} artist {j % n_artists}",
                          "title": f"{g} song {j}"})
     E, P = np.array(emb, np.float32), np.array(probs, np.float32)
     embeddings, prob = {"crnn": E, "cnn": E + 0.1 * rng.standard_normal(E.shape)}, {"crnn": P, "cnn": P}
@@ -80,7 +81,7 @@ def test_evaluation_on_generated_catalog():
     rnd = res["methods"]["random"]
     # Random picks: precision ≈ 1 / number of genres for single-genre listeners
     # (exactly (n_g - 5) / (N - 5) = 35/155 here), ≈ 2 / n_genres for two-genre ones.
-    assert rnd["single"]["precision"] == pytest.approx(1 / 4, abs=0.05)
+    assert rnd["single"]["precision"] == pytest.approx(rnd["single"]["expected"], abs=0.05)
     assert rnd["mixed"]["precision"] == pytest.approx(2 / 4, abs=0.07)
     assert rnd["precision_at_5"] == pytest.approx(rnd["expected"], abs=0.04)
     assert rnd["single"]["expected"] == pytest.approx(35 / 155)
@@ -92,6 +93,21 @@ def test_evaluation_on_generated_catalog():
     assert res["paired_t"]["t"] < 0 and res["paired_t"]["p"] < 0.05
     assert res["ceiling"]["precision_at_5"] == 1.0
     assert "cosine_ensemble" in res["variants"] and "cosine_round2_feedback" in res["variants"]
+    assert "genre_centre" in res["variants"]            # the other method-2 variant beside the default
+    # Track-level resampling beside the paper's paired t, for every reported difference.
+    assert set(res["resampled"]) >= {"genre_minus_cosine", "cosine_minus_mfcc", "cosine_minus_random"}
+    for name, r in res["resampled"].items():
+        assert r["unit"] == "track" and r["artist"]["unit"] == "artist"
+        lo, hi = r["ci95"]
+        assert lo <= r["diff"] <= hi and 0 <= r["p"] <= 1
+        assert r["n_units"] == 160 and r["artist"]["n_units"] == 20
+    gc = res["resampled"]["genre_minus_cosine"]
+    assert gc["diff"] == pytest.approx(gen - cos)
+    # Listeners share tracks: the honest interval is wider than the listener-level t-interval.
+    naive_se = abs(gc["diff"] / res["paired_tests"]["genre_vs_cosine"]["t"])
+    assert gc["se"] > 1.5 * naive_se
+    assert res["resampled"]["cosine_minus_random"]["ci95"][0] > 0.2
+    assert "minus_cosine_resampled" in res["variants"]["genre_max"]
     json.dumps(res)   # serialisable as is
 
 
@@ -113,7 +129,7 @@ def test_cli_recommend_eval_on_generated_audio(tmp_path, tiny_artifacts, capsys)
     assert set(res["methods"]) == {"cosine", "genre", "random", "mfcc"}
     assert res["n_listeners"] == 30 and res["split"] == "train"
     assert res["catalog"]["n_tracks"] == 9
-    assert "paired t (cosine vs genre" in capsys.readouterr().out
+    assert "paired t (the paper's statistic; cosine vs genre" in capsys.readouterr().out
 
 
 @real_data
@@ -133,3 +149,120 @@ def test_real_test_split(tmp_path):
     for kind in ("single", "mixed"):
         assert rnd[kind]["precision"] == pytest.approx(rnd[kind]["expected"], abs=0.06)
     json.dumps(res)
+
+
+def test_jackknife_equals_the_classical_se_for_independent_listeners():
+    # Listener i is seeded by track i alone and gets its own, unshared tracks:
+    # deleting a track deletes one listener, so the jackknife SE is sd/sqrt(n).
+    rng = np.random.default_rng(0)
+    n, k = 60, 2
+    seeds = np.arange(n)[:, None]
+    lists_a = (n + np.arange(2 * n * k)).reshape(n, 2 * k)
+    lists_b = (n + 2 * n * k + np.arange(2 * n * k)).reshape(n, 2 * k)
+    hits_a, hits_b = rng.random(lists_a.shape) < 0.6, rng.random(lists_b.shape) < 0.4
+    units = [np.array([i]) for i in range(n + 4 * n * k)]
+    r = jackknife_diff(lists_a, hits_a, lists_b, hits_b, seeds, units, k)
+    d = hits_a[:, :k].sum(1) / k - hits_b[:, :k].sum(1) / k
+    assert r["diff"] == pytest.approx(d.mean())
+    # Deleting a recommended track refills the list, which moves θ slightly too;
+    # with only the seeds as units it is exactly the delete-one-listener jackknife.
+    exact = jackknife_diff(lists_a, hits_a, lists_b, hits_b, seeds, units[:n], k)
+    assert exact["se"] == pytest.approx(d.std(ddof=1) / np.sqrt(n), rel=1e-9)
+    assert exact["p"] == pytest.approx(stats.ttest_1samp(d, 0).pvalue, rel=1e-6)
+    assert r["se"] >= exact["se"]
+
+
+def test_resampling_wide_on_a_tiny_set_narrow_on_a_large_one():
+    tiny = evaluate_index(synthetic_catalog(per_genre=8, with_mfcc=False),
+                          EvalConfig(n_listeners=200, extras=False))
+    large = evaluate_index(synthetic_catalog(per_genre=150, n_artists=50, with_mfcc=False),
+                           EvalConfig(n_listeners=1600, extras=False))
+    width = lambda r: r["ci95"][1] - r["ci95"][0]  # noqa: E731
+    t, big = tiny["resampled"]["genre_minus_cosine"], large["resampled"]["genre_minus_cosine"]
+    assert (t["n_units"], big["n_units"]) == (32, 600)
+    assert width(t) > 2 * width(big)
+    assert width(t["artist"]) > width(big["artist"])
+    # 200 listeners on 32 tracks: the paper's t-test treats them as independent.
+    tiny_naive = abs(t["diff"] / tiny["paired_tests"]["genre_vs_cosine"]["t"])
+    assert t["se"] > 2 * tiny_naive
+
+
+def test_leave_artist_out_modes():
+    idx = synthetic_catalog(n_artists=3)
+    keep = evaluate_index(idx, EvalConfig(n_listeners=120, extras=False))
+    assert keep["methods"]["cosine"]["artist_hit_rate"] > 0.2       # same-artist retrieval happens
+    excl = evaluate_index(idx, EvalConfig(n_listeners=120, extras=False, artists="exclude"))
+    for m in excl["methods"].values():
+        assert m["artist_hit_rate"] == 0                            # never a seed's artist
+    # "no-credit": same lists as "keep", a seed-artist track is a miss.
+    nc = evaluate_index(idx, EvalConfig(n_listeners=120, extras=False, artists="no-credit"))
+    for name in ("cosine", "genre", "mfcc"):
+        a, b = keep["methods"][name], nc["methods"][name]
+        assert b["artist_hit_rate"] == pytest.approx(a["artist_hit_rate"])
+        # Artists sit inside one genre here, so every same-artist pick was a hit under "keep".
+        assert b["precision_at_5"] == pytest.approx(a["precision_at_5"] - a["artist_hit_rate"])
+    assert excl["config"]["artists"] == "exclude"
+    with pytest.raises(ValueError, match="unknown artists mode"):
+        evaluate_index(idx, EvalConfig(n_listeners=10, artists="sometimes"))
+
+
+def test_select_on_validation_picks_the_informative_embedding():
+    idx = synthetic_catalog()
+    # Make "cnn" useless: noise embeddings, so method 1 on it is near random.
+    rng = np.random.default_rng(3)
+    idx._emb["cnn"] = rng.standard_normal(idx.embeddings("cnn").shape).astype(np.float32)
+    res = select_on(idx, EvalConfig(n_listeners=120), SelectConfig(weights=(0.3, 1.0)))
+    assert res["choice"]["model"] == "crnn"
+    assert res["choice"]["variant"] in ("soft", "centre") and res["choice"]["genre_weight"] in (0.3, 1.0)
+    assert {g["model"] for g in res["grid"]} == {"crnn", "cnn", "crnn+cnn"}
+    assert len(res["grid"]) == 3 * (1 + 2 * 2)
+    best = res["best_per_embedding"]
+    assert best["crnn"]["cosine"] > best["cnn"]["cosine"] + 0.2
+    assert res["precision"]["genre"] == max(g["precision_at_5"] for g in res["grid"]
+                                            if g["model"] == "crnn" and g["method"] == "genre")
+    cfg = apply_choice(EvalConfig(), res)
+    assert (cfg.model, cfg.variant, cfg.genre_weight) == (res["choice"]["model"], res["choice"]["variant"],
+                                                          res["choice"]["genre_weight"])
+    json.dumps(res)
+
+
+def test_cli_select_then_report_with_the_choice(tmp_path, tiny_artifacts, capsys):
+    from core.__main__ import main
+
+    data = make_dataset(tmp_path / "data", per_genre=7, seconds=2.0)
+    common = ["--data", str(data), "--artifacts", str(tiny_artifacts), "--cache", str(tmp_path / "cache"),
+              "--n-seeds", "2", "--k", "2", "--listeners", "20"]
+    choice = tmp_path / "choice.json"
+    assert main(["recommend-eval", "--select-on", "train", "--weights", "0.5,1", "--json", str(choice)]
+                + common) == 0
+    sel = json.loads(choice.read_text())
+    assert sel["split"] == "train" and set(sel["choice"]) == {"model", "variant", "genre_weight"}
+    assert "chose" in capsys.readouterr().out
+    out = tmp_path / "all.json"
+    assert main(["recommend-eval", "--split", "all", "--choice", str(choice), "--artists", "exclude",
+                 "--no-extras", "--json", str(out)] + common) == 0
+    res = json.loads(out.read_text())
+    assert res["split"] == "all" and res["catalog"]["n_tracks"] == 21
+    assert res["config"]["model"] == sel["choice"]["model"]
+    assert res["config"]["variant"] == sel["choice"]["variant"]
+    assert res["methods"]["cosine"]["artist_hit_rate"] == 0
+    assert res["resampled"]["genre_minus_cosine"]["unit"] == "track"
+    printed = capsys.readouterr().out
+    assert "resampled over tracks" in printed and "artist hits" in printed
+
+
+def test_eval_from_an_index_on_disk(tmp_path, tiny_artifacts):
+    from core.artifacts import load_models
+    from core.datasets import read_dataset
+
+    data = make_dataset(tmp_path / "data", per_genre=7, seconds=2.0)
+    models = load_models(tiny_artifacts)
+    disk = CatalogIndex.open(tmp_path / "index")
+    disk.update(read_dataset(data), models)
+    res = recommend_eval([data], split="all", index_dir=tmp_path / "index", models=models,
+                         cfg=EvalConfig(n_listeners=20, n_seeds=2, k=2, extras=False))
+    assert res["catalog"]["n_tracks"] == 21 and set(res["methods"]) == {"cosine", "genre", "random", "mfcc"}
+    assert res["vectors"] == str(tmp_path / "index")
+    train = recommend_eval([data], split="train", index_dir=tmp_path / "index", models=models,
+                           cfg=EvalConfig(n_listeners=20, n_seeds=2, k=2, extras=False), with_mfcc=False)
+    assert train["catalog"]["n_tracks"] == 15 and "mfcc" not in train["methods"]
