@@ -171,14 +171,15 @@ def plan_index(catalog: Catalog, table, models_changed: bool = False) -> IndexPl
                      models_changed=models_changed)
 
 
-def sync_index(catalog: Catalog, index, models: dict, progress=None) -> dict:
+def sync_index(catalog: Catalog, index, models: dict, progress=None, checkpoint: int = 256) -> dict:
     """Bring ``index`` (a :class:`core.index.CatalogIndex`) in line with the
     catalog: embed new folder tracks, drop vanished ones, add new uploads.
 
     Returns ``{"embedded", "removed", "failed": [one-line errors], ...}``.
-    ``progress(done, total)`` is called during each of the (up to two) passes.
+    ``progress(done, total)`` is called during each of the (up to two) passes;
+    every ``checkpoint`` embedded tracks are committed (readers see them).
     """
-    stats = dict(index.update(catalog.tracks, models, progress=progress))
+    stats = dict(index.update(catalog.tracks, models, progress=progress, checkpoint=checkpoint))
     # Uploads go through add_files so their ids follow the content (one track per file).
     known = {str(Path(p)) for p, s in zip(index.table()["path"], index.table()["source"])
              if s == LIBRARY_SOURCE} if len(index) else set()

@@ -44,6 +44,7 @@ import json
 import os
 import shutil
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,129 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
         os.fsync(f.fileno())
 
 
+class IndexSnapshot:
+    """One committed state of the index: tracks, per-model vectors and
+    metadata. Never changed after construction (writers build a new one and
+    swap it in), so any number of threads may read it while the index is
+    being updated, and every answer computed from one snapshot is consistent.
+
+    Derived arrays (top genres, row positions, what :meth:`cached` memoises)
+    are computed on first use; that memo is the only thing that changes, and
+    it only ever adds values computed from the snapshot's own data.
+    """
+
+    def __init__(self, index_dir: Path | None, version: int, rows: pd.DataFrame,
+                 emb: dict[str, np.ndarray], probs: dict[str, np.ndarray], model_meta: dict[str, dict]):
+        self.dir = index_dir
+        self.version = version
+        self._rows = rows
+        self._emb = emb
+        self._probs = probs
+        self._model_meta = model_meta            # name -> labels, fingerprint, embedding_dim
+        self._derived: dict = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def empty(cls, index_dir: Path | None = None) -> "IndexSnapshot":
+        return cls(index_dir, 0, _empty_rows(), {}, {}, {})
+
+    def with_version(self, version: int) -> "IndexSnapshot":
+        """The same data under another version number (a new object)."""
+        return IndexSnapshot(self.dir, version, self._rows, self._emb, self._probs, self._model_meta)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def models(self) -> list[str]:
+        """Names of the models whose vectors the index holds."""
+        return list(self._model_meta)
+
+    @property
+    def labels(self) -> list[str]:
+        """Genre labels of the first model (the models share them in practice)."""
+        if not self._model_meta:
+            return []
+        return list(next(iter(self._model_meta.values()))["labels"])
+
+    def model_labels(self, model: str) -> list[str]:
+        return list(self._meta_of(model)["labels"])
+
+    def fingerprints(self) -> dict[str, str]:
+        return {n: m.get("fingerprint", "") for n, m in self._model_meta.items()}
+
+    def is_current(self, models: dict) -> bool:
+        """Whether the stored vectors came from exactly these ``models``."""
+        return bool(models) and self.fingerprints() == {n: model_fingerprint(m) for n, m in models.items()}
+
+    def _meta_of(self, model: str) -> dict:
+        try:
+            return self._model_meta[model]
+        except KeyError:
+            have = ", ".join(self.models) or "none — the index is empty"
+            raise CatalogError(f"model {model!r} is not in the index (have: {have})") from None
+
+    def table(self) -> pd.DataFrame:
+        """One row per track, in matrix order: TABLE_COLUMNS plus ``pred_<model>`` (a copy)."""
+        df = self._rows[TABLE_COLUMNS].copy()
+        for name in self.models:
+            df[f"pred_{name}"] = self.predicted(name)
+        return df
+
+    def predicted(self, model: str) -> np.ndarray:
+        """Top predicted genre of every track (object array)."""
+        def make():
+            labels = np.array(self.model_labels(model), dtype=object)
+            p = self.probs(model)
+            return labels[p.argmax(1)] if len(p) else np.zeros(0, dtype=object)
+        return self.cached(("pred", model), make)
+
+    def column(self, name: str) -> np.ndarray:
+        """One metadata column as an array (no DataFrame copy; for hot loops)."""
+        return self.cached(("col", name), lambda: self._rows[name].to_numpy())
+
+    def embeddings(self, model: str) -> np.ndarray:
+        """``(N, D)`` float32 embeddings aligned with :meth:`table`."""
+        self._meta_of(model)
+        return self._emb[model]
+
+    def probs(self, model: str) -> np.ndarray:
+        """``(N, G)`` float32 genre probabilities aligned with :meth:`table`."""
+        self._meta_of(model)
+        return self._probs[model]
+
+    def cached(self, key, make: Callable[[], object]):
+        """Memoise a value derived from this snapshot (e.g. normalised embeddings).
+        Thread-safe: concurrent first calls may both compute, one result is kept."""
+        try:
+            return self._derived[key]
+        except KeyError:
+            pass
+        value = make()                      # outside the lock: ``make`` may call cached()
+        with self._lock:
+            return self._derived.setdefault(key, value)
+
+    def _positions(self) -> dict:
+        return self.cached("pos", lambda: {t: i for i, t in enumerate(self.column("track_id"))})
+
+    def rows_of(self, track_ids: Iterable[str]) -> np.ndarray:
+        """Matrix rows of ``track_ids``; an unknown id is a :class:`CatalogError`."""
+        pos = self._positions()
+        out = []
+        for t in track_ids:
+            try:
+                out.append(pos[str(t)])
+            except KeyError:
+                raise CatalogError(f"track {t!r} is not in the catalog") from None
+        return np.array(out, dtype=int)
+
+    def __contains__(self, track_id: object) -> bool:
+        return str(track_id) in self._positions()
+
+    def snapshot(self) -> "IndexSnapshot":
+        return self
+
+
 class CatalogIndex:
     """Tracks with per-model embeddings and genre probabilities.
 
@@ -137,12 +261,33 @@ class CatalogIndex:
 
     def __init__(self, index_dir: str | Path | None = None):
         self.dir = Path(index_dir) if index_dir is not None else None
-        self.version = 0
-        self._rows = _empty_rows()
-        self._emb: dict[str, np.ndarray] = {}
-        self._probs: dict[str, np.ndarray] = {}
-        self._model_meta: dict[str, dict] = {}   # name -> labels, fingerprint, embedding_dim
-        self._cache: dict = {}                   # derived arrays for fast repeated queries
+        # The live state: an immutable snapshot, replaced (never changed) by writes.
+        self._snap = IndexSnapshot.empty(self.dir)
+
+    def snapshot(self) -> IndexSnapshot:
+        """The current state as an immutable :class:`IndexSnapshot`: hand this,
+        not the index, to readers that run while the index may be written."""
+        return self._snap
+
+    @property
+    def version(self) -> int:
+        return self._snap.version
+
+    @property
+    def _rows(self) -> pd.DataFrame:
+        return self._snap._rows
+
+    @property
+    def _emb(self) -> dict[str, np.ndarray]:
+        return self._snap._emb
+
+    @property
+    def _probs(self) -> dict[str, np.ndarray]:
+        return self._snap._probs
+
+    @property
+    def _model_meta(self) -> dict[str, dict]:
+        return self._snap._model_meta
 
     # ----------------------------------------------------------------- reading
     @classmethod
@@ -170,15 +315,16 @@ class CatalogIndex:
                            "mtime_ns": np.zeros(len(records), np.int64),
                            "indexed_at": np.zeros(len(records))})
         idx = cls(None)
-        idx._rows = df
+        emb, prb, meta = {}, {}, {}
         for name in embeddings:
             e = np.asarray(embeddings[name], np.float32)
             p = np.asarray(probs[name], np.float32)
             if len(e) != len(df) or len(p) != len(df):
                 raise CatalogError(f"{name}: {len(e)} embeddings / {len(p)} probs for {len(df)} tracks")
             lab = labels[name] if isinstance(labels, dict) else labels
-            idx._emb[name], idx._probs[name] = e, p
-            idx._model_meta[name] = {"labels": list(lab), "fingerprint": "", "embedding_dim": e.shape[1]}
+            emb[name], prb[name] = e, p
+            meta[name] = {"labels": list(lab), "fingerprint": "", "embedding_dim": e.shape[1]}
+        idx._snap = IndexSnapshot(None, 0, df, emb, prb, meta)
         return idx
 
     def _current_name(self) -> str | None:
@@ -194,17 +340,16 @@ class CatalogIndex:
         for attempt in range(5):
             name = self._current_name()
             if name is None:
-                self.__init__(self.dir)
+                self._snap = IndexSnapshot.empty(self.dir)
                 return
             try:
-                self._load_snapshot(self.dir / name)
-                self.version = int(name.lstrip("v"))
+                self._snap = self._load_snapshot(self.dir / name, int(name.lstrip("v")))
                 return
             except FileNotFoundError:
                 time.sleep(0.05 * (attempt + 1))   # the snapshot was swept under us: re-read CURRENT
         raise CatalogError(f"{self.dir}: index snapshot {name} is missing")
 
-    def _load_snapshot(self, snap: Path) -> None:
+    def _load_snapshot(self, snap: Path, version: int) -> IndexSnapshot:
         db = snap / DB_NAME
         if not db.is_file():
             raise FileNotFoundError(db)
@@ -232,8 +377,7 @@ class CatalogIndex:
         df = df.reset_index(drop=True)
         for c in _TEXT_COLUMNS:
             df[c] = df[c].astype(object)
-        self._rows, self._emb, self._probs, self._model_meta = df, emb, probs, models
-        self._cache = {}
+        return IndexSnapshot(self.dir, version, df, emb, probs, models)
 
     def reload(self) -> "CatalogIndex":
         """Pick up what another process committed since this one was opened."""
@@ -241,92 +385,50 @@ class CatalogIndex:
             self._load()
         return self
 
+    # Reads go to the current snapshot (see IndexSnapshot for what each returns).
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._snap)
 
     @property
     def models(self) -> list[str]:
-        """Names of the models whose vectors the index holds."""
-        return list(self._model_meta)
+        return self._snap.models
 
     @property
     def labels(self) -> list[str]:
-        """Genre labels (of the CRNN if present; the models share them in practice)."""
-        if not self._model_meta:
-            return []
-        name = "crnn" if "crnn" in self._model_meta else next(iter(self._model_meta))
-        return list(self._model_meta[name]["labels"])
+        return self._snap.labels
 
     def model_labels(self, model: str) -> list[str]:
-        return list(self._meta_of(model)["labels"])
+        return self._snap.model_labels(model)
 
     def fingerprints(self) -> dict[str, str]:
-        return {n: m.get("fingerprint", "") for n, m in self._model_meta.items()}
+        return self._snap.fingerprints()
 
     def is_current(self, models: dict) -> bool:
-        """Whether the stored vectors came from exactly these ``models``."""
-        return bool(models) and self.fingerprints() == {n: model_fingerprint(m) for n, m in models.items()}
-
-    def _meta_of(self, model: str) -> dict:
-        try:
-            return self._model_meta[model]
-        except KeyError:
-            have = ", ".join(self.models) or "none — the index is empty"
-            raise CatalogError(f"model {model!r} is not in the index (have: {have})") from None
+        return self._snap.is_current(models)
 
     def table(self) -> pd.DataFrame:
-        """One row per track, in matrix order: TABLE_COLUMNS plus ``pred_<model>``."""
-        df = self._rows[TABLE_COLUMNS].copy()
-        for name in self.models:
-            df[f"pred_{name}"] = self.predicted(name)
-        return df
+        return self._snap.table()
 
     def predicted(self, model: str) -> np.ndarray:
-        """Top predicted genre of every track (object array)."""
-        key = ("pred", model)
-        if key not in self._cache:
-            labels = np.array(self.model_labels(model), dtype=object)
-            p = self.probs(model)
-            self._cache[key] = labels[p.argmax(1)] if len(p) else np.zeros(0, dtype=object)
-        return self._cache[key]
+        return self._snap.predicted(model)
 
     def column(self, name: str) -> np.ndarray:
-        """One metadata column as an array (no DataFrame copy; for hot loops)."""
-        key = ("col", name)
-        if key not in self._cache:
-            self._cache[key] = self._rows[name].to_numpy()
-        return self._cache[key]
+        return self._snap.column(name)
 
     def embeddings(self, model: str) -> np.ndarray:
-        """``(N, D)`` float32 embeddings aligned with :meth:`table`."""
-        self._meta_of(model)
-        return self._emb[model]
+        return self._snap.embeddings(model)
 
     def probs(self, model: str) -> np.ndarray:
-        """``(N, G)`` float32 genre probabilities aligned with :meth:`table`."""
-        self._meta_of(model)
-        return self._probs[model]
+        return self._snap.probs(model)
 
     def cached(self, key, make: Callable[[], object]):
-        """Memoise a derived array (e.g. normalised embeddings) until the next write."""
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
+        return self._snap.cached(key, make)
 
     def rows_of(self, track_ids: Iterable[str]) -> np.ndarray:
-        """Matrix rows of ``track_ids``; an unknown id is a :class:`CatalogError`."""
-        pos = self.cached("pos", lambda: {t: i for i, t in enumerate(self.column("track_id"))})
-        out = []
-        for t in track_ids:
-            try:
-                out.append(pos[str(t)])
-            except KeyError:
-                raise CatalogError(f"track {t!r} is not in the catalog") from None
-        return np.array(out, dtype=int)
+        return self._snap.rows_of(track_ids)
 
     def __contains__(self, track_id: object) -> bool:
-        pos = self.cached("pos", lambda: {t: i for i, t in enumerate(self.column("track_id"))})
-        return str(track_id) in pos
+        return track_id in self._snap
 
     # ----------------------------------------------------------------- writing
     def update(self, tracks: Sequence[Track], models: dict, progress: Progress | None = None,
@@ -378,9 +480,8 @@ class CatalogIndex:
             keep = ~self._rows["track_id"].isin(drop).to_numpy()
             n = int((~keep).sum())
             if n:
-                self._replace(self._rows[keep], {m: e[keep] for m, e in self._emb.items()},
-                              {m: p[keep] for m, p in self._probs.items()}, self._model_meta)
-                self._commit()
+                self._commit(self._replace(self._rows[keep], {m: e[keep] for m, e in self._emb.items()},
+                                           {m: p[keep] for m, p in self._probs.items()}, self._model_meta))
             return n
 
     def _load_if_persistent(self) -> None:
@@ -501,9 +602,8 @@ class CatalogIndex:
             def commit() -> None:
                 rows = pd.concat([base, pd.DataFrame(new_rows, columns=base.columns)],
                                  ignore_index=True) if new_rows else base
-                self._replace(rows, {n: np.concatenate(v) for n, v in emb.items()},
-                              {n: np.concatenate(v) for n, v in prb.items()}, model_meta)
-                self._commit()
+                self._commit(self._replace(rows, {n: np.concatenate(v) for n, v in emb.items()},
+                                           {n: np.concatenate(v) for n, v in prb.items()}, model_meta))
 
             if progress:
                 progress(0, len(todo))
@@ -541,14 +641,16 @@ class CatalogIndex:
     def _current_name_safe(self) -> str | None:
         return self._current_name() if self.dir is not None else None
 
-    def _replace(self, rows: pd.DataFrame, emb: dict, probs: dict, model_meta: dict) -> None:
-        self._rows = rows.reset_index(drop=True)
-        self._emb, self._probs, self._model_meta = emb, probs, model_meta
-        self._cache = {}
+    def _replace(self, rows: pd.DataFrame, emb: dict, probs: dict, model_meta: dict) -> IndexSnapshot:
+        """A new snapshot of this state (not live until :meth:`_commit`)."""
+        return IndexSnapshot(self.dir, self.version, rows.reset_index(drop=True), emb, probs, model_meta)
 
-    def _commit(self) -> None:
-        """Write the in-memory state as a new snapshot and make it live atomically."""
+    def _commit(self, snap: IndexSnapshot) -> None:
+        """Write ``snap`` to disk as the next version, make it live atomically,
+        then swap it in as this index's state (readers holding the previous
+        snapshot keep a consistent view)."""
         if self.dir is None:
+            self._snap = snap
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         current = self._current_name()
@@ -558,7 +660,7 @@ class CatalogIndex:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            self._write_snapshot(tmp)
+            self._write_snapshot(tmp, snap)
             final = self.dir / name
             shutil.rmtree(final, ignore_errors=True)   # an unreferenced leftover of a crash
             os.rename(tmp, final)
@@ -573,29 +675,30 @@ class CatalogIndex:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.version = version
+        self._snap = snap.with_version(version)
         self._sweep(keep={name, current})
 
-    def _write_snapshot(self, snap: Path) -> None:
-        rows = self._rows.copy()
-        for n in self.models:
-            rows[f"pred_{n}"] = self.predicted(n)
+    def _write_snapshot(self, folder: Path, state: IndexSnapshot) -> None:
+        snap = folder
+        rows = state._rows.copy()
+        for n in state.models:
+            rows[f"pred_{n}"] = state.predicted(n)
         con = sqlite3.connect(snap / DB_NAME)
         try:
-            pred_cols = "".join(f", pred_{n} TEXT" for n in self.models)
+            pred_cols = "".join(f", pred_{n} TEXT" for n in state.models)
             con.execute(
                 "CREATE TABLE tracks (row INTEGER PRIMARY KEY, track_id TEXT UNIQUE NOT NULL, "
                 "path TEXT, genre TEXT, split TEXT, artist TEXT, title TEXT, album TEXT, source TEXT, "
                 "digest TEXT, origin TEXT, size INTEGER, mtime_ns INTEGER, indexed_at REAL"
                 f"{pred_cols})")
-            cols = TABLE_COLUMNS + _EXTRA_COLUMNS + [f"pred_{n}" for n in self.models]
+            cols = TABLE_COLUMNS + _EXTRA_COLUMNS + [f"pred_{n}" for n in state.models]
             data = [(i, *(_sql(v) for v in vals)) for i, vals in
                     enumerate(rows[cols].itertuples(index=False, name=None))]
             con.executemany(f"INSERT INTO tracks (row, {', '.join(cols)}) VALUES "
                             f"({', '.join('?' * (len(cols) + 1))})", data)
             con.execute("CREATE INDEX tracks_digest ON tracks(digest)")
             con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-            meta = {"format": FORMAT, "models": self._model_meta, "n_tracks": len(rows),
+            meta = {"format": FORMAT, "models": state._model_meta, "n_tracks": len(rows),
                     "written_at": time.time()}
             con.executemany("INSERT INTO meta VALUES (?, ?)", [(k, json.dumps(v)) for k, v in meta.items()])
             con.commit()
@@ -603,9 +706,9 @@ class CatalogIndex:
             con.close()
         with open(snap / DB_NAME, "rb+") as f:
             os.fsync(f.fileno())
-        for n in self.models:
-            _write_npy(snap / f"{n}.emb.npy", self._emb[n])
-            _write_npy(snap / f"{n}.probs.npy", self._probs[n])
+        for n in state.models:
+            _write_npy(snap / f"{n}.emb.npy", state._emb[n])
+            _write_npy(snap / f"{n}.probs.npy", state._probs[n])
         _fsync_dir(snap)
 
     def _sweep(self, keep: set) -> None:
