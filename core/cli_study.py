@@ -1,9 +1,11 @@
-"""``python -m core study-results --db PATH [--csv OUT] [--per-participant-csv OUT] [--json]``
+"""``python -m core study-results --db PATH [--csv OUT] [--per-participant-csv OUT]
+[--paired-csv OUT] [--report-csv OUT] [--json]``
 
 Prints the listening-study report (likes per method, the paired t-test of
-method 1 vs method 2 with Cohen's d_z and 95 % CI, each method vs the random
-decoys) and optionally exports the answers as CSV. Exit status 2 when the
-database is missing or unusable.
+method 1 vs method 2 over participants with Cohen's d_z and 95 % CI, each
+method vs the random decoys, decoy-adjusted like rates with 95 % CIs and the
+participants needed at 80 % power) and optionally exports CSVs. Exit status 2
+when the database is missing or unusable.
 """
 
 from __future__ import annotations
@@ -27,16 +29,22 @@ def cmd_study_results(args: argparse.Namespace) -> int:
             store.export_csv(args.csv, what="answers")
         if args.per_participant_csv:
             store.export_csv(args.per_participant_csv, what="per_participant")
+        if args.paired_csv:
+            store.export_csv(args.paired_csv, what="paired")
+        if args.report_csv:
+            store.export_csv(args.report_csv, what="report")
     except (StudyError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:
         print(json.dumps({"participants": res.n_participants,
                           "summary": json.loads(res.summary.to_json(orient="records")),
-                          "tests": {k: t.to_dict() for k, t in res.tests.items()}}, indent=1))
+                          "tests": {k: t.to_dict() for k, t in res.tests.items()},
+                          "adjusted": json.loads(res.adjusted.to_json(orient="records")),
+                          "power": res.power}, indent=1))
     else:
         print(res.describe())
-    for path in (args.csv, args.per_participant_csv):
+    for path in (args.csv, args.per_participant_csv, args.paired_csv, args.report_csv):
         if path:
             print(f"wrote {path}", file=sys.stderr)
     return 0
@@ -49,5 +57,8 @@ def register(sub) -> None:
     p.add_argument("--db", default=str(Paths().study_db), help="study SQLite database")
     p.add_argument("--csv", help="write every answer (one row per trial and method) here")
     p.add_argument("--per-participant-csv", help="write likes per method per participant here")
+    p.add_argument("--paired-csv", help="write one row per participant (rates per method, "
+                                        "differences, decoy-adjusted rates) here")
+    p.add_argument("--report-csv", help="write every result figure (rates with CIs, tests, power) here")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=cmd_study_results)

@@ -32,7 +32,13 @@ plain lists of track ids. Use from the app::
     res.summary                               # DataFrame: one row per method
     res.main_test                             # PairedTest method1 vs method2 (t, p, d_z, CI)
     res.tests                                 # also method1/method2 vs decoy
+    res.paired                                # DataFrame: one row per participant, the
+                                              #   paper's paired design (rates per method,
+                                              #   method1 - method2, each minus the decoys)
+    res.adjusted                              # decoy-adjusted like rates with 95 % CIs
+    res.power                                 # participants needed at 80 % power
     csv_text = store.export_csv()             # for st.download_button
+    store.export_csv(what="report")           # every figure above as one CSV
 
 Storage: WAL journal, ``synchronous=FULL``, every write one ``BEGIN
 IMMEDIATE`` transaction, so a process killed mid-write loses nothing that was
@@ -250,6 +256,121 @@ def paired_test(per_participant: pd.DataFrame, a: str = METHOD1, b: str = METHOD
                       float(res.statistic), float(res.pvalue), mean / sd)
 
 
+POWER_TARGET = 0.8
+ALPHA = 0.05
+
+
+def paired_t_power(d_z: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of a two-sided paired t-test with ``n`` participants when the true
+    standardised effect is ``d_z`` (noncentral t)."""
+    from scipy import stats
+
+    if n < 2 or not math.isfinite(d_z):
+        return float("nan")
+    df = n - 1
+    crit = float(stats.t.ppf(1 - alpha / 2, df))
+    nc = d_z * math.sqrt(n)
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+
+
+def participants_needed(d_z: float, power: float = POWER_TARGET, alpha: float = ALPHA,
+                        n_max: int = 100_000) -> int | None:
+    """Smallest number of participants whose paired t-test reaches ``power``
+    for effect ``d_z`` (``None`` when ``d_z`` is 0/undefined or above ``n_max``)."""
+    if not math.isfinite(d_z) or abs(d_z) < 1e-9:
+        return None
+    lo, hi = 2, 2
+    while paired_t_power(d_z, hi, alpha) < power:
+        lo, hi = hi, hi * 2
+        if hi > n_max:
+            return None
+    while lo < hi:                      # power grows with n: bisect
+        mid = (lo + hi) // 2
+        if paired_t_power(d_z, mid, alpha) >= power:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def power_note(test: PairedTest, power: float = POWER_TARGET, alpha: float = ALPHA) -> dict:
+    """How many participants the observed difference needs: ``n_needed`` at
+    ``power`` (two-sided paired t, level ``alpha``, taking the observed d_z as
+    the true effect), the power the current ``n`` has, and a sentence."""
+    d = test.d_z
+    n_needed = participants_needed(d, power, alpha) if d == d else None
+    now = paired_t_power(d, test.n, alpha) if d == d else float("nan")
+    if d != d:
+        text = f"Power: not computable yet ({test.note or 'no effect size'})."
+    elif n_needed is None:
+        text = "Power: the observed difference is zero, so no number of participants would detect it."
+    else:
+        text = (f"Power: to detect the observed difference ({test.mean_diff:+.3f}, d_z = {d:.2f}) with "
+                f"{power:.0%} power at α = {alpha:g} (two-sided paired t-test) you need about "
+                f"{n_needed} participants; the current {test.n} give {now:.0%} power.")
+    return {"comparison": f"{test.a} vs {test.b}", "d_z": None if d != d else d, "n": test.n,
+            "power_now": None if now != now else now, "target_power": power, "alpha": alpha,
+            "n_needed": n_needed, "text": text}
+
+
+def _rate_ci(x: np.ndarray) -> tuple[float, float, float]:
+    """Mean and 95 % t-interval over participants."""
+    from scipy import stats
+
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    if not len(x):
+        return float("nan"), float("nan"), float("nan")
+    m = float(x.mean())
+    if len(x) < 2:
+        return m, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.975, len(x) - 1)) * float(x.std(ddof=1)) / math.sqrt(len(x))
+    return m, m - half, m + half
+
+
+def paired_table(per_participant: pd.DataFrame) -> pd.DataFrame:
+    """One row per participant (the paper's paired design): like rate per
+    source, ``method1_minus_method2`` and each method's like rate minus the
+    participant's own decoy like rate (``*_adjusted``)."""
+    cols = ["participant", METHOD1, METHOD2, DECOY, "method1_minus_method2",
+            "method1_adjusted", "method2_adjusted"]
+    if per_participant.empty:
+        return pd.DataFrame(columns=cols)
+    answered = per_participant[per_participant["answered"] > 0]
+    wide = answered.pivot(index="participant", columns="method", values="like_rate")
+    order = list(dict.fromkeys(per_participant["participant"]))
+    wide = wide.reindex([p for p in order if p in wide.index])
+    for m in METHODS:
+        if m not in wide:
+            wide[m] = np.nan
+    out = wide[list(METHODS)].reset_index()
+    out["method1_minus_method2"] = out[METHOD1] - out[METHOD2]
+    out["method1_adjusted"] = out[METHOD1] - out[DECOY]
+    out["method2_adjusted"] = out[METHOD2] - out[DECOY]
+    out.columns.name = None
+    return out[cols]
+
+
+def adjusted_rates(per_participant: pd.DataFrame, tests: dict[str, "PairedTest"]) -> pd.DataFrame:
+    """Per method: mean like rate over participants with its 95 % CI, and the
+    decoy-adjusted like rate (like rate − the same participant's decoy like
+    rate, i.e. how much more than *any* song) with its CI and p-value."""
+    rows = []
+    for m in METHODS:
+        sub = per_participant[(per_participant["method"] == m) & (per_participant["answered"] > 0)]             if len(per_participant) else per_participant
+        mean, lo, hi = _rate_ci(sub["like_rate"].to_numpy(float) if len(sub) else np.array([]))
+        row = {"method": m, "label": METHOD_LABELS[m], "participants": int(len(sub)),
+               "like_rate": mean, "ci_low": lo, "ci_high": hi,
+               "adjusted_like_rate": float("nan"), "adjusted_ci_low": float("nan"),
+               "adjusted_ci_high": float("nan"), "adjusted_p": float("nan"), "adjusted_n": 0}
+        t = tests.get(f"{m} vs {DECOY}")
+        if t is not None:
+            row.update(adjusted_like_rate=t.mean_diff, adjusted_ci_low=t.ci_low, adjusted_ci_high=t.ci_high,
+                       adjusted_p=t.p, adjusted_n=t.n)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 @dataclass
 class StudyResults:
     """Everything the results view shows."""
@@ -258,6 +379,9 @@ class StudyResults:
     summary: pd.DataFrame            # method, label, participants, shown, answered, likes,
     #                                  like_rate (pooled), mean_like_rate (over participants)
     tests: dict[str, PairedTest] = field(default_factory=dict)
+    paired: pd.DataFrame = field(default_factory=pd.DataFrame)     # see paired_table()
+    adjusted: pd.DataFrame = field(default_factory=pd.DataFrame)   # see adjusted_rates()
+    power: dict = field(default_factory=dict)                      # power_note(main_test)
 
     @property
     def main_test(self) -> PairedTest:
@@ -274,8 +398,40 @@ class StudyResults:
             lines.append(f"  {r.label:<28} shown {r.shown:>4}  answered {r.answered:>4}  "
                          f"likes {r.likes:>4}  like rate {_fmt(r.like_rate)}  "
                          f"(mean per participant {_fmt(r.mean_like_rate)})")
-        lines += [t.describe() for t in self.tests.values()]
+        lines.append("paired t-tests over participants (the paper's design):")
+        lines += [f"  {t.describe()}" for t in self.tests.values()]
+        if len(self.adjusted):
+            lines.append("decoy-adjusted like rate (like rate minus the participant's decoy like rate):")
+            for r in self.adjusted.itertuples():
+                if r.method == DECOY:
+                    continue
+                lines.append(f"  {r.label:<28} {_fmt(r.adjusted_like_rate)} "
+                             f"[95% CI {_fmt(r.adjusted_ci_low)}, {_fmt(r.adjusted_ci_high)}]"
+                             f"  p={_fmt(r.adjusted_p)}")
+        if self.power:
+            lines.append(self.power["text"])
         return "\n".join(lines)
+
+    def report(self) -> pd.DataFrame:
+        """Every figure of the results as one long table (the report CSV):
+        quantity, method / comparison, estimate, ci_low, ci_high, n, t, p, d_z, note."""
+        rows = []
+        for r in self.adjusted.itertuples():
+            rows.append({"quantity": "like_rate", "what": r.method, "estimate": r.like_rate,
+                         "ci_low": r.ci_low, "ci_high": r.ci_high, "n": r.participants})
+            if r.method != DECOY:
+                rows.append({"quantity": "decoy_adjusted_like_rate", "what": r.method,
+                             "estimate": r.adjusted_like_rate, "ci_low": r.adjusted_ci_low,
+                             "ci_high": r.adjusted_ci_high, "n": r.adjusted_n, "p": r.adjusted_p})
+        for name, t in self.tests.items():
+            rows.append({"quantity": "paired_t", "what": name, "estimate": t.mean_diff, "ci_low": t.ci_low,
+                         "ci_high": t.ci_high, "n": t.n, "t": t.t, "p": t.p, "d_z": t.d_z, "note": t.note})
+        if self.power:
+            rows.append({"quantity": "participants_needed_80pct_power", "what": self.power["comparison"],
+                         "estimate": self.power["n_needed"], "n": self.power["n"], "d_z": self.power["d_z"],
+                         "note": self.power["text"]})
+        cols = ["quantity", "what", "estimate", "ci_low", "ci_high", "n", "t", "p", "d_z", "note"]
+        return pd.DataFrame(rows).reindex(columns=cols)
 
 
 # --------------------------------------------------------------------------- store
@@ -525,18 +681,27 @@ class StudyStore:
                          else float("nan")})
         tests = {f"{a} vs {b}": paired_test(per, a, b)
                  for a, b in ((METHOD1, METHOD2), (METHOD1, DECOY), (METHOD2, DECOY))}
-        return StudyResults(per_participant=per, summary=pd.DataFrame(rows), tests=tests)
+        return StudyResults(per_participant=per, summary=pd.DataFrame(rows), tests=tests,
+                            paired=paired_table(per), adjusted=adjusted_rates(per, tests),
+                            power=power_note(tests[f"{METHOD1} vs {METHOD2}"]))
 
     def export_csv(self, dest: str | Path | io.TextIOBase | None = None,
                    what: str = "answers") -> str | None:
-        """CSV of :meth:`table` (``what="answers"``) or of the per-participant
-        likes (``what="per_participant"``). Returns the text when ``dest`` is None."""
+        """CSV of :meth:`table` (``what="answers"``), of the per-participant
+        likes (``"per_participant"``), of the paired per-participant rates
+        (``"paired"``) or of every result figure (``"report"``: like rates and
+        decoy-adjusted rates with 95 % CIs, the paired tests, the power note).
+        Returns the text when ``dest`` is None."""
         if what == "answers":
             df = self.table()
         elif what == "per_participant":
             df = self.results().per_participant
+        elif what == "paired":
+            df = self.results().paired
+        elif what == "report":
+            df = self.results().report()
         else:
-            raise StudyError(f"unknown export {what!r} (answers or per_participant)")
+            raise StudyError(f"unknown export {what!r} (answers, per_participant, paired or report)")
         text = df.to_csv(index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
         if dest is None:
             return text

@@ -263,3 +263,77 @@ def test_cli_study_results_missing_db(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no study database" in err
     assert not (tmp_path / "none.sqlite").exists()
+
+
+# --------------------------------------------------------------------------- paired table, adjusted, power
+
+
+def test_paired_table_and_decoy_adjusted_rates(store):
+    rates = {METHOD1: [0.3, 0.5, 0.4, 0.6], METHOD2: [0.6, 0.7, 0.4, 0.9],
+             DECOY: [0.1, 0.2, 0.1, 0.3]}
+    pids = _run_study(store, rates)
+    res = store.results()
+    paired = res.paired
+    assert list(paired["participant"]) == pids
+    assert np.allclose(paired[METHOD1], rates[METHOD1]) and np.allclose(paired[DECOY], rates[DECOY])
+    m1, m2, dec = (np.array(rates[m]) for m in (METHOD1, METHOD2, DECOY))
+    assert np.allclose(paired["method1_minus_method2"], m1 - m2)
+    assert np.allclose(paired["method2_adjusted"], m2 - dec)
+    adj = res.adjusted.set_index("method")
+    # Like rate: mean over participants with a t-interval.
+    half = stats.t.ppf(0.975, 3) * m1.std(ddof=1) / 2
+    assert adj.loc[METHOD1, "like_rate"] == pytest.approx(m1.mean())
+    assert (adj.loc[METHOD1, "ci_low"], adj.loc[METHOD1, "ci_high"]) == pytest.approx(
+        (m1.mean() - half, m1.mean() + half))
+    # Decoy-adjusted: like rate minus the same participant's decoy rate, paired.
+    d = m2 - dec
+    half = stats.t.ppf(0.975, 3) * d.std(ddof=1) / 2
+    assert adj.loc[METHOD2, "adjusted_like_rate"] == pytest.approx(d.mean())
+    assert (adj.loc[METHOD2, "adjusted_ci_low"], adj.loc[METHOD2, "adjusted_ci_high"]) == pytest.approx(
+        (d.mean() - half, d.mean() + half))
+    assert adj.loc[METHOD2, "adjusted_p"] == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
+    assert math.isnan(adj.loc[DECOY, "adjusted_like_rate"])
+    text = res.describe()
+    assert "decoy-adjusted like rate" in text and "participants" in res.power["text"]
+
+
+@pytest.mark.parametrize("d_z, n", [(0.5, 34), (0.8, 15), (0.2, 199), (-0.5, 34)])
+def test_participants_needed_matches_power_tables(d_z, n):
+    from core.study import paired_t_power, participants_needed
+
+    # Two-sided paired t, alpha 0.05, 80 % power (G*Power / Cohen 1988 tables).
+    assert participants_needed(d_z) == n
+    assert paired_t_power(d_z, n) >= 0.8 > paired_t_power(d_z, n - 1)
+    assert participants_needed(0.0) is None
+
+
+def test_power_note_and_report_csv(store, tmp_path, capsys):
+    rates = {METHOD1: [0.3, 0.5, 0.4, 0.6], METHOD2: [0.6, 0.7, 0.4, 0.9],
+             DECOY: [0.1, 0.2, 0.1, 0.3]}
+    _run_study(store, rates)
+    res = store.results()
+    from core.study import participants_needed
+
+    t = res.main_test
+    assert res.power["n_needed"] == participants_needed(t.d_z) and res.power["n"] == 4
+    assert f"about {res.power['n_needed']} participants" in res.power["text"]
+    rep = pd.read_csv(io.StringIO(store.export_csv(what="report")))
+    assert list(rep.columns) == ["quantity", "what", "estimate", "ci_low", "ci_high", "n", "t", "p", "d_z", "note"]
+    main_row = rep[(rep["quantity"] == "paired_t") & (rep["what"] == "method1 vs method2")].iloc[0]
+    assert main_row["p"] == pytest.approx(t.p) and main_row["d_z"] == pytest.approx(t.d_z)
+    assert set(rep["quantity"]) == {"like_rate", "decoy_adjusted_like_rate", "paired_t",
+                                    "participants_needed_80pct_power"}
+    paired = pd.read_csv(io.StringIO(store.export_csv(what="paired")))
+    assert len(paired) == 4 and "method1_adjusted" in paired
+    out = tmp_path / "report.csv"
+    assert main(["study-results", "--db", str(store.path), "--report-csv", str(out),
+                 "--paired-csv", str(tmp_path / "paired.csv"), "--json"]) == 0
+    import json
+
+    data = json.loads(capsys.readouterr().out)
+    assert data["power"]["n_needed"] == res.power["n_needed"] and len(data["adjusted"]) == 3
+    assert len(pd.read_csv(out)) == len(rep) and len(pd.read_csv(tmp_path / "paired.csv")) == 4
+    # Too few answers: the note says why instead of a number.
+    empty = StudyStore(tmp_path / "empty.sqlite").results()
+    assert empty.power["n_needed"] is None and "not computable" in empty.power["text"]
+    assert empty.paired.empty and len(empty.adjusted) == 3
