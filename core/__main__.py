@@ -25,17 +25,24 @@ def cmd_train(args) -> int:
     from .artifacts import save_model, update_manifest, write_json
     from .cache import LogMelCache
     from .datasets import genres_of, read_datasets
-    from .train import load_labelled, train_model
+    from .models import MODELS
+    from .train import load_labelled, train_model, train_transfer
 
     tracks = read_datasets(_data_dirs(args))
     train_tracks = [t for t in tracks if t.split == "train"]
     labels = genres_of(train_tracks)
-    feat = FeatureConfig(chunk_frames=args.chunk_frames or FeatureConfig.chunk_frames)
-    if args.full_window:
-        feat = FeatureConfig(chunk_frames=feat.n_frames, window_hop_frames=feat.n_frames)
+    transfer = MODELS[args.model].__name__.endswith("MSD")
+    if transfer:
+        from .models.msd import MSD_FEATURES as feat
+    else:
+        feat = FeatureConfig(chunk_frames=args.chunk_frames or FeatureConfig.chunk_frames)
+        if args.full_window:
+            feat = FeatureConfig(chunk_frames=feat.n_frames, window_hop_frames=feat.n_frames)
     cfg = TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed,
                       max_minutes=args.max_minutes, batch_size=args.batch_size,
-                      augment=not args.no_augment)
+                      augment=not args.no_augment, lr=args.lr,
+                      pretrained_lr_scale=args.pretrained_lr_scale,
+                      feature_dropout=args.feature_dropout, weight_decay=args.weight_decay)
     cache = LogMelCache(feat, args.cache)
     train = load_labelled(train_tracks, labels, cache, desc="train log-mels")
     val = load_labelled([t for t in tracks if t.split == "val"], labels, cache, desc="val log-mels")
@@ -43,8 +50,12 @@ def cmd_train(args) -> int:
         print(f"skipped: {reason}", file=sys.stderr)
     print(f"{args.model}: {len(train)} train / {len(val)} val tracks, {len(labels)} genres: "
           f"{', '.join(labels)}", file=sys.stderr)
-    model, history = train_model(args.model, train, val, labels, feat, cfg,
-                                 log=lambda s: print(s, file=sys.stderr))
+    log = lambda s: print(s, file=sys.stderr)  # noqa: E731
+    if transfer:
+        model, history = train_transfer(args.model, train, val, labels, cfg, log=log,
+                                        cache_root=args.cache)
+    else:
+        model, history = train_model(args.model, train, val, labels, feat, cfg, log=log)
     out = Path(args.out)
     save_model(model, out, extra={"train_config": cfg.to_dict(), "best_epoch": history["best_epoch"]})
     history.update(train_config=cfg.to_dict(), feature_config=feat.to_dict(),
@@ -62,8 +73,12 @@ def cmd_evaluate(args) -> int:
     from .artifacts import update_manifest, write_json
     from .evaluate import evaluate
 
-    res = evaluate(_data_dirs(args), split=args.split, artifacts_dir=args.artifacts,
-                   n_boot=args.bootstrap)
+    try:
+        res = evaluate(_data_dirs(args), split=args.split, artifacts_dir=args.artifacts,
+                       n_boot=args.bootstrap)
+    except ValueError as exc:   # e.g. a split the metadata does not have
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.json:
         write_json(Path(args.json), res)
         if Path(args.json).resolve().parent == Path(args.artifacts).resolve():
@@ -72,6 +87,17 @@ def cmd_evaluate(args) -> int:
         m = rep["macro"]
         print(f"{name:>14}: macro AUC {m['roc_auc']:.3f}  F1 {m['f1']:.3f}  "
               f"accuracy {m['accuracy']:.3f}  (n={m['n_tracks']})")
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from .evaluate import calibrate
+
+    rec = calibrate(_data_dirs(args), args.artifacts, split=args.split)
+    for name, sc in rec["scores"].items():
+        print(f"{name:>10}: T = {sc['temperature']:.3f}  {args.split} macro AUC {sc['roc_auc']:.3f}  "
+              f"accuracy {sc['accuracy']:.3f}")
+    print(f"best on {args.split}: {rec['best_model']}")
     return 0
 
 
@@ -95,7 +121,7 @@ def cmd_classify(args) -> int:
             with quiet_decoder_logs():
                 a = analyse(f, models, n_excerpts=args.excerpts)
         except AudioError as exc:
-            print(f"error: {f}: {str(exc).split(': ', 1)[-1]}", file=sys.stderr)
+            print(f"error: {f}: {exc.reason}", file=sys.stderr)
             status = EXIT_BAD_INPUT
             continue
         except (OSError, MemoryError) as exc:
@@ -110,6 +136,12 @@ def cmd_classify(args) -> int:
     return status
 
 
+def _model_names() -> list[str]:
+    from .models import MODELS
+
+    return list(MODELS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core",
                                 description="Genre-aware music recommender (CNN / CRNN on log-mels).")
@@ -117,12 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one model on the train split, early-stopped on val")
     t.add_argument("--data", action="append", help="data folder (repeatable; default ../shared/data/*)")
-    t.add_argument("--model", choices=["cnn", "crnn"], required=True)
+    t.add_argument("--model", choices=list(_model_names()), required=True)
     t.add_argument("--out", default=str(Paths().artifacts), help="artifacts folder")
     t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     t.add_argument("--max-minutes", type=float, default=TrainConfig.max_minutes,
                    help="stop after this much training time")
     t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    t.add_argument("--lr", type=float, default=TrainConfig.lr)
+    t.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
+    t.add_argument("--pretrained-lr-scale", type=float, default=TrainConfig.pretrained_lr_scale,
+                   help="MSD models: learning-rate factor of pretrained layers outside the frozen trunk")
+    t.add_argument("--feature-dropout", type=float, default=TrainConfig.feature_dropout,
+                   help="MSD models: dropout on cached trunk features")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--chunk-frames", type=int, default=None, help="training chunk length in frames")
     t.add_argument("--full-window", action="store_true",
@@ -133,11 +171,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="metrics of every model in artifacts/ on a split")
     e.add_argument("--data", action="append")
-    e.add_argument("--split", default="test", choices=["train", "val", "test"])
+    e.add_argument("--split", default="test",
+                   help="any split value in the metadata (train, val, test, holdout, …) or 'all'")
     e.add_argument("--json", help="write the metrics here")
     e.add_argument("--artifacts", default=str(Paths().artifacts))
     e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
     e.set_defaults(func=cmd_evaluate)
+
+    k = sub.add_parser("calibrate", help="fit each model's temperature on val; pick the app's default model")
+    k.add_argument("--data", action="append")
+    k.add_argument("--split", default="val", help="split to fit on (default val; never test)")
+    k.add_argument("--artifacts", default=str(Paths().artifacts))
+    k.set_defaults(func=cmd_calibrate)
 
     c = sub.add_parser("classify", help="genre probabilities of audio files, one JSON line each")
     c.add_argument("files", nargs="+")
@@ -158,8 +203,14 @@ _COMMAND_MODULES = ("core.cli_model_card", "core.cli_recommend", "core.cli_bench
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .errors import GenreError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except GenreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

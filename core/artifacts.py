@@ -12,14 +12,11 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 
 from .config import FeatureConfig, Paths
+from .errors import ArtifactError
 from .models import MODELS, GenreModel, build_model
 
 MANIFEST = "manifest.json"
 REGENERATE = "make artifacts"
-
-
-class ArtifactError(RuntimeError):
-    """A missing, tampered or unreadable artifact; the message names the file."""
 
 
 def sha256_file(path: Path) -> str:
@@ -55,11 +52,23 @@ def save_model(model: GenreModel, out_dir: str | Path, extra: dict | None = None
             "feature_config": json.dumps(model.cfg.to_dict()),
             "extra": json.dumps(extra or {})}
     path = out / f"{model.name}.safetensors"
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = model.saved_state()
     tmp = path.with_suffix(".tmp")
     save_file(state, str(tmp), metadata=meta)
     os.replace(tmp, path)
     return path
+
+
+def model_extra(name: str, artifacts_dir: str | Path | None = None) -> dict:
+    """The ``extra`` record (train config, best epoch, …) stored with a model's weights."""
+    from safetensors import safe_open
+
+    path = Path(artifacts_dir or Paths().artifacts) / f"{name}.safetensors"
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads((f.metadata() or {}).get("extra", "{}"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"artifact unreadable: {path} ({exc})") from None
 
 
 def update_manifest(out_dir: str | Path) -> dict:
@@ -109,7 +118,7 @@ def load_model(name: str, artifacts_dir: str | Path | None = None, check: bool =
         labels = json.loads(meta["labels"])
         cfg = FeatureConfig.from_dict(json.loads(meta["feature_config"]))
         model = build_model(meta.get("model", name), labels, cfg)
-        model.load_state_dict(state)
+        model.load_saved_state(state)
     except ArtifactError:
         raise
     except Exception as exc:

@@ -13,13 +13,14 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Union
+from typing import BinaryIO, Iterator, Sequence, Union
 
 import numpy as np
 import soundfile as sf
 import soxr
 
 from .config import FeatureConfig
+from .errors import GenreError
 
 AudioSource = Union[str, os.PathLike, bytes, BinaryIO]
 
@@ -30,13 +31,9 @@ SILENCE_RMS_DB = -70.0
 SUPPORTED_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif")
 
 
-class AudioError(ValueError):
-    """A file that cannot be used as music; ``str(err)`` is one readable line."""
-
-    def __init__(self, message: str, name: str | None = None):
-        self.name = name
-        line = " ".join(str(message).split())
-        super().__init__(f"{name}: {line}" if name else line)
+class AudioError(GenreError, ValueError):
+    """A file that cannot be used as music; ``str(err)`` is one readable line
+    (``"name: reason"``), ``err.reason`` the reason alone."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +88,7 @@ def _open(source: AudioSource) -> sf.SoundFile:
         _check_header(f.samplerate, f.channels)
     except AudioError as exc:
         f.close()
-        raise AudioError(str(exc), name) from None
+        raise AudioError(exc.reason, name) from None
     return f
 
 
@@ -155,6 +152,8 @@ def _finish(y: np.ndarray, sr_in: int, cfg: FeatureConfig, name: str) -> np.ndar
     rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
     if rms <= 0 or 20 * np.log10(rms) < SILENCE_RMS_DB:
         raise AudioError("is silent (no signal to analyse)", name)
+    if cfg.target_rms_db is None:
+        return np.clip(y, -1.0, 1.0).astype(np.float32)
     gain = 10 ** (cfg.target_rms_db / 20) / rms
     return np.clip(y * gain, -1.0, 1.0).astype(np.float32)
 
@@ -176,21 +175,49 @@ def load(source: AudioSource, cfg: FeatureConfig | None = None,
     excerpt of a longer track; shorter tracks are repeated to fill the window.
     """
     cfg = cfg or FeatureConfig()
-    return _decode_excerpts(source, cfg, lambda total, need: [
-        _excerpt_start(total, need, position or cfg.crop, rng)])[0]
+    return load_multi(source, [cfg], position=position, rng=rng)[0][0]
 
 
-def _decode_excerpts(source: AudioSource, cfg: FeatureConfig,
-                     choose_starts: Callable[[int, int], list[int]]) -> np.ndarray:
-    """Decode the excerpts whose start frames ``choose_starts(total, need)``
-    picks; each is validated, resampled, normalised and fitted to the window."""
+def load_multi(source: AudioSource, cfgs: Sequence[FeatureConfig], n_excerpts: int = 1,
+               position: str | None = None,
+               rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Decode ``source`` once for several models' settings.
+
+    Returns one array ``(n_excerpts, cfg.window_samples)`` per config in
+    ``cfgs``: the same excerpt positions for all of them (the longest window
+    is read; each config takes its own window from its middle), resampled,
+    normalised and fitted per config. ``n_excerpts > 1`` spaces the excerpts
+    of a long track evenly; ``position`` ("centre", "start", "random", default
+    the first config's ``crop``) places a single excerpt.
+    """
+    if not cfgs:
+        raise ValueError("no feature configuration given")
     name = _name(source)
     with _open(source) as f:
         sr_in = f.samplerate
-        need = int(np.ceil(cfg.window_seconds * sr_in)) + 1
+        needs = [int(np.ceil(c.window_seconds * sr_in)) + 1 for c in cfgs]
+        need = max(needs)
         total = max(int(f.frames), 0)
-        excerpts = _read_excerpts(f, choose_starts(total, need), need, name)
-    return np.stack([_fit(_finish(y, sr_in, cfg, name), cfg.window_samples) for y in excerpts])
+        if n_excerpts > 1 and total > need:
+            starts = np.linspace(0, total - need, n_excerpts).astype(int).tolist()
+        else:
+            pos = "centre" if n_excerpts > 1 else (position or cfgs[0].crop)
+            starts = [_excerpt_start(total, need, pos, rng)]
+        excerpts = _read_excerpts(f, starts, need, name)
+    out = []
+    for cfg, n in zip(cfgs, needs):
+        off = 0 if (position or cfg.crop) == "start" and n_excerpts <= 1 else (need - n) // 2
+        out.append(np.stack([_fit(_finish(_middle(y, off, n), sr_in, cfg, name), cfg.window_samples)
+                             for y in excerpts]))
+    return out
+
+
+def _middle(y: np.ndarray, offset: int, n: int) -> np.ndarray:
+    """``n`` samples from ``offset`` (a short excerpt is kept whole)."""
+    if y.size <= n:
+        return y
+    offset = min(offset, y.size - n)
+    return y[offset: offset + n]
 
 
 def _excerpt_start(total: int, need: int, position: str, rng: np.random.Generator | None) -> int:
@@ -212,12 +239,7 @@ def load_windows(source: AudioSource, cfg: FeatureConfig | None = None,
     For a track no longer than the window this is one excerpt. Only the
     excerpts are decoded, so memory stays bounded for any track length.
     """
-    def starts(total: int, need: int) -> list[int]:
-        if total <= need or n_windows <= 1:
-            return [_excerpt_start(total, need, "centre", None)]
-        return np.linspace(0, total - need, n_windows).astype(int).tolist()
-
-    return _decode_excerpts(source, cfg or FeatureConfig(), starts)
+    return load_multi(source, [cfg or FeatureConfig()], n_excerpts=n_windows)[0]
 
 
 def load_full(source: AudioSource, sample_rate: int, max_seconds: float = 600.0) -> np.ndarray:

@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .config import FeatureConfig
-from .features import mel_frequencies
+from .features import mel_frequencies, to_db
 
 N_MFCC = 20
 
@@ -24,7 +24,7 @@ def handcrafted_features(mels: np.ndarray, cfg: FeatureConfig | None = None) -> 
     freqs = mel_frequencies(cfg)[None, :, None]
     out = []
     for lm in np.asarray(mels, dtype=np.float32).reshape(-1, *mels.shape[-2:]):
-        db = lm * 40.0 - 40.0
+        db = to_db(lm, cfg)
         mfcc = dct(db, type=2, norm="ortho", axis=0)[:N_MFCC]
         dmfcc = np.diff(mfcc, axis=1)
         power = 10 ** (db / 10)[None]

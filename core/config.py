@@ -35,9 +35,20 @@ class FeatureConfig:
     # Where to take the fixed-length excerpt of a longer track.
     crop: str = "centre"  # "centre" | "start" | "random"
     # Loudness normalisation target (RMS in dBFS) so models learn genre, not
-    # the mastering level of a source collection.
-    target_rms_db: float = -20.0
+    # the mastering level of a source collection; None keeps the file's level.
+    target_rms_db: float | None = -20.0
     min_seconds: float = 1.0
+    # Magnitude compression of the mel power P:
+    #   "db":    (10·log10(max(P, amin)) + db_offset) · db_scale  (this project's models)
+    #   "log1p": log10(log_c · P + 1)                             (musicnn / MSD-VGG, Pons et al.)
+    compression: str = "db"
+    amin: float = 1e-10
+    db_offset: float = 40.0
+    db_scale: float = 1 / 40.0
+    log_c: float = 10_000.0
+    # musicnn casts the mel power to float16 before compressing; its weights
+    # were trained on that rounding, so the MSD front-end repeats it.
+    power_float16: bool = False
 
     @property
     def window_samples(self) -> int:
@@ -85,6 +96,11 @@ class TrainConfig:
     chunks_per_track: int = 1
     augment: bool = True
     num_threads: int | None = None
+    # Transfer learning (cnn_msd / crnn_msd): pretrained layers outside the
+    # frozen trunk learn at lr · pretrained_lr_scale (0 freezes them too);
+    # dropout on the cached trunk features is the augmentation.
+    pretrained_lr_scale: float = 0.1
+    feature_dropout: float = 0.2
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -13,19 +13,35 @@ from torch import nn
 
 from .config import FeatureConfig
 
-# dB floor: log10 of this power is the quietest value kept.
-_AMIN = 1e-10
-# Scale so log-mels land roughly in [-1, 1] for loudness-normalised audio.
-_DB_SCALE = 1 / 40.0
-_DB_OFFSET = 40.0
+_F16_MAX = 65504.0
+
+
+def compress(mel_power: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """Mel power → the compressed magnitude the models see (``cfg.compression``)."""
+    if cfg.power_float16:
+        mel_power = mel_power.clamp(max=_F16_MAX).half().float()
+    if cfg.compression == "db":
+        db = 10.0 * torch.log10(torch.clamp(mel_power, min=cfg.amin))
+        return (db + cfg.db_offset) * cfg.db_scale
+    if cfg.compression == "log1p":
+        return torch.log10(cfg.log_c * mel_power + 1.0)
+    raise ValueError(f"unknown compression {cfg.compression!r} (use 'db' or 'log1p')")
+
+
+def to_db(logmel: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """Undo :func:`compress` as far as needed for dB displays and MFCCs: dB re 1."""
+    x = np.asarray(logmel, dtype=np.float32)
+    if cfg.compression == "db":
+        return x / cfg.db_scale - cfg.db_offset
+    return 10.0 * np.log10(np.maximum((10.0 ** x - 1.0) / cfg.log_c, cfg.amin))
 
 
 class LogMelFrontEnd(nn.Module):
     """Waveform ``(batch, samples)`` → log-mel ``(batch, 1, n_mels, frames)``.
 
     STFT with a Hann window, power spectrum, Slaney mel filterbank (as
-    librosa), then ``10·log10`` with a floor, shifted and scaled to about
-    unit range.
+    librosa), then :func:`compress` (``10·log10`` with a floor, shifted and
+    scaled to about unit range, or musicnn's ``log10(C·P + 1)``).
     """
 
     def __init__(self, cfg: FeatureConfig):
@@ -45,9 +61,7 @@ class LogMelFrontEnd(nn.Module):
                           return_complex=True)
         power = spec.real.square() + spec.imag.square()
         mel = torch.matmul(self.mel_basis, power)
-        db = 10.0 * torch.log10(torch.clamp(mel, min=_AMIN))
-        out = (db + _DB_OFFSET) * _DB_SCALE
-        return out[:, None, :, : self.cfg.n_frames]
+        return compress(mel, self.cfg)[:, None, :, : self.cfg.n_frames]
 
 
 def mel_frequencies(cfg: FeatureConfig) -> np.ndarray:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .audio import AudioSource, load, load_windows
+from .audio import AudioSource, load_multi
 from .config import FeatureConfig
-from .models import GenreModel, Prediction
+from .models import GenreModel, Prediction, trunk_group
 from .pipeline import torch_threads
 
 
@@ -17,9 +17,11 @@ from .pipeline import torch_threads
 class Analysis:
     """What the models hear in one track."""
 
-    logmel: np.ndarray                   # (n_mels, frames) of the first excerpt
+    logmel: np.ndarray                   # (n_mels, frames) of the first excerpt, first model
     predictions: dict[str, Prediction]   # per model, averaged over excerpts & windows
     model_labels: dict[str, list[str]]   # label list of each model
+    model_configs: dict[str, FeatureConfig] = field(default_factory=dict)
+    logmels: dict[str, np.ndarray] = field(default_factory=dict)   # per model, first excerpt
 
     def probabilities(self, model: str) -> dict[str, float]:
         return dict(zip(self.labels(model), self.predictions[model].probs[0].tolist()))
@@ -37,35 +39,65 @@ def analyse(source: AudioSource, models: dict[str, GenreModel], n_excerpts: int 
     """Decode ``source`` once and run every model on it.
 
     ``n_excerpts > 1`` averages over evenly spaced excerpts of a long track
-    (each excerpt is itself averaged over sliding windows).
+    (each excerpt is itself averaged over sliding windows). Models with
+    different feature settings (sample rate, window) each get their own
+    excerpt from the one decode.
     """
     if not models:
         raise ValueError("no models loaded")
-    cfg = next(iter(models.values())).cfg
-    if n_excerpts > 1:
-        waves = load_windows(source, cfg, n_excerpts)
-    else:
-        waves = load(source, cfg)[None]
+    cfgs = distinct_configs(models)
+    waves = load_multi(source, cfgs, n_excerpts=n_excerpts)
     # One torch thread: a single track's ~10 windows are too small a batch for
     # two threads to pay off, and on a busy machine the second thread's
     # spin-waits cost more than it saves (measured in core.bench).
     with torch_threads(1):
-        return _analyse(waves, models)
+        return _analyse(dict(zip((c.key() for c in cfgs), waves)), models)
 
 
-def _analyse(waves: np.ndarray, models: dict[str, GenreModel]) -> Analysis:
-    mels: dict[FeatureConfig, torch.Tensor] = {}
+def distinct_configs(models: dict[str, GenreModel]) -> list[FeatureConfig]:
+    """One feature config per distinct log-mel (``cfg.key()``), in model order."""
+    seen: dict[str, FeatureConfig] = {}
+    for m in models.values():
+        seen.setdefault(m.cfg.key(), m.cfg)
+    return list(seen.values())
+
+
+def predict_all(mels: dict[str, torch.Tensor], models: dict[str, GenreModel],
+                batch_windows: int = 64) -> dict[str, Prediction]:
+    """Every model on the log-mels of its config (``mels[cfg.key()]``,
+    ``(B, 1, M, T)``); models that share a frozen trunk share one trunk pass."""
+    preds: dict[str, Prediction] = {}
+    for names in trunk_group(models).values():
+        first = models[names[0]]
+        feats = first.trunk_features(mels[first.cfg.key()])
+        for n in names:
+            preds[n] = models[n].predict_trunk(feats)
+    for name, m in models.items():
+        if name not in preds:
+            preds[name] = m.predict_logmel(mels[m.cfg.key()], batch_windows=batch_windows)
+    return {n: preds[n] for n in models}
+
+
+def _analyse(waves: dict[str, np.ndarray], models: dict[str, GenreModel]) -> Analysis:
+    mels: dict[str, torch.Tensor] = {}
     with torch.inference_mode():
         for m in models.values():
-            if m.cfg not in mels:   # models sharing a feature config share one log-mel
-                mels[m.cfg] = m.frontend(torch.from_numpy(waves))
+            key = m.cfg.key()
+            if key not in mels:   # models sharing a feature config share one log-mel
+                mels[key] = m.frontend(torch.from_numpy(waves[key]))
+        raw = predict_all(mels, models)
     preds: dict[str, Prediction] = {}
-    for name, m in models.items():
-        p = m.predict_logmel(mels[m.cfg])
+    for name, p in raw.items():
+        n_ex = p.probs.shape[0]
+        # Average excerpts: logits first, then the calibrated distribution from them.
         preds[name] = Prediction(probs=p.probs.mean(0, keepdims=True),
                                  embedding=p.embedding.mean(0, keepdims=True),
                                  window_probs=p.window_probs.reshape(1, -1, p.window_probs.shape[-1]),
-                                 window_starts=p.window_starts)
-    first = next(iter(mels.values()))
-    return Analysis(logmel=first[0, 0].numpy(), predictions=preds,
-                    model_labels={n: m.labels for n, m in models.items()})
+                                 window_starts=p.window_starts * n_ex,
+                                 sigmoid=p.sigmoid.mean(0, keepdims=True),
+                                 logits=p.logits.mean(0, keepdims=True))
+    first = next(iter(models.values()))
+    return Analysis(logmel=mels[first.cfg.key()][0, 0].numpy(), predictions=preds,
+                    model_labels={n: m.labels for n, m in models.items()},
+                    model_configs={n: m.cfg for n, m in models.items()},
+                    logmels={n: mels[m.cfg.key()][0, 0].numpy() for n, m in models.items()})

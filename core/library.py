@@ -42,6 +42,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import GenreError
 from .audio import SUPPORTED_EXTENSIONS, AudioError, AudioInfo, load, probe
 from .cache import content_hash
 
@@ -54,11 +55,8 @@ _RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
              *(f"lpt{i}" for i in range(1, 10))}
 
 
-class LibraryError(ValueError):
+class LibraryError(GenreError, ValueError):
     """An upload that was not kept; ``str(err)`` is one readable line."""
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).split()))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -15,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .cache import LogMelCache
-from .config import FeatureConfig, TrainConfig
+from .config import FeatureConfig, Paths, TrainConfig
 from .datasets import Track
 from .features import random_chunks
 from .metrics import macro_auc, one_hot
@@ -173,4 +174,125 @@ def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[
     model.eval()
     history.update(best_epoch=best_epoch, best_val_auc=best_auc, train_seconds=time.time() - start,
                    n_parameters=model.n_parameters())
+    return model, history
+
+
+# -- transfer learning: heads on a frozen MSD-VGG trunk ---------------------
+
+def trunk_features(model: GenreModel, data: LabelledMels, cache_root: str | Path | None = None,
+                   batch: int = 4, desc: str = "MSD trunk") -> np.ndarray:
+    """Frozen-trunk outputs ``(N, 128, 6, T4)`` float16 of ``data``'s log-mels,
+    computed once per track and trunk (cached on disk by content hash and
+    :meth:`trunk_key`), so every epoch and every head reuses them."""
+    from .cache import atomic_save_npy, content_hash
+    from .pipeline import optimise_for_inference
+
+    root = Path(cache_root or Paths().cache).parent / "trunk" / model.trunk_key().replace(":", "_")
+    fast = optimise_for_inference(model)     # same values (BN folded, channels-last)
+    out: list[np.ndarray | None] = []
+    todo: list[int] = []
+    digests = [content_hash(t.path) for t in data.tracks]
+    for i, d in enumerate(digests):
+        p = root / f"{d}.npy"
+        try:
+            out.append(np.load(p, allow_pickle=False) if p.is_file() else None)
+        except (OSError, ValueError):
+            out.append(None)
+        if out[-1] is None:
+            todo.append(i)
+    for s in tqdm(range(0, len(todo), batch), desc=desc, unit="batch", leave=False, disable=None):
+        idx = todo[s: s + batch]
+        x = torch.from_numpy(data.mels[idx].astype(np.float32)).unsqueeze(1)
+        with torch.inference_mode():
+            f = fast.trunk_features(x).float().numpy().astype(np.float16)
+        for j, i in enumerate(idx):
+            out[i] = f[j]
+            atomic_save_npy(root / f"{digests[i]}.npy", f[j])
+    return np.stack(out) if out else np.zeros((0,), np.float16)
+
+
+def train_transfer(name: str, train: LabelledMels, val: LabelledMels, labels: list[str],
+                   cfg: TrainConfig, log: Log = print, cache_root: str | Path | None = None,
+                   show_progress: bool = True) -> tuple[GenreModel, dict]:
+    """Train the head of an MSD-VGG model (``cnn_msd`` / ``crnn_msd``) on
+    cached trunk features: random ``train_steps`` crops, feature dropout,
+    balanced genres, Adam + BCE (the paper's loss), early stopping on val
+    macro ROC-AUC. Pretrained layers outside the trunk (conv 5) learn at
+    ``cfg.lr · cfg.pretrained_lr_scale``."""
+    seed_everything(cfg.seed)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    model = build_model(name, labels)
+    ftr = trunk_features(model, train, cache_root, desc="train trunk")
+    fva = trunk_features(model, val, cache_root, desc="val trunk")
+    log(f"{name}: trunk features {ftr.shape} train, {fva.shape} val")
+    pretrained = [p for n, p in model.named_parameters() if n.startswith("block5") and p.requires_grad]
+    fresh = [p for n, p in model.named_parameters()
+             if not n.startswith(("block5", "trunk")) and p.requires_grad]
+    groups = [{"params": fresh, "lr": cfg.lr}]
+    if pretrained and cfg.pretrained_lr_scale > 0:
+        groups.append({"params": pretrained, "lr": cfg.lr * cfg.pretrained_lr_scale})
+    elif pretrained:
+        for p in pretrained:
+            p.requires_grad_(False)
+    opt = torch.optim.Adam(groups, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    loss_fn = nn.BCEWithLogitsLoss()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    targets = torch.from_numpy(one_hot(train.y, len(labels)))
+    val_feats = torch.from_numpy(fva.astype(np.float32))
+    history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [], "val_auc": [],
+                                "val_accuracy": [], "lr": [], "seconds": []}
+    best_auc, best_state, best_epoch, stale = -math.inf, None, 0, 0
+    start = time.time()
+    steps, t4 = model.train_steps, ftr.shape[-1]
+    epochs = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch",
+                  disable=None if show_progress else True)
+    for epoch in epochs:
+        model.train()
+        idx = _balanced_indices(train.y, len(train) * cfg.chunks_per_track, rng)
+        losses = []
+        for i in range(0, len(idx), cfg.batch_size):
+            bi = idx[i: i + cfg.batch_size]
+            s0 = torch.randint(0, max(t4 - steps, 0) + 1, (len(bi),), generator=gen).tolist()
+            x = torch.stack([torch.from_numpy(ftr[b, ..., s: s + steps].astype(np.float32))
+                             for b, s in zip(bi, s0)])
+            if cfg.augment:
+                x = nn.functional.dropout(x, cfg.feature_dropout, training=True)
+            loss = loss_fn(model.classify_embedding(model.embed_trunk(x)), targets[bi])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        pred = model.predict_trunk(val_feats)
+        val_t = torch.from_numpy(one_hot(val.y, len(labels)))
+        val_loss = float(nn.functional.binary_cross_entropy(
+            torch.from_numpy(pred.sigmoid).float().clamp(1e-6, 1 - 1e-6), val_t))
+        auc = macro_auc(val.y, pred.probs)
+        acc = float((pred.probs.argmax(1) == val.y).mean())
+        elapsed = time.time() - start
+        for k, v in (("epoch", epoch), ("train_loss", float(np.mean(losses))), ("val_loss", val_loss),
+                     ("val_auc", auc), ("val_accuracy", acc), ("lr", opt.param_groups[0]["lr"]),
+                     ("seconds", elapsed)):
+            history[k].append(v)
+        epochs.set_postfix(loss=f"{np.mean(losses):.3f}", val_auc=f"{auc:.3f}", val_acc=f"{acc:.2f}")
+        if auc > best_auc:
+            best_auc, best_epoch, stale = auc, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        log(f"{name} epoch {epoch}: loss {np.mean(losses):.4f} val_loss {val_loss:.4f} "
+            f"val_auc {auc:.4f} val_acc {acc:.3f} ({elapsed:.0f} s)")
+        if stale >= cfg.patience:
+            log(f"{name}: early stop at epoch {epoch} (best {best_epoch})")
+            break
+        if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
+            log(f"{name}: time budget of {cfg.max_minutes} min reached at epoch {epoch}")
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    history.update(best_epoch=best_epoch, best_val_auc=best_auc, train_seconds=time.time() - start,
+                   n_parameters=model.n_parameters(),
+                   n_trained_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad))
     return model, history

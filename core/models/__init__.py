@@ -6,17 +6,21 @@ from ..config import FeatureConfig
 from .base import GenreModel, Prediction
 from .cnn import CNN
 from .crnn import CRNN
+from .transfer import CNNMSD, CRNNMSD, trunk_group
 
-MODELS: dict[str, type[GenreModel]] = {"cnn": CNN, "crnn": CRNN}
+# From scratch (the paper's reproduction) and fine-tuned from MSD-VGG.
+MODELS: dict[str, type[GenreModel]] = {"cnn": CNN, "crnn": CRNN, "cnn_msd": CNNMSD, "crnn_msd": CRNNMSD}
 
 
-def build_model(name: str, labels: list[str], cfg: FeatureConfig | None = None) -> GenreModel:
-    """Instantiate the model called ``name`` ("cnn" or "crnn")."""
+def build_model(name: str, labels: list[str], cfg: FeatureConfig | None = None,
+                **kwargs) -> GenreModel:
+    """Instantiate the model called ``name`` (a key of :data:`MODELS`);
+    ``kwargs`` go to its constructor (e.g. ``pretrained=False``)."""
     try:
         cls = MODELS[name.lower()]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
-    return cls(labels, cfg)
+    return cls(labels, cfg, **kwargs)
 
 
-__all__ = ["CNN", "CRNN", "GenreModel", "MODELS", "Prediction", "build_model"]
+__all__ = ["CNN", "CNNMSD", "CRNN", "CRNNMSD", "trunk_group", "GenreModel", "MODELS", "Prediction", "build_model"]

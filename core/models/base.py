@@ -3,6 +3,8 @@ embedding out, window averaging for tracks longer than a training chunk."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,12 +17,20 @@ from ..features import LogMelFrontEnd, split_windows
 
 @dataclass
 class Prediction:
-    """Output of a model on a batch of tracks (numpy, one row per track)."""
+    """Output of a model on a batch of tracks (numpy, one row per track).
 
-    probs: np.ndarray          # (B, G) genre probabilities, window-averaged
+    ``probs`` is what the app, CLI, index and evaluation use: a calibrated
+    distribution over genres, ``softmax(mean window logit / T)`` with the
+    temperature ``T`` fitted on validation data. ``sigmoid`` keeps the
+    paper's independent per-genre sigmoid outputs (window-averaged).
+    """
+
+    probs: np.ndarray          # (B, G) calibrated genre distribution (rows sum to 1)
     embedding: np.ndarray      # (B, D) penultimate-layer features, window-averaged
-    window_probs: np.ndarray   # (B, W, G) per-window probabilities
-    window_starts: list[int]   # start frame of each window
+    window_probs: np.ndarray   # (B, W, G) per-window calibrated distributions
+    window_starts: list[int]   # start frame (log-mel frames) of each window
+    sigmoid: np.ndarray | None = None   # (B, G) the paper's sigmoid outputs
+    logits: np.ndarray | None = None    # (B, G) window-averaged logits
 
 
 class GenreModel(nn.Module):
@@ -41,6 +51,8 @@ class GenreModel(nn.Module):
         self.labels = list(labels)
         self.cfg = cfg
         self.frontend = LogMelFrontEnd(cfg)
+        # Calibration temperature (fitted on val by core.calibration); 1 = none.
+        self.register_buffer("temperature", torch.ones(()))
 
     def embed_logmel(self, logmel: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -53,13 +65,11 @@ class GenreModel(nn.Module):
         """Log-mel chunk ``(B, 1, M, T)`` → genre logits ``(B, G)``."""
         return self.classify_embedding(self.embed_logmel(logmel))
 
-    @torch.inference_mode()
-    def predict_logmel(self, logmel: torch.Tensor, batch_windows: int = 64,
-                       hop: int | None = None) -> Prediction:
-        """Average sigmoid outputs and embeddings over sliding windows
-        (``hop`` frames apart; default from the feature config)."""
-        was_training = self.training
-        self.eval()
+    def window_outputs(self, logmel: torch.Tensor, batch_windows: int = 64,
+                       hop: int | None = None) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Sliding windows of ``cfg.chunk_frames`` (``hop`` frames apart;
+        default from the feature config) → embeddings ``(B, W, D)``, logits
+        ``(B, W, G)`` and the windows' start frames."""
         b = logmel.shape[0]
         wins, starts = split_windows(logmel, self.cfg.chunk_frames, hop or self.cfg.window_hop_frames)
         embs, logits = [], []
@@ -67,11 +77,29 @@ class GenreModel(nn.Module):
             e = self.embed_logmel(wins[i: i + batch_windows])
             embs.append(e)
             logits.append(self.classify_embedding(e))
-        emb = torch.cat(embs).reshape(b, len(starts), -1)
-        probs = torch.sigmoid(torch.cat(logits)).reshape(b, len(starts), -1)
+        return (torch.cat(embs).reshape(b, len(starts), -1),
+                torch.cat(logits).reshape(b, len(starts), -1), starts)
+
+    @torch.inference_mode()
+    def predict_logmel(self, logmel: torch.Tensor, batch_windows: int = 64,
+                       hop: int | None = None) -> Prediction:
+        """Log-mel ``(B, 1, M, T)`` → :class:`Prediction`, averaged over windows."""
+        was_training = self.training
+        self.eval()
+        emb, logits, starts = self.window_outputs(logmel, batch_windows, hop)
         self.train(was_training)
-        return Prediction(probs=probs.mean(1).numpy(), embedding=emb.mean(1).numpy(),
-                          window_probs=probs.numpy(), window_starts=starts)
+        return self.prediction(emb, logits, starts)
+
+    def prediction(self, emb: torch.Tensor, logits: torch.Tensor, starts: list[int]) -> Prediction:
+        """Window outputs ``(B, W, ·)`` → :class:`Prediction` (calibrated ``probs``)."""
+        t = self.temperature.clamp(min=1e-3)
+        mean_logit = logits.float().mean(1)
+        return Prediction(probs=torch.softmax(mean_logit / t, -1).numpy(),
+                          embedding=emb.float().mean(1).numpy(),
+                          window_probs=torch.softmax(logits.float() / t, -1).numpy(),
+                          window_starts=starts,
+                          sigmoid=torch.sigmoid(logits.float()).mean(1).numpy(),
+                          logits=mean_logit.numpy())
 
     @torch.inference_mode()
     def logmel(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -90,15 +118,24 @@ class GenreModel(nn.Module):
         fingerprint, since they compute the same vectors."""
         if getattr(self, "_fingerprint", None):
             return self._fingerprint
-        import hashlib
-        import json
-
         h = hashlib.sha256()
         h.update(json.dumps([self.name, list(self.labels), self.cfg.to_dict()], sort_keys=True).encode())
         for k, v in sorted(self.state_dict().items()):
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        """The tensors written to the model's safetensors file (all of them
+        here; pretrained models leave out layers they rebuild from elsewhere)."""
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+
+    def load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`saved_state`. Files written before calibration
+        existed have no ``temperature``: they load uncalibrated (T = 1)."""
+        state = dict(state)
+        state.setdefault("temperature", torch.ones(()))
+        self.load_state_dict(state)
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

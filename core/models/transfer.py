@@ -1,0 +1,185 @@
+"""Genre models fine-tuned from MSD-VGG (transfer learning from the Million
+Song Dataset), one CNN and one CRNN, sharing one frozen pretrained trunk.
+
+Both take the log-mel of :data:`~core.models.msd.MSD_FEATURES` (16 kHz,
+musicnn's ``log10(10000·P + 1)``), run MSD-VGG's input norm and conv blocks
+1–4 (frozen, :class:`~core.models.msd.MSDTrunk`) once over the whole clip,
+and cut their windows out of the trunk's output ``(B, 128, 6, T4)``, so a
+catalog pays for the trunk once for both models (:func:`trunk_group`).
+The trunk's weights are not stored in the project's safetensors files: they
+are rebuilt from the installed ``musicnn`` wheel, and the file records their
+SHA-256 so a different wheel is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+from torch import nn
+
+from ..config import FeatureConfig
+from ..errors import ArtifactError
+from .base import GenreModel, init_head
+from .msd import MSD_FEATURES, N_FILTERS, POOLS, MSDVGG, load_msd_weights, trunk_steps
+
+TRUNK_PREFIX = "trunk."
+
+
+class _MSDGenreModel(GenreModel):
+    """Shared behaviour: frozen MSD trunk, windows in trunk steps."""
+
+    # Trunk steps per training crop and per inference window (≈ 3.9 steps/s).
+    window_steps = 40
+    hop_steps = 20
+    uses_block5 = False     # keep MSD-VGG's fifth conv block (pretrained) as ``block5``
+
+    def __init__(self, labels: list[str], cfg: FeatureConfig | None = None, pretrained: bool = True):
+        super().__init__(labels, cfg or MSD_FEATURES)
+        if self.cfg.n_mels != 96 or self.cfg.compression != "log1p" or self.cfg.sample_rate != 16_000:
+            raise ValueError("MSD-VGG models need MSD_FEATURES (16 kHz, 96 mels, log10(10000·P + 1))")
+        vgg = MSDVGG()
+        if pretrained:
+            load_msd_weights(vgg)
+        self.trunk = vgg.trunk
+        self.trunk.requires_grad_(False)
+        if self.uses_block5:
+            self.block5 = vgg.block5
+        self.trunk_sha = self._trunk_digest()
+
+    # The trunk stays in eval mode (frozen batch-norm statistics) even while
+    # the head trains.
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.trunk.eval()
+        return self
+
+    def _trunk_digest(self) -> str:
+        h = hashlib.sha256()
+        for k, v in sorted(self.trunk.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def trunk_key(self) -> str:
+        """Models with the same key compute identical trunk features."""
+        return f"{self.cfg.key()}:{self.trunk_sha}"
+
+    def trunk_features(self, logmel: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(B, 1, 96, T)`` → trunk output ``(B, 128, 6, T4)``."""
+        return self.trunk(logmel)
+
+    def embed_trunk(self, feats: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def embed_logmel(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.embed_trunk(self.trunk_features(logmel))
+
+    def window_outputs(self, logmel: torch.Tensor, batch_windows: int = 64,
+                       hop: int | None = None, feats: torch.Tensor | None = None):
+        """Trunk once over the clip, then windows of ``window_steps`` trunk
+        steps ``hop_steps`` apart (``feats``: precomputed trunk output)."""
+        feats = self.trunk_features(logmel) if feats is None else feats
+        return self.window_outputs_from_trunk(feats)
+
+    def window_outputs_from_trunk(self, feats: torch.Tensor):
+        b, t = feats.shape[0], feats.shape[-1]
+        win = min(self.window_steps, t)
+        starts = list(range(0, t - win + 1, self.hop_steps))
+        if starts[-1] != t - win:
+            starts.append(t - win)
+        wins = torch.stack([feats[..., s: s + win] for s in starts], 1).flatten(0, 1)
+        emb = self.embed_trunk(wins)
+        logits = self.classify_embedding(emb)
+        frames_per_step = self.cfg.n_frames / max(trunk_steps(self.cfg.n_frames), 1)
+        return (emb.reshape(b, len(starts), -1), logits.reshape(b, len(starts), -1),
+                [int(round(s * frames_per_step)) for s in starts])
+
+    @torch.inference_mode()
+    def predict_trunk(self, feats: torch.Tensor):
+        """:class:`~core.models.base.Prediction` from precomputed trunk features."""
+        was_training = self.training
+        self.eval()
+        emb, logits, starts = self.window_outputs_from_trunk(feats)
+        self.train(was_training)
+        return self.prediction(emb, logits, starts)
+
+    def saved_state(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in super().saved_state().items() if not k.startswith(TRUNK_PREFIX)}
+
+    def load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
+        state = dict(state)
+        state.setdefault("temperature", torch.ones(()))
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        bad = [k for k in missing if not k.startswith(TRUNK_PREFIX)]
+        if bad or unexpected:
+            raise ArtifactError(f"weights do not fit {self.name}: missing {bad[:3]}, unexpected {unexpected[:3]}")
+
+
+class CNNMSD(_MSDGenreModel):
+    """MSD-VGG fine-tuned for genre: the five-conv CNN of Choi et al. (ISMIR
+    2016) as used by Adiyansjah et al. (2019), with MSD weights from Pons &
+    Serra's musicnn (2019). Blocks 1–4 frozen; block 5 (conv 3×3 → ReLU →
+    BN → 4×4 max pool, initialised from MSD) and the genre head are trained.
+    Embedding: mean and max of pool 5 over time (256-d)."""
+
+    name = "cnn_msd"
+    # The shipped model trains on 10 s crops and predicts on the whole clip.
+    window_steps = 116
+    hop_steps = 116
+    train_steps = 40
+    uses_block5 = True
+
+    def __init__(self, labels: list[str], cfg: FeatureConfig | None = None,
+                 pretrained: bool = True, dropout: float = 0.5):
+        super().__init__(labels, cfg, pretrained)
+        self.pool5 = nn.MaxPool2d(POOLS[4], ceil_mode=True)
+        self.embedding_dim = 2 * N_FILTERS
+        self.head_dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.embedding_dim, len(self.labels))
+        init_head(self.head)
+
+    def embed_trunk(self, feats: torch.Tensor) -> torch.Tensor:
+        x = self.pool5(self.block5(feats)).amax(2)          # (B, 128, T5)
+        return torch.cat([x.mean(-1), x.amax(-1)], dim=1)
+
+
+class CRNNMSD(_MSDGenreModel):
+    """CRNN after Choi, Fazekas, Sandler & Cho (ICASSP 2017) as used by
+    Adiyansjah et al. (2019), on MSD-VGG's pretrained conv blocks 1–4
+    (Pons & Serra 2019): the trunk's six mel bins are max-pooled to one and
+    its ≈ 40 time steps per 10 s window feed two GRU layers; the last GRU
+    state is the embedding."""
+
+    name = "crnn_msd"
+    window_steps = 40
+    hop_steps = 20
+    train_steps = 40
+
+    def __init__(self, labels: list[str], cfg: FeatureConfig | None = None,
+                 pretrained: bool = True, hidden: int = 128, dropout: float = 0.3):
+        super().__init__(labels, cfg, pretrained)
+        self.gru_dropout = nn.Dropout(0.1)
+        self.gru = nn.GRU(N_FILTERS, hidden, num_layers=2, batch_first=True, dropout=0.1)
+        self.embedding_dim = hidden
+        self.head_dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, len(self.labels))
+        init_head(self.head)
+
+    def embed_trunk(self, feats: torch.Tensor) -> torch.Tensor:
+        seq = feats.amax(2).transpose(1, 2)                 # (B, T4, 128)
+        out, _ = self.gru(self.gru_dropout(seq))
+        return out[:, -1]
+
+
+def trunk_group(models: dict[str, GenreModel]) -> dict[str, list[str]]:
+    """Model names grouped by shared trunk (``trunk_key``); models without a
+    trunk are left out."""
+    groups: dict[str, list[str]] = {}
+    for name, m in models.items():
+        if isinstance(m, _MSDGenreModel):
+            groups.setdefault(m.trunk_key(), []).append(name)
+    return groups
+
+
+__all__ = ["CNNMSD", "CRNNMSD", "trunk_group"]
