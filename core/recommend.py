@@ -101,6 +101,9 @@ PSEUDO_MODELS = ("mfcc",)
 # The model used when none is named, if the index has it (else the first indexed one).
 PREFERRED_MODEL = "crnn"
 MAX_SEEDS = 5
+# The artifact the app reads the offline figures of both methods from
+# (``python -m core recommend-eval --split test --json artifacts/recommend_eval.json``).
+EVAL_ARTIFACT = "recommend_eval.json"
 # Above this many tracks cosine candidates come from the approximate
 # core.search.VectorIndex (IVF, calibrated recall); below it every track is
 # scored exactly. CANDIDATES: how many it returns per query.

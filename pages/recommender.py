@@ -95,22 +95,35 @@ if not seeds and not seed_vectors:
     st.stop()
 
 # ---- options
+D = rec.DEFAULTS
 with st.expander("Options", expanded=False):
     c1, c2, c3 = st.columns(3)
-    choices = list(idx.models) + ([rec.ENSEMBLE] if all(m in idx.models for m in rec.ENSEMBLE_PARTS) else [])
-    model = ui.model_picker(choices, key="rec_model", container=c1,
-                            format_func=lambda m: "CNN + CRNN (ensemble)" if m == rec.ENSEMBLE else charts.model_name(m))
-    k = c1.slider("How many recommendations", 3, 20, 5, key="rec_k")
-    distance = c2.selectbox("Similarity", list(rec.DISTANCES), key="rec_distance",
+    choices = rec.model_choices(idx)
+    default_model = rec.resolve_model(idx, D.model)
+    model = c1.selectbox("Model", choices, index=choices.index(default_model) if default_model in choices else 0,
+                         format_func=lambda m: "all models (ensemble)" if m == rec.ENSEMBLE else charts.model_name(m),
+                         key="rec_model")
+    k = c1.slider("How many recommendations", 3, 20, D.k, key="rec_k")
+    leave_artist_out = c1.checkbox("Leave out my songs' artists", value=False, key="rec_lao",
+                                   help="Never recommend another track by an artist of your songs.")
+    distance = c2.selectbox("Similarity", list(rec.DISTANCES), index=list(rec.DISTANCES).index(D.distance),
+                            key="rec_distance",
                             format_func={"cosine": "cosine (angle)", "euclidean": "Euclidean distance",
                                          "pnorm": "p-norm distance"}.get)
-    p = c2.slider("p (for the p-norm)", 1.0, 6.0, 3.0, 0.5, key="rec_p", disabled=distance != "pnorm")
-    aggregate = c2.radio("Combine the seeds by", list(rec.AGGREGATES), horizontal=True, key="rec_agg",
+    p = c2.slider("p (for the p-norm)", 1.0, 6.0, D.p, 0.5, key="rec_p", disabled=distance != "pnorm")
+    aggregate = c2.radio("Combine the seeds by", list(rec.AGGREGATES), index=list(rec.AGGREGATES).index(D.aggregate),
+                         horizontal=True, key="rec_agg",
                          format_func={"mean": "average", "max": "closest seed"}.get,
                          help="'closest seed' suits five songs that span two different tastes.")
-    genre_weight = c3.slider("Method 2: weight of genre", 0.0, 1.0, 0.5, 0.05, key="rec_gw",
+    variant = c3.radio("Method 2 uses", list(rec.VARIANTS), index=list(rec.VARIANTS).index(D.variant),
+                       key="rec_variant", horizontal=True,
+                       format_func={"soft": "genre mix", "centre": "genre centre songs"}.get,
+                       help="Genre mix: how close the track's predicted genre mix is to your songs'. "
+                            "Genre centre songs (the paper's): how close the track sounds to the most "
+                            "typical song of each genre the model hears in your songs.")
+    genre_weight = c3.slider("Method 2: weight of genre", 0.0, 1.0, D.genre_weight, 0.05, key="rec_gw",
                              help="0 = sound only (same as method 1), 1 = genre only.")
-    diversity = c3.slider("Diversity", 0.0, 1.0, 0.0, 0.05, key="rec_div",
+    diversity = c3.slider("Diversity", 0.0, 1.0, D.diversity, 0.05, key="rec_div",
                           help="Above 0, near-duplicates of tracks already in the list are pushed down.")
 
 liked, disliked = st.session_state[FEEDBACK["liked"]], st.session_state[FEEDBACK["disliked"]]
@@ -121,16 +134,35 @@ if liked or disliked:
     c1.caption(f"Your feedback: :material/thumb_up: {len(liked)} · :material/thumb_down: {len(disliked)} — both lists take it into account.")
     c2.button("Clear feedback", on_click=_clear_feedback, key="rec_clear")
 
+exclude_artists = []
+if leave_artist_out:
+    exclude_artists = [str(rows.loc[s, "artist"]) for s in seeds if rows.loc[s, "artist"]]
+common = dict(k=k, model=model, aggregate=aggregate, distance=distance, p=p, diversity=diversity,
+              liked=liked, disliked=disliked, seed_vectors=seed_vectors)
+settings = {"cosine": dict(method="cosine"),
+            "genre": dict(method="genre", genre_weight=genre_weight, variant=variant)}
 results = {}
-for method in ("cosine", "genre"):
+for method, extra in settings.items():
     try:
-        results[method] = rec.recommend(idx, seeds, method=method, k=k, model=model, aggregate=aggregate,
-                                        distance=distance, p=p, genre_weight=genre_weight,
-                                        diversity=diversity, liked=liked, disliked=disliked,
-                                        seed_vectors=seed_vectors)
+        results[method] = rec.recommend(idx, seeds, **extra, **common,
+                                        **({"exclude_artists": exclude_artists} if exclude_artists else {}))
     except rec.RecommendError as exc:
         st.error(str(exc))
         st.stop()
+
+offline = ui.artifact_json(rec.EVAL_ARTIFACT, quiet=True) or {}
+
+
+def _offline_line(method: str) -> str | None:
+    """The offline figures of one method from the shipped recommend-eval JSON."""
+    m = offline.get("methods", {}).get(method)
+    if not m:
+        return None
+    cfg = offline.get("config", {})
+    return (f"Offline ({offline.get('split', '?')} split, {offline.get('n_listeners', '?')} simulated listeners, "
+            f"{cfg.get('model') or 'default model'}): precision@{cfg.get('k', 5)} **{m['precision']:.3f}** "
+            f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}] · same-artist share {m['artist_hit_rate']:.2f}")
+
 
 # ---- results
 st.subheader("2 · Recommendations")
@@ -144,13 +176,17 @@ if main_genre:
                 f"method 2 {share['genre']:.0%}.")
 st.caption(summary)
 
+term = "centre match" if variant == "centre" else "genre match"
 TITLES = {"cosine": ("Method 1 · sound only", "cosine similarity of the embeddings"),
-          "genre": ("Method 2 · sound + genre", f"{1 - genre_weight:.2f} × sound + {genre_weight:.2f} × genre match")}
+          "genre": ("Method 2 · sound + genre", f"{1 - genre_weight:.2f} × sound + {genre_weight:.2f} × {term}")}
 cols = st.columns(2)
 for col, (method, recs) in zip(cols, results.items()):
     with col:
         st.markdown(f"#### {TITLES[method][0]}")
         st.caption(f"score = {TITLES[method][1]}")
+        line = _offline_line(method)
+        st.caption(line or f"No offline figures yet (`python -m core recommend-eval --split test --json "
+                           f"artifacts/{rec.EVAL_ARTIFACT}`).")
         if not recs:
             st.info("Nothing left to recommend — the catalog is too small.")
         for r in recs:
@@ -167,5 +203,33 @@ for col, (method, recs) in zip(cols, results.items()):
                           args=(r.track_id, "disliked"),
                           type="primary" if r.track_id in disliked else "secondary", help="Less like this")
                 with b3.popover("Why?"):
-                    st.markdown(f"similarity {r.similarity:.2f} · genre match {r.genre_match:.2f}")
+                    extra = f" · centre match {r.centre_match:.2f}" if r.centre_match is not None else ""
+                    st.markdown(f"similarity {r.similarity:.2f} · genre match {r.genre_match:.2f}{extra}")
                     st.caption(r.reason)
+
+# ---- how the lists differ
+st.subheader("3 · How the two lists differ")
+kw = {m: {**common, **extra, **({"exclude_artists": exclude_artists} if exclude_artists else {})}
+      for m, extra in settings.items()}
+try:
+    diff = rec.list_differences(idx, seeds, results["cosine"], results["genre"], kw["cosine"], kw["genre"])
+except rec.RecommendError as exc:
+    diff = None
+    st.caption(f"Cannot compare the lists: {exc}")
+if diff is not None:
+    n_a, n_b = len(results["cosine"]), len(results["genre"])
+    st.markdown(f"**{diff.n_shared} shared** of {max(n_a, n_b)} · **{len(diff.only['a'])}** only in method 1 · "
+                f"**{len(diff.only['b'])}** only in method 2.")
+    if not diff.only["a"] and not diff.only["b"]:
+        st.caption("Both methods agree on every track here. Raise the genre weight, try the other method-2 "
+                   "variant, or pick songs from different genres to see them part ways.")
+    table = [{"only in": name, "track": (d["title"] or d["track_id"]) + (f" — {d['artist']}" if d["artist"] else ""),
+              "rank here": d["rank"], "rank in the other": d["other_rank"], "why": d["why"]}
+             for side, name in (("a", "method 1"), ("b", "method 2")) for d in diff.only[side]]
+    if table:
+        st.dataframe(table, hide_index=True, width="stretch", key="rec_diff")
+    gm = offline.get("resampled", {}).get("genre_minus_cosine")
+    if gm:
+        st.caption(f"Offline, method 2 − method 1: {gm['diff']:+.3f} precision "
+                   f"[95% CI {gm['ci95'][0]:+.3f}, {gm['ci95'][1]:+.3f}], p = {gm['p']:.3g} "
+                   f"(resampled over {gm.get('n_units', '?')} {gm.get('unit', 'track')}s).")

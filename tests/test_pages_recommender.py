@@ -74,13 +74,20 @@ def test_options_reach_the_recommender(app, calls):
     app.slider(key="rec_gw").set_value(1.0).run()
     app.radio(key="rec_agg").set_value("max").run()
     app.slider(key="rec_div").set_value(0.3).run()
+    app.radio(key="rec_variant").set_value("centre").run()
+    app.checkbox(key="rec_lao").check().run()
     no_exceptions(app)
     last = calls[-2:]
     for c in last:
         assert c["seeds"] == SEEDS[:2]
-        assert (c["k"], c["model"], c["distance"], c["genre_weight"], c["aggregate"], c["diversity"]) == \
-            (8, "ensemble", "euclidean", 1.0, "max", 0.3)
+        assert (c["k"], c["model"], c["distance"], c["aggregate"], c["diversity"]) == \
+            (8, "ensemble", "euclidean", "max", 0.3)
+        # Leave-artist-out: the seeds' own artists are excluded from both lists.
+        assert c["exclude_artists"] == ["Tones artist 0", "Tones artist 1"]
+    assert (last[1]["method"], last[1]["genre_weight"], last[1]["variant"]) == ("genre", 1.0, "centre")
+    assert "genre_weight" not in last[0] and "variant" not in last[0]
     assert _lists(app) == _last(calls) and len(_lists(app)["genre"]) == 8
+    assert "centre match" in texts(app)
 
 
 def test_like_and_dislike_feed_back_into_both_lists(app, calls):
@@ -126,3 +133,62 @@ def test_uploaded_song_can_be_a_seed(app, tmp_path, calls):
     vectors = calls[-1]["seed_vectors"]
     assert calls[-1]["seeds"] == [] and [v.name for v in vectors] == ["mine.wav"]
     assert set(vectors[0].embedding) == {"cnn", "crnn"} and vectors[0].probs["crnn"].shape == (3,)
+
+
+def test_the_page_shows_how_the_lists_differ(app, calls):
+    import core.recommend as rec
+
+    open_page(app, "recommender")
+    app.multiselect(key="rec_seeds_w").set_value(SEEDS).run()
+    app.slider(key="rec_gw").set_value(1.0).run()        # genre only: the lists part ways
+    no_exceptions(app)
+    shown = _lists(app)
+    shared = set(shown["cosine"]) & set(shown["genre"])
+    text = texts(app)
+    assert f"**{len(shared)} shared** of 5" in text
+    only1 = [t for t in shown["cosine"] if t not in shared]
+    only2 = [t for t in shown["genre"] if t not in shared]
+    assert f"**{len(only1)}** only in method 1" in text and f"**{len(only2)}** only in method 2" in text
+    if only1 or only2:
+        assert len(app.dataframe) == 1
+        table = app.dataframe[0].value
+        assert len(table) == len(only1) + len(only2)
+        assert list(table["only in"]) == ["method 1"] * len(only1) + ["method 2"] * len(only2)
+        # The "why" gives the track's rank under the other method, as core.recommend.rank_of does.
+        kw = {k: v for k, v in calls[-1].items() if k not in ("seeds", "result", "method")}
+        if only1:
+            r = rec.rank_of(app_index(app), SEEDS, only1[:1], method="genre", **kw)[only1[0]]
+            assert int(table["rank in the other"].iloc[0]) == r["rank"]
+            assert f"method 2 ranks it #{r['rank']}" in table["why"].iloc[0]
+    assert "No offline figures yet" in text
+
+
+def app_index(app):
+    from core.index import CatalogIndex
+
+    return CatalogIndex.open(app.env["GENRE_INDEX"])
+
+
+def test_offline_figures_next_to_the_lists(app, tmp_path, monkeypatch):
+    import shutil
+
+    from core.artifacts import update_manifest, write_json
+    from core.recommend import EVAL_ARTIFACT
+
+    art = tmp_path / "artifacts"
+    shutil.copytree(app.env["GENRE_ARTIFACTS"], art)
+    m = lambda p, lo, hi, a: {"precision": p, "precision_at_5": p, "ci95": [lo, hi], "artist_hit_rate": a}  # noqa: E731
+    write_json(art / EVAL_ARTIFACT, {
+        "split": "test", "n_listeners": 400, "config": {"model": "crnn", "k": 5},
+        "methods": {"cosine": m(0.327, 0.300, 0.353, 0.14), "genre": m(0.351, 0.322, 0.380, 0.12)},
+        "resampled": {"genre_minus_cosine": {"diff": 0.024, "ci95": [0.004, 0.044], "p": 0.02,
+                                             "unit": "track", "n_units": 100}}})
+    update_manifest(art)
+    monkeypatch.setenv("GENRE_ARTIFACTS", str(art))
+    open_page(app, "recommender")
+    app.multiselect(key="rec_seeds_w").set_value(SEEDS).run()
+    no_exceptions(app)
+    text = texts(app)
+    assert "precision@5 **0.327** [0.300, 0.353]" in text and "precision@5 **0.351** [0.322, 0.380]" in text
+    assert "method 2 − method 1: +0.024 precision [95% CI +0.004, +0.044], p = 0.02" in text
+    assert "resampled over 100 tracks" in text and "No offline figures yet" not in text
