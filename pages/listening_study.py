@@ -52,15 +52,17 @@ with take_part:
                                    default=[s for s in pre if s in labels], format_func=labels.__getitem__,
                                    max_selections=study.N_SEEDS, key="study_seeds",
                                    placeholder="Type a title, artist or genre…")
-            model = "crnn" if "crnn" in idx.models else idx.models[0]
+            model = rec.resolve_model(idx, rec.DEFAULTS.model)
+            variant = rec.DEFAULTS.variant
             if st.button("Start listening", type="primary", key="study_start",
                          disabled=len(seeds) != study.N_SEEDS):
                 try:
                     lists = {m: [r.track_id for r in rec.recommend(idx, seeds, method=m, k=K_PER_METHOD,
-                                                                   model=model)]
+                                                                   model=model, variant=variant)]
                              for m in ("cosine", "genre")}
                     pid = store.enroll(seeds, lists["cosine"], lists["genre"], table["track_id"].tolist(),
-                                       rng=np.random.default_rng(), note=f"model={model}")
+                                       rng=np.random.default_rng(),
+                                       note=f"model={model}; method2={variant}, w={rec.DEFAULTS.genre_weight:g}")
                 except (study.StudyError, rec.RecommendError) as exc:
                     st.error(str(exc))
                 else:
@@ -131,12 +133,45 @@ with results_tab:
                    "two like rates (a *paired* t-test). p < 0.05 suggests a real difference; the effect "
                    "size says how big it is in units of the spread between people.")
         st.markdown("\n".join(f"* {x.describe()}" for x in res.tests.values()))
-        with st.expander("Per participant"):
+        st.info(res.power["text"], icon=":material/functions:")
+
+        st.subheader("Decoy-adjusted like rates")
+        st.caption("Each participant's like rate for a method minus the same participant's like rate for the "
+                   "random decoys: how much more than *any* song they liked it. Means over participants with "
+                   "95 % t-intervals; p from the paired t-test against the decoys.")
+        adj = res.adjusted
+        shown = adj[adj["method"] != study.DECOY]
+        fig = go.Figure()
+        fig.add_bar(x=adj["label"], y=adj["like_rate"], name="like rate",
+                    error_y=dict(type="data", symmetric=False, array=(adj["ci_high"] - adj["like_rate"]).tolist(),
+                                 arrayminus=(adj["like_rate"] - adj["ci_low"]).tolist()),
+                    marker_color="#9ecae1")
+        fig.add_bar(x=shown["label"], y=shown["adjusted_like_rate"], name="minus decoys",
+                    error_y=dict(type="data", symmetric=False,
+                                 array=(shown["adjusted_ci_high"] - shown["adjusted_like_rate"]).tolist(),
+                                 arrayminus=(shown["adjusted_like_rate"] - shown["adjusted_ci_low"]).tolist()),
+                    marker_color="#1f77b4")
+        fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), barmode="group",
+                          yaxis=dict(title="like rate", tickformat=".0%"),
+                          title="Mean over participants, 95 % CI")
+        st.plotly_chart(fig, key="study_adjusted")
+        st.dataframe(adj.drop(columns=["method"]).rename(columns={"label": "source"}), hide_index=True,
+                     width="stretch", key="study_adjusted_table")
+        with st.expander("Per participant (paired: both methods and the decoys for each person)"):
+            st.dataframe(res.paired, hide_index=True, width="stretch")
+        with st.expander("Per participant and source"):
             st.dataframe(res.per_participant, hide_index=True, width="stretch")
-    c1, c2 = st.columns(2)
+    c1, c2, c3, c4 = st.columns(4)
     c1.download_button("All answers (CSV)", store.export_csv() or "", file_name="study_answers.csv",
                        mime="text/csv", key="study_csv", icon=":material/download:")
     c2.download_button("Likes per participant (CSV)", store.export_csv(what="per_participant") or "",
                        file_name="study_per_participant.csv", mime="text/csv", key="study_csv_pp",
                        icon=":material/download:")
+    c3.download_button("Paired per participant (CSV)", store.export_csv(what="paired") or "",
+                       file_name="study_paired.csv", mime="text/csv", key="study_csv_paired",
+                       icon=":material/download:")
+    c4.download_button("Results report (CSV)", store.export_csv(what="report") or "",
+                       file_name="study_report.csv", mime="text/csv", key="study_csv_report",
+                       icon=":material/download:",
+                       help="Like rates and decoy-adjusted rates with 95 % CIs, the paired tests, the power note.")
     st.caption(f"Stored in `{ui.paths().study_db}` (SQLite; set $GENRE_STUDY_DB to move it).")

@@ -70,7 +70,18 @@ def test_results_show_the_paired_test_and_csv_exports(app):
     assert shown["Effect size (Cohen's d_z)"] == f"{res.main_test.d_z:.2f}"
     assert "4 participant(s)" in texts(app)
     downloads = app.get("download_button")
-    assert len(downloads) == 2
+    assert len(downloads) == 4
+    # Power note and decoy-adjusted rates, as core.study computes them.
+    assert res.power["text"] in texts(app)
+    assert "Decoy-adjusted like rates" in texts(app)
+    tables = [d.value for d in app.dataframe]
+    adj = next(t for t in tables if "adjusted_like_rate" in t)
+    want = res.adjusted.set_index("method")
+    assert list(adj["source"]) == list(want["label"])
+    assert adj["adjusted_like_rate"].iloc[0] == want.loc["method1", "adjusted_like_rate"]
+    assert adj["ci_low"].iloc[1] == want.loc["method2", "ci_low"]
+    paired = next(t for t in tables if "method1_minus_method2" in t)
+    assert len(paired) == 4 and list(paired["participant"]) == list(res.paired["participant"])
 
 
 def test_no_answers_yet_says_so(app):
