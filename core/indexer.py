@@ -170,3 +170,30 @@ class BackgroundIndexer:
         """Ask the run to stop after the current batch (what was committed stays)."""
         self._stop.set()
         return self.wait(timeout)
+
+
+class ModelLoader:
+    """Loads the models once, in a background thread started at construction,
+    so the first page can be drawn while they load."""
+
+    def __init__(self, load: Callable[[], dict]):
+        self._models: dict | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(load,), daemon=True, name="load-models")
+        self._thread.start()
+
+    def _run(self, load: Callable[[], dict]) -> None:
+        try:
+            self._models = load()
+        except BaseException as exc:  # noqa: BLE001 — re-raised to whoever asks for the models
+            self._error = exc
+
+    def ready(self) -> bool:
+        return not self._thread.is_alive()
+
+    def get(self, timeout: float | None = None) -> dict:
+        """The models (waits for the load); re-raises the load's error."""
+        self._thread.join(timeout)
+        if self._error is not None:
+            raise self._error
+        return self._models or {}

@@ -17,6 +17,8 @@ from core.audio import SUPPORTED_EXTENSIONS, AudioError, load
 from core.config import FeatureConfig, Paths
 from core.features import frame_times, mel_frequencies
 from core.inference import analyse
+from core.index import CatalogError, IndexSnapshot
+from core.indexer import BackgroundIndexer, ModelLoader
 from core.selection import best_model
 from pages._charts import model_name
 
@@ -54,12 +56,27 @@ def _stamp(path: Path) -> float:
 
 # ----------------------------------------------------------------- models & artifacts
 
-@st.cache_resource(show_spinner="Loading the models…", max_entries=2)
-def _load_models(artifacts: str, stamp: float) -> dict:
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _model_loader(artifacts: str, stamp: float) -> ModelLoader:
+    # Loaded in a background thread, so the first page is drawn meanwhile.
     # Inference-only copies (batch norm folded; same outputs to ~1e-6, ~2.5x
     # less CPU). They keep the shipped weights' fingerprint, so the index
     # built by the CLI stays current for them.
-    return load_models(artifacts, optimise=True)
+    return ModelLoader(lambda: load_models(artifacts, optimise=True))
+
+
+def model_loader() -> ModelLoader:
+    """The process-wide loader of the current artifacts (started on first use)."""
+    root = paths().artifacts
+    return _model_loader(str(root), _stamp(root / "manifest.json"))
+
+
+def _load_models(artifacts: str, stamp: float) -> dict:
+    loader = _model_loader(artifacts, stamp)
+    if not loader.ready():
+        with st.spinner("Loading the models…"):
+            return loader.get()
+    return loader.get()
 
 
 def models(quiet: bool = False) -> dict | None:
@@ -322,53 +339,70 @@ def sidebar() -> None:
 
 
 def index_sidebar(cat: catalog_mod.Catalog) -> None:
-    """Index status and the button that brings it up to date."""
+    """Index status; starts the background indexing of the catalog by itself
+    (once per catalog and model version in this server process)."""
     if not len(cat):
         return
-    idx = index(quiet=True)
-    mods = models(quiet=True)
-    if idx is None or not mods:
+    svc = indexer(quiet=True)
+    if svc is None:
         return
-    plan = index_plan(cat, idx, mods)
-    if plan.up_to_date:
-        st.caption(f":material/database: Index ready: {len(idx):,} tracks.")
-        return
-    st.caption(f":material/database: Index: {len(idx):,} tracks — {plan.summary()}.")
-    if st.button("Update the index", key="sidebar_index", help="Runs both models over the new "
-                 "tracks once; afterwards the map and the recommender use them."):
-        run_index_update(cat, idx, mods)
+    key = (catalog_mod.catalog_signature([str(d) for d in cat.data_dirs], cat.library_dir), models_key())
+    if not svc.running() and key not in svc.attempted:
+        svc.start(cat, model_loader().get, key=key)
+    _index_status(svc.dir)
+
+
+@st.fragment(run_every=2.0)
+def _index_status(index_dir: Path) -> None:
+    """Progress of the background run (redrawn every 2 s on its own)."""
+    svc = _indexer(str(index_dir))
+    status = svc.status()
+    snap = svc.snapshot()
+    if status.running and not status.total:
+        st.caption(f":material/database: Index: {len(snap):,} tracks — checking for new music…")
+    elif status.running:
+        st.progress(min(status.done / status.total, 1.0), text=status.line())
+        st.caption(f":material/database: {len(snap):,} tracks usable so far.")
+    elif status.state == "failed":
+        st.caption(f":material/error: {status.line()}")
+    else:
+        st.caption(f":material/database: Index ready: {len(snap):,} tracks.")
+        if status.stats.get("failed"):
+            st.caption(f":material/warning: {len(status.stats['failed'])} file(s) could not be read.")
 
 
 # ----------------------------------------------------------------- index
 
-def _index_mod():
-    try:
-        from core import index as index_mod
-    except ImportError:  # the recommender half of the project is not installed
-        return None
-    return index_mod
-
-
 @st.cache_resource(show_spinner="Opening the catalog index…", max_entries=2)
-def _open_index(index_dir: str, stamp: float):
-    return _index_mod().CatalogIndex.open(index_dir)
+def _indexer(index_dir: str) -> BackgroundIndexer:
+    # The one object shared by every session: it is never changed in place
+    # for readers; index() hands out its current immutable snapshot.
+    return BackgroundIndexer(index_dir)
 
 
-def index(quiet: bool = False):
-    """The catalog index (reopened when another session commits), or ``None``
-    with a message."""
-    mod = _index_mod()
-    if mod is None:
-        if not quiet:
-            st.error("The catalog index (core/index.py) is not installed, so this page cannot work yet.")
-        return None
+def indexer(quiet: bool = False) -> BackgroundIndexer | None:
+    """The process-wide background indexer of the configured index folder."""
     d = paths().index
     try:
-        return _open_index(str(d), _stamp(d / "CURRENT"))
-    except (mod.CatalogError, OSError) as exc:
+        return _indexer(str(d))
+    except (CatalogError, OSError) as exc:
         if not quiet:
-            st.error(f"The catalog index in `{d}` cannot be read: {exc} — delete the folder and "
-                     "press *Update the index* to rebuild it.")
+            st.error(f"The catalog index in `{d}` cannot be read: {exc} — delete the folder to "
+                     "rebuild it.")
+        return None
+
+
+def index(quiet: bool = False) -> IndexSnapshot | None:
+    """The current index snapshot (immutable: use it for the whole page run),
+    or ``None`` with a message."""
+    svc = indexer(quiet)
+    if svc is None:
+        return None
+    try:
+        return svc.snapshot()
+    except (CatalogError, OSError) as exc:
+        if not quiet:
+            st.error(f"The catalog index in `{svc.dir}` cannot be read: {exc}")
         return None
 
 
@@ -396,47 +430,56 @@ def index_plan(cat: catalog_mod.Catalog, idx, mods: dict) -> catalog_mod.IndexPl
     return catalog_mod.plan_index(cat, index_table(idx), models_changed=changed)
 
 
-def run_index_update(cat: catalog_mod.Catalog, idx, mods: dict) -> dict:
-    """Embed what is missing, with a progress bar; ``mods`` must be
-    ``models()``."""
-    bar = st.progress(0.0, text="Indexing…")
-
-    def progress(done: int, total: int) -> None:
-        bar.progress(min(done / total, 1.0) if total else 1.0, text=f"Indexing: {done} / {total} tracks")
-
-    try:
-        stats = catalog_mod.sync_index(cat, idx, mods, progress=progress)
-    except Exception as exc:  # noqa: BLE001 — the index reports one-line errors
-        bar.empty()
-        st.error(f"Indexing failed: {' '.join(str(exc).split())}")
-        return {}
-    bar.progress(1.0, text=f"Indexed {stats.get('embedded', 0)} new track(s).")
-    for line in stats.get("failed", [])[:20]:
-        st.error(line)
-    st.session_state["index_stats"] = stats
-    return stats
+def start_indexing(cat: catalog_mod.Catalog) -> bool:
+    """Start (or restart) the background indexing of ``cat``; False if one runs."""
+    svc = indexer()
+    return svc is not None and svc.start(cat, model_loader().get)
 
 
 def index_or_help(mods: dict | None):
-    """The index if it has tracks; otherwise explain how to get there and return ``None``."""
+    """The index snapshot if it has tracks (while indexing runs: what is indexed
+    so far); otherwise wait for the first tracks or explain how to add music."""
     cat = catalog()
+    svc = indexer()
     idx = index()
-    if idx is None:
+    if idx is None or svc is None:
         return None
     if len(idx):
+        status = svc.status()
+        if status.running:
+            st.caption(f":material/hourglass_top: Indexing in the background ({status.done:,} / "
+                       f"{status.total:,}): this page uses the {len(idx):,} tracks indexed so far; "
+                       "reload it to see more.")
         return idx
     if not len(cat):
         show_how_to_add_music("This page needs music: the catalog is empty.")
         return None
-    index_mods = models(quiet=True) if mods else None
-    if not index_mods:
+    if not mods:
         return None
-    st.info(f"The catalog has {len(cat):,} tracks, but they have not been indexed yet: both models "
-            "need to listen to each track once (a few minutes for ~1,000 tracks).")
+    status = svc.status()
+    if status.running:
+        st.info(f"The catalog has {len(cat):,} tracks and they are being indexed in the background "
+                f"(every model listens to each track once). {status.done:,} / {status.total:,} done; "
+                "this page appears as soon as the first tracks are in.")
+        _wait_for_first_tracks(svc)
+        return None
+    if status.state == "failed":
+        st.error(status.line())
+    st.info(f"The catalog has {len(cat):,} tracks, but they have not been indexed yet: every model "
+            "needs to listen to each track once (a few minutes for ~1,000 tracks).")
     if st.button("Index the catalog now", key="main_index", type="primary"):
-        run_index_update(cat, idx, index_mods)
-        st.rerun()
+        start_indexing(cat)
+        _wait_for_first_tracks(svc)
     return None
+
+
+def _wait_for_first_tracks(svc: BackgroundIndexer, poll_s: float = 1.0) -> None:
+    """Rerun the page once the index has its first tracks (or the run ended)."""
+    import time
+
+    while svc.running() and not len(svc.snapshot()):
+        time.sleep(poll_s)
+    st.rerun()
 
 
 # ----------------------------------------------------------------- library
@@ -458,18 +501,20 @@ def add_to_library(files: list[tuple[str, bytes]]) -> list[str]:
             st.error(str(exc))
     if not saved:
         return []
-    idx = index(quiet=True)
+    svc = indexer(quiet=True)
     mods = models(quiet=True)
-    if idx is None or not mods:
+    if svc is None or not mods:
         st.success(f"Saved {len(saved)} file(s) to the library; index them from the sidebar.")
         return []
-    bar = st.progress(0.0, text="Adding to the catalog…")
+    bar = st.progress(0.0, text="Adding to the catalog…" + (
+        " (after the background indexing)" if svc.running() else ""))
 
     def progress(done: int, total: int) -> None:
         bar.progress(min(done / total, 1.0) if total else 1.0, text=f"Indexing: {done} / {total}")
 
-    stats = idx.add_files([str(s.path) for s in saved], mods, source=catalog_mod.LIBRARY_SOURCE,
-                          progress=progress, titles=[s.path.stem.replace("_", " ") for s in saved])
+    stats = svc.run_now(lambda w: w.add_files(
+        [str(s.path) for s in saved], mods, source=catalog_mod.LIBRARY_SOURCE, progress=progress,
+        titles=[s.path.stem.replace("_", " ") for s in saved]))
     bar.progress(1.0, text="Done.")
     for line in stats.get("failed", []):
         st.error(line)

@@ -11,7 +11,7 @@ import pytest
 from conftest import synth, write_audio
 from streamlit.testing.v1 import AppTest
 
-from test_app import APP, TIMEOUT, app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
+from test_app import APP, TIMEOUT, app, app_env, no_exceptions, open_page, plotly_specs, texts, values, wait_for_index  # noqa: F401
 
 
 @pytest.fixture
@@ -89,4 +89,4 @@ def test_add_to_library_saves_a_sanitised_copy_and_indexes_it(app, uploads, tmp_
     assert np.isfinite(idx.embeddings("crnn")[table.index[table["source"] == "library"][0]]).all()
     # The index stays current for the app: no "models changed" re-embedding.
     fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    assert "Index ready: 19 tracks" in "\n".join(str(c.value) for c in fresh.sidebar.caption)
+    assert "Index ready: 19 tracks" in wait_for_index(fresh)
