@@ -12,6 +12,10 @@ $(BIN)/python:
 # The stamp files make repeated runs skip pip when requirements are unchanged.
 $(VENV)/.installed: requirements.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements.txt
+	# The musicnn wheel only carries the MSD-VGG checkpoint files that the
+	# pretrained models are built from. Its code needs TensorFlow 1 and pins
+	# numpy < 1.17, so it is installed without dependencies and never imported.
+	$(BIN)/pip install -q --no-deps musicnn==0.1.0
 	touch $@
 
 $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
@@ -27,10 +31,16 @@ run: install
 test: install-dev
 	$(BIN)/python -m pytest -q tests
 
-# Retrain both models on every ../shared/data set, evaluate, write the model card.
+# Retrain every model on every ../shared/data set, calibrate on val (and pick
+# the app's default model there), evaluate on test, write the model card.
+# DEVICE=cuda trains on a GPU when there is one (default: auto).
+DEVICE ?= auto
 artifacts: install
-	$(BIN)/python -m core train --model crnn --out artifacts
-	$(BIN)/python -m core train --model cnn --out artifacts
+	$(BIN)/python -m core train --model cnn --out artifacts --device $(DEVICE)
+	$(BIN)/python -m core train --model crnn --full-window --out artifacts --device $(DEVICE)
+	$(BIN)/python -m core train --model cnn_msd --out artifacts --device $(DEVICE)
+	$(BIN)/python -m core train --model crnn_msd --out artifacts --device $(DEVICE)
+	$(BIN)/python -m core calibrate --split val --artifacts artifacts
 	$(BIN)/python -m core evaluate --split test --json artifacts/metrics.json
 	$(BIN)/python -m core model-card --artifacts artifacts
 

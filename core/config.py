@@ -101,6 +101,8 @@ class TrainConfig:
     # dropout on the cached trunk features is the augmentation.
     pretrained_lr_scale: float = 0.1
     feature_dropout: float = 0.2
+    # "auto": CUDA when a GPU is present, else the CPU.
+    device: str = "auto"
 
     def to_dict(self) -> dict:
         d = asdict(self)

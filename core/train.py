@@ -58,6 +58,15 @@ def load_labelled(tracks: Sequence[Track], labels: list[str], cache: LogMelCache
                         skipped=[e for e in errors if e])
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -112,7 +121,8 @@ def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[
     seed_everything(cfg.seed)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    model = build_model(name, labels, feat)
+    dev = resolve_device(cfg.device)
+    model = build_model(name, labels, feat).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=4)
@@ -136,7 +146,7 @@ def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[
             x = random_chunks(x, feat.chunk_frames, gen)
             if cfg.augment:
                 x = augment(x, gen)
-            loss = loss_fn(model(x), targets[bi])
+            loss = loss_fn(model(x.to(dev)), targets[bi].to(dev))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -171,7 +181,7 @@ def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[
             break
     if best_state is not None:
         model.load_state_dict(best_state)
-    model.eval()
+    model.cpu().eval()
     history.update(best_epoch=best_epoch, best_val_auc=best_auc, train_seconds=time.time() - start,
                    n_parameters=model.n_parameters())
     return model, history
@@ -213,7 +223,8 @@ def trunk_features(model: GenreModel, data: LabelledMels, cache_root: str | Path
 
 def train_transfer(name: str, train: LabelledMels, val: LabelledMels, labels: list[str],
                    cfg: TrainConfig, log: Log = print, cache_root: str | Path | None = None,
-                   show_progress: bool = True) -> tuple[GenreModel, dict]:
+                   show_progress: bool = True, model_kwargs: dict | None = None,
+                   feats: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[GenreModel, dict]:
     """Train the head of an MSD-VGG model (``cnn_msd`` / ``crnn_msd``) on
     cached trunk features: random ``train_steps`` crops, feature dropout,
     balanced genres, Adam + BCE (the paper's loss), early stopping on val
@@ -222,9 +233,13 @@ def train_transfer(name: str, train: LabelledMels, val: LabelledMels, labels: li
     seed_everything(cfg.seed)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    model = build_model(name, labels)
-    ftr = trunk_features(model, train, cache_root, desc="train trunk")
-    fva = trunk_features(model, val, cache_root, desc="val trunk")
+    dev = resolve_device(cfg.device)
+    model = build_model(name, labels, **(model_kwargs or {}))
+    if feats is None:
+        feats = (trunk_features(model, train, cache_root, desc="train trunk"),
+                 trunk_features(model, val, cache_root, desc="val trunk"))
+    ftr, fva = feats
+    model.to(dev)
     log(f"{name}: trunk features {ftr.shape} train, {fva.shape} val")
     pretrained = [p for n, p in model.named_parameters() if n.startswith("block5") and p.requires_grad]
     fresh = [p for n, p in model.named_parameters()
@@ -257,9 +272,10 @@ def train_transfer(name: str, train: LabelledMels, val: LabelledMels, labels: li
             s0 = torch.randint(0, max(t4 - steps, 0) + 1, (len(bi),), generator=gen).tolist()
             x = torch.stack([torch.from_numpy(ftr[b, ..., s: s + steps].astype(np.float32))
                              for b, s in zip(bi, s0)])
+            x = x.to(dev)
             if cfg.augment:
                 x = nn.functional.dropout(x, cfg.feature_dropout, training=True)
-            loss = loss_fn(model.classify_embedding(model.embed_trunk(x)), targets[bi])
+            loss = loss_fn(model.classify_embedding(model.embed_trunk(x)), targets[bi].to(dev))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -291,7 +307,7 @@ def train_transfer(name: str, train: LabelledMels, val: LabelledMels, labels: li
             break
     if best_state is not None:
         model.load_state_dict(best_state)
-    model.eval()
+    model.cpu().eval()
     history.update(best_epoch=best_epoch, best_val_auc=best_auc, train_seconds=time.time() - start,
                    n_parameters=model.n_parameters(),
                    n_trained_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad))

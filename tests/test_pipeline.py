@@ -132,13 +132,34 @@ def test_thread_count_is_restored(models, audio_files):
     assert torch.get_num_threads() == before
 
 
-def test_rejects_no_models_and_mixed_feature_settings(audio_files):
+def test_rejects_no_models(audio_files):
     with pytest.raises(ValueError, match="no models"):
         list(embed_paths(audio_files, {}))
-    mixed = {"cnn": build_model("cnn", ["a"], FeatureConfig()),
-             "crnn": build_model("crnn", ["a"], FeatureConfig(sample_rate=16_000))}
-    with pytest.raises(ValueError, match="feature configuration"):
-        list(embed_paths(audio_files, mixed))
+
+
+def test_mixed_feature_settings_decode_once_and_match_single_models(audio_files, tmp_path, monkeypatch):
+    """Models at 12 and 16 kHz in one run: each file is decoded once, each
+    config gets its own cached log-mel, and every model's output equals a
+    run of that model alone."""
+    import core.pipeline as pl
+
+    torch.manual_seed(0)
+    mixed = {"a": build_model("cnn", ["x", "y"], FeatureConfig()).eval(),
+             "b": build_model("crnn", ["x", "y"], FeatureConfig(sample_rate=16_000)).eval()}
+    decodes = []
+    real = pl.load_multi
+    monkeypatch.setattr(pl, "load_multi", lambda p, cfgs: decodes.append(len(cfgs)) or real(p, cfgs))
+    both = list(embed_paths(audio_files[:3], mixed, workers=0, cache=tmp_path))
+    assert decodes == [2, 2, 2]                       # one decode per file, for both configs
+    assert len({p.name for p in tmp_path.iterdir()}) == 2   # one cache folder per config
+    for name, m in mixed.items():
+        alone = list(embed_paths(audio_files[:3], {name: m}, workers=0, cache=False))
+        for r, s in zip(both, alone):
+            np.testing.assert_allclose(r.embedding[name], s.embedding[name], atol=1e-5)
+    n = len(decodes)
+    again = list(embed_paths(audio_files[:3], mixed, workers=0, cache=tmp_path))
+    assert len(decodes) == n                          # all log-mels came from the caches
+    assert all(np.array_equal(r.embedding["b"], s.embedding["b"]) for r, s in zip(both, again))
 
 
 def test_embed_batch_is_a_columnar_pure_function(tiny_artifacts, audio_files, tmp_path):

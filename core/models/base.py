@@ -86,14 +86,15 @@ class GenreModel(nn.Module):
         """Log-mel ``(B, 1, M, T)`` → :class:`Prediction`, averaged over windows."""
         was_training = self.training
         self.eval()
-        emb, logits, starts = self.window_outputs(logmel, batch_windows, hop)
+        emb, logits, starts = self.window_outputs(logmel.to(self.temperature.device), batch_windows, hop)
         self.train(was_training)
         return self.prediction(emb, logits, starts)
 
     def prediction(self, emb: torch.Tensor, logits: torch.Tensor, starts: list[int]) -> Prediction:
         """Window outputs ``(B, W, ·)`` → :class:`Prediction` (calibrated ``probs``)."""
-        t = self.temperature.clamp(min=1e-3)
-        mean_logit = logits.float().mean(1)
+        emb, logits = emb.float().cpu(), logits.float().cpu()
+        t = self.temperature.clamp(min=1e-3).cpu()
+        mean_logit = logits.mean(1)
         return Prediction(probs=torch.softmax(mean_logit / t, -1).numpy(),
                           embedding=emb.float().mean(1).numpy(),
                           window_probs=torch.softmax(logits.float() / t, -1).numpy(),

@@ -100,7 +100,7 @@ class _MSDGenreModel(GenreModel):
         """:class:`~core.models.base.Prediction` from precomputed trunk features."""
         was_training = self.training
         self.eval()
-        emb, logits, starts = self.window_outputs_from_trunk(feats)
+        emb, logits, starts = self.window_outputs_from_trunk(feats.to(self.temperature.device))
         self.train(was_training)
         return self.prediction(emb, logits, starts)
 
@@ -131,10 +131,15 @@ class CNNMSD(_MSDGenreModel):
     uses_block5 = True
 
     def __init__(self, labels: list[str], cfg: FeatureConfig | None = None,
-                 pretrained: bool = True, dropout: float = 0.5):
+                 pretrained: bool = True, dropout: float = 0.5, train_steps: int | None = None):
         super().__init__(labels, cfg, pretrained)
+        if train_steps:
+            self.train_steps = train_steps
         self.pool5 = nn.MaxPool2d(POOLS[4], ceil_mode=True)
         self.embedding_dim = 2 * N_FILTERS
+        # Standardises the embedding for the linear head (as a scaler before
+        # logistic regression would); the embedding itself is taken before it.
+        self.head_norm = nn.BatchNorm1d(self.embedding_dim)
         self.head_dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.embedding_dim, len(self.labels))
         init_head(self.head)
@@ -142,6 +147,9 @@ class CNNMSD(_MSDGenreModel):
     def embed_trunk(self, feats: torch.Tensor) -> torch.Tensor:
         x = self.pool5(self.block5(feats)).amax(2)          # (B, 128, T5)
         return torch.cat([x.mean(-1), x.amax(-1)], dim=1)
+
+    def classify_embedding(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_dropout(self.head_norm(emb)))
 
 
 class CRNNMSD(_MSDGenreModel):
@@ -157,19 +165,32 @@ class CRNNMSD(_MSDGenreModel):
     train_steps = 40
 
     def __init__(self, labels: list[str], cfg: FeatureConfig | None = None,
-                 pretrained: bool = True, hidden: int = 128, dropout: float = 0.3):
+                 pretrained: bool = True, hidden: int = 128, dropout: float = 0.3,
+                 train_steps: int | None = None, mel_reduce: str = "max"):
         super().__init__(labels, cfg, pretrained)
+        if train_steps:
+            self.train_steps = train_steps
+        self.mel_reduce = mel_reduce
+        if mel_reduce == "linear":   # learn which of the six mel bins matter
+            self.mel_proj = nn.Linear(N_FILTERS * 6, N_FILTERS)
         self.gru_dropout = nn.Dropout(0.1)
         self.gru = nn.GRU(N_FILTERS, hidden, num_layers=2, batch_first=True, dropout=0.1)
         self.embedding_dim = hidden
+        self.head_norm = nn.BatchNorm1d(hidden)
         self.head_dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, len(self.labels))
         init_head(self.head)
 
     def embed_trunk(self, feats: torch.Tensor) -> torch.Tensor:
-        seq = feats.amax(2).transpose(1, 2)                 # (B, T4, 128)
+        if self.mel_reduce == "linear":
+            seq = torch.relu(self.mel_proj(feats.permute(0, 3, 1, 2).flatten(2)))   # (B, T4, 128)
+        else:
+            seq = feats.amax(2).transpose(1, 2)             # (B, T4, 128)
         out, _ = self.gru(self.gru_dropout(seq))
         return out[:, -1]
+
+    def classify_embedding(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.head(self.head_dropout(self.head_norm(emb)))
 
 
 def trunk_group(models: dict[str, GenreModel]) -> dict[str, list[str]]:
