@@ -136,7 +136,9 @@ class RecommendConfig:
     aggregate: str = "mean"
     distance: str = "cosine"
     p: float = 3.0
-    genre_weight: float = 0.5
+    # Chosen on val with the shipped v2 artifacts (recommend-eval --select-on val:
+    # cnn+crnn, soft, 0.3); re-run the selection when the models change.
+    genre_weight: float = 0.3
     variant: str = "soft"
     diversity: float = 0.0
     standardise: bool = False
