@@ -602,25 +602,42 @@ def apply_choice(cfg: EvalConfig, choice: dict) -> EvalConfig:
 def build_eval_index(tracks: Sequence[Track], models: dict, cache: LogMelCache,
                      with_mfcc: bool = True) -> tuple[CatalogIndex, list[str]]:
     """An in-memory catalog of ``tracks`` (those with a genre the models know):
-    embeddings from the shipped models on cached log-mels, plus standardised
-    MFCC features as pseudo-model ``mfcc``. Returns it and the skip reasons."""
+    embeddings from the shipped models on cached log-mels (models with
+    different feature settings each get their own log-mels, from a cache
+    beside ``cache``), plus standardised MFCC features (of the first model's
+    log-mels) as pseudo-model ``mfcc``. Returns it and the skip reasons."""
     from .train import load_labelled, predict_mels
 
     first = next(iter(models.values()))
     labels = first.labels
-    data = load_labelled(list(tracks), labels, cache, desc="log-mels")
-    skipped = list(data.skipped) + [f"{t.track_id}: genre {t.genre!r} not in the model labels"
-                                    for t in tracks if t.genre not in labels]
-    emb, probs = {}, {}
+    groups: dict[str, list[str]] = {}
     for name, m in models.items():
-        probs[name], emb[name] = predict_mels(m, data.mels)
+        groups.setdefault(m.cfg.key(), []).append(name)
+    data = {}
+    for key, names in groups.items():
+        cfg = models[names[0]].cfg
+        c = cache if cfg.key() == cache.cfg.key() else LogMelCache(cfg, cache.root.parent)
+        data[key] = load_labelled(list(tracks), labels, c, desc="log-mels")
+    skipped = sorted({r for d in data.values() for r in d.skipped}) + [
+        f"{t.track_id}: genre {t.genre!r} not in the model labels" for t in tracks if t.genre not in labels]
+    common = set.intersection(*({t.track_id for t in d.tracks} for d in data.values()))
+    ref = data[first.cfg.key()]
+    order = [t for t in ref.tracks if t.track_id in common]
+    emb, probs = {}, {}
+    for key, names in groups.items():
+        d = data[key]
+        pos = {t.track_id: i for i, t in enumerate(d.tracks)}
+        mels = d.mels[[pos[t.track_id] for t in order]]
+        for name in names:
+            probs[name], emb[name] = predict_mels(models[name], mels)
     if with_mfcc:
-        f = handcrafted_features(data.mels, first.cfg)
+        pos = {t.track_id: i for i, t in enumerate(ref.tracks)}
+        f = handcrafted_features(ref.mels[[pos[t.track_id] for t in order]], first.cfg)
         # Standardised over the catalog itself: an unsupervised step any indexer could run.
         f = (f - f.mean(0)) / np.maximum(f.std(0), 1e-8)
         emb[MFCC] = f
         probs[MFCC] = np.full((len(f), len(labels)), 1.0 / len(labels))
-    rows = [{**t.to_dict(), "digest": content_hash(t.path)} for t in data.tracks]
+    rows = [{**t.to_dict(), "digest": content_hash(t.path)} for t in order]
     lab = {n: list(m.labels) for n, m in models.items()}
     lab[MFCC] = list(labels)
     idx = CatalogIndex.from_arrays(rows, emb, probs, lab)
