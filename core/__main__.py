@@ -43,7 +43,7 @@ def cmd_train(args) -> int:
                       augment=not args.no_augment, lr=args.lr,
                       pretrained_lr_scale=args.pretrained_lr_scale,
                       feature_dropout=args.feature_dropout, weight_decay=args.weight_decay,
-                      device=args.device)
+                      device=args.device, init_from=args.init_from)
     cache = LogMelCache(feat, args.cache)
     train = load_labelled(train_tracks, labels, cache, desc="train log-mels")
     val = load_labelled([t for t in tracks if t.split == "val"], labels, cache, desc="val log-mels")
@@ -167,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--full-window", action="store_true",
                    help="paper setting: train and predict on the full 1366-frame window")
     t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--init-from", default=None,
+                   help="continue from these weights (.safetensors of the same model)")
     t.add_argument("--device", default=TrainConfig.device, choices=["auto", "cpu", "cuda"],
                    help="auto: CUDA when a GPU is present, else the CPU")
     t.add_argument("--cache", default=None, help="log-mel cache folder")

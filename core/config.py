@@ -103,6 +103,9 @@ class TrainConfig:
     feature_dropout: float = 0.2
     # "auto": CUDA when a GPU is present, else the CPU.
     device: str = "auto"
+    # Continue from these weights (a .safetensors of the same model), e.g. to
+    # extend a run that hit its time budget.
+    init_from: str | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)

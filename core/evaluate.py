@@ -136,6 +136,7 @@ def evaluate(data_dirs: Sequence[str | Path], split: str = "test", artifacts_dir
         rep = _report_with_sources(ref, pred.probs, labels, n_boot)
         rep["calibration"] = calibration_report(pred.logits, pred.sigmoid, ref.y,
                                                 float(models[name].temperature))
+        rep["embedding_dim"] = int(models[name].embedding_dim)
         out["models"][name] = rep
     if with_baseline:
         train_tracks = [t for t in tracks if t.split == "train"]

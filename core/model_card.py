@@ -206,12 +206,26 @@ def write_model_card(artifacts_dir: str | Path) -> Path:
         "uniform prior, augmentation (random gain ±6 dB, spectral tilt, one frequency and one time mask), "
         "conv widths half of Choi et al.'s to fit a 2-CPU budget. The CRNN now trains and predicts on the "
         "paper's full 1366-frame window, so its GRU sees 15 time steps (before: 256-frame chunks, 3 steps).",
-        "- MSD models: MSD-VGG's weights are read from the installed `musicnn` wheel at build time (never "
-        "copied into this repository); the safetensors files hold only the layers trained here plus the "
-        "trunk's SHA-256 is implied by the model fingerprint. Choices made on val "
-        "(see `selection_log` in the README's model notes): 10 s training crops beat whole-clip training "
-        "(val AUC 0.928 vs 0.925, accuracy 0.65 vs 0.54); fine-tuning conv 5 at lr × 0.1 beat freezing it; "
-        "an embedding batch norm before the head beat none (val AUC 0.925 vs 0.912).",
+        "- MSD models: MSD-VGG's weights are read from the installed `musicnn` wheel when a model is built "
+        "(never copied into this repository); the safetensors files hold only the layers trained here, and "
+        "the model fingerprint covers the trunk, so vectors from another wheel are never mixed with these.",
+        "",
+    ]
+    choices = _load(out / "val_choices.json")
+    if choices:
+        lines += [f"Choices for the MSD models, made on the {choices.get('split')} split "
+                  f"({choices.get('n_tracks')} clips; {choices.get('note', '')}):", "",
+                  "| model | settings | best epoch | val macro AUC | val accuracy | seconds |",
+                  "|---|---|---|---|---|---|"]
+        for e in choices.get("experiments", []):
+            settings = ", ".join(f"{k}={v}" for k, v in {**e.get("model_kwargs", {}),
+                                                        **e.get("train_overrides", {})}.items()) or "defaults"
+            lines.append(f"| {e['model']} | {settings} | {e.get('best_epoch') or '–'} | "
+                         f"{_fmt(e.get('val_macro_auc'))} | {_fmt(e.get('val_accuracy'))} | "
+                         f"{e.get('train_seconds') or '–'} |")
+        lines += ["", "Chosen: " + "; ".join(f"{name(k)}: " + ", ".join(f"{a}={b}" for a, b in v.items())
+                                             for k, v in choices.get("chosen", {}).items()) + "."]
+    lines += [
         "",
         "## Calibration (test split)",
         "Expected calibration error (10 equal-width bins on the top genre's probability) and log-loss. "

@@ -122,7 +122,13 @@ def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     dev = resolve_device(cfg.device)
-    model = build_model(name, labels, feat).to(dev)
+    model = build_model(name, labels, feat)
+    if cfg.init_from:
+        from safetensors.torch import load_file
+
+        model.load_saved_state(load_file(cfg.init_from))
+        log(f"{name}: continuing from {cfg.init_from}")
+    model.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=4)

@@ -52,3 +52,52 @@ def test_shipped_models_reproduce_the_model_card_and_beat_chance():
         assert now["roc_auc"] == pytest.approx(card["roc_auc"], abs=0.01)
         assert now["accuracy"] == pytest.approx(card["accuracy"], abs=0.02)
         assert now["roc_auc"] > 0.75          # far above chance (0.5) on 11 genres
+
+
+def test_any_split_name_and_all(tmp_path, tiny_artifacts):
+    """A user's metadata with its own split names: ``holdout`` works, ``all``
+    takes every track, and a split the data lacks is one clear error."""
+    import csv
+
+    from core.evaluate import select_split
+    from core.datasets import read_dataset
+    from tests.conftest import make_dataset
+
+    d = make_dataset(tmp_path / "d", per_genre=3)
+    rows = list(csv.DictReader(open(d / "metadata.csv")))
+    for r in rows:
+        r["split"] = "holdout" if r["split"] == "test" else r["split"]
+    with open(d / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    res = evaluate([d], split="holdout", artifacts_dir=tiny_artifacts,
+                   cache=LogMelCache(FeatureConfig(), tmp_path / "c"), n_boot=5)
+    assert res["comparison"]["split"] == "holdout"
+    assert res["comparison"]["n_tracks"] == 3                     # one holdout clip per genre
+    assert len(select_split(read_dataset(d), "all")) == 9
+    with pytest.raises(ValueError, match="holdout"):
+        select_split(read_dataset(d), "test")                     # the message lists what exists
+
+
+def test_cli_evaluate_holdout_and_bad_split(tmp_path, tiny_artifacts, capsys):
+    import csv
+
+    from core.__main__ import main
+    from tests.conftest import make_dataset
+
+    d = make_dataset(tmp_path / "d", per_genre=3)
+    rows = list(csv.DictReader(open(d / "metadata.csv")))
+    for r in rows:
+        r["split"] = {"test": "holdout"}.get(r["split"], r["split"])
+    with open(d / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert main(["evaluate", "--data", str(d), "--split", "holdout", "--artifacts", str(tiny_artifacts),
+                 "--bootstrap", "0"]) == 0
+    assert "baseline_mfcc" in capsys.readouterr().out
+    assert main(["evaluate", "--data", str(d), "--split", "nosuch", "--artifacts", str(tiny_artifacts),
+                 "--bootstrap", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nosuch" in err[0]

@@ -28,3 +28,38 @@ def test_loss_falls_and_best_checkpoint_kept(tmp_path, tiny_dataset, name):
     assert hist["best_val_auc"] >= 0.8
     assert (probs.argmax(1) == val.y).mean() >= 0.5
     assert emb.shape == (len(val), model.embedding_dim)
+
+
+@pytest.mark.parametrize("name", ["cnn_msd", "crnn_msd"])
+def test_transfer_heads_learn_on_a_frozen_trunk(tmp_path, tiny_dataset, name, monkeypatch):
+    """A few epochs of the MSD family's training lower the loss, leave the
+    frozen trunk untouched and cache its features once per track."""
+    import torch
+
+    import core.train as tr
+    from core.models import build_model
+    from core.models.msd import MSD_FEATURES
+
+    # A random trunk is as good as the wheel's for this: only the head trains.
+    real_build = tr.build_model
+    monkeypatch.setattr(tr, "build_model", lambda n, labels, **kw: real_build(n, labels, pretrained=False, **kw))
+    tracks = read_dataset(tiny_dataset)
+    labels = genres_of(tracks)
+    cache = LogMelCache(MSD_FEATURES, tmp_path / "cache" / "logmel")
+    train = load_labelled([t for t in tracks if t.split == "train"], labels, cache, workers=0)
+    val = load_labelled([t for t in tracks if t.split != "train"], labels, cache, workers=0)
+    cfg = TrainConfig(model=name, epochs=8, batch_size=4, chunks_per_track=4, patience=20,
+                      lr=3e-3, max_minutes=None)
+    torch.manual_seed(0)
+    trunk_before = {k: v.clone() for k, v in build_model(name, labels, pretrained=False).trunk.state_dict().items()}
+    model, hist = tr.train_transfer(name, train, val, labels, cfg, log=lambda s: None,
+                                    cache_root=tmp_path / "cache" / "logmel", show_progress=False)
+    assert hist["train_loss"][-1] < hist["train_loss"][0]
+    assert hist["best_val_auc"] == max(hist["val_auc"])
+    assert hist["n_trained_parameters"] < hist["n_parameters"] / 2
+    for k, v in model.trunk.state_dict().items():       # frozen: same as built (seeded)
+        assert torch.equal(v, trunk_before[k]), k
+    from core.cache import content_hash
+
+    cached = {p.stem for p in (tmp_path / "cache" / "trunk").rglob("*.npy")}
+    assert cached == {content_hash(t.path) for t in train.tracks + val.tracks}   # one entry per file
