@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from conftest import REAL_DATA, make_dataset, real_data
 from core.config import PROJECT_ROOT
