@@ -230,17 +230,21 @@ def profile_stages(paths: list[Path], models, log: Log) -> dict[str, float]:
             with sf.SoundFile(str(p)) as f:
                 y, sr = f.read(dtype="float32", always_2d=True), f.samplerate
             s = add("decode", s)
-            for c in cfgs:
+            for c in cfgs:   # "resample": all rates; "resample_<rate>": each
+                s0 = s
                 soxr.resample(y.mean(axis=1), sr, c.sample_rate, quality="HQ")
                 s = add(f"resample_{rate(c)}", s)
+                t["resample"] = t.get("resample", 0.0) + s - s0
             from .audio import load_multi
 
             waves = load_multi(str(p), cfgs)  # all of decoding: read once, resample, checks, loudness, crop
             s = add("load_total", s)
             xs = {}
             for c, w in zip(cfgs, waves):
+                s0 = s
                 xs[c.key()] = fronts[c.key()](torch.from_numpy(w[0]))
                 s = add(f"stft_mel_{rate(c)}", s)
+                t["stft_mel"] = t.get("stft_mel", 0.0) + s - s0
             for name, m in models.items():
                 m.predict_logmel(xs[m.cfg.key()])
                 s = add(f"network_{name}", s)

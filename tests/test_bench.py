@@ -33,7 +33,9 @@ def test_tiny_bench_run_writes_every_key(tiny_dataset, tiny_artifacts, tmp_path,
         assert q["exact"]["recall_at_5"] == 1.0 and q["approx"]["method"] == "ivf"
     assert r["peak_rss_mb"] > 0
     assert {"decode", "resample", "stft_mel", "network_cnn", "network_crnn"} <= set(r["profile_ms_per_track"])
-    assert r["models"]["source"] == "artifacts"
+    assert r["models"] == ["cnn", "crnn"] and r["model_info"]["source"] == "artifacts"
+    assert {"cpu_s_per_track", "baseline_cpu_s_per_track", "cpu_speedup"} <= set(idx)
+    assert set(r["first_run"]) >= {"first_lists_s", "catalog_indexed_s", "tracks"}
     assert "index_speedup_ge_3" in r["targets"]
     assert "speedup" in capsys.readouterr().out
 

@@ -10,7 +10,10 @@ Layout of this module's tensors: ``(batch, channels, mel, time)``, like the
 rest of the project. The TF graph has time on the first spatial axis, so its
 HWIO kernels are transposed to OI(mel)(time) and its poolings swapped.
 Each conv block is conv 3×3 'same' → ReLU → batch norm (ε = 1e-3) → max
-pool 'valid'; pools (time × mel) 4×1 stride 2×2, then 2×2, 2×2, 2×2, 4×4.
+pool 'valid'. The pools are read from the checkpoint's own graph
+(``MSD_vgg/.meta``), not from musicnn's ``models.py``, which differs:
+(time × mel) 4×1, 1×4, 2×2, 2×2, 4×4, each with stride = kernel. Checked
+against TensorFlow running that graph (README, "MSD-VGG port").
 """
 
 from __future__ import annotations
@@ -44,9 +47,8 @@ MSD_TAGS = ["rock", "pop", "alternative", "indie", "electronic", "female vocalis
             "experimental", "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country",
             "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal",
             "Progressive rock", "60s", "rnb", "indie pop", "sad", "House", "happy"]
-# (mel, time) kernel of each block's max pool; strides equal kernels except block 1.
-POOLS = ((1, 4), (2, 2), (2, 2), (2, 2), (4, 4))
-POOL1_STRIDE = (2, 2)
+# (mel, time) kernel of each block's max pool; stride = kernel ('valid').
+POOLS = ((1, 4), (4, 1), (2, 2), (2, 2), (4, 4))
 
 
 def msd_checkpoint_prefix() -> str:
@@ -81,8 +83,7 @@ class MSDTrunk(nn.Module):
         self.input_bn = nn.BatchNorm2d(1, eps=TF_BN_EPS)
         self.blocks = nn.ModuleList([conv_relu_bn(1 if i == 0 else N_FILTERS, N_FILTERS)
                                      for i in range(4)])
-        self.pools = nn.ModuleList([nn.MaxPool2d(POOLS[0], POOL1_STRIDE)] +
-                                   [nn.MaxPool2d(POOLS[i]) for i in range(1, 4)])
+        self.pools = nn.ModuleList([nn.MaxPool2d(POOLS[i]) for i in range(4)])
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
         x = self.input_bn(logmel)
@@ -93,8 +94,8 @@ class MSDTrunk(nn.Module):
 
 def trunk_steps(n_frames: int) -> int:
     """Time steps the trunk's pools leave of ``n_frames`` log-mel frames."""
-    t = (n_frames - POOLS[0][1]) // POOL1_STRIDE[1] + 1
-    for k in POOLS[1:4]:
+    t = n_frames
+    for k in POOLS[:4]:
         t //= k[1]
     return t
 

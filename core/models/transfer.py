@@ -62,8 +62,10 @@ class _MSDGenreModel(GenreModel):
         return h.hexdigest()[:16]
 
     def trunk_key(self) -> str:
-        """Models with the same key compute identical trunk features."""
-        return f"{self.cfg.key()}:{self.trunk_sha}"
+        """Models with the same key compute identical trunk features (the
+        pool layout is part of it: weights alone do not fix the outputs)."""
+        layout = "-".join(f"{a}x{b}" for a, b in POOLS[:4])
+        return f"{self.cfg.key()}:{layout}:{self.trunk_sha}"
 
     def trunk_features(self, logmel: torch.Tensor) -> torch.Tensor:
         """Log-mel ``(B, 1, 96, T)`` → trunk output ``(B, 128, 6, T4)``."""
@@ -125,8 +127,8 @@ class CNNMSD(_MSDGenreModel):
 
     name = "cnn_msd"
     # The shipped model trains on 10 s crops and predicts on the whole clip.
-    window_steps = 116
-    hop_steps = 116
+    window_steps = trunk_steps(MSD_FEATURES.n_frames)
+    hop_steps = window_steps
     train_steps = 40
     uses_block5 = True
 
