@@ -29,6 +29,7 @@ run: install
 	$(BIN)/streamlit run app.py --server.port $(PORT)
 
 test: install-dev
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 
 # Retrain every model on every ../shared/data set, calibrate on val (and pick

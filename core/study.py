@@ -357,7 +357,10 @@ def adjusted_rates(per_participant: pd.DataFrame, tests: dict[str, "PairedTest"]
     rate, i.e. how much more than *any* song) with its CI and p-value."""
     rows = []
     for m in METHODS:
-        sub = per_participant[(per_participant["method"] == m) & (per_participant["answered"] > 0)]             if len(per_participant) else per_participant
+        if len(per_participant):
+            sub = per_participant[(per_participant["method"] == m) & (per_participant["answered"] > 0)]
+        else:
+            sub = per_participant
         mean, lo, hi = _rate_ci(sub["like_rate"].to_numpy(float) if len(sub) else np.array([]))
         row = {"method": m, "label": METHOD_LABELS[m], "participants": int(len(sub)),
                "like_rate": mean, "ci_low": lo, "ci_high": hi,

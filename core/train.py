@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 import random
 import time
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -114,6 +114,49 @@ def _balanced_indices(y: np.ndarray, n: int, rng: np.random.Generator) -> np.nda
     return np.array([rng.choice(per[c]) for c in cls])
 
 
+class _Progress:
+    """History, best-on-validation checkpoint and stopping rules shared by
+    both training loops."""
+
+    def __init__(self, name: str, cfg: TrainConfig, log: Log):
+        self.name, self.cfg, self.log = name, cfg, log
+        self.history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [], "val_auc": [],
+                                         "val_accuracy": [], "lr": [], "seconds": []}
+        self.best_auc, self.best_state, self.best_epoch, self.stale = -math.inf, None, 0, 0
+        self.start = time.time()
+
+    def end_epoch(self, model: GenreModel, epoch: int, losses: list[float], val_loss: float,
+                  auc: float, acc: float, lr: float) -> bool:
+        """Record one epoch; True when training should stop."""
+        elapsed = time.time() - self.start
+        for k, v in (("epoch", epoch), ("train_loss", float(np.mean(losses))), ("val_loss", val_loss),
+                     ("val_auc", auc), ("val_accuracy", acc), ("lr", lr), ("seconds", elapsed)):
+            self.history[k].append(v)
+        if auc > self.best_auc:
+            self.best_auc, self.best_epoch, self.stale = auc, epoch, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.stale += 1
+        self.log(f"{self.name} epoch {epoch}: loss {np.mean(losses):.4f} val_loss {val_loss:.4f} "
+                 f"val_auc {auc:.4f} val_acc {acc:.3f} ({elapsed:.0f} s)")
+        if self.stale >= self.cfg.patience:
+            self.log(f"{self.name}: early stop at epoch {epoch} (best {self.best_epoch})")
+            return True
+        if self.cfg.max_minutes and elapsed > self.cfg.max_minutes * 60:
+            self.log(f"{self.name}: time budget of {self.cfg.max_minutes} min reached at epoch {epoch}")
+            return True
+        return False
+
+    def finish(self, model: GenreModel) -> dict:
+        """Restore the best checkpoint (on the CPU, eval mode); the history."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+        model.cpu().eval()
+        self.history.update(best_epoch=self.best_epoch, best_val_auc=self.best_auc,
+                            train_seconds=time.time() - self.start, n_parameters=model.n_parameters())
+        return self.history
+
+
 def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[str],
                 feat: FeatureConfig, cfg: TrainConfig, log: Log = print,
                 show_progress: bool = True) -> tuple[GenreModel, dict]:
@@ -136,10 +179,7 @@ def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     targets = torch.from_numpy(one_hot(train.y, len(labels)))
-    history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [], "val_auc": [],
-                                "val_accuracy": [], "lr": [], "seconds": []}
-    best_auc, best_state, best_epoch, stale = -math.inf, None, 0, 0
-    start = time.time()
+    track = _Progress(name, cfg, log)
     epochs = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch",
                   disable=None if show_progress else True)
     for epoch in epochs:
@@ -166,31 +206,10 @@ def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[
         auc = macro_auc(val.y, probs)
         acc = float((probs.argmax(1) == val.y).mean())
         sched.step(auc)
-        elapsed = time.time() - start
-        for k, v in (("epoch", epoch), ("train_loss", float(np.mean(losses))), ("val_loss", val_loss),
-                     ("val_auc", auc), ("val_accuracy", acc), ("lr", opt.param_groups[0]["lr"]),
-                     ("seconds", elapsed)):
-            history[k].append(v)
         epochs.set_postfix(loss=f"{np.mean(losses):.3f}", val_auc=f"{auc:.3f}", val_acc=f"{acc:.2f}")
-        if auc > best_auc:
-            best_auc, best_epoch, stale = auc, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-        log(f"{name} epoch {epoch}: loss {np.mean(losses):.4f} val_loss {val_loss:.4f} "
-            f"val_auc {auc:.4f} val_acc {acc:.3f} ({elapsed:.0f} s)")
-        if stale >= cfg.patience:
-            log(f"{name}: early stop at epoch {epoch} (best {best_epoch})")
+        if track.end_epoch(model, epoch, losses, val_loss, auc, acc, opt.param_groups[0]["lr"]):
             break
-        if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
-            log(f"{name}: time budget of {cfg.max_minutes} min reached at epoch {epoch}")
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.cpu().eval()
-    history.update(best_epoch=best_epoch, best_val_auc=best_auc, train_seconds=time.time() - start,
-                   n_parameters=model.n_parameters())
-    return model, history
+    return model, track.finish(model)
 
 
 # -- transfer learning: heads on a frozen MSD-VGG trunk ---------------------
@@ -262,10 +281,7 @@ def train_transfer(name: str, train: LabelledMels, val: LabelledMels, labels: li
     rng = np.random.default_rng(cfg.seed)
     targets = torch.from_numpy(one_hot(train.y, len(labels)))
     val_feats = torch.from_numpy(fva.astype(np.float32))
-    history: dict[str, list] = {"epoch": [], "train_loss": [], "val_loss": [], "val_auc": [],
-                                "val_accuracy": [], "lr": [], "seconds": []}
-    best_auc, best_state, best_epoch, stale = -math.inf, None, 0, 0
-    start = time.time()
+    track = _Progress(name, cfg, log)
     steps, t4 = model.train_steps, ftr.shape[-1]
     epochs = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch",
                   disable=None if show_progress else True)
@@ -292,29 +308,9 @@ def train_transfer(name: str, train: LabelledMels, val: LabelledMels, labels: li
             torch.from_numpy(pred.sigmoid).float().clamp(1e-6, 1 - 1e-6), val_t))
         auc = macro_auc(val.y, pred.probs)
         acc = float((pred.probs.argmax(1) == val.y).mean())
-        elapsed = time.time() - start
-        for k, v in (("epoch", epoch), ("train_loss", float(np.mean(losses))), ("val_loss", val_loss),
-                     ("val_auc", auc), ("val_accuracy", acc), ("lr", opt.param_groups[0]["lr"]),
-                     ("seconds", elapsed)):
-            history[k].append(v)
         epochs.set_postfix(loss=f"{np.mean(losses):.3f}", val_auc=f"{auc:.3f}", val_acc=f"{acc:.2f}")
-        if auc > best_auc:
-            best_auc, best_epoch, stale = auc, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-        log(f"{name} epoch {epoch}: loss {np.mean(losses):.4f} val_loss {val_loss:.4f} "
-            f"val_auc {auc:.4f} val_acc {acc:.3f} ({elapsed:.0f} s)")
-        if stale >= cfg.patience:
-            log(f"{name}: early stop at epoch {epoch} (best {best_epoch})")
+        if track.end_epoch(model, epoch, losses, val_loss, auc, acc, opt.param_groups[0]["lr"]):
             break
-        if cfg.max_minutes and elapsed > cfg.max_minutes * 60:
-            log(f"{name}: time budget of {cfg.max_minutes} min reached at epoch {epoch}")
-            break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.cpu().eval()
-    history.update(best_epoch=best_epoch, best_val_auc=best_auc, train_seconds=time.time() - start,
-                   n_parameters=model.n_parameters(),
-                   n_trained_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad))
+    history = track.finish(model)
+    history["n_trained_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return model, history

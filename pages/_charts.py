@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
-
 import zlib
+from typing import Mapping, Sequence
 
 import numpy as np
 import plotly.colors

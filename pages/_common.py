@@ -16,9 +16,9 @@ from core.artifacts import ArtifactError, load_models, read_json
 from core.audio import SUPPORTED_EXTENSIONS, AudioError, load
 from core.config import FeatureConfig, Paths
 from core.features import frame_times, mel_frequencies
-from core.inference import analyse
 from core.index import CatalogError, IndexSnapshot
 from core.indexer import BackgroundIndexer, ModelLoader
+from core.inference import analyse
 from core.selection import best_model
 from pages._charts import model_name
 

@@ -69,7 +69,9 @@ if picked:
         with c2:
             ui.play(r["path"])
         in_seeds = tid in ui.seeds()
-        if c3.button("Seed" if in_seeds else "Use as seed", icon=":material/check:" if in_seeds else ":material/add:", key=f"map_seed_{tid}", disabled=in_seeds
+        if c3.button("Seed" if in_seeds else "Use as seed",
+                     icon=":material/check:" if in_seeds else ":material/add:",
+                     key=f"map_seed_{tid}", disabled=in_seeds
                      or len(ui.seeds()) >= ui.MAX_SEEDS):
             ui.add_seed(tid)
             st.rerun()

@@ -92,7 +92,8 @@ with take_part:
                     c1.markdown(f"**{t.position + 1}. {title}**" + (f"  \n{artist}" if artist else ""))
                     with c2:
                         ui.play(r["path"] if r is not None else "")
-                    c3.button("", icon=":material/thumb_up:", key=f"study_like_{t.track_id}", on_click=_answer, args=(t.track_id, True),
+                    c3.button("", icon=":material/thumb_up:", key=f"study_like_{t.track_id}", on_click=_answer,
+                              args=(t.track_id, True),
                               type="primary" if t.liked is True else "secondary", help="I like it")
                     c4.button("", icon=":material/thumb_down:", key=f"study_dislike_{t.track_id}", on_click=_answer,
                               args=(t.track_id, False), type="primary" if t.liked is False else "secondary",
@@ -110,7 +111,8 @@ with results_tab:
     else:
         s = res.summary
         st.markdown(f"**{res.n_participants} participant(s)**. Like rate = likes ÷ answered tracks.")
-        fig = go.Figure(go.Bar(x=s["label"], y=s["like_rate"], text=[f"{v:.0%}" if v == v else "–" for v in s["like_rate"]],
+        fig = go.Figure(go.Bar(x=s["label"], y=s["like_rate"],
+                               text=[f"{v:.0%}" if v == v else "–" for v in s["like_rate"]],
                                marker_color=["#1f77b4", "#d62728", "#9e9e9e"][: len(s)],
                                hovertemplate="%{x}: %{y:.1%}<extra></extra>"))
         fig.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), yaxis=dict(range=[0, 1], title="like rate"),

@@ -94,7 +94,8 @@ st.header("Where to go next")
 PAGES = [
     ("pages/spectrograms.py", ":material/graphic_eq:", "Spectrograms", "see and hear a track the way the models do"),
     ("pages/classify.py", ":material/label:", "Classify", "drop in your own files and get their genre"),
-    ("pages/model_comparison.py", ":material/bar_chart:", "Model comparison", "CNN vs CRNN: ROC curves, errors, training"),
+    ("pages/model_comparison.py", ":material/bar_chart:", "Model comparison",
+     "CNN vs CRNN, scratch vs MSD: ROC curves, errors, training"),
     ("pages/embedding_map.py", ":material/scatter_plot:", "Embedding map", "the whole catalog on one map of sound"),
     ("pages/recommender.py", ":material/recommend:", "Recommender", "pick 5 songs, compare the two methods"),
     ("pages/listening_study.py", ":material/science:", "Listening study", "a blind test of which method people like"),

@@ -131,7 +131,8 @@ liked = [t for t in liked if t in labels and t not in seeds]
 disliked = [t for t in disliked if t in labels and t not in seeds]
 if liked or disliked:
     c1, c2 = st.columns([5, 1])
-    c1.caption(f"Your feedback: :material/thumb_up: {len(liked)} · :material/thumb_down: {len(disliked)} — both lists take it into account.")
+    c1.caption(f"Your feedback: :material/thumb_up: {len(liked)} · :material/thumb_down: {len(disliked)} "
+               "— both lists take it into account.")
     c2.button("Clear feedback", on_click=_clear_feedback, key="rec_clear")
 
 exclude_artists = []
@@ -197,7 +198,8 @@ for col, (method, recs) in zip(cols, results.items()):
                             + f"  \n{genre} · model hears {r.predicted_genre} · score {r.score:.2f}")
                 ui.play(path)
                 b1, b2, b3 = st.columns([1, 1, 4])
-                b1.button("", icon=":material/thumb_up:", key=f"like_{method}_{r.track_id}", on_click=_feedback, args=(r.track_id, "liked"),
+                b1.button("", icon=":material/thumb_up:", key=f"like_{method}_{r.track_id}", on_click=_feedback,
+                          args=(r.track_id, "liked"),
                           type="primary" if r.track_id in liked else "secondary", help="More like this")
                 b2.button("", icon=":material/thumb_down:", key=f"dislike_{method}_{r.track_id}", on_click=_feedback,
                           args=(r.track_id, "disliked"),

@@ -140,7 +140,6 @@ def browser_times(env: dict, repeats: int) -> dict:
     import urllib.request
 
     from playwright.sync_api import sync_playwright
-
     from test_browser import CHROMIUM, CHROMIUM_ARGS
 
     with socket.socket() as s:

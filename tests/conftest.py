@@ -4,8 +4,8 @@ labelled data folder and untrained-but-valid model artifacts."""
 from __future__ import annotations
 
 import csv
-import sys
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -111,9 +111,9 @@ def pytest_sessionfinish(session, exitstatus):
     """No process of the project outlives the suite: fail the run if any child
     process of this pytest (pool workers, Ray daemons, servers) is still alive
     a few seconds after the last test."""
-    from core.procs import child_processes
-
     import time
+
+    from core.procs import child_processes
 
     deadline = time.time() + 10
     left = child_processes()

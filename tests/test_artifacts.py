@@ -5,7 +5,15 @@ import json
 import numpy as np
 import pytest
 
-from core.artifacts import ArtifactError, available_models, load_model, load_models, read_json, update_manifest, write_json
+from core.artifacts import (
+    ArtifactError,
+    available_models,
+    load_model,
+    load_models,
+    read_json,
+    update_manifest,
+    write_json,
+)
 
 
 def test_round_trip_gives_identical_predictions(tiny_artifacts, tone_wav):

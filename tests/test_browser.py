@@ -17,7 +17,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from test_app import PAGES, ROOT, app_env  # noqa: F401 — app_env is a fixture
 
 CHROMIUM = "/usr/bin/chromium"
@@ -101,9 +100,8 @@ def assert_no_exception(page, what: str) -> None:
 
 
 def test_every_page_in_headless_chromium(server, tmp_path):
-    from playwright.sync_api import sync_playwright
-
     from conftest import synth, write_audio
+    from playwright.sync_api import sync_playwright
 
     good = write_audio(tmp_path / "upload" / "my tone.mp3", synth("tone", 4.0, seed=2))
     bad = tmp_path / "upload" / "broken.mp3"

@@ -6,8 +6,8 @@ import os
 import shutil
 
 import pytest
-
 from conftest import synth, write_audio
+
 from core import catalog
 
 

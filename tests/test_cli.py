@@ -28,7 +28,7 @@ def test_classify_good_and_bad_files(tmp_path, tiny_artifacts, tone_mp3):
     bad.write_text("not audio")
     r = run("classify", tone_mp3, bad, tone_mp3, "--artifacts", tiny_artifacts)
     assert r.returncode == 2
-    lines = [json.loads(l) for l in r.stdout.splitlines()]
+    lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(lines) == 2                           # both good files still processed
     assert set(lines[0]["crnn"]) == {"Tones", "Noise", "Clicks"}
     err = r.stderr.strip().splitlines()

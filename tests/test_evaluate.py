@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 
 from core.cache import LogMelCache
@@ -26,8 +25,9 @@ def test_evaluate_shape_on_tiny_data(tmp_path, tiny_dataset, tiny_artifacts):
 
 
 def test_genres_unknown_to_the_model_are_reported(tmp_path, tiny_artifacts):
-    from tests.conftest import make_dataset
     import csv
+
+    from tests.conftest import make_dataset
     d = make_dataset(tmp_path / "d", per_genre=3)
     rows = list(csv.DictReader(open(d / "metadata.csv")))
     rows[0]["genre"] = "Polka"
@@ -59,8 +59,8 @@ def test_any_split_name_and_all(tmp_path, tiny_artifacts):
     takes every track, and a split the data lacks is one clear error."""
     import csv
 
-    from core.evaluate import select_split
     from core.datasets import read_dataset
+    from core.evaluate import select_split
     from tests.conftest import make_dataset
 
     d = make_dataset(tmp_path / "d", per_genre=3)

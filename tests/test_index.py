@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_dataset, synth, write_audio
+
 from core.artifacts import load_models
 from core.datasets import read_dataset
 from core.index import CURRENT, TABLE_COLUMNS, CatalogError, CatalogIndex

@@ -6,8 +6,8 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-
 from conftest import synth, write_audio
+
 from core.artifacts import load_models
 from core.catalog import read_catalog
 from core.datasets import Track, read_dataset

@@ -8,12 +8,10 @@ import os
 
 import pytest
 import soundfile as sf
+from conftest import SR, synth
 
 import core.library as library
-from core.library import (MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, LibraryError, sanitize_filename,
-                          save_upload)
-
-from conftest import SR, synth
+from core.library import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, LibraryError, sanitize_filename, save_upload
 
 
 def _wav(kind: str = "tone", seconds: float = 2.0, seed: int = 0) -> bytes:
@@ -109,7 +107,8 @@ def test_symlink_in_library_is_not_followed(tmp_path):
     ("empty.mp3", b"", "empty.mp3: file is empty (0 bytes)"),
     ("notes.txt", b"hello", "notes.txt: unsupported file type ('.txt'; accepted: .mp3, .wav"),
     ("noext", b"RIFF....", "noext: unsupported file type (no extension"),
-    ("photo.mp3", b"\x89PNG\r\n\x1a\n" + bytes(500), "photo.mp3: not a readable audio file (unrecognised format; accepted: MP3"),
+    ("photo.mp3", b"\x89PNG\r\n\x1a\n" + bytes(500),
+     "photo.mp3: not a readable audio file (unrecognised format; accepted: MP3"),
     ("short.wav", None, "short.wav: too short (0.20 s; at least 1 s needed)"),
     ("quiet.wav", None, "quiet.wav: is silent"),
 ])

@@ -57,6 +57,7 @@ def test_paired_comparison_detects_a_better_model():
 
 def test_fast_auc_equals_sklearn():
     from sklearn.metrics import roc_auc_score
+
     from core.metrics import _safe_auc
     rng = np.random.default_rng(3)
     for _ in range(20):

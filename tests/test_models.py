@@ -25,20 +25,20 @@ def test_predict_shapes_and_probabilities(name):
 
 def test_crnn_follows_choi_2017_layout():
     m = CRNN(LABELS)
-    convs = [l for l in m.modules() if isinstance(l, nn.Conv2d)]
-    pools = [l.kernel_size for l in m.modules() if isinstance(l, nn.MaxPool2d)]
+    convs = [mod for mod in m.modules() if isinstance(mod, nn.Conv2d)]
+    pools = [mod.kernel_size for mod in m.modules() if isinstance(mod, nn.MaxPool2d)]
     assert len(convs) == 4 and all(c.kernel_size == (3, 3) for c in convs)
     assert pools == [(2, 2), (3, 3), (4, 4), (4, 4)]
-    assert any(isinstance(l, nn.Dropout) and l.p == 0.1 for l in m.modules())
+    assert any(isinstance(mod, nn.Dropout) and mod.p == 0.1 for mod in m.modules())
     assert m.gru.num_layers == 2
     assert "Choi" in CRNN.__doc__ and "Adiyansjah" in CRNN.__doc__
 
 
 def test_cnn_has_five_conv_layers():
     m = CNN(LABELS)
-    convs = [l for l in m.modules() if isinstance(l, nn.Conv2d)]
+    convs = [mod for mod in m.modules() if isinstance(mod, nn.Conv2d)]
     assert len(convs) == 5 and all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in convs)
-    assert sum(isinstance(l, nn.BatchNorm2d) for l in m.modules()) == 5
+    assert sum(isinstance(mod, nn.BatchNorm2d) for mod in m.modules()) == 5
     assert "Choi" in CNN.__doc__
 
 

@@ -10,8 +10,7 @@ import torch
 
 from core.errors import ArtifactError
 from core.models import build_model, trunk_group
-from core.models.msd import (MSD_FEATURES, MSD_TAGS, PATCH_FRAMES, MSDVGG, load_msd_weights,
-                             patches, trunk_steps)
+from core.models.msd import MSD_FEATURES, MSD_TAGS, MSDVGG, PATCH_FRAMES, load_msd_weights, patches, trunk_steps
 from core.models.tf_checkpoint import read_checkpoint, write_checkpoint
 from tests.conftest import REAL_DATA, real_data
 

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import synth, write_audio
 from streamlit.testing.v1 import AppTest
-
 from test_app import APP, TIMEOUT, app, app_env, no_exceptions, open_page, plotly_specs, texts, values, wait_for_index  # noqa: F401
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
+
 from pages import _common as ui
 
 
@@ -57,7 +58,6 @@ def test_selected_track_ids_reads_plotly_selection_events():
 
 
 def test_empty_index_is_built_in_the_background_and_the_map_grows(app, tmp_path, monkeypatch):
-    import time
 
     monkeypatch.setenv("GENRE_INDEX", str(tmp_path / "new_index"))
     open_page(app, "embedding_map")       # the first run starts indexing by itself

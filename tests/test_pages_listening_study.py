@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from core import study
 from test_app import app, app_env, no_exceptions, open_page, texts  # noqa: F401
+
+from core import study
 
 SEEDS = ["tones_00", "tones_01", "noise_02", "clicks_03", "tones_04"]
 

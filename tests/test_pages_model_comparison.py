@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 import numpy as np
+from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
 
 from pages import _charts as charts
-from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
 
 
 def open_tab(app, label: str) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import synth, write_audio
-from pages import _common as ui
 from test_app import app, app_env, no_exceptions, open_page, texts  # noqa: F401
+
+from pages import _common as ui
 
 SEEDS = ["tones_00", "tones_01", "noise_02", "clicks_03", "tones_04"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from conftest import synth, write_audio
 from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import GENRES, REAL_DATA, real_data
 
 import core.pipeline as pipeline
 from core.artifacts import load_models
@@ -16,8 +17,6 @@ from core.config import FeatureConfig
 from core.inference import analyse
 from core.models import build_model
 from core.pipeline import EmbeddedTrack, embed_batch, embed_paths, optimise_for_inference
-
-from conftest import GENRES, REAL_DATA, real_data
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,23 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import REAL_DATA, make_dataset, real_data
+
 from core.config import PROJECT_ROOT
 from core.index import CatalogIndex
-from core.recommend_eval import (MFCC, EvalConfig, SelectConfig, apply_choice, evaluate_index,
-                                 half_sample_units, half_sampling_ci, paired_t, recommend_eval, select_on,
-                                 simulate_listeners)
+from core.recommend_eval import (
+    MFCC,
+    EvalConfig,
+    SelectConfig,
+    apply_choice,
+    evaluate_index,
+    half_sample_units,
+    half_sampling_ci,
+    paired_t,
+    recommend_eval,
+    select_on,
+    simulate_listeners,
+)
 
 
 def synthetic_catalog(n_genres: int = 4, per_genre: int = 40, noise: float = 0.6, seed: int = 0,

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SR, synth, write_audio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,8 +34,6 @@ from core.audio import AudioError, load, load_windows
 from core.config import FeatureConfig
 from core.library import LibraryError, save_upload
 from core.study import StudyStore
-
-from conftest import SR, synth, write_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = FeatureConfig()

@@ -13,8 +13,7 @@ import pytest
 from scipy import stats
 
 from core.__main__ import main
-from core.study import (DECOY, METHOD1, METHOD2, BlindTrial, StudyError, StudyStore,
-                        build_trials, paired_test)
+from core.study import DECOY, METHOD1, METHOD2, BlindTrial, StudyError, StudyStore, build_trials, paired_test
 
 CATALOG = [f"t{i:03d}" for i in range(200)]
 SEEDS = CATALOG[:5]

@@ -1,6 +1,5 @@
 """core.train: a tiny model learns the generated genres; loss falls."""
 
-import numpy as np
 import pytest
 
 from core.cache import LogMelCache
