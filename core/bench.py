@@ -198,9 +198,8 @@ def profile_stages(paths: list[Path], models, log: Log) -> dict[str, float]:
     from .audio import load
     from .cache import content_hash
     from .features import LogMelFrontEnd
-    from .pipeline import optimise_for_inference, torch_threads
-
     from .inference import distinct_configs
+    from .pipeline import optimise_for_inference, torch_threads
 
     cfgs = distinct_configs(models)
     fronts = {c.key(): LogMelFrontEnd(c) for c in cfgs}

@@ -39,7 +39,6 @@ stored, and a change re-embeds every track.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -55,6 +54,7 @@ import pandas as pd
 
 from .cache import content_hash
 from .datasets import Track
+from .errors import GenreError
 
 Progress = Callable[[int, int], None]
 
@@ -70,7 +70,7 @@ ORIGIN_SCAN = "scan"     # rows owned by update(): a data-folder scan
 ORIGIN_ADDED = "added"   # rows from add_files(): kept until removed or their file vanishes
 
 
-class CatalogError(ValueError):
+class CatalogError(GenreError, ValueError):
     """An unusable index or request; ``str(err)`` is one readable line."""
 
 

@@ -42,9 +42,9 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import GenreError
 from .audio import SUPPORTED_EXTENSIONS, AudioError, AudioInfo, load, probe
 from .cache import content_hash
+from .errors import GenreError
 
 MAX_UPLOAD_MB = 50  # keep equal to server.maxUploadSize in .streamlit/config.toml
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024

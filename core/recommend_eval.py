@@ -61,8 +61,18 @@ from .baseline import handcrafted_features
 from .cache import LogMelCache, content_hash
 from .datasets import Track, read_datasets
 from .index import CatalogIndex
-from .recommend import (DEFAULTS, ENSEMBLE, ENSEMBLE_SEP, PSEUDO_MODELS, VARIANTS, artist_exclusions,
-                        ensemble_parts, recommend, resolve_model, seed_exclusions)
+from .recommend import (
+    DEFAULTS,
+    ENSEMBLE,
+    ENSEMBLE_SEP,
+    PSEUDO_MODELS,
+    VARIANTS,
+    artist_exclusions,
+    ensemble_parts,
+    recommend,
+    resolve_model,
+    seed_exclusions,
+)
 from .search import normalise
 
 MFCC = "mfcc"

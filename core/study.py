@@ -68,6 +68,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import pandas as pd
 
+from .errors import GenreError
+
 METHOD1, METHOD2, DECOY = "method1", "method2", "decoy"
 METHODS = (METHOD1, METHOD2, DECOY)
 METHOD_LABELS = {METHOD1: "Method 1 (cosine)", METHOD2: "Method 2 (cosine + genre)",
@@ -115,7 +117,7 @@ CREATE INDEX IF NOT EXISTS answers_by_trial ON answers(participant, track_id, id
 """
 
 
-class StudyError(ValueError):
+class StudyError(GenreError, ValueError):
     """Bad study input or an unusable database; ``str(err)`` is one line."""
 
 

@@ -266,9 +266,10 @@ def train_transfer(name: str, train: LabelledMels, val: LabelledMels, labels: li
     ftr, fva = feats
     model.to(dev)
     log(f"{name}: trunk features {ftr.shape} train, {fva.shape} val")
-    pretrained = [p for n, p in model.named_parameters() if n.startswith("block5") and p.requires_grad]
+    pre = tuple(model.pretrained_prefixes) or ("\0",)
+    pretrained = [p for n, p in model.named_parameters() if n.startswith(pre) and p.requires_grad]
     fresh = [p for n, p in model.named_parameters()
-             if not n.startswith(("block5", "trunk")) and p.requires_grad]
+             if not n.startswith(pre + ("trunk",)) and p.requires_grad]
     groups = [{"params": fresh, "lr": cfg.lr}]
     if pretrained and cfg.pretrained_lr_scale > 0:
         groups.append({"params": pretrained, "lr": cfg.lr * cfg.pretrained_lr_scale})

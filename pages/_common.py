@@ -13,8 +13,9 @@ import streamlit as st
 
 from core import catalog as catalog_mod
 from core.artifacts import ArtifactError, load_models, read_json
-from core.audio import SUPPORTED_EXTENSIONS, AudioError, load
+from core.audio import SUPPORTED_EXTENSIONS, load
 from core.config import FeatureConfig, Paths
+from core.errors import GenreError
 from core.features import frame_times, mel_frequencies
 from core.index import CatalogError, IndexSnapshot
 from core.indexer import BackgroundIndexer, ModelLoader
@@ -308,11 +309,15 @@ def analyse_upload(name: str, data: bytes, models_id: str, _models: dict) -> Tra
     return _view(named_bytes(name, data), _models)
 
 
+# What analysing one file may raise: the project's own errors (bad audio and
+# the like), and the operating system's (unreadable, out of memory).
+ANALYSIS_ERRORS = (GenreError, OSError, MemoryError)
+
+
 def audio_error_line(exc: Exception, name: str) -> str:
     """The one line a user sees for a file that cannot be analysed."""
-    if isinstance(exc, AudioError):
-        text = str(exc)
-        return text if text.startswith(name) else f"{name}: {text}"
+    if isinstance(exc, GenreError):
+        return f"{name}: {exc.reason}"
     return f"{name}: could not be analysed ({type(exc).__name__})"
 
 
@@ -545,7 +550,7 @@ def classify_files(files: list[tuple[str, bytes]], models: dict) -> list[Classif
             continue
         try:
             out.append(ClassifyResult(name, data, view=analyse_upload(name, data, models_key(), models)))
-        except Exception as exc:  # noqa: BLE001 — decoder failures of any kind become one line
+        except ANALYSIS_ERRORS as exc:   # one line per bad file; the others still show
             out.append(ClassifyResult(name, data, error=audio_error_line(exc, name)))
     return out
 

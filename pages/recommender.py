@@ -73,7 +73,7 @@ if uploads and mods:
             continue
         try:
             v = ui.analyse_upload(f.name, data, ui.models_key(), mods)
-        except Exception as exc:  # noqa: BLE001 — one line per bad file, the rest still count
+        except ui.ANALYSIS_ERRORS as exc:   # one line per bad file, the rest still count
             st.error(ui.audio_error_line(exc, f.name))
             continue
         seed_vectors.append(rec.SeedVector(

@@ -43,7 +43,7 @@ if choice == "From the catalog":
     fig_key = (str(t.path), ui._stamp(t.path), ui.models_key())
     try:
         view = ui.analyse_path(*fig_key, models)
-    except Exception as exc:  # noqa: BLE001 — any decoder failure becomes one line
+    except ui.ANALYSIS_ERRORS as exc:
         st.error(ui.audio_error_line(exc, t.path.name))
         st.stop()
 else:
@@ -59,7 +59,7 @@ else:
         st.stop()
     try:
         view = ui.analyse_upload(up.name, data, ui.models_key(), models)
-    except Exception as exc:  # noqa: BLE001
+    except ui.ANALYSIS_ERRORS as exc:
         st.error(ui.audio_error_line(exc, up.name))
         st.stop()
     name, audio = up.name, data

@@ -21,7 +21,7 @@ from torch import nn
 from ..config import FeatureConfig
 from ..errors import ArtifactError
 from .base import GenreModel, init_head
-from .msd import MSD_FEATURES, N_FILTERS, POOLS, MSDVGG, load_msd_weights, trunk_steps
+from .msd import MSD_FEATURES, MSDVGG, N_FILTERS, POOLS, load_msd_weights, trunk_steps
 
 TRUNK_PREFIX = "trunk."
 
@@ -33,6 +33,9 @@ class _MSDGenreModel(GenreModel):
     window_steps = 40
     hop_steps = 20
     uses_block5 = False     # keep MSD-VGG's fifth conv block (pretrained) as ``block5``
+    uses_tags = False       # keep MSD-VGG's tag layer (pretrained, 50 MSD tags) as ``dense``
+    # Pretrained layers outside the trunk: trained at a lower learning rate.
+    pretrained_prefixes: tuple[str, ...] = ()
 
     def __init__(self, labels: list[str], cfg: FeatureConfig | None = None, pretrained: bool = True):
         super().__init__(labels, cfg or MSD_FEATURES)
@@ -45,6 +48,8 @@ class _MSDGenreModel(GenreModel):
         self.trunk.requires_grad_(False)
         if self.uses_block5:
             self.block5 = vgg.block5
+        if self.uses_tags:
+            self.dense = vgg.dense
         self.trunk_sha = self._trunk_digest()
 
     # The trunk stays in eval mode (frozen batch-norm statistics) even while
@@ -122,8 +127,10 @@ class CNNMSD(_MSDGenreModel):
     """MSD-VGG fine-tuned for genre: the five-conv CNN of Choi et al. (ISMIR
     2016) as used by Adiyansjah et al. (2019), with MSD weights from Pons &
     Serra's musicnn (2019). Blocks 1–4 frozen; block 5 (conv 3×3 → ReLU →
-    BN → 4×4 max pool, initialised from MSD) and the genre head are trained.
-    Embedding: mean and max of pool 5 over time (256-d)."""
+    BN → 4×4 max pool) and MSD-VGG's 50-tag layer, both initialised from
+    MSD, and the genre head are trained. Embedding (306-d): mean and max of
+    pool 5 over time, and the mean MSD tag probabilities over 3 s pairs of
+    pool-5 steps (the input the tag layer was trained on)."""
 
     name = "cnn_msd"
     # The shipped model trains on 10 s crops and predicts on the whole clip.
@@ -131,6 +138,8 @@ class CNNMSD(_MSDGenreModel):
     hop_steps = window_steps
     train_steps = 40
     uses_block5 = True
+    uses_tags = True
+    pretrained_prefixes = ("block5", "dense")
 
     def __init__(self, labels: list[str], cfg: FeatureConfig | None = None,
                  pretrained: bool = True, dropout: float = 0.5, train_steps: int | None = None):
@@ -138,7 +147,7 @@ class CNNMSD(_MSDGenreModel):
         if train_steps:
             self.train_steps = train_steps
         self.pool5 = nn.MaxPool2d(POOLS[4], ceil_mode=True)
-        self.embedding_dim = 2 * N_FILTERS
+        self.embedding_dim = 2 * N_FILTERS + self.dense.out_features
         # Standardises the embedding for the linear head (as a scaler before
         # logistic regression would); the embedding itself is taken before it.
         self.head_norm = nn.BatchNorm1d(self.embedding_dim)
@@ -148,7 +157,13 @@ class CNNMSD(_MSDGenreModel):
 
     def embed_trunk(self, feats: torch.Tensor) -> torch.Tensor:
         x = self.pool5(self.block5(feats)).amax(2)          # (B, 128, T5)
-        return torch.cat([x.mean(-1), x.amax(-1)], dim=1)
+        b, c, t = x.shape
+        n = max(t // 2, 1)
+        pairs = x[..., : 2 * n] if t >= 2 else x.repeat(1, 1, 2)
+        # TF's flatten of two pool-5 steps: time-major, channels fastest.
+        pairs = pairs.reshape(b, c, n, 2).permute(0, 2, 3, 1).flatten(2)   # (B, n, 256)
+        tags = torch.sigmoid(self.dense(pairs)).mean(1)     # (B, 50)
+        return torch.cat([x.mean(-1), x.amax(-1), tags], dim=1)
 
     def classify_embedding(self, emb: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_dropout(self.head_norm(emb)))
