@@ -16,7 +16,7 @@ COLORS = {"cnn": "#1f77b4", "crnn": "#d62728", "cnn_msd": "#0b3d66", "crnn_msd":
           "baseline_mfcc": "#7f7f7f"}
 FOLLOWS = {"cnn": "Choi et al. 2016 (FCN), from scratch",
            "crnn": "Choi et al. 2017 (CRNN), from scratch, full 1366-frame window",
-           "cnn_msd": "MSD-VGG (Pons & Serra 2019) conv 1–4 frozen, conv 5 + head fine-tuned",
+           "cnn_msd": "MSD-VGG (Pons & Serra 2019) conv 1–4 frozen; conv 5, MSD tag layer and genre head trained",
            "crnn_msd": "MSD-VGG conv 1–4 frozen + 2 GRU layers over 10 s windows"}
 
 
@@ -195,9 +195,13 @@ def write_model_card(artifacts_dir: str | Path) -> Path:
             continue
         extra = ""
         if n.endswith("_msd"):
-            extra = (f"; trunk frozen (features cached once), pretrained conv 5 at lr × "
-                     f"{t.get('pretrained_lr_scale')}, dropout {t.get('feature_dropout')} on trunk features, "
-                     "random 10 s crops of the trunk output")
+            extra = (f"; trunk frozen (features cached once), dropout {t.get('feature_dropout')} on trunk "
+                     "features, random 10 s crops of the trunk output")
+        if n == "cnn_msd":
+            extra += (f"; pretrained conv 5 and MSD tag layer at lr × {t.get('pretrained_lr_scale')}, "
+                      "batch norm on the embedding before the genre layer")
+        elif n == "crnn_msd":
+            extra += "; GRU layers and genre layer trained from scratch, batch norm on the embedding"
         lines.append(f"- {name(n)}: Adam lr {t.get('lr')} (β {t.get('betas')}), BCE, batch {t.get('batch_size')}, "
                      f"weight decay {t.get('weight_decay')}, ≤ {t.get('epochs')} epochs, patience "
                      f"{t.get('patience')}, genre-balanced sampling{extra}.")
