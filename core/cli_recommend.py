@@ -262,7 +262,8 @@ def register(sub) -> None:
     d = EvalConfig()
     e = sub.add_parser("recommend-eval", help="simulated-listener evaluation of the recommender")
     e.add_argument("--data", action="append")
-    e.add_argument("--split", default="test", choices=list(SPLITS), help="'all': the whole catalog")
+    e.add_argument("--split", default="test",
+                   help=f"any split value in the metadata ({', '.join(SPLITS)}, holdout, …); 'all': the whole catalog")
     e.add_argument("--json", help="write the results (or the --select-on choice) here")
     e.add_argument("--artifacts", default=arts)
     e.add_argument("--index", default=None,
@@ -279,7 +280,7 @@ def register(sub) -> None:
                    help="leave-artist-out: 'exclude' never recommends a seed's artist, 'no-credit' "
                         "counts them as misses")
     e.add_argument("--no-resample", action="store_true", help="skip the track/artist jackknife")
-    e.add_argument("--select-on", choices=["train", "val", "test", "all"], default=None,
+    e.add_argument("--select-on", default=None,
                    help="grid-search embedding, variant and genre weight on this split (use val) and "
                         "write the choice to --json")
     e.add_argument("--weights", default=None, help="--select-on: comma-separated genre weights")

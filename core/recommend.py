@@ -99,7 +99,9 @@ ENSEMBLE_SEP = "+"
 # Index "models" that are baselines, not genre classifiers: never part of "ensemble".
 PSEUDO_MODELS = ("mfcc",)
 # The model used when none is named, if the index has it (else the first indexed one).
-PREFERRED_MODEL = "crnn"
+# The embedding chosen on val (recommend-eval --select-on val, artifacts/recommend_choice.json):
+# every learned model's L2-normalised embedding, concatenated.
+PREFERRED_MODEL = "ensemble"
 MAX_SEEDS = 5
 # The artifact the app reads the offline figures of both methods from
 # (``python -m core recommend-eval --split test --json artifacts/recommend_eval.json``).
@@ -136,9 +138,10 @@ class RecommendConfig:
     aggregate: str = "mean"
     distance: str = "cosine"
     p: float = 3.0
-    # Chosen on val with the shipped v2 artifacts (recommend-eval --select-on val:
-    # cnn+crnn, soft, 0.3); re-run the selection when the models change.
-    genre_weight: float = 0.3
+    # Chosen on val with the shipped v3 artifacts (recommend-eval --select-on val
+    # --weights 0.1,…,0.9: ensemble, soft, 0.9; w = 1 would drop the cosine term,
+    # so it is not offered); re-run the selection when the models change.
+    genre_weight: float = 0.9
     variant: str = "soft"
     diversity: float = 0.0
     standardise: bool = False
@@ -268,9 +271,9 @@ def resolve_model(index: CatalogIndex, model: str | None) -> str:
     """``None`` → :data:`PREFERRED_MODEL` when indexed, else the first indexed model."""
     if model:
         return model
-    if PREFERRED_MODEL in index.models:
-        return PREFERRED_MODEL
     learned = [m for m in index.models if m not in PSEUDO_MODELS]
+    if PREFERRED_MODEL in index.models or (PREFERRED_MODEL == ENSEMBLE and len(learned) >= 2):
+        return PREFERRED_MODEL
     return (learned or index.models or [PREFERRED_MODEL])[0]
 
 

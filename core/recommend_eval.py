@@ -60,6 +60,8 @@ from scipy import stats
 from .baseline import handcrafted_features
 from .cache import LogMelCache, content_hash
 from .datasets import Track, read_datasets
+from .errors import GenreError
+from .evaluate import select_split
 from .index import CatalogIndex
 from .recommend import (
     DEFAULTS,
@@ -76,6 +78,7 @@ from .recommend import (
 from .search import normalise
 
 MFCC = "mfcc"
+# The usual splits, for help texts; any split value in the metadata is accepted.
 SPLITS = ("train", "val", "test", "all")
 ARTIST_MODES = ("keep", "exclude", "no-credit")
 Progress = Callable[[int, int], None]
@@ -702,11 +705,7 @@ def recommend_eval(data_dirs: Sequence[str | Path], split: str = "test",
     cache). ``select``: run :func:`select_on` with that grid instead."""
     from .artifacts import load_models
 
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    tracks = [t for t in read_datasets(data_dirs) if split == "all" or t.split == split]
-    if not tracks:
-        raise ValueError(f"no tracks in split {split!r}")
+    tracks = select_split(read_datasets(data_dirs), split)   # any split in the metadata, or "all"
     if index_dir is not None:
         disk = CatalogIndex.open(index_dir)
         if not len(disk):
@@ -719,7 +718,7 @@ def recommend_eval(data_dirs: Sequence[str | Path], split: str = "test",
             if models is None:
                 try:
                     models = load_models(artifacts_dir)
-                except Exception:   # noqa: BLE001 — the index alone is enough without MFCC
+                except (GenreError, OSError):   # the index alone is enough without MFCC
                     models = {}
             if models:
                 fcfg = next(iter(models.values())).cfg

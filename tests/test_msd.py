@@ -94,7 +94,7 @@ def test_patches_cut_like_musicnn():
     assert torch.equal(p[1], lm[0, :, :, 187:374])
 
 
-@pytest.mark.parametrize("name,dim", [("cnn_msd", 256), ("crnn_msd", 128)])
+@pytest.mark.parametrize("name,dim", [("cnn_msd", 306), ("crnn_msd", 128)])
 def test_genre_models_on_the_trunk(name, dim):
     torch.manual_seed(0)
     m = build_model(name, LABELS, pretrained=False).eval()

@@ -58,7 +58,9 @@ def test_five_seeds_give_both_methods_as_core_recommend_does(app, calls):
     shown = _lists(app)
     assert shown == _last(calls)
     assert [c["method"] for c in calls[-2:]] == ["cosine", "genre"]
-    assert all(c["seeds"] == SEEDS and c["k"] == 5 and c["model"] == "crnn" for c in calls[-2:])
+    import core.recommend as rec
+
+    assert all(c["seeds"] == SEEDS and c["k"] == 5 and c["model"] == rec.PREFERRED_MODEL for c in calls[-2:])
     assert len(shown["cosine"]) == 5 and not set(shown["cosine"]) & set(SEEDS)
     assert app.session_state[ui.SEEDS_KEY] == SEEDS
     assert len(app.get("audio")) == 10

@@ -248,12 +248,12 @@ def test_large_catalogs_use_the_approximate_index(monkeypatch):
     items = [(f"t{i}", E[i], LABELS[g[i] % 3], LABELS[g[i] % 3]) for i in range(n)]
     idx = make_index(items)
     seeds = ["t0", "t1", "t2"]
-    exact = {kw: ids(recommend(idx, seeds, k=10, **dict(kw))) for kw in
+    exact = {kw: ids(recommend(idx, seeds, k=10, model="crnn", **dict(kw))) for kw in
              [(), (("method", "genre"),), (("aggregate", "max"),)]}
     monkeypatch.setattr(rec, "APPROX_ABOVE", 1000)
     approx_idx = make_index(items)
     for kw, want in exact.items():
-        got = ids(recommend(approx_idx, seeds, k=10, **dict(kw)))
+        got = ids(recommend(approx_idx, seeds, k=10, model="crnn", **dict(kw)))
         assert len(set(got) & set(want)) >= 9, kw
     assert approx_idx.cached(("vindex", "crnn", False), lambda: None).method == "ivf"
 
@@ -385,5 +385,8 @@ def test_ensemble_aligns_genres_by_name():
                                    {"m1": ["A", "B"], "m2": ["B", "A"]})
     recs = recommend(idx, ["a"], model="ensemble", method="genre", genre_weight=1.0, k=2)
     assert ids(recs) == ["c", "b"] and recs[0].predicted_genre == "A"
-    # No model named: the preferred one if indexed, else the first indexed model.
-    assert recommend(idx, ["a"], k=1)[0].reason.count("(m1,") == 1
+    # No model named: the preferred spec (the val winner, the ensemble) when it
+    # applies; with a single learned model, that model.
+    assert recommend(idx, ["a"], k=1)[0].reason.count("(ensemble,") == 1
+    solo = CatalogIndex.from_arrays(rows, {"m1": E}, {"m1": P}, {"m1": ["A", "B"]})
+    assert recommend(solo, ["a"], k=1)[0].reason.count("(m1,") == 1
