@@ -41,6 +41,7 @@ artifacts: install
 	$(BIN)/python -m core train --model crnn --full-window --max-minutes 50 --out artifacts --device $(DEVICE)
 	$(BIN)/python -m core train --model cnn_msd --out artifacts --device $(DEVICE)
 	$(BIN)/python -m core train --model crnn_msd --lr 0.0003 --out artifacts --device $(DEVICE)
+	$(BIN)/python -m core baseline --artifacts artifacts
 	$(BIN)/python -m core calibrate --split val --artifacts artifacts
 	$(BIN)/python -m core evaluate --split test --json artifacts/metrics.json
 	$(BIN)/python -m core model-card --artifacts artifacts

@@ -72,11 +72,16 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .artifacts import update_manifest, write_json
+    from .baseline import BASELINE_FILE
     from .evaluate import evaluate
 
+    # Written into the artifacts folder with the metrics, the MFCC baseline
+    # ships beside the networks (plain JSON numbers) so Classify can show it.
+    into_artifacts = args.json and Path(args.json).resolve().parent == Path(args.artifacts).resolve()
     try:
         res = evaluate(_data_dirs(args), split=args.split, artifacts_dir=args.artifacts,
-                       n_boot=args.bootstrap)
+                       n_boot=args.bootstrap,
+                       save_baseline_to=Path(args.artifacts) / BASELINE_FILE if into_artifacts else None)
     except ValueError as exc:   # e.g. a split the metadata does not have
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -88,6 +93,14 @@ def cmd_evaluate(args) -> int:
         m = rep["macro"]
         print(f"{name:>14}: macro AUC {m['roc_auc']:.3f}  F1 {m['f1']:.3f}  "
               f"accuracy {m['accuracy']:.3f}  (n={m['n_tracks']})")
+    return 0
+
+
+def cmd_baseline(args) -> int:
+    from .evaluate import fit_baseline
+
+    m = fit_baseline(_data_dirs(args), args.artifacts)
+    print(json.dumps({"model": m.name, "labels": m.labels, "features": len(m.mean)}))
     return 0
 
 
@@ -182,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--artifacts", default=str(Paths().artifacts))
     e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
     e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("baseline", help="train the MFCC baseline on the train split and ship it (JSON)")
+    b.add_argument("--data", action="append")
+    b.add_argument("--artifacts", default=str(Paths().artifacts))
+    b.set_defaults(func=cmd_baseline)
 
     k = sub.add_parser("calibrate", help="fit each model's temperature on val; pick the app's default model")
     k.add_argument("--data", action="append")

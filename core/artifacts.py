@@ -11,6 +11,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from .baseline import BASELINE_FILE, BaselineClassifier
 from .config import FeatureConfig, Paths
 from .errors import ArtifactError
 from .models import MODELS, GenreModel, build_model
@@ -147,6 +148,17 @@ def load_models(artifacts_dir: str | Path | None = None, optimise: bool = False)
 
         models = {n: optimise_for_inference(m) for n, m in models.items()}
     return models
+
+
+def load_baseline(artifacts_dir: str | Path | None = None) -> BaselineClassifier | None:
+    """The shipped MFCC baseline, or ``None`` when the artifacts have none."""
+    root = Path(artifacts_dir or Paths().artifacts)
+    if not (root / BASELINE_FILE).is_file():
+        return None
+    try:
+        return BaselineClassifier.from_dict(read_json(BASELINE_FILE, root))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactError(f"artifact unreadable: {root / BASELINE_FILE} ({exc})") from None
 
 
 def read_json(name: str, artifacts_dir: str | Path | None = None) -> dict:

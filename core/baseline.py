@@ -56,3 +56,48 @@ def baseline_probs(clf, features: np.ndarray, n_labels: int) -> np.ndarray:
     out = np.zeros((len(features), n_labels))
     out[:, clf.classes_] = p
     return out
+
+
+BASELINE_FILE = "baseline_mfcc.json"
+
+
+class BaselineClassifier:
+    """The trained MFCC baseline as plain numbers (no pickle): standardise,
+    then a multinomial logistic regression, ``softmax(W·z + b)``. Reads the
+    log-mel of :class:`~core.config.FeatureConfig` ``cfg``, like the networks."""
+
+    name = "baseline_mfcc"
+
+    def __init__(self, labels: list[str], classes: list[int], mean: np.ndarray, scale: np.ndarray,
+                 coef: np.ndarray, intercept: np.ndarray, cfg: FeatureConfig):
+        self.labels, self.classes, self.cfg = list(labels), list(classes), cfg
+        self.mean, self.scale = np.asarray(mean, np.float64), np.asarray(scale, np.float64)
+        self.coef, self.intercept = np.asarray(coef, np.float64), np.asarray(intercept, np.float64)
+
+    @classmethod
+    def from_sklearn(cls, clf, labels: list[str], cfg: FeatureConfig) -> "BaselineClassifier":
+        scaler, lr = clf[0], clf[-1]
+        return cls(labels, [int(c) for c in lr.classes_], scaler.mean_, scaler.scale_, lr.coef_,
+                   lr.intercept_, cfg)
+
+    def predict_logmel(self, mels: np.ndarray) -> np.ndarray:
+        """``(N, n_mels, T)`` log-mels → ``(N, G)`` genre probabilities."""
+        z = (handcrafted_features(mels, self.cfg) - self.mean) / self.scale
+        logits = z @ self.coef.T + self.intercept
+        if logits.shape[1] == 1:                      # two classes: sklearn's binary form
+            logits = np.concatenate([-logits, logits], axis=1) / 2
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        p = e / e.sum(1, keepdims=True)
+        out = np.zeros((len(p), len(self.labels)))
+        out[:, self.classes] = p
+        return out
+
+    def to_dict(self) -> dict:
+        return {"model": self.name, "labels": self.labels, "classes": self.classes,
+                "mean": self.mean.tolist(), "scale": self.scale.tolist(), "coef": self.coef.tolist(),
+                "intercept": self.intercept.tolist(), "feature_config": self.cfg.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BaselineClassifier":
+        return cls(d["labels"], d["classes"], np.array(d["mean"]), np.array(d["scale"]),
+                   np.array(d["coef"]), np.array(d["intercept"]), FeatureConfig.from_dict(d["feature_config"]))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .artifacts import load_models
-from .baseline import baseline_probs, handcrafted_features, train_baseline
+from .baseline import BaselineClassifier, baseline_probs, handcrafted_features, train_baseline
 from .cache import LogMelCache
 from .calibration import calibration_report
 from .config import FeatureConfig
@@ -160,6 +160,27 @@ def evaluate(data_dirs: Sequence[str | Path], split: str = "test", artifacts_dir
     out["comparison"]["skipped_genres"] = skipped
     out["comparison"]["unreadable"] = sorted({s for d in data.values() for s in d.skipped})
     return out
+
+
+def fit_baseline(data_dirs: Sequence[str | Path], artifacts_dir: str | Path,
+                 cache_root: str | Path | None = None) -> BaselineClassifier:
+    """Train the MFCC baseline on the train split (as :func:`evaluate` does)
+    and write it to the artifacts folder as plain JSON numbers, so the app can
+    show it beside the networks."""
+    from .artifacts import update_manifest, write_json
+    from .baseline import BASELINE_FILE
+    from .datasets import genres_of
+
+    tracks = read_datasets(data_dirs)
+    train_tracks = [t for t in tracks if t.split == "train"]
+    labels = genres_of(train_tracks)
+    cfg = FeatureConfig()
+    train = load_labelled(train_tracks, labels, LogMelCache(cfg, cache_root), desc="train log-mels")
+    clf = train_baseline(handcrafted_features(train.mels, cfg), train.y)
+    model = BaselineClassifier.from_sklearn(clf, labels, cfg)
+    write_json(Path(artifacts_dir) / BASELINE_FILE, model.to_dict())
+    update_manifest(artifacts_dir)
+    return model
 
 
 def calibrate(data_dirs: Sequence[str | Path], artifacts_dir: str | Path, split: str = "val",

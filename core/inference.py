@@ -8,7 +8,9 @@ import numpy as np
 import torch
 
 from .audio import AudioSource, load_multi
+from .baseline import BaselineClassifier
 from .config import FeatureConfig
+from .features import LogMelFrontEnd
 from .models import GenreModel, Prediction, trunk_group
 from .pipeline import torch_threads
 
@@ -22,6 +24,7 @@ class Analysis:
     model_labels: dict[str, list[str]]   # label list of each model
     model_configs: dict[str, FeatureConfig] = field(default_factory=dict)
     logmels: dict[str, np.ndarray] = field(default_factory=dict)   # per model, first excerpt
+    baseline: dict[str, float] | None = None   # the MFCC baseline's genre → p, when given one
 
     def probabilities(self, model: str) -> dict[str, float]:
         return dict(zip(self.labels(model), self.predictions[model].probs[0].tolist()))
@@ -35,23 +38,33 @@ class Analysis:
         return g, probs[g]
 
 
-def analyse(source: AudioSource, models: dict[str, GenreModel], n_excerpts: int = 1) -> Analysis:
+def analyse(source: AudioSource, models: dict[str, GenreModel], n_excerpts: int = 1,
+            baseline: BaselineClassifier | None = None) -> Analysis:
     """Decode ``source`` once and run every model on it.
 
     ``n_excerpts > 1`` averages over evenly spaced excerpts of a long track
     (each excerpt is itself averaged over sliding windows). Models with
     different feature settings (sample rate, window) each get their own
-    excerpt from the one decode.
+    excerpt from the one decode. ``baseline``: also run the MFCC baseline
+    (on the log-mel of its own settings).
     """
     if not models:
         raise ValueError("no models loaded")
     cfgs = distinct_configs(models)
+    if baseline is not None and baseline.cfg.key() not in {c.key() for c in cfgs}:
+        cfgs.append(baseline.cfg)
     waves = load_multi(source, cfgs, n_excerpts=n_excerpts)
     # One torch thread: a single track's ~10 windows are too small a batch for
     # two threads to pay off, and on a busy machine the second thread's
     # spin-waits cost more than it saves (measured in core.bench).
+    waves_by_key = dict(zip((c.key() for c in cfgs), waves))
     with torch_threads(1):
-        return _analyse(dict(zip((c.key() for c in cfgs), waves)), models)
+        out = _analyse(waves_by_key, models)
+    if baseline is not None:
+        with torch.inference_mode():
+            lm = LogMelFrontEnd(baseline.cfg)(torch.from_numpy(waves_by_key[baseline.cfg.key()]))[:, 0].numpy()
+        out.baseline = dict(zip(baseline.labels, baseline.predict_logmel(lm).mean(0).tolist()))
+    return out
 
 
 def distinct_configs(models: dict[str, GenreModel]) -> list[FeatureConfig]:

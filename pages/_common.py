@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 
 from core import catalog as catalog_mod
-from core.artifacts import ArtifactError, load_models, read_json
+from core.artifacts import ArtifactError, load_baseline, load_models, read_json
 from core.audio import SUPPORTED_EXTENSIONS, load
 from core.config import FeatureConfig, Paths
 from core.errors import GenreError
@@ -98,6 +98,22 @@ def models(quiet: bool = False) -> dict | None:
                        "(or set `GENRE_ARTIFACTS` to a folder that has them).")
         return None
     return loaded
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _load_baseline(root: str, stamp: float):
+    # Immutable after loading (plain arrays, read only), so one copy serves every session.
+    return load_baseline(root)
+
+
+def baseline():
+    """The shipped MFCC baseline (for Classify), or ``None`` when there is none
+    or it cannot be read."""
+    root = paths().artifacts
+    try:
+        return _load_baseline(str(root), _stamp(root / "manifest.json"))
+    except ArtifactError:
+        return None
 
 
 def models_key() -> str:
@@ -256,6 +272,7 @@ class TrackView:
     window_starts_s: dict[str, list[float]]  # model → window start times
     labels: dict[str, list[str]]
     embedding: dict[str, np.ndarray]         # model → window-averaged embedding (uploaded seeds)
+    baseline: dict[str, float] | None = None  # the MFCC baseline's genre → p (Classify)
 
     def top(self, model: str) -> tuple[str, float]:
         p = self.probs[model]
@@ -277,8 +294,8 @@ def _spectrogram(source, model) -> Spectrogram:
                        times=frame_times(cfg, logmel.shape[1]), freqs=mel_frequencies(cfg))
 
 
-def _view(source, models: dict) -> TrackView:
-    a = analyse(source, models)
+def _view(source, models: dict, base=None) -> TrackView:
+    a = analyse(source, models, baseline=base)
     specs: dict[str, Spectrogram] = {}
     by_cfg: dict[str, Spectrogram] = {}
     for name, m in models.items():          # models may differ in sample rate, mels, hop…
@@ -294,7 +311,8 @@ def _view(source, models: dict) -> TrackView:
         spectrograms=specs, probs={m: a.probabilities(m) for m in models},
         window_probs={m: a.predictions[m].window_probs[0] for m in models},
         window_starts_s=window_starts, labels={m: a.labels(m) for m in models},
-        embedding={m: np.asarray(a.predictions[m].embedding[0], np.float32) for m in models})
+        embedding={m: np.asarray(a.predictions[m].embedding[0], np.float32) for m in models},
+        baseline=a.baseline)
 
 
 @st.cache_data(show_spinner="Listening to the track…", max_entries=32)
@@ -304,9 +322,9 @@ def analyse_path(path: str, stamp: float, models_id: str, _models: dict) -> Trac
 
 
 @st.cache_data(show_spinner="Listening to the track…", max_entries=32)
-def analyse_upload(name: str, data: bytes, models_id: str, _models: dict) -> TrackView:
+def analyse_upload(name: str, data: bytes, models_id: str, _models: dict, _baseline=None) -> TrackView:
     """Cached analysis of uploaded bytes; raises :class:`AudioError` for bad audio."""
-    return _view(named_bytes(name, data), _models)
+    return _view(named_bytes(name, data), _models, _baseline)
 
 
 # What analysing one file may raise: the project's own errors (bad audio and
@@ -549,7 +567,8 @@ def classify_files(files: list[tuple[str, bytes]], models: dict) -> list[Classif
             out.append(ClassifyResult(name, data, error=problem))
             continue
         try:
-            out.append(ClassifyResult(name, data, view=analyse_upload(name, data, models_key(), models)))
+            out.append(ClassifyResult(name, data, view=analyse_upload(name, data, models_key(), models,
+                                                                      baseline())))
         except ANALYSIS_ERRORS as exc:   # one line per bad file; the others still show
             out.append(ClassifyResult(name, data, error=audio_error_line(exc, name)))
     return out

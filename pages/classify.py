@@ -8,9 +8,10 @@ from pages import _common as ui
 
 st.title("Classify your music")
 st.markdown(
-    "Drop in one or more audio files. Every model listens to ~29 s from the middle of each file and "
-    "gives every genre a probability. When the models agree, the answer is usually more "
-    "trustworthy; when they disagree, the track may sit between genres.")
+    "Drop in one or more audio files. Every model listens to ~30 s from the middle of each file and "
+    "gives every genre a probability (a distribution, calibrated on validation data; see the model "
+    "card for how well it holds), beside the classic MFCC baseline. When the models agree, the answer "
+    "is usually more trustworthy; when they disagree, the track may sit between genres.")
 
 models = ui.models()
 if not models:
@@ -50,6 +51,9 @@ for i, r in enumerate(results):
             for m in v.probs:
                 g, p = v.top(m)
                 st.markdown(f"**{charts.model_name(m)}**: {g} — {p:.0%}")
+            if v.baseline:
+                g = max(v.baseline, key=v.baseline.get)
+                st.markdown(f"{charts.model_name('baseline_mfcc')}: {g} — {v.baseline[g]:.0%}")
             if v.agree():
                 who = "Both models" if len(v.probs) == 2 else f"All {len(v.probs)} models"
                 st.success(f"{who} say **{v.top(next(iter(v.probs)))[0]}**.")
@@ -57,7 +61,8 @@ for i, r in enumerate(results):
                 st.warning("The models disagree — this track may mix genres.")
         with c2:
             n_genres = len(next(iter(v.labels.values())))
-            st.plotly_chart(charts.probability_bars(v.probs, height=110 + 26 * n_genres),
+            bars = {**v.probs, "baseline_mfcc": v.baseline} if v.baseline else v.probs
+            st.plotly_chart(charts.probability_bars(bars, height=110 + 26 * n_genres),
                             key=f"classify_bars_{i}")
 
 if ok:

@@ -88,3 +88,31 @@ def test_add_to_library_saves_a_sanitised_copy_and_indexes_it(app, uploads, tmp_
     # The index stays current for the app: no "models changed" re-embedding.
     fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert "Index ready: 19 tracks" in wait_for_index(fresh)
+
+
+def test_shipped_baseline_is_shown_beside_the_networks(app_env, uploads, monkeypatch, tmp_path):
+    """With a baseline in the artifacts, Classify names its genre and draws its bars."""
+    from core.artifacts import update_manifest, write_json
+    from core.baseline import BASELINE_FILE, BaselineClassifier
+    from core.config import FeatureConfig
+    from tests.conftest import GENRES
+
+    art = tmp_path / "art"
+    shutil.copytree(app_env["GENRE_ARTIFACTS"], art)
+    g = len(GENRES)
+    # A baseline that always says the second genre (its bias dominates).
+    base = BaselineClassifier(list(GENRES), list(range(g)), np.zeros(90), np.ones(90),
+                              np.zeros((g, 90)), np.array([0.0, 9.0, 0.0]), FeatureConfig())
+    write_json(art / BASELINE_FILE, base.to_dict())
+    update_manifest(art)
+    env = dict(app_env, GENRE_ARTIFACTS=str(art), GENRE_STUDY_DB=str(tmp_path / "s.sqlite"),
+               GENRE_LIBRARY=str(tmp_path / "lib"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    open_page(at, "classify")
+    at.file_uploader(key="classify_files").set_value([uploads[0]]).run()
+    no_exceptions(at)
+    second = list(GENRES)[1]
+    assert f"MFCC baseline: {second} — 100%" in texts(at)
+    assert [t["name"] for t in plotly_specs(at)[0]["data"]][-1] == "MFCC baseline"
