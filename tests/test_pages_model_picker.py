@@ -1,5 +1,7 @@
-"""Model pickers: Spectrograms, Embedding map and Recommender start on the best
-model on validation (artifacts/selection.json) and follow the user's choice."""
+"""Model pickers: Spectrograms and Embedding map start on the best classifier
+on validation (artifacts/selection.json); the Recommender starts on the
+embedding its own validation run chose (core.recommend.PREFERRED_MODEL, from
+artifacts/recommend_choice.json); all follow the user's choice."""
 
 from __future__ import annotations
 
@@ -10,6 +12,12 @@ import pytest
 from test_app import app, app_env, no_exceptions, open_page, plotly_specs  # noqa: F401
 
 PICKERS = {"spectrograms": "spec_model", "embedding_map": "map_model", "recommender": "rec_model"}
+
+
+def _expected(page: str, best: str) -> str:
+    import core.recommend as rec
+
+    return rec.PREFERRED_MODEL if page == "recommender" else best
 
 
 def _open(app, page: str):
@@ -36,7 +44,7 @@ def test_picker_starts_on_the_best_model_on_validation(app, page):
     _open(app, page)
     no_exceptions(app)
     box = app.selectbox(key=PICKERS[page])
-    assert box.value == "crnn"              # the fixture's selection.json; "cnn" comes first
+    assert box.value == _expected(page, "crnn")   # the fixture's selection.json; "cnn" comes first
     assert "cnn" in box.options[0].lower() and len(box.options) >= 2
 
 
@@ -46,7 +54,7 @@ def test_picker_follows_another_selection_and_defaults_to_the_first_without_one(
     _with_selection(app, monkeypatch, tmp_path, "cnn")
     _open(app, page)
     no_exceptions(app)
-    assert app.selectbox(key=PICKERS[page]).value == "cnn"
+    assert app.selectbox(key=PICKERS[page]).value == _expected(page, "cnn")
 
 
 def test_without_a_selection_file_the_first_model_is_the_default(app, monkeypatch, tmp_path):

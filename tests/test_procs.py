@@ -25,7 +25,7 @@ OWNER = textwrap.dedent("""
     from core import pipeline
 
     if __name__ == "__main__":
-        runner = pipeline._Runner(2, {{}}, FeatureConfig(), 1)      # the indexer's spawned pool
+        runner = pipeline._Runner(2, {{}}, [FeatureConfig()], 1)      # the indexer's spawned pool
         assert runner.result(runner.submit([]), []) == []           # workers are up
         from concurrent.futures import ProcessPoolExecutor          # the log-mel cache's forked pool
         from core.procs import exit_with_parent
