@@ -72,16 +72,11 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .artifacts import update_manifest, write_json
-    from .baseline import BASELINE_FILE
     from .evaluate import evaluate
 
-    # Written into the artifacts folder with the metrics, the MFCC baseline
-    # ships beside the networks (plain JSON numbers) so Classify can show it.
-    into_artifacts = args.json and Path(args.json).resolve().parent == Path(args.artifacts).resolve()
     try:
         res = evaluate(_data_dirs(args), split=args.split, artifacts_dir=args.artifacts,
-                       n_boot=args.bootstrap,
-                       save_baseline_to=Path(args.artifacts) / BASELINE_FILE if into_artifacts else None)
+                       n_boot=args.bootstrap)
     except ValueError as exc:   # e.g. a split the metadata does not have
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
