@@ -541,7 +541,9 @@ def _targets(r: dict) -> dict:
     out = {"index_speedup_ge_3": {"value": r["index"]["speedup"], "ok": r["index"]["speedup"] >= 3},
            "index_cpu_speedup_ge_3": {"value": r["index"]["cpu_speedup"], "ok": r["index"]["cpu_speedup"] >= 3},
            "index_tracks_per_s_ge_6": {"value": r["index"]["tracks_per_s"], "ok": r["index"]["tracks_per_s"] >= 6},
-           "warm_classify_lt_500_ms": {"value": r["classify_ms"]["warm"], "ok": r["classify_ms"]["warm"] < 500}}
+           # The CLI's and the app's path: optimised models on one torch thread.
+           "warm_classify_lt_500_ms": {"value": r["classify_ms"]["warm_optimised_1_thread"],
+                                       "ok": r["classify_ms"]["warm_optimised_1_thread"] < 500}}
     big = r["query_ms"].get("1000000")
     if big:
         out["query_1m_p50_lt_20_ms"] = {"value": big["p50"], "ok": big["p50"] < 20}

@@ -67,6 +67,9 @@ def analyse(source: AudioSource, models: dict[str, GenreModel], n_excerpts: int 
     return out
 
 
+TRUNK_BATCH = 2
+
+
 def distinct_configs(models: dict[str, GenreModel]) -> list[FeatureConfig]:
     """One feature config per distinct log-mel (``cfg.key()``), in model order."""
     seen: dict[str, FeatureConfig] = {}
@@ -82,7 +85,11 @@ def predict_all(mels: dict[str, torch.Tensor], models: dict[str, GenreModel],
     preds: dict[str, Prediction] = {}
     for names in trunk_group(models).values():
         first = models[names[0]]
-        feats = first.trunk_features(mels[first.cfg.key()])
+        lm = mels[first.cfg.key()]
+        # A few clips at a time: the first conv's output is ~90 MB per 30 s clip,
+        # the trunk's output only ~0.4 MB, so memory stays flat for any batch.
+        feats = torch.cat([first.trunk_features(lm[i: i + TRUNK_BATCH])
+                           for i in range(0, lm.shape[0], TRUNK_BATCH)])
         for n in names:
             preds[n] = models[n].predict_trunk(feats)
     for name, m in models.items():
