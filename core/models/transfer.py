@@ -7,8 +7,9 @@ musicnn's ``log10(10000·P + 1)``), run MSD-VGG's input norm and conv blocks
 and cut their windows out of the trunk's output ``(B, 128, 6, T4)``, so a
 catalog pays for the trunk once for both models (:func:`trunk_group`).
 The trunk's weights are not stored in the project's safetensors files: they
-are rebuilt from the installed ``musicnn`` wheel, and the file records their
-SHA-256 so a different wheel is refused.
+are rebuilt from the installed ``musicnn`` wheel. Their digest is part of
+:meth:`trunk_key` and of the model fingerprint, so vectors computed with a
+different wheel are never mixed with these in an index or a feature cache.
 """
 
 from __future__ import annotations
