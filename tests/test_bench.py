@@ -22,7 +22,8 @@ def test_tiny_bench_run_writes_every_key(tiny_dataset, tiny_artifacts, tmp_path,
     assert {"tracks_per_s", "baseline_tracks_per_s", "speedup"} <= set(idx)
     assert idx["tracks"] == 4 and idx["errors"] == 0
     assert idx["tracks_per_s"] > 0 and idx["baseline_tracks_per_s"] > 0
-    assert np.isclose(idx["speedup"], idx["tracks_per_s"] / idx["baseline_tracks_per_s"], rtol=0.02)
+    # speedup is rounded to 2 decimals: allow that rounding on small ratios too.
+    assert np.isclose(idx["speedup"], idx["tracks_per_s"] / idx["baseline_tracks_per_s"], rtol=0.02, atol=0.006)
     # Baseline and pipeline embed the same audio: embeddings point the same way.
     assert all(v is not None and v > 0.8 for v in idx["embedding_cosine_vs_baseline_median"].values())
     assert {"cold", "warm"} <= set(r["classify_ms"]) and r["classify_ms"]["warm"] > 0
