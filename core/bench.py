@@ -195,7 +195,7 @@ def profile_stages(paths: list[Path], models, log: Log) -> dict[str, float]:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from .audio import load
+    from .audio import load, load_multi
     from .cache import content_hash
     from .features import LogMelFrontEnd
     from .inference import distinct_configs
@@ -234,8 +234,6 @@ def profile_stages(paths: list[Path], models, log: Log) -> dict[str, float]:
                 soxr.resample(y.mean(axis=1), sr, c.sample_rate, quality="HQ")
                 s = add(f"resample_{rate(c)}", s)
                 t["resample"] = t.get("resample", 0.0) + s - s0
-            from .audio import load_multi
-
             waves = load_multi(str(p), cfgs)  # all of decoding: read once, resample, checks, loudness, crop
             s = add("load_total", s)
             xs = {}

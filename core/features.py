@@ -64,6 +64,18 @@ class LogMelFrontEnd(nn.Module):
         return compress(mel, self.cfg)[:, None, :, : self.cfg.n_frames]
 
 
+_FRONTENDS: dict[str, LogMelFrontEnd] = {}
+
+
+def frontend_for(cfg: FeatureConfig) -> LogMelFrontEnd:
+    """A shared :class:`LogMelFrontEnd` per feature config (its filterbank is
+    built once per process; the module holds no state that changes)."""
+    key = cfg.key()
+    if key not in _FRONTENDS:
+        _FRONTENDS[key] = LogMelFrontEnd(cfg)
+    return _FRONTENDS[key]
+
+
 def mel_frequencies(cfg: FeatureConfig) -> np.ndarray:
     """Centre frequency in Hz of each mel band (for plot axes)."""
     return librosa.mel_frequencies(n_mels=cfg.n_mels, fmin=cfg.f_min,

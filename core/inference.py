@@ -10,7 +10,7 @@ import torch
 from .audio import AudioSource, load_multi
 from .baseline import BaselineClassifier
 from .config import FeatureConfig
-from .features import LogMelFrontEnd
+from .features import frontend_for
 from .models import GenreModel, Prediction, trunk_group
 from .pipeline import torch_threads
 
@@ -24,6 +24,7 @@ class Analysis:
     model_labels: dict[str, list[str]]   # label list of each model
     model_configs: dict[str, FeatureConfig] = field(default_factory=dict)
     logmels: dict[str, np.ndarray] = field(default_factory=dict)   # per model, first excerpt
+    waves: dict[str, np.ndarray] = field(default_factory=dict)     # per model, first excerpt (its rate)
     baseline: dict[str, float] | None = None   # the MFCC baseline's genre → p, when given one
 
     def probabilities(self, model: str) -> dict[str, float]:
@@ -57,14 +58,8 @@ def analyse(source: AudioSource, models: dict[str, GenreModel], n_excerpts: int 
     # One torch thread: a single track's ~10 windows are too small a batch for
     # two threads to pay off, and on a busy machine the second thread's
     # spin-waits cost more than it saves (measured in core.bench).
-    waves_by_key = dict(zip((c.key() for c in cfgs), waves))
     with torch_threads(1):
-        out = _analyse(waves_by_key, models)
-    if baseline is not None:
-        with torch.inference_mode():
-            lm = LogMelFrontEnd(baseline.cfg)(torch.from_numpy(waves_by_key[baseline.cfg.key()]))[:, 0].numpy()
-        out.baseline = dict(zip(baseline.labels, baseline.predict_logmel(lm).mean(0).tolist()))
-    return out
+        return _analyse(dict(zip((c.key() for c in cfgs), waves)), models, baseline)
 
 
 TRUNK_BATCH = 2
@@ -98,18 +93,25 @@ def predict_all(mels: dict[str, torch.Tensor], models: dict[str, GenreModel],
     return {n: preds[n] for n in models}
 
 
-def _analyse(waves: dict[str, np.ndarray], models: dict[str, GenreModel]) -> Analysis:
+def _analyse(waves: dict[str, np.ndarray], models: dict[str, GenreModel],
+             baseline: BaselineClassifier | None = None) -> Analysis:
     mels: dict[str, torch.Tensor] = {}
     with torch.inference_mode():
         for m in models.values():
             key = m.cfg.key()
             if key not in mels:   # models sharing a feature config share one log-mel
                 mels[key] = m.frontend(torch.from_numpy(waves[key]))
+        if baseline is not None and baseline.cfg.key() not in mels:
+            mels[baseline.cfg.key()] = frontend_for(baseline.cfg)(torch.from_numpy(waves[baseline.cfg.key()]))
         raw = predict_all(mels, models)
+    base_probs = None
+    if baseline is not None:
+        lm = mels[baseline.cfg.key()][:, 0].numpy()
+        base_probs = dict(zip(baseline.labels, baseline.predict_logmel(lm).mean(0).tolist()))
     preds: dict[str, Prediction] = {}
     for name, p in raw.items():
         n_ex = p.probs.shape[0]
-        # Average excerpts: logits first, then the calibrated distribution from them.
+        # Average over the excerpts of a long track.
         preds[name] = Prediction(probs=p.probs.mean(0, keepdims=True),
                                  embedding=p.embedding.mean(0, keepdims=True),
                                  window_probs=p.window_probs.reshape(1, -1, p.window_probs.shape[-1]),
@@ -120,4 +122,5 @@ def _analyse(waves: dict[str, np.ndarray], models: dict[str, GenreModel]) -> Ana
     return Analysis(logmel=mels[first.cfg.key()][0, 0].numpy(), predictions=preds,
                     model_labels={n: m.labels for n, m in models.items()},
                     model_configs={n: m.cfg for n, m in models.items()},
-                    logmels={n: mels[m.cfg.key()][0, 0].numpy() for n, m in models.items()})
+                    logmels={n: mels[m.cfg.key()][0, 0].numpy() for n, m in models.items()},
+                    waves={n: waves[m.cfg.key()][0] for n, m in models.items()}, baseline=base_probs)

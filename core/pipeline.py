@@ -40,6 +40,7 @@ from torch import nn
 
 from .audio import AudioError, load_multi
 from .config import FeatureConfig
+from .features import frontend_for
 from .procs import exit_with_parent
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -252,7 +253,7 @@ def _run_batch(jobs: list[Job], nets: dict[str, "GenreModel"], cfgs: list[Featur
         for key, items in fresh.items():
             if not items:
                 continue
-            new = _frontend(by_key[key])(torch.from_numpy(np.stack([w for _, w in items])))[:, 0].numpy()
+            new = frontend_for(by_key[key])(torch.from_numpy(np.stack([w for _, w in items])))[:, 0].numpy()
             for (i, _), lm in zip(items, new):
                 # Used at float16, as cached (and as training reads the
                 # cache), so a track embeds identically on every run.
@@ -434,18 +435,6 @@ def _finish(items: list[_Item], outs: list[_Out], stores: Stores) -> list[Embedd
             if key in stores:
                 stores[key].put(it.result.digest, lm)
     return [it.result for it in items]
-
-
-_FRONTENDS: dict[str, object] = {}
-
-
-def _frontend(cfg: FeatureConfig):
-    from .features import LogMelFrontEnd
-
-    key = cfg.key()
-    if key not in _FRONTENDS:
-        _FRONTENDS[key] = LogMelFrontEnd(cfg)
-    return _FRONTENDS[key]
 
 
 # -- distributed engines ----------------------------------------------------

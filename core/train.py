@@ -15,12 +15,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .cache import LogMelCache
+from .cache import LogMelCache, atomic_save_npy, content_hash
 from .config import FeatureConfig, Paths, TrainConfig
 from .datasets import Track
 from .features import random_chunks
 from .metrics import macro_auc, one_hot
 from .models import GenreModel, build_model
+from .pipeline import optimise_for_inference
 
 Log = Callable[[str], None]
 
@@ -106,6 +107,13 @@ def predict_mels(model: GenreModel, mels: np.ndarray, batch: int = 8,
     return np.concatenate(probs), np.concatenate(embs)
 
 
+def _epoch_batches(y: np.ndarray, cfg: TrainConfig, rng: np.random.Generator):
+    """One epoch of genre-balanced index batches (``chunks_per_track`` draws per track)."""
+    idx = _balanced_indices(y, len(y) * cfg.chunks_per_track, rng)
+    for i in range(0, len(idx), cfg.batch_size):
+        yield idx[i: i + cfg.batch_size]
+
+
 def _balanced_indices(y: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     """Draw ``n`` indices so every genre is equally likely (rare genres repeat)."""
     classes = np.unique(y)
@@ -184,10 +192,8 @@ def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[
                   disable=None if show_progress else True)
     for epoch in epochs:
         model.train()
-        idx = _balanced_indices(train.y, len(train) * cfg.chunks_per_track, rng)
         losses = []
-        for i in range(0, len(idx), cfg.batch_size):
-            bi = idx[i: i + cfg.batch_size]
+        for bi in _epoch_batches(train.y, cfg, rng):
             x = torch.from_numpy(train.mels[bi].astype(np.float32)).unsqueeze(1)
             x = random_chunks(x, feat.chunk_frames, gen)
             if cfg.augment:
@@ -219,9 +225,6 @@ def trunk_features(model: GenreModel, data: LabelledMels, cache_root: str | Path
     """Frozen-trunk outputs ``(N, 128, 6, T4)`` float16 of ``data``'s log-mels,
     computed once per track and trunk (cached on disk by content hash and
     :meth:`trunk_key`), so every epoch and every head reuses them."""
-    from .cache import atomic_save_npy, content_hash
-    from .pipeline import optimise_for_inference
-
     root = Path(cache_root or Paths().cache).parent / "trunk" / model.trunk_key().replace(":", "_")
     fast = optimise_for_inference(model)     # same values (BN folded, channels-last)
     out: list[np.ndarray | None] = []
@@ -288,10 +291,8 @@ def train_transfer(name: str, train: LabelledMels, val: LabelledMels, labels: li
                   disable=None if show_progress else True)
     for epoch in epochs:
         model.train()
-        idx = _balanced_indices(train.y, len(train) * cfg.chunks_per_track, rng)
         losses = []
-        for i in range(0, len(idx), cfg.batch_size):
-            bi = idx[i: i + cfg.batch_size]
+        for bi in _epoch_batches(train.y, cfg, rng):
             s0 = torch.randint(0, max(t4 - steps, 0) + 1, (len(bi),), generator=gen).tolist()
             x = torch.stack([torch.from_numpy(ftr[b, ..., s: s + steps].astype(np.float32))
                              for b, s in zip(bi, s0)])

@@ -13,13 +13,13 @@ import streamlit as st
 
 from core import catalog as catalog_mod
 from core.artifacts import ArtifactError, load_baseline, load_models, read_json
-from core.audio import SUPPORTED_EXTENSIONS, load
+from core.audio import SUPPORTED_EXTENSIONS
 from core.config import FeatureConfig, Paths
 from core.errors import GenreError
 from core.features import frame_times, mel_frequencies
 from core.index import CatalogError, IndexSnapshot
 from core.indexer import BackgroundIndexer, ModelLoader
-from core.inference import analyse
+from core.inference import Analysis, analyse
 from core.selection import best_model
 from pages._charts import model_name
 
@@ -283,14 +283,10 @@ class TrackView:
         return len({self.top(m)[0] for m in self.probs}) <= 1
 
 
-def _spectrogram(source, model) -> Spectrogram:
-    """Decode ``source`` at ``model``'s settings and run its own front-end."""
-    cfg: FeatureConfig = model.cfg
-    if hasattr(source, "seek"):
-        source.seek(0)
-    wave = load(source, cfg)
-    logmel = model.logmel(wave[None])[0, 0].detach().numpy()
-    return Spectrogram(wave=wave, sample_rate=cfg.sample_rate, logmel=logmel.astype(np.float16),
+def _spectrogram(a: Analysis, name: str, cfg: FeatureConfig) -> Spectrogram:
+    """Model ``name``'s excerpt and log-mel, from the analysis (no second decode)."""
+    logmel = a.logmels[name]
+    return Spectrogram(wave=a.waves[name], sample_rate=cfg.sample_rate, logmel=logmel.astype(np.float16),
                        times=frame_times(cfg, logmel.shape[1]), freqs=mel_frequencies(cfg))
 
 
@@ -301,7 +297,7 @@ def _view(source, models: dict, base=None) -> TrackView:
     for name, m in models.items():          # models may differ in sample rate, mels, hop…
         k = m.cfg.key()
         if k not in by_cfg:
-            by_cfg[k] = _spectrogram(source, m)
+            by_cfg[k] = _spectrogram(a, name, m.cfg)
         specs[name] = by_cfg[k]
     window_starts = {}
     for name, m in models.items():

@@ -84,11 +84,10 @@ class _MSDGenreModel(GenreModel):
         return self.embed_trunk(self.trunk_features(logmel))
 
     def window_outputs(self, logmel: torch.Tensor, batch_windows: int = 64,
-                       hop: int | None = None, feats: torch.Tensor | None = None):
+                       hop: int | None = None):
         """Trunk once over the clip, then windows of ``window_steps`` trunk
-        steps ``hop_steps`` apart (``feats``: precomputed trunk output)."""
-        feats = self.trunk_features(logmel) if feats is None else feats
-        return self.window_outputs_from_trunk(feats)
+        steps ``hop_steps`` apart."""
+        return self.window_outputs_from_trunk(self.trunk_features(logmel))
 
     def window_outputs_from_trunk(self, feats: torch.Tensor):
         b, t = feats.shape[0], feats.shape[-1]
