@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = str(ROOT / ".venv") + os.sep
+sys.path.insert(0, str(ROOT))
+from core.procs import wait_until_none  # noqa: E402 — after the clone's root is on the path
 
 
 def leftovers() -> list[str]:
@@ -32,11 +33,7 @@ def leftovers() -> list[str]:
 
 
 def main() -> int:
-    deadline = time.time() + 15
-    left = leftovers()
-    while left and time.time() < deadline:
-        time.sleep(0.5)
-        left = leftovers()
+    left = wait_until_none(leftovers, 15, 0.5)
     if left:
         print("processes of this clone still running after the test suite:\n" + "\n".join(left))
         return 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import Callable
 
 POLL_S = 0.5
 
@@ -31,6 +32,17 @@ def exit_with_parent(poll_s: float = POLL_S) -> None:
     """Pool ``initializer``: end this process within ``poll_s`` seconds of its parent's death."""
     threading.Thread(target=_watch, args=(os.getppid(), poll_s), daemon=True,
                      name="exit-with-parent").start()
+
+
+def wait_until_none(find: Callable[[], list], seconds: float, interval: float = 0.2) -> list:
+    """Call ``find`` until it returns nothing or ``seconds`` pass; its last answer
+    (stragglers get that long to exit)."""
+    deadline = time.time() + seconds
+    left = find()
+    while left and time.time() < deadline:
+        time.sleep(interval)
+        left = find()
+    return left
 
 
 def child_processes(pid: int | None = None, tracker: bool = False) -> list:

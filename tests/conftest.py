@@ -111,15 +111,9 @@ def pytest_sessionfinish(session, exitstatus):
     """No process of the project outlives the suite: fail the run if any child
     process of this pytest (pool workers, Ray daemons, servers) is still alive
     a few seconds after the last test."""
-    import time
+    from core.procs import child_processes, wait_until_none
 
-    from core.procs import child_processes
-
-    deadline = time.time() + 10
-    left = child_processes()
-    while left and time.time() < deadline:
-        time.sleep(0.2)
-        left = child_processes()
+    left = wait_until_none(child_processes, 10)
     if left:
         lines = []
         for p in left:
