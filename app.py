@@ -7,7 +7,7 @@ GENRE_ARTIFACTS, GENRE_INDEX, GENRE_STUDY_DB.
 
 import streamlit as st
 
-from pages import _common as ui
+from ui import common as ui
 
 st.set_page_config(page_title="Genre-aware music recommender", page_icon="🎧", layout="wide")
 

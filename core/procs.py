@@ -1,7 +1,7 @@
 """Worker processes that never outlive their owner.
 
-Every process pool of the project (:class:`core.pipeline._Runner`,
-:meth:`core.cache.LogMelCache.logmels`) is shut down in a ``finally``; this
+Every process pool of the project (:class:`core.catalog.pipeline._Runner`,
+:meth:`core.audio.cache.LogMelCache.logmels`) is shut down in a ``finally``; this
 module covers the paths a ``finally`` cannot: an owner killed by a signal
 (SIGTERM/SIGKILL run no Python code), or a crash. A pool worker blocks
 reading its task queue, and because it holds a copy of that queue's write

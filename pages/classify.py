@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from pages import _charts as charts
-from pages import _common as ui
+from ui import charts
+from ui import common as ui
 
 st.title("Classify your music")
 st.markdown(

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from pages import _charts as charts
-from pages import _common as ui
+from ui import charts
+from ui import common as ui
 
 st.title("Embedding map")
 st.markdown(

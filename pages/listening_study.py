@@ -4,7 +4,9 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import _common as ui
+from core.recommend import methods as rec
+from core.recommend import study
+from ui import common as ui
 
 st.title("Listening study")
 st.markdown(
@@ -13,13 +15,6 @@ st.markdown(
     "songs, then hear **one shuffled list** that mixes method 1's picks, method 2's picks and "
     "**random tracks**, without being told which is which. The random tracks show how often people "
     "like *any* song; a method is only good if it beats them.")
-
-try:
-    from core import recommend as rec
-    from core import study
-except ImportError as exc:
-    st.error(f"The listening study needs core/study.py and core/recommend.py ({exc.name} is missing).")
-    st.stop()
 
 PID_KEY = "study_pid"
 K_PER_METHOD = 5

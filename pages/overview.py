@@ -6,8 +6,8 @@ import re
 import pandas as pd
 import streamlit as st
 
-from pages import _common as ui
-from pages._charts import model_name
+from ui import common as ui
+from ui.charts import model_name
 
 st.title("Genre-aware music recommender")
 st.markdown(

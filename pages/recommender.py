@@ -6,8 +6,9 @@ from collections import Counter
 import numpy as np
 import streamlit as st
 
-from pages import _charts as charts
-from pages import _common as ui
+from core.recommend import methods as rec
+from ui import charts
+from ui import common as ui
 
 st.title("Recommender")
 st.markdown(
@@ -15,14 +16,6 @@ st.markdown(
     "whose *sound* is closest to your songs — closeness of the models' embeddings. **Method 2** "
     "also asks the genre classifier: a track scores higher when the model hears the same genre mix "
     "as in your songs. Give a :material/thumb_up: or :material/thumb_down: to steer both lists (relevance feedback).")
-
-try:
-    from core import recommend as rec
-except ImportError:
-    rec = None
-if rec is None:
-    st.error("The recommender (core/recommend.py) is not installed, so this page cannot work yet.")
-    st.stop()
 
 mods = ui.models(quiet=True)
 idx = ui.index_or_help(mods)

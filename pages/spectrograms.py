@@ -4,8 +4,8 @@ import hashlib
 
 import streamlit as st
 
-from pages import _charts as charts
-from pages import _common as ui
+from ui import charts
+from ui import common as ui
 
 st.title("Spectrograms")
 st.markdown(

@@ -82,8 +82,8 @@ def tiny_artifacts(tmp_path_factory) -> Path:
     """Untrained CNN and CRNN saved like the shipped artifacts (with manifest)."""
     import torch
 
-    from core.artifacts import save_model, update_manifest
     from core.models import build_model
+    from core.models.artifacts import save_model, update_manifest
 
     out = tmp_path_factory.mktemp("artifacts")
     torch.manual_seed(0)

@@ -40,10 +40,10 @@ def build_app_env(base: Path, dataset: Path, artifacts: Path) -> dict:
         return _BUILT[key]
     import numpy as np
 
-    from core.artifacts import load_models, update_manifest, write_json
+    from core.catalog.index import CatalogIndex
     from core.datasets import read_dataset
-    from core.index import CatalogIndex
-    from core.metrics import classification_report, paired_comparison
+    from core.models.artifacts import load_models, update_manifest, write_json
+    from core.training.metrics import classification_report, paired_comparison
 
     art = base / "artifacts"
     shutil.copytree(artifacts, art)
@@ -52,7 +52,7 @@ def build_app_env(base: Path, dataset: Path, artifacts: Path) -> dict:
     tracks = read_dataset(dataset)
     index = CatalogIndex.open(base / "index")
     index.update(tracks, models)
-    # metrics.json in the shape core.evaluate writes, from the index's probabilities
+    # metrics.json in the shape core.training.evaluate writes, from the index's probabilities
     # (evaluate() itself runs thousands of bootstrap AUCs: too slow for a fixture).
     table = index.table()
     test = (table["split"] == "test").to_numpy()
@@ -70,7 +70,7 @@ def build_app_env(base: Path, dataset: Path, artifacts: Path) -> dict:
     write_json(art / "metrics.json", {"models": reps, "comparison": comparison})
     for name in models:
         write_json(art / f"{name}_history.json", fake_history(labels, dataset))
-    # The model pickers' default (core.selection): not the first name, so tests see it is read.
+    # The model pickers' default (core.models.selection): not the first name, so tests see it is read.
     write_json(art / "selection.json", {"best_model": "crnn", "criterion": "val macro roc_auc",
                                         "val": {"cnn": 0.6, "crnn": 0.7}})
     update_manifest(art)

@@ -1,11 +1,11 @@
-"""core.artifacts: safetensors round trip, manifest verification."""
+"""core.models.artifacts: safetensors round trip, manifest verification."""
 
 import json
 
 import numpy as np
 import pytest
 
-from core.artifacts import (
+from core.models.artifacts import (
     ArtifactError,
     available_models,
     load_model,
@@ -17,7 +17,7 @@ from core.artifacts import (
 
 
 def test_round_trip_gives_identical_predictions(tiny_artifacts, tone_wav):
-    from core.audio import load
+    from core.audio.load import load
     a = load_model("crnn", tiny_artifacts)
     b = load_model("crnn", tiny_artifacts)
     wave = load(tone_wav, a.cfg)
@@ -59,7 +59,7 @@ def test_no_models_is_empty(tmp_path):
 
 
 def test_optimised_serving_models_match(tiny_artifacts, tone_wav):
-    from core.audio import load
+    from core.audio.load import load
     plain = load_models(tiny_artifacts)
     fast = load_models(tiny_artifacts, optimise=True)
     wave = load(tone_wav, plain["cnn"].cfg)

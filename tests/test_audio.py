@@ -1,4 +1,4 @@
-"""core.audio: formats, resampling, windows, and one-line errors for bad input."""
+"""core.audio.load: formats, resampling, windows, and one-line errors for bad input."""
 
 import io
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core.audio import AudioError, load, load_full, load_windows, probe
+from core.audio.load import AudioError, load, load_full, load_windows, probe
 from core.config import FeatureConfig
 from tests.conftest import synth, write_audio
 

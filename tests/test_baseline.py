@@ -1,10 +1,10 @@
-"""core.baseline: hand-crafted features separate generated timbres."""
+"""core.training.baseline: hand-crafted features separate generated timbres."""
 
 import numpy as np
 
-from core.baseline import baseline_probs, handcrafted_features, train_baseline
-from core.cache import LogMelCache
+from core.audio.cache import LogMelCache
 from core.config import FeatureConfig
+from core.training.baseline import baseline_probs, handcrafted_features, train_baseline
 from tests.conftest import synth, write_audio
 
 
@@ -30,8 +30,8 @@ def test_shipped_form_matches_sklearn_and_round_trips_through_json(tmp_path):
     """The JSON baseline (no pickle) gives sklearn's probabilities."""
     import json
 
-    from core.baseline import BaselineClassifier, baseline_probs, handcrafted_features, train_baseline
     from core.config import FeatureConfig
+    from core.training.baseline import BaselineClassifier, baseline_probs, handcrafted_features, train_baseline
 
     rng = np.random.default_rng(0)
     cfg = FeatureConfig()

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import soundfile as sf
 
-from core.__main__ import main
-from core.bench import _seed_sets, generate_clips, pick_files, synthetic_catalog
+from benchmarks.harness import _seed_sets, generate_clips, pick_files, synthetic_catalog
+from core.cli.main import main
 
 
 def test_tiny_bench_run_writes_every_key(tiny_dataset, tiny_artifacts, tmp_path, capsys):

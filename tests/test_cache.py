@@ -1,8 +1,8 @@
-"""core.cache: content-addressed log-mel cache."""
+"""core.audio.cache: content-addressed log-mel cache."""
 
 import numpy as np
 
-from core.cache import LogMelCache, content_hash
+from core.audio.cache import LogMelCache, content_hash
 from core.config import FeatureConfig
 from tests.conftest import synth, write_audio
 

@@ -4,7 +4,13 @@ model, keeps the ranking, and its measures behave at the edges."""
 import numpy as np
 import pytest
 
-from core.calibration import calibration_report, expected_calibration_error, fit_temperature, log_loss, softmax_t
+from core.training.calibration import (
+    calibration_report,
+    expected_calibration_error,
+    fit_temperature,
+    log_loss,
+    softmax_t,
+)
 
 
 def _overconfident(n: int = 2000, g: int = 5, seed: int = 0):

@@ -1,4 +1,4 @@
-"""core.catalog: the configured data folders + upload library, and syncing the index."""
+"""core.catalog.sources: the configured data folders + upload library, and syncing the index."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 import pytest
 from conftest import synth, write_audio
 
-from core import catalog
+from core.catalog import sources as catalog
 
 
 def test_default_setting_comes_from_env_and_empty_env_means_none(tmp_path):
@@ -58,8 +58,8 @@ def test_signature_changes_when_the_library_changes(tiny_dataset, tmp_path):
 
 
 def test_plan_and_sync_index(tiny_dataset, tiny_artifacts, tmp_path):
-    from core.artifacts import load_models
-    from core.index import CatalogIndex
+    from core.catalog.index import CatalogIndex
+    from core.models.artifacts import load_models
 
     models = load_models(tiny_artifacts)
     lib = tmp_path / "lib"

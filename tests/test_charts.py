@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from pages import _charts as charts
+from ui import charts
 
 
 def _lab(hex_colour: str) -> np.ndarray:

@@ -1,12 +1,12 @@
-"""core.evaluate on a tiny generated data set, and on the real shared data."""
+"""core.training.evaluate on a tiny generated data set, and on the real shared data."""
 
 import json
 
 import pytest
 
-from core.cache import LogMelCache
+from core.audio.cache import LogMelCache
 from core.config import FeatureConfig, Paths
-from core.evaluate import BASELINE, evaluate
+from core.training.evaluate import BASELINE, evaluate
 from tests.conftest import REAL_DATA, real_data
 
 
@@ -44,7 +44,7 @@ def test_genres_unknown_to_the_model_are_reported(tmp_path, tiny_artifacts):
 @pytest.mark.skipif(not (Paths().artifacts / "crnn.safetensors").is_file(), reason="no shipped models")
 def test_shipped_models_reproduce_the_model_card_and_beat_chance():
     """The numbers in artifacts/metrics.json are what the shipped weights give."""
-    from core.artifacts import read_json
+    from core.models.artifacts import read_json
     shipped = read_json("metrics.json")
     res = evaluate(REAL_DATA, split="test", n_boot=0, with_baseline=False)
     for name in ("cnn", "crnn"):
@@ -60,7 +60,7 @@ def test_any_split_name_and_all(tmp_path, tiny_artifacts):
     import csv
 
     from core.datasets import read_dataset
-    from core.evaluate import select_split
+    from core.training.evaluate import select_split
     from tests.conftest import make_dataset
 
     d = make_dataset(tmp_path / "d", per_genre=3)
@@ -83,7 +83,7 @@ def test_any_split_name_and_all(tmp_path, tiny_artifacts):
 def test_cli_evaluate_holdout_and_bad_split(tmp_path, tiny_artifacts, capsys):
     import csv
 
-    from core.__main__ import main
+    from core.cli.main import main
     from tests.conftest import make_dataset
 
     d = make_dataset(tmp_path / "d", per_genre=3)

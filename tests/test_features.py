@@ -1,11 +1,11 @@
-"""core.features: log-mel front-end against librosa, window helpers."""
+"""core.audio.features: log-mel front-end against librosa, window helpers."""
 
 import librosa
 import numpy as np
 import torch
 
+from core.audio.features import LogMelFrontEnd, random_chunks, split_windows, window_starts
 from core.config import FeatureConfig
-from core.features import LogMelFrontEnd, random_chunks, split_windows, window_starts
 from tests.conftest import synth
 
 CFG = FeatureConfig()

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 from conftest import make_dataset, synth, write_audio
 
-from core.artifacts import load_models
+from core.catalog.index import CURRENT, TABLE_COLUMNS, CatalogError, CatalogIndex
+from core.catalog.pipeline import embed_paths
 from core.datasets import read_dataset
-from core.index import CURRENT, TABLE_COLUMNS, CatalogError, CatalogIndex
-from core.pipeline import embed_paths
+from core.models.artifacts import load_models
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,8 +123,8 @@ def test_incremental_reindex(work, models):
 def test_new_model_weights_reembed_everything(work, tiny_artifacts, tmp_path):
     import torch
 
-    from core.artifacts import save_model, update_manifest
     from core.models import build_model
+    from core.models.artifacts import save_model, update_manifest
 
     data, index = work
     torch.manual_seed(123)
@@ -169,7 +169,7 @@ def test_add_files(work, models, tmp_path):
 _KILL_MID_WRITE = textwrap.dedent("""
     import sys, time
     import numpy as np
-    import core.index as ci
+    import core.catalog.index as ci
     real = ci._write_npy
     def slow(path, array):
         # Write half a file, tell the parent, then hang until killed.
@@ -223,9 +223,9 @@ def test_crash_mid_write_keeps_previous_index(work, models):
 
 _KILL_MID_UPDATE = textwrap.dedent("""
     import sys
-    from core.artifacts import load_models
+    from core.models.artifacts import load_models
     from core.datasets import read_dataset
-    from core.index import CatalogIndex
+    from core.catalog.index import CatalogIndex
     models = load_models(sys.argv[3])
     def progress(done, total):
         print(f"DONE {done}", flush=True)
@@ -246,7 +246,7 @@ def test_crash_mid_update_resumes(models, tiny_artifacts, tmp_path):
 
 
 def test_cli_index_and_recommend(work, tiny_artifacts, capsys):
-    from core.__main__ import main
+    from core.cli.main import main
 
     data, out = work
     assert main(["index", "--data", str(data), "--out", str(out), "--artifacts", str(tiny_artifacts)]) == 0

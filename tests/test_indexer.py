@@ -8,11 +8,11 @@ import threading
 import numpy as np
 from conftest import synth, write_audio
 
-from core.artifacts import load_models
-from core.catalog import read_catalog
+from core.catalog.index import CatalogIndex, IndexSnapshot
+from core.catalog.indexer import BackgroundIndexer
+from core.catalog.sources import read_catalog
 from core.datasets import Track, read_dataset
-from core.index import CatalogIndex, IndexSnapshot
-from core.indexer import BackgroundIndexer
+from core.models.artifacts import load_models
 
 
 def _more_tracks(root, n: int) -> list[Track]:
@@ -35,7 +35,7 @@ def _consistent(snap: IndexSnapshot) -> None:
 
 
 def test_recommendations_in_a_loop_while_another_thread_indexes(tiny_artifacts, tiny_dataset, tmp_path):
-    from core.recommend import recommend
+    from core.recommend.methods import recommend
 
     models = load_models(tiny_artifacts)
     seeds_ok = read_dataset(tiny_dataset)

@@ -1,9 +1,9 @@
-"""core.inference: one decode, every model, window averaging."""
+"""core.models.inference: one decode, every model, window averaging."""
 
 import numpy as np
 
-from core.artifacts import load_models
-from core.inference import analyse
+from core.models.artifacts import load_models
+from core.models.inference import analyse
 
 
 def test_analyse_gives_both_models(tiny_artifacts, tone_mp3):

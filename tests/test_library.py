@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 from conftest import SR, synth
 
-import core.library as library
-from core.library import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, LibraryError, sanitize_filename, save_upload
+import core.catalog.library as library
+from core.catalog.library import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, LibraryError, sanitize_filename, save_upload
 
 
 def _wav(kind: str = "tone", seconds: float = 2.0, seed: int = 0) -> bytes:
@@ -182,8 +182,8 @@ def test_without_hard_links_still_never_overwrites(tmp_path, monkeypatch):
 
 
 def test_catalog_lists_saved_uploads(tmp_path):
-    """The library folder is what the catalog indexes (core.catalog, if present)."""
-    catalog = pytest.importorskip("core.catalog")
+    """The library folder is what the catalog indexes (core.catalog.sources, if present)."""
+    catalog = pytest.importorskip("core.catalog.sources")
     save_upload("../Good Song.mp3", _mp3(), tmp_path)
     tracks = catalog.library_tracks(tmp_path)
     assert [t.path.name for t in tracks] == ["Good_Song.mp3"]

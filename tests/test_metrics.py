@@ -1,9 +1,9 @@
-"""core.metrics: per-genre metrics, bootstrap intervals, paired tests."""
+"""core.training.metrics: per-genre metrics, bootstrap intervals, paired tests."""
 
 import numpy as np
 import pytest
 
-from core.metrics import classification_report, macro_auc, paired_comparison
+from core.training.metrics import classification_report, macro_auc, paired_comparison
 
 
 def _probs(y, n, strength, seed=0):
@@ -58,7 +58,7 @@ def test_paired_comparison_detects_a_better_model():
 def test_fast_auc_equals_sklearn():
     from sklearn.metrics import roc_auc_score
 
-    from core.metrics import _safe_auc
+    from core.training.metrics import _safe_auc
     rng = np.random.default_rng(3)
     for _ in range(20):
         t = rng.integers(0, 2, 40)

@@ -117,7 +117,7 @@ def test_genre_models_on_the_trunk(name, dim):
 
 
 def test_trunk_is_shared_and_rebuilt_on_load(tmp_path):
-    from core.artifacts import load_model, save_model, update_manifest
+    from core.models.artifacts import load_model, save_model, update_manifest
 
     torch.manual_seed(0)
     a = build_model("cnn_msd", LABELS, pretrained=False)
@@ -139,9 +139,9 @@ def test_trunk_is_shared_and_rebuilt_on_load(tmp_path):
 def test_real_msd_tags_on_shared_music():
     """The port hears genre: averaged over a few clips of a genre, the MSD
     tag of that genre is among the top three."""
-    from core.audio import load
+    from core.audio.features import LogMelFrontEnd
+    from core.audio.load import load
     from core.datasets import read_datasets
-    from core.features import LogMelFrontEnd
     from core.models.msd import pretrained_msd_vgg
 
     try:

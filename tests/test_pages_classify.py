@@ -21,8 +21,8 @@ def uploads(tmp_path):
 
 
 def test_generated_mp3_gets_both_models_probabilities(app, uploads, tmp_path):
-    from core.artifacts import load_models
-    from core.inference import analyse
+    from core.models.artifacts import load_models
+    from core.models.inference import analyse
 
     open_page(app, "classify")
     app.file_uploader(key="classify_files").set_value([uploads[0]]).run()
@@ -56,16 +56,16 @@ def test_a_bad_file_gets_one_error_line_and_the_others_still_get_results(app, up
 
 
 def test_too_large_upload_is_refused_before_decoding(app, monkeypatch):
-    import core.library
+    import core.catalog.library
 
-    monkeypatch.setattr(core.library, "MAX_UPLOAD_BYTES", 1000)
+    monkeypatch.setattr(core.catalog.library, "MAX_UPLOAD_BYTES", 1000)
     open_page(app, "classify")
     app.file_uploader(key="classify_files").set_value(("big.wav", b"\x00" * 5000, "audio/wav")).run()
     assert len(app.error) == 1 and "too large" in app.error[0].value
 
 
 def test_add_to_library_saves_a_sanitised_copy_and_indexes_it(app, uploads, tmp_path, monkeypatch):
-    from core.index import CatalogIndex
+    from core.catalog.index import CatalogIndex
 
     index_copy = tmp_path / "index_copy"
     shutil.copytree(app.env["GENRE_INDEX"], index_copy)
@@ -92,9 +92,9 @@ def test_add_to_library_saves_a_sanitised_copy_and_indexes_it(app, uploads, tmp_
 
 def test_shipped_baseline_is_shown_beside_the_networks(app_env, uploads, monkeypatch, tmp_path):
     """With a baseline in the artifacts, Classify names its genre and draws its bars."""
-    from core.artifacts import update_manifest, write_json
-    from core.baseline import BASELINE_FILE, BaselineClassifier
     from core.config import FeatureConfig
+    from core.models.artifacts import update_manifest, write_json
+    from core.training.baseline import BASELINE_FILE, BaselineClassifier
     from tests.conftest import GENRES
 
     art = tmp_path / "art"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
 
-from pages import _common as ui
+from ui import common as ui
 
 
 def _points(app) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from test_app import app, app_env, no_exceptions, open_page, texts  # noqa: F401
 
-from core import study
+from core.recommend import study
 
 SEEDS = ["tones_00", "tones_01", "noise_02", "clicks_03", "tones_04"]
 
@@ -72,7 +72,7 @@ def test_results_show_the_paired_test_and_csv_exports(app):
     assert "4 participant(s)" in texts(app)
     downloads = app.get("download_button")
     assert len(downloads) == 4
-    # Power note and decoy-adjusted rates, as core.study computes them.
+    # Power note and decoy-adjusted rates, as core.recommend.study computes them.
     assert res.power["text"] in texts(app)
     assert "Decoy-adjusted like rates" in texts(app)
     tables = [d.value for d in app.dataframe]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
 
-from pages import _charts as charts
+from ui import charts
 
 
 def open_tab(app, label: str) -> None:
@@ -77,7 +77,7 @@ def test_confusion_toggle_switches_counts_and_fractions(app):
 def test_missing_metrics_is_a_message_and_training_curves_still_show(app, tmp_path, monkeypatch):
     import shutil
 
-    from core.artifacts import update_manifest
+    from core.models.artifacts import update_manifest
 
     art = tmp_path / "art"
     shutil.copytree(app.env["GENRE_ARTIFACTS"], art)

@@ -1,6 +1,6 @@
 """Model pickers: Spectrograms and Embedding map start on the best classifier
 on validation (artifacts/selection.json); the Recommender starts on the
-embedding its own validation run chose (core.recommend.PREFERRED_MODEL, from
+embedding its own validation run chose (core.recommend.methods.PREFERRED_MODEL, from
 artifacts/recommend_choice.json); all follow the user's choice."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ PICKERS = {"spectrograms": "spec_model", "embedding_map": "map_model", "recommen
 
 
 def _expected(page: str, best: str) -> str:
-    import core.recommend as rec
+    import core.recommend.methods as rec
 
     return rec.PREFERRED_MODEL if page == "recommender" else best
 

@@ -6,7 +6,7 @@ import pytest
 from conftest import synth, write_audio
 from test_app import app, app_env, no_exceptions, open_page, texts  # noqa: F401
 
-from pages import _common as ui
+from ui import common as ui
 
 SEEDS = ["tones_00", "tones_01", "noise_02", "clicks_03", "tones_04"]
 
@@ -23,19 +23,19 @@ def _lists(app) -> dict[str, list[str]]:
 
 @pytest.fixture
 def calls(monkeypatch):
-    """Spy on core.recommend.recommend: every call's arguments and result, in order.
+    """Spy on core.recommend.methods.recommend: every call's arguments and result, in order.
     (With untrained test models many scores tie, so the test compares the page
     with what the recommender returned in the same run rather than a re-run.)"""
-    import core.recommend
+    import core.recommend.methods
 
-    real, log = core.recommend.recommend, []
+    real, log = core.recommend.methods.recommend, []
 
     def spy(index, seeds, **kw):
         out = real(index, seeds, **kw)
         log.append({"seeds": list(seeds), **kw, "result": [r.track_id for r in out]})
         return out
 
-    monkeypatch.setattr(core.recommend, "recommend", spy)
+    monkeypatch.setattr(core.recommend.methods, "recommend", spy)
     return log
 
 
@@ -58,7 +58,7 @@ def test_five_seeds_give_both_methods_as_core_recommend_does(app, calls):
     shown = _lists(app)
     assert shown == _last(calls)
     assert [c["method"] for c in calls[-2:]] == ["cosine", "genre"]
-    import core.recommend as rec
+    import core.recommend.methods as rec
 
     assert all(c["seeds"] == SEEDS and c["k"] == 5 and c["model"] == rec.PREFERRED_MODEL for c in calls[-2:])
     assert len(shown["cosine"]) == 5 and not set(shown["cosine"]) & set(SEEDS)
@@ -138,7 +138,7 @@ def test_uploaded_song_can_be_a_seed(app, tmp_path, calls):
 
 
 def test_the_page_shows_how_the_lists_differ(app, calls):
-    import core.recommend as rec
+    import core.recommend.methods as rec
 
     open_page(app, "recommender")
     app.multiselect(key="rec_seeds_w").set_value(SEEDS).run()
@@ -156,7 +156,7 @@ def test_the_page_shows_how_the_lists_differ(app, calls):
         table = app.dataframe[0].value
         assert len(table) == len(only1) + len(only2)
         assert list(table["only in"]) == ["method 1"] * len(only1) + ["method 2"] * len(only2)
-        # The "why" gives the track's rank under the other method, as core.recommend.rank_of does.
+        # The "why" gives the track's rank under the other method, as core.recommend.methods.rank_of does.
         kw = {k: v for k, v in calls[-1].items() if k not in ("seeds", "result", "method")}
         if only1:
             r = rec.rank_of(app_index(app), SEEDS, only1[:1], method="genre", **kw)[only1[0]]
@@ -166,7 +166,7 @@ def test_the_page_shows_how_the_lists_differ(app, calls):
 
 
 def app_index(app):
-    from core.index import CatalogIndex
+    from core.catalog.index import CatalogIndex
 
     return CatalogIndex.open(app.env["GENRE_INDEX"])
 
@@ -174,8 +174,8 @@ def app_index(app):
 def test_offline_figures_next_to_the_lists(app, tmp_path, monkeypatch):
     import shutil
 
-    from core.artifacts import update_manifest, write_json
-    from core.recommend import EVAL_ARTIFACT
+    from core.models.artifacts import update_manifest, write_json
+    from core.recommend.methods import EVAL_ARTIFACT
 
     art = tmp_path / "artifacts"
     shutil.copytree(app.env["GENRE_ARTIFACTS"], art)

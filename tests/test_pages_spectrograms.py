@@ -47,7 +47,7 @@ def test_catalog_track_draws_all_charts_with_real_axes(app):
 
 
 def test_pooling_keeps_the_time_axis_and_averages_frames():
-    from pages import _charts as charts
+    from ui import charts as charts
 
     z = np.arange(12, dtype=float).reshape(2, 6)
     pooled, t = charts.pool_time(z, np.arange(6) * 0.5, max_cols=3)

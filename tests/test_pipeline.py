@@ -11,12 +11,13 @@ import pytest
 import torch
 from conftest import GENRES, REAL_DATA, real_data
 
-import core.pipeline as pipeline
-from core.artifacts import load_models
+import core.catalog.pipeline as pipeline
+from core.catalog.pipeline import EmbeddedTrack, embed_batch, embed_paths
 from core.config import FeatureConfig
-from core.inference import analyse
 from core.models import build_model
-from core.pipeline import EmbeddedTrack, embed_batch, embed_paths, optimise_for_inference
+from core.models.artifacts import load_models
+from core.models.inference import analyse
+from core.models.optimise import optimise_for_inference
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +141,7 @@ def test_mixed_feature_settings_decode_once_and_match_single_models(audio_files,
     """Models at 12 and 16 kHz in one run: each file is decoded once, each
     config gets its own cached log-mel, and every model's output equals a
     run of that model alone."""
-    import core.pipeline as pl
+    import core.catalog.pipeline as pl
 
     torch.manual_seed(0)
     mixed = {"a": build_model("cnn", ["x", "y"], FeatureConfig()).eval(),

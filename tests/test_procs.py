@@ -22,7 +22,7 @@ OWNER = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {root!r})
     from core.config import FeatureConfig
-    from core import pipeline
+    from core.catalog import pipeline
 
     if __name__ == "__main__":
         runner = pipeline._Runner(2, {{}}, [FeatureConfig()], 1)      # the indexer's spawned pool
@@ -61,7 +61,7 @@ def test_pool_workers_exit_when_their_owner_is_killed(tmp_path):
 
 
 def test_cache_pool_is_shut_down_when_the_caller_fails(tiny_dataset, tmp_path):
-    from core.cache import LogMelCache
+    from core.audio.cache import LogMelCache
     from core.config import FeatureConfig
 
     paths = sorted(str(p) for p in (tiny_dataset / "audio").rglob("*.mp3"))[:4]
@@ -80,8 +80,8 @@ def test_cache_pool_is_shut_down_when_the_caller_fails(tiny_dataset, tmp_path):
 
 
 def test_pipeline_pool_is_shut_down_when_the_consumer_fails(tiny_artifacts, tiny_dataset):
-    from core.artifacts import load_models
-    from core.pipeline import embed_paths
+    from core.catalog.pipeline import embed_paths
+    from core.models.artifacts import load_models
 
     models = load_models(tiny_artifacts)
     paths = sorted(str(p) for p in (tiny_dataset / "audio").rglob("*.mp3"))[:8]

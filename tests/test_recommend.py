@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.index import CatalogIndex
-from core.recommend import RecommendError, SeedVector, recommend, song_key
+from core.catalog.index import CatalogIndex
+from core.recommend.methods import RecommendError, SeedVector, recommend, song_key
 
 LABELS = ["A", "B", "C"]
 
@@ -238,7 +238,7 @@ def test_standardise_uses_catalog_statistics(clusters):
 
 
 def test_large_catalogs_use_the_approximate_index(monkeypatch):
-    import core.recommend as rec
+    import core.recommend.methods as rec
 
     rng = np.random.default_rng(1)
     centres = rng.standard_normal((20, 16))
@@ -284,7 +284,7 @@ def geometry_index(extra: list[tuple] = ()) -> CatalogIndex:
 
 
 def test_centre_points_known_geometry():
-    from core.recommend import genre_centres
+    from core.recommend.methods import genre_centres
 
     c = genre_centres(geometry_index())
     # A: five tracks predicted A; p_A median 0.90 → confident a1, a2, a3 (0°, 10°, 22°):
@@ -354,7 +354,7 @@ def test_leave_artist_out_excludes_the_artists():
 
 
 def test_rank_of_and_list_differences():
-    from core.recommend import list_differences, rank_of
+    from core.recommend.methods import list_differences, rank_of
 
     items = [("s1", [1, 0.05, 0], "A", "A"), ("s2", [1, -0.05, 0], "A", "A"),
              ("close", [1, 0.2, 0], "B", "B"), ("same_genre", [1, 0.45, 0], "A", "A"),

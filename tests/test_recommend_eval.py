@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from conftest import REAL_DATA, make_dataset, real_data
 
+from core.catalog.index import CatalogIndex
 from core.config import PROJECT_ROOT
-from core.index import CatalogIndex
-from core.recommend_eval import (
+from core.recommend.evaluation import (
     MFCC,
     EvalConfig,
     SelectConfig,
@@ -126,7 +126,7 @@ def test_evaluation_refuses_catalogs_without_enough_tracks():
 
 
 def test_cli_recommend_eval_on_generated_audio(tmp_path, tiny_artifacts, capsys):
-    from core.__main__ import main
+    from core.cli.main import main
 
     data = make_dataset(tmp_path / "data", per_genre=5, seconds=2.0)
     out = tmp_path / "receval.json"
@@ -245,7 +245,7 @@ def test_select_on_validation_picks_the_informative_embedding():
 
 
 def test_cli_select_then_report_with_the_choice(tmp_path, tiny_artifacts, capsys):
-    from core.__main__ import main
+    from core.cli.main import main
 
     data = make_dataset(tmp_path / "data", per_genre=7, seconds=2.0)
     common = ["--data", str(data), "--artifacts", str(tiny_artifacts), "--cache", str(tmp_path / "cache"),
@@ -270,8 +270,8 @@ def test_cli_select_then_report_with_the_choice(tmp_path, tiny_artifacts, capsys
 
 
 def test_eval_from_an_index_on_disk(tmp_path, tiny_artifacts):
-    from core.artifacts import load_models
     from core.datasets import read_dataset
+    from core.models.artifacts import load_models
 
     data = make_dataset(tmp_path / "data", per_genre=7, seconds=2.0)
     models = load_models(tiny_artifacts)

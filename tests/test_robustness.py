@@ -28,12 +28,12 @@ from conftest import SR, synth, write_audio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import core.audio as audio
-from core.artifacts import ArtifactError, load_model, load_models, read_json, update_manifest
-from core.audio import AudioError, load, load_windows
+import core.audio.load as audio
+from core.audio.load import AudioError, load, load_windows
+from core.catalog.library import LibraryError, save_upload
 from core.config import FeatureConfig
-from core.library import LibraryError, save_upload
-from core.study import StudyStore
+from core.models.artifacts import ArtifactError, load_model, load_models, read_json, update_manifest
+from core.recommend.study import StudyStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CFG = FeatureConfig()
@@ -253,7 +253,7 @@ def test_classify_cli_batch(corpus, tiny_artifacts):
 
 
 def test_embed_paths_batch_completes_with_errors_per_item(corpus, tiny_artifacts):
-    from core.pipeline import embed_paths
+    from core.catalog.pipeline import embed_paths
 
     # One model is enough here (the CLI test runs both); CPU is shared.
     models = {"cnn": load_model("cnn", tiny_artifacts)}
@@ -471,7 +471,7 @@ def test_classify_cli_with_tampered_artifacts(artifacts_copy, tone_wav):
 _WRITER = r"""
 import sys
 import numpy as np
-from core.study import StudyStore
+from core.recommend.study import StudyStore
 store = StudyStore(sys.argv[1])
 catalog = [f"t{i}" for i in range(400)]
 rng = np.random.default_rng(0)
@@ -557,7 +557,7 @@ def test_concurrent_threads_lose_no_likes(tmp_path):
 
 _PROC_WRITER = r"""
 import sys
-from core.study import StudyStore
+from core.recommend.study import StudyStore
 store = StudyStore(sys.argv[1])
 pid, n = sys.argv[2], int(sys.argv[3])
 tracks = [t.track_id for t in store.trials(pid)]
@@ -582,7 +582,7 @@ def test_concurrent_processes_lose_no_likes(tmp_path):
 def test_quiet_decoder_logs_silences_native_stderr_only():
     """libmpg123 writes straight to fd 2; the CLI keeps its own lines."""
     code = ("import os, sys\n"
-            "from core.audio import quiet_decoder_logs\n"
+            "from core.audio.load import quiet_decoder_logs\n"
             "with quiet_decoder_logs():\n"
             "    os.write(2, b'Note: native decoder noise\\n')\n"
             "    print('error: mine', file=sys.stderr)\n"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.search import VectorIndex, cosine_scores, normalise, top_k
+from core.recommend.search import VectorIndex, cosine_scores, normalise, top_k
 
 
 def clustered(n: int, dim: int, seed: int = 0, clusters: int = 40) -> np.ndarray:

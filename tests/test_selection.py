@@ -1,4 +1,4 @@
-"""core.selection: the default model is the best one on validation, read from selection.json."""
+"""core.models.selection: the default model is the best one on validation, read from selection.json."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from core.selection import SELECTION_FILE, best_model, read_selection
+from core.models.selection import SELECTION_FILE, best_model, read_selection
 
 
 def _write(tmp_path, data) -> None:

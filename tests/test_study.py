@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from core.__main__ import main
-from core.study import DECOY, METHOD1, METHOD2, BlindTrial, StudyError, StudyStore, build_trials, paired_test
+from core.cli.main import main
+from core.recommend.study import DECOY, METHOD1, METHOD2, BlindTrial, StudyError, StudyStore, build_trials, paired_test
 
 CATALOG = [f"t{i:03d}" for i in range(200)]
 SEEDS = CATALOG[:5]
@@ -298,7 +298,7 @@ def test_paired_table_and_decoy_adjusted_rates(store):
 
 @pytest.mark.parametrize("d_z, n", [(0.5, 34), (0.8, 15), (0.2, 199), (-0.5, 34)])
 def test_participants_needed_matches_power_tables(d_z, n):
-    from core.study import paired_t_power, participants_needed
+    from core.recommend.study import paired_t_power, participants_needed
 
     # Two-sided paired t, alpha 0.05, 80 % power (G*Power / Cohen 1988 tables).
     assert participants_needed(d_z) == n
@@ -311,7 +311,7 @@ def test_power_note_and_report_csv(store, tmp_path, capsys):
              DECOY: [0.1, 0.2, 0.1, 0.3]}
     _run_study(store, rates)
     res = store.results()
-    from core.study import participants_needed
+    from core.recommend.study import participants_needed
 
     t = res.main_test
     assert res.power["n_needed"] == participants_needed(t.d_z) and res.power["n"] == 4

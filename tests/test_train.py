@@ -1,11 +1,11 @@
-"""core.train: a tiny model learns the generated genres; loss falls."""
+"""core.training.train: a tiny model learns the generated genres; loss falls."""
 
 import pytest
 
-from core.cache import LogMelCache
+from core.audio.cache import LogMelCache
 from core.config import FeatureConfig, TrainConfig
 from core.datasets import genres_of, read_dataset
-from core.train import load_labelled, predict_mels, train_model
+from core.training.train import load_labelled, predict_mels, train_model
 
 
 @pytest.mark.parametrize("name", ["crnn", "cnn"])
@@ -35,7 +35,7 @@ def test_transfer_heads_learn_on_a_frozen_trunk(tmp_path, tiny_dataset, name, mo
     frozen trunk untouched and cache its features once per track."""
     import torch
 
-    import core.train as tr
+    import core.training.train as tr
     from core.models import build_model
     from core.models.msd import MSD_FEATURES
 
@@ -58,7 +58,7 @@ def test_transfer_heads_learn_on_a_frozen_trunk(tmp_path, tiny_dataset, name, mo
     assert hist["n_trained_parameters"] < hist["n_parameters"] / 2
     for k, v in model.trunk.state_dict().items():       # frozen: same as built (seeded)
         assert torch.equal(v, trunk_before[k]), k
-    from core.cache import content_hash
+    from core.audio.cache import content_hash
 
     cached = {p.stem for p in (tmp_path / "cache" / "trunk").rglob("*.npy")}
     assert cached == {content_hash(t.path) for t in train.tracks + val.tracks}   # one entry per file

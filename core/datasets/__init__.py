@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
-from .fma import PAPER_GENRES, is_fma_folder, read_fma
-from .folder import is_metadata_folder, read_metadata_folder
-from .gtzan import is_genre_folder, read_genre_folders
-from .track import Track, assign_splits
+from core.datasets.fma import PAPER_GENRES, is_fma_folder, read_fma
+from core.datasets.folder import is_metadata_folder, read_metadata_folder
+from core.datasets.gtzan import is_genre_folder, read_genre_folders
+from core.datasets.track import Track, assign_splits
 
 
 def read_dataset(root: str | Path) -> list[Track]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .track import Track, assign_splits
+from core.datasets.track import Track, assign_splits
 
 # The selection of Adiyansjah et al. (2019): seven single-genre classes.
 PAPER_GENRES = ("Classical", "Electronic", "Folk", "Hip-Hop", "Instrumental", "Jazz", "Rock")

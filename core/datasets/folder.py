@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .track import Track, assign_splits
+from core.datasets.track import Track, assign_splits
 
 REQUIRED = ("track_id", "path", "genre")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..audio import is_supported_name
-from .track import Track, assign_splits
+from core.audio.load import is_supported_name
+from core.datasets.track import Track, assign_splits
 
 
 def _genre_root(root: Path) -> Path:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..config import FeatureConfig
-from .base import GenreModel, Prediction
-from .cnn import CNN
-from .crnn import CRNN
-from .transfer import CNNMSD, CRNNMSD, trunk_group
+from core.config import FeatureConfig
+from core.models.base import GenreModel, Prediction
+from core.models.cnn import CNN
+from core.models.crnn import CRNN
+from core.models.transfer import CNNMSD, CRNNMSD, trunk_group
 
 # From scratch (the paper's reproduction) and fine-tuned from MSD-VGG.
 MODELS: dict[str, type[GenreModel]] = {"cnn": CNN, "crnn": CRNN, "cnn_msd": CNNMSD, "crnn_msd": CRNNMSD}

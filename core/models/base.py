@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import FeatureConfig
-from ..features import LogMelFrontEnd, split_windows
+from core.audio.features import LogMelFrontEnd, split_windows
+from core.config import FeatureConfig
 
 
 @dataclass
@@ -51,7 +51,7 @@ class GenreModel(nn.Module):
         self.labels = list(labels)
         self.cfg = cfg
         self.frontend = LogMelFrontEnd(cfg)
-        # Calibration temperature (fitted on val by core.calibration); 1 = none.
+        # Calibration temperature (fitted on val by core.training.calibration); 1 = none.
         self.register_buffer("temperature", torch.ones(()))
 
     def embed_logmel(self, logmel: torch.Tensor) -> torch.Tensor:  # pragma: no cover
@@ -115,7 +115,7 @@ class GenreModel(nn.Module):
     def fingerprint(self) -> str:
         """Short hash of weights, labels and feature settings: embeddings from
         different fingerprints must never be compared. Inference-only copies
-        (:func:`core.pipeline.optimise_for_inference`) keep their source's
+        (:func:`core.models.optimise.optimise_for_inference`) keep their source's
         fingerprint, since they compute the same vectors."""
         if getattr(self, "_fingerprint", None):
             return self._fingerprint

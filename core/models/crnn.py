@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..config import FeatureConfig
-from .base import FrequencyNorm, GenreModel, conv_block, init_head
+from core.config import FeatureConfig
+from core.models.base import FrequencyNorm, GenreModel, conv_block, init_head
 
 
 class CRNN(GenreModel):

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..config import FeatureConfig
-from ..errors import ArtifactError
-from .tf_checkpoint import read_checkpoint
+from core.config import FeatureConfig
+from core.errors import ArtifactError
+from core.models.tf_checkpoint import read_checkpoint
 
 # musicnn's front-end (musicnn/extractor.py): librosa.load(sr=16000),
 # melspectrogram(n_fft=512, hop_length=256, n_mels=96), float16, log10(10000·x + 1).

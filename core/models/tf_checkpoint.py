@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError
+from core.errors import ArtifactError
 
 MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48

@@ -19,10 +19,10 @@ import hashlib
 import torch
 from torch import nn
 
-from ..config import FeatureConfig
-from ..errors import ArtifactError
-from .base import GenreModel, init_head
-from .msd import MSD_FEATURES, MSDVGG, N_FILTERS, POOLS, load_msd_weights, trunk_steps
+from core.config import FeatureConfig
+from core.errors import ArtifactError
+from core.models.base import GenreModel, init_head
+from core.models.msd import MSD_FEATURES, MSDVGG, N_FILTERS, POOLS, load_msd_weights, trunk_steps
 
 TRUNK_PREFIX = "trunk."
 

@@ -1,0 +1,261 @@
+"""Measure how long each dashboard page takes to render on a large catalog.
+
+Not a test (no timing assertions in tests): run it by hand::
+
+    .venv/bin/python benchmarks/render.py --tracks 1000 --out /tmp/bench_dash
+
+It builds a catalog of ``--tracks`` rows (the real ../shared/data clips when
+present, repeated to reach the count, else generated 30 s clips), indexes it
+with the shipped models (identical files are embedded once), then times every
+page twice:
+
+* **script**: server-side run time with ``streamlit.testing.v1.AppTest``
+  (one cold run, then ``--repeats`` warm reruns; median reported);
+* **browser**: ``streamlit run`` + headless Chromium: warm in-app navigation
+  (click the page in the sidebar) and warm full reload, each until the app
+  reports ``notRunning`` and every plotly chart is drawn (median of
+  ``--repeats``; every page is visited once first).
+
+Prints a Markdown table and writes ``<out>/render_times.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+SEEDS_N = 5
+
+
+def build_catalog(out: Path, n: int) -> Path:
+    """``out/data/metadata.csv`` with ``n`` rows pointing at real or generated audio."""
+    from core.config import shared_data_dirs
+    from core.datasets import read_datasets
+
+    data = out / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    sources = read_datasets(shared_data_dirs()) if shared_data_dirs() else []
+    if not sources:
+        from conftest import GENRES, synth, write_audio
+
+        sources = []
+        for i in range(30):
+            genre = list(GENRES)[i % 3]
+            p = write_audio(data / "audio" / f"gen_{i:02d}.mp3", synth(GENRES[genre], 30.0, seed=i))
+            sources.append(type("T", (), {"path": p, "genre": genre})())
+    rows = []
+    for i in range(n):
+        src = sources[i % len(sources)]
+        rows.append({"track_id": f"t{i:05d}", "path": str(Path(src.path).resolve()), "genre": src.genre,
+                     "split": "test", "artist": f"Artist {i % 97}", "title": f"Track {i:05d}"})
+    with open(data / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return data
+
+
+def build_index(data: Path, index_dir: Path, artifacts: Path) -> dict:
+    from core.catalog.index import CatalogIndex
+    from core.datasets import read_dataset
+    from core.models.artifacts import load_models
+
+    idx = CatalogIndex.open(index_dir)
+    t = time.time()
+    stats = idx.update(read_dataset(data), load_models(artifacts))
+    stats["wall_seconds"] = round(time.time() - t, 1)
+    return stats
+
+
+def script_times(env: dict, repeats: int, upload: bytes) -> dict:
+    from streamlit.testing.v1 import AppTest
+
+    os.environ.update(env)
+    from core.catalog.index import CatalogIndex
+
+    ids = CatalogIndex.open(env["GENRE_INDEX"]).table()["track_id"].tolist()
+    seeds = ids[:: max(1, len(ids) // SEEDS_N)][:SEEDS_N]
+
+    def prepare(at: AppTest, case: str) -> None:
+        if case == "recommender (5 seeds)":
+            at.multiselect(key="rec_seeds_w").set_value(seeds).run()
+        elif case == "embedding map (t-SNE)":
+            at.radio(key="map_method").set_value("t-SNE").run()
+        elif case == "classify (1 upload)":
+            at.file_uploader(key="classify_files").set_value(("bench.mp3", upload, "audio/mpeg")).run()
+        elif case == "listening study (in a session)":
+            at.multiselect(key="study_seeds").set_value(seeds).run()
+            at.button(key="study_start").click().run()
+
+    cases = [("overview", "overview"), ("spectrograms", "spectrograms"), ("classify", "classify (1 upload)"),
+             ("model_comparison", "model_comparison"), ("embedding_map", "embedding map (PCA)"),
+             ("embedding_map", "embedding map (t-SNE)"), ("recommender", "recommender (no seeds)"),
+             ("recommender", "recommender (5 seeds)"), ("listening_study", "listening study (start)"),
+             ("listening_study", "listening study (in a session)")]
+    out = {}
+    for page, case in cases:
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+        t = time.perf_counter()
+        at.run()
+        if page != "overview":
+            at.switch_page(f"pages/{page}.py").run()
+        prepare(at, case)
+        cold = time.perf_counter() - t
+        warm = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            at.run()
+            warm.append(time.perf_counter() - t)
+        assert not at.exception, (case, [e.value for e in at.exception])
+        out[case] = {"cold_s": round(cold, 3), "warm_median_s": round(statistics.median(warm), 3),
+                     "warm_max_s": round(max(warm), 3)}
+        print(f"  script {case:<32} cold {cold:6.2f} s   warm median {statistics.median(warm):.3f} s",
+              flush=True)
+    return out
+
+
+PAGE_TITLES = {"overview": ("Overview", "Genre-aware music recommender"),
+               "spectrograms": ("Spectrograms", "Spectrograms"),
+               "classify": ("Classify", "Classify your music"),
+               "model_comparison": ("Model comparison", "Model comparison"),
+               "embedding_map": ("Embedding map", "Embedding map"),
+               "recommender": ("Recommender", "Recommender"),
+               "listening_study": ("Listening study", "Listening study")}
+
+
+def browser_times(env: dict, repeats: int) -> dict:
+    """Per page: warm in-app navigation (click the sidebar link) and warm full
+    reload, each until the script has finished and every plotly chart is drawn."""
+    import socket
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+    from test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                             "--server.port", str(port), "--server.headless", "true",
+                             "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    done = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+    drawn = ("() => [...document.querySelectorAll('.js-plotly-plot')]"
+             ".every(p => p.querySelector('.main-svg'))")
+
+    def settle(page, heading: str) -> None:
+        page.get_by_role("heading", level=1, name=heading).wait_for(timeout=600_000)
+        page.wait_for_selector(done, timeout=600_000)
+        page.wait_for_function(drawn, timeout=600_000)
+
+    nav: dict[str, list[float]] = {}
+    reload: dict[str, list[float]] = {}
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(base + "/_stcore/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(base)
+            settle(page, PAGE_TITLES["overview"][1])
+            for rnd in range(repeats + 1):           # round 0 warms every cache
+                for name, (link, heading) in PAGE_TITLES.items():
+                    t = time.perf_counter()
+                    page.locator('[data-testid="stSidebarNav"] a', has_text=link).first.click()
+                    settle(page, heading)
+                    if rnd:
+                        nav.setdefault(name, []).append(time.perf_counter() - t)
+                    assert page.locator('[data-testid="stException"]').count() == 0, name
+            # The Recommender with five seeds (10 players, 20 feedback buttons).
+            page.locator('[data-testid="stSidebarNav"] a', has_text="Recommender").first.click()
+            settle(page, "Recommender")
+            page.get_by_role("button", name="Surprise me").click()
+            page.get_by_text("Method 2 · sound + genre").wait_for(timeout=600_000)
+            page.wait_for_selector(done, timeout=600_000)
+            for rnd in range(repeats + 1):
+                page.locator('[data-testid="stSidebarNav"] a', has_text="Overview").first.click()
+                settle(page, PAGE_TITLES["overview"][1])
+                t = time.perf_counter()
+                page.locator('[data-testid="stSidebarNav"] a', has_text="Recommender").first.click()
+                settle(page, "Recommender")
+                page.get_by_text("Method 2 · sound + genre").wait_for(timeout=600_000)
+                if rnd:
+                    nav.setdefault("recommender (5 seeds)", []).append(time.perf_counter() - t)
+            for name, (_, heading) in PAGE_TITLES.items():
+                page.goto(base + ("/" if name == "overview" else f"/{name}"))
+                settle(page, heading)
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    page.reload()
+                    settle(page, heading)
+                    reload.setdefault(name, []).append(time.perf_counter() - t)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    out = {}
+    for name in nav:
+        out[name] = {"nav_warm_median_s": round(statistics.median(nav[name]), 3),
+                     "nav_warm_max_s": round(max(nav[name]), 3),
+                     "reload_warm_median_s": round(statistics.median(reload[name]), 3)
+                     if name in reload else float("nan")}
+        print(f"  browser {name:<18} navigate {out[name]['nav_warm_median_s']:.2f} s "
+              f"(max {out[name]['nav_warm_max_s']:.2f})   reload {out[name]['reload_warm_median_s']:.2f} s",
+              flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--tracks", type=int, default=1000)
+    ap.add_argument("--out", default="/tmp/bench_dash")
+    ap.add_argument("--artifacts", default=str(ROOT / "artifacts"))
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-browser", action="store_true")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = build_catalog(out, args.tracks)
+    index_dir = out / "index"
+    print(f"indexing {args.tracks} tracks…", flush=True)
+    stats = build_index(data, index_dir, Path(args.artifacts))
+    print(f"  {stats['embedded']} files embedded, {stats['added']} rows, {stats['wall_seconds']} s", flush=True)
+    env = {"GENRE_ARTIFACTS": str(Path(args.artifacts).resolve()), "GENRE_DATA": str(data),
+           "GENRE_INDEX": str(index_dir), "GENRE_LIBRARY": str(out / "library"),
+           "GENRE_STUDY_DB": str(out / "study.sqlite")}
+    upload = Path(next(iter((data / "metadata.csv").read_text().splitlines()[1:])).split(",")[1]).read_bytes()
+    result = {"tracks": args.tracks, "index": stats, "script": script_times(env, args.repeats, upload)}
+    if not args.no_browser and Path("/usr/bin/chromium").exists():
+        result["browser"] = browser_times(env, args.repeats)
+    result["load_average"] = os.getloadavg()
+    (out / "render_times.json").write_text(json.dumps(result, indent=1))
+    print("\n| page (state) | server script, cold | server script, warm (median) |\n|---|---|---|")
+    for case, v in result["script"].items():
+        print(f"| {case} | {v['cold_s']:.2f} s | {v['warm_median_s']:.3f} s |")
+    if "browser" in result:
+        print("\n| page | browser: navigate, warm median (max) | browser: full reload, warm median |\n|---|---|---|")
+        for name, v in result["browser"].items():
+            reload = "–" if v["reload_warm_median_s"] != v["reload_warm_median_s"] else \
+                f"{v['reload_warm_median_s']:.2f} s"
+            print(f"| {name} | {v['nav_warm_median_s']:.2f} s ({v['nav_warm_max_s']:.2f} s) | {reload} |")
+    print(f"\nload average during the run: {result['load_average']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+"""Audio in: decoding, the log-mel front-end and its on-disk cache."""
+

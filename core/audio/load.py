@@ -1,0 +1,301 @@
+"""Audio loading: any file or bytes → mono float32 at the model rate.
+
+Every failure surfaces as :class:`AudioError` with a one-line message, never
+a raw decoder traceback. Only the excerpt that is needed is decoded, so an
+hour-long file costs no more memory than a 30 s clip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, Sequence, Union
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from core.config import FeatureConfig
+from core.errors import GenreError
+
+AudioSource = Union[str, os.PathLike, bytes, BinaryIO]
+
+MIN_SAMPLE_RATE = 4_000
+MAX_SAMPLE_RATE = 384_000
+MAX_CHANNELS = 64
+SILENCE_RMS_DB = -70.0
+SUPPORTED_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif")
+
+
+class AudioError(GenreError, ValueError):
+    """A file that cannot be used as music; ``str(err)`` is one readable line
+    (``"name: reason"``), ``err.reason`` the reason alone."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the container says about a file before decoding."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate if self.sample_rate else 0.0
+
+
+def _name(source: AudioSource) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source).name
+    return getattr(source, "name", None) or "uploaded audio"
+
+
+def _open(source: AudioSource) -> sf.SoundFile:
+    """Open ``source`` with libsndfile, translating every failure."""
+    name = _name(source)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.exists():
+            raise AudioError("file not found", name)
+        if path.is_dir():
+            raise AudioError("is a folder, not an audio file", name)
+        if path.stat().st_size == 0:
+            raise AudioError("file is empty (0 bytes)", name)
+        handle: AudioSource = str(path)
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise AudioError("file is empty (0 bytes)", name)
+        handle = io.BytesIO(bytes(source))
+    else:
+        handle = source
+    try:
+        f = sf.SoundFile(handle)
+    except Exception as exc:  # libsndfile raises several types
+        reason = _short(exc)
+        # libsndfile reports an unrecognised format as "File does not exist or
+        # is not a regular file" even though the file exists: say what it means.
+        if any(k in reason.lower() for k in ("does not exist or is not a regular file",
+                                             "format not recognised", "unknown format")):
+            reason = "unrecognised format; accepted: MP3, WAV, FLAC, OGG, AIFF"
+        raise AudioError(f"not a readable audio file ({reason})", name) from None
+    try:
+        _check_header(f.samplerate, f.channels)
+    except AudioError as exc:
+        f.close()
+        raise AudioError(exc.reason, name) from None
+    return f
+
+
+def _short(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    # libsndfile prefixes messages with the file name; keep the reason only.
+    if ": " in text and text.lower().startswith(("error opening", "<_io")):
+        text = text.split(": ", 1)[-1]
+    return text[:160]
+
+
+def _check_header(sample_rate: int, channels: int) -> None:
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"unsupported sample rate {sample_rate} Hz "
+                         f"(accepted: {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz)")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(f"unsupported channel count {channels}")
+
+
+def probe(source: AudioSource) -> AudioInfo:
+    """Read the header only: sample rate, channels, frame count, format."""
+    with _open(source) as f:
+        return AudioInfo(f.samplerate, f.channels, f.frames, f.format)
+
+
+# Files up to this many windows long are decoded whole and sliced: MP3
+# seeking is approximate (and noisy in libmpg123), so seek only when it saves
+# real work.
+_SEEK_ABOVE_WINDOWS = 4
+
+
+def _read_excerpts(f: sf.SoundFile, starts: list[int], need: int, name: str) -> list[np.ndarray]:
+    total = max(int(f.frames), 0)
+    if total <= _SEEK_ABOVE_WINDOWS * need:
+        whole = _read(f, 0, -1, name)
+        return [whole[s: s + need] for s in starts]
+    return [_read(f, s, need, name) for s in starts]
+
+
+def _read(f: sf.SoundFile, start: int, frames: int, name: str) -> np.ndarray:
+    try:
+        if start:
+            f.seek(start)
+        data = f.read(frames, dtype="float32", always_2d=True)
+    except Exception as exc:
+        raise AudioError(f"corrupt or truncated audio ({_short(exc)})", name) from None
+    return data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+
+
+def _finish(y: np.ndarray, sr_in: int, cfg: FeatureConfig, name: str) -> np.ndarray:
+    """Validate, resample to the model rate and normalise loudness."""
+    if y.size == 0:
+        raise AudioError("contains no audio samples", name)
+    if not np.all(np.isfinite(y)):
+        raise AudioError("contains NaN or infinite samples", name)
+    if y.size / sr_in < cfg.min_seconds:
+        raise AudioError(f"too short ({y.size / sr_in:.2f} s; at least "
+                         f"{cfg.min_seconds:g} s needed)", name)
+    if sr_in != cfg.sample_rate:
+        y = soxr.resample(y, sr_in, cfg.sample_rate, quality="HQ").astype(np.float32)
+    rms = float(np.sqrt(np.mean(np.square(y, dtype=np.float64))))
+    if rms <= 0 or 20 * np.log10(rms) < SILENCE_RMS_DB:
+        raise AudioError("is silent (no signal to analyse)", name)
+    if cfg.target_rms_db is None:
+        return np.clip(y, -1.0, 1.0).astype(np.float32)
+    gain = 10 ** (cfg.target_rms_db / 20) / rms
+    return np.clip(y * gain, -1.0, 1.0).astype(np.float32)
+
+
+def _fit(y: np.ndarray, n: int) -> np.ndarray:
+    """Repeat a short excerpt until it fills ``n`` samples (no silent tail)."""
+    if y.size >= n:
+        return y[:n]
+    reps = int(np.ceil(n / y.size))
+    return np.tile(y, reps)[:n]
+
+
+def load(source: AudioSource, cfg: FeatureConfig | None = None,
+         position: str | None = None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Decode the model's fixed-length excerpt of ``source``.
+
+    Returns ``cfg.window_samples`` mono float32 samples at ``cfg.sample_rate``,
+    loudness-normalised. ``position`` ("centre", "start", "random") picks the
+    excerpt of a longer track; shorter tracks are repeated to fill the window.
+    """
+    cfg = cfg or FeatureConfig()
+    return load_multi(source, [cfg], position=position, rng=rng)[0][0]
+
+
+def load_multi(source: AudioSource, cfgs: Sequence[FeatureConfig], n_excerpts: int = 1,
+               position: str | None = None,
+               rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Decode ``source`` once for several models' settings.
+
+    Returns one array ``(n_excerpts, cfg.window_samples)`` per config in
+    ``cfgs``: the same excerpt positions for all of them (the longest window
+    is read; each config takes its own window from its middle), resampled,
+    normalised and fitted per config. ``n_excerpts > 1`` spaces the excerpts
+    of a long track evenly; ``position`` ("centre", "start", "random", default
+    the first config's ``crop``) places a single excerpt.
+    """
+    if not cfgs:
+        raise ValueError("no feature configuration given")
+    name = _name(source)
+    with _open(source) as f:
+        sr_in = f.samplerate
+        needs = [int(np.ceil(c.window_seconds * sr_in)) + 1 for c in cfgs]
+        need = max(needs)
+        total = max(int(f.frames), 0)
+        if n_excerpts > 1 and total > need:
+            starts = np.linspace(0, total - need, n_excerpts).astype(int).tolist()
+        else:
+            pos = "centre" if n_excerpts > 1 else (position or cfgs[0].crop)
+            starts = [_excerpt_start(total, need, pos, rng)]
+        excerpts = _read_excerpts(f, starts, need, name)
+    out = []
+    for cfg, n in zip(cfgs, needs):
+        off = 0 if (position or cfg.crop) == "start" and n_excerpts <= 1 else (need - n) // 2
+        out.append(np.stack([_fit(_finish(_middle(y, off, n), sr_in, cfg, name), cfg.window_samples)
+                             for y in excerpts]))
+    return out
+
+
+def _middle(y: np.ndarray, offset: int, n: int) -> np.ndarray:
+    """``n`` samples from ``offset`` (a short excerpt is kept whole)."""
+    if y.size <= n:
+        return y
+    offset = min(offset, y.size - n)
+    return y[offset: offset + n]
+
+
+def _excerpt_start(total: int, need: int, position: str, rng: np.random.Generator | None) -> int:
+    if total <= need:
+        return 0
+    if position == "start":
+        return 0
+    if position == "random":
+        return int((rng or np.random.default_rng()).integers(0, total - need + 1))
+    if position == "centre":
+        return (total - need) // 2
+    raise ValueError(f"unknown crop position {position!r}")
+
+
+def load_windows(source: AudioSource, cfg: FeatureConfig | None = None,
+                 n_windows: int = 3) -> np.ndarray:
+    """Several evenly spaced excerpts of a long track, shape ``(n, samples)``.
+
+    For a track no longer than the window this is one excerpt. Only the
+    excerpts are decoded, so memory stays bounded for any track length.
+    """
+    return load_multi(source, [cfg or FeatureConfig()], n_excerpts=n_windows)[0]
+
+
+def load_full(source: AudioSource, sample_rate: int, max_seconds: float = 600.0) -> np.ndarray:
+    """Decode up to ``max_seconds`` of mono audio at ``sample_rate`` (no normalising).
+
+    For displays (waveform plots) and hand-crafted baselines.
+    """
+    name = _name(source)
+    with _open(source) as f:
+        sr_in = f.samplerate
+        y = _read(f, 0, int(max_seconds * sr_in), name)
+    if y.size == 0:
+        raise AudioError("contains no audio samples", name)
+    if not np.all(np.isfinite(y)):
+        raise AudioError("contains NaN or infinite samples", name)
+    if sr_in != sample_rate:
+        y = soxr.resample(y, sr_in, sample_rate, quality="HQ").astype(np.float32)
+    return y
+
+
+@contextlib.contextmanager
+def quiet_decoder_logs() -> Iterator[None]:
+    """Send native stderr (libmpg123's "Note: Illegal Audio-MPEG-Header …",
+    "Warning: Xing stream size off …") to /dev/null while Python's
+    ``sys.stderr`` keeps writing to the real stream, so a CLI prints only its
+    own one-line messages. Redirects file descriptor 2 process-wide: use it in
+    command-line tools, not in the threaded app server.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    swap = False
+    try:
+        swap = sys.stderr.fileno() == 2
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # sys.stderr is not fd 2 (e.g. captured): leave it alone
+    old_stderr = sys.stderr
+    real = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    if swap:
+        sys.stderr = real
+    try:
+        yield
+    finally:
+        real.flush()
+        sys.stderr = old_stderr
+        os.dup2(saved, 2)
+        os.close(saved)
+        real.close()
+
+
+def is_supported_name(name: str) -> bool:
+    """True if the file name has an audio extension this loader accepts."""
+    return Path(name).suffix.lower() in SUPPORTED_EXTENSIONS

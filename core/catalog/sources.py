@@ -1,0 +1,193 @@
+"""Which music the app knows about: the configured data folders plus the
+upload library.
+
+The folder list comes from a settings field (in the app) that starts out as
+``$GENRE_DATA`` (``os.pathsep``-separated; an empty value means "no data
+folders") or, without it, the folders under ``../shared/data``. Uploaded
+tracks live in one library folder (``$GENRE_LIBRARY``, default ``./library``).
+No Streamlit here: the app and the tests call these functions directly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from core.audio.load import is_supported_name
+from core.config import Paths, shared_data_dirs
+from core.datasets import Track, read_dataset
+
+LIBRARY_SOURCE = "library"
+DATA_ENV = "GENRE_DATA"
+
+
+def default_data_setting(env: Mapping[str, str] | None = None) -> str:
+    """Initial text of the data-folders settings field.
+
+    ``$GENRE_DATA`` when set (even to "" — that explicitly means no folders,
+    which the stock :func:`core.config.shared_data_dirs` cannot express),
+    otherwise the ``../shared/data`` sets that exist.
+    """
+    env = os.environ if env is None else env
+    if DATA_ENV in env:
+        return env[DATA_ENV]
+    return os.pathsep.join(str(p) for p in shared_data_dirs())
+
+
+def parse_data_setting(text: str | None) -> list[Path]:
+    """Folders named in a settings string: separated by ``os.pathsep``,
+    newlines or commas; blanks dropped, ``~`` expanded, order kept, no duplicates."""
+    out: list[Path] = []
+    for part in re.split(rf"[\n,{re.escape(os.pathsep)}]", text or ""):
+        part = part.strip().strip('"').strip("'")
+        if not part:
+            continue
+        p = Path(part).expanduser()
+        if p not in out:
+            out.append(p)
+    return out
+
+
+@dataclass
+class Catalog:
+    """Tracks of the configured folders plus the library, and what went wrong."""
+
+    data_dirs: list[Path]
+    library_dir: Path
+    tracks: list[Track] = field(default_factory=list)     # from the data folders
+    library: list[Track] = field(default_factory=list)    # uploaded files
+    problems: list[str] = field(default_factory=list)     # one line per unusable folder
+
+    @property
+    def all_tracks(self) -> list[Track]:
+        return self.tracks + self.library
+
+    def __len__(self) -> int:
+        return len(self.tracks) + len(self.library)
+
+
+def library_tracks(library_dir: str | Path) -> list[Track]:
+    """Every supported audio file in the library folder (genre unknown: "")."""
+    root = Path(library_dir)
+    if not root.is_dir():
+        return []
+    files = sorted(p for p in root.rglob("*") if p.is_file() and is_supported_name(p.name)
+                   and not p.name.startswith("."))
+    return [Track(track_id=f"{LIBRARY_SOURCE}/{p.relative_to(root).as_posix()}", path=p.resolve(),
+                  genre="", split="library", title=p.stem.replace("_", " "), source=LIBRARY_SOURCE)
+            for p in files]
+
+
+def read_catalog(data_dirs: Iterable[str | Path], library_dir: str | Path | None = None) -> Catalog:
+    """Read every data folder (skipping unusable ones with a message) and the library.
+
+    Track ids stay unique: a repeat id from a later folder is dropped, as in
+    :func:`core.datasets.read_datasets`.
+    """
+    dirs = [Path(d) for d in data_dirs]
+    lib = Path(library_dir) if library_dir is not None else Paths().library
+    cat = Catalog(data_dirs=dirs, library_dir=lib)
+    seen: set[str] = set()
+    for d in dirs:
+        try:
+            found = read_dataset(d)
+        except FileNotFoundError:
+            cat.problems.append(f"{d}: folder not found")
+            continue
+        except (ValueError, OSError) as exc:
+            msg = " ".join(str(exc).split())
+            cat.problems.append(msg if msg.startswith(str(d)) else f"{d}: {msg}")
+            continue
+        if not found:
+            cat.problems.append(f"{d}: no labelled audio files found")
+        for t in found:
+            if t.track_id not in seen:
+                seen.add(t.track_id)
+                cat.tracks.append(t)
+    cat.library = library_tracks(lib)
+    return cat
+
+
+def catalog_signature(data_dirs: Iterable[str | Path], library_dir: str | Path) -> tuple:
+    """Cheap fingerprint that changes when a folder's metadata or the library
+    changes (modification times), so cached catalog reads know to refresh."""
+    def stamp(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return -1.0
+
+    parts = []
+    for d in data_dirs:
+        d = Path(d)
+        parts.append((str(d), stamp(d), stamp(d / "metadata.csv")))
+    lib = Path(library_dir)
+    lib_files = sorted((p.name, stamp(p)) for p in lib.iterdir()) if lib.is_dir() else []
+    parts.append((str(lib), tuple(lib_files)))
+    return tuple(parts)
+
+
+@dataclass
+class IndexPlan:
+    """What the index lacks compared with the catalog (nothing is done yet)."""
+
+    new_tracks: list[Track]          # data-folder tracks not in the index
+    stale_ids: list[str]             # indexed folder tracks no longer in any folder
+    new_library: list[Path]          # uploads not in the index
+    models_changed: bool = False     # index vectors come from other model weights
+
+    @property
+    def up_to_date(self) -> bool:
+        return not (self.new_tracks or self.stale_ids or self.new_library or self.models_changed)
+
+    def summary(self) -> str:
+        parts = []
+        if self.models_changed:
+            parts.append("the models changed since it was built")
+        if self.new_tracks:
+            parts.append(f"{len(self.new_tracks)} new track(s)")
+        if self.new_library:
+            parts.append(f"{len(self.new_library)} new upload(s)")
+        if self.stale_ids:
+            parts.append(f"{len(self.stale_ids)} track(s) no longer in the folders")
+        return ", ".join(parts) or "up to date"
+
+
+def plan_index(catalog: Catalog, table, models_changed: bool = False) -> IndexPlan:
+    """Compare the catalog with an index table (``CatalogIndex.table()``)."""
+    ids = set(table["track_id"]) if len(table) else set()
+    lib_mask = (table["source"] == LIBRARY_SOURCE) if len(table) else []
+    lib_paths = {str(Path(p)) for p in table.loc[lib_mask, "path"]} if len(table) else set()
+    folder_ids = {t.track_id for t in catalog.tracks}
+    stale = [] if not len(table) else [
+        t for t, s in zip(table["track_id"], table["source"])
+        if s != LIBRARY_SOURCE and t not in folder_ids]
+    return IndexPlan(new_tracks=[t for t in catalog.tracks if t.track_id not in ids],
+                     stale_ids=stale,
+                     new_library=[t.path for t in catalog.library if str(t.path) not in lib_paths],
+                     models_changed=models_changed)
+
+
+def sync_index(catalog: Catalog, index, models: dict, progress=None, checkpoint: int = 256) -> dict:
+    """Bring ``index`` (a :class:`core.catalog.index.CatalogIndex`) in line with the
+    catalog: embed new folder tracks, drop vanished ones, add new uploads.
+
+    Returns ``{"embedded", "removed", "failed": [one-line errors], ...}``.
+    ``progress(done, total)`` is called during each of the (up to two) passes;
+    every ``checkpoint`` embedded tracks are committed (readers see them).
+    """
+    stats = dict(index.update(catalog.tracks, models, progress=progress, checkpoint=checkpoint))
+    # Uploads go through add_files so their ids follow the content (one track per file).
+    known = {str(Path(p)) for p, s in zip(index.table()["path"], index.table()["source"])
+             if s == LIBRARY_SOURCE} if len(index) else set()
+    todo = [str(t.path) for t in catalog.library if str(t.path) not in known]
+    if todo:
+        lib = index.add_files(todo, models, source=LIBRARY_SOURCE, progress=progress,
+                              titles=[Path(p).stem.replace("_", " ") for p in todo])
+        for k in ("added", "updated", "unchanged", "removed", "embedded"):
+            stats[k] = stats.get(k, 0) + lib.get(k, 0)
+        stats["failed"] = list(stats.get("failed", [])) + list(lib.get("failed", []))
+    return stats

@@ -1,0 +1,60 @@
+"""``python -m core bench``: the performance figures of README.md (Performance)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser("bench", help="indexing speed vs a naive baseline, classification and "
+                                     "query latency, recall, peak memory → JSON")
+    b.add_argument("--data", action="append", help="audio folder (repeatable; default ../shared/data/*, "
+                                                   "else generated clips)")
+    b.add_argument("--json", required=True, help="write the report here")
+    b.add_argument("--limit", type=int, default=48, help="clips to index (default 48)")
+    b.add_argument("--batch-size", type=int, default=8)
+    b.add_argument("--rounds", type=int, default=1,
+                   help="alternate baseline and pipeline over this many slices of the files "
+                        "(fairer on a busy machine; each pipeline round restarts its workers)")
+    b.add_argument("--workers", type=int, default=None, help="decode processes (default: pipeline's)")
+    b.add_argument("--sizes", default="10000,100000,1000000",
+                   help="synthetic catalog sizes for the query benchmark, comma-separated")
+    b.add_argument("--dims", default=None,
+                   help="embedding sizes to test search at (default: the models' own)")
+    b.add_argument("--queries", type=int, default=100, help="queries per catalog size")
+    b.add_argument("--artifacts", default=None, help="model folder (default artifacts/)")
+    b.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args) -> int:
+    from benchmarks.harness import BenchConfig, run_bench
+    from core.models.artifacts import write_json
+
+    def ints(text: str | None) -> tuple[int, ...] | None:
+        if not text:
+            return None
+        try:
+            return tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            sys.exit(f"error: expected comma-separated integers, got {text!r}")
+
+    cfg = BenchConfig(data=[Path(d) for d in args.data or []], limit=args.limit,
+                      batch_size=args.batch_size, rounds=max(1, args.rounds), workers=args.workers,
+                      sizes=ints(args.sizes) or (),
+                      dims=ints(args.dims), queries=args.queries,
+                      artifacts=Path(args.artifacts) if args.artifacts else None)
+    for d in cfg.data:
+        if not d.is_dir():
+            sys.exit(f"error: --data {d} is not a folder")
+    if cfg.limit < 1 or cfg.queries < 1:
+        sys.exit("error: --limit and --queries must be at least 1")
+    report = run_bench(cfg)
+    write_json(Path(args.json), report)
+    print(json.dumps({"index": report["index"], "classify_ms": report["classify_ms"],
+                      "query_ms": {n: {k: v[k] for k in ("p50", "p95", "recall_at_5")}
+                                   for n, v in report["query_ms"].items()},
+                      "peak_rss_mb": report["peak_rss_mb"], "targets": report["targets"]}, indent=1))
+    return 0

@@ -1,0 +1,230 @@
+"""Command line: ``python -m core <command> --help``.
+
+This module holds the model commands (train, evaluate, baseline, calibrate,
+classify) and builds the parser; each other group of commands lives in its
+own module beside it and adds its sub-parsers with ``register``. Heavy
+modules (torch, the models) are imported inside the command that needs
+them so that ``--help`` and argument errors answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.cli import EXIT_BAD_INPUT, bench, model_card, recommend, study
+from core.config import FeatureConfig, Paths, TrainConfig, shared_data_dirs
+from core.errors import GenreError
+
+
+def _data_dirs(args) -> list[Path]:
+    dirs = [Path(d) for d in (args.data or [])] or shared_data_dirs()
+    if not dirs:
+        sys.exit("error: no --data folder given and ../shared/data not found")
+    return dirs
+
+
+def cmd_train(args) -> int:
+    from core.audio.cache import LogMelCache
+    from core.datasets import genres_of, read_datasets
+    from core.models import MODELS
+    from core.models.artifacts import save_model, update_manifest, write_json
+    from core.training.train import load_labelled, train_model, train_transfer
+
+    tracks = read_datasets(_data_dirs(args))
+    train_tracks = [t for t in tracks if t.split == "train"]
+    labels = genres_of(train_tracks)
+    transfer = MODELS[args.model].__name__.endswith("MSD")
+    if transfer:
+        from core.models.msd import MSD_FEATURES as feat
+    else:
+        feat = FeatureConfig(chunk_frames=args.chunk_frames or FeatureConfig.chunk_frames)
+        if args.full_window:
+            feat = FeatureConfig(chunk_frames=feat.n_frames, window_hop_frames=feat.n_frames)
+    cfg = TrainConfig(model=args.model, epochs=args.epochs, seed=args.seed,
+                      max_minutes=args.max_minutes, batch_size=args.batch_size,
+                      augment=not args.no_augment, lr=args.lr,
+                      pretrained_lr_scale=args.pretrained_lr_scale,
+                      feature_dropout=args.feature_dropout, weight_decay=args.weight_decay,
+                      device=args.device, init_from=args.init_from)
+    cache = LogMelCache(feat, args.cache)
+    train = load_labelled(train_tracks, labels, cache, desc="train log-mels")
+    val = load_labelled([t for t in tracks if t.split == "val"], labels, cache, desc="val log-mels")
+    for reason in train.skipped + val.skipped:
+        print(f"skipped: {reason}", file=sys.stderr)
+    print(f"{args.model}: {len(train)} train / {len(val)} val tracks, {len(labels)} genres: "
+          f"{', '.join(labels)}", file=sys.stderr)
+    log = lambda s: print(s, file=sys.stderr)  # noqa: E731
+    if transfer:
+        model, history = train_transfer(args.model, train, val, labels, cfg, log=log,
+                                        cache_root=args.cache)
+    else:
+        model, history = train_model(args.model, train, val, labels, feat, cfg, log=log)
+    out = Path(args.out)
+    save_model(model, out, extra={"train_config": cfg.to_dict(), "best_epoch": history["best_epoch"]})
+    history.update(train_config=cfg.to_dict(), feature_config=feat.to_dict(),
+                   n_train=len(train), n_val=len(val), labels=labels,
+                   data=[str(d) for d in _data_dirs(args)])
+    write_json(out / f"{args.model}_history.json", history)
+    update_manifest(out)
+    print(json.dumps({"model": args.model, "best_epoch": history["best_epoch"],
+                      "best_val_auc": history["best_val_auc"],
+                      "train_seconds": round(history["train_seconds"], 1)}))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from core.models.artifacts import update_manifest, write_json
+    from core.training.evaluate import evaluate
+
+    try:
+        res = evaluate(_data_dirs(args), split=args.split, artifacts_dir=args.artifacts,
+                       n_boot=args.bootstrap)
+    except ValueError as exc:   # e.g. a split the metadata does not have
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.json:
+        write_json(Path(args.json), res)
+        if Path(args.json).resolve().parent == Path(args.artifacts).resolve():
+            update_manifest(args.artifacts)
+    for name, rep in res["models"].items():
+        m = rep["macro"]
+        print(f"{name:>14}: macro AUC {m['roc_auc']:.3f}  F1 {m['f1']:.3f}  "
+              f"accuracy {m['accuracy']:.3f}  (n={m['n_tracks']})")
+    return 0
+
+
+def cmd_baseline(args) -> int:
+    from core.training.evaluate import fit_baseline
+
+    m = fit_baseline(_data_dirs(args), args.artifacts)
+    print(json.dumps({"model": m.name, "labels": m.labels, "features": len(m.mean)}))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from core.training.evaluate import calibrate
+
+    rec = calibrate(_data_dirs(args), args.artifacts, split=args.split)
+    for name, sc in rec["scores"].items():
+        print(f"{name:>10}: T = {sc['temperature']:.3f}  {args.split} macro AUC {sc['roc_auc']:.3f}  "
+              f"accuracy {sc['accuracy']:.3f}")
+    print(f"best on {args.split}: {rec['best_model']}")
+    return 0
+
+
+def cmd_classify(args) -> int:
+    from core.audio.load import AudioError, quiet_decoder_logs
+    from core.models.artifacts import ArtifactError, load_models
+    from core.models.inference import analyse
+
+    try:
+        models = load_models(args.artifacts, optimise=True)
+    except ArtifactError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not models:
+        print("error: no trained models found — run `make artifacts`", file=sys.stderr)
+        return 1
+    status = 0
+    for f in args.files:
+        try:
+            # The decoder's own notes would break "one line per bad file".
+            with quiet_decoder_logs():
+                a = analyse(f, models, n_excerpts=args.excerpts)
+        except AudioError as exc:
+            print(f"error: {f}: {exc.reason}", file=sys.stderr)
+            status = EXIT_BAD_INPUT
+            continue
+        except (OSError, MemoryError) as exc:
+            print(f"error: {f}: cannot read ({type(exc).__name__})", file=sys.stderr)
+            status = EXIT_BAD_INPUT
+            continue
+        line = {"file": f}
+        for name in models:
+            line[name] = {g: round(p, 4) for g, p in a.probabilities(name).items()}
+            line[f"{name}_top"] = a.top(name)[0]
+        print(json.dumps(line), flush=True)
+    return status
+
+
+def _model_names() -> list[str]:
+    from core.models import MODELS
+
+    return list(MODELS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core",
+                                description="Genre-aware music recommender (CNN / CRNN on log-mels).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one model on the train split, early-stopped on val")
+    t.add_argument("--data", action="append", help="data folder (repeatable; default ../shared/data/*)")
+    t.add_argument("--model", choices=list(_model_names()), required=True)
+    t.add_argument("--out", default=str(Paths().artifacts), help="artifacts folder")
+    t.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    t.add_argument("--max-minutes", type=float, default=TrainConfig.max_minutes,
+                   help="stop after this much training time")
+    t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    t.add_argument("--lr", type=float, default=TrainConfig.lr)
+    t.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay)
+    t.add_argument("--pretrained-lr-scale", type=float, default=TrainConfig.pretrained_lr_scale,
+                   help="MSD models: learning-rate factor of pretrained layers outside the frozen trunk")
+    t.add_argument("--feature-dropout", type=float, default=TrainConfig.feature_dropout,
+                   help="MSD models: dropout on cached trunk features")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--chunk-frames", type=int, default=None, help="training chunk length in frames")
+    t.add_argument("--full-window", action="store_true",
+                   help="paper setting: train and predict on the full 1366-frame window")
+    t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--init-from", default=None,
+                   help="continue from these weights (.safetensors of the same model)")
+    t.add_argument("--device", default=TrainConfig.device, choices=["auto", "cpu", "cuda"],
+                   help="auto: CUDA when a GPU is present, else the CPU")
+    t.add_argument("--cache", default=None, help="log-mel cache folder")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="metrics of every model in artifacts/ on a split")
+    e.add_argument("--data", action="append")
+    e.add_argument("--split", default="test",
+                   help="any split value in the metadata (train, val, test, holdout, …) or 'all'")
+    e.add_argument("--json", help="write the metrics here")
+    e.add_argument("--artifacts", default=str(Paths().artifacts))
+    e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
+    e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("baseline", help="train the MFCC baseline on the train split and ship it (JSON)")
+    b.add_argument("--data", action="append")
+    b.add_argument("--artifacts", default=str(Paths().artifacts))
+    b.set_defaults(func=cmd_baseline)
+
+    k = sub.add_parser("calibrate", help="fit each model's temperature on val; pick the app's default model")
+    k.add_argument("--data", action="append")
+    k.add_argument("--split", default="val", help="split to fit on (default val; never test)")
+    k.add_argument("--artifacts", default=str(Paths().artifacts))
+    k.set_defaults(func=cmd_calibrate)
+
+    c = sub.add_parser("classify", help="genre probabilities of audio files, one JSON line each")
+    c.add_argument("files", nargs="+")
+    c.add_argument("--artifacts", default=str(Paths().artifacts))
+    c.add_argument("--excerpts", type=int, default=1,
+                   help="average over this many excerpts of long tracks")
+    c.set_defaults(func=cmd_classify)
+
+    for group in (model_card, recommend, bench, study):
+        group.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GenreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+

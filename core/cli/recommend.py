@@ -1,0 +1,291 @@
+"""CLI: ``index``, ``recommend`` and ``recommend-eval`` subcommands
+(registered by :mod:`core.cli.main`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from core.cli import EXIT_BAD_INPUT
+from core.config import Paths, shared_data_dirs
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def _data_dirs(args) -> list[Path] | None:
+    dirs = [Path(d) for d in (args.data or [])] or shared_data_dirs()
+    if not dirs:
+        _err("no --data folder given and ../shared/data not found")
+        return None
+    return dirs
+
+
+def _load_models(artifacts: str):
+    from core.models.artifacts import ArtifactError, load_models
+
+    try:
+        models = load_models(artifacts)
+    except ArtifactError as exc:
+        _err(str(exc))
+        return None
+    if not models:
+        _err(f"no trained models in {artifacts} — run `make artifacts`")
+        return None
+    return models
+
+
+def _bar(desc: str, unit: str):
+    """A tqdm bar driven by ``progress(done, total)`` callbacks."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=0, desc=desc, unit=unit, disable=None, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, progress
+
+
+def cmd_index(args) -> int:
+    from core.catalog.index import CatalogError, CatalogIndex
+    from core.datasets import read_datasets
+
+    models = _load_models(args.artifacts)
+    if models is None:
+        return 1
+    try:
+        idx = CatalogIndex.open(args.out)
+        stats: dict = {}
+        if args.data or not args.add:
+            dirs = _data_dirs(args)
+            if dirs is None:
+                return EXIT_BAD_INPUT
+            try:
+                tracks = read_datasets(dirs)
+            except (FileNotFoundError, ValueError) as exc:
+                _err(str(exc))
+                return EXIT_BAD_INPUT
+            bar, progress = _bar("indexing", "track")
+            try:
+                stats = idx.update(tracks, models, progress=progress, batch_size=args.batch_size)
+            finally:
+                bar.close()
+        if args.add:
+            bar, progress = _bar("adding", "file")
+            try:
+                added = idx.add_files(args.add, models, genre=args.genre, source=args.source,
+                                      progress=progress)
+            finally:
+                bar.close()
+            stats = {"scan": stats, "add": added} if stats else added
+    except CatalogError as exc:
+        _err(str(exc))
+        return 1
+    parts = [stats["scan"], stats["add"]] if "scan" in stats else [stats]
+    for line in [f for part in parts for f in part.get("failed", [])]:
+        print(f"skipped: {line}", file=sys.stderr)
+    summary = {"index": str(Path(args.out)), "tracks": len(idx), "models": idx.models, **stats}
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from core.catalog.index import CatalogError, CatalogIndex
+    from core.recommend.methods import recommend, resolve_model
+
+    idx = CatalogIndex.open(args.index)
+    if not len(idx):
+        _err(f"no index in {args.index} — build one with `python -m core index --out {args.index}`")
+        return 1
+    seeds = [s.strip() for s in (args.seeds or "").split(",") if s.strip()]
+    seed_vectors = []
+    if args.file:
+        from core.audio.cache import content_hash
+        from core.audio.load import AudioError
+        from core.models.inference import analyse
+        from core.recommend.methods import SeedVector
+
+        models = _load_models(args.artifacts)
+        if models is None:
+            return 1
+        for f in args.file:
+            try:
+                a = analyse(f, models)
+                seed_vectors.append(SeedVector.from_analysis(a, name=Path(f).stem,
+                                                             digest=content_hash(f)))
+            except (AudioError, OSError) as exc:
+                _err(f"{f}: {str(exc).split(': ', 1)[-1]}")
+                return EXIT_BAD_INPUT
+    split = lambda s: [x.strip() for x in (s or "").split(",") if x.strip()]  # noqa: E731
+    try:
+        exclude = []
+        if args.leave_artist_out:
+            artists = idx.column("artist")
+            exclude = [str(artists[r]) for r in idx.rows_of(seeds)] + [sv.artist for sv in seed_vectors]
+        recs = recommend(idx, seeds, method=args.method, k=args.k, model=args.model,
+                         aggregate=args.aggregate, distance=args.distance, p=args.p,
+                         genre_weight=args.genre_weight, diversity=args.diversity,
+                         liked=split(args.liked), disliked=split(args.disliked),
+                         seed_vectors=seed_vectors, standardise=args.standardise,
+                         variant=args.variant, exclude_artists=exclude)
+    except CatalogError as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    out = {"seeds": seeds + [sv.name for sv in seed_vectors], "method": args.method,
+           "model": resolve_model(idx, args.model), "variant": args.variant, "recommendations": [
+               {k: v for k, v in r.to_dict().items() if k != "extra"} for r in recs]}
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x.strip())
+
+
+def cmd_recommend_eval(args) -> int:
+    from core.audio.cache import LogMelCache
+    from core.config import FeatureConfig
+    from core.models.artifacts import write_json
+    from core.recommend.evaluation import EvalConfig, SelectConfig, apply_choice, recommend_eval
+
+    dirs = _data_dirs(args)
+    if dirs is None:
+        return EXIT_BAD_INPUT
+    models = None
+    if args.index is None:
+        models = _load_models(args.artifacts)
+        if models is None:
+            return 1
+    cfg = EvalConfig(n_listeners=args.listeners, seed=args.seed, model=args.model, k=args.k,
+                     n_seeds=args.n_seeds, genre_weight=args.genre_weight, variant=args.variant,
+                     extras=not args.no_extras, artists=args.artists, resample=not args.no_resample)
+    if args.choice:
+        try:
+            cfg = apply_choice(cfg, json.loads(Path(args.choice).read_text()))
+        except (OSError, ValueError, KeyError) as exc:
+            _err(f"cannot read the choice {args.choice}: {exc}")
+            return EXIT_BAD_INPUT
+    select = None
+    if args.select_on:
+        try:
+            select = SelectConfig(weights=_floats(args.weights) if args.weights else SelectConfig.weights,
+                                  models=tuple(m for m in (args.embeddings or "").split(",") if m) or None)
+        except ValueError:
+            _err(f"--weights must be comma-separated numbers, not {args.weights!r}")
+            return EXIT_BAD_INPUT
+    split = args.select_on or args.split
+    fcfg = next(iter(models.values())).cfg if models else FeatureConfig()
+    cache = LogMelCache(fcfg, args.cache)
+    bar, progress = _bar("listeners", "listener")
+    try:
+        res = recommend_eval(dirs, split=split, cache=cache, cfg=cfg, models=models, progress=progress,
+                             index_dir=args.index, select=select, artifacts_dir=args.artifacts)
+    except (FileNotFoundError, ValueError) as exc:
+        _err(str(exc))
+        return EXIT_BAD_INPUT
+    finally:
+        bar.close()
+    if args.json:
+        write_json(Path(args.json), res)
+    if select is not None:
+        c = res["choice"]
+        print(f"chose on {split} ({res['n_listeners']} listeners, {len(res['grid'])} grid points): "
+              f"model {c['model']}, variant {c['variant']}, genre weight {c['genre_weight']:g} — "
+              f"precision@{cfg.k} method 1 {res['precision']['cosine']:.3f}, "
+              f"method 2 {res['precision']['genre']:.3f}")
+        return 0
+    for name, m in res["methods"].items():
+        print(f"{name:>8}: precision@{cfg.k} {m['precision']:.3f} "
+              f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]  artist hits {m['artist_hit_rate']:.2f}  "
+              f"diversity {m['intra_list_diversity']:.3f}  coverage {m['catalog_coverage']:.2f}")
+    t = res["paired_t"]
+    print(f"paired t (the paper's statistic; cosine vs genre, {res['n_listeners']} listeners): "
+          f"t = {t['t']:.3f}, p = {t['p']:.3g}; "
+          f"ceiling precision@{cfg.k} {res['ceiling'][f'precision_at_{cfg.k}']:.3f}")
+    for name, r in res.get("resampled", {}).items():
+        a = r["artist"]
+        print(f"{name}: {r['diff']:+.3f} resampled over tracks [{r['ci95'][0]:+.3f}, {r['ci95'][1]:+.3f}] "
+              f"p = {r['p']:.3g} ({r['n_units']} tracks); over artists [{a['ci95'][0]:+.3f}, "
+              f"{a['ci95'][1]:+.3f}] p = {a['p']:.3g} ({a['n_units']} artists)")
+    return 0
+
+
+def register(sub) -> None:
+    """Add ``index``, ``recommend`` and ``recommend-eval`` to the CLI."""
+    arts = str(Paths().artifacts)
+    i = sub.add_parser("index", help="embed a catalog into an on-disk index (incremental)")
+    i.add_argument("--data", action="append", help="data folder (repeatable; default ../shared/data/*)")
+    i.add_argument("--out", default=str(Paths().index), help="index folder")
+    i.add_argument("--add", action="append", metavar="FILE", help="also add this audio file (repeatable)")
+    i.add_argument("--genre", default=None, help="genre label of the --add files")
+    i.add_argument("--source", default="library", help="source name of the --add files")
+    i.add_argument("--artifacts", default=arts)
+    i.add_argument("--batch-size", type=int, default=None, help="files per batch (default: the pipeline's)")
+    i.set_defaults(func=cmd_index)
+
+    from core.recommend.evaluation import ARTIST_MODES, SPLITS, EvalConfig
+    from core.recommend.methods import AGGREGATES, DEFAULTS, DISTANCES, METHODS, VARIANTS
+
+    model_help = ("embedding: a model name in the index, 'ensemble' (all of them) or 'a+b' "
+                  "(default: crnn if indexed, else the first)")
+    r = sub.add_parser("recommend", help="recommend catalog tracks for 1-5 seeds (JSON)")
+    r.add_argument("--index", default=str(Paths().index))
+    r.add_argument("--seeds", default="", help="comma-separated catalog track ids")
+    r.add_argument("--file", action="append", help="an audio file as an extra seed (repeatable)")
+    r.add_argument("--method", choices=list(METHODS), default=DEFAULTS.method)
+    r.add_argument("--variant", choices=list(VARIANTS), default=DEFAULTS.variant,
+                   help="method 2: 'soft' (genre-distribution match) or 'centre' (the paper's "
+                        "genre centre-point songs)")
+    r.add_argument("--k", type=int, default=DEFAULTS.k)
+    r.add_argument("--model", default=DEFAULTS.model, help=model_help)
+    r.add_argument("--aggregate", choices=list(AGGREGATES), default=DEFAULTS.aggregate)
+    r.add_argument("--distance", choices=list(DISTANCES), default=DEFAULTS.distance)
+    r.add_argument("--p", type=float, default=DEFAULTS.p, help="order of the p-norm")
+    r.add_argument("--genre-weight", type=float, default=DEFAULTS.genre_weight, help="method 2's weight w")
+    r.add_argument("--diversity", type=float, default=DEFAULTS.diversity, help="MMR diversity 0-1")
+    r.add_argument("--standardise", action="store_true",
+                   help="z-score embedding dimensions over the catalog first")
+    r.add_argument("--leave-artist-out", action="store_true",
+                   help="never recommend tracks by the seeds' artists")
+    r.add_argument("--liked", default="", help="comma-separated liked track ids")
+    r.add_argument("--disliked", default="", help="comma-separated disliked track ids")
+    r.add_argument("--artifacts", default=arts, help="models for --file seeds")
+    r.set_defaults(func=cmd_recommend)
+
+    d = EvalConfig()
+    e = sub.add_parser("recommend-eval", help="simulated-listener evaluation of the recommender")
+    e.add_argument("--data", action="append")
+    e.add_argument("--split", default="test",
+                   help=f"any split value in the metadata ({', '.join(SPLITS)}, holdout, …); 'all': the whole catalog")
+    e.add_argument("--json", help="write the results (or the --select-on choice) here")
+    e.add_argument("--artifacts", default=arts)
+    e.add_argument("--index", default=None,
+                   help="take the vectors from this catalog index (python -m core index) instead of "
+                        "running the models")
+    e.add_argument("--listeners", type=int, default=d.n_listeners, help="simulated listeners (half mixed-taste)")
+    e.add_argument("--seed", type=int, default=d.seed)
+    e.add_argument("--k", type=int, default=d.k, help="recommendations per listener")
+    e.add_argument("--n-seeds", type=int, default=d.n_seeds, help="seed tracks per listener")
+    e.add_argument("--model", default=d.model, help=model_help)
+    e.add_argument("--genre-weight", type=float, default=d.genre_weight)
+    e.add_argument("--variant", choices=list(VARIANTS), default=d.variant)
+    e.add_argument("--artists", choices=list(ARTIST_MODES), default=d.artists,
+                   help="leave-artist-out: 'exclude' never recommends a seed's artist, 'no-credit' "
+                        "counts them as misses")
+    e.add_argument("--no-resample", action="store_true", help="skip the track/artist jackknife")
+    e.add_argument("--select-on", default=None,
+                   help="grid-search embedding, variant and genre weight on this split (use val) and "
+                        "write the choice to --json")
+    e.add_argument("--weights", default=None, help="--select-on: comma-separated genre weights")
+    e.add_argument("--embeddings", default=None,
+                   help="--select-on: comma-separated model specs (default: each model, each pair, ensemble)")
+    e.add_argument("--choice", default=None, help="JSON from --select-on: its model, variant and weight")
+    e.add_argument("--no-extras", action="store_true", help="skip the beyond-the-paper variants")
+    e.add_argument("--cache", default=None, help="log-mel cache folder")
+    e.set_defaults(func=cmd_recommend_eval)

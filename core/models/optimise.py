@@ -1,0 +1,135 @@
+"""Inference-ready copies of the genre models: the same outputs, less CPU.
+
+Used by every consumer that runs a model (batch indexing, the app's
+analysis, evaluation), so what is measured is what is served.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.models import GenreModel
+
+
+def optimise_for_inference(model: "GenreModel") -> "GenreModel":
+    """A copy of ``model`` that computes the same outputs faster on CPU.
+
+    * Batch norm after each convolution is folded into the convolution's
+      weights and bias (eval mode: it is an affine map per channel).
+    * ReLU moves after max-pooling (they commute: ReLU is monotonic), so it
+      touches a quarter of the values, and pooling whose window tiles the
+      input exactly is a maximum of strided slices (2× faster than
+      ``max_pool2d``, which also computes argmax indices).
+    * Activations are kept channels-last, the layout oneDNN's CPU
+      convolutions are fastest in.
+
+    Measured on the project's CNN / CRNN: ~2.5× less CPU time per window,
+    outputs equal to ~1e-6. Layers that do not match the pattern are left
+    as they are, so any :class:`GenreModel` is accepted.
+    """
+    if getattr(model, "_optimised", False):
+        return model                           # already an inference copy
+    m = copy.deepcopy(model).eval()
+    m._optimised = True
+    if hasattr(model, "fingerprint"):
+        m._fingerprint = model.fingerprint()   # same vectors, so the same identity
+    trunk = getattr(m, "trunk", None)
+    if isinstance(trunk, nn.Module):
+        # MSD-VGG's blocks are conv → ReLU → BN → pool: the BN follows the
+        # ReLU, so it does not fold into the conv; channels-last alone halves
+        # the trunk's CPU time (measured in benchmarks.harness).
+        trunk.register_forward_pre_hook(_to_channels_last)
+        return m.to(memory_format=torch.channels_last)
+    convs = getattr(m, "convs", None)
+    if not isinstance(convs, nn.Sequential):
+        return m
+    with torch.no_grad():
+        for block in convs:
+            if isinstance(block, nn.Sequential):
+                _optimise_block(block)
+        convs.register_forward_pre_hook(_to_channels_last)
+    return m.to(memory_format=torch.channels_last)
+
+
+def _optimise_block(block: nn.Sequential) -> None:
+    """Fold Conv2d→BatchNorm2d and reorder ReLU→MaxPool2d, in place."""
+    layers = list(block)
+    out: list = []
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if isinstance(layer, nn.Conv2d) and isinstance(nxt, nn.BatchNorm2d) and nxt.track_running_stats:
+            out.append(_fold(layer, nxt))
+            i += 2
+            continue
+        if isinstance(layer, nn.ReLU) and isinstance(nxt, nn.MaxPool2d):
+            out += [TiledMaxPool(nxt), nn.ReLU(inplace=True)]
+            i += 2
+            continue
+        if isinstance(layer, nn.MaxPool2d):
+            layer = TiledMaxPool(layer)
+        out.append(layer)
+        i += 1
+    block._modules.clear()
+    for j, layer in enumerate(out):
+        block.add_module(str(j), layer)
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused = copy.deepcopy(conv)
+    fused.weight = torch.nn.Parameter(conv.weight * scale[:, None, None, None])
+    fused.bias = torch.nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+    return fused
+
+
+class TiledMaxPool(nn.Module):
+    """``pool`` computed as a maximum of strided slices when its window tiles
+    the input exactly (kernel = stride, no padding, sizes divisible);
+    otherwise ``pool`` itself. Same values either way."""
+
+    def __init__(self, pool: nn.MaxPool2d):
+        super().__init__()
+        self.pool = pool
+        k, st = _pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size)
+        self.kernel = k if (k == st and _pair(pool.padding) == (0, 0)
+                            and _pair(pool.dilation) == (1, 1)) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel is None or x.shape[-2] % self.kernel[0] or x.shape[-1] % self.kernel[1]:
+            return self.pool(x)
+        kh, kw = self.kernel
+        out = x[..., ::kh, ::kw]
+        for i in range(kh):
+            for j in range(kw):
+                if i or j:
+                    out = torch.maximum(out, x[..., i::kh, j::kw])
+        return out
+
+
+def _pair(v) -> tuple[int, int]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _to_channels_last(module, args):
+    """Forward pre-hook: re-lay the input channels-last (copies only if needed)."""
+    return (args[0].contiguous(memory_format=torch.channels_last),) + tuple(args[1:])
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch intra-op threads, then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

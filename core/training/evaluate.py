@@ -1,0 +1,218 @@
+"""Evaluate every shipped model (and the classic baseline) on one split.
+
+Models are measured exactly as the app and CLI serve them: the optimised
+inference copies (:func:`core.models.optimise.optimise_for_inference`), their
+calibrated genre distribution (``Prediction.probs``), and the same
+load → log-mel → model path (log-mels come from the cache, which stores
+what the front-end computes, rounded to float16 on hit and miss alike).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from core.audio.cache import LogMelCache
+from core.config import FeatureConfig
+from core.datasets import Track, read_datasets
+from core.models import GenreModel, Prediction
+from core.models.artifacts import load_models
+from core.models.inference import distinct_configs, predict_all
+from core.training.baseline import BaselineClassifier, baseline_probs, handcrafted_features, train_baseline
+from core.training.calibration import calibration_report
+from core.training.metrics import classification_report, paired_comparison
+from core.training.train import LabelledMels, load_labelled
+
+BASELINE = "baseline_mfcc"
+ALL_SPLITS = "all"
+# The comparisons that matter: CRNN vs CNN within each family, pretrained vs
+# from scratch (B − A: the second name minus the first).
+PAIRS = (("cnn", "crnn"), ("cnn_msd", "crnn_msd"), ("cnn", "cnn_msd"), ("crnn", "crnn_msd"))
+
+
+def select_split(tracks: Sequence[Track], split: str) -> list[Track]:
+    """Tracks of ``split`` (any value of the metadata's split column, or
+    ``"all"``); a split that no track has raises ``ValueError`` naming the
+    splits there are."""
+    if split == ALL_SPLITS:
+        return list(tracks)
+    out = [t for t in tracks if t.split == split]
+    if not out:
+        have = sorted({t.split for t in tracks})
+        raise ValueError(f"no tracks in split {split!r}; the data has: {', '.join(have)} (or 'all')")
+    return out
+
+
+def _report_with_sources(data: LabelledMels, probs: np.ndarray, labels: list[str],
+                         n_boot: int) -> dict:
+    rep = classification_report(data.y, probs, labels, n_boot=n_boot)
+    per_source = {}
+    sources = np.array([t.source for t in data.tracks])
+    for s in sorted(set(sources)):
+        m = sources == s
+        sub = classification_report(data.y[m], probs[m], labels, n_boot=0)
+        per_source[s] = {"macro": {k: sub["macro"][k] for k in ("roc_auc", "f1", "accuracy", "n_tracks")},
+                         "genres": sorted({labels[i] for i in data.y[m]})}
+    rep["per_source"] = per_source
+    return rep
+
+
+def predict_data(models: dict[str, GenreModel], data: dict[str, LabelledMels],
+                 batch: int = 4) -> dict[str, Prediction]:
+    """Every model on the cached log-mels of its feature config
+    (``data[cfg.key()]``), in batches, trunks shared; one Prediction per
+    model with a row per track."""
+    keys = list(data)
+    n = len(data[keys[0]])
+    parts: dict[str, list[Prediction]] = {name: [] for name in models}
+    for i in range(0, n, batch):
+        mels = {k: torch.from_numpy(d.mels[i: i + batch].astype(np.float32)).unsqueeze(1)
+                for k, d in data.items()}
+        for name, p in predict_all(mels, models).items():
+            parts[name].append(p)
+    out = {}
+    for name, ps in parts.items():
+        if not ps:
+            g = len(models[name].labels)
+            z = np.zeros((0, g))
+            out[name] = Prediction(probs=z, embedding=np.zeros((0, models[name].embedding_dim)),
+                                   window_probs=np.zeros((0, 1, g)), window_starts=[], sigmoid=z, logits=z)
+            continue
+        out[name] = Prediction(probs=np.concatenate([p.probs for p in ps]),
+                               embedding=np.concatenate([p.embedding for p in ps]),
+                               window_probs=np.concatenate([p.window_probs for p in ps]),
+                               window_starts=ps[0].window_starts,
+                               sigmoid=np.concatenate([p.sigmoid for p in ps]),
+                               logits=np.concatenate([p.logits for p in ps]))
+    return out
+
+
+def labelled_per_config(models: dict[str, GenreModel], tracks: Sequence[Track], labels: list[str],
+                        cache_root: str | Path | None = None, desc: str = "log-mels",
+                        extra: Sequence[FeatureConfig] = ()) -> dict[str, LabelledMels]:
+    """Cached log-mels of ``tracks`` for every distinct feature config of
+    ``models`` (plus ``extra`` configs), restricted to the tracks every
+    config could read, in the same order."""
+    cfgs = distinct_configs(models) + [c for c in extra if c.key() not in
+                                        {m.cfg.key() for m in models.values()}]
+    data = {c.key(): load_labelled(tracks, labels, LogMelCache(c, cache_root), desc=desc) for c in cfgs}
+    common = set.intersection(*({t.track_id for t in d.tracks} for d in data.values()))
+    out = {}
+    for k, d in data.items():
+        keep = [i for i, t in enumerate(d.tracks) if t.track_id in common]
+        out[k] = LabelledMels(tracks=[d.tracks[i] for i in keep], mels=d.mels[keep], y=d.y[keep],
+                              skipped=d.skipped)
+    return out
+
+
+def evaluate(data_dirs: Sequence[str | Path], split: str = "test", artifacts_dir: str | Path | None = None,
+             cache: LogMelCache | None = None, n_boot: int = 1000, with_baseline: bool = True,
+             tracks: list[Track] | None = None) -> dict:
+    """Metrics of each model in ``artifacts_dir`` on ``split`` of ``data_dirs``.
+
+    Returns ``{"models": {name: {"macro", "per_genre", "roc", "confusion",
+    "per_source", "calibration"}}, "comparison": {...}}``; the MFCC baseline
+    (trained on the train split) is reported as model ``baseline_mfcc``.
+    ``split`` is any split value in the metadata, or ``"all"``.
+    """
+    models = load_models(artifacts_dir, optimise=True)
+    if not models:
+        raise FileNotFoundError("no trained models in the artifacts folder — run `make artifacts`")
+    tracks = tracks if tracks is not None else read_datasets(data_dirs)
+    labels = next(iter(models.values())).labels
+    cache_root = cache.root.parent if cache is not None else None
+    eval_tracks = select_split(tracks, split)
+    skipped = sorted({t.genre for t in eval_tracks} - set(labels))
+    base_cfg = FeatureConfig()
+    data = labelled_per_config(models, eval_tracks, labels, cache_root, f"{split} log-mels", [base_cfg])
+    ref = next(iter(data.values()))
+    out: dict = {"models": {}, "comparison": {}}
+    probs_by_model = {}
+    for name, pred in predict_data(models, data).items():
+        probs_by_model[name] = pred.probs
+        rep = _report_with_sources(ref, pred.probs, labels, n_boot)
+        rep["calibration"] = calibration_report(pred.logits, pred.sigmoid, ref.y,
+                                                float(models[name].temperature))
+        rep["embedding_dim"] = int(models[name].embedding_dim)
+        out["models"][name] = rep
+    if with_baseline:
+        train_tracks = [t for t in tracks if t.split == "train"]
+        train = load_labelled(train_tracks, labels, LogMelCache(base_cfg, cache_root), desc="train log-mels")
+        if len(train):
+            clf = train_baseline(handcrafted_features(train.mels, base_cfg), train.y)
+            probs = baseline_probs(clf, handcrafted_features(data[base_cfg.key()].mels, base_cfg), len(labels))
+            probs_by_model[BASELINE] = probs
+            out["models"][BASELINE] = _report_with_sources(ref, probs, labels, n_boot)
+    for a, b in PAIRS:
+        if a in probs_by_model and b in probs_by_model:
+            out["comparison"][f"{b}_vs_{a}"] = paired_comparison(
+                ref.y, probs_by_model[a], probs_by_model[b], n_boot=n_boot)
+    if BASELINE in probs_by_model:
+        for name in models:
+            out["comparison"][f"{name}_vs_{BASELINE}"] = paired_comparison(
+                ref.y, probs_by_model[BASELINE], probs_by_model[name], n_boot=n_boot)
+    out["comparison"]["split"] = split
+    out["comparison"]["n_tracks"] = len(ref)
+    out["comparison"]["labels"] = labels
+    out["comparison"]["skipped_genres"] = skipped
+    out["comparison"]["unreadable"] = sorted({s for d in data.values() for s in d.skipped})
+    return out
+
+
+def fit_baseline(data_dirs: Sequence[str | Path], artifacts_dir: str | Path,
+                 cache_root: str | Path | None = None) -> BaselineClassifier:
+    """Train the MFCC baseline on the train split (as :func:`evaluate` does)
+    and write it to the artifacts folder as plain JSON numbers, so the app can
+    show it beside the networks."""
+    from core.datasets import genres_of
+    from core.models.artifacts import update_manifest, write_json
+    from core.training.baseline import BASELINE_FILE
+
+    tracks = read_datasets(data_dirs)
+    train_tracks = [t for t in tracks if t.split == "train"]
+    labels = genres_of(train_tracks)
+    cfg = FeatureConfig()
+    train = load_labelled(train_tracks, labels, LogMelCache(cfg, cache_root), desc="train log-mels")
+    clf = train_baseline(handcrafted_features(train.mels, cfg), train.y)
+    model = BaselineClassifier.from_sklearn(clf, labels, cfg)
+    write_json(Path(artifacts_dir) / BASELINE_FILE, model.to_dict())
+    update_manifest(artifacts_dir)
+    return model
+
+
+def calibrate(data_dirs: Sequence[str | Path], artifacts_dir: str | Path, split: str = "val",
+              cache_root: str | Path | None = None) -> dict:
+    """Fit each shipped model's temperature on ``split`` (val), store it in
+    its weights file, and pick the best model on that split (macro ROC-AUC,
+    then accuracy) for the app's default. Returns the selection record that
+    is written to ``selection.json``."""
+    from core.models.artifacts import model_extra, save_model, update_manifest, write_json
+    from core.training.calibration import fit_temperature
+    from core.training.metrics import macro_auc
+
+    plain = load_models(artifacts_dir)
+    if not plain:
+        raise FileNotFoundError("no trained models in the artifacts folder — run `make artifacts`")
+    tracks = select_split(read_datasets(data_dirs), split)
+    labels = next(iter(plain.values())).labels
+    data = labelled_per_config(plain, tracks, labels, cache_root, f"{split} log-mels")
+    y = next(iter(data.values())).y
+    scores: dict[str, dict] = {}
+    for name, pred in predict_data(plain, data).items():
+        t = fit_temperature(pred.logits, y)
+        m = plain[name]
+        with torch.no_grad():
+            m.temperature.fill_(t)
+        save_model(m, artifacts_dir, extra=model_extra(name, artifacts_dir))
+        scores[name] = {"roc_auc": macro_auc(y, pred.probs),
+                        "accuracy": float((pred.probs.argmax(1) == y).mean()), "temperature": t}
+    best = max(scores, key=lambda n: (scores[n]["roc_auc"], scores[n]["accuracy"]))
+    record = {"best_model": best, "criterion": f"{split} macro roc_auc (then accuracy)",
+              "split": split, "n_tracks": int(len(y)),
+              "val": {n: s["roc_auc"] for n, s in scores.items()}, "scores": scores}
+    write_json(Path(artifacts_dir) / "selection.json", record)
+    update_manifest(artifacts_dir)
+    return record

@@ -1,0 +1,4 @@
+"""Shared helpers of the Streamlit page scripts in ``pages/`` (widgets,
+sidebar, charts); pages stay thin.
+"""
+
