@@ -45,6 +45,7 @@ from pathlib import Path
 from core.audio.cache import content_hash
 from core.audio.load import SUPPORTED_EXTENSIONS, AudioError, AudioInfo, load, probe
 from core.errors import GenreError
+from core.files import fsync_dir
 
 MAX_UPLOAD_MB = 50  # keep equal to server.maxUploadSize in .streamlit/config.toml
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
@@ -171,7 +172,7 @@ def _store(data: bytes, digest: str, safe: str, library_dir: Path) -> tuple[Path
             if target.parent != root or cand in ("", ".", ".."):
                 raise LibraryError(f"{safe}: refusing to write outside the library folder")
             if _place(Path(tmp), target):
-                _fsync_dir(root)
+                fsync_dir(root)
                 return target, True
             if _same_content(target, digest):
                 return target, False
@@ -202,16 +203,3 @@ def _same_content(path: Path, digest: str) -> bool:
     if path.is_symlink() or not path.is_file():
         return False
     return content_hash(path) == digest
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # not supported everywhere; the file itself is already synced
-    finally:
-        os.close(fd)

@@ -3,42 +3,20 @@ and a SHA-256 manifest that every load verifies."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
 from core.config import FeatureConfig, Paths
 from core.errors import ArtifactError
+from core.files import atomic_write_text, sha256_of
 from core.models import MODELS, GenreModel, build_model
 from core.training.baseline import BASELINE_FILE, BaselineClassifier
 
 MANIFEST = "manifest.json"
 REGENERATE = "make artifacts"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` so a crash never leaves a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, obj) -> None:
@@ -77,7 +55,7 @@ def update_manifest(out_dir: str | Path) -> dict:
     out = Path(out_dir)
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != MANIFEST
                    and not p.name.endswith(".tmp"))
-    manifest = {"files": {str(p.relative_to(out)): sha256_file(p) for p in files},
+    manifest = {"files": {str(p.relative_to(out)): sha256_of(p) for p in files},
                 "regenerate": REGENERATE}
     write_json(out / MANIFEST, manifest)
     return manifest
@@ -97,7 +75,7 @@ def verify(path: Path, root: Path) -> None:
         raise ArtifactError(f"artifact manifest unreadable: {man_path} ({exc})") from None
     if expected is None:
         raise ArtifactError(f"artifact not in manifest: {path} — regenerate with `{REGENERATE}`")
-    if sha256_file(path) != expected:
+    if sha256_of(path) != expected:
         raise ArtifactError(f"artifact checksum mismatch (tampered or corrupt): {path} — "
                             f"regenerate with `{REGENERATE}`")
 

@@ -1,0 +1,60 @@
+"""Files that are never half-written: atomic replace, directory fsync and
+streamed SHA-256, used by every store of the project (log-mel cache, model
+artifacts, catalog index, upload library, study exports)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Callable
+
+from core.types import PathLike
+
+_BLOCK = 1 << 20   # 1 MiB reads: large files hash in bounded memory
+
+
+def sha256_of(source: PathLike | bytes | bytearray) -> str:
+    """Hex SHA-256 of a file's bytes (streamed) or of ``bytes`` given directly."""
+    h = hashlib.sha256()
+    if isinstance(source, (bytes, bytearray)):
+        h.update(source)
+    else:
+        with open(source, "rb") as f:
+            for block in iter(lambda: f.read(_BLOCK), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write(path: PathLike, write: Callable[[IO], None], text: bool = False) -> None:
+    """Call ``write(f)`` on a temporary file beside ``path``, then rename it
+    over ``path``: readers see the old file or the whole new one, never part.
+    The temporary file is removed if ``write`` fails or is interrupted."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        mode = {"mode": "w", "encoding": "utf-8", "newline": ""} if text else {"mode": "wb"}
+        with os.fdopen(fd, **mode) as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write(path, lambda f: f.write(text), text=True)
+
+
+def fsync_dir(path: PathLike) -> None:
+    """Make a rename inside ``path`` durable (no-op where directories cannot be synced)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
