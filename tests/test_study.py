@@ -1,5 +1,6 @@
-"""Listening study: blind trial lists, answers, results and the CLI.
-(Crash and concurrency safety of the database: tests/test_robustness.py.)"""
+"""core.recommend.study: the study store (enrolment, answers, results,
+exports, crash and concurrency safety) and ``python -m core study-results``.
+(The trial list: tests/test_study_trials.py; the statistics: tests/test_study_stats.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import pytest
 from scipy import stats
 
 from core.cli.main import main
-from core.recommend.study import DECOY, METHOD1, METHOD2, BlindTrial, StudyError, StudyStore, build_trials, paired_test
+from core.recommend.study import StudyStore
+from core.recommend.study_stats import paired_test, participants_needed
+from core.recommend.study_trials import DECOY, METHOD1, METHOD2, BlindTrial, StudyError, build_trials
 
 CATALOG = [f"t{i:03d}" for i in range(200)]
 SEEDS = CATALOG[:5]
@@ -31,54 +34,6 @@ def _methods(store: StudyStore, pid: str) -> dict[str, set[str]]:
     t = store.table()
     t = t[t["participant"] == pid]
     return t.groupby("track_id")["method"].agg(set).to_dict()
-
-
-# --------------------------------------------------------------------------- build_trials
-
-
-def test_build_trials_mixes_methods_and_decoys():
-    trials = build_trials("p1", SEEDS, M1, M2, CATALOG, rng=0)
-    by_track = {t.track_id: t for t in trials}
-    assert [t.position for t in trials] == list(range(len(trials)))
-    assert len(by_track) == len(trials)                      # each track once
-    assert {t for t in by_track if METHOD1 in by_track[t].ranks} == set(M1)
-    assert {t for t in by_track if METHOD2 in by_track[t].ranks} == set(M2)
-    assert by_track["t015"].methods == (METHOD1, METHOD2)    # both recommend it: one trial
-    assert by_track["t015"].ranks == {METHOD1: 6, METHOD2: 1}
-    decoys = [t for t in trials if t.methods == (DECOY,)]
-    assert len(decoys) == 10                                  # as many as the longer list
-    assert not {t.track_id for t in decoys} & (set(M1) | set(M2) | set(SEEDS))
-    assert sorted(t.ranks[DECOY] for t in decoys) == list(range(1, 11))
-    assert len(trials) == 15 + 10
-
-
-def test_build_trials_drops_seeds_and_duplicates():
-    trials = build_trials("p", SEEDS, [SEEDS[0], "a", "a", "b"], ["b", SEEDS[1], "c"],
-                          ["a", "x", "x", SEEDS[2]], rng=0, n_decoys=5)
-    ranks = {t.track_id: t.ranks for t in trials}
-    assert ranks == {"a": {METHOD1: 1}, "b": {METHOD1: 2, METHOD2: 1}, "c": {METHOD2: 2},
-                     "x": {DECOY: 1}}
-
-
-def test_build_trials_is_reproducible_and_shuffled():
-    a = build_trials("p", SEEDS, M1, M2, CATALOG, rng=7)
-    assert a == build_trials("p", SEEDS, M1, M2, CATALOG, rng=np.random.default_rng(7))
-    assert [t.track_id for t in a] != [t.track_id for t in build_trials("p", SEEDS, M1, M2,
-                                                                        CATALOG, rng=8)]
-    # Over many participants, no method sits systematically earlier in the list.
-    mean_pos = {m: [] for m in (METHOD1, METHOD2, DECOY)}
-    for seed in range(300):
-        trials = build_trials("p", SEEDS, M1, M2, CATALOG, rng=seed)
-        for m in mean_pos:
-            mean_pos[m].append(np.mean([t.position for t in trials if m in t.ranks]))
-    centre = (len(trials) - 1) / 2
-    for m, values in mean_pos.items():
-        assert abs(np.mean(values) - centre) < 0.6, (m, np.mean(values))
-
-
-def test_build_trials_refuses_an_empty_method():
-    with pytest.raises(StudyError, match="Method 2 .* gave no tracks"):
-        build_trials("p", SEEDS, M1, SEEDS[:3], CATALOG, rng=0)
 
 
 # --------------------------------------------------------------------------- store
@@ -296,23 +251,11 @@ def test_paired_table_and_decoy_adjusted_rates(store):
     assert "decoy-adjusted like rate" in text and "participants" in res.power["text"]
 
 
-@pytest.mark.parametrize("d_z, n", [(0.5, 34), (0.8, 15), (0.2, 199), (-0.5, 34)])
-def test_participants_needed_matches_power_tables(d_z, n):
-    from core.recommend.study import paired_t_power, participants_needed
-
-    # Two-sided paired t, alpha 0.05, 80 % power (G*Power / Cohen 1988 tables).
-    assert participants_needed(d_z) == n
-    assert paired_t_power(d_z, n) >= 0.8 > paired_t_power(d_z, n - 1)
-    assert participants_needed(0.0) is None
-
-
 def test_power_note_and_report_csv(store, tmp_path, capsys):
     rates = {METHOD1: [0.3, 0.5, 0.4, 0.6], METHOD2: [0.6, 0.7, 0.4, 0.9],
              DECOY: [0.1, 0.2, 0.1, 0.3]}
     _run_study(store, rates)
     res = store.results()
-    from core.recommend.study import participants_needed
-
     t = res.main_test
     assert res.power["n_needed"] == participants_needed(t.d_z) and res.power["n"] == 4
     assert f"about {res.power['n_needed']} participants" in res.power["text"]
