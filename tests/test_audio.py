@@ -96,3 +96,27 @@ def test_truncated_mp3_is_error_or_short_excerpt(tmp_path):
         assert "\n" not in str(exc)
     else:
         assert y.shape == (CFG.window_samples,)
+
+
+@pytest.mark.parametrize("seconds", [2.0, 29.5, 35.3])
+@pytest.mark.parametrize("ext", ["wav", "mp3"])
+@pytest.mark.parametrize("seek", [False, True])
+def test_each_setting_gets_its_own_excerpt_whatever_is_decoded_with_it(tmp_path, monkeypatch, seconds, ext, seek):
+    """load_multi([a, b]) gives each config exactly what load(path, config) does,
+    so the cache holds one value per file and config, whoever computed it
+    (29.5 s lies between the 12 kHz and the 16 kHz window)."""
+    import core.audio.load as audio
+    from core.audio.load import load_multi
+    from core.models.msd import MSD_FEATURES
+
+    if seek:   # the path long files take: seek to each excerpt instead of decoding the whole file
+        monkeypatch.setattr(audio, "_WHOLE_UP_TO_SECONDS", 0.0)
+    sr = 44_100
+    p = write_audio(tmp_path / f"x.{ext}", synth("tone", seconds, sr=sr) + 0.1 * synth("noise", seconds, sr=sr), sr)
+    for crop in ("centre", "start"):
+        cfgs = [FeatureConfig(crop=crop), MSD_FEATURES]
+        both = load_multi(p, cfgs)
+        for cfg, wave in zip(cfgs, both):
+            assert wave.shape == (1, cfg.window_samples)
+            assert np.array_equal(wave[0], load(p, cfg)), (crop, cfg.sample_rate)
+        assert np.array_equal(load_multi(p, cfgs[::-1])[0], both[1])

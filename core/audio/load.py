@@ -114,18 +114,34 @@ def probe(source: AudioSource) -> AudioInfo:
         return AudioInfo(f.samplerate, f.channels, f.frames, f.format)
 
 
-# Files up to this many windows long are decoded whole and sliced: MP3
-# seeking is approximate (and noisy in libmpg123), so seek only when it saves
-# real work.
-_SEEK_ABOVE_WINDOWS = 4
+# Files up to this long are decoded whole and sliced: MP3 seeking is
+# approximate (and noisy in libmpg123), so seek only when it saves real work.
+# A property of the file alone, so a file is read the same way whichever
+# settings ask for it.
+_WHOLE_UP_TO_SECONDS = 120.0
 
 
-def _read_excerpts(f: sf.SoundFile, starts: list[int], need: int, name: str) -> list[np.ndarray]:
+def _read_spans(source: AudioSource, f: sf.SoundFile, spans: list[tuple[int, int]],
+                name: str) -> dict[tuple[int, int], np.ndarray]:
+    """The samples of each ``(start, frames)`` span of the freshly opened ``f``:
+    slices of one whole decode for a short file; otherwise each distinct span
+    is read by seeking a freshly opened file (an MP3 decoder's output after a
+    seek depends on what it decoded before, so a span gives the same samples
+    whatever else is read, exactly as :func:`load` reads it alone)."""
     total = max(int(f.frames), 0)
-    if total <= _SEEK_ABOVE_WINDOWS * need:
+    if total <= _WHOLE_UP_TO_SECONDS * f.samplerate:
         whole = _read(f, 0, -1, name)
-        return [whole[s: s + need] for s in starts]
-    return [_read(f, s, need, name) for s in starts]
+        return {(s, n): whole[s: s + n] for s, n in spans}
+    out = {}
+    for k, (s, n) in enumerate(dict.fromkeys(spans)):
+        if k == 0:
+            out[(s, n)] = _read(f, s, n, name)
+            continue
+        if hasattr(source, "seek"):
+            source.seek(0)
+        with _open(source) as g:
+            out[(s, n)] = _read(g, s, n, name)
+    return out
 
 
 def _read(f: sf.SoundFile, start: int, frames: int, name: str) -> np.ndarray:
@@ -184,11 +200,12 @@ def load_multi(source: AudioSource, cfgs: Sequence[FeatureConfig], n_excerpts: i
     """Decode ``source`` once for several models' settings.
 
     Returns one array ``(n_excerpts, cfg.window_samples)`` per config in
-    ``cfgs``: the same excerpt positions for all of them (the longest window
-    is read; each config takes its own window from its middle), resampled,
-    normalised and fitted per config. ``n_excerpts > 1`` spaces the excerpts
-    of a long track evenly; ``position`` ("centre", "start", "random", default
-    the first config's ``crop``) places a single excerpt.
+    ``cfgs``, resampled, normalised and fitted per config. A single centred
+    or start excerpt is exactly what ``load(source, cfg)`` gives, whatever
+    other configs are decoded with it. ``n_excerpts > 1`` spaces the
+    excerpts of a long track evenly (and a random one is drawn) for the
+    longest window, each config taking its middle. ``position`` ("centre",
+    "start", "random", default each config's ``crop``) places a single excerpt.
     """
     if not cfgs:
         raise ValueError("no feature configuration given")
@@ -196,28 +213,45 @@ def load_multi(source: AudioSource, cfgs: Sequence[FeatureConfig], n_excerpts: i
     with _open(source) as f:
         sr_in = f.samplerate
         needs = [int(np.ceil(c.window_seconds * sr_in)) + 1 for c in cfgs]
-        need = max(needs)
         total = max(int(f.frames), 0)
-        if n_excerpts > 1 and total > need:
-            starts = np.linspace(0, total - need, n_excerpts).astype(int).tolist()
-        else:
-            pos = "centre" if n_excerpts > 1 else (position or cfgs[0].crop)
-            starts = [_excerpt_start(total, need, pos, rng)]
-        excerpts = _read_excerpts(f, starts, need, name)
+        cuts = _excerpt_cuts(total, needs, [position or c.crop for c in cfgs], n_excerpts, rng)
+        read = _read_spans(source, f, [span for per in cuts for span, _, _ in per], name)
+    return [np.stack([_fit(_finish(read[span][off: off + n], sr_in, cfg, name), cfg.window_samples)
+                      for span, off, n in per]) for cfg, per in zip(cfgs, cuts)]
+
+
+def _excerpt_cuts(total: int, needs: list[int], crops: list[str], n_excerpts: int,
+                  rng: np.random.Generator | None) -> list[list[tuple[tuple[int, int], int, int]]]:
+    """Per config, for each excerpt: the ``(start, frames)`` span of the file
+    to read, and the offset and length of the config's window within it.
+
+    One centred or start excerpt is placed for each config on its own, so a
+    config's samples never depend on the other configs decoded with it (the
+    cache keeps one log-mel per file and config, whoever computed it). A
+    random excerpt and evenly spaced excerpts are placed once for the longest
+    window and read once, each config taking its middle: the same music for
+    every model.
+    """
+    need = max(needs)
+    if n_excerpts <= 1 and "random" not in crops:
+        out = []
+        for n, crop in zip(needs, crops):
+            length = min(n, total)
+            out.append([((_excerpt_start(total, n, crop, None), length), 0, length)])
+        return out
+    if n_excerpts > 1 and total > need:
+        starts = np.linspace(0, total - need, n_excerpts).astype(int).tolist()
+    else:
+        starts = [_excerpt_start(total, need, "centre" if n_excerpts > 1 else crops[0], rng)]
     out = []
-    for cfg, n in zip(cfgs, needs):
-        off = 0 if (position or cfg.crop) == "start" and n_excerpts <= 1 else (need - n) // 2
-        out.append(np.stack([_fit(_finish(_middle(y, off, n), sr_in, cfg, name), cfg.window_samples)
-                             for y in excerpts]))
+    for n, crop in zip(needs, crops):
+        off = 0 if crop == "start" and n_excerpts <= 1 else (need - n) // 2
+        per = []
+        for s in starts:
+            have = min(need, total - s)   # an excerpt cut short by the end of the file
+            per.append(((s, have), min(off, max(have - n, 0)), min(n, have)))
+        out.append(per)
     return out
-
-
-def _middle(y: np.ndarray, offset: int, n: int) -> np.ndarray:
-    """``n`` samples from ``offset`` (a short excerpt is kept whole)."""
-    if y.size <= n:
-        return y
-    offset = min(offset, y.size - n)
-    return y[offset: offset + n]
 
 
 def _excerpt_start(total: int, need: int, position: str, rng: np.random.Generator | None) -> int:
