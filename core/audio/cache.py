@@ -1,14 +1,17 @@
 """On-disk log-mel cache keyed by file content hash + feature config.
 
 Re-runs and repeated epochs never decode the same audio twice. Entries are
-``.npy`` float16 files written atomically (temp file + rename).
+``.npy`` files at :data:`~core.audio.features.LOGMEL_DTYPE`, the precision
+:func:`~core.audio.features.logmels` rounds to, so a hit returns exactly
+what a miss computes; they are written atomically (temp file + rename).
+The key is the file's SHA-256 and ``FeatureConfig.key()``, which covers every
+setting that changes the values (decoding, excerpt, resampling rate,
+loudness, STFT, mel bands, compression).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -16,37 +19,29 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from core.audio.features import LogMelFrontEnd
+from core.audio.features import LOGMEL_DTYPE, logmels
 from core.audio.load import AudioError, AudioSource, load
 from core.config import FeatureConfig, Paths
+from core.files import atomic_write, sha256_of
 from core.procs import exit_with_parent
 
 Progress = Callable[[int, int], None]
 
 
 def content_hash(source: str | os.PathLike | bytes) -> str:
-    """SHA-256 of the file's bytes (streamed, so large files are fine)."""
-    h = hashlib.sha256()
-    if isinstance(source, (bytes, bytearray)):
-        h.update(source)
-    else:
-        with open(source, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
+    """SHA-256 of the file's bytes (streamed, so large files are fine): the cache key."""
+    return sha256_of(source)
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.save(f, array))
+
+
+def compute_logmel(source: AudioSource, cfg: FeatureConfig) -> np.ndarray:
+    """Decode + log-mel of ``source``, ``(n_mels, n_frames)`` float32 holding
+    :data:`~core.audio.features.LOGMEL_DTYPE` values (no cache involved)."""
+    return logmels(load(source, cfg), cfg)[0, 0].numpy()
 
 
 class LogMelCache:
@@ -55,13 +50,6 @@ class LogMelCache:
     def __init__(self, cfg: FeatureConfig, root: str | Path | None = None):
         self.cfg = cfg
         self.root = Path(root or Paths().cache) / cfg.key()
-        self._frontend: LogMelFrontEnd | None = None
-
-    @property
-    def frontend(self) -> LogMelFrontEnd:
-        if self._frontend is None:
-            self._frontend = LogMelFrontEnd(self.cfg)
-        return self._frontend
 
     def path_for(self, digest: str) -> Path:
         return self.root / digest[:2] / f"{digest}.npy"
@@ -78,16 +66,17 @@ class LogMelCache:
         return arr if arr.shape == (self.cfg.n_mels, self.cfg.n_frames) else None
 
     def put(self, digest: str, logmel: np.ndarray) -> None:
-        atomic_save_npy(self.path_for(digest), logmel.astype(np.float16))
+        """Store a log-mel of :func:`~core.audio.features.logmels` (exact at
+        the storage precision, so nothing is lost)."""
+        atomic_save_npy(self.path_for(digest), logmel.astype(LOGMEL_DTYPE))
 
     def compute(self, source: AudioSource) -> np.ndarray:
         """Decode + log-mel without touching the cache, ``(n_mels, n_frames)``."""
-        wave = load(source, self.cfg)
-        with torch.inference_mode():
-            return self.frontend(torch.from_numpy(wave))[0, 0].numpy()
+        return compute_logmel(source, self.cfg)
 
     def logmel(self, path: str | os.PathLike) -> np.ndarray:
-        """Cached log-mel of the file at ``path`` (computed on a miss)."""
+        """Cached log-mel of the file at ``path`` (computed on a miss),
+        ``(n_mels, n_frames)`` float32: the same bits on a hit and a miss."""
         digest = content_hash(path)
         hit = self.get(digest)
         if hit is not None:
@@ -98,10 +87,10 @@ class LogMelCache:
 
     def logmels(self, paths: Sequence[str | os.PathLike], progress: Progress | None = None,
                 workers: int = 0) -> tuple[np.ndarray, list[str | None]]:
-        """Log-mels of many files, ``(N, n_mels, n_frames)`` float16, plus one error
+        """Log-mels of many files, ``(N, n_mels, n_frames)`` at ``LOGMEL_DTYPE``, plus one error
         message per file (``None`` when it loaded). Misses are decoded in
         ``workers`` processes (0: in this process)."""
-        out = np.zeros((len(paths), self.cfg.n_mels, self.cfg.n_frames), np.float16)
+        out = np.zeros((len(paths), self.cfg.n_mels, self.cfg.n_frames), LOGMEL_DTYPE)
         errors: list[str | None] = [None] * len(paths)
         digests = [content_hash(p) for p in paths]
         todo = []
@@ -141,9 +130,9 @@ class LogMelCache:
 def _compute_safe(args: tuple[FeatureConfig, str | os.PathLike],
                   cache: LogMelCache | None = None) -> np.ndarray | str:
     cfg, path = args
-    cache = cache or LogMelCache(cfg, root=tempfile.gettempdir())
     torch.set_num_threads(1)
     try:
-        return cache.compute(path).astype(np.float16)
+        lm = cache.compute(path) if cache is not None else compute_logmel(path, cfg)
+        return lm.astype(LOGMEL_DTYPE)
     except AudioError as exc:
         return str(exc)

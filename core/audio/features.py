@@ -1,7 +1,8 @@
 """Log-mel front-end (torch) and window / chunk helpers.
 
-The models own a :class:`LogMelFrontEnd`, so the cache, training and
-inference all compute log-mels with this one module.
+:func:`logmels` is the one log-mel of the project: the cache, training,
+evaluation, batch indexing and the app's analysis all compute with it, so a
+file's log-mel is the same numbers on every path, computed or cached.
 """
 
 from __future__ import annotations
@@ -74,6 +75,26 @@ def frontend_for(cfg: FeatureConfig) -> LogMelFrontEnd:
     if key not in _FRONTENDS:
         _FRONTENDS[key] = LogMelFrontEnd(cfg)
     return _FRONTENDS[key]
+
+
+# The precision log-mels are stored (and therefore used) at: half the disk
+# of float32; the models were trained on log-mels cached at this precision.
+LOGMEL_DTYPE = np.float16
+
+
+def logmels(waves: np.ndarray | torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """Waveforms ``(B, samples)`` (or one, ``(samples,)``) at ``cfg.sample_rate``
+    → log-mels ``(B, 1, n_mels, n_frames)`` float32, rounded to
+    :data:`LOGMEL_DTYPE`.
+
+    Rounded here, not only when cached, so a log-mel computed now and one
+    read back from the cache are equal bit for bit, and a track gets the same
+    probabilities and embedding on every path and every run.
+    """
+    x = torch.as_tensor(np.asarray(waves, dtype=np.float32))
+    with torch.no_grad():
+        out = frontend_for(cfg)(x)
+    return out.half().float()   # .half(): LOGMEL_DTYPE, with numpy's round-to-nearest-even
 
 
 def mel_frequencies(cfg: FeatureConfig) -> np.ndarray:

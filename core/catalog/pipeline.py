@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from core.audio.features import frontend_for
+from core.audio.features import LOGMEL_DTYPE, logmels
 from core.audio.load import AudioError, load_multi
 from core.config import FeatureConfig
 from core.models.optimise import optimise_for_inference, torch_threads
@@ -98,7 +98,7 @@ class _Out:
     """What a batch job returns for one file."""
 
     error: str | None = None
-    # Newly computed log-mels (float16) by feature-config key, for the cache.
+    # Newly computed log-mels (LOGMEL_DTYPE) by feature-config key, for the cache.
     logmel: dict[str, np.ndarray] = field(default_factory=dict)
     probs: dict[str, np.ndarray] = field(default_factory=dict)
     embedding: dict[str, np.ndarray] = field(default_factory=dict)
@@ -131,11 +131,10 @@ def _run_batch(jobs: list[Job], nets: dict[str, "GenreModel"], cfgs: list[Featur
         for key, items in fresh.items():
             if not items:
                 continue
-            new = frontend_for(by_key[key])(torch.from_numpy(np.stack([w for _, w in items])))[:, 0].numpy()
+            new = logmels(np.stack([w for _, w in items]), by_key[key])[:, 0].numpy()
             for (i, _), lm in zip(items, new):
-                # Used at float16, as cached (and as training reads the
-                # cache), so a track embeds identically on every run.
-                mels[i][key] = outs[i].logmel[key] = lm.astype(np.float16)
+                # Exact at the cache's precision: a hit and a miss embed identically.
+                mels[i][key] = outs[i].logmel[key] = lm.astype(LOGMEL_DTYPE)
         ok = [i for i, o in enumerate(outs) if o.error is None]
         if ok:
             x = {key: torch.from_numpy(np.stack([mels[i][key] for i in ok]).astype(np.float32))[:, None]

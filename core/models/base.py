@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.audio.features import LogMelFrontEnd, split_windows
+from core.audio.features import logmels, split_windows
 from core.config import FeatureConfig
 
 
@@ -34,7 +34,7 @@ class Prediction:
 
 
 class GenreModel(nn.Module):
-    """Base class: owns the log-mel front-end and the label list.
+    """Base class: the label list, the feature settings and window averaging.
 
     Subclasses implement :meth:`embed_logmel` (chunk → penultimate features);
     the final linear layer + sigmoid gives independent genre probabilities,
@@ -50,7 +50,6 @@ class GenreModel(nn.Module):
             raise ValueError("a model needs at least one genre label")
         self.labels = list(labels)
         self.cfg = cfg
-        self.frontend = LogMelFrontEnd(cfg)
         # Calibration temperature (fitted on val by core.training.calibration); 1 = none.
         self.register_buffer("temperature", torch.ones(()))
 
@@ -102,11 +101,10 @@ class GenreModel(nn.Module):
                           sigmoid=torch.sigmoid(logits.float()).mean(1).numpy(),
                           logits=mean_logit.numpy())
 
-    @torch.inference_mode()
     def logmel(self, wave: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Waveform(s) → log-mel with this model's own front-end."""
-        w = torch.as_tensor(np.asarray(wave, dtype=np.float32))
-        return self.frontend(w)
+        """Waveform(s) → log-mel ``(B, 1, M, T)`` of this model's settings: the
+        project's one log-mel (:func:`core.audio.features.logmels`), as cached."""
+        return logmels(wave, self.cfg)
 
     def predict(self, wave: np.ndarray | torch.Tensor) -> Prediction:
         """Waveform ``(samples,)`` or ``(B, samples)`` → :class:`Prediction`."""

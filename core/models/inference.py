@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from core.audio.features import frontend_for
+from core.audio.features import logmels
 from core.audio.load import AudioSource, load_multi
 from core.config import FeatureConfig
 from core.models import GenreModel, Prediction, trunk_group
@@ -96,13 +96,12 @@ def predict_all(mels: dict[str, torch.Tensor], models: dict[str, GenreModel],
 def _analyse(waves: dict[str, np.ndarray], models: dict[str, GenreModel],
              baseline: BaselineClassifier | None = None) -> Analysis:
     mels: dict[str, torch.Tensor] = {}
+    # One log-mel per distinct config (models sharing one share it), the same
+    # bits the cache and the batch indexer use for this file.
+    for cfg in distinct_configs(models) + ([baseline.cfg] if baseline is not None else []):
+        if cfg.key() not in mels:
+            mels[cfg.key()] = logmels(waves[cfg.key()], cfg)
     with torch.inference_mode():
-        for m in models.values():
-            key = m.cfg.key()
-            if key not in mels:   # models sharing a feature config share one log-mel
-                mels[key] = m.frontend(torch.from_numpy(waves[key]))
-        if baseline is not None and baseline.cfg.key() not in mels:
-            mels[baseline.cfg.key()] = frontend_for(baseline.cfg)(torch.from_numpy(waves[baseline.cfg.key()]))
         raw = predict_all(mels, models)
     base_probs = None
     if baseline is not None:
