@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from core.audio.cache import LogMelCache
@@ -101,3 +102,32 @@ def test_cli_evaluate_holdout_and_bad_split(tmp_path, tiny_artifacts, capsys):
                  "--bootstrap", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nosuch" in err[0]
+
+
+def test_evaluation_measures_what_the_index_serves(tmp_path, tiny_dataset, tiny_artifacts):
+    """Evaluation (predict_data on cached log-mels) and the recommender's
+    evaluation (predict_mels) give the probabilities the catalog index holds
+    for the same files: same log-mels, same served model copies."""
+    from core.catalog.pipeline import embed_paths
+    from core.datasets import read_dataset
+    from core.models.artifacts import load_models
+    from core.training.evaluate import labelled_per_config, predict_data
+    from core.training.train import predict_mels
+
+    served = load_models(tiny_artifacts, optimise=True)
+    tracks = [t for t in read_dataset(tiny_dataset) if t.split == "test"]
+    labels = next(iter(served.values())).labels
+    data = labelled_per_config(served, tracks, labels, tmp_path / "cache")
+    pred = predict_data(served, data)
+    ref = next(iter(data.values()))
+    indexed = {r.path: r for r in embed_paths([t.path for t in ref.tracks], served, workers=0,
+                                              cache=tmp_path / "cache2")}
+    plain = load_models(tiny_artifacts)
+    for name in served:
+        want = np.stack([indexed[str(t.path)].probs[name] for t in ref.tracks])
+        np.testing.assert_allclose(pred[name].probs, want, atol=1e-6, rtol=0)
+        probs, emb = predict_mels(plain[name], data[plain[name].cfg.key()].mels)
+        np.testing.assert_allclose(probs, want, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(emb, np.stack([indexed[str(t.path)].embedding[name] for t in ref.tracks]),
+                                   atol=1e-5, rtol=0)
+    assert np.ptp(want, axis=0).max() > 1e-4          # the tracks are told apart

@@ -27,7 +27,7 @@ def _load_models(artifacts: str):
     from core.models.artifacts import ArtifactError, load_models
 
     try:
-        models = load_models(artifacts)
+        models = load_models(artifacts, optimise=True)   # as the app serves them
     except ArtifactError as exc:
         _err(str(exc))
         return None

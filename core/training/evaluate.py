@@ -3,8 +3,8 @@
 Models are measured exactly as the app and CLI serve them: the optimised
 inference copies (:func:`core.models.optimise.optimise_for_inference`), their
 calibrated genre distribution (``Prediction.probs``), and the same
-load → log-mel → model path (log-mels come from the cache, which stores
-what the front-end computes, rounded to float16 on hit and miss alike).
+load → log-mel → model path (log-mels come from the cache, which holds
+exactly what :func:`core.audio.features.logmels` computes, hit or miss).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from core.datasets import Track, read_datasets
 from core.models import GenreModel, Prediction
 from core.models.artifacts import load_models
 from core.models.inference import distinct_configs, predict_all
+from core.models.optimise import optimise_for_inference
 from core.training.baseline import BaselineClassifier, baseline_probs, handcrafted_features, train_baseline
 from core.training.calibration import calibration_report
 from core.training.metrics import classification_report, paired_comparison
@@ -201,7 +202,10 @@ def calibrate(data_dirs: Sequence[str | Path], artifacts_dir: str | Path, split:
     data = labelled_per_config(plain, tracks, labels, cache_root, f"{split} log-mels")
     y = next(iter(data.values())).y
     scores: dict[str, dict] = {}
-    for name, pred in predict_data(plain, data).items():
+    # Fitted on the logits of the copies that are served (the temperature is
+    # then stored with the plain weights they are made from).
+    served = {n: optimise_for_inference(m) for n, m in plain.items()}
+    for name, pred in predict_data(served, data).items():
         t = fit_temperature(pred.logits, y)
         m = plain[name]
         with torch.no_grad():

@@ -95,7 +95,11 @@ def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def predict_mels(model: GenreModel, mels: np.ndarray, batch: int = 8,
                  hop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Window-averaged probabilities and embeddings of cached log-mels."""
+    """Window-averaged probabilities and embeddings of cached log-mels
+    ``(N, n_mels, n_frames)``, from the copy of ``model`` that is served
+    (:func:`~core.models.optimise.optimise_for_inference`): validation and
+    the recommender's evaluation measure what the app and the index compute."""
+    model = optimise_for_inference(model)   # a copy; ``model`` itself is untouched
     probs, embs = [], []
     for i in range(0, len(mels), batch):
         x = torch.from_numpy(mels[i: i + batch].astype(np.float32)).unsqueeze(1)
