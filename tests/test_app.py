@@ -1,147 +1,15 @@
-"""The Streamlit app as a whole (AppTest), plus the shared app fixtures.
+"""The Streamlit app as a whole (AppTest): navigation, every page renders,
+the sidebar, and the messages a user without music or models sees.
 
-The pages' own tests (tests/test_pages_*.py) import ``app_env`` and ``app``
-from here. The app is pointed at a tiny world through the environment
-variables of core.config.Paths: generated audio (tiny_dataset), untrained
-models with a real metrics.json and training histories, a built index, an
-empty library and a fresh study database.
+The app fixtures (``app_env``, ``app``) and helpers live in tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
-ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "app.py")
-PAGES = ["overview", "spectrograms", "classify", "model_comparison", "embedding_map", "recommender",
-         "listening_study"]
-TIMEOUT = 180  # seconds per script run: the first run loads models and decodes audio
-
-_BUILT: dict[str, dict] = {}
-
-
-def fake_history(labels: list[str], data: Path) -> dict:
-    return {"epoch": [1, 2, 3, 4], "train_loss": [0.69, 0.61, 0.55, 0.52],
-            "val_loss": [0.68, 0.64, 0.63, 0.65], "val_auc": [0.55, 0.66, 0.71, 0.69],
-            "val_accuracy": [0.33, 0.5, 0.67, 0.5], "lr": [1e-3] * 4, "seconds": [1, 2, 3, 4],
-            "best_epoch": 3, "best_val_auc": 0.71, "n_train": 12, "n_val": 3, "labels": labels,
-            "data": [str(data)]}
-
-
-def build_app_env(base: Path, dataset: Path, artifacts: Path) -> dict:
-    """Artifacts (copied, plus metrics.json and histories), an index of the
-    tiny data set and empty library; built once per test process."""
-    key = str(base)
-    if key in _BUILT:
-        return _BUILT[key]
-    import numpy as np
-
-    from core.catalog.index import CatalogIndex
-    from core.datasets import read_dataset
-    from core.models.artifacts import load_models, update_manifest, write_json
-    from core.training.metrics import classification_report, paired_comparison
-
-    art = base / "artifacts"
-    shutil.copytree(artifacts, art)
-    models = load_models(art)
-    labels = next(iter(models.values())).labels
-    tracks = read_dataset(dataset)
-    index = CatalogIndex.open(base / "index")
-    index.update(tracks, models)
-    # metrics.json in the shape core.training.evaluate writes, from the index's probabilities
-    # (evaluate() itself runs thousands of bootstrap AUCs: too slow for a fixture).
-    table = index.table()
-    test = (table["split"] == "test").to_numpy()
-    y = np.array([labels.index(g) for g in table["genre"][test]])
-    probs = {m: index.probs(m)[test] for m in models}
-    reps = {}
-    for m in models:
-        rep = classification_report(y, probs[m], labels, n_boot=20)
-        rep["per_source"] = {dataset.name: {"macro": {k: rep["macro"][k] for k in
-                                                      ("roc_auc", "f1", "accuracy", "n_tracks")},
-                                            "genres": labels}}
-        reps[m] = rep
-    comparison = {"crnn_vs_cnn": paired_comparison(y, probs["cnn"], probs["crnn"], n_boot=50),
-                  "split": "test", "n_tracks": int(test.sum()), "labels": labels}
-    write_json(art / "metrics.json", {"models": reps, "comparison": comparison})
-    for name in models:
-        write_json(art / f"{name}_history.json", fake_history(labels, dataset))
-    # The model pickers' default (core.models.selection): not the first name, so tests see it is read.
-    write_json(art / "selection.json", {"best_model": "crnn", "criterion": "val macro roc_auc",
-                                        "val": {"cnn": 0.6, "crnn": 0.7}})
-    update_manifest(art)
-    env = {"GENRE_ARTIFACTS": str(art), "GENRE_DATA": str(dataset), "GENRE_INDEX": str(base / "index"),
-           "GENRE_LIBRARY": str(base / "library"), "GENRE_CACHE": str(base / "cache")}
-    _BUILT[key] = env
-    return env
-
-
-@pytest.fixture(scope="session")
-def app_env(tmp_path_factory, tiny_dataset, tiny_artifacts) -> dict:
-    base = tmp_path_factory.getbasetemp() / "app_env"
-    if str(base) not in _BUILT:
-        base.mkdir(exist_ok=True)
-    return build_app_env(base, tiny_dataset, tiny_artifacts)
-
-
-@pytest.fixture
-def app(app_env, monkeypatch, tmp_path):
-    """A fresh AppTest on the tiny world (own study database and library)."""
-    env = dict(app_env, GENRE_STUDY_DB=str(tmp_path / "study.sqlite"),
-               GENRE_LIBRARY=str(tmp_path / "library"))
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.env = env
-    return at
-
-
-def open_page(at: AppTest, page: str) -> AppTest:
-    """Run the app, then switch to ``pages/<page>.py``."""
-    at.run()
-    if page != "overview":
-        at.switch_page(f"pages/{page}.py").run()
-    return at
-
-
-def texts(at: AppTest) -> str:
-    """All markdown, captions, alerts and headings of the last run as one string."""
-    parts = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error",
-                 "success"):
-        parts += [str(e.value) for e in getattr(at, kind)]
-    return "\n".join(parts)
-
-
-def plotly_specs(at: AppTest) -> list[dict]:
-    """The plotly figures (as dicts) that the last run drew."""
-    import json
-
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-
-
-def values(arr) -> list:
-    """A plotly array from a figure spec (plain list or base64 typed array) as a list."""
-    import base64
-
-    import numpy as np
-
-    if isinstance(arr, dict) and "bdata" in arr:
-        out = np.frombuffer(base64.b64decode(arr["bdata"]), dtype=np.dtype(arr["dtype"]))
-        shape = arr.get("shape")
-        if isinstance(shape, str):
-            shape = [int(x) for x in shape.split(",")]
-        return out.reshape(shape).tolist() if shape else out.tolist()
-    return list(arr)
-
-
-def no_exceptions(at: AppTest) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-
+from conftest import PAGES, ROOT, no_exceptions, open_page, texts, wait_for_index
 
 # ----------------------------------------------------------------- app-level tests
 
@@ -152,28 +20,26 @@ def test_every_page_renders_without_exception(app, page):
     assert app.title, f"{page} has no title"
 
 
-def test_navigation_lists_all_seven_pages():
-    import ast
-
-    tree = ast.parse(Path(APP).read_text())
-    files = [n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
-             and getattr(n.func, "attr", "") == "Page" and n.args]
-    assert [Path(f).stem for f in files] == PAGES
-    assert all((ROOT / f).is_file() for f in files)
-
-
-def wait_for_index(at: AppTest, timeout: float = 120) -> str:
-    """Rerun until the background index check/run has finished; the sidebar's captions."""
-    import time
-
-    deadline = time.time() + timeout
-    while True:
-        side = "\n".join(str(c.value) for c in at.sidebar.caption)
-        if "Index ready" in side or time.time() > deadline:
-            return side
-        time.sleep(0.5)
-        # A fresh run: AppTest drops the sidebar on reruns under st.navigation.
-        at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+def test_navigation_registers_every_page_script_and_each_renders(app, navigation):
+    """What the running app hands to st.navigation: every script in pages/
+    (and nothing else), the default one first, and each page, opened through
+    the navigation, renders with a title and no exception."""
+    app.run()
+    no_exceptions(app)
+    files = [Path(ROOT, p._page) for p in navigation]
+    assert all(f.is_file() for f in files)
+    assert sorted(f.resolve() for f in files) == sorted(p.resolve() for p in (ROOT / "pages").glob("*.py"))
+    assert [f.stem for f in files] == PAGES           # what the page tests read from app.py
+    assert len({p.url_path for p in navigation}) == len(navigation)
+    default_title = app.title[0].value                # the first run shows the default page
+    titles = {}
+    for f in files:
+        app.switch_page(f"pages/{f.name}").run()
+        no_exceptions(app)
+        assert app.title, f"{f.stem} has no title"
+        titles[f.stem] = app.title[0].value
+    assert titles[files[0].stem] == default_title
+    assert len(set(titles.values())) == len(files)   # each page is its own script
 
 
 def test_sidebar_shows_catalog_and_ready_index(app):

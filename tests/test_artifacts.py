@@ -1,9 +1,14 @@
-"""core.models.artifacts: safetensors round trip, manifest verification."""
+"""core.models.artifacts: safetensors round trip, manifest verification,
+tampered, missing and disguised files refused, no pickle anywhere."""
 
 import json
+import pickle
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from core.models.artifacts import (
     ArtifactError,
@@ -69,3 +74,79 @@ def test_optimised_serving_models_match(tiny_artifacts, tone_wav):
         np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-3)
         # Same vectors, same identity: an index built with either stays current.
         assert fast[name].fingerprint() == plain[name].fingerprint()
+
+
+# --------------------------------------------------------------------------- artifact safety
+
+
+def _assert_names(exc: pytest.ExceptionInfo, path: Path) -> None:
+    msg = str(exc.value)
+    assert str(path) in msg and "make artifacts" in msg and "\n" not in msg
+
+
+def test_tampered_artifact_is_refused(artifacts_copy):
+    path = artifacts_copy / "crnn.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF  # one bit pattern in the weights
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="checksum mismatch") as exc:
+        load_model("crnn", artifacts_copy)
+    _assert_names(exc, path)
+    with pytest.raises(ArtifactError):
+        load_models(artifacts_copy)
+    load_model("cnn", artifacts_copy)  # the untouched one still loads
+
+
+def test_missing_artifact_and_manifest(artifacts_copy):
+    (artifacts_copy / "cnn.safetensors").unlink()
+    with pytest.raises(ArtifactError, match="artifact missing") as exc:
+        load_model("cnn", artifacts_copy)
+    _assert_names(exc, artifacts_copy / "cnn.safetensors")
+    (artifacts_copy / "manifest.json").unlink()
+    with pytest.raises(ArtifactError, match="manifest missing") as exc:
+        load_model("crnn", artifacts_copy)
+    _assert_names(exc, artifacts_copy / "manifest.json")
+
+
+def test_artifact_not_in_manifest_and_tampered_json(artifacts_copy):
+    (artifacts_copy / "metrics.json").write_text('{"macro": 1}')
+    with pytest.raises(ArtifactError, match="not in manifest") as exc:
+        read_json("metrics.json", artifacts_copy)
+    _assert_names(exc, artifacts_copy / "metrics.json")
+    update_manifest(artifacts_copy)
+    assert read_json("metrics.json", artifacts_copy) == {"macro": 1}
+    (artifacts_copy / "metrics.json").write_text('{"macro": 2}')
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        read_json("metrics.json", artifacts_copy)
+
+
+class _Exploit:
+    """Unpickling this would create a marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_pickle_disguised_as_safetensors_is_never_unpickled(artifacts_copy, tmp_path):
+    marker = tmp_path / "pwned"
+    path = artifacts_copy / "cnn.safetensors"
+    path.write_bytes(pickle.dumps(_Exploit(str(marker))))
+    update_manifest(artifacts_copy)  # even with a matching checksum
+    with pytest.raises(ArtifactError, match="artifact unreadable") as exc:
+        load_model("cnn", artifacts_copy)
+    _assert_names(exc, path)
+    assert not marker.exists()
+
+
+def test_no_pickle_loading_in_the_code_or_the_repository():
+    for src in (ROOT / "core").rglob("*.py"):
+        text = src.read_text(encoding="utf-8")
+        assert "import pickle" not in text and "joblib" not in text, src
+        for part in text.split("torch.load(")[1:]:
+            assert "weights_only=True" in part.split(")")[0], src
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout
+    risky = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".bin")
+    assert not [f for f in tracked.splitlines() if f.endswith(risky)]

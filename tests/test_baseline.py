@@ -1,11 +1,11 @@
 """core.training.baseline: hand-crafted features separate generated timbres."""
 
 import numpy as np
+from conftest import synth, write_audio
 
 from core.audio.cache import LogMelCache
 from core.config import FeatureConfig
 from core.training.baseline import baseline_probs, handcrafted_features, train_baseline
-from tests.conftest import synth, write_audio
 
 
 def test_features_and_classifier(tmp_path):

@@ -1,14 +1,14 @@
-"""``python -m core``: help texts, classify, train/evaluate end to end on tiny data."""
+"""``python -m core``: help texts, classify (the hostile corpus in one call,
+tampered artifacts), train/evaluate end to end on tiny data."""
 
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import ROOT
+from hostile import OK
 
 
 def run(*args, env=None, timeout=600):
@@ -53,3 +53,42 @@ def test_train_then_evaluate(tmp_path, tiny_dataset):
     assert r.returncode == 0, r.stderr[-500:]
     card = (out / "MODEL_CARD.md").read_text()
     assert "CRNN" in card and (out / "roc_curves.png").is_file()
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+def test_classify_cli_batch(corpus, tiny_artifacts):
+    """One call, every case: each bad file is exactly one stderr line, exit 2,
+    and the good files in the same call still print their results."""
+    files = [str(c.path) for c in corpus]
+    proc = subprocess.run([sys.executable, "-m", "core", "classify", "--artifacts",
+                           str(tiny_artifacts), *files], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    results = [json.loads(line) for line in proc.stdout.splitlines()]
+    errors = proc.stderr.splitlines()
+    ok_files = [r["file"] for r in results]
+    bad_files = [line.split(": ", 2)[1] for line in errors]
+    assert sorted(ok_files + bad_files) == sorted(files), proc.stderr  # nothing else on stderr
+    for case in corpus:
+        if case.expect is OK:
+            assert str(case.path) in ok_files
+        elif case.expect != "either":
+            line = errors[bad_files.index(str(case.path))]
+            assert line.startswith(f"error: {case.path}: ") and case.expect in line, line
+    for r in results:
+        assert set(r["cnn"]) == {"Tones", "Noise", "Clicks"} and r["crnn_top"] in r["crnn"]
+        assert all(0.0 <= p <= 1.0 for p in r["cnn"].values())
+
+
+def test_classify_cli_with_tampered_artifacts(artifacts_copy, tone_wav):
+    path = artifacts_copy / "cnn.safetensors"
+    path.write_bytes(path.read_bytes()[:-1] + b"\x00")
+    proc = subprocess.run([sys.executable, "-m", "core", "classify", "--artifacts",
+                           str(artifacts_copy), str(tone_wav)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1
+    assert "checksum mismatch" in proc.stderr and str(path) in proc.stderr
+    assert "make artifacts" in proc.stderr

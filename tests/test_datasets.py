@@ -4,9 +4,9 @@ import csv
 from pathlib import Path
 
 import pytest
+from conftest import REAL_DATA, make_dataset, real_data, synth, write_audio
 
 from core.datasets import genres_of, read_dataset, read_datasets
-from tests.conftest import REAL_DATA, make_dataset, real_data, synth, write_audio
 
 
 def test_metadata_folder(tiny_dataset):

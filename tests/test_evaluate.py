@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from conftest import REAL_DATA, make_dataset, real_data
 
 from core.audio.cache import LogMelCache
 from core.config import FeatureConfig, Paths
 from core.training.evaluate import BASELINE, evaluate
-from tests.conftest import REAL_DATA, real_data
 
 
 def test_evaluate_shape_on_tiny_data(tmp_path, tiny_dataset, tiny_artifacts):
@@ -28,7 +28,6 @@ def test_evaluate_shape_on_tiny_data(tmp_path, tiny_dataset, tiny_artifacts):
 def test_genres_unknown_to_the_model_are_reported(tmp_path, tiny_artifacts):
     import csv
 
-    from tests.conftest import make_dataset
     d = make_dataset(tmp_path / "d", per_genre=3)
     rows = list(csv.DictReader(open(d / "metadata.csv")))
     rows[0]["genre"] = "Polka"
@@ -62,7 +61,6 @@ def test_any_split_name_and_all(tmp_path, tiny_artifacts):
 
     from core.datasets import read_dataset
     from core.training.evaluate import select_split
-    from tests.conftest import make_dataset
 
     d = make_dataset(tmp_path / "d", per_genre=3)
     rows = list(csv.DictReader(open(d / "metadata.csv")))
@@ -85,7 +83,6 @@ def test_cli_evaluate_holdout_and_bad_split(tmp_path, tiny_artifacts, capsys):
     import csv
 
     from core.cli.main import main
-    from tests.conftest import make_dataset
 
     d = make_dataset(tmp_path / "d", per_genre=3)
     rows = list(csv.DictReader(open(d / "metadata.csv")))

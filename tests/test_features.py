@@ -3,10 +3,10 @@
 import librosa
 import numpy as np
 import torch
+from conftest import synth
 
 from core.audio.features import LogMelFrontEnd, random_chunks, split_windows, window_starts
 from core.config import FeatureConfig
-from tests.conftest import synth
 
 CFG = FeatureConfig()
 

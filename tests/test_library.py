@@ -9,6 +9,7 @@ import os
 import pytest
 import soundfile as sf
 from conftest import SR, synth
+from hostile import OK
 
 import core.catalog.library as library
 from core.catalog.library import MAX_UPLOAD_BYTES, MAX_UPLOAD_MB, LibraryError, sanitize_filename, save_upload
@@ -188,3 +189,44 @@ def test_catalog_lists_saved_uploads(tmp_path):
     tracks = catalog.library_tracks(tmp_path)
     assert [t.path.name for t in tracks] == ["Good_Song.mp3"]
     assert os.path.commonpath([tracks[0].path, tmp_path.resolve()]) == str(tmp_path.resolve())
+
+
+# --------------------------------------------------------------------------- hostile corpus
+
+
+def test_every_case_through_save_upload(corpus, tmp_path):
+    lib = tmp_path / "library"
+    for case in corpus:
+        if case.name == "one_hour.wav":
+            continue  # over the upload limit; see below
+        try:
+            saved = save_upload(case.path.name, case.path.read_bytes(), lib)
+        except LibraryError as exc:
+            msg = str(exc)
+            assert "\n" not in msg
+            assert case.expect is not OK, f"{case.name}: {msg}"
+            if case.expect != "either":
+                assert case.expect in msg, msg
+            continue
+        assert case.expect in (OK, "either"), case.name
+        assert saved.path.parent == lib.resolve()
+        assert saved.path.read_bytes() == case.path.read_bytes()
+    # Only accepted files are there; no temporary leftovers; nothing beside it.
+    assert all(not p.name.startswith(".") for p in lib.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["library"]
+
+
+def test_one_hour_upload_is_over_the_limit(corpus, tmp_path):
+    hour = next(c.path for c in corpus if c.name == "one_hour.wav")
+    with pytest.raises(LibraryError, match=r"one_hour.wav: too large \(54.9 MB; the limit is 50 MB\)"):
+        save_upload(hour.name, hour.read_bytes(), tmp_path / "lib")
+    assert not (tmp_path / "lib").exists()  # rejected before anything is created
+
+
+def test_dotdot_unicode_upload_name_stays_in_library(corpus, tmp_path):
+    data = next(c.path for c in corpus if c.name == "unicode_dotdot").read_bytes()
+    lib = tmp_path / "a" / "library"
+    saved = save_upload("../../../Ünïcødé — ﬁle 😀 (1).wav", data, lib)
+    assert saved.path == lib.resolve() / "Ünïcødé_file_(1).wav"
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "a", "a/library", "a/library/Ünïcødé_file_(1).wav"]

@@ -7,9 +7,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import synth, write_audio
+from conftest import (
+    APP,
+    GENRES,
+    TIMEOUT,
+    no_exceptions,
+    open_page,
+    plotly_specs,
+    synth,
+    texts,
+    values,
+    wait_for_index,
+    write_audio,
+)
+from hostile import OK
 from streamlit.testing.v1 import AppTest
-from test_app import APP, TIMEOUT, app, app_env, no_exceptions, open_page, plotly_specs, texts, values, wait_for_index  # noqa: F401
 
 
 @pytest.fixture
@@ -95,7 +107,6 @@ def test_shipped_baseline_is_shown_beside_the_networks(app_env, uploads, monkeyp
     from core.config import FeatureConfig
     from core.models.artifacts import update_manifest, write_json
     from core.training.baseline import BASELINE_FILE, BaselineClassifier
-    from tests.conftest import GENRES
 
     art = tmp_path / "art"
     shutil.copytree(app_env["GENRE_ARTIFACTS"], art)
@@ -116,3 +127,26 @@ def test_shipped_baseline_is_shown_beside_the_networks(app_env, uploads, monkeyp
     second = list(GENRES)[1]
     assert f"MFCC baseline: {second} — 100%" in texts(at)
     assert [t["name"] for t in plotly_specs(at)[0]["data"]][-1] == "MFCC baseline"
+
+
+def test_every_case_through_the_app_upload(corpus, app):
+    """The whole hostile corpus uploaded at once on the Classify page: each bad
+    file is one error line naming it, every good file still gets its result,
+    and the app raises nothing. (The one-hour file is over the upload limit.)"""
+    small = [c for c in corpus if c.name != "one_hour.wav"]
+    files = [(c.path.name, c.path.read_bytes(), "application/octet-stream") for c in small]
+    open_page(app, "classify")
+    app.file_uploader(key="classify_files").set_value(files).run()
+    no_exceptions(app)
+    errors = [e.value for e in app.error]
+    assert all("\n" not in e for e in errors)
+    shown = {s.value for s in app.subheader}
+    for c in small:
+        named = [e for e in errors if e.startswith(c.path.name + ":")]
+        if c.expect is OK:
+            assert c.path.name in shown and not named, (c.name, named)
+        elif c.expect != "either":
+            assert len(named) == 1 and c.path.name not in shown, (c.name, errors)
+    # Nothing else broke: the next page still renders.
+    app.switch_page("pages/overview.py").run()
+    no_exceptions(app)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
+from conftest import no_exceptions, open_page, plotly_specs, texts, values
 
 from ui import common as ui
 

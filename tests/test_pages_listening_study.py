@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from test_app import app, app_env, no_exceptions, open_page, texts  # noqa: F401
+from conftest import no_exceptions, open_page, texts
 
 from core.recommend import study
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
+from conftest import no_exceptions, open_page, plotly_specs, texts, values
 
 from ui import charts
 

@@ -9,7 +9,7 @@ import json
 import shutil
 
 import pytest
-from test_app import app, app_env, no_exceptions, open_page, plotly_specs  # noqa: F401
+from conftest import no_exceptions, open_page, plotly_specs
 
 PICKERS = {"spectrograms": "spec_model", "embedding_map": "map_model", "recommender": "rec_model"}
 

@@ -1,11 +1,11 @@
-"""Overview page: shipped models, headline metrics, catalog, links."""
+"""Overview page: shipped models, headline metrics, catalog, links to the other pages."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from test_app import app, app_env, no_exceptions, open_page, texts  # noqa: F401 — fixtures
+from conftest import no_exceptions, open_page, texts
 
 
 def test_headline_metrics_come_from_metrics_json(app):
@@ -31,7 +31,17 @@ def test_model_cards_show_parameters_and_training_data(app):
     assert "Trained on 12 tracks" in captions
 
 
-def test_links_to_every_other_page(app):
+def test_links_to_every_other_page(app, navigation):
+    """Each link opens another registered page, labelled with that page's
+    navigation title, in the navigation's order; each opens and renders."""
     open_page(app, "overview")
-    links = [e.proto.page for e in app.get("page_link")]
+    no_exceptions(app)
+    links = [e.proto for e in app.get("page_link")]
     assert len(links) == 6
+    others = [p for p in navigation if Path(p._page).stem != "overview"]
+    assert [(link.page_script_hash, link.page, link.label) for link in links] == [
+        (p._script_hash, p.url_path, p.title) for p in others]
+    for p in others:
+        app.switch_page(str(Path("pages") / Path(p._page).name)).run()
+        no_exceptions(app)
+        assert app.title

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import synth, write_audio
-from test_app import app, app_env, no_exceptions, open_page, texts  # noqa: F401
+from conftest import no_exceptions, open_page, synth, texts, write_audio
 
 from ui import common as ui
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import synth, write_audio
-from test_app import app, app_env, no_exceptions, open_page, plotly_specs, texts, values  # noqa: F401
+from conftest import no_exceptions, open_page, plotly_specs, synth, texts, values, write_audio
 
 
 def _panels(spec: dict) -> list[str]:

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import GENRES, REAL_DATA, real_data
+from hostile import OK
 
 import core.catalog.pipeline as pipeline
 from core.catalog.pipeline import EmbeddedTrack, embed_batch, embed_paths
 from core.config import FeatureConfig
 from core.models import build_model
-from core.models.artifacts import load_models
+from core.models.artifacts import load_model, load_models
 from core.models.inference import analyse
 
 
@@ -200,3 +201,26 @@ def test_real_clips_embed(models):
     for r in embed_paths([str(f) for f in files], models, workers=0, cache=False):
         assert isinstance(r, EmbeddedTrack) and r.error is None
         assert all(np.isfinite(v).all() for v in r.embedding.values())
+
+
+# --------------------------------------------------------------------------- hostile corpus
+
+
+def test_embed_paths_batch_completes_with_errors_per_item(corpus, tiny_artifacts):
+    # One model is enough here (the CLI test runs both); CPU is shared.
+    models = {"cnn": load_model("cnn", tiny_artifacts)}
+    paths = [str(c.path) for c in corpus] + [str(corpus[0].path.parent / "missing.wav")]
+    seen = []
+    out = list(embed_paths(paths, models, batch_size=4, progress=lambda d, n: seen.append((d, n))))
+    assert [r.path for r in out] == paths
+    assert seen[-1] == (len(paths), len(paths))
+    for case, r in zip(corpus, out):
+        if case.expect is OK:
+            assert r.error is None, r.error
+            for name, m in models.items():
+                assert r.embedding[name].shape == (m.embedding_dim,)
+                assert np.all(np.isfinite(r.embedding[name])) and np.all(np.isfinite(r.probs[name]))
+        elif case.expect != "either":
+            assert r.error and case.expect in r.error and "\n" not in r.error
+            assert not r.embedding
+    assert out[-1].error and "cannot read" in out[-1].error

@@ -7,10 +7,16 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT
 from scipy import stats
 
 from core.cli.main import main
@@ -279,3 +285,117 @@ def test_power_note_and_report_csv(store, tmp_path, capsys):
     empty = StudyStore(tmp_path / "empty.sqlite").results()
     assert empty.power["n_needed"] is None and "not computable" in empty.power["text"]
     assert empty.paired.empty and len(empty.adjusted) == 3
+
+
+# --------------------------------------------------------------------------- crash and concurrency safety
+
+
+_WRITER = r"""
+import sys
+import numpy as np
+from core.recommend.study import StudyStore
+store = StudyStore(sys.argv[1])
+catalog = [f"t{i}" for i in range(400)]
+rng = np.random.default_rng(0)
+k = 0
+while True:
+    seeds = [catalog[(5 * k + j) % 400] for j in range(5)]
+    recs = [t for t in catalog if t not in seeds]
+    pid = store.enroll(seeds, recs[:10], recs[5:15], catalog, rng=rng, n_decoys=200)
+    print("enrolled", pid, flush=True)
+    for t in store.trials(pid)[:20]:
+        store.answer(pid, t.track_id, bool(rng.integers(2)))
+        print("answered", pid, t.track_id, flush=True)
+    k += 1
+"""
+
+
+def test_study_db_survives_a_killed_writer(tmp_path):
+    """SIGKILL a process that is writing as fast as it can: every write it
+    reported committed is there, the file is intact, and no participant is
+    left without a complete trial list (enrolment is one transaction)."""
+    db = tmp_path / "study.sqlite"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(db)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    reported = []
+    try:
+        for line in proc.stdout:
+            reported.append(line.split())
+            if len(reported) >= 60:
+                break
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+    store = StudyStore(db)
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    enrolled = [r[1] for r in reported if r[0] == "enrolled"]
+    answered = [(r[1], r[2]) for r in reported if r[0] == "answered"]
+    pids = store.participants()
+    assert set(enrolled) <= set(pids) and len(pids) <= len(enrolled) + 1
+    for pid in pids:
+        assert len(store.seeds(pid)) == 5
+        assert len(store.trials(pid)) == 215  # 15 distinct recommendations + 200 decoys
+    table = store.table()
+    stored = set(zip(table.loc[table["liked"].notna(), "participant"],
+                     table.loc[table["liked"].notna(), "track_id"]))
+    assert set(answered) <= stored
+    assert len(answered) <= store.count_answers() <= len(answered) + 1
+    # And the database keeps working after the crash.
+    store.answer(pids[0], store.trials(pids[0])[-1].track_id, True)
+
+
+def _enroll_one(store: StudyStore, pid: str) -> list[str]:
+    catalog = [f"t{i}" for i in range(60)]
+    store.enroll(catalog[:5], catalog[5:15], catalog[10:20], catalog, rng=1, participant=pid)
+    return [t.track_id for t in store.trials(pid)]
+
+
+def test_concurrent_threads_lose_no_likes(tmp_path):
+    store = StudyStore(tmp_path / "study.sqlite")
+    errors: list[BaseException] = []
+
+    def session(i: int) -> None:
+        try:
+            tracks = _enroll_one(store, f"thread-{i}")
+            for n in range(24):
+                store.answer(f"thread-{i}", tracks[n % len(tracks)], n % 3 != 0)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert store.count_answers() == 8 * 24
+    assert len(store.participants()) == 8
+    per = store.results().per_participant
+    assert per.groupby("participant")["answered"].sum().min() > 0
+
+
+_PROC_WRITER = r"""
+import sys
+from core.recommend.study import StudyStore
+store = StudyStore(sys.argv[1])
+pid, n = sys.argv[2], int(sys.argv[3])
+tracks = [t.track_id for t in store.trials(pid)]
+for i in range(n):
+    store.answer(pid, tracks[i % len(tracks)], True)
+"""
+
+
+def test_concurrent_processes_lose_no_likes(tmp_path):
+    db = tmp_path / "study.sqlite"
+    store = StudyStore(db)
+    pids = [f"proc-{i}" for i in range(3)]
+    for pid in pids:
+        _enroll_one(store, pid)
+    procs = [subprocess.Popen([sys.executable, "-c", _PROC_WRITER, str(db), pid, "40"], cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True) for pid in pids]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read()
+    assert store.count_answers() == 3 * 40
