@@ -4,6 +4,8 @@ bounded work in flight, errors per file, and the pure batch function."""
 from __future__ import annotations
 
 import importlib.util
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from hostile import OK
 import core.catalog.pipeline as pipeline
 from core.catalog.pipeline import EmbeddedTrack, embed_batch, embed_paths
 from core.config import FeatureConfig
-from core.models import build_model
+from core.models import CNN, build_model
 from core.models.artifacts import load_model, load_models
 from core.models.inference import analyse
 
@@ -102,10 +104,74 @@ def test_at_most_two_batches_are_in_flight(models, audio_files, monkeypatch):
     assert seen[-1] == (15, 15) and [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
-def test_thread_count_is_restored(models, audio_files):
+class ThreadProbe(CNN):
+    """A CNN whose embedding says where it ran: [0] the torch thread count,
+    [1], [2] the process id (in two parts that window averaging keeps exact).
+
+    With ``$PROBE_MEET`` set to a folder and ``$PROBE_WORKERS`` to n, each
+    process waits at its first window until n processes have arrived, so a
+    run of n workers is sure to use all of them. With ``$PROBE_START_THREADS``,
+    a process that unpickles the probe (a worker receiving its models) starts
+    with that many torch threads, whatever the machine's CPU count."""
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if os.environ.get("PROBE_START_THREADS"):
+            torch.set_num_threads(int(os.environ["PROBE_START_THREADS"]))
+
+    def embed_logmel(self, logmel: torch.Tensor) -> torch.Tensor:
+        meet = os.environ.get("PROBE_MEET")
+        if meet:
+            (Path(meet) / str(os.getpid())).touch()
+            deadline = time.monotonic() + 120
+            while len(list(Path(meet).iterdir())) < int(os.environ["PROBE_WORKERS"]) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.05)
+        e = super().embed_logmel(logmel).clone()
+        pid = os.getpid()
+        e[:, 0] = torch.get_num_threads()
+        e[:, 1], e[:, 2] = pid // 4096, pid % 4096
+        return e
+
+
+def _ran_on(r: EmbeddedTrack) -> tuple[int, int]:
+    """(torch threads, pid) a ThreadProbe result was computed with."""
+    e = r.embedding["probe"]
+    return int(e[0]), int(e[1]) * 4096 + int(e[2])
+
+
+def test_thread_count_is_set_for_the_run_and_restored(audio_files):
+    probe = {"probe": ThreadProbe(list(GENRES), FeatureConfig())}
     before = torch.get_num_threads()
-    list(embed_paths(audio_files[:1], models, threads=1, cache=False))
+    torch.set_num_threads(3)     # not the run's count, on any machine
+    try:
+        [r] = embed_paths(audio_files[:1], probe, threads=1, cache=False)
+        assert _ran_on(r) == (1, os.getpid())          # in this process, on one thread
+        assert torch.get_num_threads() == 3
+        [r] = embed_paths(audio_files[:1], probe, threads=2, workers=0, cache=False)
+        assert _ran_on(r)[0] == 2 and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
     assert torch.get_num_threads() == before
+
+
+def test_two_workers_each_run_one_torch_thread(audio_files, monkeypatch, tmp_path):
+    """A forced 2-worker run: the files are embedded in two other processes,
+    each on one torch thread, although a new process would start with three."""
+    monkeypatch.setenv("PROBE_START_THREADS", "3")   # what each worker starts with
+    monkeypatch.setenv("PROBE_MEET", str(tmp_path))
+    monkeypatch.setenv("PROBE_WORKERS", "2")
+    probe = {"probe": ThreadProbe(list(GENRES), FeatureConfig())}
+    before = torch.get_num_threads()
+    try:
+        out = list(embed_paths(audio_files, probe, batch_size=1, workers=2, cache=False))
+    finally:
+        torch.set_num_threads(before)   # the copy made here for inference unpickled a probe too
+    assert [r.error for r in out] == [None] * len(audio_files)
+    ran = [_ran_on(r) for r in out]
+    assert {threads for threads, _ in ran} == {1}
+    pids = {pid for _, pid in ran}
+    assert len(pids) == 2 and os.getpid() not in pids
 
 
 def test_rejects_no_models(audio_files):
