@@ -1,4 +1,4 @@
-"""core.models: shapes, embeddings, paper structure, registry."""
+"""core.models (cnn, crnn and the registry): shapes, embeddings, the papers' structure as it computes."""
 
 import numpy as np
 import pytest
@@ -31,7 +31,35 @@ def test_crnn_follows_choi_2017_layout():
     assert pools == [(2, 2), (3, 3), (4, 4), (4, 4)]
     assert any(isinstance(mod, nn.Dropout) and mod.p == 0.1 for mod in m.modules())
     assert m.gru.num_layers == 2
-    assert "Choi" in CRNN.__doc__ and "Adiyansjah" in CRNN.__doc__
+
+
+def _hooked(m, *names: str) -> dict:
+    """Outputs of the named submodules, filled in when ``m`` runs."""
+    seen: dict = {}
+
+    def keep(name):
+        def hook(mod, args, out):
+            seen.setdefault(name, out)   # returns None: the output itself is left alone
+        return hook
+
+    for n in names:
+        getattr(m, n).register_forward_hook(keep(n))
+    return seen
+
+
+def test_crnn_reduces_frequency_to_one_band_and_runs_the_gru_over_time():
+    """Choi et al. (2017), as Adiyansjah et al. (2019) use it: the convolutions
+    leave one frequency band, the GRU reads the remaining time steps (15 over
+    the full 29.1 s window) and its last state is the embedding."""
+    m = CRNN(LABELS).eval()
+    seen = _hooked(m, "convs", "gru")
+    x = torch.randn(2, 1, 96, FeatureConfig().n_frames)
+    with torch.no_grad():
+        emb = m.embed_logmel(x)
+    assert seen["convs"].shape[1:3] == (64, 1)
+    steps = seen["gru"][0]
+    assert steps.shape == (2, 15, m.embedding_dim)
+    assert torch.equal(emb, steps[:, -1])
 
 
 def test_cnn_has_five_conv_layers():
@@ -39,7 +67,18 @@ def test_cnn_has_five_conv_layers():
     convs = [mod for mod in m.modules() if isinstance(mod, nn.Conv2d)]
     assert len(convs) == 5 and all(c.kernel_size == (3, 3) and c.stride == (1, 1) for c in convs)
     assert sum(isinstance(mod, nn.BatchNorm2d) for mod in m.modules()) == 5
-    assert "Choi" in CNN.__doc__
+
+
+def test_cnn_pools_frequency_to_one_band_and_takes_the_global_max_over_time():
+    """Choi et al. (2016)'s fully convolutional network: pooling leaves one
+    frequency band; the embedding is the maximum over the remaining time."""
+    m = CNN(LABELS).eval()
+    seen = _hooked(m, "convs")
+    x = torch.randn(2, 1, 96, FeatureConfig().n_frames)
+    with torch.no_grad():
+        emb = m.embed_logmel(x)
+    assert seen["convs"].shape[1:3] == (128, 1) and seen["convs"].shape[3] > 1
+    assert torch.equal(emb, seen["convs"].amax(dim=(2, 3)))
 
 
 @pytest.mark.parametrize("frames", [256, 1366])
