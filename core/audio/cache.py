@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -24,8 +24,7 @@ from core.audio.load import AudioError, AudioSource, load
 from core.config import FeatureConfig, Paths
 from core.files import atomic_write, sha256_of
 from core.procs import exit_with_parent
-
-Progress = Callable[[int, int], None]
+from core.types import Progress
 
 
 def content_hash(source: str | os.PathLike | bytes) -> str:

@@ -13,7 +13,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence, Union
+from typing import Iterator, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -21,8 +21,7 @@ import soxr
 
 from core.config import FeatureConfig
 from core.errors import GenreError
-
-AudioSource = Union[str, os.PathLike, bytes, BinaryIO]
+from core.types import AudioSource
 
 MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 384_000
