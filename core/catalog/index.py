@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -149,9 +149,6 @@ class CatalogIndex:
 
     def probs(self, model: str) -> np.ndarray:
         return self._snap.probs(model)
-
-    def cached(self, key, make: Callable[[], object]):
-        return self._snap.cached(key, make)
 
     def rows_of(self, track_ids: Iterable[str]) -> np.ndarray:
         return self._snap.rows_of(track_ids)

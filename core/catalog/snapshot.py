@@ -5,13 +5,15 @@ and, per model, the ``(N, D)`` embeddings and ``(N, G)`` genre probabilities
 in the same row order. Writers (:mod:`core.catalog.sync`) never change one:
 they build a new snapshot and swap it in, so any number of threads may read a
 snapshot while the index is being updated, and every answer computed from one
-snapshot is consistent.
+snapshot is consistent. What readers derive from it (the recommender's
+scoring spaces, search indices, centre points) lives in
+:class:`core.recommend.views.RecommendViews`, which the recommender owns.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -68,8 +70,6 @@ class IndexSnapshot:
         self._predicted = {m: self._top_genres(m) for m in model_meta}
         self._positions: dict[str, int] | None = None
         self._positions_lock = threading.Lock()
-        self._derived: dict = {}
-        self._lock = threading.Lock()
 
     @classmethod
     def empty(cls, index_dir=None) -> "IndexSnapshot":
@@ -152,17 +152,6 @@ class IndexSnapshot:
         """``(N, G)`` float32 genre probabilities aligned with :meth:`table`."""
         self._meta_of(model)
         return self._probs[model]
-
-    def cached(self, key, make: Callable[[], object]):
-        """Memoise a value derived from this snapshot (e.g. normalised embeddings).
-        Thread-safe: concurrent first calls may both compute, one result is kept."""
-        try:
-            return self._derived[key]
-        except KeyError:
-            pass
-        value = make()                      # outside the lock: ``make`` may call cached()
-        with self._lock:
-            return self._derived.setdefault(key, value)
 
     def _positions_map(self) -> dict[str, int]:
         if self._positions is None:

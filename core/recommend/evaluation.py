@@ -61,19 +61,18 @@ from core.audio.cache import LogMelCache, content_hash
 from core.catalog.index import CatalogIndex
 from core.datasets import Track, read_datasets
 from core.errors import GenreError
-from core.recommend.methods import (
+from core.recommend.methods import recommend
+from core.recommend.request import (
     DEFAULTS,
     ENSEMBLE,
     ENSEMBLE_SEP,
     PSEUDO_MODELS,
     VARIANTS,
-    artist_exclusions,
     ensemble_parts,
-    recommend,
     resolve_model,
-    seed_exclusions,
 )
-from core.recommend.search import normalise
+from core.recommend.scoring import artist_exclusions, seed_exclusions
+from core.recommend.views import views_of
 from core.training.baseline import handcrafted_features
 from core.training.evaluate import select_split
 
@@ -358,7 +357,7 @@ class _Run:
         self.fetch = cfg.k
         ref_model = resolve_model(index, cfg.model)
         ref_model = ensemble_parts(index, ref_model)[0] if ref_model not in index.models else ref_model
-        self.ref = index.cached(("eval_ref", ref_model), lambda: normalise(index.embeddings(ref_model)))
+        self.ref = views_of(index).space(ref_model, "cosine")   # unit rows of one model
         self.exclude = cfg.artists == "exclude"
 
     def scorer(self) -> _Scorer:
