@@ -10,19 +10,10 @@ from conftest import REAL_DATA, make_dataset, real_data
 
 from core.catalog.index import CatalogIndex
 from core.config import PROJECT_ROOT
-from core.recommend.evaluation import (
-    MFCC,
-    EvalConfig,
-    SelectConfig,
-    apply_choice,
-    evaluate_index,
-    half_sample_units,
-    half_sampling_ci,
-    paired_t,
-    recommend_eval,
-    select_on,
-    simulate_listeners,
-)
+from core.recommend.eval_data import recommend_eval
+from core.recommend.evaluation import MFCC, EvalConfig, SelectConfig, apply_choice, evaluate_index, select_on
+from core.recommend.listeners import simulate_listeners
+from core.recommend.statistics import half_sample_units, half_sampling_ci, paired_t
 
 
 def synthetic_catalog(n_genres: int = 4, per_genre: int = 40, noise: float = 0.6, seed: int = 0,

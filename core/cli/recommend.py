@@ -152,7 +152,8 @@ def cmd_recommend_eval(args) -> int:
     from core.audio.cache import LogMelCache
     from core.config import FeatureConfig
     from core.models.artifacts import write_json
-    from core.recommend.evaluation import EvalConfig, SelectConfig, apply_choice, recommend_eval
+    from core.recommend.eval_data import recommend_eval
+    from core.recommend.evaluation import EvalConfig, SelectConfig, apply_choice
 
     dirs = _data_dirs(args)
     if dirs is None:
@@ -229,7 +230,8 @@ def register(sub) -> None:
     i.add_argument("--batch-size", type=int, default=None, help="files per batch (default: the pipeline's)")
     i.set_defaults(func=cmd_index)
 
-    from core.recommend.evaluation import ARTIST_MODES, SPLITS, EvalConfig
+    from core.recommend.eval_data import SPLITS
+    from core.recommend.evaluation import ARTIST_MODES, EvalConfig
     from core.recommend.methods import AGGREGATES, DEFAULTS, DISTANCES, METHODS, VARIANTS
 
     model_help = ("embedding: a model name in the index, 'ensemble' (all of them) or 'a+b' "
