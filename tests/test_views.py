@@ -92,6 +92,18 @@ def test_bounded_memo_keeps_the_most_recently_used():
     assert memo.get("b", lambda: 20) == 20 and memo.misses == 4
 
 
+def test_a_failed_build_is_retried_and_leaves_nothing():
+    memo: BoundedMemo[str, int] = BoundedMemo(2)
+
+    def broken() -> int:
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        memo.get("a", broken)
+    assert memo.peek("a") is None and len(memo) == 0 and memo._building == {}
+    assert memo.get("a", lambda: 1) == 1
+
+
 def test_concurrent_first_requests_build_a_view_once():
     idx = _index(n=400, dims=(64, 32))
     v = views_of(idx)

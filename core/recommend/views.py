@@ -67,7 +67,12 @@ class BoundedMemo(Generic[K, V]):
                 if key in self._values:           # built by the thread we waited for
                     self._values.move_to_end(key)
                     return self._values[key]
-            value = make()
+            try:
+                value = make()
+            except BaseException:
+                with self._lock:              # a failed build leaves nothing behind
+                    self._building.pop(key, None)
+                raise
             with self._lock:
                 self.misses += 1
                 self._values[key] = value
