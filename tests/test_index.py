@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 from conftest import make_dataset, synth, write_audio
 
-from core.catalog.index import CURRENT, TABLE_COLUMNS, CatalogError, CatalogIndex
+from core.catalog.index import CatalogIndex
 from core.catalog.pipeline import embed_paths
+from core.catalog.snapshot import TABLE_COLUMNS, CatalogError
+from core.catalog.store import CURRENT
 from core.datasets import read_dataset
 from core.models.artifacts import load_models
 
@@ -170,7 +172,8 @@ _KILL_MID_WRITE = textwrap.dedent("""
     import sys, time
     import numpy as np
     import core.catalog.index as ci
-    real = ci._write_npy
+    import core.catalog.store as store
+    real = store._write_npy
     def slow(path, array):
         # Write half a file, tell the parent, then hang until killed.
         with open(path, "wb") as f:
@@ -178,7 +181,7 @@ _KILL_MID_WRITE = textwrap.dedent("""
             f.flush()
         print("WRITING", flush=True)
         time.sleep(60)
-    ci._write_npy = slow
+    store._write_npy = slow
     idx = ci.CatalogIndex.open(sys.argv[1])
     idx.remove(["tones_00", "noise_00"])
 """)

@@ -4,6 +4,7 @@ writer adds tracks, and the shared object is never changed in place."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 from conftest import synth, write_audio
@@ -34,8 +35,17 @@ def _consistent(snap: IndexSnapshot) -> None:
         assert len(snap.predicted(m)) == n
 
 
+def _from_snapshot(snap: IndexSnapshot, recs) -> None:
+    """Every row of a result is the snapshot's own row (no torn read)."""
+    rows = snap.rows_of([r.track_id for r in recs])
+    for r, i in zip(recs, rows):
+        assert (r.title, r.genre, r.artist) == (snap.column("title")[i], snap.column("genre")[i],
+                                                snap.column("artist")[i])
+
+
 def test_recommendations_in_a_loop_while_another_thread_indexes(tiny_artifacts, tiny_dataset, tmp_path):
-    from core.recommend.methods import recommend
+    from core.recommend.methods import genre_centres, recommend
+    from core.recommend.views import views_of
 
     models = load_models(tiny_artifacts)
     seeds_ok = read_dataset(tiny_dataset)
@@ -45,6 +55,7 @@ def test_recommendations_in_a_loop_while_another_thread_indexes(tiny_artifacts, 
     extra = _more_tracks(tmp_path / "extra", 10)
 
     errors, seen_sizes, stop = [], set(), threading.Event()
+    seen_views: dict[int, tuple] = {}
 
     def reader() -> None:
         while not stop.is_set():
@@ -57,6 +68,15 @@ def test_recommendations_in_a_loop_while_another_thread_indexes(tiny_artifacts, 
                     ids = [r.track_id for r in first]
                     assert ids == [r.track_id for r in again]     # same snapshot, same answer
                     assert len(ids) == 5 and all(t in snap for t in ids) and not set(ids) & set(seeds)
+                    _from_snapshot(snap, first)
+                    centre = recommend(snap, seeds, k=5, model=model, method="genre", variant="centre")
+                    _from_snapshot(snap, centre)
+                    assert all(c.row < len(snap) and c.track_id in snap for c in genre_centres(snap, model).values())
+                # One set of views per snapshot, built from that snapshot only.
+                views = views_of(snap)
+                assert views is views_of(snap) and views.snapshot is snap
+                assert len(views.song_keys()) == len(snap)
+                seen_views[id(views)] = (views, snap)
                 seen_sizes.add(len(snap))
             except Exception as exc:  # noqa: BLE001 — collected, asserted below
                 errors.append(repr(exc))
@@ -71,6 +91,9 @@ def test_recommendations_in_a_loop_while_another_thread_indexes(tiny_artifacts, 
     catalog.tracks += extra
     assert service.start(catalog, lambda: models)
     status = service.wait(240)
+    deadline = time.monotonic() + 60     # let the readers reach the finished index too
+    while 28 not in seen_sizes and not errors and time.monotonic() < deadline:
+        time.sleep(0.05)
     stop.set()
     for t in threads:
         t.join(60)
@@ -82,6 +105,10 @@ def test_recommendations_in_a_loop_while_another_thread_indexes(tiny_artifacts, 
     assert len(before) == 18 and before.version < after.version
     _consistent(before)
     assert max(seen_sizes) <= 28 and min(seen_sizes) >= 18
+    # Readers saw several snapshots while the index grew, each with views of its own.
+    snaps = [snap for _, snap in seen_views.values()]
+    assert len(seen_views) >= 2 and len({id(s) for s in snaps}) == len(snaps)
+    assert views_of(after) is not views_of(before)
 
 
 def test_snapshot_is_never_mutated_by_writes(tiny_artifacts, tiny_dataset, tmp_path):

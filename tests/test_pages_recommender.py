@@ -193,3 +193,20 @@ def test_offline_figures_next_to_the_lists(app, tmp_path, monkeypatch):
     assert "precision@5 **0.327** [0.300, 0.353]" in text and "precision@5 **0.351** [0.322, 0.380]" in text
     assert "method 2 − method 1: +0.024 precision [95% CI +0.004, +0.044], p = 0.02" in text
     assert "resampled over 100 tracks" in text and "No offline figures yet" not in text
+
+
+def test_options_start_at_the_recommenders_defaults(app, calls):
+    import core.recommend.methods as rec
+
+    D = rec.DEFAULTS
+    open_page(app, "recommender")
+    app.multiselect(key="rec_seeds_w").set_value(SEEDS[:2]).run()
+    no_exceptions(app)
+    widgets = {"rec_k": app.slider(key="rec_k"), "rec_p": app.slider(key="rec_p"),
+               "rec_gw": app.slider(key="rec_gw"), "rec_div": app.slider(key="rec_div"),
+               "rec_distance": app.selectbox(key="rec_distance"), "rec_agg": app.radio(key="rec_agg"),
+               "rec_variant": app.radio(key="rec_variant")}
+    assert {k: w.value for k, w in widgets.items()} == {
+        "rec_k": D.k, "rec_p": D.p, "rec_gw": D.genre_weight, "rec_div": D.diversity,
+        "rec_distance": D.distance, "rec_agg": D.aggregate, "rec_variant": D.variant}
+    assert calls[-1]["genre_weight"] == D.genre_weight and calls[-1]["variant"] == D.variant

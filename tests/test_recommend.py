@@ -238,7 +238,8 @@ def test_standardise_uses_catalog_statistics(clusters):
 
 
 def test_large_catalogs_use_the_approximate_index(monkeypatch):
-    import core.recommend.methods as rec
+    import core.recommend.scoring as scoring
+    from core.recommend.views import views_of
 
     rng = np.random.default_rng(1)
     centres = rng.standard_normal((20, 16))
@@ -250,12 +251,14 @@ def test_large_catalogs_use_the_approximate_index(monkeypatch):
     seeds = ["t0", "t1", "t2"]
     exact = {kw: ids(recommend(idx, seeds, k=10, model="crnn", **dict(kw))) for kw in
              [(), (("method", "genre"),), (("aggregate", "max"),)]}
-    monkeypatch.setattr(rec, "APPROX_ABOVE", 1000)
+    monkeypatch.setattr(scoring, "APPROX_ABOVE", 1000)
     approx_idx = make_index(items)
     for kw, want in exact.items():
         got = ids(recommend(approx_idx, seeds, k=10, model="crnn", **dict(kw)))
         assert len(set(got) & set(want)) >= 9, kw
-    assert approx_idx.cached(("vindex", "crnn", False), lambda: None).method == "ivf"
+    views = views_of(approx_idx)
+    assert views.sizes()["vector_indices"] == 1       # built by the requests above, kept for the next
+    assert views.vector_index("crnn", False, scoring.APPROX_ABOVE).method == "ivf"
 
 
 # --------------------------------------------------------------------------- centre points, variants

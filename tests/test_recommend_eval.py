@@ -10,19 +10,10 @@ from conftest import REAL_DATA, make_dataset, real_data
 
 from core.catalog.index import CatalogIndex
 from core.config import PROJECT_ROOT
-from core.recommend.evaluation import (
-    MFCC,
-    EvalConfig,
-    SelectConfig,
-    apply_choice,
-    evaluate_index,
-    half_sample_units,
-    half_sampling_ci,
-    paired_t,
-    recommend_eval,
-    select_on,
-    simulate_listeners,
-)
+from core.recommend.eval_data import recommend_eval
+from core.recommend.evaluation import MFCC, EvalConfig, SelectConfig, apply_choice, evaluate_index, select_on
+from core.recommend.listeners import simulate_listeners
+from core.recommend.statistics import half_sample_units, half_sampling_ci, paired_t
 
 
 def synthetic_catalog(n_genres: int = 4, per_genre: int = 40, noise: float = 0.6, seed: int = 0,
@@ -228,7 +219,9 @@ def test_select_on_validation_picks_the_informative_embedding():
     idx = synthetic_catalog()
     # Make "cnn" useless: noise embeddings, so method 1 on it is near random.
     rng = np.random.default_rng(3)
-    idx._emb["cnn"] = rng.standard_normal(idx.embeddings("cnn").shape).astype(np.float32)
+    noise = rng.standard_normal(idx.embeddings("cnn").shape).astype(np.float32)
+    idx = CatalogIndex.from_arrays(idx.table(), {**{m: idx.embeddings(m) for m in idx.models}, "cnn": noise},
+                                   {m: idx.probs(m) for m in idx.models}, {m: idx.model_labels(m) for m in idx.models})
     res = select_on(idx, EvalConfig(n_listeners=120), SelectConfig(weights=(0.3, 1.0)))
     assert res["choice"]["model"] == "crnn"
     assert res["choice"]["variant"] in ("soft", "centre") and res["choice"]["genre_weight"] in (0.3, 1.0)

@@ -563,7 +563,7 @@ def classify_files(files: list[tuple[str, bytes]], models: dict) -> list[Classif
 # ----------------------------------------------------------------- embedding map & seeds
 
 SEEDS_KEY = "seeds"          # the user's seed track ids, shared by the map and the recommender
-MAX_SEEDS = 5
+from core.recommend.request import MAX_SEEDS  # noqa: E402  (one definition, in core)
 
 
 def seeds() -> list[str]:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from core.catalog.index import CURRENT, CatalogIndex, IndexSnapshot
+from core.catalog import store
+from core.catalog.index import CatalogIndex, IndexSnapshot
 from core.catalog.sources import Catalog, sync_index
 
 ModelsSource = Callable[[], dict] | dict
@@ -80,20 +81,13 @@ class BackgroundIndexer:
         ``python -m core index``, committed since)."""
         with self._lock:
             snap = self._latest
-        if not self._write.locked() and self._disk_version() > snap.version:
+        if not self._write.locked() and store.live_version(self.dir) > snap.version:
             fresh = CatalogIndex.open(self.dir).snapshot()
             with self._lock:
                 if fresh.version > self._latest.version:
                     self._latest = fresh
                 snap = self._latest
         return snap
-
-    def _disk_version(self) -> int:
-        try:
-            name = (self.dir / CURRENT).read_text().strip()
-            return int(name.lstrip("v")) if name else 0
-        except (OSError, ValueError):
-            return 0
 
     def status(self) -> IndexStatus:
         with self._lock:

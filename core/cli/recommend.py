@@ -109,7 +109,7 @@ def cmd_recommend(args) -> int:
         from core.audio.cache import content_hash
         from core.audio.load import AudioError
         from core.models.inference import analyse
-        from core.recommend.methods import SeedVector
+        from core.recommend.request import SeedVector
 
         models = _load_models(args.artifacts)
         if models is None:
@@ -152,7 +152,8 @@ def cmd_recommend_eval(args) -> int:
     from core.audio.cache import LogMelCache
     from core.config import FeatureConfig
     from core.models.artifacts import write_json
-    from core.recommend.evaluation import EvalConfig, SelectConfig, apply_choice, recommend_eval
+    from core.recommend.eval_data import recommend_eval
+    from core.recommend.evaluation import EvalConfig, SelectConfig, apply_choice
 
     dirs = _data_dirs(args)
     if dirs is None:
@@ -229,12 +230,21 @@ def register(sub) -> None:
     i.add_argument("--batch-size", type=int, default=None, help="files per batch (default: the pipeline's)")
     i.set_defaults(func=cmd_index)
 
-    from core.recommend.evaluation import ARTIST_MODES, SPLITS, EvalConfig
-    from core.recommend.methods import AGGREGATES, DEFAULTS, DISTANCES, METHODS, VARIANTS
+    from core.recommend.eval_data import SPLITS
+    from core.recommend.evaluation import ARTIST_MODES, EvalConfig
+    from core.recommend.request import (
+        AGGREGATES,
+        DEFAULTS,
+        DISTANCES,
+        MAX_SEEDS,
+        METHODS,
+        PREFERRED_MODEL,
+        VARIANTS,
+    )
 
     model_help = ("embedding: a model name in the index, 'ensemble' (all of them) or 'a+b' "
-                  "(default: crnn if indexed, else the first)")
-    r = sub.add_parser("recommend", help="recommend catalog tracks for 1-5 seeds (JSON)")
+                  f"(default: {PREFERRED_MODEL} if indexed, else the first)")
+    r = sub.add_parser("recommend", help=f"recommend catalog tracks for 1-{MAX_SEEDS} seeds (JSON)")
     r.add_argument("--index", default=str(Paths().index))
     r.add_argument("--seeds", default="", help="comma-separated catalog track ids")
     r.add_argument("--file", action="append", help="an audio file as an extra seed (repeatable)")
@@ -249,7 +259,7 @@ def register(sub) -> None:
     r.add_argument("--p", type=float, default=DEFAULTS.p, help="order of the p-norm")
     r.add_argument("--genre-weight", type=float, default=DEFAULTS.genre_weight, help="method 2's weight w")
     r.add_argument("--diversity", type=float, default=DEFAULTS.diversity, help="MMR diversity 0-1")
-    r.add_argument("--standardise", action="store_true",
+    r.add_argument("--standardise", action="store_true", default=DEFAULTS.standardise,
                    help="z-score embedding dimensions over the catalog first")
     r.add_argument("--leave-artist-out", action="store_true",
                    help="never recommend tracks by the seeds' artists")

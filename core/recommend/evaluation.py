@@ -43,43 +43,40 @@ same-genre tracks remain.
 :func:`select_on` grid-searches method 2's embedding, variant and genre weight
 on one split (validation) and returns the choice; ``recommend-eval --choice``
 then reports that choice on the test split.
+
+Where the parts live: listeners and their per-method figures in
+:mod:`core.recommend.listeners`, the statistics in
+:mod:`core.recommend.statistics`, the catalogs and the ``recommend-eval``
+entry point in :mod:`core.recommend.eval_data`; this module runs the
+simulation.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from scipy import stats
 
-from core.audio.cache import LogMelCache, content_hash
 from core.catalog.index import CatalogIndex
-from core.datasets import Track, read_datasets
-from core.errors import GenreError
-from core.recommend.methods import (
+from core.recommend.listeners import Scorer, simulate_listeners
+from core.recommend.methods import recommend
+from core.recommend.request import (
     DEFAULTS,
     ENSEMBLE,
     ENSEMBLE_SEP,
     PSEUDO_MODELS,
     VARIANTS,
-    artist_exclusions,
     ensemble_parts,
-    recommend,
     resolve_model,
-    seed_exclusions,
 )
-from core.recommend.search import normalise
-from core.training.baseline import handcrafted_features
-from core.training.evaluate import select_split
+from core.recommend.scoring import artist_exclusions, seed_exclusions
+from core.recommend.statistics import d_z, half_sample_units, half_sampling_ci, mean_ci, paired_t
+from core.recommend.views import views_of
 
 MFCC = "mfcc"
-# The usual splits, for help texts; any split value in the metadata is accepted.
-SPLITS = ("train", "val", "test", "all")
 ARTIST_MODES = ("keep", "exclude", "no-credit")
 Progress = Callable[[int, int], None]
 
@@ -111,64 +108,6 @@ class SelectConfig:
     models: tuple[str, ...] | None = None   # None: every learned model, each pair, "ensemble"
 
 
-@dataclass
-class Listener:
-    kind: str            # "single" | "mixed"
-    seeds: list[int]     # catalog rows
-    genres: list[str]    # genres whose tracks this listener likes
-
-
-def simulate_listeners(genres: Sequence[str], n_single: int, n_mixed: int, n_seeds: int = 5,
-                       seed: int = 0) -> list[Listener]:
-    """Listeners over a catalog whose ground-truth genres are ``genres``.
-
-    A genre can seed a single-genre listener when it has at least
-    ``n_seeds + 1`` tracks (so one same-genre track is left to find); genres
-    are used round-robin so every genre counts about equally.
-    """
-    rng = np.random.default_rng(seed)
-    g = np.asarray(genres, dtype=object)
-    rows = {x: np.flatnonzero(g == x) for x in sorted(set(g.tolist()))}
-    out: list[Listener] = []
-    single = [x for x, r in rows.items() if len(r) >= n_seeds + 1]
-    order = list(single)
-    for i in range(n_single if single else 0):
-        if i % len(order) == 0:
-            rng.shuffle(order)
-        x = order[i % len(order)]
-        out.append(Listener("single", rng.choice(rows[x], n_seeds, replace=False).tolist(), [x]))
-    a, b = math.ceil(n_seeds / 2), n_seeds // 2
-    pairs = [(x, y) for x in rows for y in rows if x != y and len(rows[x]) >= a + 1 and len(rows[y]) >= b + 1]
-    for _ in range(n_mixed if pairs and b else 0):
-        x, y = pairs[rng.integers(len(pairs))]
-        s = rng.choice(rows[x], a, replace=False).tolist() + rng.choice(rows[y], b, replace=False).tolist()
-        out.append(Listener("mixed", s, [x, y]))
-    return out
-
-
-def _mean_ci(x: np.ndarray) -> tuple[float, list[float]]:
-    x = np.asarray(x, float)
-    if len(x) == 0:
-        return float("nan"), [float("nan"), float("nan")]
-    m = float(x.mean())
-    if len(x) < 2 or x.std() == 0:
-        return m, [m, m]
-    h = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return m, [m - h, m + h]
-
-
-def paired_t(a: np.ndarray, b: np.ndarray) -> dict:
-    """Paired t-test of ``a`` vs ``b`` over the same listeners (t < 0: b higher)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    d = a - b
-    if len(d) < 2 or np.allclose(d, d[0]):
-        return {"t": 0.0 if np.allclose(d, 0) else float("inf") * np.sign(d[0]),
-                "p": 1.0 if np.allclose(d, 0) else 0.0, "mean_diff": float(d.mean()) if len(d) else 0.0,
-                "n": int(len(d))}
-    r = stats.ttest_rel(a, b)
-    return {"t": float(r.statistic), "p": float(r.pvalue), "mean_diff": float(d.mean()), "n": int(len(d))}
-
-
 def _eligible(index: CatalogIndex, seeds: list[int], artists: Sequence[str] = ()) -> np.ndarray:
     """Rows a recommender may return for these seeds (same rule as recommend())."""
     excluded = seed_exclusions(index, seeds)
@@ -180,43 +119,6 @@ def _eligible(index: CatalogIndex, seeds: list[int], artists: Sequence[str] = ()
 # --------------------------------------------------------------------------- resampling
 
 
-def half_sample_units(units: Sequence[np.ndarray], rng: np.random.Generator,
-                      strata: Sequence[str] | None = None) -> np.ndarray:
-    """Catalog rows of a random half of the ``units`` (tracks or artists),
-    drawn without replacement (within each stratum when ``strata`` is given;
-    the evaluation does not stratify, so the genre mix varies between halves
-    as it would between catalogs)."""
-    by: dict[str, list[int]] = {}
-    for u, g in enumerate(strata if strata is not None else [""] * len(units)):
-        by.setdefault(str(g), []).append(u)
-    keep = []
-    for members in by.values():
-        n = len(members)
-        take = n // 2 + (rng.random() < 0.5 if n % 2 else 0)   # odd strata: round at random
-        keep += [members[i] for i in rng.permutation(n)[:take]]
-    return np.sort(np.concatenate([units[u] for u in keep])) if keep else np.zeros(0, int)
-
-
-def half_sampling_ci(diff: float, halves: Sequence[float], n_units: int, unit: str) -> dict:
-    """Delete-d jackknife with ``d = n/2`` (Shao & Wu 1989) from half-sample
-    re-evaluations: ``SE² = (n-d)/d · mean_s (θ_s − θ̄)²``, a 95 % t-interval
-    (``R − 1`` df for ``R`` half-samples) around the full-catalog ``diff``
-    and a two-sided p-value."""
-    h = np.asarray([x for x in halves if np.isfinite(x)], float)
-    out = {"diff": float(diff), "unit": unit, "n_units": int(n_units), "n_halves": int(len(h)),
-           "method": f"half-sampling over {unit}s (delete-half jackknife, re-simulated)"}
-    if len(h) < 2:
-        return {**out, "se": float("nan"), "ci95": [float("nan")] * 2, "p": float("nan")}
-    kept = n_units // 2
-    d = n_units - kept
-    se = float(math.sqrt(kept / max(d, 1) * np.mean((h - h.mean()) ** 2)))
-    if se <= 1e-12:
-        return {**out, "se": 0.0, "ci95": [float(diff)] * 2, "p": 1.0 if abs(diff) < 1e-12 else 0.0}
-    half = float(stats.t.ppf(0.975, len(h) - 1)) * se
-    return {**out, "se": se, "ci95": [float(diff) - half, float(diff) + half],
-            "p": float(2 * stats.t.sf(abs(diff) / se, len(h) - 1))}
-
-
 def _units(index: CatalogIndex) -> dict[str, list[np.ndarray]]:
     """Resampling units: every track, and every artist's tracks (a track
     without an artist name is its own artist)."""
@@ -226,12 +128,6 @@ def _units(index: CatalogIndex) -> dict[str, list[np.ndarray]]:
         key = " ".join(str(a).casefold().split()) or f"\x00{i}"
         by_artist.setdefault(key, []).append(i)
     return {"track": tracks, "artist": [np.array(v) for v in by_artist.values()]}
-
-
-def _sub_index(index: CatalogIndex, rows: np.ndarray) -> CatalogIndex:
-    return CatalogIndex.from_arrays(
-        index.table().iloc[rows].reset_index(drop=True), {m: index.embeddings(m)[rows] for m in index.models},
-        {m: index.probs(m)[rows] for m in index.models}, {m: index.model_labels(m) for m in index.models})
 
 
 def resample_pairs(index: CatalogIndex, cfg: EvalConfig, settings: dict[str, dict],
@@ -250,7 +146,7 @@ def resample_pairs(index: CatalogIndex, cfg: EvalConfig, settings: dict[str, dic
         for r in range(cfg.n_halves):
             rows = half_sample_units(members, rng)
             try:
-                sub = _sub_index(index, rows)
+                sub = index.subset(rows)
                 prec = _simulate(sub, EvalConfig(**{**asdict(sub_cfg), "seed": cfg.seed + 1000 * (r + 1)}),
                                  settings)
             except ValueError:          # a half too small to simulate listeners
@@ -268,73 +164,7 @@ def resample_pairs(index: CatalogIndex, cfg: EvalConfig, settings: dict[str, dic
     return out
 
 
-# --------------------------------------------------------------------------- scoring
-
-
-class _Scorer:
-    """Collects per-listener outcomes of one method (its lists and hits too)."""
-
-    def __init__(self, index: CatalogIndex, listeners: list[Listener], k: int, ref: np.ndarray,
-                 fetch: int, no_credit: bool = False):
-        self.index, self.listeners, self.k, self.ref = index, listeners, k, ref
-        self.genres = index.column("genre")
-        self.artists = index.column("artist")
-        self.no_credit = no_credit
-        self.lists = np.full((len(listeners), fetch), -1, dtype=np.int64)
-        self.hits = np.zeros((len(listeners), fetch), bool)
-        self.precision = np.zeros(len(listeners))
-        self.artist_hits = np.zeros(len(listeners))
-        self.ild = np.full(len(listeners), np.nan)
-        self.n_genres = np.zeros(len(listeners))
-        self.recommended: set[int] = set()
-
-    def add(self, i: int, rows: Sequence[int]) -> None:
-        lis = self.listeners[i]
-        rows = [int(r) for r in rows][: self.lists.shape[1]]
-        seed_artists = {self.artists[s] for s in lis.seeds} - {""}
-        by_seed_artist = [self.artists[r] in seed_artists for r in rows]
-        liked = [self.genres[r] in lis.genres and not (self.no_credit and same)
-                 for r, same in zip(rows, by_seed_artist)]
-        self.lists[i, : len(rows)] = rows
-        self.hits[i, : len(rows)] = liked
-        top = rows[: self.k]
-        self.precision[i] = sum(liked[: self.k]) / self.k
-        self.artist_hits[i] = sum(by_seed_artist[: self.k]) / max(len(top), 1)
-        if len(top) > 1:
-            v = self.ref[top]
-            sim = v @ v.T
-            iu = np.triu_indices(len(top), 1)
-            self.ild[i] = float(np.mean(1 - sim[iu]))
-        self.n_genres[i] = len({self.genres[r] for r in top})
-        self.recommended.update(top)
-
-    def report(self) -> dict:
-        kinds = np.array([lis.kind for lis in self.listeners])
-        m, ci = _mean_ci(self.precision)
-        out = {f"precision_at_{self.k}": m, "precision": m, "ci95": ci,
-               "std": float(np.std(self.precision, ddof=1)) if len(self.precision) > 1 else 0.0,
-               "n": len(self.precision)}
-        for kind in ("single", "mixed"):
-            sel = kinds == kind
-            if sel.any():
-                km, kci = _mean_ci(self.precision[sel])
-                out[kind] = {"precision": km, "ci95": kci, "n": int(sel.sum())}
-        per_genre = {}
-        for g in sorted({lis.genres[0] for lis in self.listeners if lis.kind == "single"}):
-            sel = np.array([lis.kind == "single" and lis.genres[0] == g for lis in self.listeners])
-            per_genre[g] = float(self.precision[sel].mean())
-        out["per_genre"] = per_genre
-        out["artist_hit_rate"] = float(self.artist_hits.mean()) if len(self.artist_hits) else float("nan")
-        out["intra_list_diversity"] = float(np.nanmean(self.ild)) if np.isfinite(self.ild).any() else float("nan")
-        out["distinct_genres_per_list"] = float(self.n_genres.mean()) if len(self.n_genres) else float("nan")
-        out["catalog_coverage"] = len(self.recommended) / max(len(self.index), 1)
-        return out
-
-
-def _d_z(a: np.ndarray, b: np.ndarray) -> float:
-    d = np.asarray(a, float) - np.asarray(b, float)
-    sd = float(d.std(ddof=1)) if len(d) > 1 else 0.0
-    return float(d.mean() / sd) if sd > 1e-12 else float("nan")
+# --------------------------------------------------------------------------- simulation
 
 
 class _Run:
@@ -343,7 +173,8 @@ class _Run:
     def __init__(self, index: CatalogIndex, cfg: EvalConfig):
         if cfg.artists not in ARTIST_MODES:
             raise ValueError(f"unknown artists mode {cfg.artists!r}; choose one of {', '.join(ARTIST_MODES)}")
-        self.index, self.cfg, self.k = index, cfg, cfg.k
+        # One snapshot for the whole run; its views serve every listener's requests.
+        self.index, self.cfg, self.k = index.snapshot(), cfg, cfg.k
         genres = index.column("genre")
         n_mixed = int(round(cfg.n_listeners * cfg.mixed_fraction))
         self.listeners = simulate_listeners(genres, cfg.n_listeners - n_mixed, n_mixed, cfg.n_seeds,
@@ -358,15 +189,15 @@ class _Run:
         self.fetch = cfg.k
         ref_model = resolve_model(index, cfg.model)
         ref_model = ensemble_parts(index, ref_model)[0] if ref_model not in index.models else ref_model
-        self.ref = index.cached(("eval_ref", ref_model), lambda: normalise(index.embeddings(ref_model)))
+        self.ref = views_of(self.index).space(ref_model, "cosine")   # unit rows of one model
         self.exclude = cfg.artists == "exclude"
 
-    def scorer(self) -> _Scorer:
-        return _Scorer(self.index, self.listeners, self.k, self.ref, self.fetch,
+    def scorer(self) -> Scorer:
+        return Scorer(self.index, self.listeners, self.k, self.ref, self.fetch,
                        no_credit=self.cfg.artists == "no-credit")
 
     def run(self, settings: dict[str, dict], progress: Progress | None = None,
-            done: int = 0, total: int | None = None) -> dict[str, _Scorer]:
+            done: int = 0, total: int | None = None) -> dict[str, Scorer]:
         """Every setting's lists for every listener (``recommend`` itself)."""
         out = {name: self.scorer() for name in settings}
         total = total or len(self.listeners)
@@ -381,7 +212,7 @@ class _Run:
         return out
 
 
-def _random_lists(run: "_Run", scorer: "_Scorer", rng: np.random.Generator) -> np.ndarray:
+def _random_lists(run: "_Run", scorer: Scorer, rng: np.random.Generator) -> np.ndarray:
     """The random baseline's lists; returns each listener's expected random precision."""
     index, genres = run.index, run.index.column("genre")
     expected = np.zeros(len(run.listeners))
@@ -516,7 +347,7 @@ def evaluate_index(index: CatalogIndex, cfg: EvalConfig = EvalConfig(),
         full = {n: float(p[a].mean() - p[b].mean()) for n, a, b in pairs}
         out_resampled = resample_pairs(index, cfg, methods, pairs, full)
         for n, a, b in pairs:
-            out_resampled[n]["d_z"] = _d_z(p[a], p[b])
+            out_resampled[n]["d_z"] = d_z(p[a], p[b])
     out_variants = {}
     for name, kw in variants.items():
         rep = scorers[name].report()
@@ -530,7 +361,7 @@ def evaluate_index(index: CatalogIndex, cfg: EvalConfig = EvalConfig(),
             "settings": {"method": "cosine", "model": model, "liked/disliked": "round 1 by genre"}}
         out_variants["cosine_round2_without_feedback"] = {**no_feedback.report(),
                                                           "settings": {"ranks": f"{k + 1}-{2 * k}"}}
-    cm, cci = _mean_ci(ceiling)
+    cm, cci = mean_ci(ceiling)
     return {
         "methods": out_methods,
         "paired_t": {k_: v for k_, v in tests["genre_vs_cosine"].items() if k_ in ("t", "p")},
@@ -607,151 +438,3 @@ def apply_choice(cfg: EvalConfig, choice: dict) -> EvalConfig:
     """``cfg`` with a selection's ``choice`` (model, variant, genre_weight)."""
     c = choice.get("choice", choice)
     return EvalConfig(**{**asdict(cfg), **{k: c[k] for k in ("model", "variant", "genre_weight") if k in c}})
-
-
-# --------------------------------------------------------------------------- catalogs
-
-
-def build_eval_index(tracks: Sequence[Track], models: dict, cache: LogMelCache,
-                     with_mfcc: bool = True) -> tuple[CatalogIndex, list[str]]:
-    """An in-memory catalog of ``tracks`` (those with a genre the models know):
-    embeddings from the shipped models on cached log-mels (models with
-    different feature settings each get their own log-mels, from a cache
-    beside ``cache``), plus standardised MFCC features (of the first model's
-    log-mels) as pseudo-model ``mfcc``. Returns it and the skip reasons."""
-    from core.training.train import load_labelled, predict_mels
-
-    first = next(iter(models.values()))
-    labels = first.labels
-    groups: dict[str, list[str]] = {}
-    for name, m in models.items():
-        groups.setdefault(m.cfg.key(), []).append(name)
-    data = {}
-    for key, names in groups.items():
-        cfg = models[names[0]].cfg
-        c = cache if cfg.key() == cache.cfg.key() else LogMelCache(cfg, cache.root.parent)
-        data[key] = load_labelled(list(tracks), labels, c, desc="log-mels")
-    skipped = sorted({r for d in data.values() for r in d.skipped}) + [
-        f"{t.track_id}: genre {t.genre!r} not in the model labels" for t in tracks if t.genre not in labels]
-    common = set.intersection(*({t.track_id for t in d.tracks} for d in data.values()))
-    ref = data[first.cfg.key()]
-    order = [t for t in ref.tracks if t.track_id in common]
-    emb, probs = {}, {}
-    for key, names in groups.items():
-        d = data[key]
-        pos = {t.track_id: i for i, t in enumerate(d.tracks)}
-        mels = d.mels[[pos[t.track_id] for t in order]]
-        for name in names:
-            probs[name], emb[name] = predict_mels(models[name], mels)
-    if with_mfcc:
-        pos = {t.track_id: i for i, t in enumerate(ref.tracks)}
-        f = handcrafted_features(ref.mels[[pos[t.track_id] for t in order]], first.cfg)
-        # Standardised over the catalog itself: an unsupervised step any indexer could run.
-        f = (f - f.mean(0)) / np.maximum(f.std(0), 1e-8)
-        emb[MFCC] = f
-        probs[MFCC] = np.full((len(f), len(labels)), 1.0 / len(labels))
-    rows = [{**t.to_dict(), "digest": content_hash(t.path)} for t in order]
-    lab = {n: list(m.labels) for n, m in models.items()}
-    lab[MFCC] = list(labels)
-    idx = CatalogIndex.from_arrays(rows, emb, probs, lab)
-    return idx, skipped
-
-
-def _mfcc_features(tracks: Sequence[Track], cache: LogMelCache, labels: list[str], cfg) -> tuple[
-        list[Track], np.ndarray, list[str]]:
-    """Standardised MFCC + spectral statistics of ``tracks`` from the log-mel cache."""
-    from core.training.train import load_labelled
-
-    data = load_labelled(list(tracks), labels, cache, desc="log-mels")
-    f = handcrafted_features(data.mels, cfg)
-    return list(data.tracks), (f - f.mean(0)) / np.maximum(f.std(0), 1e-8), list(data.skipped)
-
-
-def index_subset(index: CatalogIndex, split: str = "all", mfcc: tuple | None = None) -> CatalogIndex:
-    """An in-memory copy of the rows of ``split`` (``"all"``: every row with a
-    genre) of an on-disk index; ``mfcc``: ``(track_ids, features)`` to add as the
-    ``mfcc`` pseudo-model (rows without features are dropped)."""
-    table = index.table()
-    keep = table["genre"].astype(str).str.len().to_numpy() > 0
-    if split != "all":
-        keep &= (table["split"] == split).to_numpy()
-    rows = np.flatnonzero(keep)
-    emb = {m: index.embeddings(m)[rows] for m in index.models}
-    probs = {m: index.probs(m)[rows] for m in index.models}
-    labels = {m: index.model_labels(m) for m in index.models}
-    sub = table.iloc[rows].reset_index(drop=True)
-    if mfcc is not None:
-        pos = {t: i for i, t in enumerate(mfcc[0])}
-        have = np.array([t in pos for t in sub["track_id"]], bool)
-        sub = sub[have].reset_index(drop=True)
-        emb = {m: e[have] for m, e in emb.items()}
-        probs = {m: v[have] for m, v in probs.items()}
-        emb[MFCC] = np.asarray(mfcc[1])[[pos[t] for t in sub["track_id"]]]
-        first = labels[next(iter(labels))]
-        probs[MFCC] = np.full((len(sub), len(first)), 1.0 / len(first), np.float32)
-        labels[MFCC] = list(first)
-    return CatalogIndex.from_arrays(sub, emb, probs, labels)
-
-
-def recommend_eval(data_dirs: Sequence[str | Path], split: str = "test",
-                   artifacts_dir: str | Path | None = None, cache: LogMelCache | None = None,
-                   cfg: EvalConfig = EvalConfig(), models: dict | None = None,
-                   progress: Progress | None = None, index_dir: str | Path | None = None,
-                   select: SelectConfig | None = None, with_mfcc: bool = True) -> dict:
-    """Evaluate the recommender on ``split`` (``"all"``: every track) of
-    ``data_dirs``. Vectors come from the shipped models run on cached log-mels,
-    or, with ``index_dir``, from a catalog index built by ``python -m core
-    index`` (its ``genre`` and ``split`` columns; MFCC still from the log-mel
-    cache). ``select``: run :func:`select_on` with that grid instead."""
-    from core.models.artifacts import load_models
-
-    tracks = select_split(read_datasets(data_dirs), split)   # any split in the metadata, or "all"
-    if index_dir is not None:
-        disk = CatalogIndex.open(index_dir)
-        if not len(disk):
-            raise FileNotFoundError(f"no index in {index_dir} — build one with `python -m core index`")
-        feats, skipped = None, []
-        if with_mfcc:
-            from core.config import FeatureConfig
-
-            fcfg = FeatureConfig()
-            if models is None:
-                try:
-                    models = load_models(artifacts_dir)
-                except (GenreError, OSError):   # the index alone is enough without MFCC
-                    models = {}
-            if models:
-                fcfg = next(iter(models.values())).cfg
-            wanted = set(disk.column("track_id"))
-            kept, f, skipped = _mfcc_features([t for t in tracks if t.track_id in wanted],
-                                              cache or LogMelCache(fcfg), disk.labels, fcfg)
-            feats = ([t.track_id for t in kept], f)
-        index = index_subset(disk, split, feats)
-        index = index_subset_tracks(index, {t.track_id for t in tracks})
-    else:
-        models = models if models is not None else load_models(artifacts_dir)
-        if not models:
-            raise FileNotFoundError("no trained models in the artifacts folder — run `make artifacts`")
-        cache = cache or LogMelCache(next(iter(models.values())).cfg)
-        index, skipped = build_eval_index(tracks, models, cache, with_mfcc=with_mfcc)
-    model = resolve_model(index, cfg.model)
-    if any(m not in index.models for m in ensemble_parts(index, model)):
-        cfg = EvalConfig(**{**asdict(cfg), "model": resolve_model(index, None)})
-    out = select_on(index, cfg, select, progress) if select is not None else \
-        evaluate_index(index, cfg, progress=progress)
-    out["split"] = split
-    out["data"] = [str(d) for d in data_dirs]
-    out["vectors"] = str(index_dir) if index_dir is not None else "models on cached log-mels"
-    out["skipped"] = skipped
-    return out
-
-
-def index_subset_tracks(index: CatalogIndex, track_ids: set) -> CatalogIndex:
-    """The rows of ``index`` whose track id is in ``track_ids`` (a copy)."""
-    keep = np.array([t in track_ids for t in index.column("track_id")], bool)
-    if keep.all():
-        return index
-    rows = np.flatnonzero(keep)
-    return CatalogIndex.from_arrays(
-        index.table().iloc[rows].reset_index(drop=True), {m: index.embeddings(m)[rows] for m in index.models},
-        {m: index.probs(m)[rows] for m in index.models}, {m: index.model_labels(m) for m in index.models})

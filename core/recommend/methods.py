@@ -41,8 +41,9 @@ Method 2, ``method="genre"``: method 1 steered by the genre classifier. With
   to the seeds' genre centre point(s) alone.
 
 ``w = 0`` is method 1 for either variant. The default variant and weight
-(:data:`DEFAULTS`) are the ones chosen on validation data by
-``python -m core recommend-eval --select-on val``.
+(:data:`~core.recommend.request.DEFAULTS`, a
+:class:`~core.recommend.request.RecommendConfig`) are the ones chosen on
+validation data by ``python -m core recommend-eval --select-on val``.
 
 Options beyond the paper, each selectable:
 
@@ -63,14 +64,22 @@ Options beyond the paper, each selectable:
 * ``standardise=True``: z-score every embedding dimension with the catalog's
   mean and standard deviation before the similarity, so no single
   high-variance (or constant-offset) dimension dominates the cosine.
-* ``liked`` / ``disliked``: relevance feedback (Rocchio 1971) moves the query:
+* ``liked`` / ``disliked``: relevance feedback (Rocchio 1971,
+  :mod:`core.recommend.feedback`) moves the query:
   ``q = mean(seeds) + 0.75·mean(liked) − 0.25·mean(disliked)`` (for both the
   embedding and the genre query, the latter clipped at 0); with
   ``aggregate="max"`` liked tracks join the seeds and ``0.25·`` the largest
   similarity to a disliked track is subtracted.
 
-Catalogs above ``APPROX_ABOVE`` tracks (200k) take cosine candidates from
+Catalogs above :data:`core.recommend.scoring.APPROX_ABOVE` tracks (200k) take cosine candidates from
 :class:`core.recommend.search.VectorIndex` (approximate) and score those exactly.
+
+Where the parts live: the request's settings, seeds and checks in
+:mod:`core.recommend.request`; scoring spaces and every other value derived
+from one index snapshot in :mod:`core.recommend.views`; the scores in
+:mod:`core.recommend.scoring`; centre points in :mod:`core.recommend.centres`;
+copies and diversity in :mod:`core.recommend.dedupe`. This module is the
+public face: :func:`recommend`, :func:`rank_of`, :func:`list_differences`.
 
 Never recommended: the seeds, liked or disliked tracks, anything with the
 same content hash or the same normalised artist + title as a seed (the same
@@ -80,113 +89,43 @@ song indexed twice), a second copy of a track already in the list, and
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Sequence
 
 import numpy as np
 
-from core.catalog.index import CatalogError, CatalogIndex
+from core.catalog.index import CatalogIndex
+from core.catalog.snapshot import IndexSnapshot
 from core.recommend import search
+from core.recommend.centres import CentrePoint
+from core.recommend.dedupe import distinct, mmr, song_key
+from core.recommend.feedback import order_of
+from core.recommend.request import (
+    AGGREGATES,
+    DEFAULTS,
+    DISTANCES,
+    ENSEMBLE,
+    EVAL_ARTIFACT,
+    MAX_SEEDS,
+    METHODS,
+    PREFERRED_MODEL,
+    VARIANTS,
+    RecommendConfig,
+    RecommendError,
+    SeedVector,
+    model_choices,
+    resolve_model,
+)
+from core.recommend.scoring import Scored, artist_exclusions, score, seed_exclusions
+from core.recommend.views import views_of
 
-METHODS = ("cosine", "genre")
-VARIANTS = ("soft", "centre")
-AGGREGATES = ("mean", "max")
-DISTANCES = ("cosine", "euclidean", "pnorm")
-ENSEMBLE = "ensemble"
-ENSEMBLE_SEP = "+"
-# Index "models" that are baselines, not genre classifiers: never part of "ensemble".
-PSEUDO_MODELS = ("mfcc",)
-# The model used when none is named, if the index has it (else the first indexed one).
-# The embedding chosen on val (recommend-eval --select-on val, artifacts/recommend_choice.json):
-# every learned model's L2-normalised embedding, concatenated.
-PREFERRED_MODEL = "ensemble"
-MAX_SEEDS = 5
-# The artifact the app reads the offline figures of both methods from
-# (``python -m core recommend-eval --split test --json artifacts/recommend_eval.json``).
-EVAL_ARTIFACT = "recommend_eval.json"
-# Above this many tracks cosine candidates come from the approximate
-# core.recommend.search.VectorIndex (IVF, calibrated recall); below it every track is
-# scored exactly. CANDIDATES: how many it returns per query.
-APPROX_ABOVE = search.EXACT_MAX
-CANDIDATES = 1000
-# Rocchio weights (Manning, Raghavan & Schütze, IR book §9.1.1 defaults).
-ROCCHIO_BETA = 0.75
-ROCCHIO_GAMMA = 0.25
-# Centre points: a track predicted as genre g is "confident" when its p_g is at
-# or above this quantile of p_g among the tracks predicted g; a genre with fewer
-# predicted tracks takes the CENTRE_MIN_TRACKS tracks with the highest p_g.
-CENTRE_QUANTILE = 0.5
-CENTRE_MIN_TRACKS = 3
-
-
-@dataclass(frozen=True)
-class RecommendConfig:
-    """Settings of one recommendation request. The function defaults of
-    :func:`recommend`, the CLI flags and the app's widgets all read
-    :data:`DEFAULTS`.
-
-    ``variant`` and ``genre_weight`` are method 2's; their defaults are meant
-    to be the winners of ``python -m core recommend-eval --select-on val``
-    (update them here after a selection run; the choice JSON records them).
-    """
-
-    method: str = "cosine"
-    k: int = 5
-    model: str | None = None         # None: PREFERRED_MODEL if indexed, else the first model
-    aggregate: str = "mean"
-    distance: str = "cosine"
-    p: float = 3.0
-    # Chosen on val with the shipped v3 artifacts (recommend-eval --select-on val
-    # --weights 0.1,…,0.9: ensemble, soft, 0.9; w = 1 would drop the cosine term,
-    # so it is not offered); re-run the selection when the models change.
-    genre_weight: float = 0.9
-    variant: str = "soft"
-    diversity: float = 0.0
-    standardise: bool = False
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-DEFAULTS = RecommendConfig()
-
-
-class RecommendError(CatalogError):
-    """A request the recommender cannot serve; ``str(err)`` is one line."""
-
-
-@dataclass
-class SeedVector:
-    """A seed that is not in the catalog (an uploaded file): its embedding and
-    genre probabilities per model, plus what is known to exclude copies of it."""
-
-    embedding: dict[str, np.ndarray]
-    probs: dict[str, np.ndarray]
-    name: str = "uploaded track"
-    artist: str = ""
-    title: str = ""
-    digest: str = ""
-
-    @classmethod
-    def from_analysis(cls, analysis, name: str = "uploaded track", digest: str = "") -> "SeedVector":
-        """From :func:`core.models.inference.analyse` output."""
-        return cls(embedding={m: np.asarray(p.embedding[0], np.float32)
-                              for m, p in analysis.predictions.items()},
-                   probs={m: np.asarray(p.probs[0], np.float32) for m, p in analysis.predictions.items()},
-                   name=name, title=name, digest=digest)
-
-    @classmethod
-    def from_embedded(cls, track, name: str | None = None) -> "SeedVector":
-        """From a :class:`core.catalog.pipeline.EmbeddedTrack` (raises its error)."""
-        if track.error:
-            raise RecommendError(track.error)
-        from pathlib import Path
-
-        label = name or Path(track.path).stem
-        return cls(embedding=dict(track.embedding), probs=dict(track.probs), name=label,
-                   title=label, digest=track.digest or "")
+# The recommender's public names (pages and the CLI import them from here).
+__all__ = ["AGGREGATES", "DEFAULTS", "DISTANCES", "ENSEMBLE", "EVAL_ARTIFACT", "MAX_SEEDS",
+           "METHODS", "PREFERRED_MODEL", "VARIANTS", "CentrePoint", "ListDifference", "Recommendation",
+           "RecommendConfig", "RecommendError", "SeedVector", "artist_exclusions", "genre_centres",
+           "list_differences", "model_choices", "rank_of", "recommend", "resolve_model", "seed_exclusions",
+           "song_key"]
+_CONFIG_FIELDS = tuple(f.name for f in fields(RecommendConfig))
 
 
 @dataclass
@@ -210,425 +149,25 @@ class Recommendation:
         return asdict(self)
 
 
-def _norm_text(s: str) -> str:
-    s = unicodedata.normalize("NFKD", str(s or ""))
-    s = "".join(c for c in s if not unicodedata.combining(c)).casefold()
-    s = re.sub(r"[\(\[\{].*?[\)\]\}]", " ", s)                 # (live), [remastered 2011]
-    s = re.sub(r"\s(-|–)\s.*(remaster|version|edit|mix|live|mono|stereo).*$", " ", s)
-    s = re.sub(r"\b(feat|ft|featuring)\b\.?.*$", " ", s)
-    s = re.sub(r"[^0-9a-z]+", " ", s)
-    return " ".join(s.split())
-
-
-def song_key(artist: str, title: str) -> str | None:
-    """Normalised artist + title identifying one song across copies, or ``None``
-    when the title is unknown (then only the content hash identifies it)."""
-    t = _norm_text(title)
-    return f"{_norm_text(artist)}\x1f{t}" if t else None
-
-
-def _song_keys(index: CatalogIndex) -> np.ndarray:
-    return index.cached("song_keys", lambda: np.array(
-        [song_key(a, t) for a, t in zip(index.column("artist"), index.column("title"))], dtype=object))
-
-
-def seed_exclusions(index: CatalogIndex, seed_rows: Sequence[int],
-                    uploads: Sequence[SeedVector] = ()) -> np.ndarray:
-    """Boolean mask of catalog rows never to recommend for these seeds: the
-    seeds and copies of them (same content hash or same normalised artist + title)."""
-    keys, digests = _song_keys(index), index.column("digest")
-    seed_keys = {keys[r] for r in seed_rows} | {song_key(sv.artist, sv.title) for sv in uploads}
-    seed_keys.discard(None)
-    seed_digests = {digests[r] for r in seed_rows} | {sv.digest for sv in uploads}
-    seed_digests.discard("")
-    excluded = np.zeros(len(index), bool)
-    excluded[np.asarray(seed_rows, dtype=int)] = True
-    excluded |= np.fromiter((d in seed_digests for d in digests), bool, len(index))
-    if seed_keys:
-        excluded |= np.fromiter((k in seed_keys for k in keys), bool, len(index))
-    return excluded
-
-
-def _norm_artists(index: CatalogIndex) -> np.ndarray:
-    return index.cached("norm_artists", lambda: np.array(
-        [_norm_text(a) for a in index.column("artist")], dtype=object))
-
-
-def artist_exclusions(index: CatalogIndex, artists: Sequence[str]) -> np.ndarray:
-    """Boolean mask of catalog rows by any of ``artists`` (normalised names;
-    empty names match nothing)."""
-    wanted = {_norm_text(a) for a in artists} - {""}
-    if not wanted:
-        return np.zeros(len(index), bool)
-    names = _norm_artists(index)
-    return np.fromiter((n in wanted for n in names), bool, len(index))
-
-
-# --------------------------------------------------------------------------- spaces
-
-
-def resolve_model(index: CatalogIndex, model: str | None) -> str:
-    """``None`` → :data:`PREFERRED_MODEL` when indexed, else the first indexed model."""
-    if model:
-        return model
-    learned = [m for m in index.models if m not in PSEUDO_MODELS]
-    if PREFERRED_MODEL in index.models or (PREFERRED_MODEL == ENSEMBLE and len(learned) >= 2):
-        return PREFERRED_MODEL
-    return (learned or index.models or [PREFERRED_MODEL])[0]
-
-
-def ensemble_parts(index: CatalogIndex, model: str) -> tuple[str, ...]:
-    """The indexed models a model spec stands for: itself, the parts of
-    ``"a+b"``, or for ``"ensemble"`` every indexed model but :data:`PSEUDO_MODELS`."""
-    if model == ENSEMBLE:
-        return tuple(m for m in index.models if m not in PSEUDO_MODELS)
-    if ENSEMBLE_SEP in model:
-        return tuple(dict.fromkeys(m.strip() for m in model.split(ENSEMBLE_SEP) if m.strip()))
-    return (model,)
-
-
-def model_choices(index: CatalogIndex) -> list[str]:
-    """Model specs a user can pick for this index: each model, then the ensemble."""
-    learned = [m for m in index.models if m not in PSEUDO_MODELS]
-    return list(index.models) + ([ENSEMBLE] if len(learned) >= 2 else [])
-
-
-def _is_ensemble(index: CatalogIndex, model: str) -> bool:
-    return model == ENSEMBLE or ENSEMBLE_SEP in model
-
-
-def _zscore(index: CatalogIndex, model: str, standardise: bool, e: np.ndarray) -> np.ndarray:
-    e = np.asarray(e, np.float32)
-    if not standardise:
-        return e
-    mu, sd = index.cached(("zstats", model), lambda: (
-        index.embeddings(model).mean(0), np.maximum(index.embeddings(model).std(0), 1e-6)))
-    return (e - mu) / sd
-
-
-def _part(index: CatalogIndex, model: str, distance: str, standardise: bool, e: np.ndarray) -> np.ndarray:
-    """Raw embeddings ``(n, D)`` of one model → the search space: optionally
-    z-scored per dimension with the catalog's statistics, then unit-norm rows
-    (cosine) or scaled to the catalog's unit mean norm (distances, so both
-    halves of an ensemble count equally)."""
-    e = _zscore(index, model, standardise, e)
-    if distance == "cosine":
-        return search.normalise(e)
-    scale = index.cached(("mean_norm", model, standardise), lambda: max(float(np.linalg.norm(
-        _zscore(index, model, standardise, index.embeddings(model)), axis=1).mean()), 1e-12))
-    return e / scale
-
-
-def _space(index: CatalogIndex, model: str, distance: str, standardise: bool = False) -> np.ndarray:
-    """Catalog matrix in the space the similarity is computed in."""
-    def make() -> np.ndarray:
-        if _is_ensemble(index, model):
-            v = np.hstack([_space(index, m, distance, standardise) for m in ensemble_parts(index, model)])
-            return search.normalise(v) if distance == "cosine" else v
-        return _part(index, model, distance, standardise, index.embeddings(model))
-    return index.cached(("space", model, distance, standardise), make)
-
-
-def _seed_in_space(index: CatalogIndex, sv: SeedVector, model: str, distance: str,
-                   standardise: bool = False) -> np.ndarray:
-    """An uploaded seed transformed exactly like the catalog rows of :func:`_space`."""
-    if _is_ensemble(index, model):
-        v = np.hstack([_seed_in_space(index, sv, m, distance, standardise)
-                       for m in ensemble_parts(index, model)])
-        return search.normalise(v[None])[0] if distance == "cosine" else v
-    try:
-        e = np.asarray(sv.embedding[model], np.float32)
-    except KeyError:
-        raise RecommendError(f"uploaded seed {sv.name!r} has no {model} embedding") from None
-    if e.shape[-1] != index.embeddings(model).shape[1]:
-        raise RecommendError(f"uploaded seed {sv.name!r}: {model} embedding size {e.shape[-1]} "
-                             f"does not match the index ({index.embeddings(model).shape[1]})")
-    return _part(index, model, distance, standardise, e[None])[0]
-
-
-def _labels(index: CatalogIndex, model: str) -> list[str]:
-    return index.model_labels(ensemble_parts(index, model)[0])
-
-
-def _align(index: CatalogIndex, part: str, labels: list[str], probs: np.ndarray) -> np.ndarray:
-    """Columns of ``part``'s probabilities reordered to ``labels``."""
-    own = index.model_labels(part)
-    if own == labels:
-        return probs
-    try:
-        return probs[..., [own.index(g) for g in labels]]
-    except ValueError:
-        raise RecommendError(f"{part} does not predict the same genres as "
-                             f"{ensemble_parts(index, ENSEMBLE)[0]}; cannot ensemble them") from None
-
-
-def _genre_probs(index: CatalogIndex, model: str) -> np.ndarray:
-    if _is_ensemble(index, model):
-        labels = _labels(index, model)
-        return index.cached(("probs", model), lambda: np.mean(
-            [_align(index, m, labels, index.probs(m)) for m in ensemble_parts(index, model)],
-            axis=0).astype(np.float32))
-    return index.probs(model)
-
-
-def _seed_probs(index: CatalogIndex, sv: SeedVector, model: str) -> np.ndarray:
-    if _is_ensemble(index, model):
-        labels = _labels(index, model)
-        return np.mean([_align(index, m, labels, _seed_probs(index, sv, m))
-                        for m in ensemble_parts(index, model)], axis=0)
-    try:
-        return np.asarray(sv.probs[model], np.float32)
-    except KeyError:
-        raise RecommendError(f"uploaded seed {sv.name!r} has no {model} probabilities") from None
-
-
-def _minkowski(matrix: np.ndarray, query: np.ndarray, p: float) -> np.ndarray:
-    # core.recommend.search has no distance helper yet; one vectorised line here.
-    return np.linalg.norm(matrix - query[None], ord=p, axis=1)
-
-
-def _similarities(matrix: np.ndarray, query: np.ndarray, distance: str, p: float) -> np.ndarray:
-    """Similarity of every row to one query (cosine, or mapped distance)."""
-    if distance == "cosine":
-        return search.cosine_scores(matrix, query)
-    d = _minkowski(matrix, query, 2.0 if distance == "euclidean" else float(p))
-    scale = float(np.median(d)) if len(d) else 1.0
-    return 1.0 / (1.0 + d / max(scale, 1e-12))
-
-
-def _query_scores(matrix: np.ndarray, seeds: np.ndarray, liked: np.ndarray, disliked: np.ndarray,
-                  aggregate: str, distance: str, p: float, clip: bool = False) -> np.ndarray:
-    """Similarity of every catalog row to the seeds (with Rocchio feedback)."""
-    if aggregate == "mean":
-        prep = search.normalise if distance == "cosine" else (lambda x: np.asarray(x, np.float32))
-        q = prep(seeds).mean(0)
-        if len(liked):
-            q = q + ROCCHIO_BETA * prep(liked).mean(0)
-        if len(disliked):
-            q = q - ROCCHIO_GAMMA * prep(disliked).mean(0)
-        if clip:
-            q = np.maximum(q, 0)
-        return _similarities(matrix, q, distance, p)
-    positives = np.vstack([seeds, liked]) if len(liked) else seeds
-    s = np.max([_similarities(matrix, v, distance, p) for v in positives], axis=0)
-    if len(disliked):
-        s = s - ROCCHIO_GAMMA * np.max([_similarities(matrix, v, distance, p) for v in disliked], axis=0)
-    return s
-
-
-def _approx_similarity(index: CatalogIndex, X: np.ndarray, S: np.ndarray, L: np.ndarray,
-                       D: np.ndarray, aggregate: str, key: tuple, excluded: np.ndarray,
-                       n_cand: int) -> np.ndarray:
-    """Large catalogs: candidates from the approximate :class:`core.recommend.search.VectorIndex`
-    (the query's — or, for "max", each seed's — nearest ``n_cand``), scored
-    exactly; every other track gets ``-inf`` (so method 2 re-ranks only the
-    cosine neighbourhood)."""
-    vi = index.cached(("vindex",) + key, lambda: search.VectorIndex(X, exact_max=APPROX_ABOVE))
-    if aggregate == "mean":
-        q = search.normalise(S).mean(0)
-        if len(L):
-            q = q + ROCCHIO_BETA * search.normalise(L).mean(0)
-        if len(D):
-            q = q - ROCCHIO_GAMMA * search.normalise(D).mean(0)
-        queries = q[None]
-    else:
-        queries = np.vstack([S, L]) if len(L) else S
-    ids, _ = vi.search(queries, n_cand, exclude=np.flatnonzero(excluded))
-    cand = np.unique(ids.ravel())
-    sim = np.full(len(index), -np.inf, np.float32)
-    sim[cand] = _query_scores(X[cand], S, L, D, aggregate, "cosine", 3)
-    return sim
-
-
-# --------------------------------------------------------------------------- centre points
-
-
-@dataclass(frozen=True)
-class CentrePoint:
-    """The centre-point song of one genre (see :func:`genre_centres`)."""
-
-    genre: str
-    row: int                 # catalog row of the centre-point track
-    track_id: str
-    n_predicted: int         # catalog tracks whose top predicted genre is this one
-    n_confident: int         # of those, the confident ones the mean is taken over
-    threshold: float         # p_genre a track needed to count as confident
-
-
-def centre_rows(probs: np.ndarray, space: np.ndarray, distance: str = "cosine", p: float = 3.0,
-                quantile: float = CENTRE_QUANTILE, min_tracks: int = CENTRE_MIN_TRACKS
-                ) -> list[tuple[int, int, int, float]]:
-    """Per genre column of ``probs``: ``(centre row, n predicted, n confident,
-    threshold)``; pure numpy (see the module docstring for the rule)."""
-    top = probs.argmax(1) if len(probs) else np.zeros(0, int)
-    out = []
-    for g in range(probs.shape[1]):
-        pg = probs[:, g]
-        members = np.flatnonzero(top == g)
-        if len(members) >= min_tracks:
-            thr = float(np.quantile(pg[members], quantile))
-            conf = members[pg[members] >= thr]
-        else:
-            conf = np.argsort(-pg, kind="stable")[:min_tracks]
-            thr = float(pg[conf].min()) if len(conf) else float("nan")
-        if not len(conf):
-            out.append((-1, len(members), 0, thr))
-            continue
-        v = space[conf]
-        mean = v.mean(0)
-        if distance == "cosine":
-            near = int(np.argmax(search.normalise(v) @ search.normalise(mean[None])[0]))
-        else:
-            near = int(np.argmin(_minkowski(v, mean, 2.0 if distance == "euclidean" else p)))
-        out.append((int(conf[near]), len(members), len(conf), thr))
-    return out
-
-
-def genre_centres(index: CatalogIndex, model: str | None = None, distance: str = "cosine",
+def genre_centres(index: CatalogIndex | IndexSnapshot, model: str | None = None, distance: str = "cosine",
                   standardise: bool = False, p: float = 3.0) -> dict[str, CentrePoint]:
     """Each genre's centre-point song in ``model``'s space: among the tracks
     the classifier predicts as that genre, the confident half (``p_g`` at or
     above the group's median; a genre predicted for fewer than
-    :data:`CENTRE_MIN_TRACKS` tracks takes the :data:`CENTRE_MIN_TRACKS` with
+    ``CENTRE_MIN_TRACKS`` tracks takes the ``CENTRE_MIN_TRACKS`` with
     the highest ``p_g``), the track nearest to their mean embedding."""
-    model = resolve_model(index, model)
-
-    def make() -> dict[str, CentrePoint]:
-        X = _space(index, model, distance, standardise)
-        P = _genre_probs(index, model)
-        ids = index.column("track_id")
-        out = {}
-        for g, (row, n_pred, n_conf, thr) in zip(_labels(index, model),
-                                                  centre_rows(P, X, distance, p)):
-            if row >= 0:
-                out[g] = CentrePoint(g, row, str(ids[row]), n_pred, n_conf, thr)
-        return out
-    return index.cached(("centres", model, distance, standardise, float(p)), make)
+    snap = index.snapshot()
+    return views_of(snap).centres(resolve_model(snap, model), distance, standardise, p)
 
 
-def _centre_match(index: CatalogIndex, model: str, distance: str, standardise: bool, p: float,
-                  X: np.ndarray, SP: np.ndarray, aggregate: str) -> tuple[np.ndarray, dict[str, float]]:
-    """``centre_match`` of every row and the seed-genre shares ``pi_g``."""
-    labels = _labels(index, model)
-    centres = genre_centres(index, model, distance, standardise, p)
-    seed_genres = [labels[int(i)] for i in SP.argmax(1)]
-    shares = {g: seed_genres.count(g) / len(seed_genres) for g in dict.fromkeys(seed_genres)}
-    sims = {g: _similarities(X, X[centres[g].row], distance, p) for g in shares if g in centres}
-    if not sims:
-        return np.zeros(len(X), np.float32), shares
-    if aggregate == "max":
-        return np.max(list(sims.values()), axis=0), shares
-    total = sum(shares[g] for g in sims)
-    return sum(shares[g] / total * s for g, s in sims.items()), shares
+def _config(snap: IndexSnapshot, **settings) -> RecommendConfig:
+    """The request's settings (other keys ignored) with the model resolved."""
+    given = {k: v for k, v in settings.items() if k in _CONFIG_FIELDS}
+    given["model"] = resolve_model(snap, given.get("model", DEFAULTS.model))
+    return RecommendConfig(**given)
 
 
-# --------------------------------------------------------------------------- scoring
-
-
-def _check(method: str, model: str, aggregate: str, distance: str, k: int, genre_weight: float,
-           diversity: float, p: float, index: CatalogIndex, variant: str = "soft") -> None:
-    if method not in METHODS:
-        raise RecommendError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if variant not in VARIANTS:
-        raise RecommendError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    if aggregate not in AGGREGATES:
-        raise RecommendError(f"unknown aggregate {aggregate!r}; choose mean or max")
-    if distance not in DISTANCES:
-        raise RecommendError(f"unknown distance {distance!r}; choose one of {', '.join(DISTANCES)}")
-    if k < 1:
-        raise RecommendError("k must be at least 1")
-    if not 0.0 <= genre_weight <= 1.0:
-        raise RecommendError("genre_weight must be between 0 and 1")
-    if not 0.0 <= diversity <= 1.0:
-        raise RecommendError("diversity must be between 0 and 1")
-    if distance == "pnorm" and p < 1:
-        raise RecommendError("p must be at least 1 for the p-norm")
-    if not len(index):
-        raise RecommendError("the catalog index is empty — index some music first")
-    needed = ensemble_parts(index, model)
-    missing = [m for m in needed if m not in index.models]
-    if missing:
-        raise RecommendError(f"model {', '.join(missing)} is not in the index "
-                             f"(have: {', '.join(index.models) or 'none'})")
-    if _is_ensemble(index, model) and len(needed) < 2:
-        raise RecommendError(f"an ensemble needs at least two models in the index "
-                             f"(have: {', '.join(index.models)})")
-
-
-@dataclass
-class _Scored:
-    """Everything one request computes before picking the list."""
-
-    score: np.ndarray
-    sim: np.ndarray
-    match: np.ndarray
-    centre: np.ndarray | None
-    shares: dict
-    excluded: np.ndarray
-    seed_rows: np.ndarray
-    uploads: list
-    X: np.ndarray
-    S: np.ndarray
-    SP: np.ndarray
-    model: str
-    w: float
-    standardise: bool = False
-
-
-def _score(index: CatalogIndex, seeds: Sequence[str], method: str, k: int, model: str | None,
-           aggregate: str, distance: str, p: float, genre_weight: float, diversity: float,
-           liked: Sequence[str], disliked: Sequence[str], seed_vectors, standardise: bool,
-           variant: str, exclude_artists: Sequence[str]) -> _Scored:
-    model = resolve_model(index, model)
-    _check(method, model, aggregate, distance, k, genre_weight, diversity, p, index, variant)
-    seeds = [str(s) for s in seeds]
-    uploads = list(seed_vectors or [])
-    n_seeds = len(seeds) + len(uploads)
-    if not 1 <= n_seeds <= MAX_SEEDS:
-        raise RecommendError(f"give 1 to {MAX_SEEDS} seed tracks (got {n_seeds})")
-    if len(set(seeds)) != len(seeds):
-        raise RecommendError("the same seed track is listed twice")
-    try:
-        seed_rows = index.rows_of(seeds)
-        liked_rows = index.rows_of([str(t) for t in liked])
-        disliked_rows = index.rows_of([str(t) for t in disliked])
-    except CatalogError as exc:
-        raise RecommendError(str(exc)) from None
-
-    excluded = seed_exclusions(index, seed_rows, uploads)
-    excluded[np.concatenate([liked_rows, disliked_rows]).astype(int)] = True
-    if len(exclude_artists):
-        excluded |= artist_exclusions(index, exclude_artists)
-
-    X = _space(index, model, distance, standardise)
-    S = X[seed_rows]
-    if uploads:
-        S = np.vstack([S] + [_seed_in_space(index, sv, model, distance, standardise)[None]
-                             for sv in uploads])
-    L, D = X[liked_rows], X[disliked_rows]
-    if len(index) > APPROX_ABOVE and distance == "cosine":
-        sim = _approx_similarity(index, X, S, L, D, aggregate, (model, standardise), excluded,
-                                 max(CANDIDATES, 20 * k))
-    else:
-        sim = _query_scores(X, S, L, D, aggregate, distance, p)
-
-    P = _genre_probs(index, model)
-    SP = P[seed_rows]
-    if uploads:
-        SP = np.vstack([SP] + [_seed_probs(index, sv, model)[None] for sv in uploads])
-    match = _query_scores(P, SP, P[liked_rows], P[disliked_rows], aggregate, "cosine", p, clip=True)
-    w = genre_weight if method == "genre" else 0.0
-    centre, shares = None, {}
-    if method == "genre" and variant == "centre":
-        centre, shares = _centre_match(index, model, distance, standardise, p, X, SP, aggregate)
-        score = (1.0 - w) * sim + w * centre
-    else:
-        score = (1.0 - w) * sim + w * match
-    return _Scored(score, sim, match, centre, shares, excluded, seed_rows, uploads, X, S, SP, model, w,
-                   standardise)
-
-
-def recommend(index: CatalogIndex, seeds: Sequence[str], method: str = DEFAULTS.method,
+def recommend(index: CatalogIndex | IndexSnapshot, seeds: Sequence[str], method: str = DEFAULTS.method,
               k: int = DEFAULTS.k, model: str | None = DEFAULTS.model,
               aggregate: str = DEFAULTS.aggregate, distance: str = DEFAULTS.distance,
               p: float = DEFAULTS.p, genre_weight: float = DEFAULTS.genre_weight,
@@ -638,41 +177,39 @@ def recommend(index: CatalogIndex, seeds: Sequence[str], method: str = DEFAULTS.
               exclude_artists: Sequence[str] = ()) -> list[Recommendation]:
     """Top-``k`` catalog tracks for 1–5 seeds (catalog ids and/or uploaded
     :class:`SeedVector`); see the module docstring for the exact scoring.
-    ``exclude_artists``: never recommend tracks by these artists."""
-    sc = _score(index, seeds, method, k, model, aggregate, distance, p, genre_weight, diversity,
-                liked, disliked, seed_vectors, standardise, variant, exclude_artists)
-    keys, digests = _song_keys(index), index.column("digest")
-    score = sc.score
+    ``exclude_artists``: never recommend tracks by these artists. Every row
+    of the answer comes from one snapshot of ``index``, taken once here."""
+    snap = index.snapshot()
+    cfg = _config(snap, method=method, k=k, model=model, aggregate=aggregate, distance=distance, p=p,
+                  genre_weight=genre_weight, diversity=diversity, standardise=standardise, variant=variant)
+    sc = score(snap, cfg, seeds, liked, disliked, seed_vectors, exclude_artists)
+    keys, digests = sc.views.song_keys(), snap.column("digest")
     pool = max(50, 10 * k) if diversity > 0 else k
     fetch = pool
     while True:
         # A few extra candidates in case some are copies of each other.
-        order = search.top_k(score, fetch, exclude=np.flatnonzero(sc.excluded))
-        chosen = _distinct(order, keys, digests, pool)
+        order = search.top_k(sc.score, fetch, exclude=np.flatnonzero(sc.excluded))
+        chosen = distinct(order, keys, digests, pool)
         if len(chosen) >= pool or len(order) < fetch:
             break
         fetch *= 2
     if diversity > 0 and len(chosen) > 1:
-        chosen = _mmr(chosen, score, _space(index, sc.model, "cosine", standardise), diversity, k)
-    chosen = chosen[:k]
-    return _explain(index, chosen, sc, method, aggregate, distance, variant, p)
+        chosen = mmr(chosen, sc.score, sc.views.space(cfg.model, "cosine", standardise), diversity, k)
+    return _explain(snap, chosen[:k], sc)
 
 
-def rank_of(index: CatalogIndex, seeds: Sequence[str], track_ids: Sequence[str],
+def rank_of(index: CatalogIndex | IndexSnapshot, seeds: Sequence[str], track_ids: Sequence[str],
             **kwargs) -> dict[str, dict]:
     """Where ``track_ids`` stand under one request (same keyword arguments as
     :func:`recommend`): ``rank`` among every recommendable track (1 = first;
     ``None`` when excluded), ``score``, ``similarity``, ``genre_match``,
     ``centre_match``. Ignores copy removal and diversity re-ranking."""
-    kw = {**DEFAULTS.to_dict(), **kwargs}
-    args = {name: kw.get(name, default) for name, default in (
-        ("liked", ()), ("disliked", ()), ("seed_vectors", None), ("exclude_artists", ()))}
-    sc = _score(index, seeds, kw["method"], kw["k"], kw["model"], kw["aggregate"], kw["distance"],
-                kw["p"], kw["genre_weight"], kw["diversity"], args["liked"], args["disliked"],
-                args["seed_vectors"], kw["standardise"], kw["variant"], args["exclude_artists"])
+    snap = index.snapshot()
+    sc = score(snap, _config(snap, **kwargs), seeds, kwargs.get("liked", ()), kwargs.get("disliked", ()),
+               kwargs.get("seed_vectors"), kwargs.get("exclude_artists", ()))
     allowed = sc.score[~sc.excluded]
     out = {}
-    for tid, row in zip(track_ids, index.rows_of(track_ids)):
+    for tid, row in zip(track_ids, snap.rows_of(track_ids)):
         s = float(sc.score[row])
         out[str(tid)] = {
             "rank": None if sc.excluded[row] else int(np.sum(allowed > s)) + 1, "score": s,
@@ -681,81 +218,41 @@ def rank_of(index: CatalogIndex, seeds: Sequence[str], track_ids: Sequence[str],
     return out
 
 
-def _distinct(order: np.ndarray, keys: np.ndarray, digests: np.ndarray, n: int) -> list[int]:
-    """The first ``n`` rows of ``order`` that are not copies (same content hash
-    or same normalised artist + title) of an earlier one."""
-    out: list[int] = []
-    seen_keys: set = set()
-    seen_digests: set = set()
-    for i in map(int, order):
-        if (digests[i] and digests[i] in seen_digests) or (keys[i] is not None and keys[i] in seen_keys):
-            continue
-        out.append(i)
-        seen_digests.add(digests[i])
-        if keys[i] is not None:
-            seen_keys.add(keys[i])
-        if len(out) >= n:
-            break
-    return out
-
-
-def _mmr(cands: list[int], score: np.ndarray, unit: np.ndarray, diversity: float, k: int) -> list[int]:
-    """Maximal marginal relevance over ``cands`` (rows of unit-norm ``unit``)."""
-    c = np.array(cands)
-    rel = score[c].astype(np.float64)
-    V = unit[c]
-    pair = V @ V.T
-    picked = [0]                                    # the most relevant goes first
-    best_sim = pair[0].copy()
-    left = np.ones(len(c), bool)
-    left[0] = False
-    while len(picked) < min(k, len(c)):
-        mmr = (1 - diversity) * rel - diversity * best_sim
-        mmr[~left] = -np.inf
-        j = int(np.argmax(mmr))
-        picked.append(j)
-        left[j] = False
-        best_sim = np.maximum(best_sim, pair[j])
-    return [int(c[j]) for j in picked]
-
-
-def _explain(index: CatalogIndex, rows: list[int], sc: _Scored, method: str, aggregate: str,
-             distance: str, variant: str, p: float = 3) -> list[Recommendation]:
-    model, score, sim, match, w = sc.model, sc.score, sc.sim, sc.match, sc.w
-    labels = _labels(index, model)
-    P = _genre_probs(index, model)
+def _explain(snap: IndexSnapshot, rows: list[int], sc: Scored) -> list[Recommendation]:
+    cfg, views = sc.cfg, sc.views
+    model, sim, match, w = cfg.model, sc.sim, sc.match, sc.w
+    labels = views.labels(model)
+    P = views.genre_probs(model)
     seed_genre = labels[int(np.argmax(sc.SP.mean(0)))]
-    names = [str(index.column("title")[r]) or str(index.column("track_id")[r]) for r in sc.seed_rows]
-    names += [sv.name for sv in sc.uploads]
+    titles, ids = snap.column("title"), snap.column("track_id")
+    names = [str(titles[r]) or str(ids[r]) for r in sc.seed_rows] + [sv.name for sv in sc.uploads]
     X = sc.X[rows]
-    if distance == "cosine":
+    if cfg.distance == "cosine":
         nearest = np.argmax(search.normalise(sc.S) @ X.T, axis=0) if len(rows) else []
     else:
-        pp = 2.0 if distance == "euclidean" else float(p)
-        nearest = np.argmin([_minkowski(X, s, pp) for s in sc.S], axis=0) if len(rows) else []
-    centres = genre_centres(index, model, distance, sc.standardise, p) if sc.centre is not None else {}
-    titles = index.column("title")
+        pp = order_of(cfg.distance, cfg.p)
+        nearest = np.argmin([search.minkowski(X, s, pp) for s in sc.S], axis=0) if len(rows) else []
+    centres = views.centres(model, cfg.distance, cfg.standardise, cfg.p) if sc.centre is not None else {}
     centre_text = ", ".join(
         f"{g} {sc.shares[g]:.0%} → {titles[centres[g].row] or centres[g].track_id}"
         for g in sc.shares if g in centres)
     out = []
     for rank, (i, near_j) in enumerate(zip(rows, nearest), 1):
         pred = labels[int(np.argmax(P[i]))]
-        near = names[int(near_j)]
-        parts = [f"{distance} similarity {sim[i]:.2f} to the seeds ({model}, {aggregate} over seeds)",
-                 f"closest seed: {near}",
+        parts = [f"{cfg.distance} similarity {sim[i]:.2f} to the seeds ({model}, {cfg.aggregate} over seeds)",
+                 f"closest seed: {names[int(near_j)]}",
                  (f"predicted {pred} like the seeds" if pred == seed_genre
                   else f"predicted {pred} (seeds: {seed_genre})") + f", genre match {match[i]:.2f}"]
-        if method == "genre" and sc.centre is not None:
+        if cfg.method == "genre" and sc.centre is not None:
             parts.append(f"centre match {sc.centre[i]:.2f} (seed genres → centre points: {centre_text})")
             parts.append(f"score = {1 - w:.2f}*{sim[i]:.2f} + {w:.2f}*{sc.centre[i]:.2f}")
-        elif method == "genre":
+        elif cfg.method == "genre":
             parts.append(f"score = {1 - w:.2f}*{sim[i]:.2f} + {w:.2f}*{match[i]:.2f}")
         out.append(Recommendation(
-            track_id=str(index.column("track_id")[i]), rank=rank, score=float(score[i]),
+            track_id=str(ids[i]), rank=rank, score=float(sc.score[i]),
             similarity=float(sim[i]), genre_match=float(match[i]),
-            genre=str(index.column("genre")[i]), predicted_genre=pred, reason="; ".join(parts),
-            artist=str(index.column("artist")[i]), title=str(titles[i]),
+            genre=str(snap.column("genre")[i]), predicted_genre=pred, reason="; ".join(parts),
+            artist=str(snap.column("artist")[i]), title=str(titles[i]),
             centre_match=None if sc.centre is None else float(sc.centre[i])))
     return out
 
@@ -785,12 +282,13 @@ def _component(r: dict, kw: dict) -> tuple[str, float]:
     return "genre match", float(r["genre_match"])
 
 
-def list_differences(index: CatalogIndex, seeds: Sequence[str], list_a: Sequence[Recommendation],
+def list_differences(index: CatalogIndex | IndexSnapshot, seeds: Sequence[str], list_a: Sequence[Recommendation],
                      list_b: Sequence[Recommendation], kw_a: dict, kw_b: dict,
                      names: tuple[str, str] = ("method 1", "method 2")) -> ListDifference:
     """Which tracks only one list has and why: where the other request ranks
     them (:func:`rank_of`) and which score component separates them from the
     other list's last track."""
+    snap = index.snapshot()            # both rankings on one snapshot
     ids_a, ids_b = [r.track_id for r in list_a], [r.track_id for r in list_b]
     shared = [t for t in ids_a if t in set(ids_b)]
     only: dict[str, list[dict]] = {"a": [], "b": []}
@@ -799,7 +297,7 @@ def list_differences(index: CatalogIndex, seeds: Sequence[str], list_a: Sequence
         mine = [r for r in here if r.track_id not in set(shared)]
         if not mine:
             continue
-        ranks = rank_of(index, seeds, [r.track_id for r in mine], **kw_other)
+        ranks = rank_of(snap, seeds, [r.track_id for r in mine], **kw_other)
         last = there[-1] if there else None
         for r in mine:
             o = ranks[r.track_id]

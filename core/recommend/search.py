@@ -21,6 +21,11 @@ def cosine_scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
     return normalise(matrix) @ normalise(query[None])[0]
 
 
+def minkowski(matrix: np.ndarray, query: np.ndarray, p: float) -> np.ndarray:
+    """Minkowski distance of order ``p`` from ``query`` (D,) to every row of ``matrix`` (N, D)."""
+    return np.linalg.norm(matrix - query[None], ord=p, axis=1)
+
+
 def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
     """Indices of the ``k`` largest scores, best first, skipping ``exclude``."""
     s = np.asarray(scores, dtype=np.float64).copy()
