@@ -17,7 +17,6 @@ st.markdown(
     "like *any* song; a method is only good if it beats them.")
 
 PID_KEY = "study_pid"
-K_PER_METHOD = 5
 
 
 @st.cache_resource(show_spinner=False)
@@ -52,7 +51,7 @@ with take_part:
             if st.button("Start listening", type="primary", key="study_start",
                          disabled=len(seeds) != study.N_SEEDS):
                 try:
-                    lists = {m: [r.track_id for r in rec.recommend(idx, seeds, method=m, k=K_PER_METHOD,
+                    lists = {m: [r.track_id for r in rec.recommend(idx, seeds, method=m, k=study.K_PER_METHOD,
                                                                    model=model, variant=variant)]
                              for m in ("cosine", "genre")}
                     pid = store.enroll(seeds, lists["cosine"], lists["genre"], table["track_id"].tolist(),
@@ -63,7 +62,7 @@ with take_part:
                 else:
                     st.session_state[PID_KEY] = pid
                     st.rerun()
-            st.caption(f"You will hear about {3 * K_PER_METHOD} tracks. Your answers are stored under a "
+            st.caption(f"You will hear about {3 * study.K_PER_METHOD} tracks. Your answers are stored under a "
                        "random participant id, with the time of each answer — nothing else about you.")
         else:
             try:

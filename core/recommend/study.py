@@ -72,6 +72,7 @@ from core.files import atomic_write_text
 from core.recommend.study_stats import PairedTest, StudyResults, study_results
 from core.recommend.study_trials import (
     DECOY,
+    K_PER_METHOD,
     METHOD1,
     METHOD2,
     METHOD_LABELS,
@@ -83,7 +84,8 @@ from core.recommend.study_trials import (
     build_trials,
 )
 
-__all__ = ["DECOY", "METHOD1", "METHOD2", "METHOD_LABELS", "METHODS", "N_SEEDS", "BlindTrial", "PairedTest",
+__all__ = ["DECOY", "METHOD1", "METHOD2", "METHOD_LABELS", "METHODS", "K_PER_METHOD", "N_SEEDS", "BlindTrial",
+           "PairedTest",
            "StudyError", "StudyResults", "StudyStore", "Trial", "build_trials"]
 
 SCHEMA_VERSION = 1

@@ -17,12 +17,15 @@ from typing import Sequence
 import numpy as np
 
 from core.errors import GenreError
+from core.recommend.request import DEFAULTS, MAX_SEEDS
 
 METHOD1, METHOD2, DECOY = "method1", "method2", "decoy"
 METHODS = (METHOD1, METHOD2, DECOY)
 METHOD_LABELS = {METHOD1: "Method 1 (cosine)", METHOD2: "Method 2 (cosine + genre)",
                  DECOY: "Random decoy"}
-N_SEEDS = 5
+# The paper's protocol: five seed songs (the recommender's limit), five songs per list.
+N_SEEDS = MAX_SEEDS
+K_PER_METHOD = DEFAULTS.k
 
 
 class StudyError(GenreError, ValueError):
