@@ -48,6 +48,7 @@ from core.catalog.snapshot import (
     IndexSnapshot,
     empty_rows,
 )
+from core.files import fsync_dir
 
 FORMAT = 1
 CURRENT = "CURRENT"
@@ -156,14 +157,14 @@ def commit(index_dir: Path, snap: IndexSnapshot) -> IndexSnapshot:
         final = index_dir / name
         shutil.rmtree(final, ignore_errors=True)   # an unreferenced leftover of a crash
         os.rename(tmp, final)
-        _fsync_dir(index_dir)
+        fsync_dir(index_dir)
         ptr = index_dir / f".{CURRENT}.{os.getpid()}.tmp"
         with open(ptr, "w") as f:
             f.write(name + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(ptr, index_dir / CURRENT)        # the commit point
-        _fsync_dir(index_dir)
+        fsync_dir(index_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -202,7 +203,7 @@ def write_snapshot(folder: Path, state: IndexSnapshot) -> None:
     for n in state.models:
         _write_npy(folder / f"{n}.emb.npy", state.embeddings(n))
         _write_npy(folder / f"{n}.probs.npy", state.probs(n))
-    _fsync_dir(folder)
+    fsync_dir(folder)
 
 
 def sweep(index_dir: Path, keep: set) -> None:
@@ -215,15 +216,6 @@ def sweep(index_dir: Path, keep: set) -> None:
             shutil.rmtree(p, ignore_errors=True)
         elif p.name.startswith(f".{CURRENT}.") and p.name.endswith(".tmp"):
             p.unlink(missing_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _write_npy(path: Path, array: np.ndarray) -> None:

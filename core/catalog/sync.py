@@ -34,8 +34,8 @@ from core.audio.cache import content_hash
 from core.catalog.pipeline import embed_paths
 from core.catalog.snapshot import ORIGIN_SCAN, IndexSnapshot, empty_rows, model_fingerprint
 from core.datasets import Track
+from core.types import Progress
 
-Progress = Callable[[int, int], None]
 # commit(rows, embeddings, probs, model_meta): make this state the index's next snapshot.
 Commit = Callable[[pd.DataFrame, dict, dict, dict], None]
 _META_KEYS = ("track_id", "path", "genre", "split", "artist", "title", "album", "source", "origin")

@@ -56,7 +56,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -75,10 +75,10 @@ from core.recommend.request import (
 from core.recommend.scoring import artist_exclusions, seed_exclusions
 from core.recommend.statistics import d_z, half_sample_units, half_sampling_ci, mean_ci, paired_t
 from core.recommend.views import views_of
+from core.types import Progress
 
 MFCC = "mfcc"
 ARTIST_MODES = ("keep", "exclude", "no-credit")
-Progress = Callable[[int, int], None]
 
 
 @dataclass
