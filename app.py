@@ -7,7 +7,7 @@ GENRE_ARTIFACTS, GENRE_INDEX, GENRE_STUDY_DB.
 
 import streamlit as st
 
-from ui import common as ui
+from ui.sidebar import sidebar
 
 st.set_page_config(page_title="Genre-aware music recommender", page_icon="🎧", layout="wide")
 
@@ -22,5 +22,5 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
-ui.sidebar()
+sidebar()
 page.run()

@@ -6,8 +6,10 @@ import re
 import pandas as pd
 import streamlit as st
 
-from ui import common as ui
+from ui.catalog import catalog
 from ui.charts import model_name
+from ui.models import artifact_json, shipped_models
+from ui.settings import paths, show_how_to_add_music
 
 st.title("Genre-aware music recommender")
 st.markdown(
@@ -29,12 +31,12 @@ def _fmt(value, ci=None) -> str:
 
 
 st.header("The shipped models")
-models = ui.models()
-metrics = ui.artifact_json("metrics.json", quiet=True)
+models = shipped_models()
+metrics = artifact_json("metrics.json", quiet=True)
 if models:
     cols = st.columns(len(models))
     for col, (name, m) in zip(cols, models.items()):
-        hist = ui.artifact_json(f"{name}_history.json", quiet=True) or {}
+        hist = artifact_json(f"{name}_history.json", quiet=True) or {}
         with col:
             st.subheader(model_name(name))
             macro = ((metrics or {}).get("models", {}).get(name) or {}).get("macro")
@@ -64,10 +66,10 @@ if metrics:
                     "was heard in training). ROC-AUC is 0.5 for guessing and 1.0 for perfect.")
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 else:
-    ui.artifact_json("metrics.json")
+    artifact_json("metrics.json")
 
-card = sorted(ui.paths().artifacts.glob("*model_card*.md")) + sorted(
-    ui.paths().artifacts.glob("MODEL_CARD*.md"))
+card = sorted(paths().artifacts.glob("*model_card*.md")) + sorted(
+    paths().artifacts.glob("MODEL_CARD*.md"))
 if card:
     with st.expander("Model card (data, intended use, limitations)"):
         # The card's figures are relative PNG links that st.markdown cannot resolve;
@@ -76,7 +78,7 @@ if card:
         st.markdown(text)
 
 st.header("Your music")
-cat = ui.catalog()
+cat = catalog()
 if len(cat):
     genres = pd.Series([t.genre or "(unlabelled upload)" for t in cat.all_tracks]).value_counts()
     c1, c2, c3 = st.columns(3)
@@ -85,7 +87,7 @@ if len(cat):
     c3.metric("Your uploads", len(cat.library))
     st.caption("Genres: " + " · ".join(f"{g} {n}" for g, n in genres.items()))
 else:
-    ui.show_how_to_add_music("No music is configured yet — the metrics, ROC curves and "
+    show_how_to_add_music("No music is configured yet — the metrics, ROC curves and "
                              "classification of your own files still work.")
 for problem in cat.problems:
     st.warning(problem)

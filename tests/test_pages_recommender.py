@@ -6,7 +6,7 @@ import pytest
 from conftest import synth, write_audio
 from test_app import app, app_env, no_exceptions, open_page, texts  # noqa: F401
 
-from ui import common as ui
+from ui import seeds as ui
 
 SEEDS = ["tones_00", "tones_01", "noise_02", "clicks_03", "tones_04"]
 
