@@ -1,18 +1,25 @@
 """The catalog for the pages: the tracks of the configured folders and the
-library, and the shared catalog index (background indexing, snapshots)."""
+library, and the shared catalog index (background indexing, snapshots).
+
+The index modules import torch: they are imported on first use (see
+:mod:`ui.models`), so the first page is drawn before they are in.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from core.catalog import sources as catalog_mod
-from core.catalog.index import CatalogError, IndexSnapshot
-from core.catalog.indexer import BackgroundIndexer
 from ui.models import model_loader, models_key
 from ui.settings import data_dirs, paths, show_how_to_add_music
+
+if TYPE_CHECKING:
+    from core.catalog.index import IndexSnapshot
+    from core.catalog.indexer import BackgroundIndexer
 
 
 @st.cache_data(show_spinner="Reading the music folders…", max_entries=8)
@@ -49,11 +56,15 @@ def track_label(title: str, artist: str, genre: str, track_id: str) -> str:
 def _indexer(index_dir: str) -> BackgroundIndexer:
     # The one object shared by every session: it is never changed in place
     # for readers; index() hands out its current immutable snapshot.
+    from core.catalog.indexer import BackgroundIndexer
+
     return BackgroundIndexer(index_dir)
 
 
 def indexer(quiet: bool = False) -> BackgroundIndexer | None:
     """The process-wide background indexer of the configured index folder."""
+    from core.catalog.index import CatalogError
+
     d = paths().index
     try:
         return _indexer(str(d))
@@ -67,6 +78,8 @@ def indexer(quiet: bool = False) -> BackgroundIndexer | None:
 def index(quiet: bool = False) -> IndexSnapshot | None:
     """The current index snapshot (immutable: use it for the whole page run),
     or ``None`` with a message."""
+    from core.catalog.index import CatalogError
+
     svc = indexer(quiet)
     if svc is None:
         return None
@@ -118,7 +131,8 @@ def auto_index(cat: catalog_mod.Catalog, svc: BackgroundIndexer) -> None:
 
 def index_or_help(mods: dict | None):
     """The index snapshot if it has tracks (while indexing runs: what is indexed
-    so far); otherwise wait for the first tracks or explain how to add music."""
+    so far); otherwise start the background indexing (if the sidebar has not
+    yet) and wait for the first tracks, or explain how to add music."""
     cat = catalog()
     svc = indexer()
     idx = index()
@@ -136,6 +150,7 @@ def index_or_help(mods: dict | None):
         return None
     if not mods:
         return None
+    auto_index(cat, svc)
     status = svc.status()
     if status.running:
         st.info(f"The catalog has {len(cat):,} tracks and they are being indexed in the background "

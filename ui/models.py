@@ -1,16 +1,32 @@
 """Models and artifacts for the pages: the shared model loader, the MFCC
-baseline, verified JSON artifacts, the model picker and the figure memo."""
+baseline, verified JSON artifacts, the model picker and the figure memo.
+
+torch and the models' code take 1–2 s to import on two busy cores, so this
+module and :mod:`ui.catalog` import them on first use (:data:`HEAVY_MODULES`):
+the first page after ``streamlit run`` draws what needs no model before they
+are in.
+"""
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING
+
 import streamlit as st
 
-from core.catalog.indexer import ModelLoader
 from core.errors import ArtifactError
-from core.models.artifacts import load_baseline, load_models, read_json
-from core.models.selection import best_model
 from ui.charts import model_name
 from ui.settings import file_stamp, paths
+
+if TYPE_CHECKING:
+    from core.catalog.indexer import ModelLoader
+
+HEAVY_MODULES = ("core.models.artifacts", "core.models.selection", "core.catalog.indexer")
+
+
+def heavy_modules_imported() -> bool:
+    """Whether this process has imported :data:`HEAVY_MODULES` (using them costs no import)."""
+    return all(name in sys.modules for name in HEAVY_MODULES)
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
@@ -19,6 +35,9 @@ def _model_loader(artifacts: str, stamp: float) -> ModelLoader:
     # Inference-only copies (batch norm folded; same outputs to ~1e-6, ~2.5x
     # less CPU). They keep the shipped weights' fingerprint, so the index
     # built by the CLI stays current for them.
+    from core.catalog.indexer import ModelLoader
+    from core.models.artifacts import load_models
+
     return ModelLoader(lambda: load_models(artifacts, optimise=True))
 
 
@@ -59,6 +78,8 @@ def shipped_models(quiet: bool = False) -> dict | None:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _load_baseline(root: str, stamp: float):
     # Immutable after loading (plain arrays, read only), so one copy serves every session.
+    from core.models.artifacts import load_baseline
+
     return load_baseline(root)
 
 
@@ -80,6 +101,8 @@ def models_key() -> str:
 
 def default_model(names: list[str]) -> str:
     """The best model on validation among ``names`` (``artifacts/selection.json``), else the first."""
+    from core.models.selection import best_model
+
     return best_model(list(names), paths().artifacts)
 
 
@@ -95,6 +118,8 @@ def model_picker(names: list[str], key: str, label: str = "Model", container=Non
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _read_json(name: str, artifacts: str, stamp: float, manifest_stamp: float) -> dict:
+    from core.models.artifacts import read_json
+
     return read_json(name, artifacts)
 
 

@@ -1,5 +1,12 @@
 """The sidebar of every page: the Music folders setting, the catalog and the
-index status (the background indexing starts from here by itself)."""
+index status (the background indexing starts from here by itself).
+
+The index status never makes a fresh server's first page wait for torch:
+its first drawing in a session skips the index while the index modules are
+not imported yet (:func:`ui.models.heavy_modules_imported`; the page itself
+imports them once its cheap parts are drawn), and its redraw 2 s later opens
+the index and starts the indexing.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,10 @@ import streamlit as st
 
 from core.catalog import sources as catalog_mod
 from ui.catalog import auto_index, catalog, indexer
+from ui.models import heavy_modules_imported
 from ui.settings import SETTING_KEY, data_setting, paths
+
+_DRAWN_KEY = "sidebar_index_drawn"   # session state: the index status was drawn once
 
 
 def sidebar() -> None:
@@ -33,21 +43,21 @@ def sidebar() -> None:
 def index_sidebar(cat: catalog_mod.Catalog) -> None:
     """Index status; starts the background indexing of the catalog by itself
     (once per catalog and model version in this server process)."""
-    if not len(cat):
+    if len(cat):
+        _index_status(cat)
+
+
+@st.fragment(run_every=2.0)
+def _index_status(cat: catalog_mod.Catalog) -> None:
+    """Progress of the background run (redrawn every 2 s on its own)."""
+    first, st.session_state[_DRAWN_KEY] = not st.session_state.get(_DRAWN_KEY), True
+    if first and not heavy_modules_imported():
+        st.caption(":material/database: Index: starting…")
         return
     svc = indexer(quiet=True)
     if svc is None:
         return
     auto_index(cat, svc)
-    _index_status()
-
-
-@st.fragment(run_every=2.0)
-def _index_status() -> None:
-    """Progress of the background run (redrawn every 2 s on its own)."""
-    svc = indexer(quiet=True)
-    if svc is None:
-        return
     status = svc.status()
     snap = svc.snapshot()
     if status.running and not status.total:
