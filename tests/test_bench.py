@@ -7,7 +7,8 @@ import json
 import numpy as np
 import soundfile as sf
 
-from benchmarks.harness import _seed_sets, generate_clips, pick_files, synthetic_catalog
+from benchmarks.inputs import generate_clips, pick_files
+from benchmarks.query import _seed_sets, synthetic_catalog
 from core.cli.main import main
 
 

@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_bench(args) -> int:
-    from benchmarks.harness import BenchConfig, run_bench
+    from benchmarks.config import BenchConfig
+    from benchmarks.harness import run_bench
     from core.models.artifacts import write_json
 
     def ints(text: str | None) -> tuple[int, ...] | None:
