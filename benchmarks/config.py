@@ -27,3 +27,5 @@ class BenchConfig:
     classify_repeats: int = 5
     artifacts: Path | None = None
     seed: int = 0
+    first_run: bool = True                               # the browser run from an empty index (minutes)
+    first_run_timeout_s: float = 1800.0

@@ -45,6 +45,19 @@ def generate_clips(out: Path, n: int, seconds: float = 30.0, sr: int = 22_050, s
     return paths
 
 
+def write_metadata(folder: Path, paths: list[Path], genres: tuple[str, ...] = ("Tones", "Pulses")) -> Path:
+    """``folder/metadata.csv`` for generated clips (genres in turn), so the
+    app can read them as a catalog."""
+    import csv
+
+    with open(folder / "metadata.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["track_id", "path", "genre"])
+        for i, p in enumerate(paths):
+            w.writerow([p.stem, str(Path(p).relative_to(folder)), genres[i % len(genres)]])
+    return folder
+
+
 def bench_models(artifacts: Path | None, log: Log):
     """The shipped models, or untrained ones of the same architecture (same
     compute cost) when no artifacts exist yet. Returns (models, source, dir)."""
