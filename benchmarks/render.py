@@ -26,7 +26,6 @@ import csv
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -136,79 +135,53 @@ PAGE_TITLES = {"overview": ("Overview", "Genre-aware music recommender"),
 def browser_times(env: dict, repeats: int) -> dict:
     """Per page: warm in-app navigation (click the sidebar link) and warm full
     reload, each until the script has finished and every plotly chart is drawn."""
-    import socket
-    import urllib.request
+    from benchmarks.browser import SCRIPT_DONE, chromium_page, streamlit_server
 
-    from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM, CHROMIUM_ARGS
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-                             "--server.port", str(port), "--server.headless", "true",
-                             "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    done = '[data-testid="stApp"][data-test-script-state="notRunning"]'
     drawn = ("() => [...document.querySelectorAll('.js-plotly-plot')]"
              ".every(p => p.querySelector('.main-svg'))")
 
     def settle(page, heading: str) -> None:
         page.get_by_role("heading", level=1, name=heading).wait_for(timeout=600_000)
-        page.wait_for_selector(done, timeout=600_000)
+        page.wait_for_selector(SCRIPT_DONE, timeout=600_000)
         page.wait_for_function(drawn, timeout=600_000)
 
     nav: dict[str, list[float]] = {}
     reload: dict[str, list[float]] = {}
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(base + "/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(base)
+    with streamlit_server(env) as server, chromium_page() as page:
+        base = server.url
+        page.goto(base)
+        settle(page, PAGE_TITLES["overview"][1])
+        for rnd in range(repeats + 1):           # round 0 warms every cache
+            for name, (link, heading) in PAGE_TITLES.items():
+                t = time.perf_counter()
+                page.locator('[data-testid="stSidebarNav"] a', has_text=link).first.click()
+                settle(page, heading)
+                if rnd:
+                    nav.setdefault(name, []).append(time.perf_counter() - t)
+                assert page.locator('[data-testid="stException"]').count() == 0, name
+        # The Recommender with five seeds (10 players, 20 feedback buttons).
+        page.locator('[data-testid="stSidebarNav"] a', has_text="Recommender").first.click()
+        settle(page, "Recommender")
+        page.get_by_role("button", name="Surprise me").click()
+        page.get_by_text("Method 2 · sound + genre").wait_for(timeout=600_000)
+        page.wait_for_selector(SCRIPT_DONE, timeout=600_000)
+        for rnd in range(repeats + 1):
+            page.locator('[data-testid="stSidebarNav"] a', has_text="Overview").first.click()
             settle(page, PAGE_TITLES["overview"][1])
-            for rnd in range(repeats + 1):           # round 0 warms every cache
-                for name, (link, heading) in PAGE_TITLES.items():
-                    t = time.perf_counter()
-                    page.locator('[data-testid="stSidebarNav"] a', has_text=link).first.click()
-                    settle(page, heading)
-                    if rnd:
-                        nav.setdefault(name, []).append(time.perf_counter() - t)
-                    assert page.locator('[data-testid="stException"]').count() == 0, name
-            # The Recommender with five seeds (10 players, 20 feedback buttons).
+            t = time.perf_counter()
             page.locator('[data-testid="stSidebarNav"] a', has_text="Recommender").first.click()
             settle(page, "Recommender")
-            page.get_by_role("button", name="Surprise me").click()
             page.get_by_text("Method 2 · sound + genre").wait_for(timeout=600_000)
-            page.wait_for_selector(done, timeout=600_000)
-            for rnd in range(repeats + 1):
-                page.locator('[data-testid="stSidebarNav"] a', has_text="Overview").first.click()
-                settle(page, PAGE_TITLES["overview"][1])
+            if rnd:
+                nav.setdefault("recommender (5 seeds)", []).append(time.perf_counter() - t)
+        for name, (_, heading) in PAGE_TITLES.items():
+            page.goto(base + ("/" if name == "overview" else f"/{name}"))
+            settle(page, heading)
+            for _ in range(repeats):
                 t = time.perf_counter()
-                page.locator('[data-testid="stSidebarNav"] a', has_text="Recommender").first.click()
-                settle(page, "Recommender")
-                page.get_by_text("Method 2 · sound + genre").wait_for(timeout=600_000)
-                if rnd:
-                    nav.setdefault("recommender (5 seeds)", []).append(time.perf_counter() - t)
-            for name, (_, heading) in PAGE_TITLES.items():
-                page.goto(base + ("/" if name == "overview" else f"/{name}"))
+                page.reload()
                 settle(page, heading)
-                for _ in range(repeats):
-                    t = time.perf_counter()
-                    page.reload()
-                    settle(page, heading)
-                    reload.setdefault(name, []).append(time.perf_counter() - t)
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+                reload.setdefault(name, []).append(time.perf_counter() - t)
     out = {}
     for name in nav:
         out[name] = {"nav_warm_median_s": round(statistics.median(nav[name]), 3),
@@ -241,7 +214,9 @@ def main() -> None:
            "GENRE_STUDY_DB": str(out / "study.sqlite")}
     upload = Path(next(iter((data / "metadata.csv").read_text().splitlines()[1:])).split(",")[1]).read_bytes()
     result = {"tracks": args.tracks, "index": stats, "script": script_times(env, args.repeats, upload)}
-    if not args.no_browser and Path("/usr/bin/chromium").exists():
+    from benchmarks.browser import browser_missing
+
+    if not args.no_browser and browser_missing() is None:
         result["browser"] = browser_times(env, args.repeats)
     result["load_average"] = os.getloadavg()
     (out / "render_times.json").write_text(json.dumps(result, indent=1))

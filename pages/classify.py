@@ -4,7 +4,9 @@ import pandas as pd
 import streamlit as st
 
 from ui import charts
-from ui import common as ui
+from ui.analysis import classify_files
+from ui.models import shipped_models
+from ui.uploads import UPLOAD_TYPES, add_to_library, max_upload_bytes
 
 st.title("Classify your music")
 st.markdown(
@@ -13,18 +15,18 @@ st.markdown(
     "card for how well it holds), beside the classic MFCC baseline. When the models agree, the answer "
     "is usually more trustworthy; when they disagree, the track may sit between genres.")
 
-models = ui.models()
+models = shipped_models()
 if not models:
     st.stop()
 
-files = st.file_uploader("Audio files (MP3, WAV, FLAC, OGG)", type=ui.UPLOAD_TYPES,
+files = st.file_uploader("Audio files (MP3, WAV, FLAC, OGG)", type=UPLOAD_TYPES,
                          accept_multiple_files=True, key="classify_files",
-                         help=f"Up to {ui.max_upload_bytes() / 2**20:.0f} MB per file.")
+                         help=f"Up to {max_upload_bytes() / 2**20:.0f} MB per file.")
 if not files:
     st.caption(f"The models know these genres: {', '.join(next(iter(models.values())).labels)}.")
     st.stop()
 
-results = ui.classify_files([(f.name, f.getvalue()) for f in files], models)
+results = classify_files([(f.name, f.getvalue()) for f in files], models)
 ok = [r for r in results if r.view is not None]
 
 if len(results) > 1 and ok:
@@ -70,4 +72,4 @@ if ok:
     st.markdown("Like these tracks? Add them to your library to use them on the Embedding map, "
                 "in the Recommender and in the Listening study.")
     if st.button(f"Add {len(ok)} file(s) to my library", icon=":material/library_add:", key="classify_add"):
-        ui.add_to_library([(r.name, r.data) for r in ok])
+        add_to_library([(r.name, r.data) for r in ok])

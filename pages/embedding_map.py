@@ -3,7 +3,10 @@
 import streamlit as st
 
 from ui import charts
-from ui import common as ui
+from ui.catalog import index_or_help, index_table, play
+from ui.models import cached_figure, model_picker, shipped_models
+from ui.projections import PROJECTIONS, projection
+from ui.seeds import MAX_SEEDS, add_seed, current_seeds, selected_track_ids
 
 st.title("Embedding map")
 st.markdown(
@@ -15,16 +18,16 @@ st.markdown(
     "Hover a dot to see the track; click or lasso dots to listen "
     "and use them as seeds for the Recommender.")
 
-mods = ui.models(quiet=True)
-idx = ui.index_or_help(mods)
+mods = shipped_models(quiet=True)
+idx = index_or_help(mods)
 if idx is None:
     st.stop()
 
-table = ui.index_table(idx)
+table = index_table(idx)
 models = idx.models
 c1, c2, c3 = st.columns(3)
-model = ui.model_picker(models, key="map_model", container=c1)
-method = c2.radio("Projection", list(ui.PROJECTIONS), horizontal=True, key="map_method")
+model = model_picker(models, key="map_model", container=c1)
+method = c2.radio("Projection", list(PROJECTIONS), horizontal=True, key="map_method")
 colour_opts = {"genre": "labelled genre", f"pred_{model}": f"{charts.model_name(model)}'s predicted genre",
                "source": "collection"}
 colour = c3.radio("Colour by", list(colour_opts), format_func=colour_opts.get, horizontal=True,
@@ -33,7 +36,7 @@ colour = c3.radio("Colour by", list(colour_opts), format_func=colour_opts.get, h
 
 
 def _map_figure():
-    xy = ui.projection(str(idx.dir), idx.version, len(idx), model, method, idx)
+    xy = projection(str(idx.dir), idx.version, len(idx), model, method, idx)
     df = table[["track_id", "title", "artist", "genre", "source", f"pred_{model}"]].copy()
     df["genre"] = df["genre"].replace("", "(upload)")
     df["x"], df["y"] = xy[:, 0], xy[:, 1]
@@ -46,10 +49,10 @@ def _map_figure():
                                     colours=colours)
 
 
-fig = ui.cached_figure(("map", str(idx.dir), idx.version, len(idx), model, method, colour), _map_figure)
+fig = cached_figure(("map", str(idx.dir), idx.version, len(idx), model, method, colour), _map_figure)
 event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="map_chart")
 
-picked = ui.selected_track_ids(event)
+picked = selected_track_ids(event)
 st.caption("Tip: click a dot, or drag a lasso around several; double-click empty space to clear.")
 with st.expander("…or find a track by name", expanded=not picked):
     labels = dict(zip(table["track_id"], table["label"]))
@@ -67,14 +70,14 @@ if picked:
         c1.markdown(f"**{r['title'] or tid}**  \n{r['artist'] or ''} · {r['genre'] or 'upload'} "
                     f"(model hears {r[f'pred_{model}']})")
         with c2:
-            ui.play(r["path"])
-        in_seeds = tid in ui.seeds()
+            play(r["path"])
+        in_seeds = tid in current_seeds()
         if c3.button("Seed" if in_seeds else "Use as seed",
                      icon=":material/check:" if in_seeds else ":material/add:",
                      key=f"map_seed_{tid}", disabled=in_seeds
-                     or len(ui.seeds()) >= ui.MAX_SEEDS):
-            ui.add_seed(tid)
+                     or len(current_seeds()) >= MAX_SEEDS):
+            add_seed(tid)
             st.rerun()
-    if ui.seeds():
-        st.caption(f"Seeds so far: {len(ui.seeds())} of {ui.MAX_SEEDS}.")
+    if current_seeds():
+        st.caption(f"Seeds so far: {len(current_seeds())} of {MAX_SEEDS}.")
         st.page_link("pages/recommender.py", label="Get recommendations for these seeds →", icon=":material/recommend:")

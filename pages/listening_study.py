@@ -6,7 +6,10 @@ import streamlit as st
 
 from core.recommend import methods as rec
 from core.recommend import study
-from ui import common as ui
+from ui.catalog import index_or_help, index_table, play
+from ui.models import shipped_models
+from ui.seeds import current_seeds
+from ui.settings import paths
 
 st.title("Listening study")
 st.markdown(
@@ -25,7 +28,7 @@ def _store(path: str) -> "study.StudyStore":
 
 
 try:
-    store = _store(str(ui.paths().study_db))
+    store = _store(str(paths().study_db))
 except study.StudyError as exc:
     st.error(str(exc))
     st.stop()
@@ -33,15 +36,15 @@ except study.StudyError as exc:
 take_part, results_tab = st.tabs([":material/headphones: Take part", ":material/insights: Results"])
 
 with take_part:
-    mods = ui.models(quiet=True)
-    idx = ui.index_or_help(mods)
+    mods = shipped_models(quiet=True)
+    idx = index_or_help(mods)
     if idx is not None:
-        table = ui.index_table(idx)
+        table = index_table(idx)
         rows = table.set_index("track_id")
         pid = st.session_state.get(PID_KEY)
         if pid is None:
             labels = dict(zip(table["track_id"], table["label"]))
-            pre = ui.seeds() if len(ui.seeds()) == study.N_SEEDS else []
+            pre = current_seeds() if len(current_seeds()) == study.N_SEEDS else []
             seeds = st.multiselect(f"Pick exactly {study.N_SEEDS} songs you like", list(labels),
                                    default=[s for s in pre if s in labels], format_func=labels.__getitem__,
                                    max_selections=study.N_SEEDS, key="study_seeds",
@@ -85,7 +88,7 @@ with take_part:
                     artist = r["artist"] if r is not None else ""
                     c1.markdown(f"**{t.position + 1}. {title}**" + (f"  \n{artist}" if artist else ""))
                     with c2:
-                        ui.play(r["path"] if r is not None else "")
+                        play(r["path"] if r is not None else "")
                     c3.button("", icon=":material/thumb_up:", key=f"study_like_{t.track_id}", on_click=_answer,
                               args=(t.track_id, True),
                               type="primary" if t.liked is True else "secondary", help="I like it")
@@ -170,4 +173,4 @@ with results_tab:
                        file_name="study_report.csv", mime="text/csv", key="study_csv_report",
                        icon=":material/download:",
                        help="Like rates and decoy-adjusted rates with 95 % CIs, the paired tests, the power note.")
-    st.caption(f"Stored in `{ui.paths().study_db}` (SQLite; set $GENRE_STUDY_DB to move it).")
+    st.caption(f"Stored in `{paths().study_db}` (SQLite; set $GENRE_STUDY_DB to move it).")

@@ -6,7 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from ui import charts
-from ui import common as ui
+from ui.models import artifact_json, artifact_key, cached_figure
+from ui.settings import paths
 
 st.title("Model comparison")
 st.markdown(
@@ -27,12 +28,12 @@ def fmt(v, ci=None, pct=False) -> str:
     return f(v)
 
 
-metrics = ui.artifact_json("metrics.json")
+metrics = artifact_json("metrics.json")
 # Every model with a report or a training history (no names are assumed).
 _names = list(dict.fromkeys([*(metrics or {}).get("models", {}), *sorted(
-    p.name[: -len("_history.json")] for p in ui.paths().artifacts.glob("*_history.json"))]))
+    p.name[: -len("_history.json")] for p in paths().artifacts.glob("*_history.json"))]))
 histories = {m: h for m in _names
-             if (h := ui.artifact_json(f"{m}_history.json", quiet=True))}
+             if (h := artifact_json(f"{m}_history.json", quiet=True))}
 
 
 def paired_tests(comp: dict, models: list[str]) -> list[tuple[str, str, dict]]:
@@ -103,20 +104,20 @@ if metrics:
     show = st.multiselect("Models to show", list(reps),
                           default=[m for m in reps if m != "baseline_mfcc"] or list(reps),
                           format_func=charts.model_name, key="cmp_models")
-    mkey = ui.artifact_key("metrics.json")
+    mkey = artifact_key("metrics.json")
     roc_tab, genre_tab, conf_tab, source_tab, train_tab = st.tabs(
         ["ROC curves", "Per genre", "Confusion matrices", "Per source", "Training curves"],
         key="cmp_tab", on_change="rerun")
 
     if roc_tab.open:
         with roc_tab:
-            st.plotly_chart(ui.cached_figure(("roc_macro", mkey, tuple(show)), lambda: charts.roc_figure(
+            st.plotly_chart(cached_figure(("roc_macro", mkey, tuple(show)), lambda: charts.roc_figure(
                 {m: charts.macro_roc(reps[m].get("roc", {})) for m in show if reps[m].get("roc")},
                 {m: reps[m]["macro"].get("roc_auc") for m in show}, "All genres (macro average)", height=380)),
                 key="roc_macro")
             genres_with_roc = [g for g in labels if any(g in reps[m].get("roc", {}) for m in show)]
             if genres_with_roc:
-                st.plotly_chart(ui.cached_figure(("roc_grid", mkey, tuple(show)), lambda: charts.roc_grid(
+                st.plotly_chart(cached_figure(("roc_grid", mkey, tuple(show)), lambda: charts.roc_grid(
                     {m: reps[m].get("roc", {}) for m in show},
                     {m: {g: v.get("roc_auc") for g, v in reps[m].get("per_genre", {}).items()} for m in show},
                     genres_with_roc)), key="roc_genres")
@@ -147,7 +148,7 @@ if metrics:
                 conf = reps[m].get("confusion")
                 if conf:
                     with cols[i % len(cols)]:
-                        st.plotly_chart(ui.cached_figure(("conf", mkey, m, norm), lambda: charts.confusion_figure(
+                        st.plotly_chart(cached_figure(("conf", mkey, m, norm), lambda: charts.confusion_figure(
                             conf["labels"], conf["matrix"], m, norm)), key=f"conf_{m}")
             st.caption("Which genres get mixed up? Rows are the true genre, columns the model's top "
                        "guess; the diagonal is correct.")
@@ -174,8 +175,8 @@ if metrics is None or train_tab.open:
         if histories:
             st.caption("Validation scores after each pass over the training data; the dotted line marks "
                        "the epoch whose weights were kept (best validation AUC).")
-            hkey = tuple(ui.artifact_key(f"{m}_history.json") for m in histories)
-            st.plotly_chart(ui.cached_figure(("hist", hkey), lambda: charts.training_grid(histories)),
+            hkey = tuple(artifact_key(f"{m}_history.json") for m in histories)
+            st.plotly_chart(cached_figure(("hist", hkey), lambda: charts.training_grid(histories)),
                             key="hist")
         else:
             st.info("No training history in the artifacts folder yet (`cnn_history.json`, "

@@ -6,8 +6,10 @@ import re
 import pandas as pd
 import streamlit as st
 
-from ui import common as ui
+from ui.catalog import catalog
 from ui.charts import model_name
+from ui.models import artifact_json, shipped_models
+from ui.settings import paths, show_how_to_add_music
 
 st.title("Genre-aware music recommender")
 st.markdown(
@@ -28,55 +30,62 @@ def _fmt(value, ci=None) -> str:
     return f"{value:.3f}"
 
 
+def _shipped_models_section() -> None:
+    """The model columns, the headline metrics and the model card."""
+    models = shipped_models()
+    metrics = artifact_json("metrics.json", quiet=True)
+    if models:
+        cols = st.columns(len(models))
+        for col, (name, m) in zip(cols, models.items()):
+            hist = artifact_json(f"{name}_history.json", quiet=True) or {}
+            with col:
+                st.subheader(model_name(name))
+                macro = ((metrics or {}).get("models", {}).get(name) or {}).get("macro")
+                if macro:
+                    st.metric("Test ROC-AUC (macro)", f"{macro['roc_auc']:.3f}")
+                    st.metric("Test accuracy", f"{macro['accuracy']:.1%}")
+                elif hist.get("best_val_auc") is not None:
+                    st.metric("Validation ROC-AUC", f"{hist['best_val_auc']:.3f}")
+                st.caption(f"{m.n_parameters():,} parameters · embedding of {m.embedding_dim} numbers · "
+                           f"{len(m.labels)} genres: {', '.join(m.labels)}")
+                if hist:
+                    data = ", ".join(p.rstrip("/").rsplit("/", 1)[-1] for p in hist.get("data", []))
+                    st.caption(f"Trained on {hist.get('n_train', '?')} tracks ({data or 'unknown data'}), "
+                               f"best epoch {hist.get('best_epoch', '?')} of {len(hist.get('epoch', []))}.")
+
+    if metrics:
+        rows = []
+        for name, rep in metrics.get("models", {}).items():
+            mac = rep.get("macro", {})
+            rows.append({"model": model_name(name),
+                         "ROC-AUC [95% CI]": _fmt(mac.get("roc_auc"), mac.get("roc_auc_ci95")),
+                         "F1 [95% CI]": _fmt(mac.get("f1"), mac.get("f1_ci95")),
+                         "accuracy [95% CI]": _fmt(mac.get("accuracy"), mac.get("accuracy_ci95")),
+                         "test tracks": mac.get("n_tracks")})
+        if rows:
+            st.markdown("**Headline results on the held-out test split** (no artist in the test split "
+                        "was heard in training). ROC-AUC is 0.5 for guessing and 1.0 for perfect.")
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    else:
+        artifact_json("metrics.json")
+
+    card = sorted(paths().artifacts.glob("*model_card*.md")) + sorted(
+        paths().artifacts.glob("MODEL_CARD*.md"))
+    if card:
+        with st.expander("Model card (data, intended use, limitations)"):
+            # The card's figures are relative PNG links that st.markdown cannot resolve;
+            # the same charts are interactive on the Model comparison page.
+            text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", card[0].read_text(encoding="utf-8", errors="replace"))
+            st.markdown(text)
+
+
 st.header("The shipped models")
-models = ui.models()
-metrics = ui.artifact_json("metrics.json", quiet=True)
-if models:
-    cols = st.columns(len(models))
-    for col, (name, m) in zip(cols, models.items()):
-        hist = ui.artifact_json(f"{name}_history.json", quiet=True) or {}
-        with col:
-            st.subheader(model_name(name))
-            macro = ((metrics or {}).get("models", {}).get(name) or {}).get("macro")
-            if macro:
-                st.metric("Test ROC-AUC (macro)", f"{macro['roc_auc']:.3f}")
-                st.metric("Test accuracy", f"{macro['accuracy']:.1%}")
-            elif hist.get("best_val_auc") is not None:
-                st.metric("Validation ROC-AUC", f"{hist['best_val_auc']:.3f}")
-            st.caption(f"{m.n_parameters():,} parameters · embedding of {m.embedding_dim} numbers · "
-                       f"{len(m.labels)} genres: {', '.join(m.labels)}")
-            if hist:
-                data = ", ".join(p.rstrip("/").rsplit("/", 1)[-1] for p in hist.get("data", []))
-                st.caption(f"Trained on {hist.get('n_train', '?')} tracks ({data or 'unknown data'}), "
-                           f"best epoch {hist.get('best_epoch', '?')} of {len(hist.get('epoch', []))}.")
-
-if metrics:
-    rows = []
-    for name, rep in metrics.get("models", {}).items():
-        mac = rep.get("macro", {})
-        rows.append({"model": model_name(name),
-                     "ROC-AUC [95% CI]": _fmt(mac.get("roc_auc"), mac.get("roc_auc_ci95")),
-                     "F1 [95% CI]": _fmt(mac.get("f1"), mac.get("f1_ci95")),
-                     "accuracy [95% CI]": _fmt(mac.get("accuracy"), mac.get("accuracy_ci95")),
-                     "test tracks": mac.get("n_tracks")})
-    if rows:
-        st.markdown("**Headline results on the held-out test split** (no artist in the test split "
-                    "was heard in training). ROC-AUC is 0.5 for guessing and 1.0 for perfect.")
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-else:
-    ui.artifact_json("metrics.json")
-
-card = sorted(ui.paths().artifacts.glob("*model_card*.md")) + sorted(
-    ui.paths().artifacts.glob("MODEL_CARD*.md"))
-if card:
-    with st.expander("Model card (data, intended use, limitations)"):
-        # The card's figures are relative PNG links that st.markdown cannot resolve;
-        # the same charts are interactive on the Model comparison page.
-        text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", card[0].read_text(encoding="utf-8", errors="replace"))
-        st.markdown(text)
+# Filled last: the rest of the page needs no models, so on a fresh server it
+# shows while they load.
+models_slot = st.container()
 
 st.header("Your music")
-cat = ui.catalog()
+cat = catalog()
 if len(cat):
     genres = pd.Series([t.genre or "(unlabelled upload)" for t in cat.all_tracks]).value_counts()
     c1, c2, c3 = st.columns(3)
@@ -85,8 +94,8 @@ if len(cat):
     c3.metric("Your uploads", len(cat.library))
     st.caption("Genres: " + " · ".join(f"{g} {n}" for g, n in genres.items()))
 else:
-    ui.show_how_to_add_music("No music is configured yet — the metrics, ROC curves and "
-                             "classification of your own files still work.")
+    show_how_to_add_music("No music is configured yet — the metrics, ROC curves and "
+                          "classification of your own files still work.")
 for problem in cat.problems:
     st.warning(problem)
 
@@ -105,3 +114,6 @@ for path, icon, label, what in PAGES:
     with c1:
         st.page_link(path, label=label, icon=icon)
     c2.markdown(what)
+
+with models_slot:
+    _shipped_models_section()

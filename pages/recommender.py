@@ -8,7 +8,11 @@ import streamlit as st
 
 from core.recommend import methods as rec
 from ui import charts
-from ui import common as ui
+from ui.analysis import ANALYSIS_ERRORS, analyse_upload, audio_error_line
+from ui.catalog import index_or_help, index_table, play
+from ui.models import artifact_json, models_key, shipped_models
+from ui.seeds import MAX_SEEDS, SEEDS_KEY, current_seeds
+from ui.uploads import UPLOAD_TYPES, check_upload
 
 st.title("Recommender")
 st.markdown(
@@ -17,12 +21,12 @@ st.markdown(
     "also asks the genre classifier: a track scores higher when the model hears the same genre mix "
     "as in your songs. Give a :material/thumb_up: or :material/thumb_down: to steer both lists (relevance feedback).")
 
-mods = ui.models(quiet=True)
-idx = ui.index_or_help(mods)
+mods = shipped_models(quiet=True)
+idx = index_or_help(mods)
 if idx is None:
     st.stop()
 
-table = ui.index_table(idx)
+table = index_table(idx)
 labels = dict(zip(table["track_id"], table["label"]))
 rows = table.set_index("track_id")
 FEEDBACK = {"liked": "rec_liked", "disliked": "rec_disliked"}
@@ -31,13 +35,13 @@ for k in FEEDBACK.values():
 
 
 def _sync_seeds() -> None:
-    st.session_state[ui.SEEDS_KEY] = list(st.session_state["rec_seeds_w"])
+    st.session_state[SEEDS_KEY] = list(st.session_state["rec_seeds_w"])
 
 
 def _random_seeds() -> None:
     rng = np.random.default_rng()
-    st.session_state[ui.SEEDS_KEY] = [str(t) for t in rng.choice(
-        table["track_id"].to_numpy(), size=min(ui.MAX_SEEDS, len(table)), replace=False)]
+    st.session_state[SEEDS_KEY] = [str(t) for t in rng.choice(
+        table["track_id"].to_numpy(), size=min(MAX_SEEDS, len(table)), replace=False)]
 
 
 def _feedback(track_id: str, kind: str) -> None:
@@ -54,28 +58,28 @@ def _clear_feedback() -> None:
 
 # ---- seeds
 st.subheader("1 · Your songs")
-uploads = st.file_uploader("…or upload songs that are not in the catalog", type=ui.UPLOAD_TYPES,
+uploads = st.file_uploader("…or upload songs that are not in the catalog", type=UPLOAD_TYPES,
                            accept_multiple_files=True, key="rec_upload")
 seed_vectors = []
 if uploads and mods:
-    for f in uploads[: ui.MAX_SEEDS]:
+    for f in uploads[: MAX_SEEDS]:
         data = f.getvalue()
-        problem = ui.check_upload(f.name, data)
+        problem = check_upload(f.name, data)
         if problem:
             st.error(problem)
             continue
         try:
-            v = ui.analyse_upload(f.name, data, ui.models_key(), mods)
-        except ui.ANALYSIS_ERRORS as exc:   # one line per bad file, the rest still count
-            st.error(ui.audio_error_line(exc, f.name))
+            v = analyse_upload(f.name, data, models_key(), mods)
+        except ANALYSIS_ERRORS as exc:   # one line per bad file, the rest still count
+            st.error(audio_error_line(exc, f.name))
             continue
         seed_vectors.append(rec.SeedVector(
             embedding=v.embedding, probs={m: np.array([v.probs[m][g] for g in v.labels[m]], np.float32)
                                           for m in v.probs},
             name=f.name, title=f.name.rsplit(".", 1)[0], digest=hashlib.sha256(data).hexdigest()))
 
-room = max(0, ui.MAX_SEEDS - len(seed_vectors))
-st.session_state["rec_seeds_w"] = [s for s in ui.seeds() if s in labels][:room]
+room = max(0, MAX_SEEDS - len(seed_vectors))
+st.session_state["rec_seeds_w"] = [s for s in current_seeds() if s in labels][:room]
 c1, c2 = st.columns([5, 1])
 seeds = c1.multiselect(f"Search the catalog ({len(table):,} tracks) — up to {room} songs",
                        list(labels), format_func=labels.__getitem__, max_selections=room or None,
@@ -144,7 +148,7 @@ for method, extra in settings.items():
         st.error(str(exc))
         st.stop()
 
-offline = ui.artifact_json(rec.EVAL_ARTIFACT, quiet=True) or {}
+offline = artifact_json(rec.EVAL_ARTIFACT, quiet=True) or {}
 
 
 def _offline_line(method: str) -> str | None:
@@ -189,7 +193,7 @@ for col, (method, recs) in zip(cols, results.items()):
                 genre = r.genre or "upload"
                 st.markdown(f"**{r.rank}. {r.title or r.track_id}**" + (f" — {r.artist}" if r.artist else "")
                             + f"  \n{genre} · model hears {r.predicted_genre} · score {r.score:.2f}")
-                ui.play(path)
+                play(path)
                 b1, b2, b3 = st.columns([1, 1, 4])
                 b1.button("", icon=":material/thumb_up:", key=f"like_{method}_{r.track_id}", on_click=_feedback,
                           args=(r.track_id, "liked"),

@@ -5,7 +5,11 @@ import hashlib
 import streamlit as st
 
 from ui import charts
-from ui import common as ui
+from ui.analysis import ANALYSIS_ERRORS, analyse_path, analyse_upload, audio_error_line
+from ui.catalog import catalog, track_label
+from ui.models import cached_figure, model_picker, models_key, shipped_models
+from ui.settings import file_stamp, show_how_to_add_music
+from ui.uploads import UPLOAD_TYPES, check_upload, max_upload_bytes
 
 st.title("Spectrograms")
 st.markdown(
@@ -15,15 +19,15 @@ st.markdown(
     "from the middle of the track. They judge it in ~5 s windows; the strips at the bottom show "
     "how the genre guess changes from window to window.")
 
-models = ui.models()
+models = shipped_models()
 if not models:
     st.stop()
 
-cat = ui.catalog()
+cat = catalog()
 c1, c2 = st.columns([2, 1])
 choice = c1.radio("Track to look at", ["From the catalog", "Upload a file"], horizontal=True,
                   index=0 if len(cat) else 1, key="spec_source")
-model = ui.model_picker(list(models), key="spec_model", container=c2,
+model = model_picker(list(models), key="spec_model", container=c2,
                         help="Whose ears: the spectrogram is this model's own front-end, the "
                              "genre-over-time strip its answer per window. Starts on the model "
                              "that scored best on the validation split.")
@@ -31,39 +35,39 @@ model = ui.model_picker(list(models), key="spec_model", container=c2,
 view, audio, true_genre, name = None, None, "", ""
 if choice == "From the catalog":
     if not len(cat):
-        ui.show_how_to_add_music("The catalog is empty, so there is nothing to pick — "
+        show_how_to_add_music("The catalog is empty, so there is nothing to pick — "
                                  "upload a file instead, or add a music folder.")
         st.stop()
     tracks = {t.track_id: t for t in cat.all_tracks}
-    labels = {tid: ui.track_label(t.title, t.artist, t.genre, tid) for tid, t in tracks.items()}
+    labels = {tid: track_label(t.title, t.artist, t.genre, tid) for tid, t in tracks.items()}
     tid = st.selectbox("Search the catalog (type to filter)", list(tracks), key="spec_track",
                        format_func=labels.__getitem__)
     t = tracks[tid]
     name, audio, true_genre = labels[tid], str(t.path), t.genre
-    fig_key = (str(t.path), ui._stamp(t.path), ui.models_key())
+    fig_key = (str(t.path), file_stamp(t.path), models_key())
     try:
-        view = ui.analyse_path(*fig_key, models)
-    except ui.ANALYSIS_ERRORS as exc:
-        st.error(ui.audio_error_line(exc, t.path.name))
+        view = analyse_path(*fig_key, models)
+    except ANALYSIS_ERRORS as exc:
+        st.error(audio_error_line(exc, t.path.name))
         st.stop()
 else:
-    up = st.file_uploader("An audio file", type=ui.UPLOAD_TYPES, key="spec_upload",
-                          help=f"Up to {ui.max_upload_bytes() / 2**20:.0f} MB.")
+    up = st.file_uploader("An audio file", type=UPLOAD_TYPES, key="spec_upload",
+                          help=f"Up to {max_upload_bytes() / 2**20:.0f} MB.")
     if up is None:
         st.caption("Choose an MP3, WAV, FLAC or OGG file to see its spectrogram.")
         st.stop()
     data = up.getvalue()
-    problem = ui.check_upload(up.name, data)
+    problem = check_upload(up.name, data)
     if problem:
         st.error(problem)
         st.stop()
     try:
-        view = ui.analyse_upload(up.name, data, ui.models_key(), models)
-    except ui.ANALYSIS_ERRORS as exc:
-        st.error(ui.audio_error_line(exc, up.name))
+        view = analyse_upload(up.name, data, models_key(), models)
+    except ANALYSIS_ERRORS as exc:
+        st.error(audio_error_line(exc, up.name))
         st.stop()
     name, audio = up.name, data
-    fig_key = (up.name, hashlib.sha256(data).hexdigest(), ui.models_key())
+    fig_key = (up.name, hashlib.sha256(data).hexdigest(), models_key())
 
 spec = view.spectrograms[model]
 c1, c2 = st.columns([2, 3])
@@ -84,14 +88,14 @@ with c2:
             f"{charts.model_name(m)} {view.top(m)[0]} ({view.top(m)[1]:.0%})" for m in others))
 
 n_genres = len(next(iter(view.labels.values())))
-st.plotly_chart(ui.cached_figure(("spec", model) + fig_key, lambda: charts.spectrogram_figure(
+st.plotly_chart(cached_figure(("spec", model) + fig_key, lambda: charts.spectrogram_figure(
     spec.wave, spec.sample_rate, spec.logmel.astype("float32"), spec.times, spec.freqs)), key="spec_mel")
 st.caption(f"{charts.model_name(model)}'s front-end: {spec.sample_rate / 1000:g} kHz, "
            f"{spec.logmel.shape[0]} mel bands, {len(spec.times)} frames.")
-st.plotly_chart(ui.cached_figure(("spec_probs",) + fig_key, lambda: charts.probability_bars(
+st.plotly_chart(cached_figure(("spec_probs",) + fig_key, lambda: charts.probability_bars(
     view.probs, height=120 + 28 * n_genres)), key="spec_probs")
 st.caption("Each genre gets its own probability (they need not add up to 1): the models were "
            "trained, as in the paper, to answer 'is this genre present?' once per genre.")
-st.plotly_chart(ui.cached_figure(("spec_strips", model) + fig_key, lambda: charts.window_strips(
+st.plotly_chart(cached_figure(("spec_strips", model) + fig_key, lambda: charts.window_strips(
     {model: view.window_probs[model]}, {model: view.window_starts_s[model]},
     {model: view.labels[model]})), key="spec_strips")

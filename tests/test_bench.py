@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 
-from benchmarks.harness import _seed_sets, generate_clips, pick_files, synthetic_catalog
+from benchmarks.browser import browser_missing
+from benchmarks.first_run import first_run
+from benchmarks.inputs import generate_clips, pick_files, write_metadata
+from benchmarks.query import _seed_sets, synthetic_catalog
 from core.cli.main import main
 
 
@@ -15,7 +19,7 @@ def test_tiny_bench_run_writes_every_key(tiny_dataset, tiny_artifacts, tmp_path,
     out = tmp_path / "bench.json"
     rc = main(["bench", "--data", str(tiny_dataset), "--json", str(out), "--limit", "4",
                "--batch-size", "2", "--sizes", "1500,3000", "--dims", "8", "--queries", "8",
-               "--artifacts", str(tiny_artifacts)])
+               "--artifacts", str(tiny_artifacts), "--no-first-run"])
     assert rc == 0
     r = json.loads(out.read_text())
     idx = r["index"]
@@ -37,6 +41,7 @@ def test_tiny_bench_run_writes_every_key(tiny_dataset, tiny_artifacts, tmp_path,
     assert r["models"] == ["cnn", "crnn"] and r["model_info"]["source"] == "artifacts"
     assert {"cpu_s_per_track", "baseline_cpu_s_per_track", "cpu_speedup"} <= set(idx)
     assert set(r["first_run"]) >= {"first_lists_s", "catalog_indexed_s", "tracks"}
+    assert r["first_run"]["tracks"] is None and r["first_run"]["note"] == "not measured: --no-first-run"
     assert "index_speedup_ge_3" in r["targets"]
     assert "speedup" in capsys.readouterr().out
 
@@ -61,3 +66,25 @@ def test_synthetic_catalog_and_seed_sets():
     for s in seeds:
         assert len(s) == 5 and len(set(s.tolist())) == 5
         assert len(set(labels[s].tolist())) == 1  # one listener's style
+
+
+def test_generated_clips_read_as_a_catalog(tmp_path):
+    from core.datasets import read_dataset
+
+    paths = generate_clips(tmp_path, 3, seconds=1.0)
+    tracks = read_dataset(write_metadata(tmp_path, paths))
+    assert sorted(t.track_id for t in tracks) == ["clip_000", "clip_001", "clip_002"]
+    assert {t.genre for t in tracks} == {"Tones", "Pulses"} and all(t.path.is_file() for t in tracks)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
+def test_first_run_in_a_browser_from_an_empty_index(tiny_dataset, tiny_artifacts):
+    lines: list[str] = []
+    r = first_run([tiny_dataset], tiny_artifacts, log=lines.append, timeout_s=600)
+    assert r["tracks"] == 18                        # every clip of the tiny catalog, indexed from nothing
+    assert all(n >= 1 for n in r["list_lengths"])   # method 1 and method 2 each listed tracks
+    assert 1 <= r["tracks_at_first_lists"] <= 18
+    assert 0 < r["first_page_s"] <= r["first_page_complete_s"]
+    assert r["first_lists_s"] > 0 and r["catalog_indexed_s"] > 0
+    assert any("both lists" in line for line in lines)

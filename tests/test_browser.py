@@ -9,77 +9,22 @@ Skipped (only this test) when /usr/bin/chromium is missing. Screenshots go to
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import PAGES, ROOT
+from conftest import PAGES
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+from benchmarks.browser import CHROMIUM, chromium_page, streamlit_server, wait_rendered
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed")]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    end = time.time() + timeout
-    while time.time() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer in {timeout} s")
-
-
 @pytest.fixture
 def server(app_env, tmp_path):
-    port = free_port()
-    env = {**os.environ, **app_env, "GENRE_STUDY_DB": str(tmp_path / "study.sqlite"),
-           "GENRE_LIBRARY": str(tmp_path / "library")}
-    log = open(tmp_path / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/_stcore/health", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def wait_rendered(page, timeout: float = 120) -> None:
-    """Wait until the script run is finished and a title (or an exception) shows.
-
-    The app root carries ``data-test-script-state``; "notRunning" means the
-    page's script has finished. A short pause then lets plotly draw.
-    """
-    page.wait_for_selector('h1, [data-testid="stException"]', timeout=timeout * 1000)
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
-                           timeout=timeout * 1000)
-    page.wait_for_timeout(500)
+    env = {**app_env, "GENRE_STUDY_DB": str(tmp_path / "study.sqlite"), "GENRE_LIBRARY": str(tmp_path / "library")}
+    with streamlit_server(env, log=tmp_path / "streamlit.log") as srv:
+        yield srv.url
 
 
 def screenshot(page, path: Path) -> None:
@@ -101,7 +46,6 @@ def assert_no_exception(page, what: str) -> None:
 
 def test_every_page_in_headless_chromium(server, tmp_path):
     from conftest import synth, write_audio
-    from playwright.sync_api import sync_playwright
 
     good = write_audio(tmp_path / "upload" / "my tone.mp3", synth("tone", 4.0, seed=2))
     bad = tmp_path / "upload" / "broken.mp3"
@@ -109,41 +53,36 @@ def test_every_page_in_headless_chromium(server, tmp_path):
 
     shots = Path(os.environ.get("GENRE_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            for name in PAGES:
-                url = server + ("/" if name == "overview" else f"/{name}")
-                page.goto(url)
-                wait_rendered(page)
-                screenshot(page, shots / f"{name}.png")
-                assert_no_exception(page, name)
-                assert page.locator("h1").first.inner_text().strip(), f"{name}: no title"
-                # The shared sidebar (music-folder settings) is on every page.
-                assert page.locator('[data-testid="stSidebar"] textarea').count() == 1, name
+    with chromium_page() as page:
+        for name in PAGES:
+            url = server + ("/" if name == "overview" else f"/{name}")
+            page.goto(url)
+            wait_rendered(page)
+            screenshot(page, shots / f"{name}.png")
+            assert_no_exception(page, name)
+            assert page.locator("h1").first.inner_text().strip(), f"{name}: no title"
+            # The shared sidebar (music-folder settings) is on every page.
+            assert page.locator('[data-testid="stSidebar"] textarea').count() == 1, name
 
-            # Recommender: five random seeds, then both methods' lists.
-            page.goto(server + "/recommender")
-            wait_rendered(page)
-            page.get_by_role("button", name="Surprise me").click()
-            wait_rendered(page)
-            page.get_by_text("Method 1 · sound only").wait_for(timeout=60_000)
-            page.get_by_text("Method 2 · sound + genre").wait_for(timeout=60_000)
-            assert_no_exception(page, "recommender with seeds")
-            screenshot(page, shots / "recommender_results.png")
+        # Recommender: five random seeds, then both methods' lists.
+        page.goto(server + "/recommender")
+        wait_rendered(page)
+        page.get_by_role("button", name="Surprise me").click()
+        wait_rendered(page)
+        page.get_by_text("Method 1 · sound only").wait_for(timeout=60_000)
+        page.get_by_text("Method 2 · sound + genre").wait_for(timeout=60_000)
+        assert_no_exception(page, "recommender with seeds")
+        screenshot(page, shots / "recommender_results.png")
 
-            # Classify: one good and one broken upload; the good one still gets results.
-            page.goto(server + "/classify")
-            wait_rendered(page)
-            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(good), str(bad)])
-            page.get_by_text("broken.mp3:").first.wait_for(timeout=120_000)
-            wait_rendered(page)
-            assert_no_exception(page, "classify uploads")
-            assert page.locator('[data-testid="stAlertContentError"]').count() == 1
-            assert page.get_by_text("Both models say").count() + page.get_by_text("The models disagree").count() == 1
-            screenshot(page, shots / "classify_results.png")
-        finally:
-            browser.close()
+        # Classify: one good and one broken upload; the good one still gets results.
+        page.goto(server + "/classify")
+        wait_rendered(page)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files([str(good), str(bad)])
+        page.get_by_text("broken.mp3:").first.wait_for(timeout=120_000)
+        wait_rendered(page)
+        assert_no_exception(page, "classify uploads")
+        assert page.locator('[data-testid="stAlertContentError"]').count() == 1
+        assert page.get_by_text("Both models say").count() + page.get_by_text("The models disagree").count() == 1
+        screenshot(page, shots / "classify_results.png")
     assert sorted(f.stem for f in shots.glob("*.png")) == sorted(PAGES + ["recommender_results",
                                                                           "classify_results"])

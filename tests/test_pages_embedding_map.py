@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from conftest import no_exceptions, open_page, plotly_specs, texts, values
 
-from ui import common as ui
+from ui import catalog as ui_catalog
+from ui import seeds as ui
 
 
 def _points(app) -> dict:
@@ -64,7 +65,7 @@ def test_empty_index_is_built_in_the_background_and_the_map_grows(app, tmp_path,
     no_exceptions(app)
     first = sum(len(v) for v in _points(app).values())
     assert 1 <= first <= 18               # drawn from the tracks indexed so far
-    svc = ui._indexer(str(tmp_path / "new_index"))
+    svc = ui_catalog._indexer(str(tmp_path / "new_index"))
     assert svc.wait(180).state == "done"
     app.run()
     no_exceptions(app)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import no_exceptions, open_page, synth, texts, write_audio
 
-from ui import common as ui
+from ui import seeds as ui
 
 SEEDS = ["tones_00", "tones_01", "noise_02", "clicks_03", "tones_04"]
 

@@ -35,7 +35,7 @@ def test_cli_flags_read_the_defaults():
 
 
 def test_the_seed_limit_is_one_constant():
-    from ui import common as ui
+    from ui import seeds as ui
 
     assert ui.MAX_SEEDS is request.MAX_SEEDS
     n = MAX_SEEDS + 1

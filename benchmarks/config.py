@@ -1,0 +1,31 @@
+"""What ``python -m core bench`` measures (:class:`BenchConfig`), defined once
+for the harness and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class BenchConfig:
+    """What to measure; the defaults are the README figures."""
+
+    data: list[Path] = field(default_factory=list)     # empty: ../shared/data, else generated clips
+    limit: int = 48                                      # clips to index (spread over folders / genres)
+    batch_size: int = 8
+    rounds: int = 1                                      # baseline / pipeline alternations
+    workers: int | None = None                           # decode processes (None: pipeline default)
+    sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    dims: tuple[int, ...] | None = None                  # None: the models' embedding sizes
+    queries: int = 100
+    seeds_per_query: int = 5
+    k: int = 5
+    classify_repeats: int = 5
+    artifacts: Path | None = None
+    seed: int = 0
+    first_run: bool = True                               # the browser run from an empty index (minutes)
+    first_run_timeout_s: float = 1800.0

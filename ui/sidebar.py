@@ -1,0 +1,73 @@
+"""The sidebar of every page: the Music folders setting, the catalog and the
+index status (the background indexing starts from here by itself).
+
+The index status never makes a fresh server's first page wait for torch:
+its first drawing in a session skips the index while the index modules are
+not imported yet (:func:`ui.models.heavy_modules_imported`; the page itself
+imports them once its cheap parts are drawn), and its redraw 2 s later opens
+the index and starts the indexing.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.catalog import sources as catalog_mod
+from ui.catalog import auto_index, catalog, indexer
+from ui.models import heavy_modules_imported
+from ui.settings import SETTING_KEY, data_setting, paths
+
+_DRAWN_KEY = "sidebar_index_drawn"   # session state: the index status was drawn once
+
+
+def sidebar() -> None:
+    """Music-folder settings and catalog status, shown on every page."""
+    data_setting()
+    with st.sidebar:
+        cat = catalog()
+        with st.expander(":material/folder_open: Music folders", expanded=not len(cat)):
+            st.text_area("Data folders, one per line", key=SETTING_KEY, height=110,
+                         help="Folders with a metadata.csv, genre sub-folders or the FMA layout. "
+                              "Starts as $GENRE_DATA (':'-separated) or ../shared/data.")
+            st.caption(f"Uploads are kept in `{paths().library}` ($GENRE_LIBRARY).")
+        if len(cat):
+            st.caption(f":material/library_music: {len(cat.tracks):,} tracks in {len(cat.data_dirs)} folder(s)"
+                       + (f" · {len(cat.library)} upload(s)" if cat.library else ""))
+        else:
+            st.caption(":material/library_music: No music configured yet.")
+        for problem in cat.problems:
+            st.caption(f":material/warning: {problem}")
+        index_sidebar(cat)
+
+
+def index_sidebar(cat: catalog_mod.Catalog) -> None:
+    """Index status; starts the background indexing of the catalog by itself
+    (once per catalog and model version in this server process)."""
+    if len(cat):
+        _index_status(cat)
+
+
+@st.fragment(run_every=2.0)
+def _index_status(cat: catalog_mod.Catalog) -> None:
+    """Progress of the background run (redrawn every 2 s on its own)."""
+    first, st.session_state[_DRAWN_KEY] = not st.session_state.get(_DRAWN_KEY), True
+    if first and not heavy_modules_imported():
+        st.caption(":material/database: Index: starting…")
+        return
+    svc = indexer(quiet=True)
+    if svc is None:
+        return
+    auto_index(cat, svc)
+    status = svc.status()
+    snap = svc.snapshot()
+    if status.running and not status.total:
+        st.caption(f":material/database: Index: {len(snap):,} tracks — checking for new music…")
+    elif status.running:
+        st.progress(min(status.done / status.total, 1.0), text=status.line())
+        st.caption(f":material/database: {len(snap):,} tracks usable so far.")
+    elif status.state == "failed":
+        st.caption(f":material/error: {status.line()}")
+    else:
+        st.caption(f":material/database: Index ready: {len(snap):,} tracks.")
+        if status.stats.get("failed"):
+            st.caption(f":material/warning: {len(status.stats['failed'])} file(s) could not be read.")
