@@ -126,3 +126,13 @@ def test_the_switch_turns_bfloat16_off(monkeypatch):
     with pytest.raises(ValueError):
         InferenceConfig("half")
 
+
+def test_cli_precision_flag_sets_the_switch(monkeypatch, tiny_artifacts, tone_wav, capsys):
+    from core.cli.main import main
+
+    monkeypatch.setenv("GENRE_BFLOAT16", "auto")     # restored after the test
+    assert main(["--precision", "float32", "classify", str(tone_wav), "--artifacts", str(tiny_artifacts)]) == 0
+    import os
+
+    assert os.environ["GENRE_BFLOAT16"] == "off" and InferenceConfig().bfloat16 == "off"
+    assert '"cnn_top"' in capsys.readouterr().out
