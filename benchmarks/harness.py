@@ -27,6 +27,7 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
     import torch
 
     from core.catalog.pipeline import available_cpus
+    from core.models.optimise import use_bfloat16
 
     dirs = cfg.data or shared_data_dirs()
     with tempfile.TemporaryDirectory() as gen:
@@ -43,7 +44,9 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
             "files": {"count": len(paths), "source": source},
             "models": list(models),
             "model_info": {"source": model_source,
-                           "embedding_dims": {n: int(m.embedding_dim) for n, m in models.items()}},
+                           "embedding_dims": {n: int(m.embedding_dim) for n, m in models.items()},
+                           # Whether the inference copies ran their conv layers in bfloat16.
+                           "bfloat16": use_bfloat16()},
         }
         report["profile_ms_per_track"] = profile_stages(paths[: min(8, len(paths))], models, log)
         report["index"], report["peak_rss_mb"] = bench_index(paths, models, cfg, log)

@@ -1,4 +1,4 @@
-"""One place for every setting: feature extraction, training and paths."""
+"""One place for every setting: feature extraction, training, inference and paths."""
 
 from __future__ import annotations
 
@@ -111,6 +111,32 @@ class TrainConfig:
         d = asdict(self)
         d["betas"] = list(self.betas)
         return d
+
+
+BFLOAT16_MODES = ("auto", "on", "off")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How the inference copies of the models compute
+    (:func:`core.models.optimise.optimise_for_inference`).
+
+    ``bfloat16``: ``"auto"`` (default) runs the conv layers that tolerate it
+    in bfloat16 where the CPU has native bfloat16 (AVX512-BF16 / AMX) and in
+    float32 elsewhere; ``"on"`` / ``"off"`` force it. The default comes from
+    ``$GENRE_BFLOAT16`` (``python -m core --precision`` sets it). The val
+    accuracy it costs is measured and stated in
+    :func:`~core.models.optimise.optimise_for_inference`.
+    """
+
+    bfloat16: str = field(default_factory=lambda: os.environ.get("GENRE_BFLOAT16", "auto").strip().lower())
+
+    def __post_init__(self):
+        mode = {"1": "on", "true": "on", "yes": "on", "bfloat16": "on",
+                "0": "off", "false": "off", "no": "off", "float32": "off"}.get(self.bfloat16, self.bfloat16)
+        object.__setattr__(self, "bfloat16", mode)
+        if self.bfloat16 not in BFLOAT16_MODES:
+            raise ValueError(f"bfloat16 must be one of {BFLOAT16_MODES}, got {self.bfloat16!r}")
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -159,6 +160,9 @@ def _model_names() -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core",
                                 description="Genre-aware music recommender (CNN / CRNN on log-mels).")
+    p.add_argument("--precision", choices=["auto", "bfloat16", "float32"], default=None,
+                   help="conv layers of the inference models in bfloat16 or float32 (default: "
+                        "$GENRE_BFLOAT16, else auto = bfloat16 where the CPU has it natively)")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train one model on the train split, early-stopped on val")
@@ -221,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.precision:
+        # The environment, so worker processes and every model copy see it.
+        os.environ["GENRE_BFLOAT16"] = {"auto": "auto", "bfloat16": "on", "float32": "off"}[args.precision]
     try:
         return args.func(args)
     except GenreError as exc:

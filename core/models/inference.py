@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,7 +13,11 @@ from core.audio.load import AudioSource, load_multi
 from core.config import FeatureConfig
 from core.models import GenreModel, Prediction, trunk_group
 from core.models.optimise import torch_threads
-from core.training.baseline import BaselineClassifier
+
+if TYPE_CHECKING:  # pragma: no cover
+    # Not imported at run time: it pulls in scikit-learn (~1 CPU-s), which
+    # every indexing worker process would pay for at start.
+    from core.training.baseline import BaselineClassifier
 
 
 @dataclass

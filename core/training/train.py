@@ -230,7 +230,8 @@ def trunk_features(model: GenreModel, data: LabelledMels, cache_root: str | Path
     computed once per track and trunk (cached on disk by content hash and
     :meth:`trunk_key`), so every epoch and every head reuses them."""
     root = Path(cache_root or Paths().cache).parent / "trunk" / model.trunk_key().replace(":", "_")
-    fast = optimise_for_inference(model)     # same values (BN folded, channels-last)
+    # float32 always: the cache (keyed by trunk_key) holds the exact trunk outputs.
+    fast = optimise_for_inference(model, bfloat16=False)
     out: list[np.ndarray | None] = []
     todo: list[int] = []
     digests = [content_hash(t.path) for t in data.tracks]
