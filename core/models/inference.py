@@ -62,7 +62,7 @@ def analyse(source: AudioSource, models: dict[str, GenreModel], n_excerpts: int 
     waves = load_multi(source, cfgs, n_excerpts=n_excerpts)
     # One torch thread: a single track's ~10 windows are too small a batch for
     # two threads to pay off, and on a busy machine the second thread's
-    # spin-waits cost more than it saves (measured in benchmarks.harness).
+    # spin-waits cost more than it saves (measured by benchmarks.index.profile_stages).
     with torch_threads(1):
         return _analyse(dict(zip((c.key() for c in cfgs), waves)), models, baseline)
 
