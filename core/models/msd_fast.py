@@ -27,8 +27,8 @@ shipped weights keep ``MSDTrunk``.
 
 Measured on this project's 2-core Xeon (AVX-512, AMX), one thread, 24 real
 30 s clips, CPU ms per clip: the previous inference copy (channels-last
-``MSDTrunk``) 231; this rewrite in float32 124 (max abs difference to
-``MSDTrunk`` 2.4e-5, relative 8e-7); with bfloat16 conv 2–4 48. On the val
+``MSDTrunk``) 247; this rewrite in float32 120 (max abs difference to
+``MSDTrunk`` 2.4e-5, relative 8e-7); with bfloat16 conv 2–4 47. On the val
 split (96 clips) bfloat16 changes macro ROC-AUC 0.9336 → 0.9341 (cnn_msd) and
 0.9048 → 0.9047 (crnn_msd), macro F1 not at all (0.5907, 0.4869), no val
 track's top genre; max abs probability difference 0.011, mean embedding

@@ -53,11 +53,11 @@ def optimise_for_inference(model: "GenreModel", bfloat16: bool | None = None) ->
     * The MSD models' frozen trunk is replaced by
       :class:`~core.models.msd_fast.FastMSDTrunk` (the same function
       reordered: ReLU and batch norm after the pools, block 1 without its
-      92 MB activation); float32 231 → 124 CPU ms per 30 s clip, equal to
+      92 MB activation); float32 247 → 120 CPU ms per 30 s clip, equal to
       ~1e-6 relative.
     * ``bfloat16`` (default :func:`use_bfloat16`): the trunk's conv 2–4 and
       the CNN's / CRNN's conv stack run under bfloat16 autocast. Trunk
-      124 → 48 ms per clip, CNN 35 → 16, CRNN 14 → 9 (1 thread, this
+      120 → 47 ms per clip, CNN 38 → 20, CRNN 15 → 9 (1 thread, this
       project's AMX Xeon). Measured on the val split (96 clips) against
       the plain float32 models: macro ROC-AUC cnn 0.9042 → 0.9042, crnn
       0.8905 → 0.8903, cnn_msd 0.9336 → 0.9341, crnn_msd 0.9048 → 0.9047;
