@@ -46,7 +46,8 @@ from torch import nn
 BLOCK1_ROWS = 4
 
 
-def _pair(v) -> tuple[int, int]:
+def pair(v) -> tuple[int, int]:
+    """A layer argument given as ``k`` or ``(kh, kw)`` → ``(kh, kw)``."""
     return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
 
 
@@ -58,11 +59,11 @@ def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _check_pool(pool: nn.Module) -> tuple[int, int]:
     """The pool's kernel, if it is a plain 'valid' max pool with stride = kernel."""
-    ok = (isinstance(pool, nn.MaxPool2d) and not pool.ceil_mode and _pair(pool.padding) == (0, 0)
-          and _pair(pool.dilation) == (1, 1) and _pair(pool.stride or pool.kernel_size) == _pair(pool.kernel_size))
+    ok = (isinstance(pool, nn.MaxPool2d) and not pool.ceil_mode and pair(pool.padding) == (0, 0)
+          and pair(pool.dilation) == (1, 1) and pair(pool.stride or pool.kernel_size) == pair(pool.kernel_size))
     if not ok:
         raise ValueError(f"FastMSDTrunk needs 'valid' max pools with stride = kernel, got {pool}")
-    return _pair(pool.kernel_size)
+    return pair(pool.kernel_size)
 
 
 def max_pool(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
@@ -120,8 +121,8 @@ class FastMSDTrunk(nn.Module):
                 self.register_buffer(f"{k}{i}", v[None, :, None, None].contiguous(), persistent=False)
         first = self.convs[0]
         kh, kw = self.kernels[0]
-        self.fuse_first = (first.in_channels == 1 and _pair(first.kernel_size) == (3, 3)
-                           and _pair(first.padding) == (1, 1) and kh == 1 and kw > 1)
+        self.fuse_first = (first.in_channels == 1 and pair(first.kernel_size) == (3, 3)
+                           and pair(first.padding) == (1, 1) and kh == 1 and kw > 1)
         # Block 1's conv as a (9, C) matrix: rows are the 3×3 taps (mel-major).
         self.register_buffer("w1", first.weight.detach()[:, 0].permute(1, 2, 0).reshape(9, -1).contiguous(),
                              persistent=False)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from core.config import InferenceConfig
-from core.models.msd_fast import FastMSDTrunk
+from core.models.msd_fast import FastMSDTrunk, max_pool, pair
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.models import GenreModel
@@ -155,24 +155,14 @@ class TiledMaxPool(nn.Module):
     def __init__(self, pool: nn.MaxPool2d):
         super().__init__()
         self.pool = pool
-        k, st = _pair(pool.kernel_size), _pair(pool.stride or pool.kernel_size)
-        self.kernel = k if (k == st and _pair(pool.padding) == (0, 0)
-                            and _pair(pool.dilation) == (1, 1)) else None
+        k, st = pair(pool.kernel_size), pair(pool.stride or pool.kernel_size)
+        self.kernel = k if (k == st and pair(pool.padding) == (0, 0)
+                            and pair(pool.dilation) == (1, 1)) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel is None or x.shape[-2] % self.kernel[0] or x.shape[-1] % self.kernel[1]:
             return self.pool(x)
-        kh, kw = self.kernel
-        out = x[..., ::kh, ::kw]
-        for i in range(kh):
-            for j in range(kw):
-                if i or j:
-                    out = torch.maximum(out, x[..., i::kh, j::kw])
-        return out
-
-
-def _pair(v) -> tuple[int, int]:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+        return max_pool(x, self.kernel)
 
 
 def _to_channels_last(module, args):
