@@ -95,7 +95,10 @@ def _recommender_until_ready(page, t0: float, timeout_s: float, log: Log) -> dic
                 surprise.click()
                 clicked = True
                 out["tracks_at_first_lists"] = so_far
-            elif clicked and all(x.count() for x in lists) and all(c.count() for c in cards):
+            # Both lists drawn to their end: cards in each and the page's run finished
+            # (Streamlit draws a list card by card, so a half-drawn list does not count).
+            elif (clicked and all(x.count() for x in lists) and all(c.count() for c in cards)
+                  and page.locator(SCRIPT_DONE).count()):
                 out.update(first_lists_s=round(elapsed, 2), list_lengths=[c.count() for c in cards])
                 log(f"first run: both lists after {elapsed:.1f} s")
         page.wait_for_timeout(POLL_MS)
