@@ -32,9 +32,9 @@ def heavy_modules_imported() -> bool:
 @st.cache_resource(show_spinner=False, max_entries=2)
 def _model_loader(artifacts: str, stamp: float) -> ModelLoader:
     # Loaded in a background thread, so the first page is drawn meanwhile.
-    # Inference-only copies (batch norm folded; same outputs to ~1e-6, ~2.5x
-    # less CPU). They keep the shipped weights' fingerprint, so the index
-    # built by the CLI stays current for them.
+    # The served inference copies (core.models.optimise: the ones the indexer,
+    # the CLI and evaluation run too). They keep the shipped weights'
+    # fingerprint, so the index built by the CLI stays current for them.
     from core.catalog.indexer import ModelLoader
     from core.models.artifacts import load_models
 

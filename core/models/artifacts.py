@@ -13,6 +13,7 @@ from core.config import FeatureConfig, Paths
 from core.errors import ArtifactError
 from core.files import atomic_write_text, sha256_of
 from core.models import MODELS, GenreModel, build_model
+from core.models.optimise import optimise_for_inference
 from core.training.baseline import BASELINE_FILE, BaselineClassifier
 
 MANIFEST = "manifest.json"
@@ -116,14 +117,13 @@ def available_models(artifacts_dir: str | Path | None = None) -> list[str]:
 def load_models(artifacts_dir: str | Path | None = None, optimise: bool = False) -> dict[str, GenreModel]:
     """Every shipped model, by name (``{"cnn": …, "crnn": …}``).
 
-    ``optimise=True`` returns inference-only copies with batch norm folded
-    into the convolutions (same outputs to ~1e-6, ~3× less CPU; see
-    :func:`core.models.optimise.optimise_for_inference`) — for serving, not training.
+    ``optimise=True`` returns the served inference copies (batch norm
+    folded, the MSD trunk rewritten, bfloat16 convolutions where the CPU has
+    them; the tolerances are in :func:`core.models.optimise.optimise_for_inference`)
+    — for serving and evaluation, not training.
     """
     models = {n: load_model(n, artifacts_dir) for n in available_models(artifacts_dir)}
     if optimise:
-        from core.models.optimise import optimise_for_inference
-
         models = {n: optimise_for_inference(m) for n, m in models.items()}
     return models
 
