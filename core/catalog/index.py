@@ -34,8 +34,9 @@ from core.catalog.snapshot import (
     CatalogError,
     IndexSnapshot,
 )
-from core.catalog.sync import Entry, Progress, SyncRun
+from core.catalog.sync import Entry, SyncRun
 from core.datasets import Track
+from core.types import Progress
 
 # Re-exported: the catalog's public names, importable from the index module.
 __all__ = ["CatalogError", "CatalogIndex", "IndexSnapshot", "TABLE_COLUMNS"]

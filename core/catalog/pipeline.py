@@ -30,7 +30,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -40,12 +40,12 @@ from core.audio.load import AudioError, load_multi
 from core.config import FeatureConfig
 from core.models.optimise import optimise_for_inference, torch_threads
 from core.procs import exit_with_parent
+from core.types import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from core.audio.cache import LogMelCache
     from core.models import GenreModel
 
-Progress = Callable[[int, int], None]
 
 # Windows per forward pass: large enough for efficient convolutions, small
 # enough that the first conv block's activations (32×96×256 floats, 3 MB per

@@ -18,11 +18,12 @@ from core.config import FeatureConfig
 from core.datasets import Track, read_datasets
 from core.errors import GenreError
 from core.models.artifacts import load_models
-from core.recommend.evaluation import MFCC, EvalConfig, Progress, SelectConfig, evaluate_index, select_on
+from core.recommend.evaluation import MFCC, EvalConfig, SelectConfig, evaluate_index, select_on
 from core.recommend.request import ensemble_parts, resolve_model
 from core.training.baseline import handcrafted_features
 from core.training.evaluate import select_split
 from core.training.train import load_labelled, predict_mels
+from core.types import Progress
 
 # The usual splits, for help texts; any split value in the metadata is accepted.
 SPLITS = ("train", "val", "test", "all")
