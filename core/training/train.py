@@ -169,6 +169,17 @@ class _Progress:
         return self.history
 
 
+def _loop(name: str, train: LabelledMels, labels: list[str], cfg: TrainConfig, log, show_progress: bool):
+    """What both training loops start from: the loss (sigmoid output + binary
+    cross-entropy, computed stably on logits), the seeded torch and numpy
+    generators, one-hot targets, the progress / early-stopping tracker and
+    the epoch bar."""
+    epochs = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch",
+                  disable=None if show_progress else True)
+    return (nn.BCEWithLogitsLoss(), torch.Generator().manual_seed(cfg.seed), np.random.default_rng(cfg.seed),
+            torch.from_numpy(one_hot(train.y, len(labels))), _Progress(name, cfg, log), epochs)
+
+
 def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[str],
                 feat: FeatureConfig, cfg: TrainConfig, log: Log = print,
                 show_progress: bool = True) -> tuple[GenreModel, dict]:
@@ -187,13 +198,7 @@ def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
                            weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=4)
-    loss_fn = nn.BCEWithLogitsLoss()   # sigmoid output + binary cross-entropy, stably
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    targets = torch.from_numpy(one_hot(train.y, len(labels)))
-    track = _Progress(name, cfg, log)
-    epochs = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch",
-                  disable=None if show_progress else True)
+    loss_fn, gen, rng, targets, track, epochs = _loop(name, train, labels, cfg, log, show_progress)
     for epoch in epochs:
         model.train()
         losses = []
@@ -285,15 +290,9 @@ def train_transfer(name: str, train: LabelledMels, val: LabelledMels, labels: li
         for p in pretrained:
             p.requires_grad_(False)
     opt = torch.optim.Adam(groups, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    loss_fn = nn.BCEWithLogitsLoss()
-    gen = torch.Generator().manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    targets = torch.from_numpy(one_hot(train.y, len(labels)))
+    loss_fn, gen, rng, targets, track, epochs = _loop(name, train, labels, cfg, log, show_progress)
     val_feats = torch.from_numpy(fva.astype(np.float32))
-    track = _Progress(name, cfg, log)
     steps, t4 = model.train_steps, ftr.shape[-1]
-    epochs = tqdm(range(1, cfg.epochs + 1), desc=f"train {name}", unit="epoch",
-                  disable=None if show_progress else True)
     for epoch in epochs:
         model.train()
         losses = []
