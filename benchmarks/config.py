@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from core.recommend.request import DEFAULTS, MAX_SEEDS
+
 Log = Callable[[str], None]
 
 
@@ -22,8 +24,8 @@ class BenchConfig:
     sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     dims: tuple[int, ...] | None = None                  # None: the models' embedding sizes
     queries: int = 100
-    seeds_per_query: int = 5
-    k: int = 5
+    seeds_per_query: int = MAX_SEEDS                    # a query is a full seed set
+    k: int = DEFAULTS.k
     classify_repeats: int = 5
     artifacts: Path | None = None
     seed: int = 0

@@ -35,15 +35,16 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 import torch
 
+from core.audio.cache import LogMelCache, content_hash
 from core.audio.features import LOGMEL_DTYPE, logmels
 from core.audio.load import AudioError, load_multi
 from core.config import FeatureConfig
+from core.models.inference import distinct_configs, predict_all
 from core.models.optimise import optimise_for_inference, torch_threads
 from core.procs import exit_with_parent
 from core.types import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
-    from core.audio.cache import LogMelCache
     from core.models import GenreModel
 
 
@@ -111,8 +112,6 @@ def _run_batch(jobs: list[Job], nets: dict[str, "GenreModel"], cfgs: list[Featur
     """Decode (once) the files that miss a cached log-mel, compute each
     distinct front-end once for the batch, then run every network on all
     windows of the batch (networks sharing a frozen trunk share its pass)."""
-    from core.models.inference import predict_all
-
     outs = [_Out() for _ in jobs]
     mels: list[dict[str, np.ndarray | None]] = [dict(lms) for _, lms in jobs]
     fresh: dict[str, list[tuple[int, np.ndarray]]] = {c.key(): [] for c in cfgs}
@@ -226,8 +225,6 @@ def embed_paths(paths: Sequence[str | os.PathLike], models: dict[str, "GenreMode
     project cache (``Paths().cache``) or ``False`` for none. Memory is
     bounded: at most two batches per worker are in flight.
     """
-    from core.models.inference import distinct_configs
-
     if not models:
         raise ValueError("no models loaded")
     cfgs = distinct_configs(models)
@@ -269,8 +266,6 @@ def _resolve_caches(cache, cfgs: list[FeatureConfig]) -> Stores:
     """One :class:`LogMelCache` per config: ``False`` none, ``None``/``True``
     the project cache, a folder, or a :class:`LogMelCache` whose folder holds
     the others (each config has its own sub-folder there)."""
-    from core.audio.cache import LogMelCache
-
     if cache is False:
         return {}
     if cache is None or cache is True:
@@ -285,8 +280,6 @@ def _resolve_caches(cache, cfgs: list[FeatureConfig]) -> Stores:
 
 def _prepare(batch: list[str], stores: Stores) -> list[_Item]:
     """Hash each file and look its log-mels up in the caches."""
-    from core.audio.cache import content_hash
-
     items = []
     for p in batch:
         try:
@@ -330,6 +323,8 @@ def embed_batch(batch: dict[str, Sequence], artifacts_dir: str | os.PathLike | N
     in-process on ``threads`` torch threads (one per engine task by
     default) and writes no cache unless ``cache_dir`` is given.
     """
+    # Imported here, not at the top: the artifacts module loads scikit-learn
+    # (the MFCC baseline), which the indexer's worker processes never need.
     from core.models.artifacts import load_models
 
     key = str(artifacts_dir)

@@ -184,8 +184,6 @@ class SyncRun:
             if m is not None:
                 for k, v in m.items():
                     base.at[r, k] = v
-        if self.keep_rows and not self.compatible:  # cannot happen: reuse requires compatible models
-            raise AssertionError("reused rows without compatible models")
         if self.keep_rows:
             k = np.array(self.keep_rows, dtype=int)
             emb = {n: [self.old.embeddings(n)[k]] for n in self.model_meta}

@@ -7,6 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from benchmarks.config import BenchConfig
+
+_D = BenchConfig()   # the defaults, defined once
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="indexing speed vs a naive baseline, classification and "
@@ -14,28 +18,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--data", action="append", help="audio folder (repeatable; default ../shared/data/*, "
                                                    "else generated clips)")
     b.add_argument("--json", required=True, help="write the report here")
-    b.add_argument("--limit", type=int, default=48, help="clips to index (default 48)")
-    b.add_argument("--batch-size", type=int, default=8)
-    b.add_argument("--rounds", type=int, default=1,
+    b.add_argument("--limit", type=int, default=_D.limit, help=f"clips to index (default {_D.limit})")
+    b.add_argument("--batch-size", type=int, default=_D.batch_size)
+    b.add_argument("--rounds", type=int, default=_D.rounds,
                    help="alternate baseline and pipeline over this many slices of the files "
                         "(fairer on a busy machine; each pipeline round restarts its workers)")
-    b.add_argument("--workers", type=int, default=None, help="decode processes (default: pipeline's)")
-    b.add_argument("--sizes", default="10000,100000,1000000",
+    b.add_argument("--workers", type=int, default=_D.workers, help="decode processes (default: pipeline's)")
+    b.add_argument("--sizes", default=",".join(map(str, _D.sizes)),
                    help="synthetic catalog sizes for the query benchmark, comma-separated")
     b.add_argument("--dims", default=None,
                    help="embedding sizes to test search at (default: the models' own)")
-    b.add_argument("--queries", type=int, default=100, help="queries per catalog size")
+    b.add_argument("--queries", type=int, default=_D.queries, help="queries per catalog size")
     b.add_argument("--artifacts", default=None, help="model folder (default artifacts/)")
-    b.add_argument("--first-run", action=argparse.BooleanOptionalAction, default=True,
+    b.add_argument("--first-run", action=argparse.BooleanOptionalAction, default=_D.first_run,
                    help="also time the app's first run in headless Chromium from an empty index on every "
                         "track of the data folders (minutes; default on)")
-    b.add_argument("--first-run-timeout", type=float, default=1800.0, metavar="S",
-                   help="give up on the first run after S seconds (default 1800)")
+    b.add_argument("--first-run-timeout", type=float, default=_D.first_run_timeout_s, metavar="S",
+                   help=f"give up on the first run after S seconds (default {_D.first_run_timeout_s:.0f})")
     b.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args) -> int:
-    from benchmarks.config import BenchConfig
     from benchmarks.harness import run_bench
     from core.models.artifacts import write_json
 

@@ -8,7 +8,6 @@ seeds, model specs and the checks that turn a bad request into one
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -88,15 +87,6 @@ class SeedVector:
                               for m, p in analysis.predictions.items()},
                    probs={m: np.asarray(p.probs[0], np.float32) for m, p in analysis.predictions.items()},
                    name=name, title=name, digest=digest)
-
-    @classmethod
-    def from_embedded(cls, track, name: str | None = None) -> "SeedVector":
-        """From a :class:`core.catalog.pipeline.EmbeddedTrack` (raises its error)."""
-        if track.error:
-            raise RecommendError(track.error)
-        label = name or Path(track.path).stem
-        return cls(embedding=dict(track.embedding), probs=dict(track.probs), name=label,
-                   title=label, digest=track.digest or "")
 
 
 # --------------------------------------------------------------------------- model specs
