@@ -31,9 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-SEEDS_N = 5
+sys.path[:0] = [str(ROOT)]
 
 
 def build_catalog(out: Path, n: int) -> Path:
@@ -44,14 +42,11 @@ def build_catalog(out: Path, n: int) -> Path:
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     sources = read_datasets(shared_data_dirs()) if shared_data_dirs() else []
-    if not sources:
-        from conftest import GENRES, synth, write_audio
+    if not sources:   # no bundled data: generated clips, three made-up genres in turn
+        from benchmarks.inputs import generate_clips
 
-        sources = []
-        for i in range(30):
-            genre = list(GENRES)[i % 3]
-            p = write_audio(data / "audio" / f"gen_{i:02d}.mp3", synth(GENRES[genre], 30.0, seed=i))
-            sources.append(type("T", (), {"path": p, "genre": genre})())
+        sources = [type("T", (), {"path": p, "genre": f"genre{i % 3}"})()
+                   for i, p in enumerate(generate_clips(data / "audio", 30))]
     rows = []
     for i in range(n):
         src = sources[i % len(sources)]
@@ -81,9 +76,10 @@ def script_times(env: dict, repeats: int, upload: bytes) -> dict:
 
     os.environ.update(env)
     from core.catalog.index import CatalogIndex
+    from core.recommend.request import MAX_SEEDS
 
     ids = CatalogIndex.open(env["GENRE_INDEX"]).table()["track_id"].tolist()
-    seeds = ids[:: max(1, len(ids) // SEEDS_N)][:SEEDS_N]
+    seeds = ids[:: max(1, len(ids) // MAX_SEEDS)][:MAX_SEEDS]
 
     def prepare(at: AppTest, case: str) -> None:
         if case == "recommender (5 seeds)":
@@ -195,6 +191,8 @@ def browser_times(env: dict, repeats: int) -> dict:
 
 
 def main() -> None:
+    from benchmarks.first_run import app_env
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tracks", type=int, default=1000)
     ap.add_argument("--out", default="/tmp/bench_dash")
@@ -209,9 +207,7 @@ def main() -> None:
     print(f"indexing {args.tracks} tracks…", flush=True)
     stats = build_index(data, index_dir, Path(args.artifacts))
     print(f"  {stats['embedded']} files embedded, {stats['added']} rows, {stats['wall_seconds']} s", flush=True)
-    env = {"GENRE_ARTIFACTS": str(Path(args.artifacts).resolve()), "GENRE_DATA": str(data),
-           "GENRE_INDEX": str(index_dir), "GENRE_LIBRARY": str(out / "library"),
-           "GENRE_STUDY_DB": str(out / "study.sqlite")}
+    env = app_env([data], Path(args.artifacts), out)   # its index is out/index, built above
     upload = Path(next(iter((data / "metadata.csv").read_text().splitlines()[1:])).split(",")[1]).read_bytes()
     result = {"tracks": args.tracks, "index": stats, "script": script_times(env, args.repeats, upload)}
     from benchmarks.browser import browser_missing

@@ -1,6 +1,5 @@
 """Recommender: five seed songs in, method 1 vs method 2 side by side."""
 
-import hashlib
 from collections import Counter
 
 import numpy as np
@@ -76,7 +75,7 @@ if uploads and mods:
         seed_vectors.append(rec.SeedVector(
             embedding=v.embedding, probs={m: np.array([v.probs[m][g] for g in v.labels[m]], np.float32)
                                           for m in v.probs},
-            name=f.name, title=f.name.rsplit(".", 1)[0], digest=hashlib.sha256(data).hexdigest()))
+            name=f.name, title=f.name.rsplit(".", 1)[0], digest=v.digest))
 
 room = max(0, MAX_SEEDS - len(seed_vectors))
 st.session_state["rec_seeds_w"] = [s for s in current_seeds() if s in labels][:room]

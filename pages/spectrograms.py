@@ -1,6 +1,5 @@
 """Spectrograms: hear a track and see it the way the models do."""
 
-import hashlib
 
 import streamlit as st
 
@@ -67,7 +66,7 @@ else:
         st.error(audio_error_line(exc, up.name))
         st.stop()
     name, audio = up.name, data
-    fig_key = (up.name, hashlib.sha256(data).hexdigest(), models_key())
+    fig_key = (up.name, view.digest, models_key())
 
 spec = view.spectrograms[model]
 c1, c2 = st.columns([2, 3])

@@ -4,11 +4,12 @@ analysis of a catalog file or an upload, cached, one error line per bad file."""
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import streamlit as st
 
+from core.audio.cache import content_hash
 from core.audio.features import frame_times, mel_frequencies
 from core.config import FeatureConfig
 from core.errors import GenreError
@@ -39,6 +40,7 @@ class TrackView:
     labels: dict[str, list[str]]
     embedding: dict[str, np.ndarray]         # model → window-averaged embedding (uploaded seeds)
     baseline: dict[str, float] | None = None  # the MFCC baseline's genre → p (Classify)
+    digest: str = ""                         # SHA-256 of an upload's bytes (the index's track key)
 
     def top(self, model: str) -> tuple[str, float]:
         p = self.probs[model]
@@ -90,10 +92,18 @@ def analyse_path(path: str, stamp: float, models_id: str, _models: dict) -> Trac
     return _view(path, _models)
 
 
+def analyse_upload(name: str, data: bytes, models_id: str, models: dict, baseline=None) -> TrackView:
+    """Cached analysis of uploaded bytes, with their digest; raises
+    :class:`AudioError` for bad audio. The bytes are hashed once, here: the
+    digest keys the cache (Streamlit would otherwise hash the bytes again)
+    and is the one the catalog index keys tracks by."""
+    return _analyse_upload(name, content_hash(data), models_id, data, models, baseline)
+
+
 @st.cache_data(show_spinner="Listening to the track…", max_entries=32)
-def analyse_upload(name: str, data: bytes, models_id: str, _models: dict, _baseline=None) -> TrackView:
-    """Cached analysis of uploaded bytes; raises :class:`AudioError` for bad audio."""
-    return _view(named_bytes(name, data), _models, _baseline)
+def _analyse_upload(name: str, digest: str, models_id: str, _data: bytes, _models: dict,
+                    _baseline=None) -> TrackView:
+    return replace(_view(named_bytes(name, _data), _models, _baseline), digest=digest)
 
 
 # What analysing one file may raise: the project's own errors (bad audio and

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.audio.load import SUPPORTED_EXTENSIONS
+from core.audio.load import SUPPORTED_EXTENSIONS, is_supported_name
 from core.catalog import library
 from core.catalog import sources as catalog_mod
 from ui.catalog import indexer
@@ -25,7 +25,7 @@ def check_upload(name: str, data: bytes) -> str | None:
     limit = max_upload_bytes()
     if len(data) > limit:
         return f"{name}: too large ({len(data) / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB)"
-    if not any(name.lower().endswith(e) for e in SUPPORTED_EXTENSIONS):
+    if not is_supported_name(name):
         return f"{name}: not a supported audio type (use {', '.join(UPLOAD_TYPES)})"
     return None
 
