@@ -106,11 +106,11 @@ class LogMelCache:
         pool = None
         try:
             if workers and len(todo) > 1:
-                pool = ProcessPoolExecutor(max_workers=workers, initializer=exit_with_parent)
+                pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
                 results = zip(todo, pool.map(_compute_safe, [(self.cfg, paths[i]) for i in todo],
                                              chunksize=4))
             else:
-                results = ((i, _compute_safe((self.cfg, paths[i]), self)) for i in todo)
+                results = ((i, _compute_safe((self.cfg, paths[i]))) for i in todo)
             for i, res in results:
                 if isinstance(res, str):
                     errors[i] = res
@@ -126,12 +126,17 @@ class LogMelCache:
         return out, errors
 
 
-def _compute_safe(args: tuple[FeatureConfig, str | os.PathLike],
-                  cache: LogMelCache | None = None) -> np.ndarray | str:
-    cfg, path = args
+def _worker_init() -> None:
+    """Each decode worker: one torch thread (the pool supplies the parallelism),
+    and gone with its parent."""
+    exit_with_parent()
     torch.set_num_threads(1)
+
+
+def _compute_safe(args: tuple[FeatureConfig, str | os.PathLike]) -> np.ndarray | str:
+    cfg, path = args
     try:
-        lm = cache.compute(path) if cache is not None else compute_logmel(path, cfg)
+        lm = compute_logmel(path, cfg)
         return lm.astype(LOGMEL_DTYPE)
     except AudioError as exc:
         return str(exc)

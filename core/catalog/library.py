@@ -42,10 +42,9 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.audio.cache import content_hash
 from core.audio.load import SUPPORTED_EXTENSIONS, AudioError, AudioInfo, load, probe
 from core.errors import GenreError
-from core.files import fsync_dir
+from core.files import fsync_dir, sha256_of
 
 MAX_UPLOAD_MB = 50  # keep equal to server.maxUploadSize in .streamlit/config.toml
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
@@ -65,7 +64,7 @@ class SavedUpload:
     """Where an upload was kept and what it is."""
 
     path: Path          # inside the library folder
-    digest: str         # SHA-256 of the bytes (core.audio.cache.content_hash)
+    digest: str         # SHA-256 of the bytes (core.files.sha256_of, as the index)
     info: AudioInfo     # header: sample rate, channels, frames, format
     created: bool       # False: an identical file was already in the library
 
@@ -139,7 +138,7 @@ def save_upload(name: str, data: bytes, library_dir: str | os.PathLike,
             load(_named_bytes(data, safe))
     except AudioError as exc:
         raise LibraryError(str(exc)) from None
-    digest = content_hash(data)  # the same digest the index keys tracks by
+    digest = sha256_of(data)  # the same digest the index keys tracks by
     path, created = _store(data, digest, safe, Path(library_dir))
     return SavedUpload(path=path, digest=digest, info=info, created=created)
 
@@ -202,4 +201,4 @@ def _place(tmp: Path, target: Path) -> bool:
 def _same_content(path: Path, digest: str) -> bool:
     if path.is_symlink() or not path.is_file():
         return False
-    return content_hash(path) == digest
+    return sha256_of(path) == digest

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safetensors.torch import load_file, save_file
 
@@ -14,7 +15,9 @@ from core.errors import ArtifactError
 from core.files import atomic_write_text, sha256_of
 from core.models import MODELS, GenreModel, build_model
 from core.models.optimise import optimise_for_inference
-from core.training.baseline import BASELINE_FILE, BaselineClassifier
+
+if TYPE_CHECKING:  # pragma: no cover
+    from core.training.baseline import BaselineClassifier
 
 MANIFEST = "manifest.json"
 REGENERATE = "make artifacts"
@@ -130,6 +133,10 @@ def load_models(artifacts_dir: str | Path | None = None, optimise: bool = False)
 
 def load_baseline(artifacts_dir: str | Path | None = None) -> BaselineClassifier | None:
     """The shipped MFCC baseline, or ``None`` when the artifacts have none."""
+    # Imported here: scikit-learn costs ~1 s to import, and only this loader
+    # needs it (not the indexer's workers, the CLI's other commands or Ray tasks).
+    from core.training.baseline import BASELINE_FILE, BaselineClassifier
+
     root = Path(artifacts_dir or Paths().artifacts)
     if not (root / BASELINE_FILE).is_file():
         return None

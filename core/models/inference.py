@@ -64,7 +64,7 @@ def analyse(source: AudioSource, models: dict[str, GenreModel], n_excerpts: int 
     # two threads to pay off, and on a busy machine the second thread's
     # spin-waits cost more than it saves (measured by benchmarks.index.profile_stages).
     with torch_threads(1):
-        return _analyse(dict(zip((c.key() for c in cfgs), waves)), models, baseline)
+        return _analyse(cfgs, waves, models, baseline)
 
 
 TRUNK_BATCH = 2
@@ -98,14 +98,12 @@ def predict_all(mels: dict[str, torch.Tensor], models: dict[str, GenreModel],
     return {n: preds[n] for n in models}
 
 
-def _analyse(waves: dict[str, np.ndarray], models: dict[str, GenreModel],
+def _analyse(cfgs: list[FeatureConfig], waves: list[np.ndarray], models: dict[str, GenreModel],
              baseline: BaselineClassifier | None = None) -> Analysis:
-    mels: dict[str, torch.Tensor] = {}
-    # One log-mel per distinct config (models sharing one share it), the same
-    # bits the cache and the batch indexer use for this file.
-    for cfg in distinct_configs(models) + ([baseline.cfg] if baseline is not None else []):
-        if cfg.key() not in mels:
-            mels[cfg.key()] = logmels(waves[cfg.key()], cfg)
+    # One log-mel per distinct config (``cfgs``: models sharing one share it),
+    # the same bits the cache and the batch indexer use for this file.
+    mels = {c.key(): logmels(w, c) for c, w in zip(cfgs, waves)}
+    wave_of = {c.key(): w for c, w in zip(cfgs, waves)}
     with torch.inference_mode():
         raw = predict_all(mels, models)
     base_probs = None
@@ -127,4 +125,4 @@ def _analyse(waves: dict[str, np.ndarray], models: dict[str, GenreModel],
                     model_labels={n: m.labels for n, m in models.items()},
                     model_configs={n: m.cfg for n, m in models.items()},
                     logmels={n: mels[m.cfg.key()][0, 0].numpy() for n, m in models.items()},
-                    waves={n: waves[m.cfg.key()][0] for n, m in models.items()}, baseline=base_probs)
+                    waves={n: wave_of[m.cfg.key()][0] for n, m in models.items()}, baseline=base_probs)

@@ -183,14 +183,10 @@ class CRNNMSD(_MSDGenreModel):
 
     def __init__(self, labels: list[str], cfg: FeatureConfig | None = None,
                  pretrained: bool = True, hidden: int = 128, dropout: float = 0.3,
-                 train_steps: int | None = None, mel_reduce: str = "max", summary: str = "last"):
+                 train_steps: int | None = None):
         super().__init__(labels, cfg, pretrained)
         if train_steps:
             self.train_steps = train_steps
-        self.mel_reduce = mel_reduce
-        self.summary = summary      # "last": the final GRU state (Choi et al.); "mean": over all steps
-        if mel_reduce == "linear":   # learn which of the six mel bins matter
-            self.mel_proj = nn.Linear(N_FILTERS * 6, N_FILTERS)
         self.gru_dropout = nn.Dropout(0.1)
         self.gru = nn.GRU(N_FILTERS, hidden, num_layers=2, batch_first=True, dropout=0.1)
         self.embedding_dim = hidden
@@ -200,12 +196,9 @@ class CRNNMSD(_MSDGenreModel):
         init_head(self.head)
 
     def embed_trunk(self, feats: torch.Tensor) -> torch.Tensor:
-        if self.mel_reduce == "linear":
-            seq = torch.relu(self.mel_proj(feats.permute(0, 3, 1, 2).flatten(2)))   # (B, T4, 128)
-        else:
-            seq = feats.amax(2).transpose(1, 2)             # (B, T4, 128)
+        seq = feats.amax(2).transpose(1, 2)             # (B, T4, 128): max over the six mel bins
         out, _ = self.gru(self.gru_dropout(seq))
-        return out.mean(1) if self.summary == "mean" else out[:, -1]
+        return out[:, -1]                               # the final GRU state (Choi et al.)
 
     def classify_embedding(self, emb: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_dropout(self.head_norm(emb)))
