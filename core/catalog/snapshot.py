@@ -12,6 +12,7 @@ scoring spaces, search indices, centre points) lives in
 
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Iterable
 
@@ -76,8 +77,12 @@ class IndexSnapshot:
         return cls(index_dir, 0, empty_rows(), {}, {}, {})
 
     def with_version(self, version: int) -> "IndexSnapshot":
-        """The same data under another version number (a new object)."""
-        return IndexSnapshot(self.dir, version, self._rows, self._emb, self._probs, self._model_meta)
+        """The same data under another version number (a new object that
+        shares the derived columns and predictions instead of rebuilding them)."""
+        new = copy.copy(self)
+        new.version = version
+        new._positions_lock = threading.Lock()
+        return new
 
     def __len__(self) -> int:
         return len(self._rows)

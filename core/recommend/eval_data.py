@@ -61,9 +61,7 @@ def build_eval_index(tracks: Sequence[Track], models: dict, cache: LogMelCache,
     if with_mfcc:
         pos = {t.track_id: i for i, t in enumerate(ref.tracks)}
         f = handcrafted_features(ref.mels[[pos[t.track_id] for t in order]], first.cfg)
-        # Standardised over the catalog itself: an unsupervised step any indexer could run.
-        f = (f - f.mean(0)) / np.maximum(f.std(0), 1e-8)
-        emb[MFCC] = f
+        emb[MFCC] = f = _standardise(f)
         probs[MFCC] = np.full((len(f), len(labels)), 1.0 / len(labels))
     rows = [{**t.to_dict(), "digest": content_hash(t.path)} for t in order]
     lab = {n: list(m.labels) for n, m in models.items()}
@@ -72,37 +70,45 @@ def build_eval_index(tracks: Sequence[Track], models: dict, cache: LogMelCache,
     return idx, skipped
 
 
+def _standardise(f: np.ndarray) -> np.ndarray:
+    """Features z-scored over the catalog itself: an unsupervised step any indexer could run."""
+    return (f - f.mean(0)) / np.maximum(f.std(0), 1e-8)
+
+
 def _mfcc_features(tracks: Sequence[Track], cache: LogMelCache, labels: list[str], cfg) -> tuple[
         list[Track], np.ndarray, list[str]]:
     """Standardised MFCC + spectral statistics of ``tracks`` from the log-mel cache."""
     data = load_labelled(list(tracks), labels, cache, desc="log-mels")
     f = handcrafted_features(data.mels, cfg)
-    return list(data.tracks), (f - f.mean(0)) / np.maximum(f.std(0), 1e-8), list(data.skipped)
+    return list(data.tracks), _standardise(f), list(data.skipped)
 
 
-def index_subset(index: CatalogIndex, split: str = "all", mfcc: tuple | None = None) -> CatalogIndex:
+def index_subset(index: CatalogIndex, split: str = "all", mfcc: tuple | None = None,
+                 track_ids: set | None = None) -> CatalogIndex:
     """An in-memory copy of the rows of ``split`` (``"all"``: every row with a
-    genre) of an on-disk index; ``mfcc``: ``(track_ids, features)`` to add as the
-    ``mfcc`` pseudo-model (rows without features are dropped)."""
+    genre) of an on-disk index, optionally only those in ``track_ids``;
+    ``mfcc``: ``(track_ids, features)`` to add as the ``mfcc`` pseudo-model
+    (rows without features are dropped)."""
     table = index.table()
     keep = table["genre"].astype(str).str.len().to_numpy() > 0
     if split != "all":
         keep &= (table["split"] == split).to_numpy()
+    if track_ids is not None:
+        keep &= table["track_id"].isin(track_ids).to_numpy()
+    if mfcc is not None:
+        keep &= table["track_id"].isin(mfcc[0]).to_numpy()
     rows = np.flatnonzero(keep)
+    if mfcc is None:
+        return index.subset(rows)
+    sub = table.iloc[rows].reset_index(drop=True)
     emb = {m: index.embeddings(m)[rows] for m in index.models}
     probs = {m: index.probs(m)[rows] for m in index.models}
     labels = {m: index.model_labels(m) for m in index.models}
-    sub = table.iloc[rows].reset_index(drop=True)
-    if mfcc is not None:
-        pos = {t: i for i, t in enumerate(mfcc[0])}
-        have = np.array([t in pos for t in sub["track_id"]], bool)
-        sub = sub[have].reset_index(drop=True)
-        emb = {m: e[have] for m, e in emb.items()}
-        probs = {m: v[have] for m, v in probs.items()}
-        emb[MFCC] = np.asarray(mfcc[1])[[pos[t] for t in sub["track_id"]]]
-        first = labels[next(iter(labels))]
-        probs[MFCC] = np.full((len(sub), len(first)), 1.0 / len(first), np.float32)
-        labels[MFCC] = list(first)
+    pos = {t: i for i, t in enumerate(mfcc[0])}
+    emb[MFCC] = np.asarray(mfcc[1])[[pos[t] for t in sub["track_id"]]]
+    first = labels[next(iter(labels))]
+    probs[MFCC] = np.full((len(sub), len(first)), 1.0 / len(first), np.float32)
+    labels[MFCC] = list(first)
     return CatalogIndex.from_arrays(sub, emb, probs, labels)
 
 
@@ -135,8 +141,7 @@ def recommend_eval(data_dirs: Sequence[str | Path], split: str = "test",
             kept, f, skipped = _mfcc_features([t for t in tracks if t.track_id in wanted],
                                               cache or LogMelCache(fcfg), disk.labels, fcfg)
             feats = ([t.track_id for t in kept], f)
-        index = index_subset(disk, split, feats)
-        index = index_subset_tracks(index, {t.track_id for t in tracks})
+        index = index_subset(disk, split, feats, track_ids={t.track_id for t in tracks})
     else:
         models = models if models is not None else load_models(artifacts_dir)
         if not models:
@@ -153,11 +158,3 @@ def recommend_eval(data_dirs: Sequence[str | Path], split: str = "test",
     out["vectors"] = str(index_dir) if index_dir is not None else "models on cached log-mels"
     out["skipped"] = skipped
     return out
-
-
-def index_subset_tracks(index: CatalogIndex, track_ids: set) -> CatalogIndex:
-    """The rows of ``index`` whose track id is in ``track_ids`` (a copy)."""
-    keep = np.array([t in track_ids for t in index.column("track_id")], bool)
-    if keep.all():
-        return index
-    return index.subset(np.flatnonzero(keep))
