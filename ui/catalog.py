@@ -124,7 +124,7 @@ def start_indexing(cat: catalog_mod.Catalog) -> bool:
 def auto_index(cat: catalog_mod.Catalog, svc: BackgroundIndexer) -> None:
     """Start the background indexing of ``cat`` by itself, once per catalog and
     model version in this server process (no retry loop after a failure)."""
-    key = (catalog_mod.catalog_signature([str(d) for d in cat.data_dirs], cat.library_dir), models_key())
+    key = (cat.signature, models_key())     # the folders as ``cat`` was read from them
     if not svc.running() and key not in svc.attempted:
         svc.start(cat, model_loader().get, key=key)
 

@@ -60,6 +60,7 @@ class Catalog:
     tracks: list[Track] = field(default_factory=list)     # from the data folders
     library: list[Track] = field(default_factory=list)    # uploaded files
     problems: list[str] = field(default_factory=list)     # one line per unusable folder
+    signature: tuple = ()   # catalog_signature of the folders when they were read
 
     @property
     def all_tracks(self) -> list[Track]:
@@ -89,7 +90,8 @@ def read_catalog(data_dirs: Iterable[str | Path], library_dir: str | Path | None
     """
     dirs = [Path(d) for d in data_dirs]
     lib = Path(library_dir) if library_dir is not None else Paths().library
-    cat = Catalog(data_dirs=dirs, library_dir=lib)
+    # Taken before reading, so a change made while reading shows as a new signature.
+    cat = Catalog(data_dirs=dirs, library_dir=lib, signature=catalog_signature(dirs, lib))
     seen: set[str] = set()
     for d in dirs:
         try:
