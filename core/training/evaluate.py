@@ -22,7 +22,7 @@ from core.models import GenreModel, Prediction
 from core.models.artifacts import load_models
 from core.models.inference import distinct_configs, predict_all
 from core.models.optimise import optimise_for_inference
-from core.training.baseline import BaselineClassifier, baseline_probs, handcrafted_features, train_baseline
+from core.training.baseline import BaselineClassifier, handcrafted_features, train_baseline
 from core.training.calibration import calibration_report
 from core.training.metrics import classification_report, paired_comparison
 from core.training.train import LabelledMels, load_labelled
@@ -140,11 +140,9 @@ def evaluate(data_dirs: Sequence[str | Path], split: str = "test", artifacts_dir
         rep["embedding_dim"] = int(models[name].embedding_dim)
         out["models"][name] = rep
     if with_baseline:
-        train_tracks = [t for t in tracks if t.split == "train"]
-        train = load_labelled(train_tracks, labels, LogMelCache(base_cfg, cache_root), desc="train log-mels")
-        if len(train):
-            clf = train_baseline(handcrafted_features(train.mels, base_cfg), train.y)
-            probs = baseline_probs(clf, handcrafted_features(data[base_cfg.key()].mels, base_cfg), len(labels))
+        clf = _train_baseline([t for t in tracks if t.split == "train"], labels, base_cfg, cache_root)
+        if clf is not None:
+            probs = clf.predict_logmel(data[base_cfg.key()].mels)
             probs_by_model[BASELINE] = probs
             out["models"][BASELINE] = _report_with_sources(ref, probs, labels, n_boot)
     for a, b in PAIRS:
@@ -163,6 +161,18 @@ def evaluate(data_dirs: Sequence[str | Path], split: str = "test", artifacts_dir
     return out
 
 
+def _train_baseline(train_tracks: Sequence[Track], labels: list[str], cfg: FeatureConfig,
+                    cache_root: str | Path | None) -> BaselineClassifier | None:
+    """The MFCC baseline fitted on ``train_tracks``' cached log-mels (``None``
+    when none is readable): the one recipe behind the shipped baseline and
+    the one :func:`evaluate` measures."""
+    train = load_labelled(train_tracks, labels, LogMelCache(cfg, cache_root), desc="train log-mels")
+    if not len(train):
+        return None
+    clf = train_baseline(handcrafted_features(train.mels, cfg), train.y)
+    return BaselineClassifier.from_sklearn(clf, labels, cfg)
+
+
 def fit_baseline(data_dirs: Sequence[str | Path], artifacts_dir: str | Path,
                  cache_root: str | Path | None = None) -> BaselineClassifier:
     """Train the MFCC baseline on the train split (as :func:`evaluate` does)
@@ -172,13 +182,10 @@ def fit_baseline(data_dirs: Sequence[str | Path], artifacts_dir: str | Path,
     from core.models.artifacts import update_manifest, write_json
     from core.training.baseline import BASELINE_FILE
 
-    tracks = read_datasets(data_dirs)
-    train_tracks = [t for t in tracks if t.split == "train"]
-    labels = genres_of(train_tracks)
-    cfg = FeatureConfig()
-    train = load_labelled(train_tracks, labels, LogMelCache(cfg, cache_root), desc="train log-mels")
-    clf = train_baseline(handcrafted_features(train.mels, cfg), train.y)
-    model = BaselineClassifier.from_sklearn(clf, labels, cfg)
+    train_tracks = [t for t in read_datasets(data_dirs) if t.split == "train"]
+    model = _train_baseline(train_tracks, genres_of(train_tracks), FeatureConfig(), cache_root)
+    if model is None:
+        raise FileNotFoundError("no readable training tracks for the MFCC baseline")
     write_json(Path(artifacts_dir) / BASELINE_FILE, model.to_dict())
     update_manifest(artifacts_dir)
     return model
