@@ -49,7 +49,8 @@ def cmd_train(args) -> int:
                       augment=not args.no_augment, lr=args.lr,
                       pretrained_lr_scale=args.pretrained_lr_scale,
                       feature_dropout=args.feature_dropout, weight_decay=args.weight_decay,
-                      device=args.device, init_from=args.init_from)
+                      device=args.device, init_from=args.init_from,
+                      wave_augment=args.wave_augment, wave_augment_p=args.wave_augment_p)
     cache = LogMelCache(feat, args.cache)
     train = load_labelled(train_tracks, labels, cache, desc="train log-mels")
     val = load_labelled([t for t in tracks if t.split == "val"], labels, cache, desc="val log-mels")
@@ -62,7 +63,13 @@ def cmd_train(args) -> int:
         model, history = train_transfer(args.model, train, val, labels, cfg, log=log,
                                         cache_root=args.cache)
     else:
-        model, history = train_model(args.model, train, val, labels, feat, cfg, log=log)
+        bank = None
+        if args.wave_augment:
+            from core.training.wave_augment import augmented_bank
+
+            bank = augmented_bank(train.tracks, feat, args.wave_augment, seed=args.seed,
+                                  cache_root=args.cache, log=log)
+        model, history = train_model(args.model, train, val, labels, feat, cfg, log=log, aug_bank=bank)
     out = Path(args.out)
     save_model(model, out, extra={"train_config": cfg.to_dict(), "best_epoch": history["best_epoch"]})
     history.update(train_config=cfg.to_dict(), feature_config=feat.to_dict(),
@@ -184,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--full-window", action="store_true",
                    help="paper setting: train and predict on the full 1366-frame window")
     t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--wave-augment", type=int, default=0, metavar="COPIES",
+                   help="from-scratch models: augmented waveform copies per training track "
+                        "(re-encoding, resampling, EQ, noise, reverb, downmix; core.audio.augment)")
+    t.add_argument("--wave-augment-p", type=float, default=TrainConfig.wave_augment_p,
+                   help="chance a training item is swapped for an augmented copy")
     t.add_argument("--init-from", default=None,
                    help="continue from these weights (.safetensors of the same model)")
     t.add_argument("--device", default=TrainConfig.device, choices=["auto", "cpu", "cuda"],
