@@ -55,3 +55,14 @@ def test_conv_sequences_shape_and_too_short_windows(data):
     with pytest.raises(ValueError, match="min_steps"):
         train_recurrent(model, train, val, labels, TrainConfig(epochs=1), log=lambda s: None,
                         min_steps=16, show_progress=False)
+
+
+def test_cli_stage_two_needs_a_trained_crnn_to_continue(tiny_dataset, tmp_path):
+    from core.cli.main import main
+
+    with pytest.raises(SystemExit, match="give --init-from"):
+        main(["train", "--model", "crnn", "--recurrent-only", "--data", str(tiny_dataset),
+              "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="crnn.safetensors"):
+        main(["train", "--model", "crnn", "--recurrent-only", "--data", str(tiny_dataset),
+              "--init-from", str(tmp_path / "cnn.safetensors"), "--out", str(tmp_path)])
