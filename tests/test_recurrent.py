@@ -66,3 +66,17 @@ def test_cli_stage_two_needs_a_trained_crnn_to_continue(tiny_dataset, tmp_path):
     with pytest.raises(SystemExit, match="crnn.safetensors"):
         main(["train", "--model", "crnn", "--recurrent-only", "--data", str(tiny_dataset),
               "--init-from", str(tmp_path / "cnn.safetensors"), "--out", str(tmp_path)])
+
+
+def test_stage_two_reads_the_waveform_augmentation_bank(data):
+    labels, train, val = data
+    cfg = TrainConfig(epochs=1, batch_size=8, max_minutes=None, wave_augment=1, wave_augment_p=1.0)
+
+    def loss(bank):
+        torch.manual_seed(0)
+        model = build_model("crnn", labels, FULL)
+        return train_recurrent(model, train, val, labels, cfg, log=lambda s: None, show_progress=False,
+                               aug_bank=bank)[1]["train_loss"]
+    same = loss(train.mels[:, None].copy())
+    assert loss(train.mels[:, None].copy()) == same
+    assert loss(np.zeros_like(train.mels[:, None])) != same

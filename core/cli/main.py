@@ -115,7 +115,14 @@ def _train_recurrent(args, tracks, labels, cfg) -> int:
     train = load_labelled([t for t in tracks if t.split == "train"], labels, cache, desc="train log-mels")
     val = load_labelled([t for t in tracks if t.split == "val"], labels, cache, desc="val log-mels")
     log = lambda s: print(s, file=sys.stderr)  # noqa: E731
-    model, history = train_recurrent(model, train, val, labels, cfg, log=log, min_steps=args.min_steps)
+    bank = None
+    if args.wave_augment:
+        from core.training.wave_augment import augmented_bank
+
+        bank = augmented_bank(train.tracks, model.cfg, args.wave_augment, seed=args.seed,
+                              cache_root=args.cache, log=log)
+    model, history = train_recurrent(model, train, val, labels, cfg, log=log, min_steps=args.min_steps,
+                                     aug_bank=bank)
     out = Path(args.out)
     save_model(model, out, extra={"train_config": cfg.to_dict(), "best_epoch": history["best_epoch"],
                                   "stage": "recurrent"})

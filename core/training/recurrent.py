@@ -44,11 +44,15 @@ def _recurrent_logits(model: GenreModel, seq: torch.Tensor) -> torch.Tensor:
 
 def train_recurrent(model: GenreModel, train: LabelledMels, val: LabelledMels, labels: list[str],
                     cfg: TrainConfig, log: Log = print, min_steps: int = 12,
-                    show_progress: bool = True) -> tuple[GenreModel, dict]:
+                    show_progress: bool = True,
+                    aug_bank: np.ndarray | None = None) -> tuple[GenreModel, dict]:
     """Train ``model``'s GRU layers and genre layer (its conv stack and input
     norm frozen) on random crops of the conv sequences of ``train``; early
     stopping on val macro ROC-AUC of the full window. Returns the best model
-    (CPU, eval mode) and its history (``stage2_*`` keys describe the stage)."""
+    (CPU, eval mode) and its history (``stage2_*`` keys describe the stage).
+    ``aug_bank`` ``(N, copies, n_mels, n_frames)``: waveform-augmented log-mels
+    of ``train`` (:mod:`core.training.wave_augment`); a training item is read
+    from one of its copies' sequences with probability ``cfg.wave_augment_p``."""
     if not hasattr(model, "gru"):
         raise ValueError(f"{model.name} has no recurrent layers to train")
     seed_everything(cfg.seed)
@@ -60,6 +64,11 @@ def train_recurrent(model: GenreModel, train: LabelledMels, val: LabelledMels, l
         model.temperature.fill_(1.0)   # the head changes: calibration is refitted afterwards
     seq_tr = torch.from_numpy(conv_sequences(model, train.mels))
     seq_va = torch.from_numpy(conv_sequences(model, val.mels))
+    seq_aug = None
+    if aug_bank is not None:
+        n, c = aug_bank.shape[:2]
+        seq_aug = torch.from_numpy(conv_sequences(model, aug_bank.reshape(n * c, *aug_bank.shape[2:])))
+        seq_aug = seq_aug.reshape(n, c, *seq_aug.shape[1:])
     steps = seq_tr.shape[1]
     if steps < min_steps:
         raise ValueError(f"the conv stack gives {steps} steps, fewer than min_steps={min_steps}")
@@ -76,7 +85,12 @@ def train_recurrent(model: GenreModel, train: LabelledMels, val: LabelledMels, l
         for bi in _epoch_batches(train.y, cfg, rng):
             n = int(rng.integers(min_steps, steps + 1))
             s0 = rng.integers(0, steps - n + 1, len(bi))
-            x = torch.stack([seq_tr[b, s: s + n] for b, s in zip(bi, s0)])
+            src = [seq_tr[b] for b in bi]
+            if seq_aug is not None:
+                swap = rng.random(len(bi)) < cfg.wave_augment_p
+                pick = rng.integers(0, seq_aug.shape[1], len(bi))
+                src = [seq_aug[b, k] if w else x for b, k, w, x in zip(bi, pick, swap, src)]
+            x = torch.stack([q[s: s + n] for q, s in zip(src, s0)])
             if cfg.augment:
                 x = nn.functional.dropout(x, cfg.feature_dropout, training=True)
             loss = loss_fn(_recurrent_logits(model, x), targets[bi])
