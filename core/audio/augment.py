@@ -230,20 +230,17 @@ def augment_wave(y: np.ndarray, sr: int, cfg: AugmentConfig | None = None,
     codec, kbps = str(rng.choice(cfg.codecs)), int(rng.choice(cfg.kbps))
     gain = uni(cfg.gain_db)
     step_rng = np.random.default_rng(rng.integers(2 ** 32))
-    if u[0] < cfg.p_downmix:
-        y = pseudo_stereo_downmix(y, sr, delay)
-    if u[1] < cfg.p_tilt:
-        y = eq_tilt(y, sr, tilt)
-    if u[2] < cfg.p_band:
-        y = band_limit(y, sr, low, high)
-    if u[3] < cfg.p_reverb:
-        y = reverb(y, sr, rt60, wet, step_rng)
-    if u[4] < cfg.p_noise:
-        y = add_noise(y, snr, step_rng)
-    if u[5] < cfg.p_resample:
-        y = resample_through(y, sr, via)
-    if u[6] < cfg.p_codec:
-        y = reencode(y, sr, codec, kbps)
-    if u[7] < cfg.p_gain:
-        y = gain_db(y, gain)
+    steps = [
+        (cfg.p_downmix, lambda y: pseudo_stereo_downmix(y, sr, delay)),
+        (cfg.p_tilt, lambda y: eq_tilt(y, sr, tilt)),
+        (cfg.p_band, lambda y: band_limit(y, sr, low, high)),
+        (cfg.p_reverb, lambda y: reverb(y, sr, rt60, wet, step_rng)),
+        (cfg.p_noise, lambda y: add_noise(y, snr, step_rng)),
+        (cfg.p_resample, lambda y: resample_through(y, sr, via)),
+        (cfg.p_codec, lambda y: reencode(y, sr, codec, kbps)),
+        (cfg.p_gain, lambda y: gain_db(y, gain)),
+    ]
+    for draw, (p, step) in zip(u, steps):
+        if draw < p:
+            y = step(y)
     return y
