@@ -51,17 +51,18 @@ MSD_TAGS = ["rock", "pop", "alternative", "indie", "electronic", "female vocalis
 POOLS = ((1, 4), (4, 1), (2, 2), (2, 2), (4, 4))
 
 
-def msd_checkpoint_prefix() -> str:
-    """``…/site-packages/musicnn/MSD_vgg/`` (the checkpoint prefix), found
-    without importing musicnn (its code needs TensorFlow 1)."""
+def msd_checkpoint_prefix(name: str = "MSD_vgg") -> str:
+    """``…/site-packages/musicnn/<name>/`` (the checkpoint prefix of one of the
+    wheel's models: MSD_vgg, MSD_musicnn, MTT_musicnn, MTT_vgg), found without
+    importing musicnn (its code needs TensorFlow 1)."""
     spec = importlib.util.find_spec("musicnn")
     if spec is None or not spec.submodule_search_locations:
         raise ArtifactError("the musicnn wheel (MSD weights) is not installed — "
                             "run `make install` (pip install --no-deps musicnn==0.1.0)")
     # The files are named ".index" and ".data-…": the prefix is the folder plus "/".
-    prefix = str(Path(next(iter(spec.submodule_search_locations))) / "MSD_vgg") + "/"
+    prefix = str(Path(next(iter(spec.submodule_search_locations))) / name) + "/"
     if not Path(prefix + ".index").is_file():
-        raise ArtifactError(f"MSD_vgg checkpoint missing under {prefix}")
+        raise ArtifactError(f"{name} checkpoint missing under {prefix}")
     return prefix
 
 
@@ -110,10 +111,18 @@ class MSDVGG(nn.Module):
         self.pool5 = nn.MaxPool2d(POOLS[4])
         self.dense = nn.Linear(2 * N_FILTERS, len(MSD_TAGS))
 
-    def forward(self, patch: torch.Tensor) -> torch.Tensor:
+    embed_dim = 2 * N_FILTERS
+
+    def embed(self, patch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch ``(B, 1, 96, 187)`` → (penultimate = pool 5 flattened ``(B, 256)``,
+        logits ``(B, 50)``)."""
         x = self.pool5(self.block5(self.trunk(patch)))         # (B, 128, 1, 2)
         # TF flattens NHWC = (B, time, mel, C): time-major, channels fastest.
-        return self.dense(x.permute(0, 3, 2, 1).flatten(1))
+        flat = x.permute(0, 3, 2, 1).flatten(1)
+        return flat, self.dense(flat)
+
+    def forward(self, patch: torch.Tensor) -> torch.Tensor:
+        return self.embed(patch)[1]
 
 
 def _tf_conv(conv: nn.Conv2d, kernel: np.ndarray, bias: np.ndarray) -> None:
