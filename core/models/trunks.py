@@ -18,11 +18,20 @@ Adding a checkpoint is one :data:`TRUNKS` entry (and its port in
 :func:`core.models.musicnn.pretrained`). :func:`trunk_outputs` is the API
 for training and evaluation; :class:`TrunkBank` is what a served model holds
 (loaded once, run on the log-mel the inference path already computed).
+
+Serving: a genre model built on the trunks (e.g. a fused head) plugs into
+the one inference path (:func:`core.models.inference.predict_all`, used by
+the indexer, evaluation and the app) by exposing ``trunk_key()`` =
+:meth:`TrunkBank.key`, ``trunk_features(logmel)`` = :meth:`TrunkBank.vector`
+and ``predict_trunk(vectors)``: :func:`~core.models.transfer.trunk_group`
+then runs the bank once per clip for every model that shares it.
+:func:`shared_bank` gives one bank per process and setting.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -78,15 +87,21 @@ def resolve(trunks: Sequence[str] | None = None) -> list[TrunkSpec]:
     return [TRUNKS[n] for n in names]
 
 
-def load_trunk(spec: TrunkSpec, fast: bool = True, bfloat16: bool | None = None) -> nn.Module:
-    """The port of ``spec`` with the wheel's weights; ``fast``: its
-    inference copy (same outputs; :func:`core.models.trunks_fast.fast_tagger`)."""
+def load_trunk(spec: TrunkSpec, fast: bool = True, bfloat16: bool | None = None) -> tuple[nn.Module, str]:
+    """The port of ``spec`` with the wheel's weights, and the SHA-256 (16 hex)
+    of those weights; ``fast``: its inference copy
+    (:func:`core.models.trunks_fast.fast_tagger`, same outputs to ~1e-6 in
+    float32; ``bfloat16`` default :func:`~core.models.optimise.use_bfloat16`)."""
     from core.models.musicnn import pretrained
     model = pretrained(spec.checkpoint)
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
     if fast:
         from core.models.trunks_fast import fast_tagger
         model = fast_tagger(model, bfloat16=bfloat16)
-    return model
+    return model, h.hexdigest()[:16]
 
 
 class TrunkBank:
@@ -99,9 +114,16 @@ class TrunkBank:
     """
 
     def __init__(self, trunks: Sequence[str] | None = None, fast: bool = True,
-                 bfloat16: bool | None = None):
-        self.specs = resolve(trunks)
-        self.models = {s.name: load_trunk(s, fast=fast, bfloat16=bfloat16) for s in self.specs}
+                 bfloat16: bool | None = None, models: dict[str, nn.Module] | None = None):
+        from core.models.optimise import use_bfloat16
+        self.specs = resolve(trunks if models is None else list(models))
+        self.bfloat16 = bool(fast and (use_bfloat16() if bfloat16 is None else bfloat16))
+        if models is not None:      # taggers already built (tests, or copies made elsewhere)
+            self.models, self.digests = dict(models), {n: "given" for n in models}
+        else:
+            loaded = {s.name: load_trunk(s, fast=fast, bfloat16=self.bfloat16) for s in self.specs}
+            self.models = {n: m for n, (m, _) in loaded.items()}
+            self.digests = {n: d for n, (_, d) in loaded.items()}
         self.cfg = MSD_FEATURES
 
     @property
@@ -114,14 +136,10 @@ class TrunkBank:
         return sum(s.feature_dim + len(s.tags) for s in self.specs)
 
     def key(self) -> str:
-        """Identifies the outputs (trunk names + weight digest): caches key on it."""
-        h = hashlib.sha256()
-        for name, m in self.models.items():
-            h.update(name.encode())
-            for k, v in sorted(m.state_dict().items()):
-                h.update(k.encode())
-                h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
-        return f"{'+'.join(self.names)}:{h.hexdigest()[:16]}"
+        """Identifies the outputs: trunk names, their checkpoint digests and the
+        precision (bfloat16 changes tag probabilities by up to ~0.01). Caches key on it."""
+        h = hashlib.sha256(repr(sorted(self.digests.items())).encode()).hexdigest()[:12]
+        return f"{'+'.join(self.names)}:{h}:{'bf16' if self.bfloat16 else 'f32'}"
 
     @torch.inference_mode()
     def run(self, logmel: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -154,6 +172,22 @@ class TrunkBank:
             out[s.name] = TrunkOutput(v[:, i: i + f], v[:, i + f: i + f + t])
             i += f + t
         return out
+
+
+_BANKS: dict[tuple, TrunkBank] = {}
+_BANKS_LOCK = threading.Lock()
+
+
+def shared_bank(trunks: Sequence[str] | None = None, bfloat16: bool | None = None) -> TrunkBank:
+    """One :class:`TrunkBank` per process and (trunks, precision): loading reads
+    ~35 MB of checkpoints, so served models share it. The bank holds no
+    state that changes after construction."""
+    from core.models.optimise import use_bfloat16
+    key = (tuple(s.name for s in resolve(trunks)), use_bfloat16() if bfloat16 is None else bool(bfloat16))
+    with _BANKS_LOCK:
+        if key not in _BANKS:
+            _BANKS[key] = TrunkBank(list(key[0]), bfloat16=key[1])
+        return _BANKS[key]
 
 
 def trunk_outputs(inputs, trunks: Sequence[str] | None = None, bank: TrunkBank | None = None,
