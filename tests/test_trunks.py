@@ -23,6 +23,7 @@ from core.models.musicnn import (
     load_musicnn_weights,
 )
 from core.models.tf_checkpoint import read_checkpoint, write_checkpoint
+from core.models.trunk_model import TrunkGenreModel
 from core.models.trunks import TRUNKS, TrunkBank, trunk_outputs
 from core.models.trunks_fast import FastMusicnn
 
@@ -283,3 +284,37 @@ def test_trunk_features_cli(tiny_dataset, tmp_path):
     assert n > 0 and z["features"].shape == (n, 400) and z["tags"].shape == (n, 50)
     assert set(z["split"]) <= {"train", "val", "test"} and len(z["genre"]) == n
     assert ((z["tags"] > 0) & (z["tags"] < 1)).all()
+
+
+class _LinearOnTrunks(TrunkGenreModel):
+    name = "linear_on_trunks"
+
+    def __init__(self, labels, trunks):
+        super().__init__(labels, trunks=trunks)
+        self.head = nn.Linear(self.input_dim, len(labels))
+
+    def head_outputs(self, vectors):
+        return vectors, self.head(vectors)
+
+
+def test_trunk_model_runs_once_per_clip_on_the_inference_path(monkeypatch):
+    """Two heads on the same bank share one trunk pass per batch through
+    predict_all, and match their own predict_logmel."""
+    import core.models.trunk_model as tm
+    from core.models.inference import predict_all
+    bank = _stub_bank(("msd_musicnn",))
+    runs = []
+    real_run = bank.run
+    monkeypatch.setattr(bank, "run", lambda x: (runs.append(x.shape[0]), real_run(x))[1])
+    monkeypatch.setattr(tm, "shared_bank", lambda trunks: bank)
+    torch.manual_seed(0)
+    models = {n: _LinearOnTrunks(["A", "B", "C"], ["msd_musicnn"]).eval() for n in ("h1", "h2")}
+    mel = torch.rand(3, 1, 96, 2 * PATCH_FRAMES)
+    preds = predict_all({models["h1"].cfg.key(): mel}, models)
+    assert sum(runs) == 3                       # each clip through the bank once, for both heads
+    for n, m in models.items():
+        assert preds[n].probs.shape == (3, 3) and preds[n].embedding.shape == (3, m.input_dim)
+        assert np.allclose(preds[n].probs, m.predict_logmel(mel).probs, atol=1e-6)
+    with pytest.raises(ValueError, match="MSD_FEATURES"):
+        from core.config import FeatureConfig
+        TrunkGenreModel(["A"], FeatureConfig())
