@@ -19,6 +19,7 @@ against TensorFlow running that graph (README, "MSD-VGG port").
 from __future__ import annotations
 
 import importlib.util
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -131,10 +132,22 @@ def _tf_conv(conv: nn.Conv2d, kernel: np.ndarray, bias: np.ndarray) -> None:
     conv.bias.copy_(torch.from_numpy(bias))
 
 
-def _tf_bn(bn: nn.BatchNorm2d, t: dict[str, np.ndarray], name: str) -> None:
+def _tf_bn(bn: nn.Module, t: dict[str, np.ndarray], name: str) -> None:
     for attr, key in (("weight", "gamma"), ("bias", "beta"),
                       ("running_mean", "moving_mean"), ("running_var", "moving_variance")):
         getattr(bn, attr).copy_(torch.from_numpy(t[f"{name}/{key}"]))
+
+
+@contextmanager
+def checkpoint_errors(name: str):
+    """Map a missing tensor or a shape mismatch while copying checkpoint
+    ``name`` into a port to an :class:`ArtifactError` with the reason."""
+    try:
+        yield
+    except KeyError as exc:
+        raise ArtifactError(f"{name} checkpoint lacks tensor {exc.args[0]!r}") from None
+    except RuntimeError as exc:   # shape mismatch in copy_
+        raise ArtifactError(f"{name} checkpoint tensor has an unexpected shape ({exc})") from None
 
 
 @torch.no_grad()
@@ -142,7 +155,7 @@ def load_msd_weights(model: MSDVGG, tensors: dict[str, np.ndarray] | None = None
     """Copy the MSD_vgg checkpoint (read from the musicnn wheel unless
     ``tensors`` are given) into ``model``; every tensor must be present."""
     t = tensors if tensors is not None else read_checkpoint(msd_checkpoint_prefix())
-    try:
+    with checkpoint_errors("MSD_vgg"):
         _tf_bn(model.trunk.input_bn, t, "batch_normalization")
         blocks = list(model.trunk.blocks) + [model.block5]
         for i, block in enumerate(blocks, start=1):
@@ -150,10 +163,6 @@ def load_msd_weights(model: MSDVGG, tensors: dict[str, np.ndarray] | None = None
             _tf_bn(block[2], t, f"batch_normalization_{i}")
         model.dense.weight.copy_(torch.from_numpy(t["dense/kernel"].T.copy()))
         model.dense.bias.copy_(torch.from_numpy(t["dense/bias"]))
-    except KeyError as exc:
-        raise ArtifactError(f"MSD_vgg checkpoint lacks tensor {exc.args[0]!r}") from None
-    except RuntimeError as exc:   # shape mismatch in copy_
-        raise ArtifactError(f"MSD_vgg checkpoint tensor has an unexpected shape ({exc})") from None
     return model.eval()
 
 

@@ -43,7 +43,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import ArtifactError
-from core.models.msd import MSDVGG, TF_BN_EPS, load_msd_weights, msd_checkpoint_prefix
+from core.models.msd import (
+    MSDVGG,
+    TF_BN_EPS,
+    _tf_bn,
+    _tf_conv,
+    checkpoint_errors,
+    load_msd_weights,
+    msd_checkpoint_prefix,
+)
 from core.models.tf_checkpoint import read_checkpoint
 
 MTT_TAGS = ["guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast",
@@ -139,12 +147,6 @@ class Musicnn(nn.Module):
         return self.embed(patch)[1]
 
 
-def _bn(bn: nn.Module, t: dict, name: str) -> None:
-    for attr, key in (("weight", "gamma"), ("bias", "beta"),
-                      ("running_mean", "moving_mean"), ("running_var", "moving_variance")):
-        getattr(bn, attr).copy_(torch.from_numpy(t[f"{name}/{key}"]))
-
-
 @torch.no_grad()
 def load_musicnn_weights(model: Musicnn, checkpoint: str = "MSD_musicnn",
                          tensors: dict | None = None) -> Musicnn:
@@ -155,29 +157,24 @@ def load_musicnn_weights(model: Musicnn, checkpoint: str = "MSD_musicnn",
     norms ``batch_normalization_1..8``, ``batch_normalization_9`` (pooled),
     ``dense``, ``batch_normalization_10``, ``dense_1``."""
     t = tensors if tensors is not None else read_checkpoint(msd_checkpoint_prefix(checkpoint))
-    try:
-        _bn(model.input_bn, t, "batch_normalization")
+    with checkpoint_errors(checkpoint):
+        _tf_bn(model.input_bn, t, "batch_normalization")
         for i, block in enumerate(list(model.timbral) + list(model.temporal)):
-            k = t[f"conv2d{'_' + str(i) if i else ''}/kernel"]          # HWIO, H = time, W = mel
-            block.conv.weight.copy_(torch.from_numpy(k.transpose(3, 2, 1, 0).copy()))
-            block.conv.bias.copy_(torch.from_numpy(t[f"conv2d{'_' + str(i) if i else ''}/bias"]))
-            _bn(block.bn, t, f"batch_normalization_{i + 1}")
+            name = "conv2d" + (f"_{i}" if i else "")                   # HWIO, H = time, W = mel
+            _tf_conv(block.conv, t[f"{name}/kernel"], t[f"{name}/bias"])
+            _tf_bn(block.bn, t, f"batch_normalization_{i + 1}")
         for j, block in enumerate(model.mid):
             i = 5 + j
             k = t[f"conv2d_{i}/kernel"][:, :, 0, :]                      # (time, C_in, C_out)
             block.conv.weight.copy_(torch.from_numpy(k.transpose(2, 1, 0).copy()))
             block.conv.bias.copy_(torch.from_numpy(t[f"conv2d_{i}/bias"]))
-            _bn(block.bn, t, f"batch_normalization_{i + 1}")
-        _bn(model.pool_bn, t, "batch_normalization_9")
+            _tf_bn(block.bn, t, f"batch_normalization_{i + 1}")
+        _tf_bn(model.pool_bn, t, "batch_normalization_9")
         model.dense.weight.copy_(torch.from_numpy(t["dense/kernel"].T.copy()))
         model.dense.bias.copy_(torch.from_numpy(t["dense/bias"]))
-        _bn(model.dense_bn, t, "batch_normalization_10")
+        _tf_bn(model.dense_bn, t, "batch_normalization_10")
         model.out.weight.copy_(torch.from_numpy(t["dense_1/kernel"].T.copy()))
         model.out.bias.copy_(torch.from_numpy(t["dense_1/bias"]))
-    except KeyError as exc:
-        raise ArtifactError(f"{checkpoint} checkpoint lacks tensor {exc.args[0]!r}") from None
-    except RuntimeError as exc:   # shape mismatch in copy_
-        raise ArtifactError(f"{checkpoint} checkpoint tensor has an unexpected shape ({exc})") from None
     return model.eval()
 
 
