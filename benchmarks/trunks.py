@@ -43,14 +43,16 @@ def _cost(ref: dict, other: dict) -> dict:
     return out
 
 
-def bench_trunks(n_clips: int = 12, repeats: int = 2) -> dict:
+def bench_trunks(n_clips: int = 12, repeats: int = 2, dirs=None) -> dict:
+    """The report (see the module docstring) on ``n_clips`` clips of ``dirs``
+    (data folders read by :func:`core.datasets.read_datasets`; default ../shared/data)."""
     from core.config import shared_data_dirs
     from core.datasets import read_datasets
     from core.models.optimise import cpu_has_bfloat16, torch_threads
     from core.models.trunks import TRUNKS, TrunkBank, clip_logmel
-    tracks = sorted(read_datasets(shared_data_dirs()), key=lambda t: t.track_id)
+    tracks = sorted(read_datasets(dirs or shared_data_dirs()), key=lambda t: t.track_id)
     if not tracks:
-        raise SystemExit("no shared data (../shared/data or $GENRE_DATA)")
+        raise SystemExit("no labelled audio to time the trunks on (--data or ../shared/data)")
     pick = [tracks[i] for i in np.linspace(0, len(tracks) - 1, n_clips).astype(int)]
     mel = torch.stack([clip_logmel(t.path) for t in pick])              # (N, 1, 96, 1872)
     half = torch.cat([mel[..., i * 187:(i + 1) * 187] for i in range(0, 10, 2)], -1)
