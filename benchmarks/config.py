@@ -31,3 +31,5 @@ class BenchConfig:
     seed: int = 0
     first_run: bool = True                               # the browser run from an empty index (minutes)
     first_run_timeout_s: float = 1800.0
+    trunks: bool = False                                 # also the pretrained trunks' speed / accuracy cost
+    trunk_clips: int = 12

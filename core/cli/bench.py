@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "track of the data folders (minutes; default on)")
     b.add_argument("--first-run-timeout", type=float, default=_D.first_run_timeout_s, metavar="S",
                    help=f"give up on the first run after S seconds (default {_D.first_run_timeout_s:.0f})")
+    b.add_argument("--trunks", action=argparse.BooleanOptionalAction, default=_D.trunks,
+                   help="also time the pretrained trunks (plain / fast float32 / fast bfloat16) on "
+                        "real clips and state each copy's accuracy cost (benchmarks.trunks)")
     b.set_defaults(func=cmd_bench)
 
 
@@ -55,7 +58,8 @@ def cmd_bench(args) -> int:
                       sizes=ints(args.sizes) or (),
                       dims=ints(args.dims), queries=args.queries,
                       artifacts=Path(args.artifacts) if args.artifacts else None,
-                      first_run=args.first_run, first_run_timeout_s=args.first_run_timeout)
+                      first_run=args.first_run, first_run_timeout_s=args.first_run_timeout,
+                      trunks=args.trunks)
     for d in cfg.data:
         if not d.is_dir():
             sys.exit(f"error: --data {d} is not a folder")
