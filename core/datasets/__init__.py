@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Iterable
 
@@ -47,15 +48,23 @@ def read_datasets(roots: Iterable[str | Path], layout: str = "auto",
                   labelled_only: bool = False) -> list[Track]:
     """Read and combine several data folders; track ids must stay unique.
     ``labelled_only``: drop unlabelled tracks (what metrics and training need;
-    :func:`count_unlabelled` says how many a caller left out)."""
+    :func:`labelled` splits a list the same way and counts)."""
     tracks: list[Track] = []
     seen: set[str] = set()
+    left_out = 0
     for r in roots:
         for t in read_dataset(r, layout):
-            if t.track_id in seen or (labelled_only and not t.labelled):
+            if t.track_id in seen:
+                continue
+            if labelled_only and not t.labelled:
+                left_out += 1
                 continue
             seen.add(t.track_id)
             tracks.append(t)
+    if left_out:   # said once, on stderr through logging (the CLI prints it)
+        logging.getLogger("core.datasets").warning(
+            "%d unlabelled track(s) left out: metrics, evaluation and training use labelled tracks only",
+            left_out)
     return tracks
 
 
