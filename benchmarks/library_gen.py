@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.inputs import music_like
+
 SNDFILE_FORMATS = {"mp3": "MP3", "flac": "FLAC", "ogg": "OGG", "wav": "WAV"}
 # extension -> (container, codec) written by PyAV
 AV_FORMATS = {"m4a": ("mp4", "aac"), "alac.m4a": ("mp4", "alac"), "opus": ("ogg", "libopus"),
@@ -32,14 +34,8 @@ class TagSet:
 
 
 def music(seconds: float, sr: int, seed: int) -> np.ndarray:
-    """Music-like mono float32: a harmonic tone with a pulse and noise bursts."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
-    f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
-    y = sum(np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6)) / h for h in range(1, 6))
-    beat = (np.sin(2 * np.pi * rng.uniform(1, 3) * t) > 0.9).astype(float)
-    y = y * (0.5 + 0.5 * beat) + 0.3 * rng.standard_normal(t.size) * beat
-    return (0.3 * y / np.abs(y).max()).astype(np.float32)
+    """Music-like mono float32 (:func:`benchmarks.inputs.music_like`), one seed per track."""
+    return music_like(seconds, sr, np.random.default_rng(seed))
 
 
 def write_audio_av(path: Path, y: np.ndarray, sr: int, container: str, codec: str) -> Path:

@@ -59,6 +59,13 @@ def cmd_index(args) -> int:
     models = _load_models(args.artifacts)
     if models is None:
         return 1
+    if args.models:
+        want = [m.strip() for m in args.models.split(",") if m.strip()]
+        missing = [m for m in want if m not in models]
+        if missing:
+            _err(f"--models: {', '.join(missing)} not in {args.artifacts} (have: {', '.join(models)})")
+            return EXIT_BAD_INPUT
+        models = {m: models[m] for m in want}
     try:
         idx = CatalogIndex.open(args.out)
         stats: dict = {}
@@ -73,7 +80,8 @@ def cmd_index(args) -> int:
                 return EXIT_BAD_INPUT
             bar, progress = _bar("indexing", "track")
             try:
-                stats = idx.update(tracks, models, progress=progress, batch_size=args.batch_size)
+                stats = idx.update(tracks, models, progress=progress, batch_size=args.batch_size,
+                                   checkpoint=args.checkpoint)
             finally:
                 bar.close()
         if args.add:
@@ -240,6 +248,10 @@ def register(sub) -> None:
     i.add_argument("--source", default="library", help="source name of the --add files")
     i.add_argument("--artifacts", default=arts)
     i.add_argument("--batch-size", type=int, default=None, help="files per batch (default: the pipeline's)")
+    i.add_argument("--models", default=None,
+                   help="comma-separated subset of the shipped models to index with (default: all)")
+    i.add_argument("--checkpoint", type=int, default=256,
+                   help="commit every N embedded tracks (a kill loses at most that much work)")
     from core.datasets import LAYOUTS
 
     i.add_argument("--layout", choices=list(LAYOUTS), default="auto",
