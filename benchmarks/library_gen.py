@@ -162,7 +162,7 @@ def generate_library(root: Path, n_files: int, seconds: float = 3.0, sr: int = 2
             counts["files"] += 1
             continue
         ext = formats[i % len(formats)]
-        name = f"{t + 1:02d} Song {i}." + ext.split(".")[-1]
+        name = f"{t + 1:02d} Song {i}" + (" (alac)" if ext == "alac.m4a" else "") + "." + ext.split(".")[-1]
         p = write_track(folder / name, music(seconds, sr, seed + i), sr, ext)
         write_tags(p, TagSet(artist=f"Artist {a:03d}", album=f"Album {b + 1}", title=f"Song {i}",
                              genre=genres[a % len(genres)], year=str(1990 + a % 30), track_no=str(t + 1)))

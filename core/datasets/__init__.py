@@ -8,7 +8,7 @@ from typing import Iterable
 
 from core.datasets.fma import PAPER_GENRES, is_fma_folder, read_fma
 from core.datasets.folder import is_metadata_folder, read_metadata_folder
-from core.datasets.gtzan import is_genre_folder, read_genre_folders
+from core.datasets.gtzan import read_genre_folders
 from core.datasets.layout import LAYOUTS, LayoutError, check_layout, detect_layout, model_genres
 from core.datasets.library import read_library
 from core.datasets.track import Track, assign_splits
@@ -34,10 +34,11 @@ def read_dataset(root: str | Path, layout: str = "auto",
         if not is_fma_folder(root):
             raise LayoutError(f"{root}: no fma_metadata/tracks.csv")
         return read_fma(root)
-    if layout == "genres":
-        if not is_genre_folder(root):
+    if layout == "genres":     # as told: every sub-folder is a genre, its files anywhere below it
+        tracks = read_genre_folders(root)
+        if not tracks:
             raise LayoutError(f"{root}: no sub-folder with audio files")
-        return read_genre_folders(root)
+        return tracks
     tracks = read_library(root)
     if not tracks:
         raise LayoutError(f"{root}: no audio files found (no metadata.csv, FMA layout or music files)")
