@@ -34,7 +34,7 @@ def cmd_train(args) -> int:
     from core.models.artifacts import save_model, update_manifest, write_json
     from core.training.train import load_labelled, train_model, train_transfer
 
-    tracks = read_datasets(_data_dirs(args))
+    tracks = read_datasets(_data_dirs(args), labelled_only=True)
     train_tracks = [t for t in tracks if t.split == "train"]
     labels = genres_of(train_tracks)
     transfer = MODELS[args.model].__name__.endswith("MSD")
