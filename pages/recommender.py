@@ -9,7 +9,7 @@ from core.recommend import methods as rec
 from ui import charts
 from ui.analysis import ANALYSIS_ERRORS, analyse_upload, audio_error_line
 from ui.catalog import index_or_help, index_table, play
-from ui.models import artifact_json, models_key, shipped_models
+from ui.models import artifact_json_checked, models_key, shipped_models
 from ui.seeds import MAX_SEEDS, SEEDS_KEY, current_seeds
 from ui.uploads import UPLOAD_TYPES, check_upload
 
@@ -147,7 +147,8 @@ for method, extra in settings.items():
         st.error(str(exc))
         st.stop()
 
-offline = artifact_json(rec.EVAL_ARTIFACT, quiet=True) or {}
+offline, offline_problem = artifact_json_checked(rec.EVAL_ARTIFACT)
+offline = offline or {}
 
 
 def _offline_line(method: str) -> str | None:
@@ -172,6 +173,8 @@ if main_genre:
     summary += (f" Labelled {main_genre} (your seeds' main genre): method 1 {share['cosine']:.0%}, "
                 f"method 2 {share['genre']:.0%}.")
 st.caption(summary)
+if offline_problem:
+    st.warning(offline_problem)
 
 term = "centre match" if variant == "centre" else "genre match"
 TITLES = {"cosine": ("Method 1 · sound only", "cosine similarity of the embeddings"),
@@ -182,8 +185,9 @@ for col, (method, recs) in zip(cols, results.items()):
         st.markdown(f"#### {TITLES[method][0]}")
         st.caption(f"score = {TITLES[method][1]}")
         line = _offline_line(method)
-        st.caption(line or f"No offline figures yet (`python -m core recommend-eval --split test --json "
-                           f"artifacts/{rec.EVAL_ARTIFACT}`).")
+        if line or not offline_problem:
+            st.caption(line or f"No offline figures yet (`python -m core recommend-eval --split test --json "
+                               f"artifacts/{rec.EVAL_ARTIFACT}`).")
         if not recs:
             st.info("Nothing left to recommend — the catalog is too small.")
         for r in recs:

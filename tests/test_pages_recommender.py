@@ -195,6 +195,26 @@ def test_offline_figures_next_to_the_lists(app, tmp_path, monkeypatch):
     assert "resampled over 100 tracks" in text and "No offline figures yet" not in text
 
 
+def test_a_shipped_figure_that_does_not_verify_says_so_in_one_line(app, tmp_path, monkeypatch):
+    import shutil
+
+    from core.models.artifacts import update_manifest, write_json
+    from core.recommend.methods import EVAL_ARTIFACT
+
+    art = tmp_path / "artifacts"
+    shutil.copytree(app.env["GENRE_ARTIFACTS"], art)
+    write_json(art / EVAL_ARTIFACT, {"split": "test", "methods": {}})
+    update_manifest(art)
+    write_json(art / EVAL_ARTIFACT, {"split": "test", "methods": {"cosine": {}}})   # edited, manifest not updated
+    monkeypatch.setenv("GENRE_ARTIFACTS", str(art))
+    open_page(app, "recommender")
+    app.multiselect(key="rec_seeds_w").set_value(SEEDS).run()
+    no_exceptions(app)
+    warned = [w.value for w in app.warning if EVAL_ARTIFACT in w.value]
+    assert len(warned) == 1 and "checksum mismatch" in warned[0]
+    assert "No offline figures yet" not in texts(app)
+
+
 def test_options_start_at_the_recommenders_defaults(app, calls):
     import core.recommend.methods as rec
 
