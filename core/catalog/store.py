@@ -42,6 +42,7 @@ import pandas as pd
 
 from core.catalog.snapshot import (
     EXTRA_COLUMNS,
+    FACET_COLUMNS,
     TABLE_COLUMNS,
     TEXT_COLUMNS,
     CatalogError,
@@ -179,13 +180,14 @@ def write_snapshot(folder: Path, state: IndexSnapshot) -> None:
         rows[f"pred_{n}"] = state.predicted(n)
     con = sqlite3.connect(folder / DB_NAME)
     try:
-        pred_cols = "".join(f", pred_{n} TEXT" for n in state.models)
+        pred_cols = "".join(f", pred_{n} TEXT" for n in state.models) + \
+            "".join(f", {c} REAL" for c in FACET_COLUMNS)
         con.execute(
             "CREATE TABLE tracks (row INTEGER PRIMARY KEY, track_id TEXT UNIQUE NOT NULL, "
             "path TEXT, genre TEXT, split TEXT, artist TEXT, title TEXT, album TEXT, source TEXT, "
             "digest TEXT, origin TEXT, size INTEGER, mtime_ns INTEGER, indexed_at REAL"
             f"{pred_cols})")
-        cols = TABLE_COLUMNS + EXTRA_COLUMNS + [f"pred_{n}" for n in state.models]
+        cols = TABLE_COLUMNS + EXTRA_COLUMNS + [f"pred_{n}" for n in state.models] + FACET_COLUMNS
         data = [(i, *(_sql(v) for v in vals)) for i, vals in
                 enumerate(rows[cols].itertuples(index=False, name=None))]
         con.executemany(f"INSERT INTO tracks (row, {', '.join(cols)}) VALUES "
@@ -226,7 +228,9 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 
 
 def _sql(v):
-    """numpy scalars → Python values sqlite3 accepts."""
+    """numpy scalars → Python values sqlite3 accepts (NaN → NULL)."""
     if isinstance(v, np.generic):
-        return v.item()
+        v = v.item()
+    if isinstance(v, float) and v != v:
+        return None
     return v

@@ -97,7 +97,8 @@ def cmd_index(args) -> int:
 
 def cmd_recommend(args) -> int:
     from core.catalog.index import CatalogError, CatalogIndex
-    from core.recommend.methods import recommend, resolve_model
+    from core.recommend.methods import resolve_model
+    from core.recommend.steer import Steer, parse_tempo, steered
 
     idx = CatalogIndex.open(args.index)
     if not len(idx):
@@ -128,7 +129,9 @@ def cmd_recommend(args) -> int:
         if args.leave_artist_out:
             artists = idx.column("artist")
             exclude = [str(artists[r]) for r in idx.rows_of(seeds)] + [sv.artist for sv in seed_vectors]
-        recs = recommend(idx, seeds, method=args.method, k=args.k, model=args.model,
+        steer = Steer(mood=args.mood, tempo=parse_tempo(args.tempo) if args.tempo else None,
+                      weight=args.mood_weight)
+        recs = steered(idx, seeds, steer, method=args.method, k=args.k, model=args.model,
                          aggregate=args.aggregate, distance=args.distance, p=args.p,
                          genre_weight=args.genre_weight, diversity=args.diversity,
                          liked=split(args.liked), disliked=split(args.disliked),
@@ -166,6 +169,7 @@ def cmd_recommend_eval(args) -> int:
     cfg = EvalConfig(n_listeners=args.listeners, seed=args.seed, model=args.model, k=args.k,
                      n_seeds=args.n_seeds, genre_weight=args.genre_weight, variant=args.variant,
                      extras=not args.no_extras, artists=args.artists, resample=not args.no_resample)
+    relevance = not args.no_relevance
     if args.choice:
         try:
             cfg = apply_choice(cfg, json.loads(Path(args.choice).read_text()))
@@ -186,7 +190,8 @@ def cmd_recommend_eval(args) -> int:
     bar, progress = _bar("listeners", "listener")
     try:
         res = recommend_eval(dirs, split=split, cache=cache, cfg=cfg, models=models, progress=progress,
-                             index_dir=args.index, select=select, artifacts_dir=args.artifacts)
+                             index_dir=args.index, select=select, artifacts_dir=args.artifacts,
+                             relevance=relevance)
     except (FileNotFoundError, ValueError) as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
@@ -205,6 +210,10 @@ def cmd_recommend_eval(args) -> int:
         print(f"{name:>8}: precision@{cfg.k} {m['precision']:.3f} "
               f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]  artist hits {m['artist_hit_rate']:.2f}  "
               f"diversity {m['intra_list_diversity']:.3f}  coverage {m['catalog_coverage']:.2f}")
+    for kind, rel in res.get("relevance", {}).items():
+        if "verdict" in rel:
+            print(f"{kind} listeners ({rel['n_listeners']}): " + ", ".join(
+                f"{n} {m['precision']:.3f}" for n, m in rel["methods"].items()) + f" — {rel['verdict']}")
     t = res["paired_t"]
     print(f"paired t (the paper's statistic; cosine vs genre, {res['n_listeners']} listeners): "
           f"t = {t['t']:.3f}, p = {t['p']:.3g}; "
@@ -266,6 +275,10 @@ def register(sub) -> None:
     r.add_argument("--liked", default="", help="comma-separated liked track ids")
     r.add_argument("--disliked", default="", help="comma-separated disliked track ids")
     r.add_argument("--artifacts", default=arts, help="models for --file seeds")
+    r.add_argument("--mood", choices=["like", "calmer", "energetic"], default=None,
+                   help="re-rank by mood: like the seeds', calmer or more energetic (index facets)")
+    r.add_argument("--mood-weight", type=float, default=0.5, help="weight of the mood term")
+    r.add_argument("--tempo", default=None, metavar="MIN:MAX", help="only tracks with tempo in this BPM range")
     r.set_defaults(func=cmd_recommend)
 
     d = EvalConfig()
@@ -297,5 +310,7 @@ def register(sub) -> None:
                    help="--select-on: comma-separated model specs (default: each model, each pair, ensemble)")
     e.add_argument("--choice", default=None, help="JSON from --select-on: its model, variant and weight")
     e.add_argument("--no-extras", action="store_true", help="skip the beyond-the-paper variants")
+    e.add_argument("--no-relevance", action="store_true",
+                   help="skip the mood and artist listeners (relevance that is not genre)")
     e.add_argument("--cache", default=None, help="log-mel cache folder")
     e.set_defaults(func=cmd_recommend_eval)
