@@ -6,9 +6,11 @@ import numpy as np
 import streamlit as st
 
 from core.recommend import methods as rec
+from core.recommend.steer import steered
 from ui import charts
 from ui.analysis import ANALYSIS_ERRORS, analyse_upload, audio_error_line
 from ui.catalog import index_or_help, index_table, play
+from ui.facets import relevance_lines, song_path_section, steer_controls
 from ui.models import artifact_json_checked, models_key, shipped_models
 from ui.seeds import MAX_SEEDS, SEEDS_KEY, current_seeds
 from ui.uploads import UPLOAD_TYPES, check_upload
@@ -90,6 +92,8 @@ if not seeds and not seed_vectors:
     st.info("Choose at least one song to get recommendations (five is what the paper used).")
     st.stop()
 
+steer = steer_controls(idx)
+
 # ---- options
 D = rec.DEFAULTS
 with st.expander("Options", expanded=False):
@@ -140,9 +144,9 @@ settings = {"cosine": dict(method="cosine"),
             "genre": dict(method="genre", genre_weight=genre_weight, variant=variant)}
 results = {}
 for method, extra in settings.items():
+    kw = {**extra, **common, **({"exclude_artists": exclude_artists} if exclude_artists else {})}
     try:
-        results[method] = rec.recommend(idx, seeds, **extra, **common,
-                                        **({"exclude_artists": exclude_artists} if exclude_artists else {}))
+        results[method] = steered(idx, seeds, steer, **kw) if steer.active else rec.recommend(idx, seeds, **kw)
     except rec.RecommendError as exc:
         st.error(str(exc))
         st.stop()
@@ -235,3 +239,9 @@ if diff is not None:
         st.caption(f"Offline, method 2 − method 1: {gm['diff']:+.3f} precision "
                    f"[95% CI {gm['ci95'][0]:+.3f}, {gm['ci95'][1]:+.3f}], p = {gm['p']:.3g} "
                    f"(resampled over {gm.get('n_units', '?')} {gm.get('unit', 'track')}s).")
+for line in relevance_lines(offline):
+    st.caption(line)
+
+# ---- song path
+st.subheader("4 · A song path")
+song_path_section(idx, labels, seeds[0] if seeds else None, model)

@@ -49,7 +49,7 @@ def tempo(env: np.ndarray, cfg: FeatureConfig) -> tuple[float, float]:
     prior (centre 120 BPM, one octave s.d.), refined by a parabola through
     its neighbours; the confidence is the autocorrelation at that lag."""
     fr = frame_rate(cfg)
-    lo_lag, hi_lag = int(np.floor(60.0 * fr / TEMPO_MAX)), int(np.ceil(60.0 * fr / TEMPO_MIN))
+    lo_lag, hi_lag = int(np.ceil(60.0 * fr / TEMPO_MAX)), int(np.floor(60.0 * fr / TEMPO_MIN))
     if len(env) < 2 * hi_lag or not np.any(env > 0):
         return 0.0, 0.0
     # A 3-frame smoothing: a period between two frame lags still correlates.
@@ -65,8 +65,8 @@ def tempo(env: np.ndarray, cfg: FeatureConfig) -> tuple[float, float]:
     best = int(lags[np.argmax(np.maximum(ac[lags], 0) * prior)])
     a, b, c = ac[best - 1], ac[best], ac[best + 1]
     shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) < 0 else 0.0
-    bpm = 60.0 * fr / (best + float(np.clip(shift, -0.5, 0.5)))
-    return float(bpm), float(np.clip(b, 0.0, 1.0))
+    bpm = float(np.clip(60.0 * fr / (best + float(np.clip(shift, -0.5, 0.5))), TEMPO_MIN, TEMPO_MAX))
+    return bpm, float(np.clip(b, 0.0, 1.0))
 
 
 def signal_facets(logmel: np.ndarray, cfg: FeatureConfig) -> dict[str, float]:
