@@ -176,3 +176,16 @@ def test_manifest_problems_name_each_kind(tmp_path, tiny_artifacts):
         f.write(b"x")
     assert manifest_problems(d) == ["crnn.safetensors: listed but missing", "extra.json: not in manifest",
                                     "cnn.safetensors: checksum mismatch"]
+
+
+def test_a_report_written_into_the_artifacts_updates_the_manifest(tmp_path, tiny_artifacts):
+    import shutil
+
+    from core.models.artifacts import manifest_problems, write_report
+
+    d = tmp_path / "a"
+    shutil.copytree(tiny_artifacts, d)
+    write_report(d / "recommend_eval.json", {"methods": {}}, d)
+    assert manifest_problems(d) == [] and read_json("recommend_eval.json", d) == {"methods": {}}
+    write_report(tmp_path / "elsewhere.json", {"x": 1}, d)      # not an artifact: manifest untouched
+    assert "elsewhere.json" not in json.loads((d / "manifest.json").read_text())["files"]

@@ -40,7 +40,7 @@ def cmd_facets_eval(args) -> int:
     from core.datasets.folder import metadata_column
     from core.facets import tempo_config
     from core.facets.measure import measure
-    from core.models.artifacts import update_manifest, write_json
+    from core.models.artifacts import write_report
     from core.models.msd import MSD_FEATURES
 
     idx = CatalogIndex.open(args.index)
@@ -55,9 +55,7 @@ def cmd_facets_eval(args) -> int:
                      metadata_column(dirs, "vocalisation"), tempo_config(cfgs))
     report["index"] = str(args.index)
     if args.json:
-        write_json(Path(args.json), report)
-        if Path(args.json).resolve().parent == Path(args.artifacts).resolve():
-            update_manifest(args.artifacts)
+        write_report(args.json, report, args.artifacts)
     for group in ("arousal", "valence", "vocal"):
         for name, m in report[group]["facets"].items():
             if m:

@@ -154,7 +154,7 @@ def _floats(text: str) -> tuple[float, ...]:
 def cmd_recommend_eval(args) -> int:
     from core.audio.cache import LogMelCache
     from core.config import FeatureConfig
-    from core.models.artifacts import write_json
+    from core.models.artifacts import write_report
     from core.recommend.eval_data import recommend_eval
     from core.recommend.evaluation import EvalConfig, SelectConfig, apply_choice
 
@@ -198,7 +198,7 @@ def cmd_recommend_eval(args) -> int:
     finally:
         bar.close()
     if args.json:
-        write_json(Path(args.json), res)
+        write_report(args.json, res, args.artifacts)   # and the manifest, when it is a shipped artifact
     if select is not None:
         c = res["choice"]
         print(f"chose on {split} ({res['n_listeners']} listeners, {len(res['grid'])} grid points): "

@@ -65,6 +65,16 @@ def update_manifest(out_dir: str | Path) -> dict:
     return manifest
 
 
+def write_report(path: str | Path, obj, artifacts_dir: str | Path | None = None) -> None:
+    """Write a JSON report; when it lands in the artifacts folder, update the
+    manifest too (so the app never meets a shipped file that does not verify)."""
+    path = Path(path)
+    write_json(path, obj)
+    root = Path(artifacts_dir or Paths().artifacts).resolve()
+    if path.resolve().parent == root and (root / MANIFEST).is_file():
+        update_manifest(root)
+
+
 def manifest_problems(out_dir: str | Path) -> list[str]:
     """One line per file of ``out_dir`` that does not verify: listed but
     missing, listed with another SHA-256, or shipped but not listed
