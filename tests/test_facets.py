@@ -160,3 +160,27 @@ def test_mood_listeners_on_a_fixture_with_quadrants():
     lo, hi = rep["differences"]["genre_soft_minus_cosine"]["ci95"]
     assert lo <= rep["differences"]["genre_soft_minus_cosine"]["diff"] <= hi
     assert "loses" in rep["verdict"] or "ties" in rep["verdict"]
+
+
+def test_cli_path_and_steered_recommend(tmp_path, tiny_artifacts, capsys):
+    import json
+
+    from conftest import make_dataset
+
+    from core.cli.main import main
+    from core.datasets import read_dataset
+    from core.models.artifacts import load_models
+
+    data = make_dataset(tmp_path / "data", per_genre=2)
+    CatalogIndex.open(tmp_path / "idx").update(read_dataset(data), load_models(tiny_artifacts))
+    ids = list(CatalogIndex.open(tmp_path / "idx").column("track_id"))
+    assert main(["path", "--index", str(tmp_path / "idx"), "--from", ids[0], "--to", ids[-1], "--steps", "4"]) == 0
+    steps = json.loads(capsys.readouterr().out)["steps"]
+    assert steps[0]["track_id"] == ids[0] and steps[-1]["track_id"] == ids[-1]
+    assert all(a["to_end"] > b["to_end"] for a, b in zip(steps, steps[1:]))
+    assert main(["recommend", "--index", str(tmp_path / "idx"), "--seeds", ids[0], "--tempo", "0:240",
+                 "--k", "3"]) == 0
+    recs = json.loads(capsys.readouterr().out)["recommendations"]
+    assert len(recs) == 3 and all("tempo 0–240 BPM" in r["reason"] for r in recs)
+    assert main(["recommend", "--index", str(tmp_path / "idx"), "--seeds", ids[0], "--tempo", "fast"]) == 2
+    assert "MIN:MAX" in capsys.readouterr().err
