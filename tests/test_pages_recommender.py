@@ -171,7 +171,10 @@ def app_index(app):
     return CatalogIndex.open(app.env["GENRE_INDEX"])
 
 
-def test_offline_figures_next_to_the_lists(app, tmp_path, monkeypatch):
+def _ship_eval(app, tmp_path, monkeypatch, figures: dict, edit_after: dict | None = None) -> None:
+    """Point the app at a copy of its artifacts whose recommend-eval JSON is
+    ``figures`` (manifest updated; ``edit_after`` then overwrites it without
+    updating the manifest, as a stale regeneration would)."""
     import shutil
 
     from core.models.artifacts import update_manifest, write_json
@@ -179,14 +182,20 @@ def test_offline_figures_next_to_the_lists(app, tmp_path, monkeypatch):
 
     art = tmp_path / "artifacts"
     shutil.copytree(app.env["GENRE_ARTIFACTS"], art)
+    write_json(art / EVAL_ARTIFACT, figures)
+    update_manifest(art)
+    if edit_after is not None:
+        write_json(art / EVAL_ARTIFACT, edit_after)
+    monkeypatch.setenv("GENRE_ARTIFACTS", str(art))
+
+
+def test_offline_figures_next_to_the_lists(app, tmp_path, monkeypatch):
     m = lambda p, lo, hi, a: {"precision": p, "precision_at_5": p, "ci95": [lo, hi], "artist_hit_rate": a}  # noqa: E731
-    write_json(art / EVAL_ARTIFACT, {
+    _ship_eval(app, tmp_path, monkeypatch, {
         "split": "test", "n_listeners": 400, "config": {"model": "crnn", "k": 5},
         "methods": {"cosine": m(0.327, 0.300, 0.353, 0.14), "genre": m(0.351, 0.322, 0.380, 0.12)},
         "resampled": {"genre_minus_cosine": {"diff": 0.024, "ci95": [0.004, 0.044], "p": 0.02,
                                              "unit": "track", "n_units": 100}}})
-    update_manifest(art)
-    monkeypatch.setenv("GENRE_ARTIFACTS", str(art))
     open_page(app, "recommender")
     app.multiselect(key="rec_seeds_w").set_value(SEEDS).run()
     no_exceptions(app)
@@ -197,17 +206,10 @@ def test_offline_figures_next_to_the_lists(app, tmp_path, monkeypatch):
 
 
 def test_a_shipped_figure_that_does_not_verify_says_so_in_one_line(app, tmp_path, monkeypatch):
-    import shutil
-
-    from core.models.artifacts import update_manifest, write_json
     from core.recommend.methods import EVAL_ARTIFACT
 
-    art = tmp_path / "artifacts"
-    shutil.copytree(app.env["GENRE_ARTIFACTS"], art)
-    write_json(art / EVAL_ARTIFACT, {"split": "test", "methods": {}})
-    update_manifest(art)
-    write_json(art / EVAL_ARTIFACT, {"split": "test", "methods": {"cosine": {}}})   # edited, manifest not updated
-    monkeypatch.setenv("GENRE_ARTIFACTS", str(art))
+    _ship_eval(app, tmp_path, monkeypatch, {"split": "test", "methods": {}},
+               edit_after={"split": "test", "methods": {"cosine": {}}})
     open_page(app, "recommender")
     app.multiselect(key="rec_seeds_w").set_value(SEEDS).run()
     no_exceptions(app)
@@ -257,19 +259,10 @@ def test_tempo_range_steers_both_lists_and_a_song_path_is_shown(app):
 
 
 def test_relevance_verdicts_from_the_offline_figures(app, tmp_path, monkeypatch):
-    import shutil
-
-    from core.models.artifacts import update_manifest, write_json
-    from core.recommend.methods import EVAL_ARTIFACT
-
-    art = tmp_path / "artifacts"
-    shutil.copytree(app.env["GENRE_ARTIFACTS"], art)
     m = lambda p: {"precision": p, "ci95": [p - 0.05, p + 0.05]}  # noqa: E731
-    write_json(art / EVAL_ARTIFACT, {"split": "test", "methods": {}, "relevance": {
+    _ship_eval(app, tmp_path, monkeypatch, {"split": "test", "methods": {}, "relevance": {
         "mood": {"methods": {"cosine": m(0.41), "genre_soft": m(0.38), "random": m(0.27)}, "n_listeners": 200,
                  "k": 5, "verdict": "method 2 (soft) ties (interval spans 0): -0.030 [-0.080, +0.020]"}}})
-    update_manifest(art)
-    monkeypatch.setenv("GENRE_ARTIFACTS", str(art))
     open_page(app, "recommender")
     app.multiselect(key="rec_seeds_w").set_value(SEEDS).run()
     no_exceptions(app)

@@ -4,26 +4,21 @@ facet matches the data's own labels) (registered by :mod:`core.cli.main`)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from core.cli import EXIT_BAD_INPUT
+from core.cli.recommend import _err, open_index
 from core.config import Paths, shared_data_dirs
 
 FACETS_ARTIFACT = "facets_eval.json"
 
 
-def _err(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
-
-
 def cmd_path(args) -> int:
-    from core.catalog.index import CatalogError, CatalogIndex
+    from core.catalog.index import CatalogError
     from core.recommend.path import song_path
 
-    idx = CatalogIndex.open(args.index)
-    if not len(idx):
-        _err(f"no index in {args.index} — build one with `python -m core index --out {args.index}`")
+    idx = open_index(args.index)
+    if idx is None:
         return 1
     try:
         steps = song_path(idx, args.start, args.end, args.steps, model=args.model)
@@ -35,7 +30,6 @@ def cmd_path(args) -> int:
 
 
 def cmd_facets_eval(args) -> int:
-    from core.catalog.index import CatalogIndex
     from core.config import FeatureConfig
     from core.datasets.folder import metadata_column
     from core.facets import tempo_config
@@ -43,9 +37,8 @@ def cmd_facets_eval(args) -> int:
     from core.models.artifacts import write_report
     from core.models.msd import MSD_FEATURES
 
-    idx = CatalogIndex.open(args.index)
-    if not len(idx):
-        _err(f"no index in {args.index} — build one with `python -m core index --out {args.index}`")
+    idx = open_index(args.index)
+    if idx is None:
         return 1
     dirs = [Path(d) for d in (args.data or [])] or shared_data_dirs()
     snap = idx.snapshot()

@@ -15,6 +15,17 @@ def _err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
 
 
+def open_index(path):
+    """The catalog index at ``path``, or ``None`` (after one line on stderr) when there is none."""
+    from core.catalog.index import CatalogIndex
+
+    idx = CatalogIndex.open(path)
+    if not len(idx):
+        _err(f"no index in {path} — build one with `python -m core index --out {path}`")
+        return None
+    return idx
+
+
 def _data_dirs(args) -> list[Path] | None:
     dirs = [Path(d) for d in (args.data or [])] or shared_data_dirs()
     if not dirs:
@@ -96,13 +107,12 @@ def cmd_index(args) -> int:
 
 
 def cmd_recommend(args) -> int:
-    from core.catalog.index import CatalogError, CatalogIndex
+    from core.catalog.index import CatalogError
     from core.recommend.methods import resolve_model
     from core.recommend.steer import Steer, parse_tempo, steered
 
-    idx = CatalogIndex.open(args.index)
-    if not len(idx):
-        _err(f"no index in {args.index} — build one with `python -m core index --out {args.index}`")
+    idx = open_index(args.index)
+    if idx is None:
         return 1
     seeds = [s.strip() for s in (args.seeds or "").split(",") if s.strip()]
     seed_vectors = []

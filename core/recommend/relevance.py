@@ -51,31 +51,29 @@ def _norm(x) -> str:
     return " ".join(str(x).casefold().split())
 
 
-def mood_listeners(quadrants: np.ndarray, n: int, n_seeds: int, rng) -> list[tuple[list[int], str]]:
-    """Round-robin over quadrants with at least ``n_seeds + 1`` tracks: ``(seed rows, quadrant)``."""
-    rows = {q: np.flatnonzero(quadrants == q) for q in sorted(set(quadrants.tolist())) if q}
-    usable = [q for q, r in rows.items() if len(r) >= n_seeds + 1]
+def group_listeners(groups: np.ndarray, n: int, n_seeds: int, rng) -> list[tuple[list[int], str]]:
+    """``(seed rows, group)`` for ``n`` listeners, round-robin over the groups
+    (``""``: none) with at least ``n_seeds + 1`` rows, so one is left to find."""
+    groups = np.asarray(groups, dtype=object)
+    rows = {g: np.flatnonzero(groups == g) for g in sorted(set(groups.tolist())) if g}
+    usable = [g for g, r in rows.items() if len(r) >= n_seeds + 1]
     out = []
     for i in range(n if usable else 0):
         if i % len(usable) == 0:
             rng.shuffle(usable)
-        q = usable[i % len(usable)]
-        out.append((rng.choice(rows[q], n_seeds, replace=False).tolist(), q))
+        g = usable[i % len(usable)]
+        out.append((rng.choice(rows[g], n_seeds, replace=False).tolist(), g))
     return out
+
+
+def mood_listeners(quadrants: np.ndarray, n: int, n_seeds: int, rng) -> list[tuple[list[int], str]]:
+    """Listeners of one emotion quadrant: ``(seed rows, quadrant)``."""
+    return group_listeners(quadrants, n, n_seeds, rng)
 
 
 def artist_listeners(artists: np.ndarray, n: int, n_seeds: int, rng) -> list[tuple[list[int], str]]:
-    """Round-robin over artists with at least ``n_seeds + 1`` tracks: ``(seed rows, artist)``."""
-    keys = np.array([_norm(a) for a in artists], dtype=object)
-    groups = {a: np.flatnonzero(keys == a) for a in sorted(set(keys.tolist())) if a}
-    usable = [a for a, r in groups.items() if len(r) >= n_seeds + 1]
-    out = []
-    for i in range(n if usable else 0):
-        if i % len(usable) == 0:
-            rng.shuffle(usable)
-        a = usable[i % len(usable)]
-        out.append((rng.choice(groups[a], n_seeds, replace=False).tolist(), a))
-    return out
+    """Listeners of one artist (names compared case- and space-insensitively): ``(seed rows, artist)``."""
+    return group_listeners(np.array([_norm(a) for a in artists], dtype=object), n, n_seeds, rng)
 
 
 def method_settings(index: CatalogIndex, model: str | None, genre_weight: float) -> dict[str, dict]:
