@@ -1,6 +1,7 @@
 """One committed state of the catalog index, immutable: the read API.
 
-An :class:`IndexSnapshot` holds one row per track (metadata in a DataFrame)
+An :class:`IndexSnapshot` holds one row per track (metadata and the
+:mod:`core.facets` columns in a DataFrame; :meth:`IndexSnapshot.facets`)
 and, per model, the ``(N, D)`` embeddings and ``(N, G)`` genre probabilities
 in the same row order. Writers (:mod:`core.catalog.sync`) never change one:
 they build a new snapshot and swap it in, so any number of threads may read a

@@ -6,7 +6,9 @@ Store (one folder, ``INDEX_DIR``)::
     CURRENT              one line: the name of the live snapshot, e.g. "v000007"
     v000007/tracks.sqlite  table ``tracks`` (one row per track, in matrix order:
                            metadata, content digest, file size/mtime, top
-                           predicted genre per model) and table ``meta``
+                           predicted genre per model, the core.facets columns
+                           — tempo, energy, mood scores, tags — as REAL,
+                           NULL where not computed) and table ``meta``
                            (JSON: models, labels, model fingerprints)
     v000007/<model>.emb.npy    (N, D) float32 penultimate-layer embeddings
     v000007/<model>.probs.npy  (N, G) float32 genre probabilities
