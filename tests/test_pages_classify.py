@@ -23,6 +23,8 @@ from conftest import (
 from hostile import OK
 from streamlit.testing.v1 import AppTest
 
+from core.models.verdict import verdict
+
 
 @pytest.fixture
 def uploads(tmp_path):
@@ -48,11 +50,49 @@ def test_generated_mp3_gets_both_models_probabilities(app, uploads, tmp_path):
         want = expected.probabilities(model)
         assert set(shown) == set(want)
         assert all(abs(shown[g] - want[g]) < 1e-4 for g in want)
-        g, p = expected.top(model)
-        assert f"**{'CNN' if model == 'cnn' else 'CRNN'}**: {g} — {p:.0%}" in texts(app)
+        said = verdict(expected.probabilities(model)).text
+        assert f"**{'CNN' if model == 'cnn' else 'CRNN'}**: {said}" in texts(app)
     agree = expected.top("cnn")[0] == expected.top("crnn")[0]
-    assert ("Both models say" in texts(app)) is agree
+    sure = all(verdict(expected.probabilities(m)).confident for m in ("cnn", "crnn"))
+    assert ("Both models say" in texts(app)) is (agree and sure)
     assert ("The models disagree" in texts(app)) is not agree
+
+
+def test_a_flat_distribution_is_said_to_be_between_two_genres(app_env, uploads, monkeypatch, tmp_path):
+    """Models whose genre layer is zero give every genre 1/3: the page names no
+    single genre with a number, it says "between A and B"."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from core.models.artifacts import update_manifest
+
+    art = tmp_path / "art"
+    shutil.copytree(app_env["GENRE_ARTIFACTS"], art)
+    for name in ("cnn", "crnn"):
+        path = art / f"{name}.safetensors"
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+        state = load_file(str(path))
+        state["head.weight"] = torch.zeros_like(state["head.weight"])
+        state["head.bias"] = torch.zeros_like(state["head.bias"])
+        save_file(state, str(path), metadata=meta)
+    update_manifest(art)
+    env = dict(app_env, GENRE_ARTIFACTS=str(art), GENRE_STUDY_DB=str(tmp_path / "s.sqlite"),
+               GENRE_LIBRARY=str(tmp_path / "lib"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    open_page(at, "classify")
+    at.file_uploader(key="classify_files").set_value([uploads[0]]).run()
+    no_exceptions(at)
+    first, second = list(GENRES)[:2]
+    for shown in ("CNN", "CRNN"):
+        assert f"**{shown}**: between {first} and {second}" in texts(at)
+    assert "33%" not in texts(at)
+    assert "Both models say" not in texts(at)
+    assert any("no genre is likely enough" in i.value for i in at.info)
 
 
 def test_a_bad_file_gets_one_error_line_and_the_others_still_get_results(app, uploads):

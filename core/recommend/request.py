@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from core.catalog.snapshot import CatalogError, IndexSnapshot
+from core.recommend.confidence import CONFIDENCE_MODES
 
 METHODS = ("cosine", "genre")
 VARIANTS = ("soft", "centre")
@@ -54,6 +55,9 @@ class RecommendConfig:
     # so it is not offered); re-run the selection when the models change.
     genre_weight: float = 0.9
     variant: str = "soft"
+    # Method 2's weight times the classifier's confidence in the seeds' genres
+    # (core.recommend.confidence: "off" | "top" | "entropy").
+    confidence: str = "off"
     diversity: float = 0.0
     standardise: bool = False
 
@@ -133,6 +137,8 @@ def check(index: IndexSnapshot, cfg: RecommendConfig) -> None:
         raise RecommendError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     if cfg.variant not in VARIANTS:
         raise RecommendError(f"unknown variant {cfg.variant!r}; choose one of {', '.join(VARIANTS)}")
+    if cfg.confidence not in CONFIDENCE_MODES:
+        raise RecommendError(f"unknown confidence {cfg.confidence!r}; choose one of {', '.join(CONFIDENCE_MODES)}")
     if cfg.aggregate not in AGGREGATES:
         raise RecommendError(f"unknown aggregate {cfg.aggregate!r}; choose mean or max")
     if cfg.distance not in DISTANCES:

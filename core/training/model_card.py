@@ -11,13 +11,14 @@ import numpy as np
 from core.models.artifacts import update_manifest
 
 MODEL_NAMES = {"cnn": "CNN (scratch)", "crnn": "CRNN (scratch)", "cnn_msd": "CNN (MSD)",
-               "crnn_msd": "CRNN (MSD)", "baseline_mfcc": "MFCC + LogReg baseline"}
+               "crnn_msd": "CRNN (MSD)", "fused": "Fused (frozen MSD)", "baseline_mfcc": "MFCC + LogReg baseline"}
 COLORS = {"cnn": "#1f77b4", "crnn": "#d62728", "cnn_msd": "#0b3d66", "crnn_msd": "#7a1010",
-          "baseline_mfcc": "#7f7f7f"}
+          "fused": "#2ca02c", "baseline_mfcc": "#7f7f7f"}
 FOLLOWS = {"cnn": "Choi et al. 2016 (FCN), from scratch",
            "crnn": "Choi et al. 2017 (CRNN), from scratch, full 1366-frame window",
            "cnn_msd": "MSD-VGG (Pons & Serra 2019) conv 1–4 frozen; conv 5, MSD tag layer and genre head trained",
-           "crnn_msd": "MSD-VGG conv 1–4 frozen + 2 GRU layers over 10 s windows"}
+           "crnn_msd": "MSD-VGG conv 1–4 frozen + 2 GRU layers over 10 s windows",
+           "fused": "MSD-VGG frozen (conv 1–5, tag layer); linear head on pooled features + tags, chosen LOSO"}
 
 
 def _load(path: Path) -> dict | None:
