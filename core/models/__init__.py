@@ -26,4 +26,5 @@ def build_model(name: str, labels: list[str], cfg: FeatureConfig | None = None,
     return cls(labels, cfg, **kwargs)
 
 
-__all__ = ["CNN", "CNNMSD", "CRNN", "CRNNMSD", "FusedMSD", "trunk_group", "GenreModel", "MODELS", "Prediction", "build_model"]
+__all__ = ["CNN", "CNNMSD", "CRNN", "CRNNMSD", "FusedMSD", "trunk_group", "GenreModel", "MODELS", "Prediction",
+           "build_model"]

@@ -440,4 +440,5 @@ def select_on(index: CatalogIndex, cfg: EvalConfig = EvalConfig(), grid: SelectC
 def apply_choice(cfg: EvalConfig, choice: dict) -> EvalConfig:
     """``cfg`` with a selection's ``choice`` (model, variant, genre_weight)."""
     c = choice.get("choice", choice)
-    return EvalConfig(**{**asdict(cfg), **{k: c[k] for k in ("model", "variant", "genre_weight", "confidence") if k in c}})
+    keys = ("model", "variant", "genre_weight", "confidence")
+    return EvalConfig(**{**asdict(cfg), **{k: c[k] for k in keys if k in c}})
