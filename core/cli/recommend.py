@@ -192,6 +192,8 @@ def cmd_recommend_eval(args) -> int:
         return EXIT_BAD_INPUT
     finally:
         bar.close()
+    if args.loso and select is None:
+        res["loso"] = _loso(args, dirs, cfg)
     if args.json:
         write_json(Path(args.json), res)
     if select is not None:
@@ -215,6 +217,27 @@ def cmd_recommend_eval(args) -> int:
               f"p = {r['p']:.3g} ({r['n_units']} tracks); over artists [{a['ci95'][0]:+.3f}, "
               f"{a['ci95'][1]:+.3f}] p = {a['p']:.3g} ({a['n_units']} artists)")
     return 0
+
+
+def _loso(args, dirs, cfg) -> dict:
+    """``recommend-eval --loso``: method 2 chosen and checked leave-one-source-out
+    (core.recommend.loso), the fused head's ``C`` from ``loso.json`` when shipped."""
+    from core.recommend.loso_data import recommend_loso
+    from core.training.fused_train import LOSO_FILE
+
+    c = None
+    try:
+        c = json.loads((Path(args.artifacts) / LOSO_FILE).read_text())["fused"]["C"]
+    except (OSError, ValueError, KeyError):
+        pass
+    root = Path(args.cache).parent if args.cache else Paths().cache.parent
+    rec = recommend_loso(dirs, root, cfg, c)
+    for s, f in rec["folds"].items():
+        d = f["m2_minus_m1"]
+        ci = d.get("ci95", [float("nan")] * 2)
+        print(f"LOSO {s}: method 1 {f[f'method1_precision_at_{cfg.k}']:.3f}, method 2 "
+              f"{f[f'method2_precision_at_{cfg.k}']:.3f}, m2 − m1 {d['diff']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]")
+    return rec
 
 
 def register(sub) -> None:
@@ -298,4 +321,6 @@ def register(sub) -> None:
     e.add_argument("--choice", default=None, help="JSON from --select-on: its model, variant and weight")
     e.add_argument("--no-extras", action="store_true", help="skip the beyond-the-paper variants")
     e.add_argument("--cache", default=None, help="log-mel cache folder")
+    e.add_argument("--loso", action="store_true",
+                   help="also choose and check method 2 leave-one-source-out (adds the 'loso' key)")
     e.set_defaults(func=cmd_recommend_eval)

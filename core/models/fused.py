@@ -29,11 +29,14 @@ class FusedMSD(CNNMSD):
 
     name = "fused"
     pretrained_prefixes = ()
+    # Its temperature is fitted leave-one-source-out (core.training.fused_train);
+    # ``python -m core calibrate`` keeps it instead of refitting on in-source val.
+    fixed_temperature = True
 
     def __init__(self, labels: list[str], cfg: FeatureConfig | None = None, pretrained: bool = True):
         super().__init__(labels, cfg, pretrained, dropout=0.0)
         del self.head_norm, self.head_dropout
-        self.block5.requires_grad_(False)
+        self.block5.requires_grad_(False).eval()   # frozen, with its pretrained batch-norm statistics
         self.dense.requires_grad_(False)
         d = self.embedding_dim
         self.register_buffer("feat_mean", torch.zeros(d))

@@ -237,6 +237,9 @@ def _simulate(index: CatalogIndex, cfg: EvalConfig, settings: dict[str, dict]) -
     return {name: s.precision for name, s in scorers.items()}
 
 
+simulate_settings = _simulate   # public name: core.recommend.loso runs its own grids
+
+
 def _learned(index: CatalogIndex) -> list[str]:
     return [m for m in index.models if m not in PSEUDO_MODELS]
 
