@@ -54,3 +54,38 @@ def test_real_data_has_three_folds():
     folds = loso_folds(tracks)
     assert len(folds) == 3
     assert sum(len(f.val) for f in folds) == sum(t.split != "test" for t in tracks)
+
+
+def test_method2_choice_maximises_the_worst_fold_gap():
+    from core.recommend.loso import choose, parse_setting
+
+    prec = {"a": {"cosine": 0.5, "genre|soft|0.9|off": 0.8, "genre|soft|0.3|top": 0.55},
+            "b": {"cosine": 0.6, "genre|soft|0.9|off": 0.5, "genre|soft|0.3|top": 0.62}}
+    # 0.9/off wins fold a by far but loses fold b: the worst-fold rule takes 0.3/top
+    assert choose(prec) == "genre|soft|0.3|top"
+    assert choose(prec, ["a"]) == "genre|soft|0.9|off"
+    assert parse_setting("genre|centre|0.5|entropy") == {"variant": "centre", "genre_weight": 0.5,
+                                                         "confidence": "entropy"}
+
+
+def test_loso_recommend_reports_every_fold_with_intervals():
+    from core.recommend.evaluation import EvalConfig
+    from core.recommend.loso import FoldCatalog, LosoGrid, fold_catalog, loso_recommend
+
+    rng = np.random.default_rng(0)
+    labels = ["A", "B"]
+    cats = []
+    for s in ("x", "y"):
+        g = np.repeat([0, 1], 12)
+        emb = rng.normal(0, 1, (24, 4)) + g[:, None] * 1.5
+        probs = np.where(g[:, None] == np.arange(2), 0.8, 0.2)
+        rows = [{"track_id": f"{s}{i}", "genre": labels[g[i]], "artist": f"{s}art{i}"} for i in range(24)]
+        cats.append(FoldCatalog(s, fold_catalog(rows, {"fused": emb}, {"fused": probs}, labels,
+                                                mfcc=rng.normal(0, 1, (24, 3)))))
+    rec = loso_recommend(cats, EvalConfig(n_listeners=20, n_halves=4), grid=LosoGrid(weights=(0.5,)))
+    assert set(rec["folds"]) == {"x", "y"} and set(rec["nested"]) == {"x", "y"}
+    for f in rec["folds"].values():
+        assert {"method1_precision_at_5", "method2_precision_at_5", "mfcc_precision_at_5",
+                "random_precision_at_5"} <= set(f)
+        assert len(f["m2_minus_m1"]["ci95"]) == 2 and f["m2_minus_m1"]["unit"] == "track"
+    assert rec["choice"]["genre_weight"] == 0.5
