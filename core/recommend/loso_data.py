@@ -20,7 +20,7 @@ from core.training.calibration import softmax_t
 from core.training.linear_head import fit_linear_head
 from core.training.loso import loso_folds
 from core.training.loso_data import MSD_VGG, SourceData
-from core.training.loso_eval import FoldLogits, cross_fold_temperatures
+from core.training.loso_eval import FoldLogits, cross_fold_temperatures, seen_genres
 from core.types import Progress
 
 DEFAULT_C = 0.01
@@ -52,7 +52,8 @@ def fold_catalogs(data: SourceData, c: float = DEFAULT_C, mfcc: np.ndarray | Non
     for f in folds:
         head = fit_linear_head(x[f.train], data.y[f.train], len(data.labels), c=c)
         heads.append(head)
-        logits.append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val]))
+        logits.append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val],
+                                 seen_genres(data.y[f.train], data.y[f.val])))
     temps = cross_fold_temperatures(logits)
     out = []
     for f, head, lg, t in zip(folds, heads, logits, temps):

@@ -19,12 +19,15 @@ Steps (everything cached under the cache root; the test split is never read):
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from core.config import TrainConfig
+from core.files import atomic_write
 from core.training.calibration import expected_calibration_error, softmax_t
 from core.training.linear_head import fit_linear_head
 from core.training.loso import loso_folds
@@ -33,7 +36,7 @@ from core.training.loso_eval import choose_linear, cnn_msd_fold_logits, linear_f
 from core.training.metrics import macro_auc
 
 LOSO_FILE = "loso.json"
-DEFAULT_CS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+DEFAULT_CS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 SERVABLE = (MSD_VGG,)     # feature sets FusedMSD computes itself
 
 Log = Callable[[str], None]
@@ -62,6 +65,25 @@ def train_fused(data: SourceData, c: float, temperature: float):
 
 def per_genre_recall(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> dict[str, float]:
     return {g: float((pred[y == i] == i).mean()) for i, g in enumerate(labels) if (y == i).any()}
+
+
+def _cnn_msd_cached(data: SourceData, folds, cfg: TrainConfig, root: Path, log: Log):
+    """:func:`~core.training.loso_eval.cnn_msd_fold_logits`, cached by train
+    config and fold membership (the retraining costs minutes per fold)."""
+    from core.training.loso_eval import FoldLogits
+
+    key = hashlib.sha256(json.dumps([cfg.to_dict(), [[data.tracks[i].track_id for i in f.train]
+                                                     for f in folds]]).encode()).hexdigest()[:12]
+    path = root / f"loso_cnn_msd_{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            hist = json.loads(str(z["history"]))
+            return [FoldLogits(f.held_out, z[f"logits_{i}"], z[f"y_{i}"], z[f"seen_{i}"])
+                    for i, f in enumerate(folds)], hist
+    logits, hist = cnn_msd_fold_logits(data, folds, cfg, log=log)
+    arrays = {f"{k}_{i}": getattr(lg, k) for i, lg in enumerate(logits) for k in ("logits", "y", "seen")}
+    atomic_write(path, lambda fh: np.savez(fh, history=np.array(json.dumps(hist)), **arrays))
+    return logits, hist
 
 
 def run_loso(dirs: Sequence[str | Path], cache_root: str | Path, artifacts_dir: str | Path,
@@ -99,7 +121,7 @@ def run_loso(dirs: Sequence[str | Path], cache_root: str | Path, artifacts_dir: 
         f"{record['fused']['in_source_val']['accuracy']:.3f}")
     if cnn_msd_minutes:
         cfg = TrainConfig(model="cnn_msd", max_minutes=cnn_msd_minutes)
-        logits, hist = cnn_msd_fold_logits(data, folds, cfg, log=log)
+        logits, hist = _cnn_msd_cached(data, folds, cfg, Path(cache_root), log)
         record["cnn_msd"] = {"how": f"head (conv 5, tag layer, genre layer) retrained per fold on the cached "
                                     f"served trunk, ≤ {cnn_msd_minutes:g} min, early-stopped on the training "
                                     f"sources' val split", **loso_report(logits), "runs": hist}

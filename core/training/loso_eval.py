@@ -31,43 +31,63 @@ Log = Callable[[str], None]
 
 @dataclass
 class FoldLogits:
-    """Held-out logits ``(n, G)`` of one fold with the true labels ``(n,)``."""
+    """Held-out logits ``(n, G)`` of one fold with the true labels ``(n,)``;
+    ``seen`` ``(n,)``: the track's genre has training examples in the fold
+    (a source's genres that the other sources lack can never be right)."""
 
     held_out: str
     logits: np.ndarray
     y: np.ndarray
+    seen: np.ndarray | None = None
+
+    def seen_mask(self) -> np.ndarray:
+        return np.ones(len(self.y), bool) if self.seen is None else self.seen
 
 
-def fold_metrics(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0) -> dict:
-    """Accuracy, macro ROC-AUC, ECE and log-loss of ``softmax(logits / T)``."""
+def seen_genres(y_train: np.ndarray, y_val: np.ndarray) -> np.ndarray:
+    """``(n_val,)`` bool: the held-out track's genre occurs in ``y_train``."""
+    return np.isin(y_val, np.unique(y_train))
+
+
+def fold_metrics(logits: np.ndarray, y: np.ndarray, temperature: float = 1.0,
+                 seen: np.ndarray | None = None) -> dict:
+    """Accuracy, macro ROC-AUC, ECE and log-loss of ``softmax(logits / T)``;
+    with ``seen``, also accuracy and ECE over the tracks of seen genres."""
     p = softmax_t(logits, temperature)
-    return {"n": int(len(y)), "accuracy": float((p.argmax(1) == y).mean()) if len(y) else float("nan"),
-            "macro_auc": macro_auc(y, p), "ece": expected_calibration_error(p, y),
-            "log_loss": log_loss(p, y), "temperature": float(temperature)}
+    out = {"n": int(len(y)), "accuracy": float((p.argmax(1) == y).mean()) if len(y) else float("nan"),
+           "macro_auc": macro_auc(y, p), "ece": expected_calibration_error(p, y),
+           "log_loss": log_loss(p, y), "temperature": float(temperature)}
+    if seen is not None:
+        out.update(n_seen=int(seen.sum()), accuracy_seen=float((p[seen].argmax(1) == y[seen]).mean())
+                   if seen.any() else float("nan"), ece_seen=expected_calibration_error(p[seen], y[seen]))
+    return out
+
+
+def _fit_on_seen(folds: Sequence[FoldLogits]) -> float:
+    return fit_temperature(np.concatenate([f.logits[f.seen_mask()] for f in folds]),
+                           np.concatenate([f.y[f.seen_mask()] for f in folds]))
 
 
 def cross_fold_temperatures(folds: Sequence[FoldLogits]) -> list[float]:
-    """Per fold, the temperature fitted on the other folds' held-out logits."""
-    out = []
-    for k in range(len(folds)):
-        others = [f for j, f in enumerate(folds) if j != k]
-        out.append(fit_temperature(np.concatenate([f.logits for f in others]),
-                                   np.concatenate([f.y for f in others])))
-    return out
+    """Per fold, the temperature fitted on the other folds' held-out tracks of
+    seen genres (a genre without training examples is an open-set miss that no
+    temperature can make honest; the shipped model knows every genre)."""
+    return [_fit_on_seen([f for j, f in enumerate(folds) if j != k]) for k in range(len(folds))]
 
 
 def loso_report(folds: Sequence[FoldLogits]) -> dict:
     """Per fold (uncalibrated and with the cross-fold temperature) and the
-    mean over folds; ``pooled_temperature``: fitted on every fold's logits
-    (what a model trained on all sources ships with)."""
+    mean over folds; ``pooled_temperature``: fitted on every fold's held-out
+    tracks of seen genres (what a model trained on all sources ships with)."""
     temps = cross_fold_temperatures(folds)
     per = {}
     for f, t in zip(folds, temps):
-        per[f.held_out] = {"uncalibrated": fold_metrics(f.logits, f.y), "calibrated": fold_metrics(f.logits, f.y, t)}
-    mean = {k: float(np.mean([per[s]["calibrated"][k] for s in per]))
-            for k in ("accuracy", "macro_auc", "ece", "log_loss")}
-    pooled = fit_temperature(np.concatenate([f.logits for f in folds]), np.concatenate([f.y for f in folds]))
-    return {"folds": per, "mean": mean, "pooled_temperature": pooled}
+        per[f.held_out] = {"uncalibrated": fold_metrics(f.logits, f.y, 1.0, f.seen),
+                           "calibrated": fold_metrics(f.logits, f.y, t, f.seen)}
+    keys = ("accuracy", "macro_auc", "ece", "log_loss") + (("accuracy_seen", "ece_seen")
+                                                         if all(f.seen is not None for f in folds) else ())
+    mean = {k: float(np.mean([per[s]["calibrated"][k] for s in per])) for k in keys}
+    return {"folds": per, "mean": mean, "pooled_temperature": _fit_on_seen(folds)}
 
 
 def linear_fold_logits(data: SourceData, folds: Sequence[Fold], names: Sequence[str],
@@ -77,7 +97,8 @@ def linear_fold_logits(data: SourceData, folds: Sequence[Fold], names: Sequence[
     out = []
     for f in folds:
         head = fit_linear_head(x[f.train], data.y[f.train], len(data.labels), c=c)
-        out.append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val]))
+        out.append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val],
+                              seen_genres(data.y[f.train], data.y[f.val])))
     return out
 
 
@@ -121,7 +142,8 @@ def cnn_msd_fold_logits(data: SourceData, folds: Sequence[Fold], cfg: TrainConfi
         model, h = train_transfer("cnn_msd", train, val, data.labels, cfg, log=log, show_progress=False,
                                   feats=(data.trunk[tr], data.trunk[va]))
         pred = model.predict_trunk(torch.from_numpy(data.trunk[f.val].astype(np.float32)))
-        out.append(FoldLogits(f.held_out, pred.logits.astype(np.float64), data.y[f.val]))
+        out.append(FoldLogits(f.held_out, pred.logits.astype(np.float64), data.y[f.val],
+                              seen_genres(data.y[f.train], data.y[f.val])))
         hist.append({"held_out": f.held_out, "n_train": int(len(tr)), "n_early_stop": int(len(va)),
                      "best_epoch": h["best_epoch"], "train_seconds": h["train_seconds"]})
     return out, hist
