@@ -32,8 +32,10 @@ test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 
-# Retrain every model on every ../shared/data set, calibrate on val (and pick
-# the app's default model there), evaluate on test, write the model card.
+# Retrain every model on every ../shared/data set; choose, calibrate and ship the
+# fused model leave-one-source-out (and measure cnn_msd under that protocol);
+# calibrate the others on val (and pick the app's default model there), evaluate
+# on test, evaluate the recommender (with its LOSO folds), write the model card.
 # DEVICE=cuda trains on a GPU when there is one (default: auto).
 DEVICE ?= auto
 artifacts: install
@@ -41,9 +43,11 @@ artifacts: install
 	$(BIN)/python -m core train --model crnn --full-window --max-minutes 50 --out artifacts --device $(DEVICE)
 	$(BIN)/python -m core train --model cnn_msd --out artifacts --device $(DEVICE)
 	$(BIN)/python -m core train --model crnn_msd --lr 0.0003 --out artifacts --device $(DEVICE)
+	$(BIN)/python -m core loso --artifacts artifacts --cnn-msd-minutes 3
 	$(BIN)/python -m core baseline --artifacts artifacts
 	$(BIN)/python -m core calibrate --split val --artifacts artifacts
 	$(BIN)/python -m core evaluate --split test --json artifacts/metrics.json
+	$(BIN)/python -m core recommend-eval --split test --loso --json artifacts/recommend_eval.json
 	$(BIN)/python -m core model-card --artifacts artifacts
 
 bench: install
