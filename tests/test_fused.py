@@ -67,3 +67,16 @@ def test_fused_model_separates_and_round_trips_through_safetensors(tmp_path):
     again = loaded.predict_trunk(feats)
     assert np.allclose(again.logits, pred.logits, atol=1e-4)
     assert np.allclose(again.probs, pred.probs, atol=1e-5)
+
+
+def test_fused_shares_the_trunk_pass_with_cnn_msd():
+    from core.models import build_model, trunk_group
+
+    torch.manual_seed(0)
+    a = build_model("cnn_msd", LABELS, pretrained=False)
+    b = build_model("fused", LABELS, pretrained=False)
+    b.trunk.load_state_dict(a.trunk.state_dict())
+    b.trunk_sha = b._trunk_digest()
+    assert list(trunk_group({"x": a, "y": b}).values()) == [["x", "y"]]
+    b.train()
+    assert not b.block5.training and not b.trunk.training      # frozen layers keep eval statistics
