@@ -122,7 +122,7 @@ def recommend_eval(data_dirs: Sequence[str | Path], split: str = "test",
     or, with ``index_dir``, from a catalog index built by ``python -m core
     index`` (its ``genre`` and ``split`` columns; MFCC still from the log-mel
     cache). ``select``: run :func:`select_on` with that grid instead."""
-    tracks = select_split(read_datasets(data_dirs), split)   # any split in the metadata, or "all"
+    tracks = select_split(read_datasets(data_dirs, labelled_only=True), split)   # any split in the metadata, or "all"
     if index_dir is not None:
         disk = CatalogIndex.open(index_dir)
         if not len(disk):
