@@ -10,12 +10,16 @@ what the shipped model's embedding is) and MFCC features.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from core.recommend.loso import FUSED, FoldCatalog, fold_catalog
+from core.files import atomic_write_text
+from core.recommend.loso import FUSED, FoldCatalog, LosoGrid, fold_catalog
 from core.training.calibration import softmax_t
 from core.training.linear_head import fit_linear_head
 from core.training.loso import loso_folds
@@ -73,10 +77,20 @@ def recommend_loso(dirs: Sequence[str | Path], cache_root: str | Path, cfg=None,
     from core.recommend.loso import loso_recommend
     from core.training.loso_data import load_source_data
 
+    cfg = cfg or EvalConfig()
+    c = c if c is not None else DEFAULT_C
     data = load_source_data(dirs, cache_root)
     data.trunk = None
-    cats = fold_catalogs(data, c if c is not None else DEFAULT_C, mfcc_features(data, cache_root))
-    rec = loso_recommend(cats, cfg or EvalConfig(), progress=progress)
-    rec["head"] = {"C": c if c is not None else DEFAULT_C, "features": [MSD_VGG],
-                   "temperature": "cross-fold (fitted on the other folds' held-out logits)"}
+    # Minutes of simulation: cached by everything the record depends on.
+    key = hashlib.sha256(json.dumps([asdict(cfg), asdict(LosoGrid()), c, [t.track_id for t in data.tracks],
+                                     np.asarray(data.features[MSD_VGG]).tobytes().hex()[:4096]],
+                                    default=str).encode()).hexdigest()[:12]
+    path = Path(cache_root) / f"loso_recommend_{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    cats = fold_catalogs(data, c, mfcc_features(data, cache_root))
+    rec = loso_recommend(cats, cfg, progress=progress)
+    rec["head"] = {"C": c, "features": [MSD_VGG],
+                   "temperature": "cross-fold (fitted on the other folds' held-out tracks of seen genres)"}
+    atomic_write_text(path, json.dumps(rec, default=float))
     return rec
