@@ -82,7 +82,7 @@ def test_loso_recommend_reports_every_fold_with_intervals():
         rows = [{"track_id": f"{s}{i}", "genre": labels[g[i]], "artist": f"{s}art{i}"} for i in range(24)]
         cats.append(FoldCatalog(s, fold_catalog(rows, {"fused": emb}, {"fused": probs}, labels,
                                                 mfcc=rng.normal(0, 1, (24, 3)))))
-    rec = loso_recommend(cats, EvalConfig(n_listeners=20, n_halves=4), grid=LosoGrid(weights=(0.5,)))
+    rec = loso_recommend(cats, EvalConfig(), grid=LosoGrid(weights=(0.5,), n_listeners=20, n_halves=4))
     assert set(rec["folds"]) == {"x", "y"} and set(rec["nested"]) == {"x", "y"}
     for f in rec["folds"].values():
         assert {"method1_precision_at_5", "method2_precision_at_5", "mfcc_precision_at_5",
