@@ -34,6 +34,22 @@ def uploads(tmp_path):
             ("noise.wav", noise, "audio/wav")]
 
 
+def _classify_with(art, app_env, upload, monkeypatch, tmp_path) -> AppTest:
+    """Classify page on the artifacts folder ``art`` (manifest refreshed) after one upload."""
+    from core.models.artifacts import update_manifest
+
+    update_manifest(art)
+    env = dict(app_env, GENRE_ARTIFACTS=str(art), GENRE_STUDY_DB=str(tmp_path / "s.sqlite"),
+               GENRE_LIBRARY=str(tmp_path / "lib"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    open_page(at, "classify")
+    at.file_uploader(key="classify_files").set_value([upload]).run()
+    no_exceptions(at)
+    return at
+
+
 def test_generated_mp3_gets_both_models_probabilities(app, uploads, tmp_path):
     from core.models.artifacts import load_models
     from core.models.inference import analyse
@@ -64,7 +80,6 @@ def test_a_flat_distribution_is_said_to_be_between_two_genres(app_env, uploads, 
     import torch
     from safetensors.torch import load_file, save_file
 
-    from core.models.artifacts import update_manifest
 
     art = tmp_path / "art"
     shutil.copytree(app_env["GENRE_ARTIFACTS"], art)
@@ -78,15 +93,7 @@ def test_a_flat_distribution_is_said_to_be_between_two_genres(app_env, uploads, 
         state["head.weight"] = torch.zeros_like(state["head.weight"])
         state["head.bias"] = torch.zeros_like(state["head.bias"])
         save_file(state, str(path), metadata=meta)
-    update_manifest(art)
-    env = dict(app_env, GENRE_ARTIFACTS=str(art), GENRE_STUDY_DB=str(tmp_path / "s.sqlite"),
-               GENRE_LIBRARY=str(tmp_path / "lib"))
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    open_page(at, "classify")
-    at.file_uploader(key="classify_files").set_value([uploads[0]]).run()
-    no_exceptions(at)
+    at = _classify_with(art, app_env, uploads[0], monkeypatch, tmp_path)
     first, second = list(GENRES)[:2]
     for shown in ("CNN", "CRNN"):
         assert f"**{shown}**: between {first} and {second}" in texts(at)
@@ -145,7 +152,7 @@ def test_add_to_library_saves_a_sanitised_copy_and_indexes_it(app, uploads, tmp_
 def test_shipped_baseline_is_shown_beside_the_networks(app_env, uploads, monkeypatch, tmp_path):
     """With a baseline in the artifacts, Classify names its genre and draws its bars."""
     from core.config import FeatureConfig
-    from core.models.artifacts import update_manifest, write_json
+    from core.models.artifacts import write_json
     from core.training.baseline import BASELINE_FILE, BaselineClassifier
 
     art = tmp_path / "art"
@@ -155,15 +162,7 @@ def test_shipped_baseline_is_shown_beside_the_networks(app_env, uploads, monkeyp
     base = BaselineClassifier(list(GENRES), list(range(g)), np.zeros(90), np.ones(90),
                               np.zeros((g, 90)), np.array([0.0, 9.0, 0.0]), FeatureConfig())
     write_json(art / BASELINE_FILE, base.to_dict())
-    update_manifest(art)
-    env = dict(app_env, GENRE_ARTIFACTS=str(art), GENRE_STUDY_DB=str(tmp_path / "s.sqlite"),
-               GENRE_LIBRARY=str(tmp_path / "lib"))
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    open_page(at, "classify")
-    at.file_uploader(key="classify_files").set_value([uploads[0]]).run()
-    no_exceptions(at)
+    at = _classify_with(art, app_env, uploads[0], monkeypatch, tmp_path)
     second = list(GENRES)[1]
     assert f"MFCC baseline: {second} — 100%" in texts(at)
     assert [t["name"] for t in plotly_specs(at)[0]["data"]][-1] == "MFCC baseline"

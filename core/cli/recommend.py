@@ -148,7 +148,7 @@ def cmd_recommend(args) -> int:
                          genre_weight=args.genre_weight, diversity=args.diversity,
                          liked=split(args.liked), disliked=split(args.disliked),
                          seed_vectors=seed_vectors, standardise=args.standardise,
-                         variant=args.variant, exclude_artists=exclude)
+                         variant=args.variant, exclude_artists=exclude, confidence=args.confidence)
     except CatalogError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
@@ -185,6 +185,7 @@ def cmd_recommend_eval(args) -> int:
             return 1
     cfg = EvalConfig(n_listeners=args.listeners, seed=args.seed, model=args.model, k=args.k,
                      n_seeds=args.n_seeds, genre_weight=args.genre_weight, variant=args.variant,
+                     confidence=args.confidence,
                      extras=not args.no_extras, artists=args.artists, resample=not args.no_resample)
     if args.choice:
         try:
@@ -289,6 +290,7 @@ def register(sub) -> None:
     from core.recommend.evaluation import ARTIST_MODES, EvalConfig
     from core.recommend.request import (
         AGGREGATES,
+        CONFIDENCE_MODES,
         DEFAULTS,
         DISTANCES,
         MAX_SEEDS,
@@ -313,6 +315,8 @@ def register(sub) -> None:
     r.add_argument("--distance", choices=list(DISTANCES), default=DEFAULTS.distance)
     r.add_argument("--p", type=float, default=DEFAULTS.p, help="order of the p-norm")
     r.add_argument("--genre-weight", type=float, default=DEFAULTS.genre_weight, help="method 2's weight w")
+    r.add_argument("--confidence", choices=list(CONFIDENCE_MODES), default=DEFAULTS.confidence,
+                   help="method 2's weight × the classifier's confidence in the seeds' genres")
     r.add_argument("--diversity", type=float, default=DEFAULTS.diversity, help="MMR diversity 0-1")
     r.add_argument("--standardise", action="store_true", default=DEFAULTS.standardise,
                    help="z-score embedding dimensions over the catalog first")
@@ -343,6 +347,7 @@ def register(sub) -> None:
     e.add_argument("--model", default=d.model, help=model_help)
     e.add_argument("--genre-weight", type=float, default=d.genre_weight)
     e.add_argument("--variant", choices=list(VARIANTS), default=d.variant)
+    e.add_argument("--confidence", choices=list(CONFIDENCE_MODES), default=d.confidence)
     e.add_argument("--artists", choices=list(ARTIST_MODES), default=d.artists,
                    help="leave-artist-out: 'exclude' never recommends a seed's artist, 'no-credit' "
                         "counts them as misses")

@@ -82,7 +82,8 @@ def recommend_loso(dirs: Sequence[str | Path], cache_root: str | Path, cfg=None,
     data = load_source_data(dirs, cache_root)
     data.trunk = None
     # Minutes of simulation: cached by everything the record depends on.
-    key = hashlib.sha256(json.dumps([asdict(cfg), asdict(LosoGrid()), c, [t.track_id for t in data.tracks],
+    sim = {k: v for k, v in asdict(cfg).items() if k in ("seed", "k", "n_seeds", "mixed_fraction", "artists")}
+    key = hashlib.sha256(json.dumps([sim, asdict(LosoGrid()), c, [t.track_id for t in data.tracks],
                                      np.asarray(data.features[MSD_VGG]).tobytes().hex()[:4096]],
                                     default=str).encode()).hexdigest()[:12]
     path = Path(cache_root) / f"loso_recommend_{key}.json"

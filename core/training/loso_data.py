@@ -2,7 +2,7 @@
 
 One decode and one MSD log-mel per clip (:class:`~core.audio.cache.LogMelCache`),
 one pass of the frozen MSD-VGG trunk (blocks 1–4) as served
-(:func:`served_trunk_features`) and, from it, the frozen
+(:func:`core.training.train.trunk_features` with ``served=True``) and, from it, the frozen
 MSD-VGG features of the whole clip: pool-5 mean and max over time and the
 50 MSD tags averaged over 3 s (the 306-d ``CNNMSD`` embedding with its
 pretrained conv 5 and tag layer, nothing trained here). Other trunks'
@@ -85,34 +85,6 @@ def read_feature_file(path: str | Path, track_ids: Sequence[str]) -> np.ndarray:
     return feats[[pos[t] for t in track_ids]]
 
 
-def served_trunk_features(model, data, root: str | Path, batch: int = 4) -> np.ndarray:
-    """Trunk outputs ``(N, 128, 6, T4)`` float16 of ``data.mels`` from the *served*
-    copy of ``model`` (:func:`~core.models.optimise.optimise_for_inference`:
-    bfloat16 convolutions where the CPU has them), what the app and the index
-    compute; cached per clip under ``root/<trunk key>-<precision>``."""
-    from core.audio.cache import atomic_save_npy, content_hash
-    from core.models.optimise import optimise_for_inference
-
-    fast = optimise_for_inference(model)
-    key = model.trunk_key().replace(":", "_") + ("-bf16" if fast._bfloat16 else "-fp32")
-    folder = Path(root) / key
-    digests = [content_hash(t.path) for t in data.tracks]
-    out: list[np.ndarray | None] = [None] * len(digests)
-    for i, d in enumerate(digests):
-        if (folder / f"{d}.npy").is_file():
-            out[i] = np.load(folder / f"{d}.npy", allow_pickle=False)
-    todo = [i for i, o in enumerate(out) if o is None]
-    for s in range(0, len(todo), batch):
-        idx = todo[s: s + batch]
-        x = torch.from_numpy(data.mels[idx].astype(np.float32)).unsqueeze(1)
-        with torch.inference_mode():
-            f = fast.trunk_features(x).float().numpy().astype(np.float16)
-        for j, i in enumerate(idx):
-            out[i] = f[j]
-            atomic_save_npy(folder / f"{digests[i]}.npy", f[j])
-    return np.stack(out) if out else np.zeros((0,), np.float16)
-
-
 def load_source_data(dirs: Sequence[str | Path], cache_root: str | Path,
                      extra_features: str | Path | None = None, workers: int = 2) -> SourceData:
     """Read the folders, their MSD log-mels and trunk outputs (cached under
@@ -120,13 +92,13 @@ def load_source_data(dirs: Sequence[str | Path], cache_root: str | Path,
     ``extra_features`` (when given and present). Labels: the train split's genres."""
     from core.models.msd import MSD_FEATURES
     from core.models.transfer import CNNMSD
-    from core.training.train import load_labelled
+    from core.training.train import load_labelled, trunk_features
 
     tracks = read_datasets(dirs)
     labels = genres_of([t for t in tracks if t.split == "train"])
     cache = LogMelCache(MSD_FEATURES, Path(cache_root) / "logmel")
     data = load_labelled(tracks, labels, cache, workers=workers, desc="MSD log-mels")
-    trunk = served_trunk_features(CNNMSD(labels), data, Path(cache_root) / "trunk_served")
+    trunk = trunk_features(CNNMSD(labels), data, Path(cache_root) / "logmel", served=True)
     del data.mels
     ids = [t.track_id for t in data.tracks]
     feats = {MSD_VGG: frozen_msd_features(trunk, labels)}
