@@ -52,8 +52,10 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
             m = r["mean"]
             lines.append(f"| {name(key)} | " + " | ".join(cells)
                          + f" | **{_f(m['accuracy'])} / {_f(m['macro_auc'])} / {_f(m['ece'])}** |")
-        lines += ["", "ECE per held-out source with the cross-fold temperature (fitted on the other two folds' "
-                  "held-out logits); uncalibrated (T = 1) in brackets:", ""]
+        lines += ["", "Calibration per held-out source: ECE (all its tracks) with the cross-fold temperature, "
+                  "fitted on the other two folds' held-out tracks of seen genres; uncalibrated (T = 1) after "
+                  "the semicolon. The shipped temperature is fitted on every fold's held-out tracks of seen genres:",
+                  ""]
         for key in ("cnn_msd", "fused"):
             r = loso.get(key)
             if r:
