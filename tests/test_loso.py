@@ -89,3 +89,25 @@ def test_loso_recommend_reports_every_fold_with_intervals():
                 "random_precision_at_5"} <= set(f)
         assert len(f["m2_minus_m1"]["ci95"]) == 2 and f["m2_minus_m1"]["unit"] == "track"
     assert rec["choice"]["genre_weight"] == 0.5
+
+
+def test_model_card_loso_section_names_folds_and_worst_genres(tmp_path):
+    import json
+
+    from core.training.loso_eval import FoldLogits, loso_report
+    from core.training.model_card_loso import loso_lines, worst_genres
+
+    rng = np.random.default_rng(0)
+    folds = [FoldLogits(s, rng.normal(0, 1, (30, 3)), rng.integers(0, 3, 30), np.ones(30, bool)) for s in "ab"]
+    rep = loso_report(folds)
+    assert set(rep["folds"]) == {"a", "b"} and 0 <= rep["mean"]["ece"] <= 1
+    rec = {"protocol": "p", "folds": [{"held_out": "a"}, {"held_out": "b"}], "fused": {**rep, "features": ["x"],
+           "C": 0.1}, "cnn_msd": {**rep, "how": "h"}}
+    (tmp_path / "loso.json").write_text(json.dumps(rec))
+    per_genre = {"Jazz": {"recall": 0.9, "support": 3}, "Rock": {"recall": 0.1, "support": 2},
+                 "Pop": {"recall": 0.5, "support": 0}}
+    (tmp_path / "metrics.json").write_text(json.dumps({"models": {"fused": {"per_genre": per_genre}}}))
+    text = "\n".join(loso_lines(tmp_path))
+    assert "| fused | " in text and "| cnn_msd | " in text and "a acc / AUC / ECE" in text
+    assert "- fused: Rock 0.10, Jazz 0.90" in text            # Pop has no test clips
+    assert worst_genres(per_genre, 1) == [("Rock", 0.1)]
