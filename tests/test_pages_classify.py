@@ -72,6 +72,11 @@ def test_generated_mp3_gets_both_models_probabilities(app, uploads, tmp_path):
     sure = all(verdict(expected.probabilities(m)).confident for m in ("cnn", "crnn"))
     assert ("Both models say" in texts(app)) is (agree and sure)
     assert ("The models disagree" in texts(app)) is not agree
+    # Beyond genre: the tempo core computed for this file, beside the genre bars.
+    assert "What it hears beyond genre" in texts(app)
+    table = next(d.value for d in app.dataframe if "facet" in d.value.columns)
+    tempo = dict(zip(table["facet"], table["value"]))["Tempo"]
+    assert tempo.startswith(f"{expected.facets['tempo_bpm']:.0f} BPM")
 
 
 def test_a_flat_distribution_is_said_to_be_between_two_genres(app_env, uploads, monkeypatch, tmp_path):
