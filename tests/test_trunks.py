@@ -330,3 +330,10 @@ def test_trunk_model_runs_once_per_clip_on_the_inference_path(monkeypatch):
     with pytest.raises(ValueError, match="MSD_FEATURES"):
         from core.config import FeatureConfig
         TrunkGenreModel(["A"], FeatureConfig())
+
+
+def test_trunk_features_cli_refuses_a_missing_folder(tmp_path):
+    from core.cli.main import main
+    with pytest.raises(SystemExit, match="is not a folder"):
+        main(["trunk-features", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
