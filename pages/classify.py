@@ -19,7 +19,7 @@ models = shipped_models()
 if not models:
     st.stop()
 
-files = st.file_uploader("Audio files (MP3, WAV, FLAC, OGG)", type=UPLOAD_TYPES,
+files = st.file_uploader("Audio files (MP3, WAV, FLAC, OGG, M4A, Opus, WMA)", type=UPLOAD_TYPES,
                          accept_multiple_files=True, key="classify_files",
                          help=f"Up to {max_upload_bytes() / 2**20:.0f} MB per file.")
 if not files:
