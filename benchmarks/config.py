@@ -31,6 +31,8 @@ class BenchConfig:
     seed: int = 0
     first_run: bool = True                               # the browser run from an empty index (minutes)
     first_run_timeout_s: float = 1800.0
+    trunks: bool = False                                 # also the pretrained trunks' speed / accuracy cost
+    trunk_clips: int = 12
     # The "library" entry: a generated tagged library indexed, killed part-way and resumed.
     library_files: int = 2000                            # 0: skip the entry
     library_seconds: float = 3.0                         # generated clip length

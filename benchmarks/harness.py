@@ -66,6 +66,9 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
             by_dim[str(dim)] = {str(n): bench_query(n, dim, cfg, log) for n in cfg.sizes}
         report["query_ms"] = by_dim.get(str(main_dim)) or by_dim[str(dims[0])]
         report["query_ms_by_dim"] = by_dim
+        if cfg.trunks:
+            from benchmarks.trunks import bench_trunks
+            report["trunks"] = bench_trunks(cfg.trunk_clips, dirs=cfg.data or None)
         # Last, with nothing else of the benchmark running: the app from an
         # empty index in a real browser, on every track of the data folders.
         report["first_run"] = (first_run(dirs, model_dir, log, cfg.first_run_timeout_s) if cfg.first_run

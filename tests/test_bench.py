@@ -48,6 +48,7 @@ def test_tiny_bench_run_writes_every_key(tiny_dataset, tiny_artifacts, tmp_path,
     assert set(r["first_run"]) >= {"first_lists_s", "catalog_indexed_s", "tracks"}
     assert r["first_run"]["tracks"] is None and r["first_run"]["note"] == "not measured: --no-first-run"
     assert "index_speedup_ge_3" in r["targets"]
+    assert r["library"] is None  # --library-files 0: the entry is not measured
     assert "speedup" in capsys.readouterr().out
 
 

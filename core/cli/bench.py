@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "track of the data folders (minutes; default on)")
     b.add_argument("--first-run-timeout", type=float, default=_D.first_run_timeout_s, metavar="S",
                    help=f"give up on the first run after S seconds (default {_D.first_run_timeout_s:.0f})")
+    b.add_argument("--trunks", action=argparse.BooleanOptionalAction, default=_D.trunks,
+                   help="also time the pretrained trunks (plain / fast float32 / fast bfloat16) on "
+                        "real clips and state each copy's accuracy cost (benchmarks.trunks)")
     b.add_argument("--library-files", type=int, default=_D.library_files,
                    help=f"files of the generated music library for the \"library\" entry (0: skip; "
                         f"default {_D.library_files})")
@@ -65,6 +68,7 @@ def cmd_bench(args) -> int:
                       dims=ints(args.dims), queries=args.queries,
                       artifacts=Path(args.artifacts) if args.artifacts else None,
                       first_run=args.first_run, first_run_timeout_s=args.first_run_timeout,
+                      trunks=args.trunks,
                       library_files=args.library_files, library_seconds=args.library_seconds,
                       library_models=tuple(m for m in (args.library_models or "").split(",") if m) or None,
                       library_dir=Path(args.library_dir) if args.library_dir else None,
