@@ -258,3 +258,20 @@ def test_bench_data_goes_through_the_readers(tmp_path, library):
         pick_files([empty], 10)
     r = _cli("bench", "--data", empty, "--json", tmp_path / "b.json", "--no-first-run")
     assert r.returncode != 0 and "no audio files found" in r.stderr and not (tmp_path / "b.json").exists()
+
+
+def test_bench_library_entry_kills_and_resumes(tmp_path, tiny_artifacts):
+    """``bench --only-library``: a small generated library, the indexer
+    SIGKILLed part-way and resumed, every key of the entry measured."""
+    from core.cli.main import main
+
+    out = tmp_path / "lib.json"
+    assert main(["bench", "--only-library", "--library-files", "16", "--library-seconds", "1.5",
+                 "--library-dir", str(tmp_path / "gen"), "--artifacts", str(tiny_artifacts),
+                 "--json", str(out)]) == 0
+    lib = json.loads(out.read_text())["library"]
+    assert lib["files"] == 16 and lib["resume_ok"] is True and lib["tracks"] == 16 - lib["broken_files"]
+    assert 0 < lib["kept_after_kill"] < lib["tracks"]
+    assert lib["tracks_per_s"] > 0 and lib["peak_rss_mb"] > 0 and lib["seconds_to_first_recommendation"] > 0
+    assert {"mp3", "m4a", "alac.m4a", "opus", "wma"} <= set(lib["decode_ms"])
+    assert "3 s" not in lib["note"] and "1.5 s clips" in lib["note"]
