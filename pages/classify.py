@@ -6,6 +6,7 @@ import streamlit as st
 from ui import charts
 from ui.analysis import classify_files
 from ui.models import shipped_models
+from ui.tracks import upload_tag_line
 from ui.uploads import UPLOAD_TYPES, add_to_library, max_upload_bytes
 
 st.title("Classify your music")
@@ -49,6 +50,9 @@ for i, r in enumerate(results):
         c1, c2 = st.columns([2, 3])
         with c1:
             st.subheader(r.name)
+            tag_line = upload_tag_line(r.data)
+            if tag_line:
+                st.caption(tag_line)
             st.audio(r.data)
             for m in v.probs:
                 g, p = v.top(m)

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from benchmarks.library_gen import Tags, corrupt_id3, music, write_tags, write_track
+from benchmarks.library_gen import corrupt_id3, music, write_tags, write_track
 from core.audio.load import AudioError, load, probe
 from core.catalog.index import CatalogIndex
 from core.datasets import LayoutError, detect_layout, read_dataset
-from core.datasets.tags import read_tags, title_from_name
+from core.datasets.tags import Tags, read_tags, title_from_name
 from core.recommend.playlist import parse_m3u8
 
 SR = 22_050
@@ -275,3 +275,13 @@ def test_bench_library_entry_kills_and_resumes(tmp_path, tiny_artifacts):
     assert lib["tracks_per_s"] > 0 and lib["peak_rss_mb"] > 0 and lib["seconds_to_first_recommendation"] > 0
     assert {"mp3", "m4a", "alac.m4a", "opus", "wma"} <= set(lib["decode_ms"])
     assert "3 s" not in lib["note"] and "1.5 s clips" in lib["note"]
+
+
+def test_an_uploads_own_tags_are_shown(tmp_path):
+    from ui.tracks import genre_note, upload_tag_line
+
+    p = write_track(tmp_path / "up.m4a", music(2.0, SR, 5), SR, "m4a")
+    write_tags(p, Tags(artist="Cleo", album="Live", title="Blue", genre="Jazz"))
+    assert upload_tag_line(p.read_bytes()).startswith("Blue — Cleo (Live) · tagged Jazz")
+    assert upload_tag_line(b"not audio") == ""
+    assert genre_note("", "Jazz", "Classical") == "unlabelled · tagged Jazz · the models hear Classical"

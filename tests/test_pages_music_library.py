@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from conftest import no_exceptions, open_page, texts, wait_for_index
 
-from benchmarks.library_gen import Tags, music, write_tags, write_track
+from benchmarks.library_gen import music, write_tags, write_track
+from core.datasets.tags import Tags
 from ui.models import HEAVY_MODULES
 
 SR = 22_050
