@@ -6,6 +6,7 @@ import streamlit as st
 from ui import charts
 from ui.analysis import ANALYSIS_ERRORS, analyse_path, analyse_upload, audio_error_line
 from ui.catalog import catalog, track_label
+from ui.facets import beyond_genre
 from ui.models import cached_figure, model_picker, models_key, shipped_models
 from ui.settings import file_stamp, show_how_to_add_music
 from ui.uploads import UPLOAD_TYPES, check_upload, max_upload_bytes
@@ -90,6 +91,7 @@ with c2:
         st.caption("Other models: " + " · ".join(
             f"{charts.model_name(m)} {view.top(m)[0]} ({view.top(m)[1]:.0%})" for m in others))
 
+beyond_genre(view.facets)
 n_genres = len(next(iter(view.labels.values())))
 st.plotly_chart(cached_figure(("spec", model) + fig_key, lambda: charts.spectrogram_figure(
     spec.wave, spec.sample_rate, spec.logmel.astype("float32"), spec.times, spec.freqs)), key="spec_mel")

@@ -27,6 +27,7 @@ import pandas as pd
 from core.audio.cache import content_hash
 from core.catalog import store
 from core.catalog.snapshot import (
+    FACET_COLUMNS,
     ORIGIN_ADDED,
     ORIGIN_SCAN,
     TABLE_COLUMNS,
@@ -90,7 +91,8 @@ class CatalogIndex:
                            "duration": np.array([float(r.get("duration") or 0.0) for r in records]),
                            "size": np.zeros(len(records), np.int64),
                            "mtime_ns": np.zeros(len(records), np.int64),
-                           "indexed_at": np.zeros(len(records))})
+                           "indexed_at": np.zeros(len(records)),
+                           **{c: np.array([_float(r.get(c)) for r in records], float) for c in FACET_COLUMNS}})
         idx = cls(None)
         emb, prb, meta = {}, {}, {}
         for name in embeddings:
@@ -108,7 +110,7 @@ class CatalogIndex:
         """An in-memory index of these rows of the current snapshot, in this order."""
         snap = self._snap
         return CatalogIndex.from_arrays(
-            snap.table().iloc[rows].reset_index(drop=True), {m: snap.embeddings(m)[rows] for m in snap.models},
+            snap.frame.iloc[rows].reset_index(drop=True), {m: snap.embeddings(m)[rows] for m in snap.models},
             {m: snap.probs(m)[rows] for m in snap.models}, {m: snap.model_labels(m) for m in snap.models})
 
     def reload(self) -> "CatalogIndex":
@@ -242,3 +244,11 @@ class CatalogIndex:
         (readers holding the previous snapshot keep a consistent view)."""
         snap = IndexSnapshot(self.dir, self.version, rows.reset_index(drop=True), emb, probs, model_meta)
         self._snap = store.commit(self.dir, snap) if self.dir is not None else snap
+
+
+def _float(v) -> float:
+    """A facet value of a row (``None`` / missing → NaN)."""
+    try:
+        return float(v) if v is not None else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")

@@ -6,7 +6,9 @@ Store (one folder, ``INDEX_DIR``)::
     CURRENT              one line: the name of the live snapshot, e.g. "v000007"
     v000007/tracks.sqlite  table ``tracks`` (one row per track, in matrix order:
                            metadata, content digest, file size/mtime, top
-                           predicted genre per model) and table ``meta``
+                           predicted genre per model, the core.facets columns
+                           — tempo, energy, mood scores, tags — as REAL,
+                           NULL where not computed) and table ``meta``
                            (JSON: models, labels, model fingerprints)
     v000007/<model>.emb.npy    (N, D) float32 penultimate-layer embeddings
     v000007/<model>.probs.npy  (N, G) float32 genre probabilities
@@ -42,6 +44,7 @@ import pandas as pd
 
 from core.catalog.snapshot import (
     EXTRA_COLUMNS,
+    FACET_COLUMNS,
     NUMBER_COLUMNS,
     TABLE_COLUMNS,
     TAG_COLUMNS,
@@ -183,7 +186,8 @@ def write_snapshot(folder: Path, state: IndexSnapshot) -> None:
         rows[f"pred_{n}"] = state.predicted(n)
     con = sqlite3.connect(folder / DB_NAME)
     try:
-        pred_cols = "".join(f", pred_{n} TEXT" for n in state.models)
+        pred_cols = "".join(f", pred_{n} TEXT" for n in state.models) + \
+            "".join(f", {c} REAL" for c in FACET_COLUMNS)
         tag_cols = "".join(f", {c} {'REAL' if c in NUMBER_COLUMNS else 'TEXT'}"
                            for c in TAG_COLUMNS + NUMBER_COLUMNS)
         con.execute(
@@ -193,7 +197,7 @@ def write_snapshot(folder: Path, state: IndexSnapshot) -> None:
             f"{tag_cols}{pred_cols})")
         cols = list(dict.fromkeys(["track_id", "path", "genre", "split", "artist", "title", "album",
                                    "source", "digest"] + EXTRA_COLUMNS + TAG_COLUMNS + NUMBER_COLUMNS
-                                  + TABLE_COLUMNS + [f"pred_{n}" for n in state.models]))
+                                  + TABLE_COLUMNS + [f"pred_{n}" for n in state.models] + FACET_COLUMNS))
         data = [(i, *(_sql(v) for v in vals)) for i, vals in
                 enumerate(rows[cols].itertuples(index=False, name=None))]
         con.executemany(f"INSERT INTO tracks (row, {', '.join(cols)}) VALUES "
@@ -234,7 +238,9 @@ def _write_npy(path: Path, array: np.ndarray) -> None:
 
 
 def _sql(v):
-    """numpy scalars → Python values sqlite3 accepts."""
+    """numpy scalars → Python values sqlite3 accepts (NaN → NULL)."""
     if isinstance(v, np.generic):
-        return v.item()
+        v = v.item()
+    if isinstance(v, float) and v != v:
+        return None
     return v

@@ -107,7 +107,8 @@ class SyncRun:
         self.model_meta = model_meta(models)
         have = old.model_meta
         self.compatible = set(self.model_meta) == set(have) and all(
-            self.model_meta[n]["fingerprint"] == have[n].get("fingerprint") for n in self.model_meta)
+            self.model_meta[n]["fingerprint"] == have[n].get("fingerprint") for n in self.model_meta) \
+            and old.has_facets()   # an index from before the facets is re-embedded once
         self.stats = {"added": 0, "updated": 0, "unchanged": 0, "removed": 0, "embedded": 0, "failed": []}
         self.keep_rows: list[int] = []            # old rows reused, in the new order
         self.keep_meta: list[dict | None] = []    # their refreshed metadata (None: as stored)
@@ -219,7 +220,7 @@ class SyncRun:
                 self.stats["removed"] += t.existed
                 continue
             self.new_rows.append({**t.entry.meta(), "digest": r.digest, "size": t.size, "mtime_ns": t.mtime_ns,
-                                  "indexed_at": time.time()})
+                                  "indexed_at": time.time(), **r.facets})
             for n in self.model_meta:
                 emb[n].append(np.asarray(r.embedding[n], np.float32)[None])
                 prb[n].append(np.asarray(r.probs[n], np.float32)[None])
