@@ -182,7 +182,8 @@ def bench_library(cfg: BenchConfig, model_dir: Path, model_names: list[str], log
             time.sleep(0.1)
             if first_rec is None and _first_recommendation(out):
                 first_rec = time.perf_counter() - start
-            if (out / "CURRENT").is_file() and len(CatalogIndex.open(out)) >= kill_at:
+            # Killed only once the first recommendation was timed on what was committed.
+            if first_rec is not None and len(CatalogIndex.open(out)) >= kill_at:
                 proc.send_signal(signal.SIGKILL)
                 killed_at = len(CatalogIndex.open(out))
                 break
