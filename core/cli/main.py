@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from core.cli import EXIT_BAD_INPUT, bench, facets, model_card, recommend, study, trunks
+from core.cli import EXIT_BAD_INPUT, bench, facets, loso, model_card, recommend, study, trunks
 from core.config import FeatureConfig, Paths, TrainConfig, shared_data_dirs
 from core.errors import GenreError
 
@@ -293,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average over this many excerpts of long tracks")
     c.set_defaults(func=cmd_classify)
 
-    for group in (model_card, recommend, bench, study, trunks, facets):
+    for group in (model_card, recommend, bench, study, trunks, facets, loso):
         group.register(sub)
     return p
 

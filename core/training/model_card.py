@@ -9,15 +9,17 @@ from pathlib import Path
 import numpy as np
 
 from core.models.artifacts import update_manifest
+from core.training.model_card_loso import loso_lines
 
 MODEL_NAMES = {"cnn": "CNN (scratch)", "crnn": "CRNN (scratch)", "cnn_msd": "CNN (MSD)",
-               "crnn_msd": "CRNN (MSD)", "baseline_mfcc": "MFCC + LogReg baseline"}
+               "crnn_msd": "CRNN (MSD)", "fused": "Fused (frozen MSD)", "baseline_mfcc": "MFCC + LogReg baseline"}
 COLORS = {"cnn": "#1f77b4", "crnn": "#d62728", "cnn_msd": "#0b3d66", "crnn_msd": "#7a1010",
-          "baseline_mfcc": "#7f7f7f"}
+          "fused": "#2ca02c", "baseline_mfcc": "#7f7f7f"}
 FOLLOWS = {"cnn": "Choi et al. 2016 (FCN), from scratch",
            "crnn": "Choi et al. 2017 (CRNN), from scratch, full 1366-frame window",
            "cnn_msd": "MSD-VGG (Pons & Serra 2019) conv 1–4 frozen; conv 5, MSD tag layer and genre head trained",
-           "crnn_msd": "MSD-VGG conv 1–4 frozen + 2 GRU layers over 10 s windows"}
+           "crnn_msd": "MSD-VGG conv 1–4 frozen + 2 GRU layers over 10 s windows",
+           "fused": "MSD-VGG frozen (conv 1–5, tag layer); linear head on pooled features + tags, chosen LOSO"}
 
 
 def _load(path: Path) -> dict | None:
@@ -337,6 +339,7 @@ def write_model_card(artifacts_dir: str | Path) -> Path:
         for k, c in pairs:
             b, _, a = k.partition("_vs_")
             lines.append(_cmp_line(f"{name(a)} → {name(b)}", c))
+    lines += loso_lines(out, name)
     lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
     lines += ["", "## Limits (read before trusting a number)",
               "- Small data: 550 training clips, 96 val and 100 test clips; per-genre figures rest on 4–13 clips "

@@ -237,13 +237,18 @@ def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[
 # -- transfer learning: heads on a frozen MSD-VGG trunk ---------------------
 
 def trunk_features(model: GenreModel, data: LabelledMels, cache_root: str | Path | None = None,
-                   batch: int = 4, desc: str = "MSD trunk") -> np.ndarray:
+                   batch: int = 4, desc: str = "MSD trunk", served: bool = False) -> np.ndarray:
     """Frozen-trunk outputs ``(N, 128, 6, T4)`` float16 of ``data``'s log-mels,
     computed once per track and trunk (cached on disk by content hash and
-    :meth:`trunk_key`), so every epoch and every head reuses them."""
-    root = Path(cache_root or Paths().cache).parent / "trunk" / model.trunk_key().replace(":", "_")
-    # float32 always: the cache (keyed by trunk_key) holds the exact trunk outputs.
-    fast = optimise_for_inference(model, bfloat16=False)
+    :meth:`trunk_key`), so every epoch and every head reuses them.
+    ``served``: from the served copy (bfloat16 where the CPU has it, what the
+    app and the index compute), cached apart under ``trunk_served``."""
+    # float32 unless served: the cache (keyed by trunk_key) holds the exact trunk outputs.
+    fast = optimise_for_inference(model, bfloat16=None if served else False)
+    key = model.trunk_key().replace(":", "_")
+    if served:
+        key += "-bf16" if fast._bfloat16 else "-fp32"
+    root = Path(cache_root or Paths().cache).parent / ("trunk_served" if served else "trunk") / key
     out: list[np.ndarray | None] = []
     todo: list[int] = []
     digests = [content_hash(t.path) for t in data.tracks]
