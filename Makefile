@@ -41,6 +41,9 @@ DEVICE ?= auto
 artifacts: install
 	$(BIN)/python -m core train --model cnn --out artifacts --device $(DEVICE)
 	$(BIN)/python -m core train --model crnn --full-window --max-minutes 50 --out artifacts --device $(DEVICE)
+	# CRNN stage 2: GRU and genre layers on the frozen conv stack's sequences (about 1 min).
+	$(BIN)/python -m core train --model crnn --recurrent-only --init-from artifacts/crnn.safetensors \
+		--lr 0.0003 --epochs 150 --patience 40 --max-minutes 10 --out artifacts
 	$(BIN)/python -m core train --model cnn_msd --out artifacts --device $(DEVICE)
 	$(BIN)/python -m core train --model crnn_msd --lr 0.0003 --out artifacts --device $(DEVICE)
 	$(BIN)/python -m core loso --artifacts artifacts --cnn-msd-minutes 3

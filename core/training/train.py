@@ -22,6 +22,7 @@ from core.datasets import Track
 from core.models import GenreModel, build_model
 from core.models.optimise import optimise_for_inference
 from core.training.metrics import macro_auc, one_hot
+from core.training.wave_augment import mix_batch
 
 Log = Callable[[str], None]
 
@@ -182,8 +183,12 @@ def _loop(name: str, train: LabelledMels, labels: list[str], cfg: TrainConfig, l
 
 def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[str],
                 feat: FeatureConfig, cfg: TrainConfig, log: Log = print,
-                show_progress: bool = True) -> tuple[GenreModel, dict]:
-    """Train one model; returns the best-on-validation model and its history."""
+                show_progress: bool = True,
+                aug_bank: np.ndarray | None = None) -> tuple[GenreModel, dict]:
+    """Train one model; returns the best-on-validation model and its history.
+    ``aug_bank`` ``(N, copies, n_mels, n_frames)``: waveform-augmented log-mels
+    of ``train`` (:func:`core.training.wave_augment.augmented_bank`), swapped
+    in with probability ``cfg.wave_augment_p``."""
     seed_everything(cfg.seed)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -203,7 +208,9 @@ def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[
         model.train()
         losses = []
         for bi in _epoch_batches(train.y, cfg, rng):
-            x = torch.from_numpy(train.mels[bi].astype(np.float32)).unsqueeze(1)
+            mels = train.mels[bi] if aug_bank is None else mix_batch(
+                train.mels, aug_bank, bi, cfg.wave_augment_p, rng)
+            x = torch.from_numpy(mels.astype(np.float32)).unsqueeze(1)
             x = random_chunks(x, feat.chunk_frames, gen)
             if cfg.augment:
                 x = augment(x, gen)
