@@ -6,7 +6,10 @@ import streamlit as st
 from ui import charts
 from ui.analysis import classify_files
 from ui.models import shipped_models
+from ui.routing import through_app
 from ui.uploads import UPLOAD_TYPES, add_to_library, max_upload_bytes
+
+through_app()   # a deep link as a fresh server's first request goes through app.py
 
 st.title("Classify your music")
 st.markdown(

@@ -8,8 +8,11 @@ from core.recommend import methods as rec
 from core.recommend import study
 from ui.catalog import index_or_help, index_table, play
 from ui.models import shipped_models
+from ui.routing import through_app
 from ui.seeds import current_seeds
 from ui.settings import paths
+
+through_app()   # a deep link as a fresh server's first request goes through app.py
 
 st.title("Listening study")
 st.markdown(

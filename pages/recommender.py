@@ -10,8 +10,11 @@ from ui import charts
 from ui.analysis import ANALYSIS_ERRORS, analyse_upload, audio_error_line
 from ui.catalog import index_or_help, index_table, play
 from ui.models import artifact_json, models_key, shipped_models
+from ui.routing import through_app
 from ui.seeds import MAX_SEEDS, SEEDS_KEY, current_seeds
 from ui.uploads import UPLOAD_TYPES, check_upload
+
+through_app()   # a deep link as a fresh server's first request goes through app.py
 
 st.title("Recommender")
 st.markdown(

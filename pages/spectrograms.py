@@ -7,8 +7,11 @@ from ui import charts
 from ui.analysis import ANALYSIS_ERRORS, analyse_path, analyse_upload, audio_error_line
 from ui.catalog import catalog, track_label
 from ui.models import cached_figure, model_picker, models_key, shipped_models
+from ui.routing import through_app
 from ui.settings import file_stamp, show_how_to_add_music
 from ui.uploads import UPLOAD_TYPES, check_upload, max_upload_bytes
+
+through_app()   # a deep link as a fresh server's first request goes through app.py
 
 st.title("Spectrograms")
 st.markdown(
