@@ -31,3 +31,7 @@ class BenchConfig:
     seed: int = 0
     first_run: bool = True                               # the browser run from an empty index (minutes)
     first_run_timeout_s: float = 1800.0
+    load_users: int = 12                                 # the load run's users (0: no load run)
+    load_rounds: int = 2
+    breaking: bool = True                                # also raise N until the server breaks
+    load_only: bool = False                              # only the load run (and breaking_users)

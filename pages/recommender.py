@@ -32,6 +32,7 @@ table = index_table(idx)
 labels = dict(zip(table["track_id"], table["label"]))
 rows = table.set_index("track_id")
 FEEDBACK = {"liked": "rec_liked", "disliked": "rec_disliked"}
+MAX_FEEDBACK = 50
 for k in FEEDBACK.values():
     st.session_state.setdefault(k, [])
 
@@ -49,7 +50,9 @@ def _random_seeds() -> None:
 def _feedback(track_id: str, kind: str) -> None:
     other = "disliked" if kind == "liked" else "liked"
     cur = st.session_state[FEEDBACK[kind]]
-    st.session_state[FEEDBACK[kind]] = [t for t in cur if t != track_id] if track_id in cur else cur + [track_id]
+    # Bounded per session: the latest MAX_FEEDBACK thumbs count.
+    st.session_state[FEEDBACK[kind]] = ([t for t in cur if t != track_id] if track_id in cur
+                                        else (cur + [track_id])[-MAX_FEEDBACK:])
     st.session_state[FEEDBACK[other]] = [t for t in st.session_state[FEEDBACK[other]] if t != track_id]
 
 

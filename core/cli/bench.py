@@ -35,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "track of the data folders (minutes; default on)")
     b.add_argument("--first-run-timeout", type=float, default=_D.first_run_timeout_s, metavar="S",
                    help=f"give up on the first run after S seconds (default {_D.first_run_timeout_s:.0f})")
+    b.add_argument("--load", type=int, default=_D.load_users, metavar="N",
+                   help=f"the load run: N concurrent headless-Chromium users against the real server while it "
+                        f"indexes (default {_D.load_users}; 0: skip it)")
+    b.add_argument("--load-rounds", type=int, default=_D.load_rounds, help="rounds of the users' script")
+    b.add_argument("--breaking", action=argparse.BooleanOptionalAction, default=_D.breaking,
+                   help="after the load run, raise N until p95 passes 30 s or errors appear (default on)")
+    b.add_argument("--load-only", action="store_true", help="only the load run (and --breaking)")
     b.set_defaults(func=cmd_bench)
 
 
@@ -55,7 +62,9 @@ def cmd_bench(args) -> int:
                       sizes=ints(args.sizes) or (),
                       dims=ints(args.dims), queries=args.queries,
                       artifacts=Path(args.artifacts) if args.artifacts else None,
-                      first_run=args.first_run, first_run_timeout_s=args.first_run_timeout)
+                      first_run=args.first_run, first_run_timeout_s=args.first_run_timeout,
+                      load_users=max(0, args.load), load_rounds=max(1, args.load_rounds),
+                      breaking=args.breaking, load_only=args.load_only)
     for d in cfg.data:
         if not d.is_dir():
             sys.exit(f"error: --data {d} is not a folder")
@@ -63,9 +72,13 @@ def cmd_bench(args) -> int:
         sys.exit("error: --limit and --queries must be at least 1")
     report = run_bench(cfg)
     write_json(Path(args.json), report)
+    if cfg.load_only:
+        print(json.dumps({k: report.get(k) for k in ("load", "breaking_users")}, indent=1))
+        return 0
     print(json.dumps({"index": report["index"], "classify_ms": report["classify_ms"],
                       "query_ms": {n: {k: v[k] for k in ("p50", "p95", "recall_at_5")}
                                    for n, v in report["query_ms"].items()},
                       "peak_rss_mb": report["peak_rss_mb"], "first_run": report["first_run"],
+                      "load": report.get("load"), "breaking_users": report.get("breaking_users"),
                       "targets": report["targets"]}, indent=1))
     return 0
