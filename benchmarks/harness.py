@@ -89,7 +89,7 @@ def bench_load(dirs: list[Path], model_dir: Path, cfg: BenchConfig, log: Log) ->
     lcfg = LoadConfig(users=cfg.load_users, rounds=cfg.load_rounds)
     out = {"load": load_run(dirs, model_dir, lcfg, log)}
     out["load"]["targets"] = load_targets(out["load"])
-    out["breaking_users"] = breaking_users(dirs, model_dir, lcfg, log) if cfg.breaking else None
+    out["breaking_users"] = breaking_users(dirs, model_dir, lcfg, log, first=out["load"]) if cfg.breaking else None
     return out
 
 

@@ -9,9 +9,11 @@ for ``rounds`` rounds at the same time. Recorded (``python -m core bench
 
 * ``errors`` (steps that failed or timed out), ``exceptions_on_pages``;
 * ``p50_s`` / ``p95_s`` over every page action, and per action;
-* ``server_rss_mb``: the server process at ``start`` (models loaded, before
-  the users), ``peak`` while they run, ``after`` they closed (once the
-  server's disconnected-session TTL has passed and the indexing ended);
+* ``server_rss_mb``: the server process at ``start`` (after one warm-up user
+  walked the script once: models loaded, first analyses cached), ``peak``
+  while the users run, ``after`` they closed (once the server's
+  disconnected-session TTL has passed and the indexing run ended), and
+  ``before_warmup``;
 * ``study_answers_written`` (rows in the study database),
   ``study_answers_expected`` (users × rounds × 2), ``study_answers_acknowledged``
   (what the pages showed as saved) and ``study_answers_duplicated``.
@@ -51,9 +53,8 @@ class LoadConfig:
     warm_tracks: int = 32                  # users start once the index has this many (or all) tracks
     session_ttl_s: int = 20                # server.disconnectedSessionTTL: closed sessions freed after it
     settle_s: float = 10.0                 # after the TTL, before RSS "after"
-    breaking_start: int = 16               # breaking_users tries these N in turn…
-    breaking_step: int = 8
-    breaking_max: int = 48                 # …up to this many
+    breaking_step: int = 6                 # breaking_users raises N by this…
+    breaking_max: int = 36                 # …up to this many
     breaking_p95_s: float = 30.0
 
 
@@ -112,8 +113,9 @@ def catalog_size(data_dirs: list[Path]) -> int:
     return len(read_catalog(tuple(str(d) for d in data_dirs), "").tracks)
 
 
-def study_counts(db: Path) -> tuple[int, int, dict[str, int]]:
-    """(answer rows, rows beyond the first per participant and track, answers per participant)."""
+def study_counts(db: Path, exclude: set[str] = frozenset()) -> tuple[int, int, dict[str, int]]:
+    """(answer rows, rows beyond the first per participant and track, answers per
+    participant), leaving out the participants in ``exclude`` (the warm-up's)."""
     if not db.is_file():
         return 0, 0, {}
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
@@ -121,6 +123,7 @@ def study_counts(db: Path) -> tuple[int, int, dict[str, int]]:
         rows = con.execute("SELECT participant, track_id, COUNT(*) FROM answers GROUP BY 1, 2").fetchall()
     finally:
         con.close()
+    rows = [r for r in rows if r[0] not in exclude]
     per: dict[str, int] = {}
     for pid, _, n in rows:
         per[pid] = per.get(pid, 0) + n
@@ -135,34 +138,39 @@ def _wait(cond, timeout_s: float, what: str, poll_s: float = 0.5) -> None:
         time.sleep(poll_s)
 
 
-async def _users(url: str, clip: Path, cfg: LoadConfig) -> list[UserLog]:
+async def _users(url: str, clips: list[Path], cfg: LoadConfig) -> list[UserLog]:
     from playwright.async_api import async_playwright
 
     deadline = time.monotonic() + cfg.run_timeout_s
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            return list(await asyncio.gather(*(walk(browser, url, clip, u, cfg.rounds, cfg.step_timeout_s,
+            mine = [clips[u * cfg.rounds:(u + 1) * cfg.rounds] for u in range(cfg.users)]
+            return list(await asyncio.gather(*(walk(browser, url, mine[u], u, cfg.rounds, cfg.step_timeout_s,
                                                     deadline) for u in range(cfg.users))))
         finally:
             await browser.close()
 
 
-async def _warm(url: str, ready, timeout_s: float) -> None:
+async def _warm(url: str, ready, clip: Path, cfg: LoadConfig) -> UserLog:
     """One session opens the app (the models start loading, the sidebar starts
-    the background indexing) and stays until ``ready()`` (bounded by ``timeout_s``)."""
+    the background indexing) and stays until ``ready()``; then one user walks
+    the script once, so the server's one-time costs (models, first analyses)
+    are paid before RSS ``start`` is taken. Bounded by ``cfg.run_timeout_s``."""
     from playwright.async_api import async_playwright
 
-    end = time.monotonic() + timeout_s
+    end = time.monotonic() + cfg.run_timeout_s
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
-            await page.goto(url + "/", timeout=timeout_s * 1000)
+            await page.goto(url + "/", timeout=cfg.step_timeout_s * 1000)
             while not ready():
                 if time.monotonic() > end:
-                    raise TimeoutError(f"load run: the app was not ready within {timeout_s:.0f} s")
+                    raise TimeoutError(f"load run: the app was not ready within {cfg.run_timeout_s:.0f} s")
                 await page.wait_for_timeout(500)
+            await page.close()
+            return await walk(browser, url, [clip], -1, 1, cfg.step_timeout_s, end)
         finally:
             await browser.close()
 
@@ -172,7 +180,7 @@ def _pct(xs: list[float], q: float) -> float | None:
 
 
 def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfig(), log: Log = print,
-             clip: Path | None = None) -> dict:
+             clips: list[Path] | None = None) -> dict:
     """Run ``cfg.users`` users for ``cfg.rounds`` rounds against a fresh server
     (see the module docstring); the ``"load"`` record."""
     why = browser_missing()
@@ -182,23 +190,25 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
     with tempfile.TemporaryDirectory(prefix="bench_load_") as tmp_s:
         tmp = Path(tmp_s)
         env = app_env(data_dirs, artifacts, tmp)
-        if clip is None:
+        need = cfg.users * cfg.rounds + 1            # one file per user and round, one for the warm-up
+        if clips is None or len(clips) < need:
             from benchmarks.inputs import generate_clips
 
-            clip = generate_clips(tmp / "upload", 1, seconds=30.0, seed=7)[0]
+            clips = generate_clips(tmp / "upload", need, seconds=30.0, seed=7)
         total = catalog_size(data_dirs)
         args = ["--server.disconnectedSessionTTL", str(cfg.session_ttl_s)]
         with streamlit_server(env, log=tmp / "streamlit.log", args=args) as srv:
             index_dir = Path(env["GENRE_INDEX"])
             want = min(cfg.warm_tracks, total)
-            asyncio.run(_warm(srv.url, lambda: indexed_tracks(index_dir) >= want, cfg.run_timeout_s))
+            cold_mb = RssSampler(srv.proc.pid).now()
+            warm = asyncio.run(_warm(srv.url, lambda: indexed_tracks(index_dir) >= want, clips[-1], cfg))
             with RssSampler(srv.proc.pid) as rss:
                 start_mb = rss.now()
                 at_start = indexed_tracks(index_dir)
                 log(f"load: {cfg.users} users × {cfg.rounds} rounds; index has {at_start} / {total} tracks, "
                     f"server {start_mb:.0f} MB")
                 t0 = time.perf_counter()
-                users = asyncio.run(_users(srv.url, clip, cfg))
+                users = asyncio.run(_users(srv.url, clips, cfg))
                 wall = time.perf_counter() - t0
                 at_end = indexed_tracks(index_dir)
                 # Closed sessions are freed after the TTL; the indexing run ends too.
@@ -206,7 +216,7 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
                 time.sleep(cfg.session_ttl_s + cfg.settle_s)
                 after_mb = rss.now()
                 peak_mb = rss.peak
-            written, duplicated, per_pid = study_counts(Path(env["GENRE_STUDY_DB"]))
+            written, duplicated, per_pid = study_counts(Path(env["GENRE_STUDY_DB"]), set(warm.acknowledged))
     timings = [t for u in users for _, t in u.timings]
     by_step: dict[str, list[float]] = {}
     for u in users:
@@ -217,7 +227,10 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
     out = {"users": cfg.users, "rounds": cfg.rounds, "errors": len(errors),
            "exceptions_on_pages": sum(u.exceptions for u in users),
            "p50_s": _pct(timings, 50), "p95_s": _pct(timings, 95),
-           "server_rss_mb": {"start": round(start_mb, 1), "peak": round(peak_mb, 1), "after": round(after_mb, 1)},
+           "server_rss_mb": {"start": round(start_mb, 1), "peak": round(peak_mb, 1), "after": round(after_mb, 1),
+                             "before_warmup": round(cold_mb, 1)},
+           # One user walked the script once before "start" (one-time costs); its errors are not counted.
+           "warmup_errors": warm.errors,
            "study_answers_written": written,
            "study_answers_expected": cfg.users * cfg.rounds * ANSWERS_PER_ROUND,
            "study_answers_acknowledged": sum(acknowledged.values()),
@@ -242,18 +255,21 @@ def breaks(r: dict, cfg: LoadConfig) -> bool:
 
 
 def breaking_users(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfig(),
-                   log: Log = print) -> dict:
-    """Raise N from ``cfg.breaking_start`` by ``cfg.breaking_step`` (one round
-    each) until the server breaks; ``{"users": N or None, "tried": [...]}``."""
+                   log: Log = print, first: dict | None = None) -> dict:
+    """Raise N by ``cfg.breaking_step`` from the load run ``first`` (its N
+    already counts; one round each) until the server breaks (p95 over
+    ``cfg.breaking_p95_s`` or errors); ``{"users": N or None, "tried": [...]}``."""
     tried = []
-    n = cfg.breaking_start
+    n = cfg.users
+    r = first
     while n <= cfg.breaking_max:
-        r = load_run(data_dirs, artifacts, LoadConfig(**{**cfg.__dict__, "users": n, "rounds": 1}), log)
+        if r is None:
+            r = load_run(data_dirs, artifacts, LoadConfig(**{**cfg.__dict__, "users": n, "rounds": 1}), log)
         if "note" in r:
             return {"users": None, "note": r["note"], "tried": tried}
-        tried.append({k: r[k] for k in ("users", "errors", "exceptions_on_pages", "p50_s", "p95_s")}
+        tried.append({k: r[k] for k in ("users", "rounds", "errors", "exceptions_on_pages", "p50_s", "p95_s")}
                      | {"peak_rss_mb": r["server_rss_mb"]["peak"]})
         if breaks(r, cfg):
             return {"users": n, "criterion": f"p95 > {cfg.breaking_p95_s:g} s or errors", "tried": tried}
-        n += cfg.breaking_step
+        n, r = n + cfg.breaking_step, None
     return {"users": None, "note": f"not broken up to {cfg.breaking_max} users", "tried": tried}

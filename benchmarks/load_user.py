@@ -77,8 +77,9 @@ async def _progress(page, at_least: int, timeout_ms: float) -> tuple[str, int, i
 class Walker:
     """Runs the steps of one user and records them in a :class:`UserLog`."""
 
-    def __init__(self, page, url: str, clip: Path, log: UserLog, step_timeout_s: float):
-        self.page, self.url, self.clip, self.log = page, url, clip, log
+    def __init__(self, page, url: str, clips: list[Path], log: UserLog, step_timeout_s: float):
+        self.page, self.url, self.clips, self.log = page, url, clips, log
+        self.clip = clips[0]
         self.ms = step_timeout_s * 1000
 
     async def step(self, name: str, coro) -> None:
@@ -142,17 +143,20 @@ class Walker:
             await self.step("study_answer", self.answer(i))
 
 
-async def walk(browser, url: str, clip: Path, user: int, rounds: int, step_timeout_s: float,
+async def walk(browser, url: str, clips: list[Path], user: int, rounds: int, step_timeout_s: float,
                deadline: float) -> UserLog:
-    """One user: its own browser context (cookies, session), ``rounds`` rounds,
+    """One user: its own browser context (cookies, session), ``rounds`` rounds
+    (round ``r`` uploads ``clips[r % len(clips)]``: a file no one else sent, so
+    every Classify analyses it rather than reading the shared cache),
     stopping at ``deadline`` (``time.monotonic()``); a failed step ends the
     round and is counted, the next round starts afresh."""
     log = UserLog(user)
     ctx = await browser.new_context(viewport={"width": 1300, "height": 900})
     try:
         page = await ctx.new_page()
-        walker = Walker(page, url, clip, log, step_timeout_s)
-        for _ in range(rounds):
+        walker = Walker(page, url, clips, log, step_timeout_s)
+        for r in range(rounds):
+            walker.clip = clips[r % len(clips)]
             if time.monotonic() > deadline:
                 log.errors.append("deadline reached before the round")
                 break

@@ -21,6 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -106,34 +107,36 @@ def no_traceback(page, what: str) -> None:
 def test_server_killed_during_indexing_and_during_a_study_answer(app_env, tmp_path):
     from core.catalog.store import load_live
 
-    data = make_dataset(tmp_path / "data", per_genre=24)          # 72 tracks: three commits of 32
+    N = 120
+    data = make_dataset(tmp_path / "data", per_genre=40, seconds=8.0)   # 120 tracks: four commits
     env = {**app_env, "GENRE_DATA": str(data), "GENRE_INDEX": str(tmp_path / "index"),
            "GENRE_STUDY_DB": str(tmp_path / "study.sqlite"), "GENRE_LIBRARY": str(tmp_path / "library")}
     index, db, port, log = Path(env["GENRE_INDEX"]), Path(env["GENRE_STUDY_DB"]), free_port(), tmp_path / "st.log"
     with chromium_page() as page:
         # 1. Killed while the background indexing runs, after its first commit.
         with streamlit_server(env, log=log, port=port) as srv:
-            page.goto(srv.url + "/")
-            wait_rendered(page)
-            for _ in range(2400):                                   # ≤ 120 s
-                if 0 < indexed_tracks(index) < 72:
+            page.goto(srv.url + "/")                                # the sidebar starts the indexing
+            for _ in range(6000):                                   # ≤ 300 s
+                if 0 < indexed_tracks(index) < N:
                     break
-                page.wait_for_timeout(50)
+                time.sleep(0.05)
             kill(srv)
         committed = indexed_tracks(index)
-        assert 0 < committed < 72, committed
+        assert 0 < committed < N, committed
         assert len(load_live(index)) == committed                   # opens at its last committed snapshot
         # 2. Restarted: the user reloads, sees a plain line, and the indexing resumes to the end.
         with streamlit_server(env, log=log, port=port) as srv:
             page.reload()
             wait_rendered(page)
             no_traceback(page, "after the indexing kill")
-            for _ in range(240):                                     # ≤ 120 s
-                if "Index ready: 72 tracks" in sidebar_text(page):
+            if indexed_tracks(index) < N:                            # the run resumes, and says so
+                page.get_by_text("The last indexing run was interrupted").wait_for(timeout=60_000)
+            for _ in range(480):                                     # ≤ 240 s
+                if f"Index ready: {N} tracks" in sidebar_text(page):
                     break
                 page.wait_for_timeout(500)
-            assert "Index ready: 72 tracks" in sidebar_text(page)
-            assert len(load_live(index)) == 72
+            assert f"Index ready: {N} tracks" in sidebar_text(page)
+            assert len(load_live(index)) == N
             # 3. A participant answers one trial (acknowledged), then the server dies during the next.
             page.locator('[data-testid="stSidebarNav"] a', has_text="Recommender").first.click()
             page.get_by_role("button", name="Surprise me").click()
@@ -221,3 +224,29 @@ def test_disk_full_under_the_index_says_so_and_keeps_the_last_snapshot(full_fold
     assert len(svc.snapshot()) == 18
     again = load_live(folder)
     assert again.version == good.version and len(again) == 18
+
+
+def test_write_problem_names_full_and_read_only_disks(tmp_path):
+    import errno
+
+    from core.files import write_problem
+
+    assert write_problem(OSError(errno.ENOSPC, "No space left on device"), tmp_path) == \
+        f"cannot write to {tmp_path}: the disk is full (no space left)"
+    assert "read-only file system" in write_problem(OSError(errno.EROFS, "Read-only file system"), tmp_path)
+    assert "disk is full" in write_problem(sqlite3.OperationalError("database or disk is full"), tmp_path)
+    assert write_problem(OSError(errno.ENOENT, "No such file"), tmp_path) is None
+    assert write_problem(ValueError("x"), tmp_path) is None
+
+
+def test_a_run_left_by_a_dead_process_counts_as_interrupted(tmp_path):
+    from core.catalog.indexer import RUNNING, BackgroundIndexer
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "index").mkdir()
+    assert BackgroundIndexer(tmp_path / "index").interrupted_at is None        # no marker: a clean start
+    (tmp_path / "index" / RUNNING).write_text(f"{os.getpid()} 0\n")
+    assert BackgroundIndexer(tmp_path / "index").interrupted_at is None        # a live writer: not interrupted
+    (tmp_path / "index" / RUNNING).write_text(f"{dead.pid} 0\n")
+    assert BackgroundIndexer(tmp_path / "index").interrupted_at == 0           # its writer is gone

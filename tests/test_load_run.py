@@ -20,12 +20,9 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed")]
 
 
-def test_three_users_one_round_no_errors_every_answer_stored_once(tiny_dataset, tiny_artifacts, tmp_path):
-    from benchmarks.inputs import generate_clips
-
-    clip = generate_clips(tmp_path / "upload", 1, seconds=30.0, seed=3)[0]
+def test_three_users_one_round_no_errors_every_answer_stored_once(tiny_dataset, tiny_artifacts):
     cfg = LoadConfig(users=3, rounds=1, session_ttl_s=2, settle_s=1.0, run_timeout_s=900)
-    r = load_run([tiny_dataset], tiny_artifacts, cfg, log=print, clip=clip)
+    r = load_run([tiny_dataset], tiny_artifacts, cfg, log=print)
     assert "note" not in r, r.get("note")
     assert r["errors"] == 0, r["error_samples"]
     assert r["exceptions_on_pages"] == 0
@@ -41,3 +38,25 @@ def test_three_users_one_round_no_errors_every_answer_stored_once(tiny_dataset, 
                                      "study_answer"}
     assert r["server_rss_mb"]["start"] > 0 and r["server_rss_mb"]["peak"] >= r["server_rss_mb"]["start"]
     assert not breaks(r, LoadConfig(breaking_p95_s=float("inf")))
+
+
+def test_breaking_users_raises_n_until_p95_or_errors(monkeypatch):
+    import benchmarks.load as load
+
+    seen = []
+
+    def fake(dirs, artifacts, cfg, log):
+        seen.append((cfg.users, cfg.rounds))
+        return {"users": cfg.users, "rounds": cfg.rounds, "errors": 0, "exceptions_on_pages": 0,
+                "p50_s": 1.0, "p95_s": 2.0 * cfg.users, "server_rss_mb": {"peak": 500.0}}
+
+    monkeypatch.setattr(load, "load_run", fake)
+    cfg = LoadConfig(users=12, rounds=2, breaking_step=2, breaking_max=30)
+    first = fake([], None, cfg, None)
+    out = load.breaking_users([], Path("."), cfg, log=print, first=first)
+    assert out["users"] == 16                           # p95 = 32 s > 30 s at 16 users
+    assert seen == [(12, 2), (14, 1), (16, 1)]          # the load run's own N counts; then one round each
+    assert [t["users"] for t in out["tried"]] == [12, 14, 16]
+    never = load.breaking_users([], Path("."), LoadConfig(users=2, breaking_step=2, breaking_max=6,
+                                                          breaking_p95_s=1e9), log=print)
+    assert never["users"] is None and [t["users"] for t in never["tried"]] == [2, 4, 6]
