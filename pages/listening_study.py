@@ -24,8 +24,9 @@ st.markdown(
     "like *any* song; a method is only good if it beats them.")
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _store(path: str) -> "study.StudyStore":
+    # Shared by every session: it holds only its path; SQLite's lock serialises the writes.
     return study.StudyStore(path)
 
 
