@@ -53,6 +53,7 @@ class LoadConfig:
     warm_tracks: int = 32                  # users start once the index has this many (or all) tracks
     session_ttl_s: int = 20                # server.disconnectedSessionTTL: closed sessions freed after it
     settle_s: float = 10.0                 # after the TTL, before RSS "after"
+    after_wait_s: float = 300.0            # at most this long for the indexing run to end before "after"
     breaking_step: int = 6                 # breaking_users raises N by this…
     breaking_max: int = 36                 # …up to this many
     breaking_p95_s: float = 30.0
@@ -211,8 +212,14 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
                 users = asyncio.run(_users(srv.url, clips, cfg))
                 wall = time.perf_counter() - t0
                 at_end = indexed_tracks(index_dir)
-                # Closed sessions are freed after the TTL; the indexing run ends too.
-                _wait(lambda: not (index_dir / RUNNING).exists(), cfg.run_timeout_s, "the indexing run's end")
+                log(f"load: users done after {wall:.0f} s: {sum(len(u.errors) for u in users)} errors; "
+                    f"p50 {_pct([t for u in users for _, t in u.timings], 50)} s, "
+                    f"p95 {_pct([t for u in users for _, t in u.timings], 95)} s; peak {rss.peak:.0f} MB")
+                # Closed sessions are freed after the TTL; the indexing run ends too (or a bounded wait).
+                end = time.monotonic() + cfg.after_wait_s
+                while (index_dir / RUNNING).exists() and time.monotonic() < end:
+                    time.sleep(1.0)
+                indexing_ended = not (index_dir / RUNNING).exists()
                 time.sleep(cfg.session_ttl_s + cfg.settle_s)
                 after_mb = rss.now()
                 peak_mb = rss.peak
@@ -240,7 +247,8 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
            "actions": len(timings), "rounds_completed": sum(u.rounds_done for u in users),
            "by_action_s": {k: {"n": len(v), "p50": _pct(v, 50), "p95": _pct(v, 95)} for k, v in by_step.items()},
            "wall_s": round(wall, 1),
-           "indexing": {"tracks_at_start": at_start, "tracks_when_users_finished": at_end, "catalog": total},
+           "indexing": {"tracks_at_start": at_start, "tracks_when_users_finished": at_end, "catalog": total,
+                        "ended_before_rss_after": indexing_ended},
            "session_ttl_s": cfg.session_ttl_s, "error_samples": errors[:5],
            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     log(f"load: {out['errors']} errors, p50 {out['p50_s']} s, p95 {out['p95_s']} s, "
