@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test install install-dev artifacts bench clean
+.PHONY: run test install install-dev artifacts recommend-artifacts bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -45,6 +45,13 @@ artifacts: install
 	$(BIN)/python -m core calibrate --split val --artifacts artifacts
 	$(BIN)/python -m core evaluate --split test --json artifacts/metrics.json
 	$(BIN)/python -m core model-card --artifacts artifacts
+
+# The recommender's offline figures and the facet measurements (an index of the shared data first).
+recommend-artifacts: install
+	$(BIN)/python -m core index --out .cache/index_eval
+	$(BIN)/python -m core recommend-eval --index .cache/index_eval --split test \
+		--choice artifacts/recommend_choice.json --json artifacts/recommend_eval.json
+	$(BIN)/python -m core facets-eval --index .cache/index_eval --json artifacts/facets_eval.json
 
 bench: install
 	$(BIN)/python -m core bench --json bench_out/bench.json

@@ -35,3 +35,13 @@ class BenchConfig:
     load_rounds: int = 2
     breaking: bool = True                                # also raise N until the server breaks
     load_only: bool = False                              # only the load run (and breaking_users)
+    trunks: bool = False                                 # also the pretrained trunks' speed / accuracy cost
+    trunk_clips: int = 12
+    # The "library" entry: a generated tagged library indexed, killed part-way and resumed.
+    library_files: int = 2000                            # 0: skip the entry
+    library_seconds: float = 3.0                         # generated clip length
+    library_models: tuple[str, ...] | None = None        # None: the default model only
+    library_checkpoint: int = 32                         # commit every N tracks (the app's setting)
+    library_kill_at: float = 0.3                         # SIGKILL once this share is committed
+    library_dir: Path | None = None                      # keep / reuse the generated files here
+    only_library: bool = False                           # measure the library entry alone

@@ -29,6 +29,8 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
     from core.catalog.pipeline import available_cpus
     from core.models.optimise import use_bfloat16
 
+    if cfg.only_library:
+        return library_only(cfg, log)
     dirs = cfg.data or shared_data_dirs()
     with tempfile.TemporaryDirectory() as gen:
         paths = pick_files(dirs, cfg.limit) if dirs else []
@@ -68,6 +70,9 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
             by_dim[str(dim)] = {str(n): bench_query(n, dim, cfg, log) for n in cfg.sizes}
         report["query_ms"] = by_dim.get(str(main_dim)) or by_dim[str(dims[0])]
         report["query_ms_by_dim"] = by_dim
+        if cfg.trunks:
+            from benchmarks.trunks import bench_trunks
+            report["trunks"] = bench_trunks(cfg.trunk_clips, dirs=cfg.data or None)
         # Last, with nothing else of the benchmark running: the app from an
         # empty index in a real browser, on every track of the data folders.
         report["first_run"] = (first_run(dirs, model_dir, log, cfg.first_run_timeout_s) if cfg.first_run
@@ -76,6 +81,7 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
             report["first_run"]["models"] = list(models)
         # Then many users at once on the same folders (benchmarks/load.py).
         report.update(bench_load(dirs, model_dir, cfg, log))
+        report["library"] = library_entry(cfg, models, model_dir, log)
     report["targets"] = _targets(report)
     return report
 
@@ -106,6 +112,27 @@ def load_targets(r: dict) -> dict:
             "p95_lt_10_s": {"value": r["p95_s"], "ok": r["p95_s"] is not None and r["p95_s"] < 10},
             "rss_after_within_20_pct": {"value": round(rss["after"] / rss["start"] - 1, 3),
                                         "ok": rss["after"] <= 1.2 * rss["start"]}}
+def library_entry(cfg: BenchConfig, models: dict, model_dir: Path, log: Log) -> dict | None:
+    """The ``"library"`` entry with the configured models (default: the default model)."""
+    from benchmarks.library import bench_library
+    from core.models.selection import best_model
+
+    if cfg.library_files < 1:
+        return None
+    names = list(cfg.library_models or [best_model(list(models), model_dir)])
+    return bench_library(cfg, model_dir, names, log)
+
+
+def library_only(cfg: BenchConfig, log: Log) -> dict:
+    """Only the ``"library"`` entry (``python -m core bench --only-library``)."""
+    import torch
+
+    from core.catalog.pipeline import available_cpus
+
+    models, _, model_dir = bench_models(cfg.artifacts, log)
+    return {"machine": {"cpus": available_cpus(), "processor": platform.processor() or platform.machine(),
+                        "python": platform.python_version(), "torch": torch.__version__},
+            "library": library_entry(cfg, models, model_dir, log)}
 
 
 def _targets(r: dict) -> dict:

@@ -5,6 +5,7 @@ import streamlit as st
 
 from ui import charts
 from ui.analysis import classify_files
+from ui.facets import beyond_genre
 from ui.models import shipped_models
 from ui.routing import through_app
 from ui.uploads import UPLOAD_TYPES, add_to_library, max_upload_bytes
@@ -69,6 +70,7 @@ for i, r in enumerate(results):
             bars = {**v.probs, "baseline_mfcc": v.baseline} if v.baseline else v.probs
             st.plotly_chart(charts.probability_bars(bars, height=110 + 26 * n_genres),
                             key=f"classify_bars_{i}")
+        beyond_genre(v.facets)
 
 if ok:
     st.divider()

@@ -4,10 +4,12 @@ import streamlit as st
 
 from ui import charts
 from ui.catalog import index_or_help, index_table, play
+from ui.facets import facet_choices, facet_scatter
 from ui.models import cached_figure, model_picker, shipped_models
 from ui.projections import PROJECTIONS, projection
 from ui.routing import through_app
 from ui.seeds import MAX_SEEDS, add_seed, current_seeds, selected_track_ids
+from ui.tracks import genre_note, track_name
 
 through_app()   # a deep link as a fresh server's first request goes through app.py
 
@@ -33,21 +35,29 @@ model = model_picker(models, key="map_model", container=c1)
 method = c2.radio("Projection", list(PROJECTIONS), horizontal=True, key="map_method")
 colour_opts = {"genre": "labelled genre", f"pred_{model}": f"{charts.model_name(model)}'s predicted genre",
                "source": "collection"}
-colour = c3.radio("Colour by", list(colour_opts), format_func=colour_opts.get, horizontal=True,
-                  key="map_colour")
-
+facets = idx.snapshot().facets()           # row order = table order
+colour_opts |= facet_choices(facets)
+colour = c3.selectbox("Colour by", list(colour_opts), format_func=colour_opts.get, key="map_colour",
+                      help="A genre or collection, or any facet the index computed beyond genre "
+                           "(tempo, energy, mood and vocal scores, tags).")
 
 
 def _map_figure():
     xy = projection(str(idx.dir), idx.version, len(idx), model, method, idx)
-    df = table[["track_id", "title", "artist", "genre", "source", f"pred_{model}"]].copy()
-    df["genre"] = df["genre"].replace("", "(upload)")
+    df = table[["track_id", "title", "artist", "album", "genre", "tag_genre", "source",
+                f"pred_{model}"]].copy()
+    df["genre"] = df["genre"].replace("", "(unlabelled)")
     df["x"], df["y"] = xy[:, 0], xy[:, 1]
+    if colour in facets:
+        df[colour] = facets[colour].to_numpy()
+        return facet_scatter(df, colour, colour_opts[colour], ["title", "artist", "genre"],
+                             f"{len(df):,} tracks · {charts.model_name(model)} · {method} · {colour_opts[colour]}")
     # Genre colours from the union of labelled and predicted genres, so a genre
     # keeps its colour when the map switches between the two.
     genres = set(df["genre"]) | {g for m in models for g in table[f"pred_{m}"]}
     colours = charts.genre_colours(sorted(genres if colour != "source" else set(df["source"])))
-    return charts.embedding_scatter(df, colour, ["title", "artist", "genre", f"pred_{model}"],
+    return charts.embedding_scatter(df, colour,
+                                    ["title", "artist", "album", "genre", "tag_genre", f"pred_{model}"],
                                     f"{len(df):,} tracks · {charts.model_name(model)} · {method}",
                                     colours=colours)
 
@@ -70,8 +80,8 @@ if picked:
     for tid in picked[:10]:
         r = rows.loc[tid]
         c1, c2, c3 = st.columns([3, 3, 1])
-        c1.markdown(f"**{r['title'] or tid}**  \n{r['artist'] or ''} · {r['genre'] or 'upload'} "
-                    f"(model hears {r[f'pred_{model}']})")
+        c1.markdown(f"**{track_name(r['title'], r['artist'], r['album'], tid)}**  \n"
+                    + genre_note(r["genre"], r["tag_genre"], r[f"pred_{model}"]))
         with c2:
             play(r["path"])
         in_seeds = tid in current_seeds()

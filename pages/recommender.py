@@ -6,12 +6,15 @@ import numpy as np
 import streamlit as st
 
 from core.recommend import methods as rec
+from core.recommend.steer import steered
 from ui import charts
 from ui.analysis import ANALYSIS_ERRORS, analyse_upload, audio_error_line
 from ui.catalog import index_or_help, index_table, play
-from ui.models import artifact_json, models_key, shipped_models
+from ui.facets import relevance_lines, song_path_section, steer_controls
+from ui.models import artifact_json_checked, models_key, shipped_models
 from ui.routing import through_app
 from ui.seeds import MAX_SEEDS, SEEDS_KEY, current_seeds
+from ui.tracks import genre_note, playlist_downloads, track_name
 from ui.uploads import UPLOAD_TYPES, check_upload
 
 through_app()   # a deep link as a fresh server's first request goes through app.py
@@ -96,6 +99,8 @@ if not seeds and not seed_vectors:
     st.info("Choose at least one song to get recommendations (five is what the paper used).")
     st.stop()
 
+steer = steer_controls(idx)
+
 # ---- options
 D = rec.DEFAULTS
 with st.expander("Options", expanded=False):
@@ -146,14 +151,15 @@ settings = {"cosine": dict(method="cosine"),
             "genre": dict(method="genre", genre_weight=genre_weight, variant=variant)}
 results = {}
 for method, extra in settings.items():
+    kw = {**extra, **common, **({"exclude_artists": exclude_artists} if exclude_artists else {})}
     try:
-        results[method] = rec.recommend(idx, seeds, **extra, **common,
-                                        **({"exclude_artists": exclude_artists} if exclude_artists else {}))
+        results[method] = steered(idx, seeds, steer, **kw) if steer.active else rec.recommend(idx, seeds, **kw)
     except rec.RecommendError as exc:
         st.error(str(exc))
         st.stop()
 
-offline = artifact_json(rec.EVAL_ARTIFACT, quiet=True) or {}
+offline, offline_problem = artifact_json_checked(rec.EVAL_ARTIFACT)
+offline = offline or {}
 
 
 def _offline_line(method: str) -> str | None:
@@ -178,6 +184,8 @@ if main_genre:
     summary += (f" Labelled {main_genre} (your seeds' main genre): method 1 {share['cosine']:.0%}, "
                 f"method 2 {share['genre']:.0%}.")
 st.caption(summary)
+if offline_problem:
+    st.warning(offline_problem)
 
 term = "centre match" if variant == "centre" else "genre match"
 TITLES = {"cosine": ("Method 1 · sound only", "cosine similarity of the embeddings"),
@@ -188,16 +196,20 @@ for col, (method, recs) in zip(cols, results.items()):
         st.markdown(f"#### {TITLES[method][0]}")
         st.caption(f"score = {TITLES[method][1]}")
         line = _offline_line(method)
-        st.caption(line or f"No offline figures yet (`python -m core recommend-eval --split test --json "
-                           f"artifacts/{rec.EVAL_ARTIFACT}`).")
+        if line or not offline_problem:
+            st.caption(line or f"No offline figures yet (`python -m core recommend-eval --split test --json "
+                               f"artifacts/{rec.EVAL_ARTIFACT}`).")
         if not recs:
             st.info("Nothing left to recommend — the catalog is too small.")
+        playlist_downloads(idx, recs, f"recommendations_method{1 if method == 'cosine' else 2}",
+                           key=f"rec_export_{method}")
         for r in recs:
             with st.container(border=True):
-                path = rows.loc[r.track_id, "path"] if r.track_id in rows.index else ""
-                genre = r.genre or "upload"
-                st.markdown(f"**{r.rank}. {r.title or r.track_id}**" + (f" — {r.artist}" if r.artist else "")
-                            + f"  \n{genre} · model hears {r.predicted_genre} · score {r.score:.2f}")
+                row = rows.loc[r.track_id] if r.track_id in rows.index else None
+                path = row["path"] if row is not None else ""
+                name = track_name(r.title, r.artist, row["album"] if row is not None else "", r.track_id)
+                note = genre_note(r.genre, row["tag_genre"] if row is not None else "", r.predicted_genre)
+                st.markdown(f"**{r.rank}. {name}**  \n{note} · score {r.score:.2f}")
                 play(path)
                 b1, b2, b3 = st.columns([1, 1, 4])
                 b1.button("", icon=":material/thumb_up:", key=f"like_{method}_{r.track_id}", on_click=_feedback,
@@ -237,3 +249,9 @@ if diff is not None:
         st.caption(f"Offline, method 2 − method 1: {gm['diff']:+.3f} precision "
                    f"[95% CI {gm['ci95'][0]:+.3f}, {gm['ci95'][1]:+.3f}], p = {gm['p']:.3g} "
                    f"(resampled over {gm.get('n_units', '?')} {gm.get('unit', 'track')}s).")
+for line in relevance_lines(offline):
+    st.caption(line)
+
+# ---- song path
+st.subheader("4 · A song path")
+song_path_section(idx, labels, seeds[0] if seeds else None, model)

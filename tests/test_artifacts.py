@@ -151,3 +151,41 @@ def test_no_pickle_loading_in_the_code_or_the_repository():
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout
     risky = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".bin")
     assert not [f for f in tracked.splitlines() if f.endswith(risky)]
+
+
+# --------------------------------------------------------------------------- shipped manifest
+def test_every_shipped_artifact_verifies():
+    """Every file in artifacts/ is listed in manifest.json with its SHA-256, and
+    every listed file is there (regenerate with update_manifest after a change)."""
+    from core.models.artifacts import manifest_problems
+
+    assert manifest_problems(ROOT / "artifacts") == []
+
+
+def test_manifest_problems_name_each_kind(tmp_path, tiny_artifacts):
+    import shutil
+
+    from core.models.artifacts import manifest_problems
+
+    d = tmp_path / "a"
+    shutil.copytree(tiny_artifacts, d)
+    assert manifest_problems(d) == []
+    write_json(d / "extra.json", {})
+    (d / "crnn.safetensors").unlink()
+    with open(d / "cnn.safetensors", "ab") as f:
+        f.write(b"x")
+    assert manifest_problems(d) == ["crnn.safetensors: listed but missing", "extra.json: not in manifest",
+                                    "cnn.safetensors: checksum mismatch"]
+
+
+def test_a_report_written_into_the_artifacts_updates_the_manifest(tmp_path, tiny_artifacts):
+    import shutil
+
+    from core.models.artifacts import manifest_problems, write_report
+
+    d = tmp_path / "a"
+    shutil.copytree(tiny_artifacts, d)
+    write_report(d / "recommend_eval.json", {"methods": {}}, d)
+    assert manifest_problems(d) == [] and read_json("recommend_eval.json", d) == {"methods": {}}
+    write_report(tmp_path / "elsewhere.json", {"x": 1}, d)      # not an artifact: manifest untouched
+    assert "elsewhere.json" not in json.loads((d / "manifest.json").read_text())["files"]

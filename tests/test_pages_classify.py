@@ -53,6 +53,11 @@ def test_generated_mp3_gets_both_models_probabilities(app, uploads, tmp_path):
     agree = expected.top("cnn")[0] == expected.top("crnn")[0]
     assert ("Both models say" in texts(app)) is agree
     assert ("The models disagree" in texts(app)) is not agree
+    # Beyond genre: the tempo core computed for this file, beside the genre bars.
+    assert "What it hears beyond genre" in texts(app)
+    table = next(d.value for d in app.dataframe if "facet" in d.value.columns)
+    tempo = dict(zip(table["facet"], table["value"]))["Tempo"]
+    assert tempo.startswith(f"{expected.facets['tempo_bpm']:.0f} BPM")
 
 
 def test_a_bad_file_gets_one_error_line_and_the_others_still_get_results(app, uploads):

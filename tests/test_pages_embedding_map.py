@@ -32,12 +32,30 @@ def test_tsne_other_model_and_predicted_colours(app):
     open_page(app, "embedding_map")
     app.radio(key="map_method").set_value("t-SNE").run()
     app.selectbox(key="map_model").set_value("cnn").run()
-    app.radio(key="map_colour").set_value("pred_cnn").run()
+    app.selectbox(key="map_colour").set_value("pred_cnn").run()
     no_exceptions(app)
     fig = plotly_specs(app)[0]
     assert "CNN · t-SNE" in fig["layout"]["title"]["text"]
     assert sum(len(v) for v in _points(app).values()) == 18
     assert len(values(fig["data"][0]["x"])) == len(fig["data"][0]["customdata"])
+
+
+def test_map_colours_by_a_facet(app):
+    from core.catalog.index import CatalogIndex
+
+    open_page(app, "embedding_map")
+    assert "Tempo" in app.selectbox(key="map_colour").options
+    app.selectbox(key="map_colour").set_value("tempo_bpm").run()
+    no_exceptions(app)
+    fig = plotly_specs(app)[0]
+    assert "Tempo" in fig["layout"]["title"]["text"]
+    # One continuous trace whose colours are the index's tempo facet, row for row.
+    snap = CatalogIndex.open(app.env["GENRE_INDEX"]).snapshot()
+    bpm = dict(zip(snap.column("track_id"), snap.facets()["tempo_bpm"]))
+    trace = fig["data"][0]
+    ids = [c[0] if isinstance(c, list) else c for c in trace["customdata"]]
+    assert len(ids) == 18
+    assert values(trace["marker"]["color"]) == [bpm[t] for t in ids]
 
 
 def test_found_track_plays_and_becomes_a_seed(app):

@@ -151,8 +151,9 @@ def test_the_page_shows_how_the_lists_differ(app, calls):
     only2 = [t for t in shown["genre"] if t not in shared]
     assert f"**{len(only1)}** only in method 1" in text and f"**{len(only2)}** only in method 2" in text
     if only1 or only2:
-        assert len(app.dataframe) == 1
-        table = app.dataframe[0].value
+        diffs = [d.value for d in app.dataframe if "only in" in d.value.columns]
+        assert len(diffs) == 1
+        table = diffs[0]
         assert len(table) == len(only1) + len(only2)
         assert list(table["only in"]) == ["method 1"] * len(only1) + ["method 2"] * len(only2)
         # The "why" gives the track's rank under the other method, as core.recommend.methods.rank_of does.
@@ -170,7 +171,10 @@ def app_index(app):
     return CatalogIndex.open(app.env["GENRE_INDEX"])
 
 
-def test_offline_figures_next_to_the_lists(app, tmp_path, monkeypatch):
+def _ship_eval(app, tmp_path, monkeypatch, figures: dict, edit_after: dict | None = None) -> None:
+    """Point the app at a copy of its artifacts whose recommend-eval JSON is
+    ``figures`` (manifest updated; ``edit_after`` then overwrites it without
+    updating the manifest, as a stale regeneration would)."""
     import shutil
 
     from core.models.artifacts import update_manifest, write_json
@@ -178,14 +182,20 @@ def test_offline_figures_next_to_the_lists(app, tmp_path, monkeypatch):
 
     art = tmp_path / "artifacts"
     shutil.copytree(app.env["GENRE_ARTIFACTS"], art)
+    write_json(art / EVAL_ARTIFACT, figures)
+    update_manifest(art)
+    if edit_after is not None:
+        write_json(art / EVAL_ARTIFACT, edit_after)
+    monkeypatch.setenv("GENRE_ARTIFACTS", str(art))
+
+
+def test_offline_figures_next_to_the_lists(app, tmp_path, monkeypatch):
     m = lambda p, lo, hi, a: {"precision": p, "precision_at_5": p, "ci95": [lo, hi], "artist_hit_rate": a}  # noqa: E731
-    write_json(art / EVAL_ARTIFACT, {
+    _ship_eval(app, tmp_path, monkeypatch, {
         "split": "test", "n_listeners": 400, "config": {"model": "crnn", "k": 5},
         "methods": {"cosine": m(0.327, 0.300, 0.353, 0.14), "genre": m(0.351, 0.322, 0.380, 0.12)},
         "resampled": {"genre_minus_cosine": {"diff": 0.024, "ci95": [0.004, 0.044], "p": 0.02,
                                              "unit": "track", "n_units": 100}}})
-    update_manifest(art)
-    monkeypatch.setenv("GENRE_ARTIFACTS", str(art))
     open_page(app, "recommender")
     app.multiselect(key="rec_seeds_w").set_value(SEEDS).run()
     no_exceptions(app)
@@ -193,6 +203,19 @@ def test_offline_figures_next_to_the_lists(app, tmp_path, monkeypatch):
     assert "precision@5 **0.327** [0.300, 0.353]" in text and "precision@5 **0.351** [0.322, 0.380]" in text
     assert "method 2 − method 1: +0.024 precision [95% CI +0.004, +0.044], p = 0.02" in text
     assert "resampled over 100 tracks" in text and "No offline figures yet" not in text
+
+
+def test_a_shipped_figure_that_does_not_verify_says_so_in_one_line(app, tmp_path, monkeypatch):
+    from core.recommend.methods import EVAL_ARTIFACT
+
+    _ship_eval(app, tmp_path, monkeypatch, {"split": "test", "methods": {}},
+               edit_after={"split": "test", "methods": {"cosine": {}}})
+    open_page(app, "recommender")
+    app.multiselect(key="rec_seeds_w").set_value(SEEDS).run()
+    no_exceptions(app)
+    warned = [w.value for w in app.warning if EVAL_ARTIFACT in w.value]
+    assert len(warned) == 1 and "checksum mismatch" in warned[0]
+    assert "No offline figures yet" not in texts(app)
 
 
 def test_options_start_at_the_recommenders_defaults(app, calls):
@@ -210,3 +233,40 @@ def test_options_start_at_the_recommenders_defaults(app, calls):
         "rec_k": D.k, "rec_p": D.p, "rec_gw": D.genre_weight, "rec_div": D.diversity,
         "rec_distance": D.distance, "rec_agg": D.aggregate, "rec_variant": D.variant}
     assert calls[-1]["genre_weight"] == D.genre_weight and calls[-1]["variant"] == D.variant
+
+
+def test_tempo_range_steers_both_lists_and_a_song_path_is_shown(app):
+    from core.catalog.index import CatalogIndex
+
+    open_page(app, "recommender")
+    app.multiselect(key="rec_seeds_w").set_value(SEEDS[:2]).run()
+    snap = CatalogIndex.open(app.env["GENRE_INDEX"]).snapshot()
+    bpm = dict(zip(snap.column("track_id"), snap.facets()["tempo_bpm"]))
+    assert all(b == 0 or 40 <= b <= 240 for b in bpm.values())   # 0: no periodic onsets
+    lo, hi = sorted(bpm.values())[len(bpm) // 3], sorted(bpm.values())[-1]
+    app.checkbox(key="rec_steer_tempo_on").check().run()
+    app.slider(key="rec_steer_tempo").set_value((int(lo), int(hi) + 1)).run()
+    no_exceptions(app)
+    shown = _lists(app)
+    assert shown["cosine"] and shown["genre"]
+    assert all(int(lo) <= bpm[t] <= int(hi) + 1 for m in shown.values() for t in m)
+    # Mood steering needs the MSD tags, which the test models lack: the control says so.
+    assert app.selectbox(key="rec_steer_mood").disabled
+    path = [d.value for d in app.dataframe if "distance to the end" in d.value.columns]
+    assert len(path) == 1
+    d = list(path[0]["distance to the end"])
+    assert all(a > b for a, b in zip(d, d[1:])) and len(set(path[0]["track"])) == len(d)
+
+
+def test_relevance_verdicts_from_the_offline_figures(app, tmp_path, monkeypatch):
+    m = lambda p: {"precision": p, "ci95": [p - 0.05, p + 0.05]}  # noqa: E731
+    _ship_eval(app, tmp_path, monkeypatch, {"split": "test", "methods": {}, "relevance": {
+        "mood": {"methods": {"cosine": m(0.41), "genre_soft": m(0.38), "random": m(0.27)}, "n_listeners": 200,
+                 "k": 5, "verdict": "method 2 (soft) ties (interval spans 0): -0.030 [-0.080, +0.020]"}}})
+    open_page(app, "recommender")
+    app.multiselect(key="rec_seeds_w").set_value(SEEDS).run()
+    no_exceptions(app)
+    text = texts(app)
+    assert "mood listeners (same AllMusic emotion quadrant), 200 listeners" in text
+    assert "cosine 0.410 · genre_soft 0.380 · random 0.270" in text
+    assert "method 2 (soft) ties (interval spans 0)" in text

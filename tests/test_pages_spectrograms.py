@@ -78,3 +78,24 @@ def test_uploaded_file_is_analysed_and_a_bad_one_gives_one_line(app, tmp_path):
     assert len(app.error) == 1 and app.error[0].value.startswith("empty.wav:")
     assert "\n" not in app.error[0].value
     assert plotly_specs(app) == []
+
+
+def test_what_it_hears_beyond_genre_matches_the_analysis(app):
+    """The facet table shows the same tempo core's analysis computes, with an honest note."""
+    from core.catalog.index import CatalogIndex
+    from core.models.artifacts import load_models
+    from core.models.inference import analyse
+
+    open_page(app, "spectrograms")
+    no_exceptions(app)
+    assert "What it hears beyond genre" in texts(app)
+    table = next(d.value for d in app.dataframe if "facet" in d.value.columns)
+    shown = dict(zip(table["facet"], table["value"]))
+    tid = app.selectbox(key="spec_track").value
+    path = CatalogIndex.open(app.env["GENRE_INDEX"]).table().set_index("track_id").loc[tid, "path"]
+    facets = analyse(path, load_models(app.env["GENRE_ARTIFACTS"])).facets
+    assert shown["Tempo"].startswith(f"{facets['tempo_bpm']:.0f} BPM")
+    # No shipped measurements in the test artifacts: the page says so instead of a figure.
+    assert set(table["measured"]) <= {"not measured yet (python -m core facets-eval)"}
+    # The test models have no MSD trunk: no tags and no mood scores are invented.
+    assert "Vocals" not in shown and "No tags" in texts(app)

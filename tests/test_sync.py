@@ -35,7 +35,8 @@ def _snapshot(files: dict[str, tuple], models: dict) -> IndexSnapshot:
     for tid, (path, origin) in files.items():
         st = os.stat(path)
         rows.append({"track_id": tid, "path": str(path), "digest": content_hash(path), "origin": origin,
-                     "size": st.st_size, "mtime_ns": st.st_mtime_ns, "indexed_at": 0.0})
+                     "size": st.st_size, "mtime_ns": st.st_mtime_ns, "indexed_at": 0.0,
+                     "tempo_bpm": 100.0})
     df = empty_rows()
     df = pd.concat([df, pd.DataFrame(rows)], ignore_index=True).fillna("")
     n = len(rows)

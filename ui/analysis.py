@@ -41,6 +41,7 @@ class TrackView:
     embedding: dict[str, np.ndarray]         # model → window-averaged embedding (uploaded seeds)
     baseline: dict[str, float] | None = None  # the MFCC baseline's genre → p (Classify)
     digest: str = ""                         # SHA-256 of an upload's bytes (the index's track key)
+    facets: dict[str, float] | None = None   # core.facets columns: tempo, energy, tags… (beyond genre)
 
     def top(self, model: str) -> tuple[str, float]:
         p = self.probs[model]
@@ -83,7 +84,7 @@ def _view(source, models: dict, base=None) -> TrackView:
         window_probs={m: a.predictions[m].window_probs[0] for m in models},
         window_starts_s=window_starts, labels={m: a.labels(m) for m in models},
         embedding={m: np.asarray(a.predictions[m].embedding[0], np.float32) for m in models},
-        baseline=a.baseline)
+        baseline=a.baseline, facets=dict(a.facets))
 
 
 @st.cache_data(show_spinner="Listening to the track…", max_entries=32)

@@ -139,6 +139,19 @@ def artifact_json(name: str, quiet: bool = False) -> dict | None:
     return None
 
 
+def artifact_json_checked(name: str) -> tuple[dict | None, str | None]:
+    """``(data, None)`` for a verified JSON artifact; ``(None, None)`` when it is
+    simply not shipped; ``(None, line)`` with one line saying why when it is
+    there but does not verify (edited without ``update_manifest``) or is unreadable."""
+    root = paths().artifacts
+    if not (root / name).is_file():
+        return None, None
+    try:
+        return _read_json(name, str(root), file_stamp(root / name), file_stamp(root / "manifest.json")), None
+    except (ArtifactError, ValueError, OSError) as exc:
+        return None, f"The shipped {name} is not shown: {exc}"
+
+
 def artifact_key(name: str) -> str:
     """Identity of one artifact file (path + modification time) for cache keys."""
     root = paths().artifacts

@@ -27,6 +27,7 @@ import pandas as pd
 from core.audio.cache import content_hash
 from core.catalog import store
 from core.catalog.snapshot import (
+    FACET_COLUMNS,
     ORIGIN_ADDED,
     ORIGIN_SCAN,
     TABLE_COLUMNS,
@@ -36,6 +37,7 @@ from core.catalog.snapshot import (
 )
 from core.catalog.sync import Entry, SyncRun
 from core.datasets import Track
+from core.datasets.tags import read_tags
 from core.types import Progress
 
 # Re-exported: the catalog's public names, importable from the index module.
@@ -86,9 +88,11 @@ class CatalogIndex:
             data["digest"] = [f"row{i}" for i in range(len(records))]
         data["origin"] = [r.get("origin") or ORIGIN_SCAN for r in records]
         df = pd.DataFrame({**{c: pd.Series(data[c], dtype=object) for c in TEXT_COLUMNS},
+                           "duration": np.array([float(r.get("duration") or 0.0) for r in records]),
                            "size": np.zeros(len(records), np.int64),
                            "mtime_ns": np.zeros(len(records), np.int64),
-                           "indexed_at": np.zeros(len(records))})
+                           "indexed_at": np.zeros(len(records)),
+                           **{c: np.array([_float(r.get(c)) for r in records], float) for c in FACET_COLUMNS}})
         idx = cls(None)
         emb, prb, meta = {}, {}, {}
         for name in embeddings:
@@ -106,7 +110,7 @@ class CatalogIndex:
         """An in-memory index of these rows of the current snapshot, in this order."""
         snap = self._snap
         return CatalogIndex.from_arrays(
-            snap.table().iloc[rows].reset_index(drop=True), {m: snap.embeddings(m)[rows] for m in snap.models},
+            snap.frame.iloc[rows].reset_index(drop=True), {m: snap.embeddings(m)[rows] for m in snap.models},
             {m: snap.probs(m)[rows] for m in snap.models}, {m: snap.model_labels(m) for m in snap.models})
 
     def reload(self) -> "CatalogIndex":
@@ -188,10 +192,13 @@ class CatalogIndex:
                 continue
             tid = f"{source}_{digest[:12]}"
             ids.append(tid)
+            tags = read_tags(p)          # never raises: broken tags leave the name
             entries.append(Entry(track_id=tid, path=str(Path(p).resolve()), genre=genre or "",
                                  source=source, origin=ORIGIN_ADDED,
-                                 title=(titles[i] if titles else Path(p).stem),
-                                 artist=(artists[i] if artists else "")))
+                                 title=tags.title or (titles[i] if titles else Path(p).stem),
+                                 artist=tags.artist or (artists[i] if artists else ""),
+                                 album=tags.album, tag_genre=tags.genre, year=tags.year,
+                                 track_no=tags.track_no, duration=tags.duration))
         failed = [ids[i] for i, e in enumerate(entries) if e is None]
         stats = self._sync([e for e in entries if e is not None], models, progress, prune=None)
         stats["failed"] = failed + stats["failed"]
@@ -237,3 +244,11 @@ class CatalogIndex:
         (readers holding the previous snapshot keep a consistent view)."""
         snap = IndexSnapshot(self.dir, self.version, rows.reset_index(drop=True), emb, probs, model_meta)
         self._snap = store.commit(self.dir, snap) if self.dir is not None else snap
+
+
+def _float(v) -> float:
+    """A facet value of a row (``None`` / missing → NaN)."""
+    try:
+        return float(v) if v is not None else float("nan")
+    except (TypeError, ValueError):
+        return float("nan")

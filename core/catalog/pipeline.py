@@ -39,6 +39,7 @@ from core.audio.cache import LogMelCache, content_hash
 from core.audio.features import LOGMEL_DTYPE, logmels
 from core.audio.load import AudioError, load_multi
 from core.config import FeatureConfig
+from core.facets import batch_facets, facet_columns
 from core.models.inference import distinct_configs, predict_all
 from core.models.optimise import optimise_for_inference, torch_threads
 from core.procs import exit_with_parent
@@ -63,6 +64,7 @@ class EmbeddedTrack:
     probs: dict[str, np.ndarray] = field(default_factory=dict)
     embedding: dict[str, np.ndarray] = field(default_factory=dict)
     error: str | None = None
+    facets: dict[str, float] = field(default_factory=dict)   # core.facets columns
 
 
 def available_cpus() -> int:
@@ -103,6 +105,7 @@ class _Out:
     logmel: dict[str, np.ndarray] = field(default_factory=dict)
     probs: dict[str, np.ndarray] = field(default_factory=dict)
     embedding: dict[str, np.ndarray] = field(default_factory=dict)
+    facets: dict[str, float] = field(default_factory=dict)
 
 
 Job = tuple[str, dict[str, "np.ndarray | None"]]   # path, cached log-mel per config key
@@ -138,10 +141,14 @@ def _run_batch(jobs: list[Job], nets: dict[str, "GenreModel"], cfgs: list[Featur
         if ok:
             x = {key: torch.from_numpy(np.stack([mels[i][key] for i in ok]).astype(np.float32))[:, None]
                  for key in by_key}
-            for name, pred in predict_all(x, nets, batch_windows=BATCH_WINDOWS).items():
+            feats: dict = {}
+            for name, pred in predict_all(x, nets, batch_windows=BATCH_WINDOWS, trunk_feats=feats).items():
                 for j, i in enumerate(ok):
                     outs[i].probs[name] = pred.probs[j]
                     outs[i].embedding[name] = pred.embedding[j]
+            # Facets from the same log-mels and trunk pass (no second decode).
+            for j, f in enumerate(batch_facets({k: v[:, 0].numpy() for k, v in x.items()}, cfgs, feats, nets)):
+                outs[ok[j]].facets = f
     return outs
 
 
@@ -300,7 +307,7 @@ def _finish(items: list[_Item], outs: list[_Out], stores: Stores) -> list[Embedd
             continue
         out = next(todo)
         it.result.error = out.error
-        it.result.probs, it.result.embedding = out.probs, out.embedding
+        it.result.probs, it.result.embedding, it.result.facets = out.probs, out.embedding, out.facets
         for key, lm in out.logmel.items():
             if key in stores:
                 stores[key].put(it.result.digest, lm)
@@ -348,4 +355,6 @@ def embed_batch(batch: dict[str, Sequence], artifacts_dir: str | os.PathLike | N
                                          for r in results]).astype(np.float32)
         out[f"{name}_embedding"] = np.stack([r.embedding.get(name, np.full(m.embedding_dim, np.nan, np.float32))
                                              for r in results]).astype(np.float32)
+    for c in facet_columns():
+        out[c] = np.array([r.facets.get(c, np.nan) for r in results], dtype=np.float32)
     return out

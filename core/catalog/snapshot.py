@@ -1,6 +1,7 @@
 """One committed state of the catalog index, immutable: the read API.
 
-An :class:`IndexSnapshot` holds one row per track (metadata in a DataFrame)
+An :class:`IndexSnapshot` holds one row per track (metadata and the
+:mod:`core.facets` columns in a DataFrame; :meth:`IndexSnapshot.facets`)
 and, per model, the ``(N, D)`` embeddings and ``(N, G)`` genre probabilities
 in the same row order. Writers (:mod:`core.catalog.sync`) never change one:
 they build a new snapshot and swap it in, so any number of threads may read a
@@ -20,14 +21,22 @@ import numpy as np
 import pandas as pd
 
 from core.errors import GenreError
+from core.facets import facet_columns
 
 # Columns every consumer of :meth:`IndexSnapshot.table` can rely on (plus pred_<model>).
 TABLE_COLUMNS = ["track_id", "path", "genre", "split", "artist", "title", "album", "source", "digest"]
+# The file's own tags (core.datasets.tags): text as tagged, duration in seconds.
+# ``tag_genre`` is shown beside the models' prediction, never used as a label.
+TAG_COLUMNS = ["tag_genre", "year", "track_no"]
+NUMBER_COLUMNS = ["duration"]
+TABLE_COLUMNS += TAG_COLUMNS + NUMBER_COLUMNS
 # Bookkeeping columns kept in the store but not shown by ``table()``.
 EXTRA_COLUMNS = ["origin", "size", "mtime_ns", "indexed_at"]
-TEXT_COLUMNS = TABLE_COLUMNS + ["origin"]
+TEXT_COLUMNS = [c for c in TABLE_COLUMNS if c not in NUMBER_COLUMNS] + ["origin"]
 ORIGIN_SCAN = "scan"     # rows owned by update(): a data-folder scan
 ORIGIN_ADDED = "added"   # rows from add_files(): kept until removed or their file vanishes
+# Per-track facets (core.facets: tempo, energy, tags…), float columns; NaN = not computed.
+FACET_COLUMNS = facet_columns()
 
 
 class CatalogError(GenreError, ValueError):
@@ -45,6 +54,8 @@ def empty_rows() -> pd.DataFrame:
     cols = {c: pd.Series(dtype=object) for c in TEXT_COLUMNS}
     cols.update(size=pd.Series(dtype="int64"), mtime_ns=pd.Series(dtype="int64"),
                 indexed_at=pd.Series(dtype="float64"))
+    cols.update({c: pd.Series(dtype="float64") for c in NUMBER_COLUMNS})
+    cols.update({c: pd.Series(dtype="float64") for c in FACET_COLUMNS})
     return pd.DataFrame(cols)
 
 
@@ -138,6 +149,15 @@ class IndexSnapshot:
         for name in self.models:
             df[f"pred_{name}"] = self.predicted(name)
         return df
+
+    def facets(self) -> pd.DataFrame:
+        """One row per track, in matrix order: ``track_id`` and every facet
+        column of :mod:`core.facets` (NaN where not computed; a copy)."""
+        return self._rows[["track_id"] + FACET_COLUMNS].copy()
+
+    def has_facets(self) -> bool:
+        """Whether the rows carry facets (an index written before they existed has none)."""
+        return len(self._rows) == 0 or bool(pd.to_numeric(self._rows["tempo_bpm"], errors="coerce").notna().any())
 
     def predicted(self, model: str) -> np.ndarray:
         """Top predicted genre of every track (object array)."""

@@ -15,6 +15,17 @@ def _err(msg: str) -> None:
     print(f"error: {msg}", file=sys.stderr)
 
 
+def open_index(path):
+    """The catalog index at ``path``, or ``None`` (after one line on stderr) when there is none."""
+    from core.catalog.index import CatalogIndex
+
+    idx = CatalogIndex.open(path)
+    if not len(idx):
+        _err(f"no index in {path} — build one with `python -m core index --out {path}`")
+        return None
+    return idx
+
+
 def _data_dirs(args) -> list[Path] | None:
     dirs = [Path(d) for d in (args.data or [])] or shared_data_dirs()
     if not dirs:
@@ -59,6 +70,13 @@ def cmd_index(args) -> int:
     models = _load_models(args.artifacts)
     if models is None:
         return 1
+    if args.models:
+        want = [m.strip() for m in args.models.split(",") if m.strip()]
+        missing = [m for m in want if m not in models]
+        if missing:
+            _err(f"--models: {', '.join(missing)} not in {args.artifacts} (have: {', '.join(models)})")
+            return EXIT_BAD_INPUT
+        models = {m: models[m] for m in want}
     try:
         idx = CatalogIndex.open(args.out)
         stats: dict = {}
@@ -67,13 +85,14 @@ def cmd_index(args) -> int:
             if dirs is None:
                 return EXIT_BAD_INPUT
             try:
-                tracks = read_datasets(dirs)
+                tracks = read_datasets(dirs, layout=args.layout)
             except (FileNotFoundError, ValueError) as exc:
                 _err(str(exc))
                 return EXIT_BAD_INPUT
             bar, progress = _bar("indexing", "track")
             try:
-                stats = idx.update(tracks, models, progress=progress, batch_size=args.batch_size)
+                stats = idx.update(tracks, models, progress=progress, batch_size=args.batch_size,
+                                   checkpoint=args.checkpoint)
             finally:
                 bar.close()
         if args.add:
@@ -88,20 +107,27 @@ def cmd_index(args) -> int:
         _err(str(exc))
         return 1
     parts = [stats["scan"], stats["add"]] if "scan" in stats else [stats]
-    for line in [f for part in parts for f in part.get("failed", [])]:
+    failed = [f for part in parts for f in part.get("failed", [])]
+    for line in failed:
         print(f"skipped: {line}", file=sys.stderr)
-    summary = {"index": str(Path(args.out)), "tracks": len(idx), "models": idx.models, **stats}
+    summary = {"index": str(Path(args.out)), "tracks": len(idx), "models": idx.models,
+               "unreadable": len(failed), **stats}
+    if args.json:
+        from core.cli.playlists import write_index_json
+
+        if not write_index_json(idx.snapshot(), args.json, args.artifacts, len(failed)):
+            return 1
     print(json.dumps(summary))
     return 0
 
 
 def cmd_recommend(args) -> int:
-    from core.catalog.index import CatalogError, CatalogIndex
-    from core.recommend.methods import recommend, resolve_model
+    from core.catalog.index import CatalogError
+    from core.recommend.methods import resolve_model
+    from core.recommend.steer import Steer, parse_tempo, steered
 
-    idx = CatalogIndex.open(args.index)
-    if not len(idx):
-        _err(f"no index in {args.index} — build one with `python -m core index --out {args.index}`")
+    idx = open_index(args.index)
+    if idx is None:
         return 1
     seeds = [s.strip() for s in (args.seeds or "").split(",") if s.strip()]
     seed_vectors = []
@@ -128,7 +154,9 @@ def cmd_recommend(args) -> int:
         if args.leave_artist_out:
             artists = idx.column("artist")
             exclude = [str(artists[r]) for r in idx.rows_of(seeds)] + [sv.artist for sv in seed_vectors]
-        recs = recommend(idx, seeds, method=args.method, k=args.k, model=args.model,
+        steer = Steer(mood=args.mood, tempo=parse_tempo(args.tempo) if args.tempo else None,
+                      weight=args.mood_weight)
+        recs = steered(idx, seeds, steer, method=args.method, k=args.k, model=args.model,
                          aggregate=args.aggregate, distance=args.distance, p=args.p,
                          genre_weight=args.genre_weight, diversity=args.diversity,
                          liked=split(args.liked), disliked=split(args.disliked),
@@ -137,6 +165,11 @@ def cmd_recommend(args) -> int:
     except CatalogError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
+    if args.m3u or args.csv:
+        from core.cli.playlists import write_recommendations
+
+        if not write_recommendations(idx.snapshot(), recs, args.m3u, args.csv):
+            return 1
     out = {"seeds": seeds + [sv.name for sv in seed_vectors], "method": args.method,
            "model": resolve_model(idx, args.model), "variant": args.variant, "recommendations": [
                {k: v for k, v in r.to_dict().items() if k != "extra"} for r in recs]}
@@ -151,7 +184,7 @@ def _floats(text: str) -> tuple[float, ...]:
 def cmd_recommend_eval(args) -> int:
     from core.audio.cache import LogMelCache
     from core.config import FeatureConfig
-    from core.models.artifacts import write_json
+    from core.models.artifacts import write_report
     from core.recommend.eval_data import recommend_eval
     from core.recommend.evaluation import EvalConfig, SelectConfig, apply_choice
 
@@ -166,6 +199,7 @@ def cmd_recommend_eval(args) -> int:
     cfg = EvalConfig(n_listeners=args.listeners, seed=args.seed, model=args.model, k=args.k,
                      n_seeds=args.n_seeds, genre_weight=args.genre_weight, variant=args.variant,
                      extras=not args.no_extras, artists=args.artists, resample=not args.no_resample)
+    relevance = not args.no_relevance
     if args.choice:
         try:
             cfg = apply_choice(cfg, json.loads(Path(args.choice).read_text()))
@@ -186,14 +220,15 @@ def cmd_recommend_eval(args) -> int:
     bar, progress = _bar("listeners", "listener")
     try:
         res = recommend_eval(dirs, split=split, cache=cache, cfg=cfg, models=models, progress=progress,
-                             index_dir=args.index, select=select, artifacts_dir=args.artifacts)
+                             index_dir=args.index, select=select, artifacts_dir=args.artifacts,
+                             relevance=relevance)
     except (FileNotFoundError, ValueError) as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
     finally:
         bar.close()
     if args.json:
-        write_json(Path(args.json), res)
+        write_report(args.json, res, args.artifacts)   # and the manifest, when it is a shipped artifact
     if select is not None:
         c = res["choice"]
         print(f"chose on {split} ({res['n_listeners']} listeners, {len(res['grid'])} grid points): "
@@ -205,6 +240,10 @@ def cmd_recommend_eval(args) -> int:
         print(f"{name:>8}: precision@{cfg.k} {m['precision']:.3f} "
               f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]  artist hits {m['artist_hit_rate']:.2f}  "
               f"diversity {m['intra_list_diversity']:.3f}  coverage {m['catalog_coverage']:.2f}")
+    for kind, rel in res.get("relevance", {}).items():
+        if "verdict" in rel:
+            print(f"{kind} listeners ({rel['n_listeners']}): " + ", ".join(
+                f"{n} {m['precision']:.3f}" for n, m in rel["methods"].items()) + f" — {rel['verdict']}")
     t = res["paired_t"]
     print(f"paired t (the paper's statistic; cosine vs genre, {res['n_listeners']} listeners): "
           f"t = {t['t']:.3f}, p = {t['p']:.3g}; "
@@ -228,6 +267,18 @@ def register(sub) -> None:
     i.add_argument("--source", default="library", help="source name of the --add files")
     i.add_argument("--artifacts", default=arts)
     i.add_argument("--batch-size", type=int, default=None, help="files per batch (default: the pipeline's)")
+    i.add_argument("--models", default=None,
+                   help="comma-separated subset of the shipped models to index with (default: all)")
+    i.add_argument("--checkpoint", type=int, default=256,
+                   help="commit every N embedded tracks (a kill loses at most that much work)")
+    from core.datasets import LAYOUTS
+
+    i.add_argument("--layout", choices=list(LAYOUTS), default="auto",
+                   help="how to read each --data folder: metadata.csv, FMA, genre sub-folders, or an "
+                        "ordinary music library (unlabelled, tags read); auto detects it (genre folders "
+                        "only when named as genres the shipped models know)")
+    i.add_argument("--json", default=None, metavar="FILE",
+                   help="write one row per indexed track (tags, label, predicted genre) here")
     i.set_defaults(func=cmd_index)
 
     from core.recommend.eval_data import SPLITS
@@ -266,6 +317,13 @@ def register(sub) -> None:
     r.add_argument("--liked", default="", help="comma-separated liked track ids")
     r.add_argument("--disliked", default="", help="comma-separated disliked track ids")
     r.add_argument("--artifacts", default=arts, help="models for --file seeds")
+    r.add_argument("--m3u", default=None, metavar="FILE",
+                   help="also write the list as an extended M3U playlist (UTF-8; paths relative to FILE)")
+    r.add_argument("--csv", default=None, metavar="FILE", help="also write the list as CSV")
+    r.add_argument("--mood", choices=["like", "calmer", "energetic"], default=None,
+                   help="re-rank by mood: like the seeds', calmer or more energetic (index facets)")
+    r.add_argument("--mood-weight", type=float, default=0.5, help="weight of the mood term")
+    r.add_argument("--tempo", default=None, metavar="MIN:MAX", help="only tracks with tempo in this BPM range")
     r.set_defaults(func=cmd_recommend)
 
     d = EvalConfig()
@@ -297,5 +355,7 @@ def register(sub) -> None:
                    help="--select-on: comma-separated model specs (default: each model, each pair, ensemble)")
     e.add_argument("--choice", default=None, help="JSON from --select-on: its model, variant and weight")
     e.add_argument("--no-extras", action="store_true", help="skip the beyond-the-paper variants")
+    e.add_argument("--no-relevance", action="store_true",
+                   help="skip the mood and artist listeners (relevance that is not genre)")
     e.add_argument("--cache", default=None, help="log-mel cache folder")
     e.set_defaults(func=cmd_recommend_eval)

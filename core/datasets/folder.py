@@ -39,3 +39,18 @@ def read_metadata_folder(root: str | Path) -> list[Track]:
         for tid, p, g, s, a, t, al in zip(df["track_id"], df["path"], df["genre"], splits,
                                           artists, col("title"), col("album"))
     ]
+
+
+def metadata_column(roots, column: str) -> dict[str, str]:
+    """``{track_id: value}`` of one extra ``metadata.csv`` column (e.g.
+    ``emotion_quadrant``, ``vocalisation``) over the folders that have it
+    (empty values left out; folders without the column or the file skipped)."""
+    out: dict[str, str] = {}
+    for root in roots:
+        path = Path(root) / "metadata.csv"
+        if not path.is_file():
+            continue
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        if column in df.columns and "track_id" in df.columns:
+            out.update({t: v for t, v in zip(df["track_id"], df[column]) if v})
+    return out

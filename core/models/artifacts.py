@@ -65,6 +65,34 @@ def update_manifest(out_dir: str | Path) -> dict:
     return manifest
 
 
+def write_report(path: str | Path, obj, artifacts_dir: str | Path | None = None) -> None:
+    """Write a JSON report; when it lands in the artifacts folder, update the
+    manifest too (so the app never meets a shipped file that does not verify)."""
+    path = Path(path)
+    write_json(path, obj)
+    root = Path(artifacts_dir or Paths().artifacts).resolve()
+    if path.resolve().parent == root and (root / MANIFEST).is_file():
+        update_manifest(root)
+
+
+def manifest_problems(out_dir: str | Path) -> list[str]:
+    """One line per file of ``out_dir`` that does not verify: listed but
+    missing, listed with another SHA-256, or shipped but not listed
+    (``[]`` when the folder and its ``manifest.json`` agree)."""
+    out = Path(out_dir)
+    try:
+        listed = json.loads((out / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError) as exc:
+        return [f"{out / MANIFEST} unreadable ({exc})"]
+    shipped = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != MANIFEST
+               and not p.name.endswith(".tmp")}
+    problems = [f"{name}: listed but missing" for name in sorted(set(listed) - shipped)]
+    problems += [f"{name}: not in manifest" for name in sorted(shipped - set(listed))]
+    problems += [f"{name}: checksum mismatch" for name in sorted(shipped & set(listed))
+                 if sha256_of(out / name) != listed[name]]
+    return problems
+
+
 def verify(path: Path, root: Path) -> None:
     """Raise :class:`ArtifactError` unless ``path`` matches the manifest."""
     rel = str(path.relative_to(root))

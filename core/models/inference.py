@@ -11,6 +11,7 @@ import torch
 from core.audio.features import logmels
 from core.audio.load import AudioSource, load_multi
 from core.config import FeatureConfig
+from core.facets import batch_facets
 from core.models import GenreModel, Prediction, trunk_group
 from core.models.optimise import torch_threads
 
@@ -31,6 +32,7 @@ class Analysis:
     logmels: dict[str, np.ndarray] = field(default_factory=dict)   # per model, first excerpt
     waves: dict[str, np.ndarray] = field(default_factory=dict)     # per model, first excerpt (its rate)
     baseline: dict[str, float] | None = None   # the MFCC baseline's genre → p, when given one
+    facets: dict[str, float] = field(default_factory=dict)   # core.facets columns (first excerpt)
 
     def probabilities(self, model: str) -> dict[str, float]:
         return dict(zip(self.labels(model), self.predictions[model].probs[0].tolist()))
@@ -79,9 +81,11 @@ def distinct_configs(models: dict[str, GenreModel]) -> list[FeatureConfig]:
 
 
 def predict_all(mels: dict[str, torch.Tensor], models: dict[str, GenreModel],
-                batch_windows: int = 64) -> dict[str, Prediction]:
+                batch_windows: int = 64, trunk_feats: dict | None = None) -> dict[str, Prediction]:
     """Every model on the log-mels of its config (``mels[cfg.key()]``,
-    ``(B, 1, M, T)``); models that share a frozen trunk share one trunk pass."""
+    ``(B, 1, M, T)``); models that share a frozen trunk share one trunk pass.
+    ``trunk_feats``: a dict that receives each shared trunk's output
+    ``(B, C, F, T')`` by ``trunk_key`` (for the facets' taggers)."""
     preds: dict[str, Prediction] = {}
     for names in trunk_group(models).values():
         first = models[names[0]]
@@ -90,6 +94,8 @@ def predict_all(mels: dict[str, torch.Tensor], models: dict[str, GenreModel],
         # the trunk's output only ~0.4 MB, so memory stays flat for any batch.
         feats = torch.cat([first.trunk_features(lm[i: i + TRUNK_BATCH])
                            for i in range(0, lm.shape[0], TRUNK_BATCH)])
+        if trunk_feats is not None:
+            trunk_feats[first.trunk_key()] = feats
         for n in names:
             preds[n] = models[n].predict_trunk(feats)
     for name, m in models.items():
@@ -104,8 +110,11 @@ def _analyse(cfgs: list[FeatureConfig], waves: list[np.ndarray], models: dict[st
     # the same bits the cache and the batch indexer use for this file.
     mels = {c.key(): logmels(w, c) for c, w in zip(cfgs, waves)}
     wave_of = {c.key(): w for c, w in zip(cfgs, waves)}
+    feats: dict = {}
     with torch.inference_mode():
-        raw = predict_all(mels, models)
+        raw = predict_all(mels, models, trunk_feats=feats)
+        facets = batch_facets({k: m[:1, 0].numpy() for k, m in mels.items()}, cfgs,
+                              {k: f[:1] for k, f in feats.items()}, models)[0]
     base_probs = None
     if baseline is not None:
         lm = mels[baseline.cfg.key()][:, 0].numpy()
@@ -125,4 +134,5 @@ def _analyse(cfgs: list[FeatureConfig], waves: list[np.ndarray], models: dict[st
                     model_labels={n: m.labels for n, m in models.items()},
                     model_configs={n: m.cfg for n, m in models.items()},
                     logmels={n: mels[m.cfg.key()][0, 0].numpy() for n, m in models.items()},
-                    waves={n: wave_of[m.cfg.key()][0] for n, m in models.items()}, baseline=base_probs)
+                    waves={n: wave_of[m.cfg.key()][0] for n, m in models.items()}, baseline=base_probs,
+                    facets=facets)

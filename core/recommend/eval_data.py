@@ -16,9 +16,11 @@ from core.audio.cache import LogMelCache, content_hash
 from core.catalog.index import CatalogIndex
 from core.config import FeatureConfig
 from core.datasets import Track, read_datasets
+from core.datasets.folder import metadata_column
 from core.errors import GenreError
 from core.models.artifacts import load_models
 from core.recommend.evaluation import MFCC, EvalConfig, SelectConfig, evaluate_index, select_on
+from core.recommend.relevance import relevance_report
 from core.recommend.request import ensemble_parts, resolve_model
 from core.training.baseline import handcrafted_features
 from core.training.evaluate import select_split
@@ -116,13 +118,16 @@ def recommend_eval(data_dirs: Sequence[str | Path], split: str = "test",
                    artifacts_dir: str | Path | None = None, cache: LogMelCache | None = None,
                    cfg: EvalConfig = EvalConfig(), models: dict | None = None,
                    progress: Progress | None = None, index_dir: str | Path | None = None,
-                   select: SelectConfig | None = None, with_mfcc: bool = True) -> dict:
+                   select: SelectConfig | None = None, with_mfcc: bool = True,
+                   relevance: bool = True) -> dict:
     """Evaluate the recommender on ``split`` (``"all"``: every track) of
     ``data_dirs``. Vectors come from the shipped models run on cached log-mels,
     or, with ``index_dir``, from a catalog index built by ``python -m core
     index`` (its ``genre`` and ``split`` columns; MFCC still from the log-mel
-    cache). ``select``: run :func:`select_on` with that grid instead."""
-    tracks = select_split(read_datasets(data_dirs), split)   # any split in the metadata, or "all"
+    cache). ``select``: run :func:`select_on` with that grid instead.
+    ``relevance``: also run the mood and artist listeners
+    (:mod:`core.recommend.relevance`) into ``out["relevance"]``."""
+    tracks = select_split(read_datasets(data_dirs, labelled_only=True), split)   # any split in the metadata, or "all"
     if index_dir is not None:
         disk = CatalogIndex.open(index_dir)
         if not len(disk):
@@ -153,6 +158,10 @@ def recommend_eval(data_dirs: Sequence[str | Path], split: str = "test",
         cfg = EvalConfig(**{**asdict(cfg), "model": resolve_model(index, None)})
     out = select_on(index, cfg, select, progress) if select is not None else \
         evaluate_index(index, cfg, progress=progress)
+    if relevance and select is None:
+        quadrants = metadata_column(data_dirs, "emotion_quadrant")
+        out["relevance"] = relevance_report(index, quadrants, out, cfg.model, cfg.genre_weight, cfg.seed,
+                                            cfg.n_halves if cfg.resample else 0)
     out["split"] = split
     out["data"] = [str(d) for d in data_dirs]
     out["vectors"] = str(index_dir) if index_dir is not None else "models on cached log-mels"

@@ -1,0 +1,101 @@
+"""Tag probabilities from the pretrained trunks the index already runs.
+
+A :class:`Tagger` turns one trunk's output (the features every model on
+that trunk shares, computed once per clip by
+:func:`core.models.inference.predict_all`) into tag probabilities with the
+trunk's own pretrained tag layers. :data:`TAGGERS` is the registry: today
+MSD-VGG's 50 Last.fm tags (musicnn ``MSD_vgg``: pretrained block 5 and tag
+layer, not the genre models' fine-tuned copies). Another trunk plugs in as
+one more entry (a name, its tag list, which models carry its trunk, and how
+to build its head); its tags become index columns ``<prefix>_<tag>``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from core.models.msd import MSD_TAGS, MSDVGG, load_msd_weights
+
+
+class MSDTagHead(nn.Module):
+    """MSD-VGG's pretrained block 5 and tag layer over trunk output
+    ``(B, 128, 6, T4)`` → ``(B, 50)`` tag probabilities: the mean over 3 s
+    pairs of pool-5 steps (the input the tag layer was trained on)."""
+
+    def __init__(self, vgg: MSDVGG):
+        super().__init__()
+        # MSD_vgg's own 'valid' 4×4 pool (the first four of the six mel rows):
+        # r = 0.998 with musicnn's 3 s patches on a real clip; ceil mode gave 0.62.
+        self.block5, self.pool5, self.dense = vgg.block5, vgg.pool5, vgg.dense
+
+    @torch.inference_mode()
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        x = self.pool5(self.block5(feats.float()))[:, :, 0]     # (B, 128, T5)
+        b, c, t = x.shape
+        n = max(t // 2, 1)
+        pairs = x[..., : 2 * n] if t >= 2 else x.repeat(1, 1, 2)
+        pairs = pairs.reshape(b, c, n, 2).permute(0, 2, 3, 1).flatten(2)   # (B, n, 256)
+        return torch.sigmoid(self.dense(pairs)).mean(1)
+
+
+def _msd_head() -> nn.Module:
+    return MSDTagHead(load_msd_weights(MSDVGG())).eval()
+
+
+def _has_msd_trunk(model) -> bool:
+    from core.models.transfer import _MSDGenreModel
+
+    return isinstance(model, _MSDGenreModel)
+
+
+@dataclass(frozen=True)
+class Tagger:
+    """One pretrained trunk's tagger: ``matches(model)`` says whether a
+    model carries this trunk (its ``trunk_key()`` names the shared output)."""
+
+    name: str
+    prefix: str
+    tags: tuple[str, ...]
+    matches: Callable[[object], bool]
+    build: Callable[[], nn.Module]
+
+    def columns(self) -> list[str]:
+        return [tag_column(self.prefix, t) for t in self.tags]
+
+
+def tag_column(prefix: str, tag: str) -> str:
+    """``("msd", "female vocalists")`` → ``"msd_female_vocalists"`` (an SQL-safe name)."""
+    return f"{prefix}_" + re.sub(r"[^a-z0-9]+", "_", tag.lower()).strip("_")
+
+
+TAGGERS: dict[str, Tagger] = {
+    "msd_vgg": Tagger("msd_vgg", "msd", tuple(MSD_TAGS), _has_msd_trunk, _msd_head),
+}
+
+_HEADS: dict[str, nn.Module] = {}
+_LOCK = threading.Lock()
+
+
+def head(name: str) -> nn.Module:
+    """The tagger's head, built once per process."""
+    with _LOCK:
+        if name not in _HEADS:
+            _HEADS[name] = TAGGERS[name].build()
+        return _HEADS[name]
+
+
+def trunk_taggers(models: dict) -> dict[str, str]:
+    """``{tagger name: trunk_key}`` for every registered tagger whose trunk one of ``models`` carries."""
+    out: dict[str, str] = {}
+    for tagger in TAGGERS.values():
+        for m in models.values():
+            if tagger.matches(m):
+                out[tagger.name] = m.trunk_key()
+                break
+    return out
