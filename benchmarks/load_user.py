@@ -12,6 +12,7 @@ and the whole user has a deadline: nothing here loops unbounded.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -25,6 +26,7 @@ PROGRESS = re.compile(r"Participant\s+(p-[0-9a-f]+)\s*·\s*answered (\d+) of (\d
 CLASSIFIED = re.compile(r"models? says?|models disagree")
 LISTS = ("Method 1 · sound only", "Method 2 · sound + genre")
 ANSWERS_PER_ROUND = 2
+RAMP_S = 2.0          # user u starts u × RAMP_S seconds after the first
 
 
 @dataclass
@@ -94,7 +96,8 @@ class Walker:
             raise StepFailed(f"{name}: exception on the page: {text}")
 
     async def overview(self) -> None:
-        await self.page.goto(self.url + "/", timeout=self.ms)
+        # The page is usable once its heading is drawn: no wait for every font and image ("load").
+        await self.page.goto(self.url + "/", timeout=self.ms, wait_until="commit")
         await self.page.get_by_role("heading", level=1).first.wait_for(timeout=self.ms)
         await _done(self.page, self.ms)
 
@@ -151,6 +154,7 @@ async def walk(browser, url: str, clips: list[Path], user: int, rounds: int, ste
     stopping at ``deadline`` (``time.monotonic()``); a failed step ends the
     round and is counted, the next round starts afresh."""
     log = UserLog(user)
+    await asyncio.sleep(max(user, 0) * RAMP_S)      # users arrive one after another, not in one instant
     ctx = await browser.new_context(viewport={"width": 1300, "height": 900})
     try:
         page = await ctx.new_page()
