@@ -103,7 +103,8 @@ class Walker:
 
     async def classify(self) -> None:
         await _nav(self.page, "Classify", self.ms)
-        await self.page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(str(self.clip))
+        await self.page.locator('[data-testid="stFileUploaderDropzoneInput"]').first.set_input_files(
+            str(self.clip), timeout=self.ms)
         await self.page.get_by_text(CLASSIFIED).first.wait_for(timeout=self.ms)
         await _done(self.page, self.ms)
 
