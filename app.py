@@ -11,6 +11,7 @@ GENRE_ARTIFACTS, GENRE_INDEX, GENRE_STUDY_DB.
 if __name__ == "__main__":
     import streamlit as st
 
+    from ui.routing import router_ran
     from ui.sidebar import sidebar
 
     st.set_page_config(page_title="Genre-aware music recommender", page_icon="🎧", layout="wide")
@@ -26,5 +27,6 @@ if __name__ == "__main__":
     ]
 
     page = st.navigation(PAGES)
+    router_ran()
     sidebar()
     page.run()

@@ -68,23 +68,27 @@ class Server:
 
 
 @contextmanager
-def streamlit_server(env: dict[str, str], log: Path | None = None, timeout: float = 120) -> Iterator[Server]:
-    """``streamlit run app.py`` with ``env`` added to this environment; yields
-    once the health check answers and stops the server (and only it) on exit."""
-    port = free_port()
-    out = open(log, "w") if log else subprocess.DEVNULL
+def streamlit_server(env: dict[str, str], log: Path | None = None, timeout: float = 120,
+                     args: list[str] | tuple[str, ...] = (), port: int | None = None) -> Iterator[Server]:
+    """``streamlit run app.py`` on 127.0.0.1 with ``env`` added to this
+    environment and ``args`` (more ``--server.*`` options); yields once the
+    health check answers and stops the server (and only it) on exit. ``port``:
+    a given one (a restart on the same address), else a free one."""
+    port = port or free_port()
+    out = open(log, "a") if log else subprocess.DEVNULL
     started = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", *args],
         cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/_stcore/health", proc, timeout)
         yield Server(url, proc, started)
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:

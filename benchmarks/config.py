@@ -31,6 +31,10 @@ class BenchConfig:
     seed: int = 0
     first_run: bool = True                               # the browser run from an empty index (minutes)
     first_run_timeout_s: float = 1800.0
+    load_users: int = 12                                 # the load run's users (0: no load run)
+    load_rounds: int = 2
+    breaking: bool = True                                # also raise N until the server breaks
+    load_only: bool = False                              # only the load run (and breaking_users)
     trunks: bool = False                                 # also the pretrained trunks' speed / accuracy cost
     trunk_clips: int = 12
     # The "library" entry: a generated tagged library indexed, killed part-way and resumed.

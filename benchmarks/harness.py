@@ -40,6 +40,10 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
             dirs = [write_metadata(Path(gen), paths)]
         log(f"{len(paths)} files from {source}")
         models, model_source, model_dir = bench_models(cfg.artifacts, log)
+        if cfg.load_only:
+            return {"machine": {"cpus": available_cpus(), "processor": platform.processor() or platform.machine(),
+                                "python": platform.python_version(), "torch": torch.__version__},
+                    **bench_load(dirs, model_dir, cfg, log)}
         report: dict = {
             "machine": {"cpus": available_cpus(), "processor": platform.processor() or platform.machine(),
                         "python": platform.python_version(), "torch": torch.__version__},
@@ -75,11 +79,39 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
                                else not_measured("--no-first-run"))
         if report["first_run"]["tracks"] is not None:
             report["first_run"]["models"] = list(models)
+        # Then many users at once on the same folders (benchmarks/load.py).
+        report.update(bench_load(dirs, model_dir, cfg, log))
         report["library"] = library_entry(cfg, models, model_dir, log)
     report["targets"] = _targets(report)
     return report
 
 
+def bench_load(dirs: list[Path], model_dir: Path, cfg: BenchConfig, log: Log) -> dict:
+    """``"load"`` (cfg.load_users users) and ``"breaking_users"``, each skipped with a note when off."""
+    from benchmarks.load import LoadConfig, breaking_users, load_run
+
+    if not cfg.load_users:
+        return {"load": {"note": "not measured: --load 0"}, "breaking_users": None}
+    lcfg = LoadConfig(users=cfg.load_users, rounds=cfg.load_rounds)
+    out = {"load": load_run(dirs, model_dir, lcfg, log)}
+    out["load"]["targets"] = load_targets(out["load"])
+    out["breaking_users"] = breaking_users(dirs, model_dir, lcfg, log, first=out["load"]) if cfg.breaking else None
+    return out
+
+
+def load_targets(r: dict) -> dict:
+    """The load run's targets (issue 19), each with its value and pass / fail."""
+    if "note" in r:
+        return {}
+    rss = r["server_rss_mb"]
+    return {"no_errors": {"value": r["errors"] + r["exceptions_on_pages"],
+                          "ok": r["errors"] + r["exceptions_on_pages"] == 0},
+            "answers_stored_once": {"value": [r["study_answers_written"], r["study_answers_expected"]],
+                                    "ok": r["study_answers_written"] == r["study_answers_expected"]
+                                    and r["study_answers_duplicated"] == 0},
+            "p95_lt_10_s": {"value": r["p95_s"], "ok": r["p95_s"] is not None and r["p95_s"] < 10},
+            "rss_after_within_20_pct": {"value": round(rss["after"] / rss["start"] - 1, 3),
+                                        "ok": rss["after"] <= 1.2 * rss["start"]}}
 def library_entry(cfg: BenchConfig, models: dict, model_dir: Path, log: Log) -> dict | None:
     """The ``"library"`` entry with the configured models (default: the default model)."""
     from benchmarks.library import bench_library

@@ -58,3 +58,27 @@ def fsync_dir(path: PathLike) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+_WRITE_PROBLEMS = {"ENOSPC": "the disk is full (no space left)", "EDQUOT": "the disk quota is used up",
+                   "EROFS": "the folder is on a read-only file system",
+                   "EACCES": "the folder cannot be written (permission denied)",
+                   "EPERM": "the folder cannot be written (operation not permitted)",
+                   "EFBIG": "a file grew past the size this process may write"}
+
+
+def write_problem(exc: BaseException, folder: PathLike) -> str | None:
+    """One plain line for a failed write into ``folder`` (disk full, read-only,
+    no permission…), or ``None`` when ``exc`` is not such an error."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, sqlite3.OperationalError):     # SQLite's own words for the same faults
+        text = str(exc)
+        code = "ENOSPC" if "disk is full" in text else "EROFS" if "readonly database" in text else ""
+    elif isinstance(exc, OSError) and exc.errno is not None:
+        code = errno.errorcode.get(exc.errno, "")
+    else:
+        return None
+    what = _WRITE_PROBLEMS.get(code)
+    return f"cannot write to {folder}: {what}" if what else None

@@ -8,8 +8,11 @@ from ui import charts
 from ui.analysis import classify_files
 from ui.facets import beyond_genre
 from ui.models import shipped_models
+from ui.routing import through_app
 from ui.tracks import upload_tag_line
 from ui.uploads import UPLOAD_TYPES, add_to_library, max_upload_bytes
+
+through_app()   # a deep link as a fresh server's first request goes through app.py
 
 st.title("Classify your music")
 st.markdown(

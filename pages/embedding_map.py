@@ -7,8 +7,11 @@ from ui.catalog import index_or_help, index_table, play
 from ui.facets import facet_choices, facet_scatter
 from ui.models import cached_figure, model_picker, shipped_models
 from ui.projections import PROJECTIONS, projection
+from ui.routing import through_app
 from ui.seeds import MAX_SEEDS, add_seed, current_seeds, selected_track_ids
 from ui.tracks import genre_note, track_name
+
+through_app()   # a deep link as a fresh server's first request goes through app.py
 
 st.title("Embedding map")
 st.markdown(

@@ -8,8 +8,12 @@ from core.recommend import methods as rec
 from core.recommend import study
 from ui.catalog import index_or_help, index_table, play
 from ui.models import shipped_models
+from ui.routing import through_app
 from ui.seeds import current_seeds
 from ui.settings import paths
+from ui.study import answer, participant, set_participant, show_answer_error
+
+through_app()   # a deep link as a fresh server's first request goes through app.py
 
 st.title("Listening study")
 st.markdown(
@@ -19,11 +23,10 @@ st.markdown(
     "**random tracks**, without being told which is which. The random tracks show how often people "
     "like *any* song; a method is only good if it beats them.")
 
-PID_KEY = "study_pid"
 
-
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _store(path: str) -> "study.StudyStore":
+    # Shared by every session: it holds only its path; SQLite's lock serialises the writes.
     return study.StudyStore(path)
 
 
@@ -41,7 +44,7 @@ with take_part:
     if idx is not None:
         table = index_table(idx)
         rows = table.set_index("track_id")
-        pid = st.session_state.get(PID_KEY)
+        pid = participant(store)
         if pid is None:
             labels = dict(zip(table["track_id"], table["label"]))
             pre = current_seeds() if len(current_seeds()) == study.N_SEEDS else []
@@ -63,7 +66,7 @@ with take_part:
                 except (study.StudyError, rec.RecommendError) as exc:
                     st.error(str(exc))
                 else:
-                    st.session_state[PID_KEY] = pid
+                    set_participant(pid)
                     st.rerun()
             st.caption(f"You will hear about {3 * study.K_PER_METHOD} tracks. Your answers are stored under a "
                        "random participant id, with the time of each answer — nothing else about you.")
@@ -72,14 +75,12 @@ with take_part:
                 trials = store.trials(pid)
             except study.StudyError as exc:  # e.g. the database was replaced meanwhile
                 st.error(str(exc))
-                st.session_state.pop(PID_KEY, None)
+                set_participant(None)
                 trials = []
             done = sum(t.liked is not None for t in trials)
             st.progress(done / max(len(trials), 1), text=f"Participant `{pid}` · answered {done} of {len(trials)}")
 
-            def _answer(track_id: str, liked: bool) -> None:
-                store.answer(st.session_state[PID_KEY], track_id, liked)
-
+            show_answer_error()
             for t in trials:
                 r = rows.loc[t.track_id] if t.track_id in rows.index else None
                 with st.container(border=True):
@@ -91,16 +92,16 @@ with take_part:
                                 + (f" ({album})" if album else ""))
                     with c2:
                         play(r["path"] if r is not None else "")
-                    c3.button("", icon=":material/thumb_up:", key=f"study_like_{t.track_id}", on_click=_answer,
-                              args=(t.track_id, True),
+                    c3.button("", icon=":material/thumb_up:", key=f"study_like_{t.track_id}", on_click=answer,
+                              args=(store, t.track_id, True),
                               type="primary" if t.liked is True else "secondary", help="I like it")
-                    c4.button("", icon=":material/thumb_down:", key=f"study_dislike_{t.track_id}", on_click=_answer,
-                              args=(t.track_id, False), type="primary" if t.liked is False else "secondary",
+                    c4.button("", icon=":material/thumb_down:", key=f"study_dislike_{t.track_id}", on_click=answer,
+                              args=(store, t.track_id, False), type="primary" if t.liked is False else "secondary",
                               help="Not for me")
             if done == len(trials):
                 st.success("Thank you — all answered! Have a look at the Results tab.")
             if st.button("Finish and start a new participant", key="study_new"):
-                st.session_state.pop(PID_KEY, None)
+                set_participant(None)
                 st.rerun()
 
 with results_tab:

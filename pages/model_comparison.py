@@ -7,7 +7,10 @@ import streamlit as st
 
 from ui import charts
 from ui.models import artifact_json, artifact_key, cached_figure
+from ui.routing import through_app
 from ui.settings import paths
+
+through_app()   # a deep link as a fresh server's first request goes through app.py
 
 st.title("Model comparison")
 st.markdown(

@@ -9,7 +9,10 @@ import streamlit as st
 from ui.catalog import catalog
 from ui.charts import model_name
 from ui.models import artifact_json, shipped_models
+from ui.routing import through_app
 from ui.settings import paths, show_how_to_add_music
+
+through_app()   # a deep link as a fresh server's first request goes through app.py
 
 st.title("Genre-aware music recommender")
 st.markdown(

@@ -12,9 +12,12 @@ from ui.analysis import ANALYSIS_ERRORS, analyse_upload, audio_error_line
 from ui.catalog import index_or_help, index_table, play
 from ui.facets import relevance_lines, song_path_section, steer_controls
 from ui.models import artifact_json_checked, models_key, shipped_models
+from ui.routing import through_app
 from ui.seeds import MAX_SEEDS, SEEDS_KEY, current_seeds
 from ui.tracks import genre_note, playlist_downloads, track_name
 from ui.uploads import UPLOAD_TYPES, check_upload
+
+through_app()   # a deep link as a fresh server's first request goes through app.py
 
 st.title("Recommender")
 st.markdown(
@@ -32,6 +35,7 @@ table = index_table(idx)
 labels = dict(zip(table["track_id"], table["label"]))
 rows = table.set_index("track_id")
 FEEDBACK = {"liked": "rec_liked", "disliked": "rec_disliked"}
+MAX_FEEDBACK = 50
 for k in FEEDBACK.values():
     st.session_state.setdefault(k, [])
 
@@ -49,7 +53,9 @@ def _random_seeds() -> None:
 def _feedback(track_id: str, kind: str) -> None:
     other = "disliked" if kind == "liked" else "liked"
     cur = st.session_state[FEEDBACK[kind]]
-    st.session_state[FEEDBACK[kind]] = [t for t in cur if t != track_id] if track_id in cur else cur + [track_id]
+    # Bounded per session: the latest MAX_FEEDBACK thumbs count.
+    st.session_state[FEEDBACK[kind]] = ([t for t in cur if t != track_id] if track_id in cur
+                                        else (cur + [track_id])[-MAX_FEEDBACK:])
     st.session_state[FEEDBACK[other]] = [t for t in st.session_state[FEEDBACK[other]] if t != track_id]
 
 

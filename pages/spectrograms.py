@@ -8,8 +8,11 @@ from ui.analysis import ANALYSIS_ERRORS, analyse_path, analyse_upload, audio_err
 from ui.catalog import catalog, track_label
 from ui.facets import beyond_genre
 from ui.models import cached_figure, model_picker, models_key, shipped_models
+from ui.routing import through_app
 from ui.settings import file_stamp, show_how_to_add_music
 from ui.uploads import UPLOAD_TYPES, check_upload, max_upload_bytes
+
+through_app()   # a deep link as a fresh server's first request goes through app.py
 
 st.title("Spectrograms")
 st.markdown(

@@ -86,3 +86,36 @@ def test_every_page_in_headless_chromium(server, tmp_path):
         screenshot(page, shots / "classify_results.png")
     assert sorted(f.stem for f in shots.glob("*.png")) == sorted(PAGES + ["recommender_results",
                                                                           "classify_results"])
+
+
+def app_titles() -> list[str]:
+    """The navigation titles app.py gives ``st.Page``, in its order."""
+    import ast
+
+    from conftest import APP
+
+    return [kw.value.value for n in ast.walk(ast.parse(Path(APP).read_text()))
+            if isinstance(n, ast.Call) and getattr(n.func, "attr", "") == "Page"
+            for kw in n.keywords if kw.arg == "title"]
+
+
+def test_deep_links_go_through_the_router_on_a_fresh_server(app_env, tmp_path):
+    """Each page URL as the very first request after a server start (the link a
+    study organiser sends): the real navigation (app.py's titles, in its order,
+    not the file names of pages/) and the shared sidebar, on the asked page."""
+    env = {**app_env, "GENRE_STUDY_DB": str(tmp_path / "study.sqlite"), "GENRE_LIBRARY": str(tmp_path / "library")}
+    titles = app_titles()
+    assert len(titles) == len(PAGES)
+    with chromium_page() as page:
+        for name, title in zip(PAGES, titles):
+            with streamlit_server(env, log=tmp_path / f"streamlit_{name}.log") as srv:
+                page.goto(srv.url + ("/" if name == "overview" else f"/{name}"))
+                wait_rendered(page)
+                nav = page.locator('[data-testid="stSidebarNav"] [data-testid="stSidebarNavLink"]')
+                nav.first.wait_for(timeout=60_000)
+                # Each link reads "<icon name>\n\n<title>": the title is its last line.
+                assert [t.strip().splitlines()[-1] for t in nav.all_inner_texts()] == titles, name
+                assert page.locator('[data-testid="stSidebar"] textarea').count() == 1, name
+                active = page.locator('[data-testid="stSidebarNav"] [aria-current="page"]')
+                assert active.inner_text().strip().splitlines()[-1] == title, name
+                assert_no_exception(page, name)

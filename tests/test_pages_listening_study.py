@@ -89,3 +89,39 @@ def test_no_answers_yet_says_so(app):
     open_page(app, "listening_study")
     no_exceptions(app)
     assert "No answers yet" in texts(app)
+
+
+def test_participant_in_the_url_comes_back_after_a_restart(app):
+    """The participant id is kept in the URL: a new session (a dropped
+    connection, a restarted server) with that link continues the same list,
+    with a plain welcome-back line; the finish button ends it."""
+    pid = _start(app)
+    assert app.query_params["participant"] == [pid] or app.query_params["participant"] == pid
+    store = study.StudyStore(app.env["GENRE_STUDY_DB"])
+    first = store.trials(pid)[0].track_id
+    app.button(key=f"study_like_{first}").click().run()
+    from conftest import APP, TIMEOUT
+    from streamlit.testing.v1 import AppTest
+
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    fresh.query_params["participant"] = pid
+    fresh.run()
+    fresh.switch_page("pages/listening_study.py").run()
+    no_exceptions(fresh)
+    assert fresh.session_state["study_pid"] == pid
+    assert "Welcome back" in texts(fresh) and "your 1 answer(s) so far are saved" in texts(fresh)
+    fresh.button(key="study_new").click().run()
+    assert "participant" not in fresh.query_params
+
+
+def test_unknown_participant_in_the_url_starts_afresh(app):
+    from conftest import APP, TIMEOUT
+    from streamlit.testing.v1 import AppTest
+
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    fresh.query_params["participant"] = "p-000000000000"
+    fresh.run()
+    fresh.switch_page("pages/listening_study.py").run()
+    no_exceptions(fresh)
+    assert "Welcome back" not in texts(fresh)
+    assert fresh.multiselect(key="study_seeds") is not None

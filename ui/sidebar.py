@@ -73,6 +73,9 @@ def _index_status(cat: catalog_mod.Catalog) -> None:
     auto_index(cat, svc)
     status = svc.status()
     snap = svc.snapshot()
+    if svc.interrupted_at is not None and status.state != "failed":
+        st.caption(f":material/restore: The last indexing run was interrupted (the server stopped); its "
+                   f"{svc.interrupted_at:,} saved tracks are kept and the indexing resumes from there.")
     if status.running and not status.total:
         st.caption(f":material/database: Index: {len(snap):,} tracks — checking for new music…")
     elif status.running:

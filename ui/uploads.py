@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import streamlit as st
 
 from core.audio.load import SUPPORTED_EXTENSIONS, is_supported_name
@@ -53,9 +55,15 @@ def add_to_library(files: list[tuple[str, bytes]]) -> list[str]:
     def progress(done: int, total: int) -> None:
         bar.progress(min(done / total, 1.0) if total else 1.0, text=f"Indexing: {done} / {total}")
 
-    stats = svc.run_now(lambda w: w.add_files(
-        [str(s.path) for s in saved], mods, source=catalog_mod.LIBRARY_SOURCE, progress=progress,
-        titles=[s.path.stem.replace("_", " ") for s in saved]))
+    try:
+        stats = svc.run_now(lambda w: w.add_files(
+            [str(s.path) for s in saved], mods, source=catalog_mod.LIBRARY_SOURCE, progress=progress,
+            titles=[s.path.stem.replace("_", " ") for s in saved]))
+    except (OSError, sqlite3.Error) as exc:   # a full or read-only index disk: one line, the index stays
+        bar.empty()
+        st.error(f"Saved {len(saved)} file(s) to the library, but the index could not be updated: "
+                 f"{svc.failure_line(exc)}")
+        return []
     bar.progress(1.0, text="Done.")
     for line in stats.get("failed", []):
         st.error(line)

@@ -14,15 +14,17 @@ torn by a concurrent write. No Streamlit here.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from core.catalog import store
 from core.catalog.index import CatalogIndex, IndexSnapshot
 from core.catalog.sources import Catalog, sync_index
+from core.files import write_problem
 
 ModelsSource = Callable[[], dict] | dict
 
@@ -92,6 +94,9 @@ class BackgroundIndexer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.attempted: set = set()            # catalog identities already started (no retry loops)
+        # A run of an earlier server that never finished (killed mid-run): the
+        # tracks its last commit saved, shown while the next run resumes.
+        self.interrupted_at: int | None = len(self._latest) if _interrupted(self.dir) else None
 
     # ----------------------------------------------------------------- reading
     def snapshot(self) -> IndexSnapshot:
@@ -150,10 +155,11 @@ class BackgroundIndexer:
                 else:
                     self._set(done=done, total=total)
 
-            with self._write:
+            with self._write, _running_marker(self.dir):
                 stats = sync_index(catalog, self._writer, mods, progress=progress,
                                    checkpoint=self.checkpoint)
             n = len(self._writer)
+            self.interrupted_at = None
             self._set(state="done", finished=time.time(), stats=stats,
                       message=f"Index ready: {n:,} tracks." + (
                           f" {len(stats.get('failed', []))} file(s) could not be read."
@@ -161,8 +167,17 @@ class BackgroundIndexer:
         except IndexingCancelled:
             self._set(state="cancelled", finished=time.time())
         except Exception as exc:  # noqa: BLE001 — shown as one line; the snapshot stays usable
-            self._set(state="failed", finished=time.time(), message=" ".join(str(exc).split())
-                      or type(exc).__name__)
+            self._set(state="failed", finished=time.time(), message=self.failure_line(exc))
+
+    def failure_line(self, exc: BaseException) -> str:
+        """What a failed write means for the user, in one line: a full or
+        read-only disk is named as such, with the snapshot that stays in use."""
+        problem = write_problem(exc, self.dir)
+        if problem is None:
+            return " ".join(str(exc).split()) or type(exc).__name__
+        n = len(self.snapshot())
+        return (f"{problem}. The index keeps its last complete snapshot ({n:,} tracks), which stays "
+                "usable; free some space, then restart the app to go on indexing.")
 
     def run_now(self, fn: Callable[[CatalogIndex], dict]) -> dict:
         """Run one write (``fn(writer_index)``) in the caller's thread, after
@@ -186,6 +201,45 @@ class BackgroundIndexer:
         """Ask the run to stop after the current batch (what was committed stays)."""
         self._stop.set()
         return self.wait(timeout)
+
+
+RUNNING = ".indexing"     # in the index folder while a background run writes (its process id)
+
+
+def _interrupted(index_dir: Path) -> bool:
+    """Whether a background run of a process that is gone left its marker."""
+    import os
+
+    try:
+        pid = int((index_dir / RUNNING).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@contextlib.contextmanager
+def _running_marker(index_dir: Path) -> Iterator[None]:
+    """The marker of a running background run, removed when it ends in any
+    way but a killed process (best effort: a full disk must not stop the run)."""
+    import os
+
+    marker = index_dir / RUNNING
+    with contextlib.suppress(OSError):
+        index_dir.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{os.getpid()} {time.time():.0f}\n")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            marker.unlink(missing_ok=True)
 
 
 class ModelLoader:

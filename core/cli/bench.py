@@ -35,6 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "track of the data folders (minutes; default on)")
     b.add_argument("--first-run-timeout", type=float, default=_D.first_run_timeout_s, metavar="S",
                    help=f"give up on the first run after S seconds (default {_D.first_run_timeout_s:.0f})")
+    b.add_argument("--load", type=int, default=_D.load_users, metavar="N",
+                   help=f"the load run: N concurrent headless-Chromium users against the real server while it "
+                        f"indexes (default {_D.load_users}; 0: skip it)")
+    b.add_argument("--load-rounds", type=int, default=_D.load_rounds, help="rounds of the users' script")
+    b.add_argument("--breaking", action=argparse.BooleanOptionalAction, default=_D.breaking,
+                   help="after the load run, raise N until p95 passes 30 s or errors appear (default on)")
+    b.add_argument("--load-only", action="store_true", help="only the load run (and --breaking)")
     b.add_argument("--trunks", action=argparse.BooleanOptionalAction, default=_D.trunks,
                    help="also time the pretrained trunks (plain / fast float32 / fast bfloat16) on "
                         "real clips and state each copy's accuracy cost (benchmarks.trunks)")
@@ -68,6 +75,8 @@ def cmd_bench(args) -> int:
                       dims=ints(args.dims), queries=args.queries,
                       artifacts=Path(args.artifacts) if args.artifacts else None,
                       first_run=args.first_run, first_run_timeout_s=args.first_run_timeout,
+                      load_users=max(0, args.load), load_rounds=max(1, args.load_rounds),
+                      breaking=args.breaking, load_only=args.load_only,
                       trunks=args.trunks,
                       library_files=args.library_files, library_seconds=args.library_seconds,
                       library_models=tuple(m for m in (args.library_models or "").split(",") if m) or None,
@@ -88,6 +97,9 @@ def cmd_bench(args) -> int:
         sys.exit("error: --limit and --queries must be at least 1")
     report = run_bench(cfg)
     write_json(Path(args.json), report)
+    if cfg.load_only:
+        print(json.dumps({k: report.get(k) for k in ("load", "breaking_users")}, indent=1))
+        return 0
     if cfg.only_library:
         print(json.dumps(report["library"], indent=1))
         return 0
@@ -95,5 +107,6 @@ def cmd_bench(args) -> int:
                       "query_ms": {n: {k: v[k] for k in ("p50", "p95", "recall_at_5")}
                                    for n, v in report["query_ms"].items()},
                       "peak_rss_mb": report["peak_rss_mb"], "first_run": report["first_run"],
+                      "load": report.get("load"), "breaking_users": report.get("breaking_users"),
                       "library": report.get("library"), "targets": report["targets"]}, indent=1))
     return 0

@@ -1,0 +1,62 @@
+"""The load run's short version (benchmarks/load.py): the real server
+(``streamlit run app.py`` on loopback) with three concurrent headless-Chromium
+users for one round while the background indexing runs. No timing is
+asserted (speed figures are in ``python -m core bench --load``): only that
+nothing failed and every study answer the pages acknowledged is stored, once.
+
+Skipped without Debian's chromium (like tests/test_browser.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.browser import CHROMIUM
+from benchmarks.load import LoadConfig, breaks, load_run
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed")]
+
+
+def test_three_users_one_round_no_errors_every_answer_stored_once(tiny_dataset, tiny_artifacts):
+    cfg = LoadConfig(users=3, rounds=1, session_ttl_s=2, settle_s=1.0, run_timeout_s=900)
+    r = load_run([tiny_dataset], tiny_artifacts, cfg, log=print)
+    assert "note" not in r, r.get("note")
+    assert r["errors"] == 0, r["error_samples"]
+    assert r["exceptions_on_pages"] == 0
+    assert r["rounds_completed"] == 3
+    assert r["study_answers_expected"] == 3 * 1 * 2
+    assert r["study_answers_acknowledged"] == r["study_answers_expected"]
+    assert r["study_answers_written"] == r["study_answers_expected"]
+    assert r["study_answers_duplicated"] == 0
+    assert r["acknowledged_answers_stored"]
+    # Every step of the script ran for every user: 7 actions per round.
+    assert r["actions"] == 3 * 7
+    assert set(r["by_action_s"]) == {"overview", "classify", "recommend", "thumbs_up", "study_start",
+                                     "study_answer"}
+    assert r["server_rss_mb"]["start"] > 0 and r["server_rss_mb"]["peak"] >= r["server_rss_mb"]["start"]
+    assert not breaks(r, LoadConfig(breaking_p95_s=float("inf")))
+
+
+def test_breaking_users_raises_n_until_p95_or_errors(monkeypatch):
+    import benchmarks.load as load
+
+    seen = []
+
+    def fake(dirs, artifacts, cfg, log):
+        seen.append((cfg.users, cfg.rounds))
+        return {"users": cfg.users, "rounds": cfg.rounds, "errors": 0, "exceptions_on_pages": 0,
+                "p50_s": 1.0, "p95_s": 2.0 * cfg.users, "server_rss_mb": {"peak": 500.0}}
+
+    monkeypatch.setattr(load, "load_run", fake)
+    cfg = LoadConfig(users=12, rounds=2, breaking_step=2, breaking_max=30)
+    first = fake([], None, cfg, None)
+    out = load.breaking_users([], Path("."), cfg, log=print, first=first)
+    assert out["users"] == 16                           # p95 = 32 s > 30 s at 16 users
+    assert seen == [(12, 2), (14, 1), (16, 1)]          # the load run's own N counts; then one round each
+    assert [t["users"] for t in out["tried"]] == [12, 14, 16]
+    never = load.breaking_users([], Path("."), LoadConfig(users=2, breaking_step=2, breaking_max=6,
+                                                          breaking_p95_s=1e9), log=print)
+    assert never["users"] is None and [t["users"] for t in never["tried"]] == [2, 4, 6]
