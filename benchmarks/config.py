@@ -31,3 +31,13 @@ class BenchConfig:
     seed: int = 0
     first_run: bool = True                               # the browser run from an empty index (minutes)
     first_run_timeout_s: float = 1800.0
+    trunks: bool = False                                 # also the pretrained trunks' speed / accuracy cost
+    trunk_clips: int = 12
+    # The "library" entry: a generated tagged library indexed, killed part-way and resumed.
+    library_files: int = 2000                            # 0: skip the entry
+    library_seconds: float = 3.0                         # generated clip length
+    library_models: tuple[str, ...] | None = None        # None: the default model only
+    library_checkpoint: int = 32                         # commit every N tracks (the app's setting)
+    library_kill_at: float = 0.3                         # SIGKILL once this share is committed
+    library_dir: Path | None = None                      # keep / reuse the generated files here
+    only_library: bool = False                           # measure the library entry alone

@@ -29,6 +29,8 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
     from core.catalog.pipeline import available_cpus
     from core.models.optimise import use_bfloat16
 
+    if cfg.only_library:
+        return library_only(cfg, log)
     dirs = cfg.data or shared_data_dirs()
     with tempfile.TemporaryDirectory() as gen:
         paths = pick_files(dirs, cfg.limit) if dirs else []
@@ -64,14 +66,41 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
             by_dim[str(dim)] = {str(n): bench_query(n, dim, cfg, log) for n in cfg.sizes}
         report["query_ms"] = by_dim.get(str(main_dim)) or by_dim[str(dims[0])]
         report["query_ms_by_dim"] = by_dim
+        if cfg.trunks:
+            from benchmarks.trunks import bench_trunks
+            report["trunks"] = bench_trunks(cfg.trunk_clips, dirs=cfg.data or None)
         # Last, with nothing else of the benchmark running: the app from an
         # empty index in a real browser, on every track of the data folders.
         report["first_run"] = (first_run(dirs, model_dir, log, cfg.first_run_timeout_s) if cfg.first_run
                                else not_measured("--no-first-run"))
         if report["first_run"]["tracks"] is not None:
             report["first_run"]["models"] = list(models)
+        report["library"] = library_entry(cfg, models, model_dir, log)
     report["targets"] = _targets(report)
     return report
+
+
+def library_entry(cfg: BenchConfig, models: dict, model_dir: Path, log: Log) -> dict | None:
+    """The ``"library"`` entry with the configured models (default: the default model)."""
+    from benchmarks.library import bench_library
+    from core.models.selection import best_model
+
+    if cfg.library_files < 1:
+        return None
+    names = list(cfg.library_models or [best_model(list(models), model_dir)])
+    return bench_library(cfg, model_dir, names, log)
+
+
+def library_only(cfg: BenchConfig, log: Log) -> dict:
+    """Only the ``"library"`` entry (``python -m core bench --only-library``)."""
+    import torch
+
+    from core.catalog.pipeline import available_cpus
+
+    models, _, model_dir = bench_models(cfg.artifacts, log)
+    return {"machine": {"cpus": available_cpus(), "processor": platform.processor() or platform.machine(),
+                        "python": platform.python_version(), "torch": torch.__version__},
+            "library": library_entry(cfg, models, model_dir, log)}
 
 
 def _targets(r: dict) -> dict:

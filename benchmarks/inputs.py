@@ -13,15 +13,40 @@ from benchmarks.config import Log
 from core.config import Paths
 
 
-def pick_files(dirs: list[Path], limit: int) -> list[Path]:
-    """``limit`` audio files spread evenly over the sorted files of ``dirs``."""
-    from core.audio.load import is_supported_name
+class NoAudioError(ValueError):
+    """A ``--data`` folder with no audio file to benchmark (the bench never
+    substitutes generated clips for a folder it was given)."""
 
-    files = sorted(p for d in dirs for p in Path(d).rglob("*") if p.is_file() and is_supported_name(p.name))
+
+def pick_files(dirs: list[Path], limit: int) -> list[Path]:
+    """``limit`` audio files spread evenly over the sorted files of ``dirs``,
+    read through the data-set readers (``core.datasets.read_dataset``: a
+    metadata folder's listed files, wherever they are, symbolic links
+    included). A folder without one existing audio file is a
+    :class:`NoAudioError` naming it."""
+    from core.datasets import read_dataset
+
+    files: list[Path] = []
+    for d in dirs:
+        found = sorted({Path(t.path) for t in read_dataset(d) if Path(t.path).is_file()})
+        if not found:
+            raise NoAudioError(f"{d}: no audio files found")
+        files += found
+    files = sorted(files)
     if len(files) <= limit:
         return files
     idx = np.linspace(0, len(files) - 1, limit).round().astype(int)
     return [files[i] for i in idx]
+
+
+def music_like(seconds: float, sr: int, rng: np.random.Generator) -> np.ndarray:
+    """``seconds`` of music-like mono float32 (a harmonic tone, a pulse, noise bursts)."""
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
+    y = sum(np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6)) / h for h in range(1, 6))
+    beat = (np.sin(2 * np.pi * rng.uniform(1, 3) * t) > 0.9).astype(float)
+    y = y * (0.5 + 0.5 * beat) + 0.3 * rng.standard_normal(t.size) * beat
+    return (0.3 * y / np.abs(y).max()).astype(np.float32)
 
 
 def generate_clips(out: Path, n: int, seconds: float = 30.0, sr: int = 22_050, seed: int = 0) -> list[Path]:
@@ -30,15 +55,10 @@ def generate_clips(out: Path, n: int, seconds: float = 30.0, sr: int = 22_050, s
     import soundfile as sf
 
     rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * sr)) / sr
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
-        f0 = 110 * 2 ** (rng.integers(0, 24) / 12)
-        y = sum(np.sin(2 * np.pi * f0 * h * t + rng.uniform(0, 6)) / h for h in range(1, 6))
-        beat = (np.sin(2 * np.pi * rng.uniform(1, 3) * t) > 0.9).astype(float)
-        y = y * (0.5 + 0.5 * beat) + 0.3 * rng.standard_normal(t.size) * beat
-        y = (0.3 * y / np.abs(y).max()).astype(np.float32)
+        y = music_like(seconds, sr, rng)
         p = out / f"clip_{i:03d}.mp3"
         sf.write(str(p), y, sr, format="MP3")
         paths.append(p)

@@ -8,6 +8,7 @@ from ui.facets import facet_choices, facet_scatter
 from ui.models import cached_figure, model_picker, shipped_models
 from ui.projections import PROJECTIONS, projection
 from ui.seeds import MAX_SEEDS, add_seed, current_seeds, selected_track_ids
+from ui.tracks import genre_note, track_name
 
 st.title("Embedding map")
 st.markdown(
@@ -40,8 +41,9 @@ colour = c3.selectbox("Colour by", list(colour_opts), format_func=colour_opts.ge
 
 def _map_figure():
     xy = projection(str(idx.dir), idx.version, len(idx), model, method, idx)
-    df = table[["track_id", "title", "artist", "genre", "source", f"pred_{model}"]].copy()
-    df["genre"] = df["genre"].replace("", "(upload)")
+    df = table[["track_id", "title", "artist", "album", "genre", "tag_genre", "source",
+                f"pred_{model}"]].copy()
+    df["genre"] = df["genre"].replace("", "(unlabelled)")
     df["x"], df["y"] = xy[:, 0], xy[:, 1]
     if colour in facets:
         df[colour] = facets[colour].to_numpy()
@@ -51,7 +53,8 @@ def _map_figure():
     # keeps its colour when the map switches between the two.
     genres = set(df["genre"]) | {g for m in models for g in table[f"pred_{m}"]}
     colours = charts.genre_colours(sorted(genres if colour != "source" else set(df["source"])))
-    return charts.embedding_scatter(df, colour, ["title", "artist", "genre", f"pred_{model}"],
+    return charts.embedding_scatter(df, colour,
+                                    ["title", "artist", "album", "genre", "tag_genre", f"pred_{model}"],
                                     f"{len(df):,} tracks · {charts.model_name(model)} · {method}",
                                     colours=colours)
 
@@ -74,8 +77,8 @@ if picked:
     for tid in picked[:10]:
         r = rows.loc[tid]
         c1, c2, c3 = st.columns([3, 3, 1])
-        c1.markdown(f"**{r['title'] or tid}**  \n{r['artist'] or ''} · {r['genre'] or 'upload'} "
-                    f"(model hears {r[f'pred_{model}']})")
+        c1.markdown(f"**{track_name(r['title'], r['artist'], r['album'], tid)}**  \n"
+                    + genre_note(r["genre"], r["tag_genre"], r[f"pred_{model}"]))
         with c2:
             play(r["path"])
         in_seeds = tid in current_seeds()

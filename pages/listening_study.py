@@ -86,7 +86,9 @@ with take_part:
                     c1, c2, c3, c4 = st.columns([3, 4, 1, 1])
                     title = (r["title"] or t.track_id) if r is not None else t.track_id
                     artist = r["artist"] if r is not None else ""
-                    c1.markdown(f"**{t.position + 1}. {title}**" + (f"  \n{artist}" if artist else ""))
+                    album = r["album"] if r is not None else ""
+                    c1.markdown(f"**{t.position + 1}. {title}**" + (f"  \n{artist}" if artist else "")
+                                + (f" ({album})" if album else ""))
                     with c2:
                         play(r["path"] if r is not None else "")
                     c3.button("", icon=":material/thumb_up:", key=f"study_like_{t.track_id}", on_click=_answer,

@@ -13,6 +13,7 @@ from ui.catalog import index_or_help, index_table, play
 from ui.facets import relevance_lines, song_path_section, steer_controls
 from ui.models import artifact_json_checked, models_key, shipped_models
 from ui.seeds import MAX_SEEDS, SEEDS_KEY, current_seeds
+from ui.tracks import genre_note, playlist_downloads, track_name
 from ui.uploads import UPLOAD_TYPES, check_upload
 
 st.title("Recommender")
@@ -194,12 +195,15 @@ for col, (method, recs) in zip(cols, results.items()):
                                f"artifacts/{rec.EVAL_ARTIFACT}`).")
         if not recs:
             st.info("Nothing left to recommend — the catalog is too small.")
+        playlist_downloads(idx, recs, f"recommendations_method{1 if method == 'cosine' else 2}",
+                           key=f"rec_export_{method}")
         for r in recs:
             with st.container(border=True):
-                path = rows.loc[r.track_id, "path"] if r.track_id in rows.index else ""
-                genre = r.genre or "upload"
-                st.markdown(f"**{r.rank}. {r.title or r.track_id}**" + (f" — {r.artist}" if r.artist else "")
-                            + f"  \n{genre} · model hears {r.predicted_genre} · score {r.score:.2f}")
+                row = rows.loc[r.track_id] if r.track_id in rows.index else None
+                path = row["path"] if row is not None else ""
+                name = track_name(r.title, r.artist, row["album"] if row is not None else "", r.track_id)
+                note = genre_note(r.genre, row["tag_genre"] if row is not None else "", r.predicted_genre)
+                st.markdown(f"**{r.rank}. {name}**  \n{note} · score {r.score:.2f}")
                 play(path)
                 b1, b2, b3 = st.columns([1, 1, 4])
                 b1.button("", icon=":material/thumb_up:", key=f"like_{method}_{r.track_id}", on_click=_feedback,

@@ -32,18 +32,19 @@ model = model_picker(list(models), key="spec_model", container=c2,
                              "genre-over-time strip its answer per window. Starts on the model "
                              "that scored best on the validation split.")
 
-view, audio, true_genre, name = None, None, "", ""
+view, audio, true_genre, name, tag_genre = None, None, "", "", ""
 if choice == "From the catalog":
     if not len(cat):
         show_how_to_add_music("The catalog is empty, so there is nothing to pick — "
                                  "upload a file instead, or add a music folder.")
         st.stop()
     tracks = {t.track_id: t for t in cat.all_tracks}
-    labels = {tid: track_label(t.title, t.artist, t.genre, tid) for tid, t in tracks.items()}
+    labels = {tid: track_label(t.title, t.artist, t.genre, tid, t.album, t.tag_genre)
+              for tid, t in tracks.items()}
     tid = st.selectbox("Search the catalog (type to filter)", list(tracks), key="spec_track",
                        format_func=labels.__getitem__)
     t = tracks[tid]
-    name, audio, true_genre = labels[tid], str(t.path), t.genre
+    name, audio, true_genre, tag_genre = labels[tid], str(t.path), t.genre, t.tag_genre
     fig_key = (str(t.path), file_stamp(t.path), models_key())
     try:
         view = analyse_path(*fig_key, models)
@@ -76,6 +77,9 @@ with c1:
     st.audio(audio)
     if true_genre:
         st.caption(f"Labelled genre: **{true_genre}**")
+    if tag_genre:
+        st.caption(f"The file is tagged **{tag_genre}** (its own tag, shown beside the models' answer; "
+                   "never used as a label).")
 with c2:
     g, p = view.top(model)
     a, b = st.columns([2, 1])

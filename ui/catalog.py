@@ -15,7 +15,7 @@ import streamlit as st
 
 from core.catalog import sources as catalog_mod
 from ui.models import model_loader, models_key
-from ui.settings import data_dirs, paths, show_how_to_add_music
+from ui.settings import data_dirs, data_layout, paths, show_how_to_add_music
 
 if TYPE_CHECKING:
     from core.catalog.index import IndexSnapshot
@@ -23,15 +23,16 @@ if TYPE_CHECKING:
 
 
 @st.cache_data(show_spinner="Reading the music folders…", max_entries=8)
-def _read_catalog(dirs: tuple[str, ...], library: str, signature: tuple) -> catalog_mod.Catalog:
-    return catalog_mod.read_catalog(dirs, library)
+def _read_catalog(dirs: tuple[str, ...], library: str, signature: tuple, layout: str) -> catalog_mod.Catalog:
+    return catalog_mod.read_catalog(dirs, library, layout)
 
 
 def catalog() -> catalog_mod.Catalog:
-    """Tracks of the configured folders + the library (cached until a folder changes)."""
+    """Tracks of the configured folders + the library, read as the chosen
+    layout (cached until a folder changes)."""
     dirs = tuple(str(d) for d in data_dirs())
     lib = paths().library
-    return _read_catalog(dirs, str(lib), catalog_mod.catalog_signature(dirs, lib))
+    return _read_catalog(dirs, str(lib), catalog_mod.catalog_signature(dirs, lib), data_layout())
 
 
 def play(path: str | Path) -> None:
@@ -42,12 +43,16 @@ def play(path: str | Path) -> None:
         st.caption(f"audio file not found: {Path(path).name}")
 
 
-def track_label(title: str, artist: str, genre: str, track_id: str) -> str:
-    """'Title — Artist · Genre' (falls back to the id when there is no title)."""
-    name = title or track_id
-    if artist:
-        name += f" — {artist}"
-    return f"{name} · {genre}" if genre else name
+def track_label(title: str, artist: str, genre: str, track_id: str, album: str = "",
+                tag_genre: str = "") -> str:
+    """'Title — Artist (Album) · Genre' (falls back to the id when there is no
+    title; an unlabelled track shows its genre tag as 'tagged …')."""
+    from ui.tracks import track_name
+
+    name = track_name(title, artist, album, track_id)
+    if genre:
+        return f"{name} · {genre}"
+    return f"{name} · tagged {tag_genre}" if tag_genre else name
 
 
 # ----------------------------------------------------------------- index
@@ -94,8 +99,8 @@ def index(quiet: bool = False) -> IndexSnapshot | None:
 @st.cache_data(show_spinner=False, max_entries=4)
 def _index_table(index_dir: str, version: int, n: int, _idx):
     df = _idx.table()
-    df["label"] = [track_label(t, a, g, i) for t, a, g, i in
-                   zip(df["title"], df["artist"], df["genre"], df["track_id"])]
+    df["label"] = [track_label(t, a, g, i, al, tg) for t, a, g, i, al, tg in
+                   zip(df["title"], df["artist"], df["genre"], df["track_id"], df["album"], df["tag_genre"])]
     return df
 
 

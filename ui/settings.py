@@ -12,13 +12,15 @@ from core.catalog import sources as catalog_mod
 from core.config import Paths
 
 SETTING_KEY = "data_folders"
+LAYOUT_KEY = "data_layout"     # how the folders are read: auto | metadata | fma | genres | library
 
 HOW_TO_ADD_MUSIC = """
 **How to add music**
 
-* In the sidebar, open **Music folders** and enter one folder per line. A folder can hold a
-  `metadata.csv` (columns `track_id, path, genre`, …), one sub-folder per genre
-  (`Rock/song.mp3`), or the FMA layout.
+* In the sidebar, open **Music folders** and enter one folder per line. Any folder of music
+  works: your own library (`~/Music`, `Artist/Album/01 Song.m4a`, tags are read), or a
+  labelled set: a `metadata.csv` (columns `track_id, path, genre`, …), one sub-folder per
+  genre (`Rock/song.mp3`), or the FMA layout.
 * Or start the app with the environment variable, several folders separated by `:`
   ```
   GENRE_DATA=/music/rock_and_jazz:/music/more make run
@@ -46,6 +48,12 @@ def data_setting() -> str:
     if SETTING_KEY not in st.session_state:
         st.session_state[SETTING_KEY] = catalog_mod.default_data_setting().replace(os.pathsep, "\n")
     return st.session_state[SETTING_KEY]
+
+
+def data_layout() -> str:
+    """The layout chosen in the Music folders setting (``auto`` detects it per folder)."""
+    st.session_state.setdefault(LAYOUT_KEY, "auto")
+    return st.session_state[LAYOUT_KEY]
 
 
 def data_dirs() -> list[Path]:

@@ -13,9 +13,14 @@ from __future__ import annotations
 import streamlit as st
 
 from core.catalog import sources as catalog_mod
+from core.datasets.layout import LAYOUTS
 from ui.catalog import auto_index, catalog, indexer
 from ui.models import heavy_modules_imported
-from ui.settings import SETTING_KEY, data_setting, paths
+from ui.settings import LAYOUT_KEY, SETTING_KEY, data_layout, data_setting, paths
+
+LAYOUT_NAMES = {"auto": "Auto-detect", "library": "My music library (unlabelled, tags)",
+                "metadata": "Labelled: metadata.csv", "genres": "Labelled: one sub-folder per genre",
+                "fma": "Labelled: FMA"}
 
 _DRAWN_KEY = "sidebar_index_drawn"   # session state: the index status was drawn once
 
@@ -23,15 +28,23 @@ _DRAWN_KEY = "sidebar_index_drawn"   # session state: the index status was drawn
 def sidebar() -> None:
     """Music-folder settings and catalog status, shown on every page."""
     data_setting()
+    data_layout()
     with st.sidebar:
         cat = catalog()
         with st.expander(":material/folder_open: Music folders", expanded=not len(cat)):
             st.text_area("Data folders, one per line", key=SETTING_KEY, height=110,
-                         help="Folders with a metadata.csv, genre sub-folders or the FMA layout. "
+                         help="Any folder of music: your own library (Artist/Album/track, tags are "
+                              "read), or a labelled set (metadata.csv, genre sub-folders, FMA). "
                               "Starts as $GENRE_DATA (':'-separated) or ../shared/data.")
+            st.selectbox("Layout", LAYOUTS, key=LAYOUT_KEY, format_func=LAYOUT_NAMES.__getitem__,
+                         help="How to read the folders. Auto: metadata.csv or FMA when present; "
+                              "genre sub-folders only when named as genres the models know; "
+                              "otherwise a music library (unlabelled, tags read).")
             st.caption(f"Uploads are kept in `{paths().library}` ($GENRE_LIBRARY).")
         if len(cat):
+            n_unlab = sum(not t.genre for t in cat.tracks)
             st.caption(f":material/library_music: {len(cat.tracks):,} tracks in {len(cat.data_dirs)} folder(s)"
+                       + (f" ({n_unlab:,} unlabelled)" if n_unlab else "")
                        + (f" · {len(cat.library)} upload(s)" if cat.library else ""))
         else:
             st.caption(":material/library_music: No music configured yet.")

@@ -27,7 +27,9 @@ MIN_SAMPLE_RATE = 4_000
 MAX_SAMPLE_RATE = 384_000
 MAX_CHANNELS = 64
 SILENCE_RMS_DB = -70.0
-SUPPORTED_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif")
+# libsndfile's formats, then what only the PyAV fallback decodes (M4A/AAC/ALAC, Opus, WMA).
+SUPPORTED_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif",
+                        ".m4a", ".m4b", ".mp4", ".aac", ".opus", ".wma", ".webm", ".mka")
 
 
 class AudioError(GenreError, ValueError):
@@ -76,19 +78,33 @@ def _open(source: AudioSource) -> sf.SoundFile:
     try:
         f = sf.SoundFile(handle)
     except Exception as exc:  # libsndfile raises several types
-        reason = _short(exc)
-        # libsndfile reports an unrecognised format as "File does not exist or
-        # is not a regular file" even though the file exists: say what it means.
-        if any(k in reason.lower() for k in ("does not exist or is not a regular file",
-                                             "format not recognised", "unknown format")):
-            reason = "unrecognised format; accepted: MP3, WAV, FLAC, OGG, AIFF"
-        raise AudioError(f"not a readable audio file ({reason})", name) from None
+        f = _open_fallback(handle, name, _short(exc))
     try:
         _check_header(f.samplerate, f.channels)
     except AudioError as exc:
         f.close()
         raise AudioError(exc.reason, name) from None
     return f
+
+
+def _open_fallback(handle, name: str, sf_reason: str):
+    """libsndfile failed: decode with PyAV (:mod:`core.audio.av_decode`), or
+    raise one :class:`AudioError` line."""
+    from core.audio.av_decode import AVDecodeError, AVFile
+
+    if hasattr(handle, "seek"):
+        handle.seek(0)
+    try:
+        return AVFile(handle)
+    except AVDecodeError as exc:
+        reason = str(exc)
+    # libsndfile reports an unrecognised format as "File does not exist or
+    # is not a regular file" even though the file exists: say what it means.
+    if any(k in sf_reason.lower() for k in ("does not exist or is not a regular file",
+                                            "format not recognised", "unknown format")) and \
+            any(k in reason.lower() for k in ("invalid data", "no audio stream", "no decodable")):
+        reason = "unrecognised format; accepted: MP3, WAV, FLAC, OGG, AIFF, M4A/AAC/ALAC, OPUS, WMA"
+    raise AudioError(f"not a readable audio file ({reason})", name) from None
 
 
 def _short(exc: Exception) -> str:

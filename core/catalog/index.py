@@ -37,6 +37,7 @@ from core.catalog.snapshot import (
 )
 from core.catalog.sync import Entry, SyncRun
 from core.datasets import Track
+from core.datasets.tags import read_tags
 from core.types import Progress
 
 # Re-exported: the catalog's public names, importable from the index module.
@@ -87,6 +88,7 @@ class CatalogIndex:
             data["digest"] = [f"row{i}" for i in range(len(records))]
         data["origin"] = [r.get("origin") or ORIGIN_SCAN for r in records]
         df = pd.DataFrame({**{c: pd.Series(data[c], dtype=object) for c in TEXT_COLUMNS},
+                           "duration": np.array([float(r.get("duration") or 0.0) for r in records]),
                            "size": np.zeros(len(records), np.int64),
                            "mtime_ns": np.zeros(len(records), np.int64),
                            "indexed_at": np.zeros(len(records)),
@@ -190,10 +192,13 @@ class CatalogIndex:
                 continue
             tid = f"{source}_{digest[:12]}"
             ids.append(tid)
+            tags = read_tags(p)          # never raises: broken tags leave the name
             entries.append(Entry(track_id=tid, path=str(Path(p).resolve()), genre=genre or "",
                                  source=source, origin=ORIGIN_ADDED,
-                                 title=(titles[i] if titles else Path(p).stem),
-                                 artist=(artists[i] if artists else "")))
+                                 title=tags.title or (titles[i] if titles else Path(p).stem),
+                                 artist=tags.artist or (artists[i] if artists else ""),
+                                 album=tags.album, tag_genre=tags.genre, year=tags.year,
+                                 track_no=tags.track_no, duration=tags.duration))
         failed = [ids[i] for i, e in enumerate(entries) if e is None]
         stats = self._sync([e for e in entries if e is not None], models, progress, prune=None)
         stats["failed"] = failed + stats["failed"]

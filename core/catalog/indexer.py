@@ -42,6 +42,17 @@ class IndexStatus:
     started: float | None = None
     finished: float | None = None
     stats: dict = field(default_factory=dict)
+    pass_started: float | None = None   # when the current pass (``total`` files) began
+
+    def rate(self, now: float | None = None) -> tuple[float, float] | None:
+        """``(tracks per second, seconds left)`` of the current pass, once measurable."""
+        if not (self.pass_started and self.done and self.total):
+            return None
+        elapsed = (now or time.time()) - self.pass_started
+        if elapsed <= 0:
+            return None
+        per_s = self.done / elapsed
+        return per_s, max(self.total - self.done, 0) / per_s
 
     @property
     def running(self) -> bool:
@@ -52,7 +63,14 @@ class IndexStatus:
         if self.state == "loading models":
             return "Index: loading the models…"
         if self.state == "indexing":
-            return f"Indexing in the background: {self.done:,} / {self.total:,} tracks"
+            line = f"Indexing in the background: {self.done:,} / {self.total:,} tracks"
+            r = self.rate()
+            if r is not None:
+                left = r[1]
+                left_text = f"{left:.0f} s" if left < 90 else f"{left / 60:.0f} min" if left < 5400 \
+                    else f"{left / 3600:.1f} h"
+                line += f" · {r[0]:.1f} tracks/s · about {left_text} left"
+            return line
         if self.state == "failed":
             return f"Indexing failed: {self.message}"
         if self.state == "cancelled":
@@ -126,7 +144,11 @@ class BackgroundIndexer:
             def progress(done: int, total: int) -> None:
                 if self._stop.is_set():
                     raise IndexingCancelled
-                self._set(done=done, total=total)
+                status = self.status()
+                if done == 0 or total != status.total or status.pass_started is None:
+                    self._set(done=done, total=total, pass_started=time.time())
+                else:
+                    self._set(done=done, total=total)
 
             with self._write:
                 stats = sync_index(catalog, self._writer, mods, progress=progress,

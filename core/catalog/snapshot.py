@@ -25,9 +25,14 @@ from core.facets import facet_columns
 
 # Columns every consumer of :meth:`IndexSnapshot.table` can rely on (plus pred_<model>).
 TABLE_COLUMNS = ["track_id", "path", "genre", "split", "artist", "title", "album", "source", "digest"]
+# The file's own tags (core.datasets.tags): text as tagged, duration in seconds.
+# ``tag_genre`` is shown beside the models' prediction, never used as a label.
+TAG_COLUMNS = ["tag_genre", "year", "track_no"]
+NUMBER_COLUMNS = ["duration"]
+TABLE_COLUMNS += TAG_COLUMNS + NUMBER_COLUMNS
 # Bookkeeping columns kept in the store but not shown by ``table()``.
 EXTRA_COLUMNS = ["origin", "size", "mtime_ns", "indexed_at"]
-TEXT_COLUMNS = TABLE_COLUMNS + ["origin"]
+TEXT_COLUMNS = [c for c in TABLE_COLUMNS if c not in NUMBER_COLUMNS] + ["origin"]
 ORIGIN_SCAN = "scan"     # rows owned by update(): a data-folder scan
 ORIGIN_ADDED = "added"   # rows from add_files(): kept until removed or their file vanishes
 # Per-track facets (core.facets: tempo, energy, tags…), float columns; NaN = not computed.
@@ -49,6 +54,7 @@ def empty_rows() -> pd.DataFrame:
     cols = {c: pd.Series(dtype=object) for c in TEXT_COLUMNS}
     cols.update(size=pd.Series(dtype="int64"), mtime_ns=pd.Series(dtype="int64"),
                 indexed_at=pd.Series(dtype="float64"))
+    cols.update({c: pd.Series(dtype="float64") for c in NUMBER_COLUMNS})
     cols.update({c: pd.Series(dtype="float64") for c in FACET_COLUMNS})
     return pd.DataFrame(cols)
 

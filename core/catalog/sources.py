@@ -19,6 +19,7 @@ from typing import Iterable, Mapping
 from core.audio.load import is_supported_name
 from core.config import Paths, shared_data_dirs
 from core.datasets import Track, read_dataset
+from core.datasets.tags import read_tags
 
 LIBRARY_SOURCE = "library"
 DATA_ENV = "GENRE_DATA"
@@ -77,13 +78,22 @@ def library_tracks(library_dir: str | Path) -> list[Track]:
         return []
     files = sorted(p for p in root.rglob("*") if p.is_file() and is_supported_name(p.name)
                    and not p.name.startswith("."))
-    return [Track(track_id=f"{LIBRARY_SOURCE}/{p.relative_to(root).as_posix()}", path=p.resolve(),
-                  genre="", split="library", title=p.stem.replace("_", " "), source=LIBRARY_SOURCE)
-            for p in files]
+    out = []
+    for p in files:
+        tags = read_tags(p)
+        out.append(Track(track_id=f"{LIBRARY_SOURCE}/{p.relative_to(root).as_posix()}", path=p.resolve(),
+                         genre="", split="library", title=tags.title or p.stem.replace("_", " "),
+                         artist=tags.artist, album=tags.album, source=LIBRARY_SOURCE,
+                         tag_genre=tags.genre, year=tags.year, track_no=tags.track_no,
+                         duration=tags.duration))
+    return out
 
 
-def read_catalog(data_dirs: Iterable[str | Path], library_dir: str | Path | None = None) -> Catalog:
-    """Read every data folder (skipping unusable ones with a message) and the library.
+def read_catalog(data_dirs: Iterable[str | Path], library_dir: str | Path | None = None,
+                 layout: str = "auto") -> Catalog:
+    """Read every data folder as ``layout`` (``auto``: detected per folder, see
+    :mod:`core.datasets.layout`), skipping unusable ones with a message, and
+    the library. A music library's tracks are unlabelled (``genre == ""``).
 
     Track ids stay unique: a repeat id from a later folder is dropped, as in
     :func:`core.datasets.read_datasets`.
@@ -91,11 +101,11 @@ def read_catalog(data_dirs: Iterable[str | Path], library_dir: str | Path | None
     dirs = [Path(d) for d in data_dirs]
     lib = Path(library_dir) if library_dir is not None else Paths().library
     # Taken before reading, so a change made while reading shows as a new signature.
-    cat = Catalog(data_dirs=dirs, library_dir=lib, signature=catalog_signature(dirs, lib))
+    cat = Catalog(data_dirs=dirs, library_dir=lib, signature=catalog_signature(dirs, lib) + (layout,))
     seen: set[str] = set()
     for d in dirs:
         try:
-            found = read_dataset(d)
+            found = read_dataset(d, layout)
         except FileNotFoundError:
             cat.problems.append(f"{d}: folder not found")
             continue
@@ -104,7 +114,7 @@ def read_catalog(data_dirs: Iterable[str | Path], library_dir: str | Path | None
             cat.problems.append(msg if msg.startswith(str(d)) else f"{d}: {msg}")
             continue
         if not found:
-            cat.problems.append(f"{d}: no labelled audio files found")
+            cat.problems.append(f"{d}: no audio files found")
         for t in found:
             if t.track_id not in seen:
                 seen.add(t.track_id)

@@ -45,7 +45,9 @@ import pandas as pd
 from core.catalog.snapshot import (
     EXTRA_COLUMNS,
     FACET_COLUMNS,
+    NUMBER_COLUMNS,
     TABLE_COLUMNS,
+    TAG_COLUMNS,
     TEXT_COLUMNS,
     CatalogError,
     IndexSnapshot,
@@ -119,8 +121,10 @@ def read_snapshot(index_dir: Path, snap: Path, version: int) -> IndexSnapshot:
         if c in rows:
             df[c] = rows[c].fillna("") if c in TEXT_COLUMNS else rows[c]
     df = df.reset_index(drop=True)
-    for c in TEXT_COLUMNS:
-        df[c] = df[c].astype(object)
+    for c in TEXT_COLUMNS:        # an older index has no tag columns: empty text
+        df[c] = df[c].fillna("").astype(object) if len(df) else df[c].astype(object)
+    for c in NUMBER_COLUMNS:
+        df[c] = pd.to_numeric(df[c], errors="coerce").fillna(0.0).astype("float64")
     return IndexSnapshot(index_dir, version, df, emb, probs, models)
 
 
@@ -184,12 +188,16 @@ def write_snapshot(folder: Path, state: IndexSnapshot) -> None:
     try:
         pred_cols = "".join(f", pred_{n} TEXT" for n in state.models) + \
             "".join(f", {c} REAL" for c in FACET_COLUMNS)
+        tag_cols = "".join(f", {c} {'REAL' if c in NUMBER_COLUMNS else 'TEXT'}"
+                           for c in TAG_COLUMNS + NUMBER_COLUMNS)
         con.execute(
             "CREATE TABLE tracks (row INTEGER PRIMARY KEY, track_id TEXT UNIQUE NOT NULL, "
             "path TEXT, genre TEXT, split TEXT, artist TEXT, title TEXT, album TEXT, source TEXT, "
             "digest TEXT, origin TEXT, size INTEGER, mtime_ns INTEGER, indexed_at REAL"
-            f"{pred_cols})")
-        cols = TABLE_COLUMNS + EXTRA_COLUMNS + [f"pred_{n}" for n in state.models] + FACET_COLUMNS
+            f"{tag_cols}{pred_cols})")
+        cols = list(dict.fromkeys(["track_id", "path", "genre", "split", "artist", "title", "album",
+                                   "source", "digest"] + EXTRA_COLUMNS + TAG_COLUMNS + NUMBER_COLUMNS
+                                  + TABLE_COLUMNS + [f"pred_{n}" for n in state.models])) + FACET_COLUMNS
         data = [(i, *(_sql(v) for v in vals)) for i, vals in
                 enumerate(rows[cols].itertuples(index=False, name=None))]
         con.executemany(f"INSERT INTO tracks (row, {', '.join(cols)}) VALUES "

@@ -38,7 +38,8 @@ from core.types import Progress
 
 # commit(rows, embeddings, probs, model_meta): make this state the index's next snapshot.
 Commit = Callable[[pd.DataFrame, dict, dict, dict], None]
-_META_KEYS = ("track_id", "path", "genre", "split", "artist", "title", "album", "source", "origin")
+_META_KEYS = ("track_id", "path", "genre", "split", "artist", "title", "album", "source", "origin",
+              "tag_genre", "year", "track_no", "duration")
 
 
 @dataclass
@@ -54,17 +55,23 @@ class Entry:
     album: str = ""
     source: str = ""
     origin: str = ORIGIN_SCAN
+    tag_genre: str = ""           # the file's own tags (core.datasets.tags)
+    year: str = ""
+    track_no: str = ""
+    duration: float = 0.0
 
     @classmethod
     def from_track(cls, t: Track) -> "Entry":
         return cls(track_id=str(t.track_id), path=str(t.path), genre=t.genre or "", split=t.split or "",
                    artist=t.artist or "", title=t.title or "", album=t.album or "",
-                   source=t.source or "", origin=ORIGIN_SCAN)
+                   source=t.source or "", origin=ORIGIN_SCAN, tag_genre=t.tag_genre or "",
+                   year=t.year or "", track_no=t.track_no or "", duration=float(t.duration or 0.0))
 
     @classmethod
     def from_row(cls, row: pd.Series) -> "Entry":
         """The entry of a stored row (to re-embed it from its file)."""
-        return cls(**{k: str(row[k]) for k in _META_KEYS})
+        return cls(**{k: (float(row.get(k, 0.0) or 0.0) if k == "duration" else str(row.get(k, "") or ""))
+                      for k in _META_KEYS})
 
     def meta(self) -> dict:
         return {k: getattr(self, k) for k in _META_KEYS}
@@ -238,5 +245,16 @@ class SyncRun:
         removals, additions, new models or refreshed metadata)."""
         s, old = self.stats, self.old_rows
         return bool(self.since_commit or s["removed"] or s["added"] or s["updated"] or not self.compatible
-                    or any(m is not None and any(old.at[i, k] != v for k, v in m.items())
+                    or any(m is not None and any(not _same(old.at[i, k], v) for k, v in m.items())
                            for i, m in zip(self.keep_rows, self.keep_meta)))
+
+
+def _same(stored, value) -> bool:
+    """Whether a stored cell equals a wanted value (numbers compared as
+    numbers: an older index stores no duration, read as empty or 0)."""
+    if isinstance(value, float):
+        try:
+            return float(stored or 0.0) == value
+        except (TypeError, ValueError):
+            return False
+    return stored == value

@@ -35,6 +35,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "track of the data folders (minutes; default on)")
     b.add_argument("--first-run-timeout", type=float, default=_D.first_run_timeout_s, metavar="S",
                    help=f"give up on the first run after S seconds (default {_D.first_run_timeout_s:.0f})")
+    b.add_argument("--trunks", action=argparse.BooleanOptionalAction, default=_D.trunks,
+                   help="also time the pretrained trunks (plain / fast float32 / fast bfloat16) on "
+                        "real clips and state each copy's accuracy cost (benchmarks.trunks)")
+    b.add_argument("--library-files", type=int, default=_D.library_files,
+                   help=f"files of the generated music library for the \"library\" entry (0: skip; "
+                        f"default {_D.library_files})")
+    b.add_argument("--library-seconds", type=float, default=_D.library_seconds,
+                   help="length of each generated library clip")
+    b.add_argument("--library-models", default=None,
+                   help="comma-separated models to index the library with (default: the default model)")
+    b.add_argument("--library-dir", default=None, help="generate (or reuse) the library here")
+    b.add_argument("--only-library", action="store_true", help="measure the \"library\" entry alone")
     b.set_defaults(func=cmd_bench)
 
 
@@ -55,17 +67,33 @@ def cmd_bench(args) -> int:
                       sizes=ints(args.sizes) or (),
                       dims=ints(args.dims), queries=args.queries,
                       artifacts=Path(args.artifacts) if args.artifacts else None,
-                      first_run=args.first_run, first_run_timeout_s=args.first_run_timeout)
+                      first_run=args.first_run, first_run_timeout_s=args.first_run_timeout,
+                      trunks=args.trunks,
+                      library_files=args.library_files, library_seconds=args.library_seconds,
+                      library_models=tuple(m for m in (args.library_models or "").split(",") if m) or None,
+                      library_dir=Path(args.library_dir) if args.library_dir else None,
+                      only_library=args.only_library)
     for d in cfg.data:
         if not d.is_dir():
             sys.exit(f"error: --data {d} is not a folder")
+    if cfg.data:
+        from benchmarks.inputs import pick_files
+        from core.errors import GenreError
+
+        try:    # read through the data-set readers; a folder with no audio is refused
+            pick_files(cfg.data, 1)
+        except (GenreError, ValueError, OSError) as exc:
+            sys.exit(f"error: --data {' '.join(str(exc).split())}")
     if cfg.limit < 1 or cfg.queries < 1:
         sys.exit("error: --limit and --queries must be at least 1")
     report = run_bench(cfg)
     write_json(Path(args.json), report)
+    if cfg.only_library:
+        print(json.dumps(report["library"], indent=1))
+        return 0
     print(json.dumps({"index": report["index"], "classify_ms": report["classify_ms"],
                       "query_ms": {n: {k: v[k] for k in ("p50", "p95", "recall_at_5")}
                                    for n, v in report["query_ms"].items()},
                       "peak_rss_mb": report["peak_rss_mb"], "first_run": report["first_run"],
-                      "targets": report["targets"]}, indent=1))
+                      "library": report.get("library"), "targets": report["targets"]}, indent=1))
     return 0

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from core.cli import EXIT_BAD_INPUT, bench, facets, model_card, recommend, study
+from core.cli import EXIT_BAD_INPUT, bench, facets, model_card, recommend, study, trunks
 from core.config import FeatureConfig, Paths, TrainConfig, shared_data_dirs
 from core.errors import GenreError
 
@@ -34,7 +34,7 @@ def cmd_train(args) -> int:
     from core.models.artifacts import save_model, update_manifest, write_json
     from core.training.train import load_labelled, train_model, train_transfer
 
-    tracks = read_datasets(_data_dirs(args))
+    tracks = read_datasets(_data_dirs(args), labelled_only=True)
     train_tracks = [t for t in tracks if t.split == "train"]
     labels = genres_of(train_tracks)
     transfer = MODELS[args.model].__name__.endswith("MSD")
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average over this many excerpts of long tracks")
     c.set_defaults(func=cmd_classify)
 
-    for group in (model_card, recommend, bench, study, facets):
+    for group in (model_card, recommend, bench, study, trunks, facets):
         group.register(sub)
     return p
 

@@ -70,6 +70,13 @@ def cmd_index(args) -> int:
     models = _load_models(args.artifacts)
     if models is None:
         return 1
+    if args.models:
+        want = [m.strip() for m in args.models.split(",") if m.strip()]
+        missing = [m for m in want if m not in models]
+        if missing:
+            _err(f"--models: {', '.join(missing)} not in {args.artifacts} (have: {', '.join(models)})")
+            return EXIT_BAD_INPUT
+        models = {m: models[m] for m in want}
     try:
         idx = CatalogIndex.open(args.out)
         stats: dict = {}
@@ -78,13 +85,14 @@ def cmd_index(args) -> int:
             if dirs is None:
                 return EXIT_BAD_INPUT
             try:
-                tracks = read_datasets(dirs)
+                tracks = read_datasets(dirs, layout=args.layout)
             except (FileNotFoundError, ValueError) as exc:
                 _err(str(exc))
                 return EXIT_BAD_INPUT
             bar, progress = _bar("indexing", "track")
             try:
-                stats = idx.update(tracks, models, progress=progress, batch_size=args.batch_size)
+                stats = idx.update(tracks, models, progress=progress, batch_size=args.batch_size,
+                                   checkpoint=args.checkpoint)
             finally:
                 bar.close()
         if args.add:
@@ -99,9 +107,16 @@ def cmd_index(args) -> int:
         _err(str(exc))
         return 1
     parts = [stats["scan"], stats["add"]] if "scan" in stats else [stats]
-    for line in [f for part in parts for f in part.get("failed", [])]:
+    failed = [f for part in parts for f in part.get("failed", [])]
+    for line in failed:
         print(f"skipped: {line}", file=sys.stderr)
-    summary = {"index": str(Path(args.out)), "tracks": len(idx), "models": idx.models, **stats}
+    summary = {"index": str(Path(args.out)), "tracks": len(idx), "models": idx.models,
+               "unreadable": len(failed), **stats}
+    if args.json:
+        from core.cli.playlists import write_index_json
+
+        if not write_index_json(idx.snapshot(), args.json, args.artifacts, len(failed)):
+            return 1
     print(json.dumps(summary))
     return 0
 
@@ -150,6 +165,11 @@ def cmd_recommend(args) -> int:
     except CatalogError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
+    if args.m3u or args.csv:
+        from core.cli.playlists import write_recommendations
+
+        if not write_recommendations(idx.snapshot(), recs, args.m3u, args.csv):
+            return 1
     out = {"seeds": seeds + [sv.name for sv in seed_vectors], "method": args.method,
            "model": resolve_model(idx, args.model), "variant": args.variant, "recommendations": [
                {k: v for k, v in r.to_dict().items() if k != "extra"} for r in recs]}
@@ -247,6 +267,18 @@ def register(sub) -> None:
     i.add_argument("--source", default="library", help="source name of the --add files")
     i.add_argument("--artifacts", default=arts)
     i.add_argument("--batch-size", type=int, default=None, help="files per batch (default: the pipeline's)")
+    i.add_argument("--models", default=None,
+                   help="comma-separated subset of the shipped models to index with (default: all)")
+    i.add_argument("--checkpoint", type=int, default=256,
+                   help="commit every N embedded tracks (a kill loses at most that much work)")
+    from core.datasets import LAYOUTS
+
+    i.add_argument("--layout", choices=list(LAYOUTS), default="auto",
+                   help="how to read each --data folder: metadata.csv, FMA, genre sub-folders, or an "
+                        "ordinary music library (unlabelled, tags read); auto detects it (genre folders "
+                        "only when named as genres the shipped models know)")
+    i.add_argument("--json", default=None, metavar="FILE",
+                   help="write one row per indexed track (tags, label, predicted genre) here")
     i.set_defaults(func=cmd_index)
 
     from core.recommend.eval_data import SPLITS
@@ -289,6 +321,9 @@ def register(sub) -> None:
                    help="re-rank by mood: like the seeds', calmer or more energetic (index facets)")
     r.add_argument("--mood-weight", type=float, default=0.5, help="weight of the mood term")
     r.add_argument("--tempo", default=None, metavar="MIN:MAX", help="only tracks with tempo in this BPM range")
+    r.add_argument("--m3u", default=None, metavar="FILE",
+                   help="also write the list as an extended M3U playlist (UTF-8; paths relative to FILE)")
+    r.add_argument("--csv", default=None, metavar="FILE", help="also write the list as CSV")
     r.set_defaults(func=cmd_recommend)
 
     d = EvalConfig()

@@ -15,10 +15,23 @@ def _genre_root(root: Path) -> Path:
     return root
 
 
-def is_genre_folder(root: Path) -> bool:
+def genre_subfolders(root: Path) -> list[Path]:
+    """The sub-folders (of ``root`` or its ``genres_original/``) that hold audio files directly."""
     base = _genre_root(Path(root))
-    return any(d.is_dir() and any(is_supported_name(f.name) for f in d.iterdir())
-               for d in base.iterdir() if not d.name.startswith("."))
+    out = []
+    for d in sorted(base.iterdir()):
+        if d.name.startswith(".") or not d.is_dir():
+            continue
+        try:
+            if any(is_supported_name(f.name) for f in d.iterdir()):
+                out.append(d)
+        except OSError:
+            continue
+    return out
+
+
+def is_genre_folder(root: Path) -> bool:
+    return bool(genre_subfolders(root))
 
 
 def read_genre_folders(root: str | Path, seed: int = 0) -> list[Track]:

@@ -8,7 +8,13 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Track:
-    """One labelled audio file."""
+    """One audio file: labelled (``genre`` from the data set's metadata or
+    folder) or, in an ordinary music library, unlabelled (``genre == ""``).
+
+    ``tag_genre`` is the file's own genre tag: shown beside the models'
+    prediction, never used as a label. ``year`` and ``track_no`` are text as
+    tagged (``""`` when absent); ``duration`` is in seconds (0 when unknown).
+    """
 
     track_id: str
     path: Path
@@ -18,6 +24,15 @@ class Track:
     title: str = ""
     album: str = ""
     source: str = ""          # collection the track comes from (per-source metrics)
+    tag_genre: str = ""       # the file's genre tag (never a training label)
+    year: str = ""
+    track_no: str = ""
+    duration: float = 0.0
+
+    @property
+    def labelled(self) -> bool:
+        """Whether the track has a true genre label (metrics need one)."""
+        return bool(self.genre)
 
     def to_dict(self) -> dict:
         d = asdict(self)

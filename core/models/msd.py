@@ -19,6 +19,7 @@ against TensorFlow running that graph (README, "MSD-VGG port").
 from __future__ import annotations
 
 import importlib.util
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -51,17 +52,18 @@ MSD_TAGS = ["rock", "pop", "alternative", "indie", "electronic", "female vocalis
 POOLS = ((1, 4), (4, 1), (2, 2), (2, 2), (4, 4))
 
 
-def msd_checkpoint_prefix() -> str:
-    """``…/site-packages/musicnn/MSD_vgg/`` (the checkpoint prefix), found
-    without importing musicnn (its code needs TensorFlow 1)."""
+def msd_checkpoint_prefix(name: str = "MSD_vgg") -> str:
+    """``…/site-packages/musicnn/<name>/`` (the checkpoint prefix of one of the
+    wheel's models: MSD_vgg, MSD_musicnn, MTT_musicnn, MTT_vgg), found without
+    importing musicnn (its code needs TensorFlow 1)."""
     spec = importlib.util.find_spec("musicnn")
     if spec is None or not spec.submodule_search_locations:
         raise ArtifactError("the musicnn wheel (MSD weights) is not installed — "
                             "run `make install` (pip install --no-deps musicnn==0.1.0)")
     # The files are named ".index" and ".data-…": the prefix is the folder plus "/".
-    prefix = str(Path(next(iter(spec.submodule_search_locations))) / "MSD_vgg") + "/"
+    prefix = str(Path(next(iter(spec.submodule_search_locations))) / name) + "/"
     if not Path(prefix + ".index").is_file():
-        raise ArtifactError(f"MSD_vgg checkpoint missing under {prefix}")
+        raise ArtifactError(f"{name} checkpoint missing under {prefix}")
     return prefix
 
 
@@ -110,10 +112,18 @@ class MSDVGG(nn.Module):
         self.pool5 = nn.MaxPool2d(POOLS[4])
         self.dense = nn.Linear(2 * N_FILTERS, len(MSD_TAGS))
 
-    def forward(self, patch: torch.Tensor) -> torch.Tensor:
+    embed_dim = 2 * N_FILTERS
+
+    def embed(self, patch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Patch ``(B, 1, 96, 187)`` → (penultimate = pool 5 flattened ``(B, 256)``,
+        logits ``(B, 50)``)."""
         x = self.pool5(self.block5(self.trunk(patch)))         # (B, 128, 1, 2)
         # TF flattens NHWC = (B, time, mel, C): time-major, channels fastest.
-        return self.dense(x.permute(0, 3, 2, 1).flatten(1))
+        flat = x.permute(0, 3, 2, 1).flatten(1)
+        return flat, self.dense(flat)
+
+    def forward(self, patch: torch.Tensor) -> torch.Tensor:
+        return self.embed(patch)[1]
 
 
 def _tf_conv(conv: nn.Conv2d, kernel: np.ndarray, bias: np.ndarray) -> None:
@@ -122,10 +132,22 @@ def _tf_conv(conv: nn.Conv2d, kernel: np.ndarray, bias: np.ndarray) -> None:
     conv.bias.copy_(torch.from_numpy(bias))
 
 
-def _tf_bn(bn: nn.BatchNorm2d, t: dict[str, np.ndarray], name: str) -> None:
+def _tf_bn(bn: nn.Module, t: dict[str, np.ndarray], name: str) -> None:
     for attr, key in (("weight", "gamma"), ("bias", "beta"),
                       ("running_mean", "moving_mean"), ("running_var", "moving_variance")):
         getattr(bn, attr).copy_(torch.from_numpy(t[f"{name}/{key}"]))
+
+
+@contextmanager
+def checkpoint_errors(name: str):
+    """Map a missing tensor or a shape mismatch while copying checkpoint
+    ``name`` into a port to an :class:`ArtifactError` with the reason."""
+    try:
+        yield
+    except KeyError as exc:
+        raise ArtifactError(f"{name} checkpoint lacks tensor {exc.args[0]!r}") from None
+    except RuntimeError as exc:   # shape mismatch in copy_
+        raise ArtifactError(f"{name} checkpoint tensor has an unexpected shape ({exc})") from None
 
 
 @torch.no_grad()
@@ -133,7 +155,7 @@ def load_msd_weights(model: MSDVGG, tensors: dict[str, np.ndarray] | None = None
     """Copy the MSD_vgg checkpoint (read from the musicnn wheel unless
     ``tensors`` are given) into ``model``; every tensor must be present."""
     t = tensors if tensors is not None else read_checkpoint(msd_checkpoint_prefix())
-    try:
+    with checkpoint_errors("MSD_vgg"):
         _tf_bn(model.trunk.input_bn, t, "batch_normalization")
         blocks = list(model.trunk.blocks) + [model.block5]
         for i, block in enumerate(blocks, start=1):
@@ -141,10 +163,6 @@ def load_msd_weights(model: MSDVGG, tensors: dict[str, np.ndarray] | None = None
             _tf_bn(block[2], t, f"batch_normalization_{i}")
         model.dense.weight.copy_(torch.from_numpy(t["dense/kernel"].T.copy()))
         model.dense.bias.copy_(torch.from_numpy(t["dense/bias"]))
-    except KeyError as exc:
-        raise ArtifactError(f"MSD_vgg checkpoint lacks tensor {exc.args[0]!r}") from None
-    except RuntimeError as exc:   # shape mismatch in copy_
-        raise ArtifactError(f"MSD_vgg checkpoint tensor has an unexpected shape ({exc})") from None
     return model.eval()
 
 

@@ -206,10 +206,12 @@ class CRNNMSD(_MSDGenreModel):
 
 def trunk_group(models: dict[str, GenreModel]) -> dict[str, list[str]]:
     """Model names grouped by shared trunk (``trunk_key``); models without a
-    trunk are left out."""
+    trunk are left out. Any model with ``trunk_key``, ``trunk_features`` and
+    ``predict_trunk`` takes part (the MSD models here; models on
+    :class:`core.models.trunks.TrunkBank`)."""
     groups: dict[str, list[str]] = {}
     for name, m in models.items():
-        if isinstance(m, _MSDGenreModel):
+        if all(callable(getattr(m, a, None)) for a in ("trunk_key", "trunk_features", "predict_trunk")):
             groups.setdefault(m.trunk_key(), []).append(name)
     return groups
 

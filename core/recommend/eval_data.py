@@ -127,7 +127,7 @@ def recommend_eval(data_dirs: Sequence[str | Path], split: str = "test",
     cache). ``select``: run :func:`select_on` with that grid instead.
     ``relevance``: also run the mood and artist listeners
     (:mod:`core.recommend.relevance`) into ``out["relevance"]``."""
-    tracks = select_split(read_datasets(data_dirs), split)   # any split in the metadata, or "all"
+    tracks = select_split(read_datasets(data_dirs, labelled_only=True), split)   # any split in the metadata, or "all"
     if index_dir is not None:
         disk = CatalogIndex.open(index_dir)
         if not len(disk):

@@ -122,7 +122,7 @@ def evaluate(data_dirs: Sequence[str | Path], split: str = "test", artifacts_dir
     models = load_models(artifacts_dir, optimise=True)
     if not models:
         raise FileNotFoundError("no trained models in the artifacts folder — run `make artifacts`")
-    tracks = tracks if tracks is not None else read_datasets(data_dirs)
+    tracks = tracks if tracks is not None else read_datasets(data_dirs, labelled_only=True)
     labels = next(iter(models.values())).labels
     cache_root = cache.root.parent if cache is not None else None
     eval_tracks = select_split(tracks, split)
@@ -182,7 +182,7 @@ def fit_baseline(data_dirs: Sequence[str | Path], artifacts_dir: str | Path,
     from core.models.artifacts import update_manifest, write_json
     from core.training.baseline import BASELINE_FILE
 
-    train_tracks = [t for t in read_datasets(data_dirs) if t.split == "train"]
+    train_tracks = [t for t in read_datasets(data_dirs, labelled_only=True) if t.split == "train"]
     model = _train_baseline(train_tracks, genres_of(train_tracks), FeatureConfig(), cache_root)
     if model is None:
         raise FileNotFoundError("no readable training tracks for the MFCC baseline")
@@ -204,7 +204,7 @@ def calibrate(data_dirs: Sequence[str | Path], artifacts_dir: str | Path, split:
     plain = load_models(artifacts_dir)
     if not plain:
         raise FileNotFoundError("no trained models in the artifacts folder — run `make artifacts`")
-    tracks = select_split(read_datasets(data_dirs), split)
+    tracks = select_split(read_datasets(data_dirs, labelled_only=True), split)
     labels = next(iter(plain.values())).labels
     data = labelled_per_config(plain, tracks, labels, cache_root, f"{split} log-mels")
     y = next(iter(data.values())).y

@@ -1,0 +1,44 @@
+"""``python -m core trunk-features --out DIR [--data D …] [--trunks a,b]``: every
+pretrained trunk's pooled features and tags of every track, one ``.npz`` per
+trunk (see :mod:`core.models.trunk_cache`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from core.config import shared_data_dirs
+
+
+def register(sub) -> None:
+    p = sub.add_parser("trunk-features",
+                       help="pooled features + tags of the wheel's pretrained trunks, one .npz per trunk")
+    p.add_argument("--out", required=True, help="folder for <trunk>.npz and the per-clip cache")
+    p.add_argument("--data", action="append", help="data folder (repeatable; default ../shared/data/*)")
+    p.add_argument("--trunks", default=None, help="comma-separated trunk names (default: all)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    import torch
+
+    from core.datasets import read_datasets
+    from core.models.trunk_cache import write_trunk_features
+    from core.models.trunks import TrunkBank
+
+    dirs = [Path(d) for d in (args.data or [])] or shared_data_dirs()
+    if not dirs:
+        sys.exit("error: no --data folder given and ../shared/data not found")
+    torch.set_num_threads(max(1, args.threads))
+    tracks = read_datasets(dirs)
+    bank = TrunkBank(args.trunks.split(",") if args.trunks else None)
+
+    def progress(done: int, total: int) -> None:
+        if done % 25 == 0 or done == total:
+            print(f"{done}/{total}", file=sys.stderr, flush=True)
+
+    paths = write_trunk_features(tracks, args.out, bank, progress)
+    print(json.dumps({"tracks": len(tracks), "key": bank.key(), "files": {k: str(v) for k, v in paths.items()}}))
+    return 0

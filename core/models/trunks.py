@@ -1,0 +1,218 @@
+"""The pretrained trunk family: every tagger of the ``musicnn`` wheel, one
+decode and one log-mel per clip for all of them.
+
+All four checkpoints share one input, :data:`~core.models.msd.MSD_FEATURES`
+(16 kHz, n_fft 512, hop 256, 96 mels, ``log10(10000·P + 1)`` with ``10000·P``
+in float32) cut into 3 s patches (187 frames; a 30 s clip gives 10, the
+2-frame tail is dropped, as musicnn's ``batch_data`` does). Each trunk runs
+once per clip on all its patches and returns a :class:`TrunkOutput`:
+
+* ``features`` ``(N, 2·D)``: the penultimate layer averaged over the clip's
+  patches, then its maximum over them (``[mean₀…mean_D, max₀…max_D]``);
+  D = 200 for musicnn (batch-normed dense layer), 256 for the VGGs (pool 5
+  flattened, the tag layer's input);
+* ``tags`` ``(N, 50)``: the tag probabilities (sigmoid of the logits)
+  averaged over patches.
+
+Adding a checkpoint is one :data:`TRUNKS` entry (and its port in
+:func:`core.models.musicnn.pretrained`). :func:`trunk_outputs` is the API
+for training and evaluation; :class:`TrunkBank` is what a served model holds
+(loaded once, run on the log-mel the inference path already computed).
+
+Serving: a genre model built on the trunks (e.g. a fused head) plugs into
+the one inference path (:func:`core.models.inference.predict_all`, used by
+the indexer, evaluation and the app) by exposing ``trunk_key()`` =
+:meth:`TrunkBank.key`, ``trunk_features(logmel)`` = :meth:`TrunkBank.vector`
+and ``predict_trunk(vectors)``: :func:`~core.models.transfer.trunk_group`
+then runs the bank once per clip for every model that shares it.
+:func:`shared_bank` gives one bank per process and setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.errors import ArtifactError
+from core.models.msd import MSD_FEATURES, MSD_TAGS, PATCH_FRAMES, patches
+from core.models.musicnn import MTT_TAGS
+
+
+@dataclass(frozen=True)
+class TrunkSpec:
+    """One pretrained checkpoint of the wheel."""
+
+    name: str                 # registry key (lower case)
+    checkpoint: str           # folder in the musicnn wheel
+    paper: str
+    tags: tuple[str, ...]
+    embed_dim: int            # D: width of the penultimate layer
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of :attr:`TrunkOutput.features` (mean and max over patches)."""
+        return 2 * self.embed_dim
+
+
+_PONS_SERRA = "Pons & Serra 2019, musicnn (ISMIR LBD)"
+_PONS_2018 = "Pons et al. 2018, End-to-end learning for music audio tagging at scale (ISMIR)"
+TRUNKS: dict[str, TrunkSpec] = {s.name: s for s in (
+    TrunkSpec("msd_vgg", "MSD_vgg", _PONS_2018 + ", trained on MSD for " + _PONS_SERRA, tuple(MSD_TAGS), 256),
+    TrunkSpec("msd_musicnn", "MSD_musicnn", _PONS_SERRA, tuple(MSD_TAGS), 200),
+    TrunkSpec("mtt_musicnn", "MTT_musicnn", _PONS_SERRA, tuple(MTT_TAGS), 200),
+    TrunkSpec("mtt_vgg", "MTT_vgg", _PONS_2018, tuple(MTT_TAGS), 256),
+)}
+
+
+@dataclass(frozen=True)
+class TrunkOutput:
+    """One trunk's outputs for N clips: ``features (N, 2·D)``, ``tags (N, 50)``, float32."""
+
+    features: np.ndarray
+    tags: np.ndarray
+
+
+def resolve(trunks: Sequence[str] | None = None) -> list[TrunkSpec]:
+    """Specs of ``trunks`` (default: all of :data:`TRUNKS`, registry order)."""
+    names = list(TRUNKS) if trunks is None else [t.lower() for t in trunks]
+    unknown = [n for n in names if n not in TRUNKS]
+    if unknown or not names:
+        raise ArtifactError(f"unknown trunk(s) {unknown or names}; choose from {sorted(TRUNKS)}")
+    return [TRUNKS[n] for n in names]
+
+
+def load_trunk(spec: TrunkSpec, fast: bool = True, bfloat16: bool | None = None) -> tuple[nn.Module, str]:
+    """The port of ``spec`` with the wheel's weights, and the SHA-256 (16 hex)
+    of those weights; ``fast``: its inference copy
+    (:func:`core.models.trunks_fast.fast_tagger`, same outputs to ~1e-6 in
+    float32; ``bfloat16`` default :func:`~core.models.optimise.use_bfloat16`)."""
+    from core.models.musicnn import pretrained
+    model = pretrained(spec.checkpoint)
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    if fast:
+        from core.models.trunks_fast import fast_tagger
+        model = fast_tagger(model, bfloat16=bfloat16)
+    return model, h.hexdigest()[:16]
+
+
+class TrunkBank:
+    """Loaded trunks, run together on one log-mel.
+
+    ``run(logmel)`` takes MSD_FEATURES log-mels ``(B, 1, 96, T)`` (``T ≥ 187``)
+    and returns ``{name: (features (B, 2·D), tags (B, 50))}`` as tensors;
+    :meth:`vector` concatenates them into ``(B, F)`` (per trunk in order:
+    mean, max, tags) — the layout :meth:`split` undoes.
+    """
+
+    def __init__(self, trunks: Sequence[str] | None = None, fast: bool = True,
+                 bfloat16: bool | None = None, models: dict[str, nn.Module] | None = None):
+        from core.models.optimise import use_bfloat16
+        self.specs = resolve(trunks if models is None else list(models))
+        self.bfloat16 = bool(fast and (use_bfloat16() if bfloat16 is None else bfloat16))
+        if models is not None:      # taggers already built (tests, or copies made elsewhere)
+            self.models, self.digests = dict(models), {n: "given" for n in models}
+        else:
+            loaded = {s.name: load_trunk(s, fast=fast, bfloat16=self.bfloat16) for s in self.specs}
+            self.models = {n: m for n, (m, _) in loaded.items()}
+            self.digests = {n: d for n, (_, d) in loaded.items()}
+        self.cfg = MSD_FEATURES
+
+    @property
+    def names(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+    @property
+    def dim(self) -> int:
+        """F: width of :meth:`vector`."""
+        return sum(s.feature_dim + len(s.tags) for s in self.specs)
+
+    def key(self) -> str:
+        """Identifies the outputs: trunk names, their checkpoint digests and the
+        precision (bfloat16 changes tag probabilities by up to ~0.01). Caches key on it."""
+        h = hashlib.sha256(repr(sorted(self.digests.items())).encode()).hexdigest()[:12]
+        return f"{'+'.join(self.names)}:{h}:{'bf16' if self.bfloat16 else 'f32'}"
+
+    @torch.inference_mode()
+    def run(self, logmel: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        x = torch.as_tensor(logmel, dtype=torch.float32)
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != self.cfg.n_mels or x.shape[-1] < PATCH_FRAMES:
+            raise ArtifactError(f"trunks need log-mels (B, 1, {self.cfg.n_mels}, ≥{PATCH_FRAMES}), "
+                                f"got {tuple(x.shape)}")
+        b = x.shape[0]
+        p = patches(x)                                     # (P·B, 1, 96, 187), patch-major
+        out = {}
+        for name, model in self.models.items():
+            pen, logits = model.embed(p)
+            pen = pen.float().reshape(-1, b, pen.shape[-1])
+            tags = torch.sigmoid(logits.float()).reshape(-1, b, logits.shape[-1])
+            out[name] = (torch.cat([pen.mean(0), pen.amax(0)], 1), tags.mean(0))
+        return out
+
+    def vector(self, logmel: torch.Tensor) -> torch.Tensor:
+        """``(B, 1, 96, T)`` → ``(B, F)``: every trunk's features and tags, concatenated."""
+        return torch.cat([torch.cat(v, 1) for v in self.run(logmel).values()], 1)
+
+    def split(self, vec: np.ndarray | torch.Tensor) -> dict[str, TrunkOutput]:
+        """Undo :meth:`vector`: ``(N, F)`` → ``{name: TrunkOutput}``."""
+        v = np.asarray(vec, dtype=np.float32)
+        out, i = {}, 0
+        for s in self.specs:
+            f, t = s.feature_dim, len(s.tags)
+            out[s.name] = TrunkOutput(v[:, i: i + f], v[:, i + f: i + f + t])
+            i += f + t
+        return out
+
+
+_BANKS: dict[tuple, TrunkBank] = {}
+_BANKS_LOCK = threading.Lock()
+
+
+def shared_bank(trunks: Sequence[str] | None = None, bfloat16: bool | None = None) -> TrunkBank:
+    """One :class:`TrunkBank` per process and (trunks, precision): loading reads
+    ~35 MB of checkpoints, so served models share it. The bank holds no
+    state that changes after construction."""
+    from core.models.optimise import use_bfloat16
+    key = (tuple(s.name for s in resolve(trunks)), use_bfloat16() if bfloat16 is None else bool(bfloat16))
+    with _BANKS_LOCK:
+        if key not in _BANKS:
+            _BANKS[key] = TrunkBank(list(key[0]), bfloat16=key[1])
+        return _BANKS[key]
+
+
+def trunk_outputs(inputs, trunks: Sequence[str] | None = None, bank: TrunkBank | None = None,
+                  batch: int = 4) -> dict[str, TrunkOutput]:
+    """Every trunk's pooled features and tags for N clips.
+
+    ``inputs``: MSD_FEATURES log-mels (``(N, 1, 96, T)`` or ``(N, 96, T)``,
+    array or tensor), or a sequence of audio sources (paths, bytes) — each
+    decoded once (:func:`core.audio.load.load`) and turned into one log-mel
+    (:func:`core.audio.features.logmels`) that every trunk shares.
+    ``trunks``: names from :data:`TRUNKS` (default all). Returns
+    ``{name: TrunkOutput(features (N, 2·D), tags (N, 50))}``.
+    """
+    bank = bank or TrunkBank(trunks)
+    if isinstance(inputs, (np.ndarray, torch.Tensor)):
+        mels = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
+        chunks = [mels[i: i + batch] for i in range(0, len(mels), batch)]
+    else:
+        chunks = (clip_logmel(src)[None] for src in inputs)
+    vecs = [bank.vector(c).numpy() for c in chunks]
+    return bank.split(np.concatenate(vecs) if vecs else np.zeros((0, bank.dim), np.float32))
+
+
+def clip_logmel(source) -> torch.Tensor:
+    """One decode, one log-mel: ``source`` → ``(1, 96, 1872)`` MSD_FEATURES log-mel."""
+    from core.audio.features import logmels
+    from core.audio.load import load
+    return logmels(load(source, MSD_FEATURES), MSD_FEATURES)[0]

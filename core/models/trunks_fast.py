@@ -1,0 +1,156 @@
+"""Inference copies of the wheel's taggers (:mod:`core.models.musicnn`):
+same outputs, less CPU. Used by :class:`core.models.trunks.TrunkBank`.
+
+* VGGs: :func:`core.models.optimise.optimise_for_inference` (MSD_vgg's
+  conv 1–4 become :class:`~core.models.msd_fast.FastMSDTrunk`; MTT_vgg, whose
+  first pool overlaps, runs channels-last with bfloat16 autocast where on).
+* musicnn: :class:`FastMusicnn`.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.models.msd_fast import _bn_affine
+from core.models.musicnn import TEMPORAL_TIME, Musicnn, same_pad
+
+# Mel rows per matrix product in the front end: bounds the live activation
+# (rows × patches × 204 × 187 floats) to a few MB whatever the batch.
+ROWS = 8
+
+
+class _SignedBranch(nn.Module):
+    """One front-end branch, conv → ReLU → batch norm → max over mel,
+    computed as conv(d·W) → max over mel → clamp to d's side → ``|s|·z + t``
+    (exact: see :mod:`core.models.msd_fast`; ``d = sign(s)``), so ReLU and
+    batch norm touch the pooled ``(B, C, T)`` only."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d):
+        super().__init__()
+        s, t = _bn_affine(bn)
+        d = torch.where(s < 0, -1.0, 1.0)
+        w = (conv.weight.detach() * d[:, None, None, None])[:, 0]          # (C, mel, time)
+        self.register_buffer("bias", (conv.bias.detach() * d).contiguous(), persistent=False)
+        self.register_buffer("s", s.abs()[None, :, None].contiguous(), persistent=False)
+        self.register_buffer("t", t[None, :, None].contiguous(), persistent=False)
+        inf, zero = torch.full_like(s, float("inf")), torch.zeros_like(s)
+        self.register_buffer("lo", torch.where(d > 0, zero, -inf)[None, :, None].contiguous(), persistent=False)
+        self.register_buffer("hi", torch.where(d > 0, inf, zero)[None, :, None].contiguous(), persistent=False)
+        self.kmel, self.ktime = w.shape[1], w.shape[2]
+        self.register_buffer("w", w.contiguous(), persistent=False)
+
+    def side(self, z: torch.Tensor) -> torch.Tensor:
+        """Max-pooled conv ``(B, C, T)`` → the branch's output (float32)."""
+        return torch.addcmul(self.t, torch.clamp(z.float(), self.lo, self.hi), self.s)
+
+
+class _Timbral(_SignedBranch):
+    """Kernel (k mel × 7 time), mel 'valid', time padded 3: for a block of
+    output rows, a Conv1d over time whose input channels are the k mel bands
+    of each row (so oneDNN sees k → 204 channels, not 1 → 204)."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d):
+        super().__init__(conv, bn)
+        self.pad = conv.padding[1]
+
+    def forward(self, x: torch.Tensor, bf16: bool) -> torch.Tensor:
+        b, m, t = x.shape                                          # (B, 96, T)
+        rows = m - self.kmel + 1
+        unf = x.unfold(1, self.kmel, 1)                            # (B, rows, T, kmel) view
+        best = None
+        for r in range(0, rows, ROWS):
+            n = min(ROWS, rows - r)
+            chunk = unf[:, r: r + n].permute(0, 1, 3, 2).reshape(b * n, self.kmel, t)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                y = F.conv1d(chunk, self.w, self.bias, padding=self.pad)   # (B·n, C, T)
+            y = y.reshape(b, n, -1, t).amax(1)
+            best = y if best is None else torch.maximum(best, y)
+        return self.side(best)
+
+
+class _Temporal(_SignedBranch):
+    """Kernel (1 mel × k time), TF 'SAME' in time: per block of mel rows, one
+    matrix product of the k-frame windows (im2col) with the (k, 51) kernel."""
+
+    def forward(self, x: torch.Tensor, bf16: bool) -> torch.Tensor:
+        b, m, t = x.shape
+        unf = F.pad(x, same_pad(self.ktime)).unfold(2, self.ktime, 1)   # (B, 96, T, k) view
+        wt = self.w[:, 0].t()                                          # (k, C)
+        best = None
+        for r in range(0, m, ROWS):
+            n = min(ROWS, m - r)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                y = torch.addmm(self.bias, unf[:, r: r + n].reshape(-1, self.ktime), wt)   # (B·n·T, C)
+            y = y.reshape(b, n, t, -1).amax(1)
+            best = y if best is None else torch.maximum(best, y)
+        return self.side(best.transpose(1, 2))
+
+
+class FastMusicnn(nn.Module):
+    """Inference-only :class:`~core.models.musicnn.Musicnn` with the same
+    ``embed(patch)`` → (penultimate ``(B, 200)``, logits ``(B, 50)``).
+
+    The front end (97 % of the CPU time) is rewritten: ReLU and batch norm
+    after the mel max (exact), timbral convs as Conv1d over time with the
+    mel bands as channels, temporal convs as one matrix product per block of
+    rows, a running maximum over row blocks (no full-resolution activation);
+    ``bfloat16``: these products under bfloat16 autocast. Mid and back end
+    are the original layers in float32."""
+
+    def __init__(self, model: Musicnn, bfloat16: bool = False):
+        super().__init__()
+        self.bfloat16 = bool(bfloat16)
+        s, t = _bn_affine(model.input_bn)
+        self.in_s, self.in_t = float(s), float(t)
+        self.timbral = nn.ModuleList(_Timbral(b.conv, b.bn) for b in model.timbral)
+        self.temporal = nn.ModuleList(_Temporal(b.conv, b.bn) for b in model.temporal)
+        if [b.ktime for b in self.temporal] != list(TEMPORAL_TIME):
+            raise ValueError("FastMusicnn needs musicnn's temporal kernels")
+        back = copy.deepcopy(model).eval()
+        self.mid, self.pool_bn, self.dense, self.dense_bn, self.out = (
+            back.mid, back.pool_bn, back.dense, back.dense_bn, back.out)
+
+    def front(self, patch: torch.Tensor) -> torch.Tensor:
+        x = patch.float()[:, 0] * self.in_s + self.in_t                  # (B, 96, T)
+        return torch.cat([br(x, self.bfloat16) for br in (*self.timbral, *self.temporal)], 1)
+
+    def embed(self, patch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.pool_bn(Musicnn.pooled(self, self.front(patch)))
+        pen = self.dense_bn(F.relu(self.dense(p)))
+        return pen, self.out(pen)
+
+    def forward(self, patch: torch.Tensor) -> torch.Tensor:
+        return self.embed(patch)[1]
+
+
+class _Autocast(nn.Module):
+    """``inner.embed`` under CPU bfloat16 autocast, outputs float32."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def embed(self, patch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            pen, logits = self.inner.embed(patch)
+        return pen.float(), logits.float()
+
+    def forward(self, patch: torch.Tensor) -> torch.Tensor:
+        return self.embed(patch)[1]
+
+
+def fast_tagger(model: nn.Module, bfloat16: bool | None = None) -> nn.Module:
+    """An inference copy of a ported tagger (``embed(patch)`` → (penultimate, logits))."""
+    from core.models.msd_fast import FastMSDTrunk
+    from core.models.optimise import optimise_for_inference, use_bfloat16
+    bf16 = use_bfloat16() if bfloat16 is None else bool(bfloat16)
+    if isinstance(model, Musicnn):
+        return FastMusicnn(model, bfloat16=bf16).eval()
+    fast = optimise_for_inference(model, bfloat16=bf16)
+    if bf16 and not isinstance(getattr(fast, "trunk", None), FastMSDTrunk):
+        fast = _Autocast(fast)       # MTT_vgg: its overlapping first pool keeps the plain trunk
+    return fast

@@ -1,0 +1,320 @@
+"""The pretrained trunk family: the musicnn / MTT_vgg ports (shapes, pooling
+arithmetic, weight layout, the layout read from each checkpoint's own graph),
+their fast copies, the bank's pooling over patches, one decode per clip for
+every trunk, the feature cache CLI, and tags on real music."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import REAL_DATA, real_data, synth, write_audio
+from torch import nn
+
+from core.errors import ArtifactError
+from core.models.msd import PATCH_FRAMES
+from core.models.musicnn import (
+    BACK_CHANNELS,
+    FRONT_CHANNELS,
+    MTT_VGG_POOLS,
+    MTTVGG,
+    TIMBRAL_MEL,
+    Musicnn,
+    load_musicnn_weights,
+)
+from core.models.tf_checkpoint import read_checkpoint, write_checkpoint
+from core.models.trunk_model import TrunkGenreModel
+from core.models.trunks import TRUNKS, TrunkBank, trunk_outputs
+from core.models.trunks_fast import FastMusicnn
+
+
+def _wheel():
+    from core.models.msd import msd_checkpoint_prefix
+    try:
+        return msd_checkpoint_prefix()
+    except ArtifactError:
+        pytest.skip("musicnn wheel not installed")
+
+
+def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial batch norms, some with negative scale (the fast copy's
+    sign trick must hold for both signs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=g) * 2 - 0.6)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def musicnn():
+    torch.manual_seed(0)
+    return _randomise_bn(Musicnn())
+
+
+@pytest.mark.parametrize("frames", [PATCH_FRAMES, 200])
+def test_musicnn_shapes(musicnn, frames):
+    x = torch.randn(2, 1, 96, frames)
+    with torch.no_grad():
+        front = musicnn.front(x)
+        pen, logits = musicnn.embed(x)
+    assert front.shape == (2, FRONT_CHANNELS, frames)       # 'same' in time on every branch
+    assert FRONT_CHANNELS == 2 * 204 + 3 * 51 == 561
+    assert pen.shape == (2, 200) and logits.shape == (2, 50)
+
+
+def test_musicnn_pooling_interleaves_max_and_mean(musicnn):
+    """TF concatenates max and mean on a last axis of 2 and flattens: the
+    pooled vector is [max₀, mean₀, max₁, mean₁, …] over 753 channels."""
+    front = torch.randn(2, FRONT_CHANNELS, 50)
+    with torch.no_grad():
+        pooled = musicnn.pooled(front)
+        m1 = musicnn.mid[0](front)
+        m2 = musicnn.mid[1](m1) + m1
+        m3 = musicnn.mid[2](m2) + m2
+    h = torch.cat([front, m1, m2, m3], 1)
+    assert h.shape[1] == BACK_CHANNELS == 753 and pooled.shape == (2, 1506)
+    assert torch.equal(pooled[:, 0::2], h.amax(2))
+    assert torch.allclose(pooled[:, 1::2], h.mean(2))
+    # The residual stream: changing the last time step moves the max only where it was the max.
+    assert torch.equal(pooled[:, 0:2 * FRONT_CHANNELS:2], front.amax(2))
+
+
+def _fake_musicnn(rng) -> dict[str, np.ndarray]:
+    """Random tensors named and shaped like the MSD_musicnn checkpoint."""
+    shapes = {"conv2d": (7, 38, 1, 204), "conv2d_1": (7, 67, 1, 204), "conv2d_2": (128, 1, 1, 51),
+              "conv2d_3": (64, 1, 1, 51), "conv2d_4": (32, 1, 1, 51), "conv2d_5": (7, 561, 1, 64),
+              "conv2d_6": (7, 64, 1, 64), "conv2d_7": (7, 64, 1, 64), "dense": (1506, 200), "dense_1": (200, 50)}
+    t = {}
+    for name, shape in shapes.items():
+        t[f"{name}/kernel"] = rng.normal(0, 0.1, shape).astype(np.float32)
+        t[f"{name}/bias"] = rng.normal(0, 0.1, shape[-1]).astype(np.float32)
+    for j, c in enumerate([1, 204, 204, 51, 51, 51, 64, 64, 64, 1506, 200]):
+        name = "batch_normalization" + (f"_{j}" if j else "")
+        for key, lo in (("gamma", 0.5), ("beta", -0.1), ("moving_mean", -0.1), ("moving_variance", 0.5)):
+            t[f"{name}/{key}"] = rng.uniform(lo, lo + 1.0, c).astype(np.float32)
+    return t
+
+
+def test_musicnn_weight_layout(tmp_path):
+    """TF HWIO with H = time, W = mel → torch (C, 1, mel, time); the mid end's
+    (time, C_in, 1, C_out) → Conv1d (C_out, C_in, time); dense kernels transposed."""
+    t = _fake_musicnn(np.random.default_rng(0))
+    write_checkpoint(tmp_path / "MSD_musicnn", t)
+    m = load_musicnn_weights(Musicnn(), tensors=read_checkpoint(tmp_path / "MSD_musicnn"))
+    k = t["conv2d_1/kernel"]
+    assert m.timbral[1].conv.weight.shape == (204, 1, TIMBRAL_MEL[1], 7)
+    assert m.timbral[1].conv.weight[5, 0, 10, 2].item() == pytest.approx(k[2, 10, 0, 5])
+    assert m.temporal[0].conv.weight[3, 0, 0, 100].item() == pytest.approx(t["conv2d_2/kernel"][100, 0, 0, 3])
+    assert m.mid[0].conv.weight[7, 300, 4].item() == pytest.approx(t["conv2d_5/kernel"][4, 300, 0, 7])
+    assert m.out.weight[9, 17].item() == pytest.approx(t["dense_1/kernel"][17, 9])
+    assert m.pool_bn.running_var[1000].item() == pytest.approx(t["batch_normalization_9/moving_variance"][1000])
+    del t["conv2d_6/bias"]
+    with pytest.raises(ArtifactError, match="conv2d_6/bias"):
+        load_musicnn_weights(Musicnn(), tensors=t)
+
+
+def test_mtt_vgg_pools_and_shapes():
+    """MTT_vgg's first pool overlaps in time (4 wide, stride 2) and skips mel
+    rows: a 187-frame patch leaves 1 × 2 after pool 5, 256 dense inputs."""
+    m = _randomise_bn(MTTVGG())
+    x = torch.randn(2, 1, 96, PATCH_FRAMES)
+    with torch.no_grad():
+        y = m.trunk(x)
+        pen, logits = m.embed(x)
+    assert y.shape == (2, 128, 6, 11)
+    assert pen.shape == (2, 256) and logits.shape == (2, 50)
+
+
+def test_ports_follow_each_checkpoints_graph():
+    """The constants of the ports equal what each .meta graph says."""
+    import core.models.msd as msd
+    from core.models.tf_graph import read_graph
+    prefix = _wheel()
+    wheel = prefix.rstrip("/").rsplit("/", 1)[0]
+
+    def pools(name):
+        nodes = read_graph(f"{wheel}/{name}/.meta")
+        # NHWC, H = time, W = mel → (mel, time)
+        return [((n.attrs["ksize"][2], n.attrs["ksize"][1]), (n.attrs["strides"][2], n.attrs["strides"][1]))
+                for n in nodes if n.op == "MaxPool" and n.name.startswith("model/")], nodes
+
+    mtt, _ = pools("MTT_vgg")
+    assert mtt == [tuple(p) for p in MTT_VGG_POOLS]
+    msd_pools, _ = pools("MSD_vgg")
+    assert msd_pools == [(k, k) for k in msd.POOLS]
+    for name in ("MSD_musicnn", "MTT_musicnn"):
+        p, nodes = pools(name)
+        assert [k for k, _ in p] == [(96 - TIMBRAL_MEL[0] + 1, 1), (96 - TIMBRAL_MEL[1] + 1, 1)] + [(96, 1)] * 3
+        eps = {round(n.attrs["epsilon"], 6) for n in nodes if n.op.startswith("FusedBatchNorm")}
+        assert eps == {0.001}
+        pads = [n.attrs["value"] for n in nodes if n.name.startswith("model/Pad") and n.name.endswith("paddings")]
+        assert pads and all(p == [[0, 0], [3, 3], [0, 0], [0, 0]] for p in pads)
+
+
+def test_fast_musicnn_equals_plain(musicnn):
+    x = torch.randn(3, 1, 96, PATCH_FRAMES) + 1.0
+    fast = FastMusicnn(musicnn, bfloat16=False)
+    with torch.no_grad():
+        p0, l0 = musicnn.embed(x)
+        p1, l1 = fast.embed(x)
+    assert torch.allclose(p0, p1, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(l0, l1, atol=1e-4, rtol=1e-4)
+
+
+class _Stub(nn.Module):
+    """A tagger whose outputs are plain functions of the patch: penultimate =
+    (m, −m, 0, …) of the trunk's width, m the patch's mean value; logit 0 = m."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        self.d = TRUNKS[name].embed_dim
+
+    def embed(self, patch):
+        v = patch.mean((1, 2, 3))
+        zeros = [torch.zeros_like(v)]
+        return torch.stack([v, -v] + zeros * (self.d - 2), 1), torch.stack([v] + zeros * 49, 1)
+
+
+def _stub_bank(names=("msd_vgg", "mtt_musicnn")) -> TrunkBank:
+    return TrunkBank(models={n: _Stub(n) for n in names})
+
+
+def test_bank_pools_over_each_clips_patches():
+    """Clip c, patch p has the constant value 10·c + p: features are the
+    mean then the max over that clip's 3 patches, tags the mean probability."""
+    n_patches = 3
+    mel = torch.zeros(2, 1, 96, n_patches * PATCH_FRAMES + 2)     # the 2-frame tail is dropped
+    for c in range(2):
+        for p in range(n_patches):
+            mel[c, ..., p * PATCH_FRAMES:(p + 1) * PATCH_FRAMES] = 10 * c + p
+    mel[..., -2:] = 1000.0
+    out = _stub_bank().run(mel)
+    feats, tags = out["msd_vgg"]                      # D = 256: mean at 0, 1; max at 256, 257
+    assert feats.shape == (2, 512)
+    assert feats[:, [0, 1, 256, 257]].tolist() == [[1.0, -1.0, 2.0, 0.0], [11.0, -11.0, 12.0, -10.0]]
+    expect = [np.mean([1 / (1 + np.exp(-(10 * c + p))) for p in range(3)]) for c in range(2)]
+    assert tags[:, 0].numpy() == pytest.approx(expect, rel=1e-5)
+    assert tags[:, 1].numpy() == pytest.approx([0.5, 0.5])
+
+
+def test_bank_vector_and_split_round_trip():
+    bank = _stub_bank()
+    mel = torch.rand(3, 1, 96, 2 * PATCH_FRAMES)
+    vec = bank.vector(mel)
+    assert vec.shape == (3, bank.dim) == (3, (512 + 50) + (400 + 50))
+    split = bank.split(vec)
+    run = bank.run(mel)
+    for name in bank.names:
+        assert np.array_equal(split[name].features, run[name][0].numpy())
+        assert np.array_equal(split[name].tags, run[name][1].numpy())
+    with pytest.raises(ArtifactError, match="trunks need log-mels"):
+        bank.run(torch.rand(1, 1, 64, 400))
+    with pytest.raises(ArtifactError, match="unknown trunk"):
+        TrunkBank(["msd_vgg", "nope"])
+
+
+def test_one_decode_and_one_logmel_feed_every_trunk(tmp_path, monkeypatch):
+    import core.audio.features as features
+    import core.audio.load as load
+    paths = [write_audio(tmp_path / f"{i}.wav", synth("tone", seconds=4.0, seed=i)) for i in range(2)]
+    opened, mels = [], []
+    real_open, real_logmels = load._open, features.logmels
+    monkeypatch.setattr(load, "_open", lambda src: (opened.append(src), real_open(src))[1])
+    monkeypatch.setattr(features, "logmels", lambda w, c: (mels.append(c.key()), real_logmels(w, c))[1])
+    out = trunk_outputs(paths, bank=_stub_bank(tuple(TRUNKS)))
+    assert len(opened) == 2 and len(mels) == 2          # one per clip, for four trunks
+    assert set(out) == set(TRUNKS)
+    assert all(o.features.shape == (2, TRUNKS[n].feature_dim) for n, o in out.items())
+
+
+@pytest.fixture(scope="module")
+def real_bank():
+    _wheel()
+    return TrunkBank(bfloat16=False)
+
+
+def test_bfloat16_bank_close_to_float32(real_bank):
+    """The served copies in bfloat16 stay within 0.03 of float32 in every tag
+    probability (measured on real music: see README)."""
+    from core.models.optimise import cpu_has_bfloat16
+    if not cpu_has_bfloat16():
+        pytest.skip("no native bfloat16 on this CPU")
+    bf = TrunkBank(bfloat16=True)
+    assert bf.key() != real_bank.key() and bf.key().endswith("bf16")
+    rng = np.random.default_rng(0)
+    mel = torch.from_numpy(rng.uniform(0, 2.5, (2, 1, 96, 2 * PATCH_FRAMES)).astype(np.float32))
+    a, b = real_bank.run(mel), bf.run(mel)
+    for name in real_bank.names:
+        assert (a[name][1] - b[name][1]).abs().max() < 0.03, name
+        cos = torch.nn.functional.cosine_similarity(a[name][0], b[name][0])
+        assert cos.min() > 0.99, name
+
+
+@real_data
+def test_real_tags_name_the_genre(real_bank):
+    """Averaged over four val clips of a genre, the trunks' own tag for it is
+    among their top five."""
+    from core.datasets import read_datasets
+    tracks = [t for t in read_datasets(REAL_DATA) if t.split == "val"]
+    cases = {"Classical": {"mtt_musicnn": "classical", "mtt_vgg": "classical"},
+             "Hip-Hop": {"msd_musicnn": "Hip-Hop", "msd_vgg": "Hip-Hop"},
+             "Rock": {"msd_musicnn": "rock", "msd_vgg": "rock"}}
+    for genre, want in cases.items():
+        clips = [t.path for t in tracks if t.genre == genre][:4]
+        out = trunk_outputs(clips, bank=real_bank)
+        for name, tag in want.items():
+            probs = out[name].tags.mean(0)
+            top5 = [TRUNKS[name].tags[i] for i in np.argsort(-probs)[:5]]
+            assert tag in top5, (genre, name, top5)
+
+
+def test_trunk_features_cli(tiny_dataset, tmp_path):
+    _wheel()
+    from core.cli.main import main
+    assert main(["trunk-features", "--data", str(tiny_dataset), "--out", str(tmp_path), "--trunks",
+                 "msd_musicnn"]) == 0
+    z = np.load(tmp_path / "msd_musicnn.npz")
+    n = len(z["track_id"])
+    assert n > 0 and z["features"].shape == (n, 400) and z["tags"].shape == (n, 50)
+    assert set(z["split"]) <= {"train", "val", "test"} and len(z["genre"]) == n
+    assert ((z["tags"] > 0) & (z["tags"] < 1)).all()
+
+
+class _LinearOnTrunks(TrunkGenreModel):
+    name = "linear_on_trunks"
+
+    def __init__(self, labels, trunks):
+        super().__init__(labels, trunks=trunks)
+        self.head = nn.Linear(self.input_dim, len(labels))
+
+    def head_outputs(self, vectors):
+        return vectors, self.head(vectors)
+
+
+def test_trunk_model_runs_once_per_clip_on_the_inference_path(monkeypatch):
+    """Two heads on the same bank share one trunk pass per batch through
+    predict_all, and match their own predict_logmel."""
+    import core.models.trunk_model as tm
+    from core.models.inference import predict_all
+    bank = _stub_bank(("msd_musicnn",))
+    runs = []
+    real_run = bank.run
+    monkeypatch.setattr(bank, "run", lambda x: (runs.append(x.shape[0]), real_run(x))[1])
+    monkeypatch.setattr(tm, "shared_bank", lambda trunks: bank)
+    torch.manual_seed(0)
+    models = {n: _LinearOnTrunks(["A", "B", "C"], ["msd_musicnn"]).eval() for n in ("h1", "h2")}
+    mel = torch.rand(3, 1, 96, 2 * PATCH_FRAMES)
+    preds = predict_all({models["h1"].cfg.key(): mel}, models)
+    assert sum(runs) == 3                       # each clip through the bank once, for both heads
+    for n, m in models.items():
+        assert preds[n].probs.shape == (3, 3) and preds[n].embedding.shape == (3, m.input_dim)
+        assert np.allclose(preds[n].probs, m.predict_logmel(mel).probs, atol=1e-6)
+    with pytest.raises(ValueError, match="MSD_FEATURES"):
+        from core.config import FeatureConfig
+        TrunkGenreModel(["A"], FeatureConfig())
