@@ -138,7 +138,7 @@ def test_real_test_split(tmp_path):
     if not ((arts / "crnn.safetensors").is_file() and (arts / "manifest.json").is_file()):
         pytest.skip("shipped artifacts not built yet")
     res = recommend_eval(REAL_DATA, split="test", artifacts_dir=arts,
-                         cfg=EvalConfig(n_listeners=100, extras=False, n_halves=10))
+                         cfg=EvalConfig(n_listeners=100, extras=False, resample=False))
     assert set(res["methods"]) == {"cosine", "genre", "random", "mfcc"}
     assert res["n_listeners"] == 100
     for m in res["methods"].values():
