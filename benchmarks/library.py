@@ -116,10 +116,12 @@ def _decode_ms(music: Path, models: dict, per_format: int = 8) -> dict:
     return out
 
 
-def _index_cmd(music: Path, out: Path, model_dir: Path, models: list[str], checkpoint: int) -> list[str]:
+def _index_cmd(music: Path, out: Path, model_dir: Path, models: list[str], checkpoint: int,
+               small: bool) -> list[str]:
+    """The indexer's command line (a small library: one file per batch, so it can be killed part-way)."""
     return [sys.executable, "-m", "core", "index", "--data", str(music), "--layout", "library",
             "--out", str(out), "--artifacts", str(model_dir), "--models", ",".join(models),
-            "--checkpoint", str(checkpoint)]
+            "--checkpoint", str(checkpoint)] + (["--batch-size", "1"] if small else [])
 
 
 def _first_recommendation(out: Path) -> bool:
@@ -166,8 +168,10 @@ def bench_library(cfg: BenchConfig, model_dir: Path, model_names: list[str], log
     work = Path(tempfile.mkdtemp(prefix="bench_library_idx_"))
     out = work / "index"
     env = dict(os.environ, GENRE_CACHE=str(work / "cache"), PYTHONPATH=str(PROJECT_ROOT))
-    cmd = _index_cmd(music, out, model_dir, list(models), cfg.library_checkpoint)
-    kill_at = max(MAX_SEEDS + 1, int(cfg.library_kill_at * (counts["files"] - counts["broken"])))
+    readable = counts["files"] - counts["broken"]
+    checkpoint = min(cfg.library_checkpoint, max(2, readable // 8))
+    cmd = _index_cmd(music, out, model_dir, list(models), checkpoint, small=readable < 100)
+    kill_at = max(MAX_SEEDS + 1, int(cfg.library_kill_at * readable))
     start = time.perf_counter()
     first_rec = None
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -175,10 +179,11 @@ def bench_library(cfg: BenchConfig, model_dir: Path, model_names: list[str], log
     killed_at = None
     try:
         while proc.poll() is None:
-            time.sleep(0.5)
+            time.sleep(0.1)
             if first_rec is None and _first_recommendation(out):
                 first_rec = time.perf_counter() - start
-            if (out / "CURRENT").is_file() and len(CatalogIndex.open(out)) >= kill_at:
+            # Killed only once the first recommendation was timed on what was committed.
+            if first_rec is not None and len(CatalogIndex.open(out)) >= kill_at:
                 proc.send_signal(signal.SIGKILL)
                 killed_at = len(CatalogIndex.open(out))
                 break
@@ -201,7 +206,6 @@ def bench_library(cfg: BenchConfig, model_dir: Path, model_names: list[str], log
     after = CatalogIndex.open(out)
     ids = list(after.column("track_id"))
     again = dict(zip(ids, after.snapshot().frame["indexed_at"]))
-    readable = len(tracks) - counts["broken"]
     resume_ok = bool(killed_at is not None and proc.returncode == 0 and len(ids) == len(set(ids)) == readable
                      and all(again.get(k) == v for k, v in kept.items())
                      and stats.get("embedded") == readable - len(kept) and stats.get("unchanged") == len(kept))

@@ -10,27 +10,17 @@ and WMA with PyAV (FFmpeg's encoders bundled in the ``av`` wheel).
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.inputs import music_like
+from core.datasets.tags import Tags
 
 SNDFILE_FORMATS = {"mp3": "MP3", "flac": "FLAC", "ogg": "OGG", "wav": "WAV"}
 # extension -> (container, codec) written by PyAV
 AV_FORMATS = {"m4a": ("mp4", "aac"), "alac.m4a": ("mp4", "alac"), "opus": ("ogg", "libopus"),
               "wma": ("asf", "wmav2")}
-
-
-@dataclass(frozen=True)
-class TagSet:
-    artist: str = ""
-    album: str = ""
-    title: str = ""
-    genre: str = ""
-    year: str = ""
-    track_no: str = ""
 
 
 def music(seconds: float, sr: int, seed: int) -> np.ndarray:
@@ -74,7 +64,7 @@ def write_track(path: Path, y: np.ndarray, sr: int, ext: str) -> Path:
     return write_audio_av(path, y, sr, container, codec)
 
 
-def write_tags(path: Path, tags: TagSet) -> None:
+def write_tags(path: Path, tags: Tags) -> None:
     """Tag ``path`` with mutagen (ID3 for MP3/WAV, Vorbis comments for
     FLAC/OGG/Opus, MP4 atoms for M4A, ASF for WMA)."""
     import mutagen
@@ -164,7 +154,7 @@ def generate_library(root: Path, n_files: int, seconds: float = 3.0, sr: int = 2
         ext = formats[i % len(formats)]
         name = f"{t + 1:02d} Song {i}" + (" (alac)" if ext == "alac.m4a" else "") + "." + ext.split(".")[-1]
         p = write_track(folder / name, music(seconds, sr, seed + i), sr, ext)
-        write_tags(p, TagSet(artist=f"Artist {a:03d}", album=f"Album {b + 1}", title=f"Song {i}",
+        write_tags(p, Tags(artist=f"Artist {a:03d}", album=f"Album {b + 1}", title=f"Song {i}",
                              genre=genres[a % len(genres)], year=str(1990 + a % 30), track_no=str(t + 1)))
         counts["files"] += 1
         counts["formats"][ext] = counts["formats"].get(ext, 0) + 1

@@ -55,15 +55,20 @@ def _tf_side(inputs: str, out: str, wheel: str) -> None:   # pragma: no cover - 
 
 
 def torch_side(patches, names=CHECKPOINTS) -> dict[str, np.ndarray]:
-    """Each port on ``patches`` ``(N, 1, 96, 187)`` → its logits and penultimate layer."""
+    """Each port on ``patches`` ``(N, 1, 96, 187)`` → its logits and penultimate
+    layer, and the logits of its fast float32 inference copy (``<name>_fast``)."""
     import torch
 
     from core.models.musicnn import pretrained
+    from core.models.trunks_fast import fast_tagger
     res = {}
     with torch.inference_mode():
+        x = torch.as_tensor(patches)
         for name in names:
-            pen, logits = pretrained(name).embed(torch.as_tensor(patches))
+            model = pretrained(name)
+            pen, logits = model.embed(x)
             res[f"{name}_logits"], res[f"{name}_pen"] = logits.numpy(), pen.numpy()
+            res[f"{name}_fast"] = fast_tagger(model, bfloat16=False).embed(x)[1].float().numpy()
     return res
 
 
@@ -111,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         report[name] = {"max_abs_logit": float(np.abs(a - b).max()),
                         "max_abs_tag_prob": float(np.abs(sig(a) - sig(b)).max()),
                         "max_abs_penultimate": float(np.abs(ours[f"{name}_pen"] - theirs[f"{name}_pen"]).max()),
+                        "fast_float32_max_abs_logit": float(np.abs(ours[f"{name}_fast"] - b).max()),
                         "logit_range": [float(b.min()), float(b.max())]}
     print(json.dumps(report, indent=1))
     return 0

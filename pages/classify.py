@@ -7,6 +7,7 @@ from ui import charts
 from ui.analysis import classify_files
 from ui.facets import beyond_genre
 from ui.models import shipped_models
+from ui.tracks import upload_tag_line
 from ui.uploads import UPLOAD_TYPES, add_to_library, max_upload_bytes
 
 st.title("Classify your music")
@@ -20,7 +21,7 @@ models = shipped_models()
 if not models:
     st.stop()
 
-files = st.file_uploader("Audio files (MP3, WAV, FLAC, OGG)", type=UPLOAD_TYPES,
+files = st.file_uploader("Audio files (MP3, WAV, FLAC, OGG, M4A, Opus, WMA)", type=UPLOAD_TYPES,
                          accept_multiple_files=True, key="classify_files",
                          help=f"Up to {max_upload_bytes() / 2**20:.0f} MB per file.")
 if not files:
@@ -50,6 +51,9 @@ for i, r in enumerate(results):
         c1, c2 = st.columns([2, 3])
         with c1:
             st.subheader(r.name)
+            tag_line = upload_tag_line(r.data)
+            if tag_line:
+                st.caption(tag_line)
             st.audio(r.data)
             for m in v.probs:
                 g, p = v.top(m)

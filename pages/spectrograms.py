@@ -55,7 +55,7 @@ else:
     up = st.file_uploader("An audio file", type=UPLOAD_TYPES, key="spec_upload",
                           help=f"Up to {max_upload_bytes() / 2**20:.0f} MB.")
     if up is None:
-        st.caption("Choose an MP3, WAV, FLAC or OGG file to see its spectrogram.")
+        st.caption("Choose an MP3, WAV, FLAC, OGG, M4A, Opus or WMA file to see its spectrogram.")
         st.stop()
     data = up.getvalue()
     problem = check_upload(up.name, data)

@@ -19,7 +19,7 @@ def test_tiny_bench_run_writes_every_key(tiny_dataset, tiny_artifacts, tmp_path,
     out = tmp_path / "bench.json"
     rc = main(["bench", "--data", str(tiny_dataset), "--json", str(out), "--limit", "4",
                "--batch-size", "2", "--sizes", "1500,3000", "--dims", "8", "--queries", "8",
-               "--artifacts", str(tiny_artifacts), "--no-first-run"])
+               "--artifacts", str(tiny_artifacts), "--no-first-run", "--library-files", "0"])
     assert rc == 0
     r = json.loads(out.read_text())
     idx = r["index"]
@@ -43,6 +43,7 @@ def test_tiny_bench_run_writes_every_key(tiny_dataset, tiny_artifacts, tmp_path,
     assert set(r["first_run"]) >= {"first_lists_s", "catalog_indexed_s", "tracks"}
     assert r["first_run"]["tracks"] is None and r["first_run"]["note"] == "not measured: --no-first-run"
     assert "index_speedup_ge_3" in r["targets"]
+    assert r["library"] is None  # --library-files 0: the entry is not measured
     assert "speedup" in capsys.readouterr().out
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from benchmarks.library_gen import TagSet, corrupt_id3, music, write_tags, write_track
+from benchmarks.library_gen import corrupt_id3, music, write_tags, write_track
 from core.audio.load import AudioError, load, probe
 from core.catalog.index import CatalogIndex
 from core.datasets import LayoutError, detect_layout, read_dataset
-from core.datasets.tags import read_tags, title_from_name
+from core.datasets.tags import Tags, read_tags, title_from_name
 from core.recommend.playlist import parse_m3u8
 
 SR = 22_050
@@ -29,8 +29,8 @@ FORMATS = ("mp3", "flac", "ogg", "m4a", "alac.m4a", "opus", "wma", "wav")
 KNOWN = ["Blues", "Classical", "Hip-Hop", "Jazz", "Rock"]
 
 
-def _tags(i: int, artist: str = "Ann Artist", album: str = "First Album") -> TagSet:
-    return TagSet(artist=artist, album=album, title=f"Song {i}", genre="Jazz", year=str(2000 + i),
+def _tags(i: int, artist: str = "Ann Artist", album: str = "First Album") -> Tags:
+    return Tags(artist=artist, album=album, title=f"Song {i}", genre="Jazz", year=str(2000 + i),
                   track_no=str(i + 1))
 
 
@@ -74,7 +74,7 @@ def test_every_format_decodes_and_keeps_its_tags(library):
 def test_tag_round_trip_exact(tmp_path):
     for ext in FORMATS:
         p = write_track(tmp_path / f"x.{ext.split('.')[-1]}", music(2.0, SR, 1), SR, ext)
-        want = TagSet("Zoë & Co", "Ünïcode – Album", "Título, with comma", "Hip-Hop", "1999", "7")
+        want = Tags("Zoë & Co", "Ünïcode – Album", "Título, with comma", "Hip-Hop", "1999", "7")
         write_tags(p, want)
         t = read_tags(p)
         assert (t.artist, t.album, t.title, t.genre, t.year, t.track_no) == \
@@ -90,7 +90,7 @@ def test_broken_or_missing_tags_keep_the_file_name(library, tmp_path):
     assert read_tags(library / "Bob Band" / "Second Album" / "03 Not Music.mp3").title == ""
     hostile = tmp_path / "hostile.mp3"
     write_track(hostile, music(2.0, SR, 3), SR, "mp3")
-    write_tags(hostile, TagSet(artist="A\x00B\x1b[31m" + "x" * 5000, title="\u202eevil"))
+    write_tags(hostile, Tags(artist="A\x00B\x1b[31m" + "x" * 5000, title="\u202eevil"))
     t = read_tags(hostile)
     assert "\x00" not in t.artist and "\x1b" not in t.artist and len(t.artist) <= 200
     assert "\u202e" not in t.title
@@ -235,3 +235,53 @@ def test_hostile_file_named_m4a_gets_one_line(tmp_path):
     with pytest.raises(AudioError) as err:
         load(p)
     assert "\n" not in str(err.value) and str(err.value).startswith("fake.m4a: ")
+
+
+def test_bench_data_goes_through_the_readers(tmp_path, library):
+    """``bench --data DIR``: a metadata folder whose ``audio`` is a symbolic
+    link is benchmarked on its own files; a folder with no audio is refused
+    (never replaced by generated clips)."""
+    from benchmarks.inputs import NoAudioError, pick_files
+
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    (meta / "audio").symlink_to(library / "Ann Artist" / "First Album", target_is_directory=True)
+    files = sorted(p.name for p in (meta / "audio").iterdir())
+    (meta / "metadata.csv").write_text("track_id,path,genre\n" + "".join(
+        f"t{i},audio/{name},Jazz\n" for i, name in enumerate(files)))
+    picked = pick_files([meta], 100)
+    assert len(picked) == len(files) and all(p.is_file() for p in picked)
+    empty = tmp_path / "empty"
+    (empty / "sub").mkdir(parents=True)
+    (empty / "notes.txt").write_text("no music here")
+    with pytest.raises((NoAudioError, LayoutError), match="no audio files found"):
+        pick_files([empty], 10)
+    r = _cli("bench", "--data", empty, "--json", tmp_path / "b.json", "--no-first-run")
+    assert r.returncode != 0 and "no audio files found" in r.stderr and not (tmp_path / "b.json").exists()
+
+
+def test_bench_library_entry_kills_and_resumes(tmp_path, tiny_artifacts):
+    """``bench --only-library``: a small generated library, the indexer
+    SIGKILLed part-way and resumed, every key of the entry measured."""
+    from core.cli.main import main
+
+    out = tmp_path / "lib.json"
+    assert main(["bench", "--only-library", "--library-files", "16", "--library-seconds", "1.5",
+                 "--library-dir", str(tmp_path / "gen"), "--artifacts", str(tiny_artifacts),
+                 "--json", str(out)]) == 0
+    lib = json.loads(out.read_text())["library"]
+    assert lib["files"] == 16 and lib["resume_ok"] is True and lib["tracks"] == 16 - lib["broken_files"]
+    assert 0 < lib["kept_after_kill"] < lib["tracks"]
+    assert lib["tracks_per_s"] > 0 and lib["peak_rss_mb"] > 0 and lib["seconds_to_first_recommendation"] > 0
+    assert {"mp3", "m4a", "alac.m4a", "opus", "wma"} <= set(lib["decode_ms"])
+    assert "3 s" not in lib["note"] and "1.5 s clips" in lib["note"]
+
+
+def test_an_uploads_own_tags_are_shown(tmp_path):
+    from ui.tracks import genre_note, upload_tag_line
+
+    p = write_track(tmp_path / "up.m4a", music(2.0, SR, 5), SR, "m4a")
+    write_tags(p, Tags(artist="Cleo", album="Live", title="Blue", genre="Jazz"))
+    assert upload_tag_line(p.read_bytes()).startswith("Blue — Cleo (Live) · tagged Jazz")
+    assert upload_tag_line(b"not audio") == ""
+    assert genre_note("", "Jazz", "Classical") == "unlabelled · tagged Jazz · the models hear Classical"

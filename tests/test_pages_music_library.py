@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from conftest import no_exceptions, open_page, texts, wait_for_index
 
-from benchmarks.library_gen import TagSet, music, write_tags, write_track
+from benchmarks.library_gen import music, write_tags, write_track
+from core.datasets.tags import Tags
 from ui.models import HEAVY_MODULES
 
 SR = 22_050
@@ -20,7 +21,7 @@ def library_app(app, monkeypatch, tmp_path):
     for i, ext in enumerate(("mp3", "m4a", "flac", "ogg", "mp3", "m4a")):
         artist = f"Artist {i % 3}"
         p = write_track(root / artist / "Album" / f"{i + 1:02d} Song {i}.{ext}", music(2.0, SR, i), SR, ext)
-        write_tags(p, TagSet(artist=artist, album="Album", title=f"Song {i}", genre="Jazz", track_no=str(i + 1)))
+        write_tags(p, Tags(artist=artist, album="Album", title=f"Song {i}", genre="Jazz", track_no=str(i + 1)))
     for k, v in {"GENRE_DATA": str(root), "GENRE_INDEX": str(tmp_path / "index")}.items():
         monkeypatch.setenv(k, v)
         app.env[k] = v

@@ -28,6 +28,19 @@ def genre_note(genre: str, tag_genre: str, predicted: str) -> str:
     return " · ".join(parts)
 
 
+def upload_tag_line(data: bytes) -> str:
+    """'Artist — Title (Album) · tagged Jazz' from an upload's own tags ("" without tags)."""
+    import io
+
+    from core.datasets.tags import read_tags
+
+    t = read_tags(io.BytesIO(data))
+    if not (t.title or t.artist):
+        return ""
+    line = track_name(t.title, t.artist, t.album, "")
+    return line + (f" · tagged {t.genre} (the file's own tag, not used by the models)" if t.genre else "")
+
+
 def playlist_downloads(idx, recs, name: str, key: str) -> None:
     """Two download buttons: the list as M3U8 (absolute paths: the browser
     saves it anywhere) and as CSV."""

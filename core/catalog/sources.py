@@ -132,10 +132,21 @@ def catalog_signature(data_dirs: Iterable[str | Path], library_dir: str | Path) 
         except OSError:
             return -1.0
 
+    def below(d: Path, depth: int) -> tuple:
+        """Modification times of the folders ``depth`` levels below ``d`` (a
+        music library's Artist/Album folders change when a track is added)."""
+        if depth == 0 or (d / "metadata.csv").exists():
+            return ()
+        try:
+            subs = sorted(e.path for e in os.scandir(d) if e.is_dir() and not e.name.startswith("."))
+        except OSError:
+            return ()
+        return tuple((p, stamp(Path(p)), below(Path(p), depth - 1)) for p in subs)
+
     parts = []
     for d in data_dirs:
         d = Path(d)
-        parts.append((str(d), stamp(d), stamp(d / "metadata.csv")))
+        parts.append((str(d), stamp(d), stamp(d / "metadata.csv"), below(d, 2)))
     lib = Path(library_dir)
     lib_files = sorted((p.name, stamp(p)) for p in lib.iterdir()) if lib.is_dir() else []
     parts.append((str(lib), tuple(lib_files)))

@@ -197,7 +197,7 @@ def write_snapshot(folder: Path, state: IndexSnapshot) -> None:
             f"{tag_cols}{pred_cols})")
         cols = list(dict.fromkeys(["track_id", "path", "genre", "split", "artist", "title", "album",
                                    "source", "digest"] + EXTRA_COLUMNS + TAG_COLUMNS + NUMBER_COLUMNS
-                                  + TABLE_COLUMNS + [f"pred_{n}" for n in state.models])) + FACET_COLUMNS
+                                  + TABLE_COLUMNS + [f"pred_{n}" for n in state.models] + FACET_COLUMNS))
         data = [(i, *(_sql(v) for v in vals)) for i, vals in
                 enumerate(rows[cols].itertuples(index=False, name=None))]
         con.executemany(f"INSERT INTO tracks (row, {', '.join(cols)}) VALUES "

@@ -317,13 +317,13 @@ def register(sub) -> None:
     r.add_argument("--liked", default="", help="comma-separated liked track ids")
     r.add_argument("--disliked", default="", help="comma-separated disliked track ids")
     r.add_argument("--artifacts", default=arts, help="models for --file seeds")
+    r.add_argument("--m3u", default=None, metavar="FILE",
+                   help="also write the list as an extended M3U playlist (UTF-8; paths relative to FILE)")
+    r.add_argument("--csv", default=None, metavar="FILE", help="also write the list as CSV")
     r.add_argument("--mood", choices=["like", "calmer", "energetic"], default=None,
                    help="re-rank by mood: like the seeds', calmer or more energetic (index facets)")
     r.add_argument("--mood-weight", type=float, default=0.5, help="weight of the mood term")
     r.add_argument("--tempo", default=None, metavar="MIN:MAX", help="only tracks with tempo in this BPM range")
-    r.add_argument("--m3u", default=None, metavar="FILE",
-                   help="also write the list as an extended M3U playlist (UTF-8; paths relative to FILE)")
-    r.add_argument("--csv", default=None, metavar="FILE", help="also write the list as CSV")
     r.set_defaults(func=cmd_recommend)
 
     d = EvalConfig()

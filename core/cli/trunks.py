@@ -31,6 +31,9 @@ def _run(args) -> int:
     dirs = [Path(d) for d in (args.data or [])] or shared_data_dirs()
     if not dirs:
         sys.exit("error: no --data folder given and ../shared/data not found")
+    for d in dirs:
+        if not d.is_dir():
+            sys.exit(f"error: --data {d} is not a folder")
     torch.set_num_threads(max(1, args.threads))
     tracks = read_datasets(dirs)
     bank = TrunkBank(args.trunks.split(",") if args.trunks else None)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 MAX_TAG_CHARS = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
@@ -95,12 +94,13 @@ def _track_no(text: str) -> str:
     return m.group(1) if m else ""
 
 
-def read_tags(path: str | Path) -> Tags:
-    """The tags of one file (never raises; see the module docstring)."""
+def read_tags(path) -> Tags:
+    """The tags of one file: a path, or an open binary file object such as an
+    upload's ``io.BytesIO`` (never raises; see the module docstring)."""
     try:
         import mutagen
 
-        f = mutagen.File(str(path))
+        f = mutagen.File(path if hasattr(path, "read") else str(path))
     except Exception as exc:  # noqa: BLE001 — mutagen raises many types on hostile input
         return Tags(error=clean_text(f"{type(exc).__name__}: {exc}")[:120])
     if f is None:

@@ -16,6 +16,7 @@ part of the model's own state (its safetensors hold the head only).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Sequence
 
 import torch
@@ -67,6 +68,15 @@ class TrunkGenreModel(GenreModel):
         return self.prediction(emb[:, None], logits[:, None], [0])
 
     # -- GenreModel -----------------------------------------------------------
+    def fingerprint(self) -> str:
+        """The head's fingerprint mixed with the trunks' names and checkpoint
+        digests (not their precision: bfloat16 and float32 vectors are the
+        same model for an index, as for the other served copies)."""
+        if getattr(self, "_fingerprint", None):
+            return self._fingerprint
+        trunks = sorted(self.bank().digests.items())
+        return hashlib.sha256(f"{super().fingerprint()}|{trunks}".encode()).hexdigest()[:16]
+
     def embed_logmel(self, logmel: torch.Tensor) -> torch.Tensor:
         return self.head_outputs(self.trunk_features(logmel))[0]
 

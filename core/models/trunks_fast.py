@@ -5,6 +5,12 @@ same outputs, less CPU. Used by :class:`core.models.trunks.TrunkBank`.
   conv 1–4 become :class:`~core.models.msd_fast.FastMSDTrunk`; MTT_vgg, whose
   first pool overlaps, runs channels-last with bfloat16 autocast where on).
 * musicnn: :class:`FastMusicnn`.
+
+Measured (``python -m benchmarks.trunks --clips 8``, one thread, load 21,
+CPU s per 30 s clip, plain → fast float32 → fast bfloat16): MSD_vgg 0.470 →
+0.158 → 0.100, MSD_musicnn 0.976 → 0.549 → 0.356, MTT_musicnn 0.992 → 0.505
+→ 0.310, MTT_vgg 0.463 → 0.297 → 0.219. Clip-level max |Δ tag probability|
+against the plain port: ≤ 6.4e-7 (float32), ≤ 0.0033 (bfloat16).
 """
 
 from __future__ import annotations
