@@ -32,25 +32,33 @@ test: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 
-# Retrain every model on every ../shared/data set, calibrate on val (and pick
-# the app's default model there), evaluate on test, write the model card.
+# Retrain every model on every ../shared/data set; choose, calibrate and ship the
+# fused model leave-one-source-out (and measure cnn_msd under that protocol);
+# calibrate the others on val (and pick the app's default model there), evaluate
+# on test, write the model card.
 # DEVICE=cuda trains on a GPU when there is one (default: auto).
 DEVICE ?= auto
 artifacts: install
 	$(BIN)/python -m core train --model cnn --out artifacts --device $(DEVICE)
 	$(BIN)/python -m core train --model crnn --full-window --max-minutes 50 --out artifacts --device $(DEVICE)
+	# CRNN stage 2: GRU and genre layers on the frozen conv stack's sequences (about 1 min).
+	$(BIN)/python -m core train --model crnn --recurrent-only --init-from artifacts/crnn.safetensors \
+		--lr 0.0003 --epochs 150 --patience 40 --max-minutes 10 --out artifacts
 	$(BIN)/python -m core train --model cnn_msd --out artifacts --device $(DEVICE)
 	$(BIN)/python -m core train --model crnn_msd --lr 0.0003 --out artifacts --device $(DEVICE)
+	$(BIN)/python -m core loso --artifacts artifacts --cnn-msd-minutes 3
 	$(BIN)/python -m core baseline --artifacts artifacts
 	$(BIN)/python -m core calibrate --split val --artifacts artifacts
 	$(BIN)/python -m core evaluate --split test --json artifacts/metrics.json
 	$(BIN)/python -m core model-card --artifacts artifacts
 
 # The recommender's offline figures and the facet measurements (an index of the shared data first).
+# Method 2's defaults (request.RecommendConfig) are the leave-one-source-out choice; --loso adds
+# its folds to the JSON (core.recommend.loso).
 recommend-artifacts: install
 	$(BIN)/python -m core index --out .cache/index_eval
-	$(BIN)/python -m core recommend-eval --index .cache/index_eval --split test \
-		--choice artifacts/recommend_choice.json --json artifacts/recommend_eval.json
+	$(BIN)/python -m core recommend-eval --index .cache/index_eval --split test --loso \
+		--json artifacts/recommend_eval.json
 	$(BIN)/python -m core facets-eval --index .cache/index_eval --json artifacts/facets_eval.json
 
 bench: install

@@ -95,6 +95,11 @@ class TrainConfig:
     # Chunks drawn per track per epoch (random crops of the cached log-mel).
     chunks_per_track: int = 1
     augment: bool = True
+    # Waveform augmentation (core.audio.augment) before the log-mel, training
+    # batches only: augmented copies per track (0: off), and the chance a
+    # batch item is swapped for one (core.training.wave_augment).
+    wave_augment: int = 0
+    wave_augment_p: float = 0.5
     num_threads: int | None = None
     # Transfer learning (cnn_msd / crnn_msd): pretrained layers outside the
     # frozen trunk learn at lr · pretrained_lr_scale (0 freezes them too);

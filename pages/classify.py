@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from core.models.verdict import verdict
 from ui import charts
 from ui.analysis import classify_files
 from ui.facets import beyond_genre
@@ -36,8 +37,7 @@ if len(results) > 1 and ok:
     for r in ok:
         row = {"file": r.name}
         for m in r.view.probs:
-            g, p = r.view.top(m)
-            row[charts.model_name(m)] = f"{g} ({p:.0%})"
+            row[charts.model_name(m)] = r.view.verdict(m).text
         row["agree"] = "yes" if r.view.agree() else "no"
         rows.append(row)
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
@@ -55,15 +55,17 @@ for i, r in enumerate(results):
             if tag_line:
                 st.caption(tag_line)
             st.audio(r.data)
-            for m in v.probs:
-                g, p = v.top(m)
-                st.markdown(f"**{charts.model_name(m)}**: {g} — {p:.0%}")
+            verdicts = {m: v.verdict(m) for m in v.probs}
+            for m, vd in verdicts.items():
+                st.markdown(f"**{charts.model_name(m)}**: {vd.text}")
             if v.baseline:
-                g = max(v.baseline, key=v.baseline.get)
-                st.markdown(f"{charts.model_name('baseline_mfcc')}: {g} — {v.baseline[g]:.0%}")
-            if v.agree():
+                st.markdown(f"{charts.model_name('baseline_mfcc')}: {verdict(v.baseline).text}")
+            if v.agree() and all(vd.confident for vd in verdicts.values()):
                 who = "Both models" if len(v.probs) == 2 else f"All {len(v.probs)} models"
                 st.success(f"{who} say **{v.top(next(iter(v.probs)))[0]}**.")
+            elif v.agree():
+                st.info(f"The models lean to **{v.top(next(iter(v.probs)))[0]}**, but no genre is "
+                        "likely enough to name it alone.")
             else:
                 st.warning("The models disagree — this track may mix genres.")
         with c2:

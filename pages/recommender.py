@@ -183,7 +183,10 @@ if offline_problem:
 
 term = "centre match" if variant == "centre" else "genre match"
 TITLES = {"cosine": ("Method 1 · sound only", "cosine similarity of the embeddings"),
-          "genre": ("Method 2 · sound + genre", f"{1 - genre_weight:.2f} × sound + {genre_weight:.2f} × {term}")}
+          "genre": ("Method 2 · sound + genre", f"{1 - genre_weight:.2f} × sound + {genre_weight:.2f} × {term}"
+                    if D.confidence == "off" else
+                    f"(1 − {genre_weight:.2f}·c) × sound + {genre_weight:.2f}·c × {term}, c = how sure the "
+                    "model is of your songs' genres (0–1)")}
 cols = st.columns(2)
 for col, (method, recs) in zip(cols, results.items()):
     with col:

@@ -23,6 +23,8 @@ from conftest import (
 from hostile import OK
 from streamlit.testing.v1 import AppTest
 
+from core.models.verdict import verdict
+
 
 @pytest.fixture
 def uploads(tmp_path):
@@ -30,6 +32,22 @@ def uploads(tmp_path):
     noise = write_audio(tmp_path / "noise.wav", synth("noise", 2.0)).read_bytes()
     return [("my tone.mp3", good, "audio/mpeg"), ("broken.mp3", b"ID3" + b"\x00garbage" * 100, "audio/mpeg"),
             ("noise.wav", noise, "audio/wav")]
+
+
+def _classify_with(art, app_env, upload, monkeypatch, tmp_path) -> AppTest:
+    """Classify page on the artifacts folder ``art`` (manifest refreshed) after one upload."""
+    from core.models.artifacts import update_manifest
+
+    update_manifest(art)
+    env = dict(app_env, GENRE_ARTIFACTS=str(art), GENRE_STUDY_DB=str(tmp_path / "s.sqlite"),
+               GENRE_LIBRARY=str(tmp_path / "lib"))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    open_page(at, "classify")
+    at.file_uploader(key="classify_files").set_value([upload]).run()
+    no_exceptions(at)
+    return at
 
 
 def test_generated_mp3_gets_both_models_probabilities(app, uploads, tmp_path):
@@ -48,16 +66,45 @@ def test_generated_mp3_gets_both_models_probabilities(app, uploads, tmp_path):
         want = expected.probabilities(model)
         assert set(shown) == set(want)
         assert all(abs(shown[g] - want[g]) < 1e-4 for g in want)
-        g, p = expected.top(model)
-        assert f"**{'CNN' if model == 'cnn' else 'CRNN'}**: {g} — {p:.0%}" in texts(app)
+        said = verdict(expected.probabilities(model)).text
+        assert f"**{'CNN' if model == 'cnn' else 'CRNN'}**: {said}" in texts(app)
     agree = expected.top("cnn")[0] == expected.top("crnn")[0]
-    assert ("Both models say" in texts(app)) is agree
+    sure = all(verdict(expected.probabilities(m)).confident for m in ("cnn", "crnn"))
+    assert ("Both models say" in texts(app)) is (agree and sure)
     assert ("The models disagree" in texts(app)) is not agree
     # Beyond genre: the tempo core computed for this file, beside the genre bars.
     assert "What it hears beyond genre" in texts(app)
     table = next(d.value for d in app.dataframe if "facet" in d.value.columns)
     tempo = dict(zip(table["facet"], table["value"]))["Tempo"]
     assert tempo.startswith(f"{expected.facets['tempo_bpm']:.0f} BPM")
+
+
+def test_a_flat_distribution_is_said_to_be_between_two_genres(app_env, uploads, monkeypatch, tmp_path):
+    """Models whose genre layer is zero give every genre 1/3: the page names no
+    single genre with a number, it says "between A and B"."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+
+    art = tmp_path / "art"
+    shutil.copytree(app_env["GENRE_ARTIFACTS"], art)
+    for name in ("cnn", "crnn"):
+        path = art / f"{name}.safetensors"
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+        state = load_file(str(path))
+        state["head.weight"] = torch.zeros_like(state["head.weight"])
+        state["head.bias"] = torch.zeros_like(state["head.bias"])
+        save_file(state, str(path), metadata=meta)
+    at = _classify_with(art, app_env, uploads[0], monkeypatch, tmp_path)
+    first, second = list(GENRES)[:2]
+    for shown in ("CNN", "CRNN"):
+        assert f"**{shown}**: between {first} and {second}" in texts(at)
+    assert "33%" not in texts(at)
+    assert "Both models say" not in texts(at)
+    assert any("no genre is likely enough" in i.value for i in at.info)
 
 
 def test_a_bad_file_gets_one_error_line_and_the_others_still_get_results(app, uploads):
@@ -110,7 +157,7 @@ def test_add_to_library_saves_a_sanitised_copy_and_indexes_it(app, uploads, tmp_
 def test_shipped_baseline_is_shown_beside_the_networks(app_env, uploads, monkeypatch, tmp_path):
     """With a baseline in the artifacts, Classify names its genre and draws its bars."""
     from core.config import FeatureConfig
-    from core.models.artifacts import update_manifest, write_json
+    from core.models.artifacts import write_json
     from core.training.baseline import BASELINE_FILE, BaselineClassifier
 
     art = tmp_path / "art"
@@ -120,15 +167,7 @@ def test_shipped_baseline_is_shown_beside_the_networks(app_env, uploads, monkeyp
     base = BaselineClassifier(list(GENRES), list(range(g)), np.zeros(90), np.ones(90),
                               np.zeros((g, 90)), np.array([0.0, 9.0, 0.0]), FeatureConfig())
     write_json(art / BASELINE_FILE, base.to_dict())
-    update_manifest(art)
-    env = dict(app_env, GENRE_ARTIFACTS=str(art), GENRE_STUDY_DB=str(tmp_path / "s.sqlite"),
-               GENRE_LIBRARY=str(tmp_path / "lib"))
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    open_page(at, "classify")
-    at.file_uploader(key="classify_files").set_value([uploads[0]]).run()
-    no_exceptions(at)
+    at = _classify_with(art, app_env, uploads[0], monkeypatch, tmp_path)
     second = list(GENRES)[1]
     assert f"MFCC baseline: {second} — 100%" in texts(at)
     assert [t["name"] for t in plotly_specs(at)[0]["data"]][-1] == "MFCC baseline"

@@ -8,6 +8,9 @@ import pytest
 from core.catalog.index import CatalogIndex
 from core.recommend.methods import RecommendError, SeedVector, recommend, song_key
 
+# Method 2 with its fixed weight (no confidence scaling): the formulas these tests check.
+FIXED_W = dict(method="genre", confidence="off")
+
 LABELS = ["A", "B", "C"]
 
 
@@ -105,7 +108,7 @@ def test_method2_differs_from_method1_when_genres_disagree():
     ]
     idx = make_index(items)
     m1 = recommend(idx, ["s1", "s2"], method="cosine", k=2)
-    m2 = recommend(idx, ["s1", "s2"], method="genre", k=2, genre_weight=0.5)
+    m2 = recommend(idx, ["s1", "s2"], method="genre", k=2, genre_weight=0.5, confidence="off")
     assert ids(m1) == ["close", "same_genre"]
     assert ids(m2) == ["same_genre", "close"]
     top = m2[0]
@@ -314,12 +317,12 @@ def test_centre_variant_ranks_by_the_seeds_genre_centre():
     m1 = recommend(idx, seeds, seed_vectors=up, k=4)
     assert ids(m1) == ["a3", "a5", "a2", "a4"]
     # Paper's method 2, w = 1: closeness to genre A's centre point a2 alone.
-    centre = recommend(idx, seeds, seed_vectors=up, k=4, method="genre", variant="centre", genre_weight=1.0)
+    centre = recommend(idx, seeds, seed_vectors=up, k=4, **FIXED_W, variant="centre", genre_weight=1.0)
     assert ids(centre) == ["a2", "a1", "a3", "a5"]
     assert centre[0].centre_match == pytest.approx(1.0, abs=1e-6)
     assert "centre points: A 100% → a2" in centre[0].reason
     # w = 0.5: score = 0.5 cosine to the seeds + 0.5 cosine to a2, for every track listed.
-    half = recommend(idx, seeds, seed_vectors=up, k=6, method="genre", variant="centre", genre_weight=0.5)
+    half = recommend(idx, seeds, seed_vectors=up, k=6, **FIXED_W, variant="centre", genre_weight=0.5)
     for r in half:
         assert r.similarity == pytest.approx(cos(r.track_id, q), abs=1e-5)
         assert r.centre_match == pytest.approx(cos(r.track_id, E["a2"]), abs=1e-5)
@@ -327,20 +330,20 @@ def test_centre_variant_ranks_by_the_seeds_genre_centre():
     want = sorted(E, key=lambda t: -(0.5 * cos(t, q) + 0.5 * cos(t, E["a2"])))[:6]
     assert ids(half) == want
     # Soft variant, w = 1: by genre-probability agreement with the seeds (a2 has their exact mix).
-    soft = recommend(idx, seeds, seed_vectors=up, k=3, method="genre", variant="soft", genre_weight=1.0)
+    soft = recommend(idx, seeds, seed_vectors=up, k=3, **FIXED_W, variant="soft", genre_weight=1.0)
     assert ids(soft)[0] == "a2" and soft[0].genre_match == pytest.approx(1.0, abs=1e-6)
     assert soft[0].centre_match is None and set(ids(soft)) == {"a1", "a2", "a3"}
     # Mixed seeds (one A, one C): equal shares of the two centre points a2 and c2.
-    mixed = recommend(idx, ["c3"], seed_vectors=up[:1], k=2, method="genre", variant="centre",
+    mixed = recommend(idx, ["c3"], seed_vectors=up[:1], k=2, **FIXED_W, variant="centre",
                       genre_weight=1.0)
     for r in mixed:
         assert r.centre_match == pytest.approx(0.5 * cos(r.track_id, E["a2"]) + 0.5 * cos(r.track_id, E["c2"]),
                                                abs=1e-5)
-    mx = recommend(idx, ["c3"], seed_vectors=up[:1], k=2, method="genre", variant="centre",
+    mx = recommend(idx, ["c3"], seed_vectors=up[:1], k=2, **FIXED_W, variant="centre",
                    genre_weight=1.0, aggregate="max")
     assert set(ids(mx)) == {"a2", "c2"}                       # each centre point is its own best match
     with pytest.raises(RecommendError, match="unknown variant"):
-        recommend(idx, ["a1"], method="genre", variant="hard")
+        recommend(idx, ["a1"], **FIXED_W, variant="hard")
 
 
 def test_leave_artist_out_excludes_the_artists():
@@ -363,7 +366,7 @@ def test_rank_of_and_list_differences():
              ("close", [1, 0.2, 0], "B", "B"), ("same_genre", [1, 0.45, 0], "A", "A"),
              ("other", [0, 1, 0], "C", "C")]
     idx = make_index(items)
-    kw1, kw2 = dict(method="cosine", k=1), dict(method="genre", k=1, genre_weight=0.5)
+    kw1, kw2 = dict(method="cosine", k=1), dict(method="genre", k=1, genre_weight=0.5, confidence="off")
     m1, m2 = recommend(idx, ["s1", "s2"], **kw1), recommend(idx, ["s1", "s2"], **kw2)
     r = rank_of(idx, ["s1", "s2"], ["close", "same_genre", "s1"], **kw2)
     assert r["same_genre"]["rank"] == 1 and r["close"]["rank"] == 2 and r["s1"]["rank"] is None

@@ -8,14 +8,20 @@ from core.datasets import genres_of, read_dataset
 from core.training.train import load_labelled, predict_mels, train_model
 
 
-@pytest.mark.parametrize("name", ["crnn", "cnn"])
-def test_loss_falls_and_best_checkpoint_kept(tmp_path, tiny_dataset, name):
+def _tiny(tmp_path, tiny_dataset):
+    """64-frame chunks of the tiny dataset: feature config, labels, train, val."""
     feat = FeatureConfig(chunk_frames=64, window_hop_frames=64)
     tracks = read_dataset(tiny_dataset)
     labels = genres_of(tracks)
     cache = LogMelCache(feat, tmp_path / "cache")
     train = load_labelled([t for t in tracks if t.split == "train"], labels, cache, workers=0)
     val = load_labelled([t for t in tracks if t.split != "train"], labels, cache, workers=0)
+    return feat, labels, train, val
+
+
+@pytest.mark.parametrize("name", ["crnn", "cnn"])
+def test_loss_falls_and_best_checkpoint_kept(tmp_path, tiny_dataset, name):
+    feat, labels, train, val = _tiny(tmp_path, tiny_dataset)
     cfg = TrainConfig(model=name, epochs=12, batch_size=8, chunks_per_track=4, patience=20,
                       lr=3e-3, max_minutes=None)
     model, hist = train_model(name, train, val, labels, feat, cfg, log=lambda s: None,
@@ -62,3 +68,18 @@ def test_transfer_heads_learn_on_a_frozen_trunk(tmp_path, tiny_dataset, name, mo
 
     cached = {p.stem for p in (tmp_path / "cache" / "trunk").rglob("*.npy")}
     assert cached == {content_hash(t.path) for t in train.tracks + val.tracks}   # one entry per file
+
+
+def test_training_batches_draw_from_the_waveform_augmentation_bank(tmp_path, tiny_dataset):
+    import numpy as np
+
+    feat, labels, train, val = _tiny(tmp_path, tiny_dataset)
+    cfg = TrainConfig(model="cnn", epochs=2, batch_size=8, patience=20, max_minutes=None,
+                      wave_augment=1, wave_augment_p=1.0)
+
+    def run(bank):
+        return train_model("cnn", train, val, labels, feat, cfg, log=lambda s: None,
+                           show_progress=False, aug_bank=bank)[1]["train_loss"]
+    same = run(train.mels[:, None].copy())
+    assert run(train.mels[:, None].copy()) == same                 # seeded
+    assert run(np.zeros_like(train.mels[:, None])) != same          # the bank is what trains

@@ -14,6 +14,7 @@ from core.audio.features import frame_times, mel_frequencies
 from core.config import FeatureConfig
 from core.errors import GenreError
 from core.models.inference import Analysis, analyse
+from core.models.verdict import Verdict, verdict
 from ui.models import baseline, models_key
 from ui.uploads import check_upload
 
@@ -50,6 +51,10 @@ class TrackView:
 
     def agree(self) -> bool:
         return len({self.top(m)[0] for m in self.probs}) <= 1
+
+    def verdict(self, model: str) -> Verdict:
+        """What to say about ``model``'s genres (one genre only when likely enough)."""
+        return verdict(self.probs[model])
 
 
 def named_bytes(name: str, data: bytes) -> io.BytesIO:

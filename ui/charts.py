@@ -13,8 +13,8 @@ from plotly.colors import hex_to_rgb
 # One colour per model everywhere in the app, so each model is recognisable at a
 # glance. Names not listed get a shade of their family's colour (the part
 # before the first "_": cnn_msd is a darker CNN blue) or a colour of their own.
-MODEL_COLOURS = {"cnn": "#1f77b4", "crnn": "#d62728", "baseline_mfcc": "#7f7f7f"}
-MODEL_NAMES = {"baseline_mfcc": "MFCC baseline"}
+MODEL_COLOURS = {"cnn": "#1f77b4", "crnn": "#d62728", "baseline_mfcc": "#7f7f7f", "fused": "#2ca02c"}
+MODEL_NAMES = {"baseline_mfcc": "MFCC baseline", "fused": "Fused (frozen MSD)"}
 _SPARE_MODEL_COLOURS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
 # Genres: 20 colours picked from a Glasbey set for a white background. Every
 # pair differs by at least 41 CIELAB ΔE (1976) and every colour by 53 from

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from core.cli import EXIT_BAD_INPUT, bench, facets, model_card, recommend, study, trunks
+from core.cli import EXIT_BAD_INPUT, bench, facets, loso, model_card, recommend, study, trunks
 from core.config import FeatureConfig, Paths, TrainConfig, shared_data_dirs
 from core.errors import GenreError
 
@@ -49,7 +49,11 @@ def cmd_train(args) -> int:
                       augment=not args.no_augment, lr=args.lr,
                       pretrained_lr_scale=args.pretrained_lr_scale,
                       feature_dropout=args.feature_dropout, weight_decay=args.weight_decay,
-                      device=args.device, init_from=args.init_from)
+                      device=args.device, init_from=args.init_from,
+                      wave_augment=args.wave_augment, wave_augment_p=args.wave_augment_p,
+                      patience=args.patience)
+    if args.recurrent_only:
+        return _train_recurrent(args, tracks, labels, cfg)
     cache = LogMelCache(feat, args.cache)
     train = load_labelled(train_tracks, labels, cache, desc="train log-mels")
     val = load_labelled([t for t in tracks if t.split == "val"], labels, cache, desc="val log-mels")
@@ -62,7 +66,13 @@ def cmd_train(args) -> int:
         model, history = train_transfer(args.model, train, val, labels, cfg, log=log,
                                         cache_root=args.cache)
     else:
-        model, history = train_model(args.model, train, val, labels, feat, cfg, log=log)
+        bank = None
+        if args.wave_augment:
+            from core.training.wave_augment import augmented_bank
+
+            bank = augmented_bank(train.tracks, feat, args.wave_augment, seed=args.seed,
+                                  cache_root=args.cache, log=log)
+        model, history = train_model(args.model, train, val, labels, feat, cfg, log=log, aug_bank=bank)
     out = Path(args.out)
     save_model(model, out, extra={"train_config": cfg.to_dict(), "best_epoch": history["best_epoch"]})
     history.update(train_config=cfg.to_dict(), feature_config=feat.to_dict(),
@@ -71,6 +81,59 @@ def cmd_train(args) -> int:
     write_json(out / f"{args.model}_history.json", history)
     update_manifest(out)
     print(json.dumps({"model": args.model, "best_epoch": history["best_epoch"],
+                      "best_val_auc": history["best_val_auc"],
+                      "train_seconds": round(history["train_seconds"], 1)}))
+    return 0
+
+
+def _train_recurrent(args, tracks, labels, cfg) -> int:
+    """Stage 2 of the CRNN: its GRU and genre layers on the frozen conv stack of
+    the ``--init-from`` model (core.training.recurrent); the feature settings,
+    and the stage-1 history beside the weights, carry over."""
+    from core.audio.cache import LogMelCache
+    from core.models.artifacts import load_model, read_json, save_model, update_manifest, write_json
+    from core.training.recurrent import train_recurrent
+    from core.training.train import load_labelled
+
+    if not args.init_from:
+        sys.exit("error: --recurrent-only continues a trained model: give --init-from")
+    src = Path(args.init_from)
+    if src.name != f"{args.model}.safetensors":
+        sys.exit(f"error: --init-from must be a {args.model}.safetensors file")
+    try:
+        model = load_model(args.model, src.parent, check=False)
+    except GenreError as exc:
+        sys.exit(f"error: {exc}")
+    try:
+        stage1 = read_json(f"{args.model}_history.json", src.parent)
+    except GenreError:
+        stage1 = {}
+    stage1 = stage1.get("stage1", stage1)    # a rerun keeps the end-to-end stage's record
+    if model.labels != labels:
+        sys.exit("error: the --init-from model's genres differ from the data's")
+    cache = LogMelCache(model.cfg, args.cache)
+    train = load_labelled([t for t in tracks if t.split == "train"], labels, cache, desc="train log-mels")
+    val = load_labelled([t for t in tracks if t.split == "val"], labels, cache, desc="val log-mels")
+    log = lambda s: print(s, file=sys.stderr)  # noqa: E731
+    bank = None
+    if args.wave_augment:
+        from core.training.wave_augment import augmented_bank
+
+        bank = augmented_bank(train.tracks, model.cfg, args.wave_augment, seed=args.seed,
+                              cache_root=args.cache, log=log)
+    model, history = train_recurrent(model, train, val, labels, cfg, log=log, min_steps=args.min_steps,
+                                     aug_bank=bank)
+    out = Path(args.out)
+    save_model(model, out, extra={"train_config": cfg.to_dict(), "best_epoch": history["best_epoch"],
+                                  "stage": "recurrent"})
+    history.update(train_config=cfg.to_dict(), feature_config=model.cfg.to_dict(),
+                   n_train=len(train), n_val=len(val), labels=labels,
+                   data=[str(d) for d in _data_dirs(args)],
+                   stage1={k: stage1.get(k) for k in ("best_epoch", "best_val_auc", "train_seconds",
+                                                       "train_config", "epoch")})
+    write_json(out / f"{args.model}_history.json", history)
+    update_manifest(out)
+    print(json.dumps({"model": args.model, "stage": "recurrent", "best_epoch": history["best_epoch"],
                       "best_val_auc": history["best_val_auc"],
                       "train_seconds": round(history["train_seconds"], 1)}))
     return 0
@@ -184,8 +247,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--full-window", action="store_true",
                    help="paper setting: train and predict on the full 1366-frame window")
     t.add_argument("--no-augment", action="store_true")
+    t.add_argument("--wave-augment", type=int, default=0, metavar="COPIES",
+                   help="from-scratch models: augmented waveform copies per training track "
+                        "(re-encoding, resampling, EQ, noise, reverb, downmix; core.audio.augment)")
+    t.add_argument("--wave-augment-p", type=float, default=TrainConfig.wave_augment_p,
+                   help="chance a training item is swapped for an augmented copy")
     t.add_argument("--init-from", default=None,
                    help="continue from these weights (.safetensors of the same model)")
+    t.add_argument("--patience", type=int, default=TrainConfig.patience,
+                   help="stop after this many epochs without a better val macro AUC")
+    t.add_argument("--recurrent-only", action="store_true",
+                   help="CRNN stage 2: train only the GRU and genre layers of --init-from on its "
+                        "frozen conv stack's outputs (random crops of at least --min-steps steps)")
+    t.add_argument("--min-steps", type=int, default=12,
+                   help="--recurrent-only: the fewest GRU steps a training crop has")
     t.add_argument("--device", default=TrainConfig.device, choices=["auto", "cpu", "cuda"],
                    help="auto: CUDA when a GPU is present, else the CPU")
     t.add_argument("--cache", default=None, help="log-mel cache folder")
@@ -218,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average over this many excerpts of long tracks")
     c.set_defaults(func=cmd_classify)
 
-    for group in (model_card, recommend, bench, study, trunks, facets):
+    for group in (model_card, recommend, bench, study, trunks, facets, loso):
         group.register(sub)
     return p
 

@@ -161,7 +161,7 @@ def cmd_recommend(args) -> int:
                          genre_weight=args.genre_weight, diversity=args.diversity,
                          liked=split(args.liked), disliked=split(args.disliked),
                          seed_vectors=seed_vectors, standardise=args.standardise,
-                         variant=args.variant, exclude_artists=exclude)
+                         variant=args.variant, exclude_artists=exclude, confidence=args.confidence)
     except CatalogError as exc:
         _err(str(exc))
         return EXIT_BAD_INPUT
@@ -198,6 +198,7 @@ def cmd_recommend_eval(args) -> int:
             return 1
     cfg = EvalConfig(n_listeners=args.listeners, seed=args.seed, model=args.model, k=args.k,
                      n_seeds=args.n_seeds, genre_weight=args.genre_weight, variant=args.variant,
+                     confidence=args.confidence,
                      extras=not args.no_extras, artists=args.artists, resample=not args.no_resample)
     relevance = not args.no_relevance
     if args.choice:
@@ -227,6 +228,8 @@ def cmd_recommend_eval(args) -> int:
         return EXIT_BAD_INPUT
     finally:
         bar.close()
+    if args.loso and select is None:
+        res["loso"] = _loso(args, dirs, cfg)
     if args.json:
         write_report(args.json, res, args.artifacts)   # and the manifest, when it is a shipped artifact
     if select is not None:
@@ -254,6 +257,27 @@ def cmd_recommend_eval(args) -> int:
               f"p = {r['p']:.3g} ({r['n_units']} tracks); over artists [{a['ci95'][0]:+.3f}, "
               f"{a['ci95'][1]:+.3f}] p = {a['p']:.3g} ({a['n_units']} artists)")
     return 0
+
+
+def _loso(args, dirs, cfg) -> dict:
+    """``recommend-eval --loso``: method 2 chosen and checked leave-one-source-out
+    (core.recommend.loso), the fused head's ``C`` from ``loso.json`` when shipped."""
+    from core.recommend.loso_data import recommend_loso
+    from core.training.fused_train import LOSO_FILE
+
+    c = None
+    try:
+        c = json.loads((Path(args.artifacts) / LOSO_FILE).read_text())["fused"]["C"]
+    except (OSError, ValueError, KeyError):
+        pass
+    root = Path(args.cache).parent if args.cache else Paths().cache.parent
+    rec = recommend_loso(dirs, root, cfg, c)
+    for s, f in rec["folds"].items():
+        d = f["m2_minus_m1"]
+        ci = d.get("ci95", [float("nan")] * 2)
+        print(f"LOSO {s}: method 1 {f[f'method1_precision_at_{cfg.k}']:.3f}, method 2 "
+              f"{f[f'method2_precision_at_{cfg.k}']:.3f}, m2 − m1 {d['diff']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]")
+    return rec
 
 
 def register(sub) -> None:
@@ -285,6 +309,7 @@ def register(sub) -> None:
     from core.recommend.evaluation import ARTIST_MODES, EvalConfig
     from core.recommend.request import (
         AGGREGATES,
+        CONFIDENCE_MODES,
         DEFAULTS,
         DISTANCES,
         MAX_SEEDS,
@@ -309,6 +334,8 @@ def register(sub) -> None:
     r.add_argument("--distance", choices=list(DISTANCES), default=DEFAULTS.distance)
     r.add_argument("--p", type=float, default=DEFAULTS.p, help="order of the p-norm")
     r.add_argument("--genre-weight", type=float, default=DEFAULTS.genre_weight, help="method 2's weight w")
+    r.add_argument("--confidence", choices=list(CONFIDENCE_MODES), default=DEFAULTS.confidence,
+                   help="method 2's weight × the classifier's confidence in the seeds' genres")
     r.add_argument("--diversity", type=float, default=DEFAULTS.diversity, help="MMR diversity 0-1")
     r.add_argument("--standardise", action="store_true", default=DEFAULTS.standardise,
                    help="z-score embedding dimensions over the catalog first")
@@ -343,6 +370,7 @@ def register(sub) -> None:
     e.add_argument("--model", default=d.model, help=model_help)
     e.add_argument("--genre-weight", type=float, default=d.genre_weight)
     e.add_argument("--variant", choices=list(VARIANTS), default=d.variant)
+    e.add_argument("--confidence", choices=list(CONFIDENCE_MODES), default=d.confidence)
     e.add_argument("--artists", choices=list(ARTIST_MODES), default=d.artists,
                    help="leave-artist-out: 'exclude' never recommends a seed's artist, 'no-credit' "
                         "counts them as misses")
@@ -358,4 +386,6 @@ def register(sub) -> None:
     e.add_argument("--no-relevance", action="store_true",
                    help="skip the mood and artist listeners (relevance that is not genre)")
     e.add_argument("--cache", default=None, help="log-mel cache folder")
+    e.add_argument("--loso", action="store_true",
+                   help="also choose and check method 2 leave-one-source-out (adds the 'loso' key)")
     e.set_defaults(func=cmd_recommend_eval)

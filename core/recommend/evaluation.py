@@ -92,6 +92,7 @@ class EvalConfig:
     model: str | None = DEFAULTS.model   # embedding of methods 1 and 2 (None: recommend's default)
     genre_weight: float = DEFAULTS.genre_weight   # method 2's w
     variant: str = DEFAULTS.variant               # method 2's variant
+    confidence: str = DEFAULTS.confidence         # method 2's weight × classifier confidence
     mixed_fraction: float = 0.5
     extras: bool = True           # also evaluate the beyond-the-paper variants
     artists: str = "keep"         # "keep" | "exclude" | "no-credit" (leave-artist-out)
@@ -236,6 +237,9 @@ def _simulate(index: CatalogIndex, cfg: EvalConfig, settings: dict[str, dict]) -
     return {name: s.precision for name, s in scorers.items()}
 
 
+simulate_settings = _simulate   # public name: core.recommend.loso runs its own grids
+
+
 def _learned(index: CatalogIndex) -> list[str]:
     return [m for m in index.models if m not in PSEUDO_MODELS]
 
@@ -245,7 +249,8 @@ def _method_settings(index: CatalogIndex, cfg: EvalConfig) -> tuple[dict, dict]:
     model = resolve_model(index, cfg.model)
     methods: dict[str, dict] = {
         "cosine": dict(method="cosine", model=model),
-        "genre": dict(method="genre", model=model, genre_weight=cfg.genre_weight, variant=cfg.variant),
+        "genre": dict(method="genre", model=model, genre_weight=cfg.genre_weight, variant=cfg.variant,
+                      confidence=cfg.confidence),
     }
     if MFCC in index.models:
         methods[MFCC] = dict(method="cosine", model=MFCC)
@@ -264,7 +269,8 @@ def _method_settings(index: CatalogIndex, cfg: EvalConfig) -> tuple[dict, dict]:
         variants["cosine_ensemble"] = dict(method="cosine", model=ENSEMBLE)
         variants["genre_ensemble"] = dict(method="genre", model=ENSEMBLE, genre_weight=cfg.genre_weight,
                                           variant=cfg.variant)
-    g = dict(method="genre", model=model, genre_weight=cfg.genre_weight, variant=cfg.variant)
+    g = dict(method="genre", model=model, genre_weight=cfg.genre_weight, variant=cfg.variant,
+             confidence=cfg.confidence)
     variants["cosine_max"] = dict(method="cosine", model=model, aggregate="max")
     variants["genre_max"] = {**g, "aggregate": "max"}
     variants["cosine_euclidean"] = dict(method="cosine", model=model, distance="euclidean")
@@ -437,4 +443,5 @@ def select_on(index: CatalogIndex, cfg: EvalConfig = EvalConfig(), grid: SelectC
 def apply_choice(cfg: EvalConfig, choice: dict) -> EvalConfig:
     """``cfg`` with a selection's ``choice`` (model, variant, genre_weight)."""
     c = choice.get("choice", choice)
-    return EvalConfig(**{**asdict(cfg), **{k: c[k] for k in ("model", "variant", "genre_weight") if k in c}})
+    keys = ("model", "variant", "genre_weight", "confidence")
+    return EvalConfig(**{**asdict(cfg), **{k: c[k] for k in keys if k in c}})

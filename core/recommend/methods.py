@@ -174,14 +174,15 @@ def recommend(index: CatalogIndex | IndexSnapshot, seeds: Sequence[str], method:
               diversity: float = DEFAULTS.diversity, liked: Sequence[str] = (),
               disliked: Sequence[str] = (), seed_vectors: Sequence[SeedVector] | None = None,
               standardise: bool = DEFAULTS.standardise, variant: str = DEFAULTS.variant,
-              exclude_artists: Sequence[str] = ()) -> list[Recommendation]:
+              exclude_artists: Sequence[str] = (), confidence: str = DEFAULTS.confidence) -> list[Recommendation]:
     """Top-``k`` catalog tracks for 1–5 seeds (catalog ids and/or uploaded
     :class:`SeedVector`); see the module docstring for the exact scoring.
     ``exclude_artists``: never recommend tracks by these artists. Every row
     of the answer comes from one snapshot of ``index``, taken once here."""
     snap = index.snapshot()
     cfg = _config(snap, method=method, k=k, model=model, aggregate=aggregate, distance=distance, p=p,
-                  genre_weight=genre_weight, diversity=diversity, standardise=standardise, variant=variant)
+                  genre_weight=genre_weight, diversity=diversity, standardise=standardise, variant=variant,
+                  confidence=confidence)
     sc = score(snap, cfg, seeds, liked, disliked, seed_vectors, exclude_artists)
     keys, digests = sc.views.song_keys(), snap.column("digest")
     pool = max(50, 10 * k) if diversity > 0 else k

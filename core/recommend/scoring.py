@@ -14,6 +14,7 @@ import numpy as np
 from core.catalog.index import CatalogIndex
 from core.catalog.snapshot import CatalogError, IndexSnapshot
 from core.recommend import search
+from core.recommend.confidence import genre_confidence
 from core.recommend.dedupe import artists_mask, copies_mask, song_key
 from core.recommend.feedback import query_scores, rocchio_query, similarities
 from core.recommend.request import MAX_SEEDS, RecommendConfig, RecommendError, SeedVector, check
@@ -103,7 +104,7 @@ def score(snap: IndexSnapshot, cfg: RecommendConfig, seeds: Sequence[str], liked
     if uploads:
         SP = np.vstack([SP] + [views.seed_probs(sv, model)[None] for sv in uploads])
     match = query_scores(P, SP, P[liked_rows], P[disliked_rows], cfg.aggregate, "cosine", p, clip=True)
-    w = cfg.genre_weight if cfg.method == "genre" else 0.0
+    w = cfg.genre_weight * genre_confidence(SP, cfg.confidence) if cfg.method == "genre" else 0.0
     centre, shares = None, {}
     if cfg.method == "genre" and cfg.variant == "centre":
         centre, shares = _centre_match(views, cfg, X, SP)

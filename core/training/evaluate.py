@@ -213,8 +213,9 @@ def calibrate(data_dirs: Sequence[str | Path], artifacts_dir: str | Path, split:
     # then stored with the plain weights they are made from).
     served = {n: optimise_for_inference(m) for n, m in plain.items()}
     for name, pred in predict_data(served, data).items():
-        t = fit_temperature(pred.logits, y)
         m = plain[name]
+        # A model calibrated leave-one-source-out (``python -m core loso``) keeps its temperature.
+        t = float(m.temperature) if getattr(m, "fixed_temperature", False) else fit_temperature(pred.logits, y)
         with torch.no_grad():
             m.temperature.fill_(t)
         save_model(m, artifacts_dir, extra=model_extra(name, artifacts_dir))

@@ -22,6 +22,7 @@ from core.datasets import Track
 from core.models import GenreModel, build_model
 from core.models.optimise import optimise_for_inference
 from core.training.metrics import macro_auc, one_hot
+from core.training.wave_augment import mix_batch
 
 Log = Callable[[str], None]
 
@@ -182,8 +183,12 @@ def _loop(name: str, train: LabelledMels, labels: list[str], cfg: TrainConfig, l
 
 def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[str],
                 feat: FeatureConfig, cfg: TrainConfig, log: Log = print,
-                show_progress: bool = True) -> tuple[GenreModel, dict]:
-    """Train one model; returns the best-on-validation model and its history."""
+                show_progress: bool = True,
+                aug_bank: np.ndarray | None = None) -> tuple[GenreModel, dict]:
+    """Train one model; returns the best-on-validation model and its history.
+    ``aug_bank`` ``(N, copies, n_mels, n_frames)``: waveform-augmented log-mels
+    of ``train`` (:func:`core.training.wave_augment.augmented_bank`), swapped
+    in with probability ``cfg.wave_augment_p``."""
     seed_everything(cfg.seed)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -203,7 +208,9 @@ def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[
         model.train()
         losses = []
         for bi in _epoch_batches(train.y, cfg, rng):
-            x = torch.from_numpy(train.mels[bi].astype(np.float32)).unsqueeze(1)
+            mels = train.mels[bi] if aug_bank is None else mix_batch(
+                train.mels, aug_bank, bi, cfg.wave_augment_p, rng)
+            x = torch.from_numpy(mels.astype(np.float32)).unsqueeze(1)
             x = random_chunks(x, feat.chunk_frames, gen)
             if cfg.augment:
                 x = augment(x, gen)
@@ -230,13 +237,18 @@ def train_model(name: str, train: LabelledMels, val: LabelledMels, labels: list[
 # -- transfer learning: heads on a frozen MSD-VGG trunk ---------------------
 
 def trunk_features(model: GenreModel, data: LabelledMels, cache_root: str | Path | None = None,
-                   batch: int = 4, desc: str = "MSD trunk") -> np.ndarray:
+                   batch: int = 4, desc: str = "MSD trunk", served: bool = False) -> np.ndarray:
     """Frozen-trunk outputs ``(N, 128, 6, T4)`` float16 of ``data``'s log-mels,
     computed once per track and trunk (cached on disk by content hash and
-    :meth:`trunk_key`), so every epoch and every head reuses them."""
-    root = Path(cache_root or Paths().cache).parent / "trunk" / model.trunk_key().replace(":", "_")
-    # float32 always: the cache (keyed by trunk_key) holds the exact trunk outputs.
-    fast = optimise_for_inference(model, bfloat16=False)
+    :meth:`trunk_key`), so every epoch and every head reuses them.
+    ``served``: from the served copy (bfloat16 where the CPU has it, what the
+    app and the index compute), cached apart under ``trunk_served``."""
+    # float32 unless served: the cache (keyed by trunk_key) holds the exact trunk outputs.
+    fast = optimise_for_inference(model, bfloat16=None if served else False)
+    key = model.trunk_key().replace(":", "_")
+    if served:
+        key += "-bf16" if fast._bfloat16 else "-fp32"
+    root = Path(cache_root or Paths().cache).parent / ("trunk_served" if served else "trunk") / key
     out: list[np.ndarray | None] = []
     todo: list[int] = []
     digests = [content_hash(t.path) for t in data.tracks]

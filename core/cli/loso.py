@@ -1,0 +1,44 @@
+"""``python -m core loso``: leave-one-source-out measurement, the fused model's
+choices and calibration, and its artifact (see :mod:`core.training.fused_train`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from core.config import Paths, shared_data_dirs
+
+
+def register(sub) -> None:
+    p = sub.add_parser("loso", help="leave-one-source-out: choose, calibrate and ship the fused model; "
+                                    "optionally measure cnn_msd under the same protocol")
+    p.add_argument("--data", action="append", help="data folder (repeatable; default ../shared/data/*)")
+    p.add_argument("--artifacts", default=str(Paths().artifacts))
+    p.add_argument("--cache", default=None,
+                   help="cache root (log-mels and trunk outputs; default: beside the log-mel cache)")
+    p.add_argument("--trunk-features", default=None,
+                   help="folder of other trunks' pooled features (<trunk>.npz: track_id, features, tags), "
+                        "reported beside MSD_vgg")
+    p.add_argument("--cnn-msd-minutes", type=float, default=None,
+                   help="also retrain cnn_msd's head per fold (minutes per fold) as the baseline")
+    p.add_argument("--no-ship", action="store_true", help="measure only; write no artifact")
+    p.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    from core.training.fused_train import run_loso
+
+    dirs = [Path(d) for d in (args.data or [])] or shared_data_dirs()
+    if not dirs:
+        sys.exit("error: no --data folder given and ../shared/data not found")
+    cache = Path(args.cache) if args.cache else Paths().cache.parent
+    rec = run_loso(dirs, cache, args.artifacts, extra_features=args.trunk_features,
+                   cnn_msd_minutes=args.cnn_msd_minutes, ship=not args.no_ship,
+                   log=lambda s: print(s, file=sys.stderr))
+    summary = {"fused": {"C": rec["fused"]["C"], "mean": rec["fused"]["mean"],
+                         "temperature": rec["fused"]["pooled_temperature"]}}
+    if "cnn_msd" in rec:
+        summary["cnn_msd"] = {"mean": rec["cnn_msd"]["mean"]}
+    print(json.dumps(summary, indent=1))
+    return 0

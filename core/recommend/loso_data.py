@@ -1,0 +1,97 @@
+"""The per-fold catalogs of ``recommend-eval --loso`` (:mod:`core.recommend.loso`).
+
+For each leave-one-source-out fold the fused model's head
+(:mod:`core.training.linear_head`, the shipped ``C``) is fitted on the two
+training sources' non-test tracks; the held-out source's non-test tracks get
+its calibrated genre probabilities (cross-fold temperature), its embedding
+(the frozen features standardised with the training sources' statistics,
+what the shipped model's embedding is) and MFCC features.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from core.files import atomic_write_text
+from core.recommend.loso import FUSED, FoldCatalog, LosoGrid, fold_catalog
+from core.training.calibration import softmax_t
+from core.training.linear_head import fit_linear_head
+from core.training.loso import loso_folds
+from core.training.loso_data import MSD_VGG, SourceData
+from core.training.loso_eval import FoldLogits, cross_fold_temperatures, seen_genres
+from core.types import Progress
+
+DEFAULT_C = 0.01
+
+
+def mfcc_features(data: SourceData, cache_root: str | Path, workers: int = 2) -> np.ndarray:
+    """MFCC + spectral statistics ``(N, F)`` of ``data.tracks`` from the project's
+    12 kHz log-mels (cached under ``cache_root/logmel``), as the baseline uses."""
+    from core.audio.cache import LogMelCache
+    from core.config import FeatureConfig
+    from core.training.baseline import handcrafted_features
+    from core.training.train import load_labelled
+
+    cfg = FeatureConfig()
+    got = load_labelled(data.tracks, data.labels, LogMelCache(cfg, Path(cache_root) / "logmel"),
+                        workers=workers, desc="MFCC log-mels")
+    pos = {t.track_id: i for i, t in enumerate(got.tracks)}
+    if len(pos) != len(data.tracks):
+        raise ValueError(f"{len(data.tracks) - len(pos)} track(s) unreadable for MFCC")
+    return handcrafted_features(got.mels[[pos[t.track_id] for t in data.tracks]], cfg)
+
+
+def fold_catalogs(data: SourceData, c: float = DEFAULT_C, mfcc: np.ndarray | None = None,
+                  features: Sequence[str] = (MSD_VGG,)) -> list[FoldCatalog]:
+    """One :class:`FoldCatalog` per source, model name :data:`FUSED`."""
+    folds = loso_folds(data.tracks)
+    x = data.stacked(features)
+    heads, logits = [], []
+    for f in folds:
+        head = fit_linear_head(x[f.train], data.y[f.train], len(data.labels), c=c)
+        heads.append(head)
+        logits.append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val],
+                                 seen_genres(data.y[f.train], data.y[f.val])))
+    temps = cross_fold_temperatures(logits)
+    out = []
+    for f, head, lg, t in zip(folds, heads, logits, temps):
+        rows = [data.tracks[i].to_dict() for i in f.val]
+        emb = (x[f.val] - head.mean) / head.scale
+        idx = fold_catalog(rows, {FUSED: emb}, {FUSED: softmax_t(lg.logits, t)}, data.labels,
+                           None if mfcc is None else mfcc[f.val])
+        out.append(FoldCatalog(f.held_out, idx))
+    return out
+
+
+def recommend_loso(dirs: Sequence[str | Path], cache_root: str | Path, cfg=None, c: float | None = None,
+                   progress: Progress | None = None) -> dict:
+    """The ``"loso"`` record: folds from ``dirs`` (features cached under
+    ``cache_root``), ``C`` from ``c`` (default: :data:`DEFAULT_C`)."""
+    from core.recommend.evaluation import EvalConfig
+    from core.recommend.loso import loso_recommend
+    from core.training.loso_data import load_source_data
+
+    cfg = cfg or EvalConfig()
+    c = c if c is not None else DEFAULT_C
+    data = load_source_data(dirs, cache_root)
+    data.trunk = None
+    # Minutes of simulation: cached by everything the record depends on.
+    sim = {k: v for k, v in asdict(cfg).items() if k in ("seed", "k", "n_seeds", "mixed_fraction", "artists")}
+    key = hashlib.sha256(json.dumps([sim, asdict(LosoGrid()), c, [t.track_id for t in data.tracks],
+                                     np.asarray(data.features[MSD_VGG]).tobytes().hex()[:4096]],
+                                    default=str).encode()).hexdigest()[:12]
+    path = Path(cache_root) / f"loso_recommend_{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    cats = fold_catalogs(data, c, mfcc_features(data, cache_root))
+    rec = loso_recommend(cats, cfg, progress=progress)
+    rec["head"] = {"C": c, "features": [MSD_VGG],
+                   "temperature": "cross-fold (fitted on the other folds' held-out tracks of seen genres)"}
+    atomic_write_text(path, json.dumps(rec, default=float))
+    return rec

@@ -1,0 +1,112 @@
+"""The data every leave-one-source-out experiment reads, computed once.
+
+One decode and one MSD log-mel per clip (:class:`~core.audio.cache.LogMelCache`),
+one pass of the frozen MSD-VGG trunk (blocks 1–4) as served
+(:func:`core.training.train.trunk_features` with ``served=True``) and, from it, the frozen
+MSD-VGG features of the whole clip: pool-5 mean and max over time and the
+50 MSD tags averaged over 3 s (the 306-d ``CNNMSD`` embedding with its
+pretrained conv 5 and tag layer, nothing trained here). Other trunks'
+precomputed features (``<dir>/<trunk>.npz`` with ``track_id``, ``features``,
+``tags``) join by track id.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from core.audio.cache import LogMelCache
+from core.datasets import Track, genres_of, read_datasets
+from core.errors import GenreError
+
+MSD_VGG = "MSD_vgg"
+
+
+class FeatureSetError(GenreError, ValueError):
+    """A feature set does not cover the tracks asked for."""
+
+
+@dataclass
+class SourceData:
+    """Every non-skipped track of the data folders with its label and features.
+
+    ``trunk``: frozen MSD-VGG blocks 1–4 output ``(N, 128, 6, T4)`` float16
+    (for retraining ``cnn_msd``'s head); ``features``: name → ``(N, D)``
+    float32 pooled features of each trunk (``MSD_vgg`` always).
+    """
+
+    tracks: list[Track]
+    labels: list[str]
+    y: np.ndarray                       # (N,) int64
+    trunk: np.ndarray | None = None     # (N, 128, 6, T4) float16
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def subset(self, idx: np.ndarray) -> "SourceData":
+        idx = np.asarray(idx, dtype=np.int64)
+        return SourceData(tracks=[self.tracks[i] for i in idx], labels=self.labels, y=self.y[idx],
+                          trunk=None if self.trunk is None else self.trunk[idx],
+                          features={k: v[idx] for k, v in self.features.items()})
+
+    def stacked(self, names: Sequence[str]) -> np.ndarray:
+        """Features of ``names`` side by side, ``(N, ΣD)``."""
+        missing = [n for n in names if n not in self.features]
+        if missing:
+            raise FeatureSetError(f"no features for {', '.join(missing)}")
+        return np.concatenate([self.features[n] for n in names], axis=1)
+
+
+def frozen_msd_features(trunk: np.ndarray, labels: list[str], batch: int = 32) -> np.ndarray:
+    """Trunk outputs ``(N, 128, 6, T4)`` → frozen MSD-VGG clip features ``(N, 306)``
+    (pool-5 mean, pool-5 max, mean of the 50 MSD tags), pretrained weights only."""
+    from core.models.transfer import CNNMSD
+
+    m = CNNMSD(labels).eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(trunk), batch):
+            out.append(m.embed_trunk(torch.from_numpy(trunk[i: i + batch].astype(np.float32))).numpy())
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, m.embedding_dim), np.float32)
+
+
+def read_feature_file(path: str | Path, track_ids: Sequence[str]) -> np.ndarray:
+    """``features`` ‖ ``tags`` of ``path`` (an ``.npz`` with ``track_id``,
+    ``features`` ``(N, D)``, ``tags`` ``(N, 50)``) in the order of ``track_ids``."""
+    with np.load(path, allow_pickle=False) as z:
+        ids = [str(t) for t in z["track_id"]]
+        feats = np.concatenate([z["features"], z["tags"]], axis=1).astype(np.float32)
+    pos = {t: i for i, t in enumerate(ids)}
+    missing = [t for t in track_ids if t not in pos]
+    if missing:
+        raise FeatureSetError(f"{Path(path).name} lacks {len(missing)} track(s), e.g. {missing[0]}")
+    return feats[[pos[t] for t in track_ids]]
+
+
+def load_source_data(dirs: Sequence[str | Path], cache_root: str | Path,
+                     extra_features: str | Path | None = None, workers: int = 2) -> SourceData:
+    """Read the folders, their MSD log-mels and trunk outputs (cached under
+    ``cache_root``), the frozen MSD-VGG features and every ``*.npz`` in
+    ``extra_features`` (when given and present). Labels: the train split's genres."""
+    from core.models.msd import MSD_FEATURES
+    from core.models.transfer import CNNMSD
+    from core.training.train import load_labelled, trunk_features
+
+    tracks = read_datasets(dirs)
+    labels = genres_of([t for t in tracks if t.split == "train"])
+    cache = LogMelCache(MSD_FEATURES, Path(cache_root) / "logmel")
+    data = load_labelled(tracks, labels, cache, workers=workers, desc="MSD log-mels")
+    trunk = trunk_features(CNNMSD(labels), data, Path(cache_root) / "logmel", served=True)
+    del data.mels
+    ids = [t.track_id for t in data.tracks]
+    feats = {MSD_VGG: frozen_msd_features(trunk, labels)}
+    if extra_features and Path(extra_features).is_dir():
+        for p in sorted(Path(extra_features).glob("*.npz")):
+            if p.stem != MSD_VGG:
+                try:
+                    feats[p.stem] = read_feature_file(p, ids)
+                except (FeatureSetError, KeyError, OSError, ValueError):
+                    continue
+    return SourceData(tracks=data.tracks, labels=labels, y=data.y, trunk=trunk, features=feats)

@@ -1,0 +1,86 @@
+"""Waveform augmentation for training batches: banks of augmented log-mels.
+
+Each training track gets ``copies`` versions of its excerpt passed through
+:func:`core.audio.augment.augment_wave` *before* the log-mel (decoded at
+:data:`AUGMENT_RATE`, augmented, then read back through the project's one
+load → log-mel path, :func:`core.audio.load.load` and
+:func:`core.audio.features.logmels`). Copies are cached on disk by content
+hash, feature key, augmentation settings, seed and copy index, so every
+epoch and every rerun reuses them; a training batch swaps each clean log-mel
+for one of its copies with probability ``p`` (:func:`mix_batch`). Validation
+and test never see them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import soundfile as sf
+
+from core.audio.augment import AugmentConfig, augment_wave
+from core.audio.cache import atomic_save_npy, content_hash
+from core.audio.features import LOGMEL_DTYPE, logmels
+from core.audio.load import load, load_full
+from core.config import FeatureConfig, Paths
+from core.datasets import Track
+
+# The rate the chain runs at: the development sources' own rate, so codecs and
+# band limits act on the band a listener hears, above the models' 12 kHz.
+AUGMENT_RATE = 22_050
+
+
+def augmented_logmel(path: str | Path, feat: FeatureConfig, aug: AugmentConfig,
+                     rng: np.random.Generator) -> np.ndarray:
+    """One augmented log-mel ``(n_mels, n_frames)`` of the file at ``path``."""
+    y = augment_wave(load_full(path, AUGMENT_RATE), AUGMENT_RATE, aug, rng)
+    buf = io.BytesIO()
+    sf.write(buf, y, AUGMENT_RATE, format="WAV", subtype="FLOAT")
+    return logmels(load(buf.getvalue(), feat), feat)[0, 0].numpy()
+
+
+def bank_key(feat: FeatureConfig, aug: AugmentConfig, seed: int) -> str:
+    blob = json.dumps([feat.key(), aug.to_dict(), seed, AUGMENT_RATE], sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def augmented_bank(tracks: Sequence[Track], feat: FeatureConfig, copies: int,
+                   aug: AugmentConfig | None = None, seed: int = 0,
+                   cache_root: str | Path | None = None, log=None) -> np.ndarray:
+    """``(N, copies, n_mels, n_frames)`` :data:`LOGMEL_DTYPE` augmented log-mels
+    of ``tracks``; copy ``c`` of a track is seeded by (seed, c, its content
+    hash), so it is the same whatever the order or the other tracks."""
+    aug = aug or AugmentConfig()
+    root = Path(cache_root or Paths().cache).parent / "wave_augment" / bank_key(feat, aug, seed)
+    out = np.zeros((len(tracks), copies, feat.n_mels, feat.n_frames), LOGMEL_DTYPE)
+    for i, t in enumerate(tracks):
+        digest = content_hash(t.path)
+        for c in range(copies):
+            p = root / f"{digest}-{c}.npy"
+            try:
+                out[i, c] = np.load(p, allow_pickle=False)
+                continue
+            except (OSError, ValueError):
+                pass
+            rng = np.random.default_rng([seed, c, int(digest[:12], 16)])
+            out[i, c] = augmented_logmel(t.path, feat, aug, rng).astype(LOGMEL_DTYPE)
+            atomic_save_npy(p, out[i, c])
+        if log and (i + 1) % 50 == 0:
+            log(f"augmented log-mels: {i + 1}/{len(tracks)} tracks")
+    return out
+
+
+def mix_batch(clean: np.ndarray, bank: np.ndarray, idx: np.ndarray, p: float,
+              rng: np.random.Generator) -> np.ndarray:
+    """Log-mels ``(B, n_mels, n_frames)`` of tracks ``idx``: each one, with
+    probability ``p``, replaced by a random augmented copy from ``bank``
+    ``(N, copies, n_mels, n_frames)``."""
+    x = clean[idx].copy()
+    swap = rng.random(len(idx)) < p
+    copy = rng.integers(0, bank.shape[1], len(idx))
+    x[swap] = bank[idx[swap], copy[swap]]
+    return x

@@ -1,0 +1,113 @@
+"""Leave-one-source-out folds (core.training.loso) on a fixture and on the real data."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REAL_DATA, real_data
+
+from core.datasets.track import Track
+from core.training.loso import LOSOError, loso_folds
+
+
+def _tracks() -> list[Track]:
+    spec = [("a", "train"), ("a", "val"), ("a", "test"), ("b", "train"), ("b", "train"),
+            ("b", "test"), ("c", "val"), ("c", "train")]
+    return [Track(track_id=f"t{i}", path=Path(f"/x/{i}.mp3"), genre="G", split=sp, source=src)
+            for i, (src, sp) in enumerate(spec)]
+
+
+def test_folds_hold_out_each_source_and_never_touch_test():
+    tracks = _tracks()
+    folds = loso_folds(tracks)
+    assert [f.held_out for f in folds] == ["a", "b", "c"]
+    by = {f.held_out: f for f in folds}
+    assert by["a"].val.tolist() == [0, 1]
+    assert by["a"].train.tolist() == [3, 4, 6, 7]
+    assert by["b"].val.tolist() == [3, 4]
+    assert by["c"].train.tolist() == [0, 1, 3, 4]
+    test_idx = {i for i, t in enumerate(tracks) if t.split == "test"}
+    for f in folds:
+        assert not test_idx & set(f.train.tolist()) and not test_idx & set(f.val.tolist())
+        assert not set(f.train.tolist()) & set(f.val.tolist())
+        assert {tracks[i].source for i in f.val} == {f.held_out}
+        assert f.held_out not in {tracks[i].source for i in f.train}
+    # every non-test track is validated exactly once
+    vals = np.concatenate([f.val for f in folds])
+    assert sorted(vals.tolist()) == sorted(set(range(len(tracks))) - test_idx)
+
+
+def test_too_few_sources_or_missing_source_raise():
+    one = [t for t in _tracks() if t.source == "a"]
+    with pytest.raises(LOSOError, match="sources"):
+        loso_folds(one)
+    bad = _tracks() + [Track(track_id="x", path=Path("/x/x.mp3"), genre="G", split="train")]
+    with pytest.raises(LOSOError, match="no source"):
+        loso_folds(bad)
+
+
+@real_data
+def test_real_data_has_three_folds():
+    from core.datasets import read_dataset
+
+    tracks = [t for d in REAL_DATA for t in read_dataset(d)]
+    folds = loso_folds(tracks)
+    assert len(folds) == 3
+    assert sum(len(f.val) for f in folds) == sum(t.split != "test" for t in tracks)
+
+
+def test_method2_choice_maximises_the_worst_fold_gap():
+    from core.recommend.loso import choose, parse_setting
+
+    prec = {"a": {"cosine": 0.5, "genre|soft|0.9|off": 0.8, "genre|soft|0.3|top": 0.55},
+            "b": {"cosine": 0.6, "genre|soft|0.9|off": 0.5, "genre|soft|0.3|top": 0.62}}
+    # 0.9/off wins fold a by far but loses fold b: the worst-fold rule takes 0.3/top
+    assert choose(prec) == "genre|soft|0.3|top"
+    assert choose(prec, ["a"]) == "genre|soft|0.9|off"
+    assert parse_setting("genre|centre|0.5|entropy") == {"variant": "centre", "genre_weight": 0.5,
+                                                         "confidence": "entropy"}
+
+
+def test_loso_recommend_reports_every_fold_with_intervals():
+    from core.recommend.evaluation import EvalConfig
+    from core.recommend.loso import FoldCatalog, LosoGrid, fold_catalog, loso_recommend
+
+    rng = np.random.default_rng(0)
+    labels = ["A", "B"]
+    cats = []
+    for s in ("x", "y"):
+        g = np.repeat([0, 1], 12)
+        emb = rng.normal(0, 1, (24, 4)) + g[:, None] * 1.5
+        probs = np.where(g[:, None] == np.arange(2), 0.8, 0.2)
+        rows = [{"track_id": f"{s}{i}", "genre": labels[g[i]], "artist": f"{s}art{i}"} for i in range(24)]
+        cats.append(FoldCatalog(s, fold_catalog(rows, {"fused": emb}, {"fused": probs}, labels,
+                                                mfcc=rng.normal(0, 1, (24, 3)))))
+    rec = loso_recommend(cats, EvalConfig(), grid=LosoGrid(weights=(0.5,), n_listeners=20, n_halves=4))
+    assert set(rec["folds"]) == {"x", "y"} and set(rec["nested"]) == {"x", "y"}
+    for f in rec["folds"].values():
+        assert {"method1_precision_at_5", "method2_precision_at_5", "mfcc_precision_at_5",
+                "random_precision_at_5"} <= set(f)
+        assert len(f["m2_minus_m1"]["ci95"]) == 2 and f["m2_minus_m1"]["unit"] == "track"
+    assert rec["choice"]["genre_weight"] == 0.5
+
+
+def test_model_card_loso_section_names_folds_and_worst_genres(tmp_path):
+    import json
+
+    from core.training.loso_eval import FoldLogits, loso_report
+    from core.training.model_card_loso import loso_lines, worst_genres
+
+    rng = np.random.default_rng(0)
+    folds = [FoldLogits(s, rng.normal(0, 1, (30, 3)), rng.integers(0, 3, 30), np.ones(30, bool)) for s in "ab"]
+    rep = loso_report(folds)
+    assert set(rep["folds"]) == {"a", "b"} and 0 <= rep["mean"]["ece"] <= 1
+    rec = {"protocol": "p", "folds": [{"held_out": "a"}, {"held_out": "b"}], "fused": {**rep, "features": ["x"],
+           "C": 0.1}, "cnn_msd": {**rep, "how": "h"}}
+    (tmp_path / "loso.json").write_text(json.dumps(rec))
+    per_genre = {"Jazz": {"recall": 0.9, "support": 3}, "Rock": {"recall": 0.1, "support": 2},
+                 "Pop": {"recall": 0.5, "support": 0}}
+    (tmp_path / "metrics.json").write_text(json.dumps({"models": {"fused": {"per_genre": per_genre}}}))
+    text = "\n".join(loso_lines(tmp_path))
+    assert "| fused | " in text and "| cnn_msd | " in text and "a acc / AUC / ECE" in text
+    assert "- fused: Rock 0.10, Jazz 0.90" in text            # Pop has no test clips
+    assert worst_genres(per_genre, 1) == [("Rock", 0.1)]
