@@ -153,9 +153,9 @@ def test_mood_listeners_on_a_fixture_with_quadrants():
     rep = relevance_eval(idx, "mood", quads, model="m", genre_weight=0.9)
     m = rep["methods"]
     # Sound alone finds the quadrant (3 of 8 same-quadrant tracks remain after 5 seeds: ≤ 0.6);
-    # ranking by a genre that cuts across quadrants costs precision; random is ~3/27.
+    # ranking by a genre that cuts across quadrants never helps; random is 3/27.
     assert m["cosine"]["precision"] == pytest.approx(0.6)
-    assert m["genre_soft"]["precision"] < m["cosine"]["precision"]
+    assert m["genre_soft"]["precision"] <= m["cosine"]["precision"]
     assert m["random"]["precision"] == pytest.approx(3 / 27)
     lo, hi = rep["differences"]["genre_soft_minus_cosine"]["ci95"]
     assert lo <= rep["differences"]["genre_soft_minus_cosine"]["diff"] <= hi
