@@ -138,12 +138,16 @@ def test_real_test_split(tmp_path):
     if not ((arts / "crnn.safetensors").is_file() and (arts / "manifest.json").is_file()):
         pytest.skip("shipped artifacts not built yet")
     res = recommend_eval(REAL_DATA, split="test", artifacts_dir=arts,
-                         cfg=EvalConfig(n_listeners=100, extras=False))
+                         cfg=EvalConfig(n_listeners=100, extras=False, resample=False))
     assert set(res["methods"]) == {"cosine", "genre", "random", "mfcc"}
     assert res["n_listeners"] == 100
     for m in res["methods"].values():
         assert {"precision_at_5", "ci95"} <= set(m)
     assert res["catalog"]["n_tracks"] >= 90
+    # Relevance that is not genre: mood listeners on the allmusic_4q test clips, artist listeners.
+    rel = res["relevance"]
+    assert set(rel) == {"genre", "mood", "artist"} and rel["mood"]["n_listeners"] == 50
+    assert {"cosine", "genre_soft", "genre_centre", "mfcc", "random"} <= set(rel["mood"]["methods"])
     rnd = res["methods"]["random"]
     assert rnd["precision_at_5"] == pytest.approx(rnd["expected"], abs=0.06)
     for kind in ("single", "mixed"):

@@ -26,7 +26,7 @@ import numpy as np
 
 from core.config import FeatureConfig
 from core.facets.signal import frame_rate, signal_facets
-from core.facets.tags import TAGGERS, head, tag_column, trunk_taggers
+from core.facets.tags import TAGGERS, tag_column, trunk_taggers
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,8 @@ def batch_facets(mels: dict[str, np.ndarray], cfgs: list[FeatureConfig], trunk_f
         if key not in trunk_feats:
             continue
         tagger = TAGGERS[name]
-        probs = head(name)(trunk_feats[key]).numpy()
+        model = next(m for m in models.values() if tagger.matches(m))
+        probs = tagger.tags_of(model, trunk_feats[key]).numpy()
         for i, p in enumerate(probs):
             out[i].update({tag_column(tagger.prefix, t): float(v) for t, v in zip(tagger.tags, p)})
             if name == "msd_vgg":

@@ -54,16 +54,25 @@ def _has_msd_trunk(model) -> bool:
     return isinstance(model, _MSDGenreModel)
 
 
+def _bank_names(model) -> list[str]:
+    """Trunks of the family bank a model serves on (:class:`~core.models.trunk_model.TrunkGenreModel`)."""
+    bank = getattr(model, "bank", None)
+    return list(bank().names) if callable(bank) else []
+
+
 @dataclass(frozen=True)
 class Tagger:
-    """One pretrained trunk's tagger: ``matches(model)`` says whether a
-    model carries this trunk (its ``trunk_key()`` names the shared output)."""
+    """One pretrained tagger: ``matches(model)`` says whether a model carries
+    its trunk (``model.trunk_key()`` names the shared output that
+    :func:`~core.models.inference.predict_all` hands over), and
+    ``tags_of(model, trunk_output)`` turns that output into ``(B, n_tags)``
+    probabilities."""
 
     name: str
     prefix: str
     tags: tuple[str, ...]
     matches: Callable[[object], bool]
-    build: Callable[[], nn.Module]
+    tags_of: Callable[[object, torch.Tensor], torch.Tensor]
 
     def columns(self) -> list[str]:
         return [tag_column(self.prefix, t) for t in self.tags]
@@ -74,19 +83,44 @@ def tag_column(prefix: str, tag: str) -> str:
     return f"{prefix}_" + re.sub(r"[^a-z0-9]+", "_", tag.lower()).strip("_")
 
 
-TAGGERS: dict[str, Tagger] = {
-    "msd_vgg": Tagger("msd_vgg", "msd", tuple(MSD_TAGS), _has_msd_trunk, _msd_head),
-}
+def _msd_tags(model, feats: torch.Tensor) -> torch.Tensor:
+    if _has_msd_trunk(model):
+        return head("msd_vgg")(feats)
+    return _bank_tags("msd_vgg")(model, feats)
+
+
+def _bank_tags(name: str):
+    """Tags of trunk ``name`` from a family bank's vectors (already averaged over patches)."""
+    def tags_of(model, vec: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(model.bank().split(vec.float().numpy())[name].tags)
+    return tags_of
+
+
+def _family() -> dict[str, Tagger]:
+    """MSD-VGG (from the genre models' MSD trunk or the family bank) and the
+    other trunks of :data:`core.models.trunks.TRUNKS` (from a bank only)."""
+    from core.models.trunks import TRUNKS
+
+    out = {"msd_vgg": Tagger("msd_vgg", "msd", tuple(MSD_TAGS),
+                             lambda m: _has_msd_trunk(m) or "msd_vgg" in _bank_names(m), _msd_tags)}
+    for spec in TRUNKS.values():
+        if spec.name not in out:
+            out[spec.name] = Tagger(spec.name, spec.name, tuple(spec.tags),
+                                    lambda m, n=spec.name: n in _bank_names(m), _bank_tags(spec.name))
+    return out
+
+
+TAGGERS: dict[str, Tagger] = _family()
 
 _HEADS: dict[str, nn.Module] = {}
 _LOCK = threading.Lock()
 
 
 def head(name: str) -> nn.Module:
-    """The tagger's head, built once per process."""
+    """MSD-VGG's pretrained tag head (``name="msd_vgg"``), built once per process."""
     with _LOCK:
         if name not in _HEADS:
-            _HEADS[name] = TAGGERS[name].build()
+            _HEADS[name] = _msd_head()
         return _HEADS[name]
 
 

@@ -196,8 +196,11 @@ def relevance_report(index: CatalogIndex, quadrants: dict[str, str], genre_out: 
                      model: str | None, genre_weight: float, seed: int = 0,
                      n_halves: int = 40) -> dict:
     """``{"genre": …, "mood": …, "artist": …}`` for ``recommend-eval``'s JSON:
-    ``genre`` summarises the genre listeners already run (``genre_out``)."""
-    cfg = RelevanceConfig(seed=seed, n_halves=n_halves, k=int(genre_out.get("config", {}).get("k", 5)))
+    ``genre`` summarises the genre listeners already run (``genre_out``); each
+    other kind gets half as many listeners as the genre run had."""
+    run_cfg = genre_out.get("config", {})
+    cfg = RelevanceConfig(seed=seed, n_halves=n_halves, k=int(run_cfg.get("k", 5)),
+                          n_listeners=max(20, int(run_cfg.get("n_listeners", 400)) // 2))
     res = genre_out.get("resampled", {})
     genre = {"methods": {n: {"precision": m["precision"], "ci95": m["ci95"]}
                          for n, m in genre_out.get("methods", {}).items()},
