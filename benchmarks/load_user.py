@@ -23,7 +23,7 @@ from benchmarks.browser import SCRIPT_DONE
 
 EXCEPTION = '[data-testid="stException"]'
 PROGRESS = re.compile(r"Participant\s+(p-[0-9a-f]+)\s*·\s*answered (\d+) of (\d+)")
-CLASSIFIED = re.compile(r"models? says?|models disagree")
+CLASSIFIED = re.compile(r"models? says?|models disagree|models lean")   # the three verdict lines of Classify
 LISTS = ("Method 1 · sound only", "Method 2 · sound + genre")
 ANSWERS_PER_ROUND = 2
 RAMP_S = 2.0          # user u starts u × RAMP_S seconds after the first
