@@ -13,6 +13,7 @@ thread that ends the worker as soon as its parent process is gone.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import threading
 import time
@@ -30,7 +31,11 @@ def _watch(parent: int, poll_s: float) -> None:
 
 def exit_with_parent(poll_s: float = POLL_S) -> None:
     """Pool ``initializer``: end this process within ``poll_s`` seconds of its parent's death."""
-    threading.Thread(target=_watch, args=(os.getppid(), poll_s), daemon=True,
+    # The owner's pid as multiprocessing recorded it, not os.getppid(): a worker
+    # whose owner was killed while it was still starting up is already
+    # re-parented here, and would otherwise watch its new parent for ever.
+    owner = multiprocessing.parent_process()
+    threading.Thread(target=_watch, args=(owner.pid if owner else os.getppid(), poll_s), daemon=True,
                      name="exit-with-parent").start()
 
 

@@ -94,3 +94,39 @@ def test_pipeline_pool_is_shut_down_when_the_consumer_fails(tiny_artifacts, tiny
     while child_processes() and time.time() < deadline:
         time.sleep(0.2)
     assert not child_processes()
+
+
+LATE_OWNER = textwrap.dedent("""
+    import multiprocessing, os, signal, sys, time
+    sys.path.insert(0, {root!r})
+
+    def late_worker():
+        time.sleep(3)                       # still starting up when its owner is killed
+        from core.procs import exit_with_parent
+        exit_with_parent(poll_s=0.1)
+        time.sleep(60)
+
+    if __name__ == "__main__":
+        child = multiprocessing.get_context("spawn").Process(target=late_worker)
+        child.start()
+        print(child.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_a_worker_whose_owner_died_during_its_start_up_still_exits(tmp_path):
+    """The watcher must watch the owner multiprocessing recorded: by the time
+    the initializer runs, such a worker is already re-parented, and watching
+    os.getppid() then would keep it alive for ever."""
+    script = tmp_path / "late_owner.py"
+    script.write_text(LATE_OWNER.format(root=str(ROOT)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == -9, proc.stderr
+    pid = int(proc.stdout.split()[0])
+    deadline = time.time() + 15
+    while _alive(pid) and time.time() < deadline:
+        time.sleep(0.2)
+    alive = _alive(pid)
+    if alive:
+        os.kill(pid, 9)
+    assert not alive, "a worker outlived an owner that died while it started"
