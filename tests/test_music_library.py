@@ -271,7 +271,9 @@ def test_bench_library_entry_kills_and_resumes(tmp_path, tiny_artifacts):
                  "--json", str(out)]) == 0
     lib = json.loads(out.read_text())["library"]
     assert lib["files"] == 16 and lib["resume_ok"] is True and lib["tracks"] == 16 - lib["broken_files"]
-    assert 0 < lib["kept_after_kill"] < lib["tracks"]
+    # Usually killed part-way; on a quiet machine the tiny indexer can finish between two 0.1 s polls
+    # (seen once in a full run). The kill -9 resume test above always kills part-way.
+    assert 0 < lib["kept_after_kill"] <= lib["tracks"]
     assert lib["tracks_per_s"] > 0 and lib["peak_rss_mb"] > 0 and lib["seconds_to_first_recommendation"] > 0
     assert {"mp3", "m4a", "alac.m4a", "opus", "wma"} <= set(lib["decode_ms"])
     assert "3 s" not in lib["note"] and "1.5 s clips" in lib["note"]
