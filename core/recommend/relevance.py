@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.catalog.index import CatalogIndex
+from core.recommend.evaluation import EvalConfig
 from core.recommend.methods import recommend
 from core.recommend.request import VARIANTS, resolve_model
 from core.recommend.scoring import artist_exclusions, seed_exclusions
@@ -37,14 +38,20 @@ from core.recommend.statistics import half_sample_units, half_sampling_ci
 MFCC = "mfcc"
 
 
+_E = EvalConfig()
+
+
 @dataclass(frozen=True)
 class RelevanceConfig:
+    """Mood and artist listeners; list length, seeds and resampling default to
+    the genre listeners' settings (:class:`~core.recommend.evaluation.EvalConfig`)."""
+
     n_listeners: int = 200
-    mood_seeds: int = 5
+    mood_seeds: int = _E.n_seeds
     artist_seeds: int = 2
-    k: int = 5
-    seed: int = 0
-    n_halves: int = 40
+    k: int = _E.k
+    seed: int = _E.seed
+    n_halves: int = _E.n_halves
 
 
 def _norm(x) -> str:
@@ -193,13 +200,13 @@ def verdict(methods: dict, diffs: dict) -> str:
 
 
 def relevance_report(index: CatalogIndex, quadrants: dict[str, str], genre_out: dict,
-                     model: str | None, genre_weight: float, seed: int = 0,
-                     n_halves: int = 40) -> dict:
+                     model: str | None, genre_weight: float, seed: int = _E.seed,
+                     n_halves: int = _E.n_halves) -> dict:
     """``{"genre": …, "mood": …, "artist": …}`` for ``recommend-eval``'s JSON:
     ``genre`` summarises the genre listeners already run (``genre_out``); each
     other kind gets half as many listeners as the genre run had."""
     run_cfg = genre_out.get("config", {})
-    cfg = RelevanceConfig(seed=seed, n_halves=n_halves, k=int(run_cfg.get("k", 5)),
+    cfg = RelevanceConfig(seed=seed, n_halves=n_halves, k=int(run_cfg.get("k", _E.k)),
                           n_listeners=max(20, int(run_cfg.get("n_listeners", 400)) // 2))
     res = genre_out.get("resampled", {})
     genre = {"methods": {n: {"precision": m["precision"], "ci95": m["ci95"]}
