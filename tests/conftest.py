@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,22 @@ from core.config import FeatureConfig, shared_data_dirs
 
 if TYPE_CHECKING:  # pragma: no cover
     from streamlit.testing.v1 import AppTest
+
+# CPython 3.11.7 (this project's interpreter) keeps ast.parse's recursion
+# depth in one global (gh-106905, fixed in 3.11.9): two threads parsing at
+# once fail with "AST constructor recursion depth mismatch". The server
+# compiles pages under one ScriptCache lock, but every AppTest has its own
+# cache, and a page script still running past its test's timeout compiles
+# in parallel with the next test's (CI stop 20). One lock for the process.
+_parse, _parse_lock = ast.parse, threading.Lock()
+
+
+def _locked_parse(*args, **kwargs):
+    with _parse_lock:
+        return _parse(*args, **kwargs)
+
+
+ast.parse = _locked_parse
 
 # Tests never write into the project's own log-mel cache.
 os.environ.setdefault("GENRE_CACHE", tempfile.mkdtemp(prefix="genre-test-cache-"))
