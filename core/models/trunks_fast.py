@@ -27,6 +27,11 @@ from core.models.musicnn import TEMPORAL_TIME, Musicnn, same_pad
 # Mel rows per matrix product in the front end: bounds the live activation
 # (rows × patches × 204 × 187 floats) to a few MB whatever the batch.
 ROWS = 8
+# Output mel rows per banded product of a timbral branch, output frames per
+# Toeplitz product of a temporal one (fastest on this project's AVX512-BF16
+# CPU, 1 thread; see the classes).
+TIMBRAL_ROWS = 4
+TEMPORAL_STEPS = 16
 
 
 class _SignedBranch(nn.Module):
@@ -55,45 +60,96 @@ class _SignedBranch(nn.Module):
 
 
 class _Timbral(_SignedBranch):
-    """Kernel (k mel × 7 time), mel 'valid', time padded 3: for a block of
-    output rows, a Conv1d over time whose input channels are the k mel bands
-    of each row (so oneDNN sees k → 204 channels, not 1 → 204)."""
+    """Kernel (k mel × 7 time), mel 'valid', time padded 3, as banded matrix
+    products: for a block of R = :data:`TIMBRAL_ROWS` output rows, the
+    7 time shifts of the block's R + k − 1 mel bands ``(B·T, 7·(R+k−1))``
+    times one banded weight ``(7·(R+k−1), R·C)`` that holds the kernel at
+    each row's offset (the same for every block: the conv is shift-invariant
+    in mel). One large product per block instead of a k-channel Conv1d; no
+    im2col of every row's k × 7 window (only the 7 time shifts are copied).
+    In float32 (no bfloat16 products) the k-channel Conv1d per block of
+    :data:`ROWS` rows is kept: it measured as fast or faster there."""
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d):
         super().__init__(conv, bn)
         self.pad = conv.padding[1]
+        c, k, kt = self.w.shape
+        band = TIMBRAL_ROWS + k - 1
+        wb = torch.zeros(kt, band, TIMBRAL_ROWS, c)
+        for q in range(TIMBRAL_ROWS):
+            wb[:, q: q + k, q] = self.w.permute(2, 1, 0)                     # (7, k, C)
+        self.register_buffer("wband16", wb.reshape(kt * band, TIMBRAL_ROWS * c).bfloat16().contiguous(),
+                             persistent=False)
+        self.register_buffer("bband16", self.bias.repeat(TIMBRAL_ROWS).bfloat16().contiguous(), persistent=False)
 
     def forward(self, x: torch.Tensor, bf16: bool) -> torch.Tensor:
         b, m, t = x.shape                                          # (B, 96, T)
-        rows = m - self.kmel + 1
-        unf = x.unfold(1, self.kmel, 1)                            # (B, rows, T, kmel) view
+        c, k, kt = self.w.shape
+        rows, band = m - k + 1, TIMBRAL_ROWS + k - 1
+        if rows < TIMBRAL_ROWS:
+            raise ValueError(f"timbral branch needs ≥ {band} mel bands, got {m}")
+        if not bf16:
+            return self._conv1d(x)
+        w, bias = self.wband16, self.bband16
+        # (B·T, 7, mel): the 7 time shifts of every frame, mel bands last.
+        u = F.pad(x, (self.pad, self.pad)).bfloat16().unfold(2, kt, 1).permute(0, 2, 3, 1).reshape(b * t, kt, m)
         best = None
+        for r in range(0, rows, TIMBRAL_ROWS):
+            r0 = min(r, rows - TIMBRAL_ROWS)   # the last block may overlap the one before: max is idempotent
+            y = torch.addmm(bias, u[:, :, r0: r0 + band].reshape(b * t, kt * band), w)
+            y = y.reshape(b * t, TIMBRAL_ROWS, c).amax(1)
+            best = y if best is None else torch.maximum(best, y)
+        return self.side(best.reshape(b, t, c).transpose(1, 2))
+
+    def _conv1d(self, x: torch.Tensor) -> torch.Tensor:
+        """Float32: per block of output rows, a Conv1d over time whose input
+        channels are the k mel bands of each row."""
+        b, m, t = x.shape
+        unf = x.unfold(1, self.kmel, 1)                            # (B, rows, T, kmel) view
+        rows, best = m - self.kmel + 1, None
         for r in range(0, rows, ROWS):
             n = min(ROWS, rows - r)
             chunk = unf[:, r: r + n].permute(0, 1, 3, 2).reshape(b * n, self.kmel, t)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                y = F.conv1d(chunk, self.w, self.bias, padding=self.pad)   # (B·n, C, T)
-            y = y.reshape(b, n, -1, t).amax(1)
+            y = F.conv1d(chunk, self.w, self.bias, padding=self.pad).reshape(b, n, -1, t).amax(1)
             best = y if best is None else torch.maximum(best, y)
         return self.side(best)
 
 
 class _Temporal(_SignedBranch):
-    """Kernel (1 mel × k time), TF 'SAME' in time: per block of mel rows, one
-    matrix product of the k-frame windows (im2col) with the (k, 51) kernel."""
+    """Kernel (1 mel × k time), TF 'SAME' in time, as Toeplitz matrix
+    products: every S = :data:`TEMPORAL_STEPS` output frames of a mel row read
+    one window of S + k − 1 input frames (a strided view, 1 + (k−1)/S copies
+    of the input instead of im2col's k), times one weight ``(S + k − 1, S·C)``
+    holding the kernel at each of the S offsets; a running maximum over blocks
+    of :data:`ROWS` mel rows."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d):
+        super().__init__(conv, bn)
+        c, k = self.w.shape[0], self.ktime
+        wt = torch.zeros(TEMPORAL_STEPS + k - 1, TEMPORAL_STEPS, c)
+        for q in range(TEMPORAL_STEPS):
+            wt[q: q + k, q] = self.w[:, 0].t()                                # (k, C)
+        self.register_buffer("wtoep", wt.reshape(-1, TEMPORAL_STEPS * c).contiguous(), persistent=False)
+        self.register_buffer("btoep", self.bias.repeat(TEMPORAL_STEPS).contiguous(), persistent=False)
+        self.register_buffer("wtoep16", self.wtoep.bfloat16(), persistent=False)
+        self.register_buffer("btoep16", self.btoep.bfloat16(), persistent=False)
 
     def forward(self, x: torch.Tensor, bf16: bool) -> torch.Tensor:
         b, m, t = x.shape
-        unf = F.pad(x, same_pad(self.ktime)).unfold(2, self.ktime, 1)   # (B, 96, T, k) view
-        wt = self.w[:, 0].t()                                          # (k, C)
+        c, k, s = self.w.shape[0], self.ktime, TEMPORAL_STEPS
+        blocks = -(-t // s)
+        before = same_pad(k)[0]
+        span = blocks * s + k - 1                       # zeros past TF's own padding only feed frames ≥ T
+        dt = torch.bfloat16 if bf16 else torch.float32
+        w, bias = (self.wtoep16, self.btoep16) if bf16 else (self.wtoep, self.btoep)
+        unf = F.pad(x, (before, span - t - before)).to(dt).unfold(2, s + k - 1, s)   # (B, 96, blocks, S+k−1)
         best = None
         for r in range(0, m, ROWS):
             n = min(ROWS, m - r)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                y = torch.addmm(self.bias, unf[:, r: r + n].reshape(-1, self.ktime), wt)   # (B·n·T, C)
-            y = y.reshape(b, n, t, -1).amax(1)
+            y = torch.addmm(bias, unf[:, r: r + n].reshape(-1, s + k - 1), w)      # (B·n·blocks, S·C)
+            y = y.reshape(b, n, blocks * s, c).amax(1)
             best = y if best is None else torch.maximum(best, y)
-        return self.side(best.transpose(1, 2))
+        return self.side(best[:, :t].transpose(1, 2))
 
 
 class FastMusicnn(nn.Module):
