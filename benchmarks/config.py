@@ -35,6 +35,9 @@ class BenchConfig:
     load_rounds: int = 2
     breaking: bool = True                                # also raise N until the server breaks
     load_only: bool = False                              # only the load run (and breaking_users)
+    # Trunks no shipped model serves on yet: a stand-in head on them joins the
+    # index, profile and classify entries (benchmarks.standin), e.g. ("msd_musicnn",).
+    with_trunks: tuple[str, ...] = ()
     trunks: bool = False                                 # also the pretrained trunks' speed / accuracy cost
     trunk_clips: int = 12
     # The "library" entry: a generated tagged library indexed, killed part-way and resumed.

@@ -40,6 +40,10 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
             dirs = [write_metadata(Path(gen), paths)]
         log(f"{len(paths)} files from {source}")
         models, model_source, model_dir = bench_models(cfg.artifacts, log)
+        shipped = list(models)
+        if cfg.with_trunks and not cfg.load_only:
+            from benchmarks.standin import add_standins
+            models = add_standins(models, cfg.with_trunks)
         if cfg.load_only:
             return {"machine": {"cpus": available_cpus(), "processor": platform.processor() or platform.machine(),
                                 "python": platform.python_version(), "torch": torch.__version__},
@@ -52,19 +56,22 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
             "model_info": {"source": model_source,
                            "embedding_dims": {n: int(m.embedding_dim) for n, m in models.items()},
                            # Whether the inference copies ran their conv layers in bfloat16.
-                           "bfloat16": use_bfloat16()},
+                           "bfloat16": use_bfloat16(),
+                           # Untrained heads standing in for models on --with-trunks (benchmarks.standin);
+                           # not in the cold-classify, first-run, load or library entries (those load artifacts/).
+                           "standins": [n for n in models if n not in shipped]},
         }
         report["profile_ms_per_track"] = profile_stages(paths[: min(8, len(paths))], models, log)
         report["index"], report["peak_rss_mb"] = bench_index(paths, models, cfg, log)
         report["peak_rss_mb"] = round(report["peak_rss_mb"], 1)
         clip = max(paths[:8], key=lambda p: p.stat().st_size)
         report["classify_ms"] = bench_classify(clip, models, model_dir, cfg.classify_repeats, log)
-        dims = cfg.dims or tuple(sorted({int(m.embedding_dim) for m in models.values()}))
+        dims = cfg.dims or tuple(sorted({int(m.embedding_dim) for n, m in models.items() if n in shipped}))
         # The headline query figures use the default model's embedding (best on
         # val, core.models.selection); other sizes are under query_ms_by_dim.
         from core.models.selection import best_model
 
-        main_dim = int(models[best_model(list(models), model_dir)].embedding_dim)
+        main_dim = int(models[best_model(shipped, model_dir)].embedding_dim)
         by_dim: dict[str, dict] = {}
         for dim in dims:
             by_dim[str(dim)] = {str(n): bench_query(n, dim, cfg, log) for n in cfg.sizes}
@@ -78,10 +85,10 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
         report["first_run"] = (first_run(dirs, model_dir, log, cfg.first_run_timeout_s) if cfg.first_run
                                else not_measured("--no-first-run"))
         if report["first_run"]["tracks"] is not None:
-            report["first_run"]["models"] = list(models)
+            report["first_run"]["models"] = shipped
         # Then many users at once on the same folders (benchmarks/load.py).
         report.update(bench_load(dirs, model_dir, cfg, log))
-        report["library"] = library_entry(cfg, models, model_dir, log)
+        report["library"] = library_entry(cfg, {n: models[n] for n in shipped}, model_dir, log)
     report["targets"] = _targets(report)
     return report
 

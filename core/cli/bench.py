@@ -45,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--trunks", action=argparse.BooleanOptionalAction, default=_D.trunks,
                    help="also time the pretrained trunks (plain / fast float32 / fast bfloat16) on "
                         "real clips and state each copy's accuracy cost (benchmarks.trunks)")
+    b.add_argument("--with-trunks", default="", metavar="NAMES",
+                   help="comma-separated pretrained trunks (e.g. msd_musicnn) that no shipped model serves on "
+                        "yet: time the index, profile and classify entries with an untrained stand-in head on "
+                        "them too, so their per-track cost is known before such a model ships")
     b.add_argument("--library-files", type=int, default=_D.library_files,
                    help=f"files of the generated music library for the \"library\" entry (0: skip; "
                         f"default {_D.library_files})")
@@ -78,6 +82,7 @@ def cmd_bench(args) -> int:
                       load_users=max(0, args.load), load_rounds=max(1, args.load_rounds),
                       breaking=args.breaking, load_only=args.load_only,
                       trunks=args.trunks,
+                      with_trunks=tuple(t.strip() for t in args.with_trunks.split(",") if t.strip()),
                       library_files=args.library_files, library_seconds=args.library_seconds,
                       library_models=tuple(m for m in (args.library_models or "").split(",") if m) or None,
                       library_dir=Path(args.library_dir) if args.library_dir else None,
@@ -93,6 +98,14 @@ def cmd_bench(args) -> int:
             pick_files(cfg.data, 1)
         except (GenreError, ValueError, OSError) as exc:
             sys.exit(f"error: --data {' '.join(str(exc).split())}")
+    if cfg.with_trunks:
+        from core.errors import ArtifactError
+        from core.models.trunks import resolve
+
+        try:
+            resolve(cfg.with_trunks)
+        except ArtifactError as exc:
+            sys.exit(f"error: --with-trunks: {exc}")
     if cfg.limit < 1 or cfg.queries < 1:
         sys.exit("error: --limit and --queries must be at least 1")
     report = run_bench(cfg)
