@@ -7,11 +7,12 @@ file's log-mel is the same numbers on every path, computed or cached.
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 import torch
 from torch import nn
 
+from core.audio.melbank import mel_filterbank
+from core.audio.melbank import mel_frequencies as _mel_hz
 from core.config import FeatureConfig
 
 _F16_MAX = 65504.0
@@ -48,8 +49,8 @@ class LogMelFrontEnd(nn.Module):
     def __init__(self, cfg: FeatureConfig):
         super().__init__()
         self.cfg = cfg
-        mel = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels,
-                                  fmin=cfg.f_min, fmax=cfg.f_max)
+        # librosa.filters.mel's numbers, without its scipy.signal import (core.audio.melbank).
+        mel = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.f_min, cfg.f_max)
         # Non-persistent: derived from the config, so never stored in weights.
         self.register_buffer("mel_basis", torch.from_numpy(mel).float(), persistent=False)
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
@@ -99,8 +100,7 @@ def logmels(waves: np.ndarray | torch.Tensor, cfg: FeatureConfig) -> torch.Tenso
 
 def mel_frequencies(cfg: FeatureConfig) -> np.ndarray:
     """Centre frequency in Hz of each mel band (for plot axes)."""
-    return librosa.mel_frequencies(n_mels=cfg.n_mels, fmin=cfg.f_min,
-                                   fmax=cfg.f_max or cfg.sample_rate / 2)
+    return _mel_hz(cfg.n_mels, cfg.f_min, cfg.f_max or cfg.sample_rate / 2)
 
 
 def frame_times(cfg: FeatureConfig, n_frames: int | None = None) -> np.ndarray:
