@@ -12,14 +12,17 @@ from core.models.artifacts import update_manifest
 from core.training.model_card_loso import loso_lines
 
 MODEL_NAMES = {"cnn": "CNN (scratch)", "crnn": "CRNN (scratch)", "cnn_msd": "CNN (MSD)",
-               "crnn_msd": "CRNN (MSD)", "fused": "Fused (frozen MSD)", "baseline_mfcc": "MFCC + LogReg baseline"}
+               "crnn_msd": "CRNN (MSD)", "fused": "Fused (frozen MSD)", "fused_trunks": "Fused trunks (musicnn)",
+               "baseline_mfcc": "MFCC + LogReg baseline"}
 COLORS = {"cnn": "#1f77b4", "crnn": "#d62728", "cnn_msd": "#0b3d66", "crnn_msd": "#7a1010",
-          "fused": "#2ca02c", "baseline_mfcc": "#7f7f7f"}
+          "fused": "#2ca02c", "fused_trunks": "#9467bd", "baseline_mfcc": "#7f7f7f"}
 FOLLOWS = {"cnn": "Choi et al. 2016 (FCN), from scratch",
            "crnn": "Choi et al. 2017 (CRNN), from scratch, full 1366-frame window",
            "cnn_msd": "MSD-VGG (Pons & Serra 2019) conv 1–4 frozen; conv 5, MSD tag layer and genre head trained",
            "crnn_msd": "MSD-VGG conv 1–4 frozen + 2 GRU layers over 10 s windows",
-           "fused": "MSD-VGG frozen (conv 1–5, tag layer); linear head on pooled features + tags, chosen LOSO"}
+           "fused": "MSD-VGG frozen (conv 1–5, tag layer); linear head on pooled features + tags, chosen LOSO",
+           "fused_trunks": "musicnn wheel trunks frozen (Pons & Serra 2019; Choi et al. 2017 transfer); linear head "
+                           "on pooled features + tags; trunk set, C and calibration chosen LOSO"}
 
 
 def _load(path: Path) -> dict | None:
@@ -212,8 +215,12 @@ def write_model_card(artifacts_dir: str | Path) -> Path:
         "the app, CLI, index and this card use: a calibrated distribution over genres, "
         "softmax(mean window logit / T), with one temperature T per model fitted on the validation split.",
         "",
-        f"**Default model in the app: {name(best) if best else '–'}** — chosen on the validation split "
-        f"({selection.get('criterion', 'macro ROC-AUC')}); val macro AUC: "
+        f"**Default model in the app: {name(best) if best else '–'}** — chosen by "
+        f"{selection.get('criterion', 'val macro ROC-AUC')}"
+        + ("; LOSO mean accuracy / macro AUC: " + ", ".join(
+            f"{name(k)} {v['accuracy']:.3f} / {v.get('macro_auc', float('nan')):.3f}"
+            for k, v in selection["loso"].items()) if selection.get("loso") else "")
+        + "; in-source val macro AUC: "
         + ", ".join(f"{name(k)} {v:.3f}" for k, v in selection.get("val", {}).items()) + ".",
         "",
         "## Data",
