@@ -16,7 +16,9 @@ fitting examples keeps ``a = 1/T``, ``b = 0``.
 
 Checked LOSO: fold *k* is scored with the map fitted on the other folds'
 held-out logits of seen genres (cross-fitted); the shipped map is fitted on
-every fold's (pooled). :func:`compare_methods` reports per-fold ECE of each.
+every fold's (pooled). :func:`compare_methods` reports per-fold ECE of each,
+and the floor no temperature can beat on each source
+(:func:`oracle_temperature_ece`, fitted on the source's own labels: a bound, never shipped).
 """
 
 from __future__ import annotations
@@ -118,7 +120,22 @@ def compare_methods(folds: Sequence[FoldLogits], methods: Sequence[str] = METHOD
                   "pooled": _fit_on_seen(m, folds).to_dict()}
     best = min(out, key=lambda m: (out[m]["mean_ece"], out[m]["mean_log_loss"]))
     return {"criterion": "LOSO mean ECE of the cross-fitted map (then mean log-loss)", "methods": out,
-            "best": best}
+            "best": best, "oracle_temperature": {f.held_out: oracle_temperature_ece(f.logits, f.y) for f in folds}}
+
+
+def oracle_temperature_ece(logits: np.ndarray, y: np.ndarray) -> dict:
+    """Not a method: the ECE of the temperature that minimises ECE on the fold's own
+    labels (bounded search over :data:`~core.training.calibration.T_BOUNDS`), a floor
+    for what any temperature fitted elsewhere can reach on that source."""
+    from scipy.optimize import minimize_scalar
+
+    from core.training.calibration import T_BOUNDS, softmax_t
+
+    res = minimize_scalar(lambda lt: expected_calibration_error(softmax_t(logits, float(np.exp(lt))), y),
+                          bounds=tuple(np.log(T_BOUNDS)), method="bounded")
+    p = softmax_t(logits, float(np.exp(res.x)))
+    return {"temperature": float(np.exp(res.x)), "ece": expected_calibration_error(p, y),
+            "accuracy": float((p.argmax(1) == y).mean()), "mean_confidence": float(p.max(1).mean())}
 
 
 def fold_into_head(weight: np.ndarray, bias: np.ndarray, cmap: CalibrationMap) -> tuple[np.ndarray, np.ndarray]:

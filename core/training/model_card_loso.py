@@ -49,6 +49,11 @@ def calibration_lines(rec: dict, folds: list[str], name=lambda n: n) -> list[str
         out.append(f"| {m}{' (shipped)' if m == cal['best'] else ''} | " + " | ".join(
             f"{_f(r['folds'][s]['ece'])} ({_f(r['folds'][s]['ece_seen'])})" for s in folds)
             + f" | {_f(r['mean_ece'])} | {_f(r['worst_ece'])} |")
+    orc = cal.get("oracle_temperature")
+    if orc:
+        out.append("| floor: temperature fitted on the held-out source's own labels (not a method) | " + " | ".join(
+            f"{_f(orc[s]['ece'])}" for s in folds) + f" | {_f(float(np.mean([orc[s]['ece'] for s in folds])))} | "
+            f"{_f(max(orc[s]['ece'] for s in folds))} |")
     return out
 
 
@@ -116,6 +121,12 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
                          f"calibration {ft['calibration']['best']}; in-source val accuracy "
                          f"{_f(ft['in_source_val']['accuracy'])}, macro AUC {_f(ft['in_source_val']['macro_auc'])}, "
                          f"ECE {_f(ft['in_source_val']['ece'])}.")
+            fc = ft.get("feature_choice", {})
+            if fc.get("eligible") and fc.get("best_any"):
+                b = fc["best_any"]
+                lines.append(f"Chosen among {fc['eligible']}; the best row of the whole grid was "
+                             f"{' + '.join(b['features'])}, C = {b['C']:g} (mean accuracy {_f(b['mean']['accuracy'])}, "
+                             f"AUC {_f(b['mean']['macro_auc'])}).")
             lines += calibration_lines(ft, folds, name)
     metrics = _load(out / "metrics.json")
     if metrics:
