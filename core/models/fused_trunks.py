@@ -35,6 +35,7 @@ from torch import nn
 
 from core.config import FeatureConfig
 from core.errors import ArtifactError
+from core.models.fused import copy_linear_head
 from core.models.trunk_model import TrunkGenreModel
 from core.models.trunks import TRUNKS, resolve
 
@@ -112,13 +113,7 @@ class FusedTrunks(TrunkGenreModel):
         if np.shape(weight) != (len(self.labels), self.input_dim) or np.shape(mean) != (self.input_dim,):
             raise ArtifactError(f"head weight {np.shape(weight)} does not fit "
                                 f"({len(self.labels)}, {self.input_dim}) for {'+'.join(self.trunks)}")
-        f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
-        with torch.no_grad():
-            self.feat_mean.copy_(f(mean))
-            self.feat_scale.copy_(f(scale))
-            self.head.weight.copy_(f(weight))
-            self.head.bias.copy_(f(bias))
-            self.temperature.fill_(float(temperature))
+        copy_linear_head(self, mean, scale, weight, bias, temperature)
         self._fingerprint = None
 
 
