@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from core.models.artifacts import update_manifest
-from core.training.model_card_loso import loso_lines
+from core.training.model_card_loso import head_only_history, loso_lines
 
 MODEL_NAMES = {"cnn": "CNN (scratch)", "crnn": "CRNN (scratch)", "cnn_msd": "CNN (MSD)",
                "crnn_msd": "CRNN (MSD)", "fused": "Fused (frozen MSD)", "fused_trunks": "Fused trunks (musicnn)",
@@ -194,7 +194,7 @@ def write_model_card(artifacts_dir: str | Path) -> Path:
         "|---|---|---|---|---|---|---|---|",
     ]
     for n in nets:
-        h = histories.get(n, {})
+        h = histories.get(n) or head_only_history(out / f"{n}.safetensors")
         f = h.get("feature_config", {})
         comp_s = ("dB, (10·log10 P + 40)/40" if f.get("compression", "db") == "db" else "log10(10000·P + 1)")
         fe = (f"{f.get('sample_rate', 0) / 1000:g} kHz, n_fft {f.get('n_fft')}, hop {f.get('hop_length')}, "
@@ -203,7 +203,9 @@ def write_model_card(artifacts_dir: str | Path) -> Path:
         win = {"cnn": f"{f.get('chunk_frames')}-frame windows (≈5.5 s), 50 % hop",
                "crnn": f"{f.get('chunk_frames')} frames (the paper's 29.1 s); GRU sees 15 steps",
                "cnn_msd": "whole clip (1872 frames) at inference, 10 s crops in training",
-               "crnn_msd": "10.3 s windows (40 trunk steps → GRU), 5 s hop"}.get(n, "")
+               "crnn_msd": "10.3 s windows (40 trunk steps → GRU), 5 s hop",
+               "fused": "whole clip (pool 5 over time; tags over 3 s)",
+               "fused_trunks": "whole clip: each trunk pools over its 3 s patches"}.get(n, "")
         trained = h.get("n_trained_parameters", h.get("n_parameters", 0))
         lines.append(f"| {name(n)} | {FOLLOWS.get(n, '')} | {fe} | {win} | {h.get('n_parameters', 0):,} "
                      f"({trained:,}) | {models[n].get('embedding_dim', '')} | {h.get('best_epoch')} / "

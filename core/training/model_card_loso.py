@@ -31,6 +31,22 @@ def worst_genres(per_genre: dict, n: int = WORST_N) -> list[tuple[str, float]]:
     return sorted(got, key=lambda t: (t[1], t[0]))[:n]
 
 
+def head_only_history(path: Path) -> dict:
+    """For a model trained without a history file (a linear head fitted in closed
+    form): its feature config and parameter count from its safetensors header
+    (``{}`` when unreadable)."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            n = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys() if k not in ("temperature", "trunk_set"))
+        return {"feature_config": json.loads(meta["feature_config"]), "n_parameters": n,
+                "n_trained_parameters": n}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
 def _how(cal: dict) -> str:
     """How a fold was calibrated: a cross-fitted map's method, or its temperature."""
     return f"{cal['method']} map" if "method" in cal else f"T = {cal['temperature']:.2f}"
