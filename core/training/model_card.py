@@ -129,6 +129,8 @@ def _cmp_line(label: str, c: dict) -> str:
 
 def _train_time(h: dict) -> str:
     """Training time of a history; two-stage runs (the CRNN) show both stages."""
+    if "train_seconds" not in h and "epoch" not in h:
+        return "closed form (seconds)"
     s2 = h.get("train_seconds", 0) / 60
     s1 = (h.get("stage1") or {}).get("train_seconds")
     return f"{s1 / 60:.1f} + {s2:.1f} min (2 stages)" if s1 else f"{s2:.1f} min"
@@ -208,14 +210,16 @@ def write_model_card(artifacts_dir: str | Path) -> Path:
                "fused_trunks": "whole clip: each trunk pools over its 3 s patches"}.get(n, "")
         trained = h.get("n_trained_parameters", h.get("n_parameters", 0))
         lines.append(f"| {name(n)} | {FOLLOWS.get(n, '')} | {fe} | {win} | {h.get('n_parameters', 0):,} "
-                     f"({trained:,}) | {models[n].get('embedding_dim', '')} | {h.get('best_epoch')} / "
-                     f"{len(h.get('epoch', []))} | {_train_time(h)} |")
+                     f"({trained:,}) | {models[n].get('embedding_dim', '')} | "
+                     + (f"{h.get('best_epoch')} / {len(h.get('epoch', []))}" if "epoch" in h else "–")
+                     + f" | {_train_time(h)} |")
     best = selection.get("best_model")
     lines += [
         "",
         "Outputs: the paper's independent sigmoid per genre (trained with binary cross-entropy), and what "
         "the app, CLI, index and this card use: a calibrated distribution over genres, "
-        "softmax(mean window logit / T), with one temperature T per model fitted on the validation split.",
+        "softmax(mean window logit / T), with one temperature T per model fitted on the validation split "
+        "(the fused models: fitted leave-one-source-out, below).",
         "",
         f"**Default model in the app: {name(best) if best else '–'}** — chosen by "
         f"{selection.get('criterion', 'val macro ROC-AUC')}"
