@@ -11,7 +11,7 @@ from ui.models import shipped_models
 from ui.routing import through_app
 from ui.seeds import current_seeds
 from ui.settings import paths
-from ui.study import answer, participant, set_participant, show_answer_error
+from ui.study import answer, participant, results, set_participant, show_answer_error
 
 through_app()   # a deep link as a fresh server's first request goes through app.py
 
@@ -105,7 +105,7 @@ with take_part:
                 st.rerun()
 
 with results_tab:
-    res = store.results()
+    res, csv_text = results(store)
     if not store.count_answers():
         st.info("No answers yet — the results appear here once participants have answered.")
     else:
@@ -164,15 +164,15 @@ with results_tab:
         with st.expander("Per participant and source"):
             st.dataframe(res.per_participant, hide_index=True, width="stretch")
     c1, c2, c3, c4 = st.columns(4)
-    c1.download_button("All answers (CSV)", store.export_csv() or "", file_name="study_answers.csv",
+    c1.download_button("All answers (CSV)", csv_text["answers"], file_name="study_answers.csv",
                        mime="text/csv", key="study_csv", icon=":material/download:")
-    c2.download_button("Likes per participant (CSV)", store.export_csv(what="per_participant") or "",
+    c2.download_button("Likes per participant (CSV)", csv_text["per_participant"],
                        file_name="study_per_participant.csv", mime="text/csv", key="study_csv_pp",
                        icon=":material/download:")
-    c3.download_button("Paired per participant (CSV)", store.export_csv(what="paired") or "",
+    c3.download_button("Paired per participant (CSV)", csv_text["paired"],
                        file_name="study_paired.csv", mime="text/csv", key="study_csv_paired",
                        icon=":material/download:")
-    c4.download_button("Results report (CSV)", store.export_csv(what="report") or "",
+    c4.download_button("Results report (CSV)", csv_text["report"],
                        file_name="study_report.csv", mime="text/csv", key="study_csv_report",
                        icon=":material/download:",
                        help="Like rates and decoy-adjusted rates with 95 % CIs, the paired tests, the power note.")

@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     from core.catalog.indexer import BackgroundIndexer
 
 
-@st.cache_data(show_spinner="Reading the music folders…", max_entries=8)
+@st.cache_resource(show_spinner="Reading the music folders…", max_entries=8)
 def _read_catalog(dirs: tuple[str, ...], library: str, signature: tuple, layout: str) -> catalog_mod.Catalog:
+    # One object for every session (cache_resource): a Catalog is immutable, and
+    # cache_data would unpickle a copy of every track on each call (twice per page run).
     return catalog_mod.read_catalog(dirs, library, layout)
 
 
