@@ -1,11 +1,11 @@
 """Sharing one server process between many sessions (no Streamlit here).
 
-* :func:`analysis_slot`: analysing an upload runs every model on it; each
-  analysis allocates a few hundred MB of activations for a moment. Twelve
-  sessions analysing at once oversubscribed the two cores and left the
-  freed memory spread over many allocator arenas, so analyses take turns:
-  at most :attr:`ServeConfig.analyses_at_once` run together, the others wait
-  in line (bounded by the number of sessions).
+* :func:`analysis_slot`: analysing an upload runs every model on it (one
+  torch thread); each analysis allocates a few hundred MB of activations for
+  a moment. Twelve sessions analysing at once oversubscribed the cores and
+  spread the freed memory over many allocator arenas, so analyses take
+  turns: at most :attr:`ServeConfig.analyses_at_once` run together (one per
+  CPU), the others wait in line (bounded by the number of sessions).
 * :class:`MemoryTrimmer`: a daemon thread that, every
   :attr:`ServeConfig.trim_every_s` seconds, collects reference cycles (the
   objects of closed sessions) and hands freed heap pages back to the
@@ -13,6 +13,10 @@
   returns towards where it started once sessions close. One full collection
   every half minute replaces Streamlit's collection after every script run
   (``runner.postScriptGC = false`` in ``.streamlit/config.toml``).
+* :func:`freeze_long_lived`: once the models are loaded, everything alive is
+  moved out of the collector's sight (``gc.freeze``): a full collection of
+  the server, which walked every object of torch, pandas and the models,
+  held the GIL for about a second on a busy machine (py-spy).
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ from typing import Iterator
 class ServeConfig:
     """Settings of the app server's shared resources."""
 
-    analyses_at_once: int = 0       # 0: half the CPUs this process may use, at least one
-    trim_every_s: float = 15.0      # MemoryTrimmer's period
+    analyses_at_once: int = 0       # 0: one per CPU this process may use
+    trim_every_s: float = 30.0      # MemoryTrimmer's period
 
     def slots(self) -> int:
         if self.analyses_at_once > 0:
@@ -41,7 +45,7 @@ class ServeConfig:
             cpus = len(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - not Linux
             cpus = os.cpu_count() or 1
-        return max(1, cpus // 2)
+        return max(1, cpus)
 
 
 _SLOTS = threading.BoundedSemaphore(ServeConfig().slots())
@@ -73,6 +77,13 @@ def trim_memory() -> int:
     if trim is not None:
         trim(0)
     return freed
+
+
+def freeze_long_lived() -> None:
+    """Collect once, then exempt every surviving object from later collections
+    (call it when the long-lived state, e.g. the loaded models, is in place)."""
+    gc.collect()
+    gc.freeze()
 
 
 class MemoryTrimmer:

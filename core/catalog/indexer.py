@@ -26,6 +26,7 @@ from core.catalog.index import CatalogIndex, IndexSnapshot
 from core.catalog.sources import Catalog, sync_index
 from core.files import write_problem
 from core.procs import worker_niceness
+from core.serve import freeze_long_lived
 
 ModelsSource = Callable[[], dict] | dict
 
@@ -261,6 +262,8 @@ class ModelLoader:
             self._models = load()
         except BaseException as exc:  # noqa: BLE001 — re-raised to whoever asks for the models
             self._error = exc
+            return
+        freeze_long_lived()     # the models live as long as the server: out of the collector's walks
 
     def ready(self) -> bool:
         return not self._thread.is_alive()
