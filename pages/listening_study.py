@@ -36,9 +36,13 @@ except study.StudyError as exc:
     st.error(str(exc))
     st.stop()
 
-take_part, results_tab = st.tabs([":material/headphones: Take part", ":material/insights: Results"])
+# One view at a time (not st.tabs, which computes and draws both): a participant's
+# every click reran the results, two charts, four tables and four CSV exports unseen.
+VIEWS = {"take_part": ":material/headphones: Take part", "results": ":material/insights: Results"}
+view = st.radio("View", list(VIEWS), format_func=VIEWS.__getitem__, horizontal=True, key="study_view",
+                label_visibility="collapsed")
 
-with take_part:
+if view == "take_part":
     mods = shipped_models(quiet=True)
     idx = index_or_help(mods)
     if idx is not None:
@@ -99,12 +103,12 @@ with take_part:
                               args=(store, t.track_id, False), type="primary" if t.liked is False else "secondary",
                               help="Not for me")
             if done == len(trials):
-                st.success("Thank you — all answered! Have a look at the Results tab.")
+                st.success("Thank you — all answered! Have a look at the Results view (top of the page).")
             if st.button("Finish and start a new participant", key="study_new"):
                 set_participant(None)
                 st.rerun()
 
-with results_tab:
+if view == "results":
     res, csv_text = results(store)
     if not store.count_answers():
         st.info("No answers yet — the results appear here once participants have answered.")

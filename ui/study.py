@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.recommend import study
 
-EXPORTS = ("answers", "per_participant", "paired", "report")   # the Results tab's CSV downloads
+EXPORTS = ("answers", "per_participant", "paired", "report")   # the Results view's CSV downloads
 
 PID_KEY = "study_pid"
 PARAM = "participant"
