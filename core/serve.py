@@ -4,8 +4,10 @@
   torch thread); each analysis allocates a few hundred MB of activations for
   a moment. Twelve sessions analysing at once oversubscribed the cores and
   spread the freed memory over many allocator arenas, so analyses take
-  turns: at most :attr:`ServeConfig.analyses_at_once` run together (one per
-  CPU), the others wait in line (bounded by the number of sessions).
+  turns: at most :attr:`ServeConfig.analyses_at_once` run together (half the
+  CPUs: one on two cores), the others wait in line (bounded by the number of
+  sessions). One per CPU was measured too: no faster at N = 12, and each of
+  those runs had a Classify step time out.
 * :class:`MemoryTrimmer`: a daemon thread that, every
   :attr:`ServeConfig.trim_every_s` seconds, collects reference cycles (the
   objects of closed sessions) and hands freed heap pages back to the
@@ -35,7 +37,7 @@ from typing import Iterator
 class ServeConfig:
     """Settings of the app server's shared resources."""
 
-    analyses_at_once: int = 0       # 0: one per CPU this process may use
+    analyses_at_once: int = 0       # 0: half the CPUs this process may use, at least one
     trim_every_s: float = 30.0      # MemoryTrimmer's period
 
     def slots(self) -> int:
@@ -45,7 +47,7 @@ class ServeConfig:
             cpus = len(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - not Linux
             cpus = os.cpu_count() or 1
-        return max(1, cpus)
+        return max(1, cpus // 2)
 
 
 _SLOTS = threading.BoundedSemaphore(ServeConfig().slots())
