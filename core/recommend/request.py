@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from core.catalog.snapshot import CatalogError, IndexSnapshot
-from core.recommend.confidence import CONFIDENCE_MODES
+from core.recommend.confidence import CONFIDENCE_MODES, is_confidence_mode
 
 METHODS = ("cosine", "genre")
 VARIANTS = ("soft", "centre")
@@ -138,7 +138,7 @@ def check(index: IndexSnapshot, cfg: RecommendConfig) -> None:
         raise RecommendError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     if cfg.variant not in VARIANTS:
         raise RecommendError(f"unknown variant {cfg.variant!r}; choose one of {', '.join(VARIANTS)}")
-    if cfg.confidence not in CONFIDENCE_MODES:
+    if not is_confidence_mode(cfg.confidence):
         raise RecommendError(f"unknown confidence {cfg.confidence!r}; choose one of {', '.join(CONFIDENCE_MODES)}")
     if cfg.aggregate not in AGGREGATES:
         raise RecommendError(f"unknown aggregate {cfg.aggregate!r}; choose mean or max")
