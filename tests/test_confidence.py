@@ -48,14 +48,17 @@ def test_unsure_seeds_give_method_1_and_sure_seeds_let_genre_count():
     m1 = ids(recommend(unsure, seeds, k=4, method="cosine", model="m"))
     assert m1 == ["c0", "c1", "c2", "c3"]
     for mode in ("top", "entropy"):
-        m2 = ids(recommend(unsure, seeds, k=4, method="genre", model="m", genre_weight=0.9, confidence=mode))
+        m2 = ids(recommend(unsure, seeds, k=4, method="genre", model="m", genre_weight=0.9, confidence=mode,
+                          variant="soft"))
         assert m2 == m1
     sure = _index(np.tile([0.98, 0.01, 0.01], (3, 1)))
     for mode in ("top", "entropy"):
-        m2 = ids(recommend(sure, seeds, k=4, method="genre", model="m", genre_weight=0.9, confidence=mode))
+        m2 = ids(recommend(sure, seeds, k=4, method="genre", model="m", genre_weight=0.9, confidence=mode,
+                          variant="soft"))
         assert m2 == ["c4", "c5", "c6", "c7"]
     # with the fixed weight (confidence "off") sure seeds' genre decides as well
-    assert ids(recommend(sure, seeds, k=4, method="genre", model="m", genre_weight=0.9)) == ["c4", "c5", "c6", "c7"]
+    fixed = recommend(sure, seeds, k=4, method="genre", model="m", genre_weight=0.9, variant="soft")
+    assert ids(fixed) == ["c4", "c5", "c6", "c7"]
 
 
 def test_unknown_confidence_is_a_request_error():
@@ -100,11 +103,13 @@ def test_closed_gate_falls_back_exactly_to_method_1(mode):
     if mode == "joint":
         unsure = _index(np.full((3, 3), 1 / 3))
     m1 = recommend(unsure, seeds, k=6, method="cosine", model="m")
-    m2 = recommend(unsure, seeds, k=6, method="genre", model="m", genre_weight=0.9, confidence=mode)
+    m2 = recommend(unsure, seeds, k=6, method="genre", model="m", genre_weight=0.9, confidence=mode,
+                   variant="soft")
     assert [r.track_id for r in m2] == [r.track_id for r in m1]
     assert [r.score for r in m2] == pytest.approx([r.score for r in m1], abs=1e-12)
     # the same weight with the fixed weight lets the (unsure) genre term reorder the list
-    fixed = recommend(unsure, seeds, k=6, method="genre", model="m", genre_weight=0.9, confidence="off")
+    fixed = recommend(unsure, seeds, k=6, method="genre", model="m", genre_weight=0.9, confidence="off",
+                      variant="soft")
     assert [r.score for r in fixed] != pytest.approx([r.score for r in m1])
 
 
@@ -114,7 +119,8 @@ def test_sure_seeds_open_the_gate_and_the_genre_term_decides(mode):
     ids = lambda recs: [r.track_id for r in recs]  # noqa: E731
     sure = _index(np.tile([0.98, 0.01, 0.01], (3, 1)))
     m1 = ids(recommend(sure, seeds, k=4, method="cosine", model="m"))
-    m2 = ids(recommend(sure, seeds, k=4, method="genre", model="m", genre_weight=0.9, confidence=mode))
+    m2 = ids(recommend(sure, seeds, k=4, method="genre", model="m", genre_weight=0.9, confidence=mode,
+                          variant="soft"))
     assert m1 == ["c0", "c1", "c2", "c3"] and m2 == ["c4", "c5", "c6", "c7"]
 
 
@@ -125,7 +131,15 @@ def test_flat_candidates_get_no_genre_credit_per_candidate():
     rows = [{"track_id": t, "genre": "A", "artist": t} for t in ("s", "flat", "sure")]
     idx = CatalogIndex.from_arrays(rows, {"m": E}, {"m": P}, LABELS)
     got = {r.track_id: r for r in recommend(idx, ["s"], k=2, method="genre", model="m", genre_weight=0.5,
-                                            confidence="cand")}
+                                            variant="soft", confidence="cand")}
     assert got["flat"].score == pytest.approx(0.5 * got["flat"].similarity)
     assert got["sure"].score > 0.5 * got["sure"].similarity
     assert "how sure of its genre" in got["sure"].reason
+
+
+def test_each_mode_is_described_in_one_line():
+    from core.recommend.confidence import CONFIDENCE_MODES, describe_confidence
+
+    assert "50%" in describe_confidence("gate50") and "rising to 1" in describe_confidence("gate50")
+    assert len({describe_confidence(m) for m in CONFIDENCE_MODES}) >= 6
+    assert all("\n" not in describe_confidence(m) for m in CONFIDENCE_MODES)

@@ -91,3 +91,16 @@ def candidate_confidence(probs: np.ndarray, mode: str) -> np.ndarray | None:
     if p.ndim != 2 or p.shape[1] < 2:
         return np.ones(len(p))
     return _sureness(p / np.clip(p.sum(1, keepdims=True), 1e-12, None))
+
+
+def describe_confidence(mode: str) -> str:
+    """What ``c`` is under ``mode``, in a listener's words (one line, for the page)."""
+    tau = _gate(mode)
+    if tau is not None:
+        return (f"c = 0 until the model puts more than {tau:.0%} of your songs' genre mix on one genre, "
+                "then rising to 1")
+    return {"off": "c = 1", "agree": "c = how much your songs' genres agree (0–1)",
+            "cand": "c = 1; each track's genre term also × how sure the model is of its genre",
+            "joint": "c = how sure the model is of your songs' genre mix; each track's genre term also × "
+                     "how sure it is of that track's genre"}.get(
+        mode, "c = how sure the model is of your songs' genres (0–1)")
