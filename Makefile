@@ -33,9 +33,9 @@ test: install-dev
 	$(BIN)/python -m pytest -q tests
 
 # Retrain every model on every ../shared/data set; choose, calibrate and ship the
-# fused model leave-one-source-out (and measure cnn_msd under that protocol);
-# calibrate the others on val (and pick the app's default model there), evaluate
-# on test, write the model card.
+# fused and fused_trunks models leave-one-source-out (and measure cnn_msd under that
+# protocol); calibrate the others on val, pick the app's default model on LOSO mean
+# accuracy, evaluate on test, write the model card.
 # DEVICE=cuda trains on a GPU when there is one (default: auto).
 DEVICE ?= auto
 artifacts: install
@@ -46,7 +46,9 @@ artifacts: install
 		--lr 0.0003 --epochs 150 --patience 40 --max-minutes 10 --out artifacts
 	$(BIN)/python -m core train --model cnn_msd --out artifacts --device $(DEVICE)
 	$(BIN)/python -m core train --model crnn_msd --lr 0.0003 --out artifacts --device $(DEVICE)
-	$(BIN)/python -m core loso --artifacts artifacts --cnn-msd-minutes 3
+	# Every trunk of the musicnn wheel over every clip (one decode, one log-mel; cached per clip).
+	$(BIN)/python -m core trunk-features --out .cache/trunk_features
+	$(BIN)/python -m core loso --artifacts artifacts --cnn-msd-minutes 3 --trunk-features .cache/trunk_features
 	$(BIN)/python -m core baseline --artifacts artifacts
 	$(BIN)/python -m core calibrate --split val --artifacts artifacts
 	$(BIN)/python -m core evaluate --split test --json artifacts/metrics.json

@@ -12,6 +12,7 @@ if __name__ == "__main__":
     import streamlit as st
 
     from ui.routing import router_ran
+    from ui.serve import housekeeping
     from ui.sidebar import sidebar
 
     st.set_page_config(page_title="Genre-aware music recommender", page_icon="🎧", layout="wide")
@@ -28,5 +29,6 @@ if __name__ == "__main__":
 
     page = st.navigation(PAGES)
     router_ran()
+    housekeeping()
     sidebar()
     page.run()

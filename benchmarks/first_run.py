@@ -15,7 +15,8 @@ Measured, in seconds:
   background indexing starts by itself; the user goes to the Recommender at
   once and the page waits for the first committed tracks);
 * ``catalog_indexed_s``: from the same moment until the sidebar says "Index
-  ready" (it redraws every 2 s, so this is up to 2 s late).
+  ready" (it redraws every 10 s once the index modules are in,
+  ``ui.sidebar.STATUS_EVERY_S``, so this is up to 10 s late).
 
 Timing lives here, not in tests (tests only check that the run completes).
 """

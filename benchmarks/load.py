@@ -108,6 +108,17 @@ def indexed_tracks(index_dir: Path) -> int:
         return 0
 
 
+def snapshot_mb(index_dir: Path) -> float:
+    """Size on disk of the live snapshot of ``index_dir`` (MB; about what the
+    server holds of the index in memory: its table and matrices)."""
+    from core.catalog.store import current_name
+
+    name = current_name(index_dir)
+    if name is None:
+        return 0.0
+    return round(sum(p.stat().st_size for p in (index_dir / name).iterdir() if p.is_file()) / 2**20, 2)
+
+
 def catalog_size(data_dirs: list[Path]) -> int:
     from core.catalog.sources import read_catalog
 
@@ -206,6 +217,7 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
             with RssSampler(srv.proc.pid) as rss:
                 start_mb = rss.now()
                 at_start = indexed_tracks(index_dir)
+                index_mb_start = snapshot_mb(index_dir)
                 log(f"load: {cfg.users} users × {cfg.rounds} rounds; index has {at_start} / {total} tracks, "
                     f"server {start_mb:.0f} MB")
                 t0 = time.perf_counter()
@@ -223,6 +235,7 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
                 time.sleep(cfg.session_ttl_s + cfg.settle_s)
                 after_mb = rss.now()
                 peak_mb = rss.peak
+                at_after, index_mb_after = indexed_tracks(index_dir), snapshot_mb(index_dir)
             written, duplicated, per_pid = study_counts(Path(env["GENRE_STUDY_DB"]), set(warm.acknowledged))
     timings = [t for u in users for _, t in u.timings]
     by_step: dict[str, list[float]] = {}
@@ -248,7 +261,9 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
            "by_action_s": {k: {"n": len(v), "p50": _pct(v, 50), "p95": _pct(v, 95)} for k, v in by_step.items()},
            "wall_s": round(wall, 1),
            "indexing": {"tracks_at_start": at_start, "tracks_when_users_finished": at_end, "catalog": total,
-                        "ended_before_rss_after": indexing_ended},
+                        "ended_before_rss_after": indexing_ended, "tracks_at_rss_after": at_after,
+                        # The index's share of RSS growth: its snapshot on disk at RSS start and after.
+                        "snapshot_mb": {"start": index_mb_start, "after": index_mb_after}},
            "session_ttl_s": cfg.session_ttl_s, "error_samples": errors[:5],
            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     log(f"load: {out['errors']} errors, p50 {out['p50_s']} s, p95 {out['p95_s']} s, "

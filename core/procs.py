@@ -9,15 +9,23 @@ end it never sees end-of-file when its owner dies, so it would wait forever
 (and keep multiprocessing's resource tracker alive with it).
 :func:`exit_with_parent`, run as the pool's ``initializer``, starts a daemon
 thread that ends the worker as soon as its parent process is gone.
+
+Workers started on behalf of a server (the app's background indexing) yield
+the CPU to it: :func:`worker_niceness` sets, for the calling thread's context,
+the niceness its pools' workers take (:func:`lower_priority` in their
+initializer), so user requests are served first and the indexing uses what
+is left.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
 import time
-from typing import Callable
+from contextvars import ContextVar
+from typing import Callable, Iterator
 
 POLL_S = 0.5
 
@@ -37,6 +45,32 @@ def exit_with_parent(poll_s: float = POLL_S) -> None:
     owner = multiprocessing.parent_process()
     threading.Thread(target=_watch, args=(owner.pid if owner else os.getppid(), poll_s), daemon=True,
                      name="exit-with-parent").start()
+
+
+_NICE: ContextVar[int] = ContextVar("worker_nice", default=0)
+
+
+@contextlib.contextmanager
+def worker_niceness(nice: int) -> Iterator[None]:
+    """Pools created in this block (this thread's context) start their workers
+    ``nice`` steps nicer (0–19; see :func:`lower_priority`)."""
+    token = _NICE.set(max(0, min(19, int(nice))))
+    try:
+        yield
+    finally:
+        _NICE.reset(token)
+
+
+def worker_nice() -> int:
+    """The niceness increment for workers started now (0 outside :func:`worker_niceness`)."""
+    return _NICE.get()
+
+
+def lower_priority(nice: int) -> None:
+    """Pool ``initializer`` part: make this process ``nice`` steps nicer (best effort)."""
+    if nice > 0:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
 
 
 def wait_until_none(find: Callable[[], list], seconds: float, interval: float = 0.2) -> list:

@@ -57,7 +57,8 @@ for i, r in enumerate(results):
             tag_line = upload_tag_line(r.data)
             if tag_line:
                 st.caption(tag_line)
-            st.audio(r.data)
+            with st.popover("Listen", icon=":material/play_arrow:"):   # the player is drawn when opened
+                st.audio(r.data)
             verdicts = {m: v.verdict(m) for m in v.probs}
             for m, vd in verdicts.items():
                 st.markdown(f"**{charts.model_name(m)}**: {vd.text}")

@@ -11,7 +11,7 @@ from ui.models import shipped_models
 from ui.routing import through_app
 from ui.seeds import current_seeds
 from ui.settings import paths
-from ui.study import answer, participant, set_participant, show_answer_error
+from ui.study import answer, participant, results, set_participant, show_answer_error
 
 through_app()   # a deep link as a fresh server's first request goes through app.py
 
@@ -36,9 +36,13 @@ except study.StudyError as exc:
     st.error(str(exc))
     st.stop()
 
-take_part, results_tab = st.tabs([":material/headphones: Take part", ":material/insights: Results"])
+# One view at a time (not st.tabs, which computes and draws both): a participant's
+# every click reran the results, two charts, four tables and four CSV exports unseen.
+VIEWS = {"take_part": ":material/headphones: Take part", "results": ":material/insights: Results"}
+view = st.radio("View", list(VIEWS), format_func=VIEWS.__getitem__, horizontal=True, key="study_view",
+                label_visibility="collapsed")
 
-with take_part:
+if view == "take_part":
     mods = shipped_models(quiet=True)
     idx = index_or_help(mods)
     if idx is not None:
@@ -99,13 +103,13 @@ with take_part:
                               args=(store, t.track_id, False), type="primary" if t.liked is False else "secondary",
                               help="Not for me")
             if done == len(trials):
-                st.success("Thank you — all answered! Have a look at the Results tab.")
+                st.success("Thank you — all answered! Have a look at the Results view (top of the page).")
             if st.button("Finish and start a new participant", key="study_new"):
                 set_participant(None)
                 st.rerun()
 
-with results_tab:
-    res = store.results()
+if view == "results":
+    res, csv_text = results(store)
     if not store.count_answers():
         st.info("No answers yet — the results appear here once participants have answered.")
     else:
@@ -164,15 +168,15 @@ with results_tab:
         with st.expander("Per participant and source"):
             st.dataframe(res.per_participant, hide_index=True, width="stretch")
     c1, c2, c3, c4 = st.columns(4)
-    c1.download_button("All answers (CSV)", store.export_csv() or "", file_name="study_answers.csv",
+    c1.download_button("All answers (CSV)", csv_text["answers"], file_name="study_answers.csv",
                        mime="text/csv", key="study_csv", icon=":material/download:")
-    c2.download_button("Likes per participant (CSV)", store.export_csv(what="per_participant") or "",
+    c2.download_button("Likes per participant (CSV)", csv_text["per_participant"],
                        file_name="study_per_participant.csv", mime="text/csv", key="study_csv_pp",
                        icon=":material/download:")
-    c3.download_button("Paired per participant (CSV)", store.export_csv(what="paired") or "",
+    c3.download_button("Paired per participant (CSV)", csv_text["paired"],
                        file_name="study_paired.csv", mime="text/csv", key="study_csv_paired",
                        icon=":material/download:")
-    c4.download_button("Results report (CSV)", store.export_csv(what="report") or "",
+    c4.download_button("Results report (CSV)", csv_text["report"],
                        file_name="study_report.csv", mime="text/csv", key="study_csv_report",
                        icon=":material/download:",
                        help="Like rates and decoy-adjusted rates with 95 % CIs, the paired tests, the power note.")

@@ -3,6 +3,7 @@ writer adds tracks, and the shared object is never changed in place."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -88,7 +89,7 @@ def test_recommendations_in_a_loop_while_another_thread_indexes(tiny_artifacts, 
     for t in threads:
         t.start()
     catalog = read_catalog([tiny_dataset], tmp_path / "library")
-    catalog.tracks += extra
+    catalog = dataclasses.replace(catalog, tracks=catalog.tracks + tuple(extra))   # a Catalog is immutable
     assert service.start(catalog, lambda: models)
     status = service.wait(240)
     deadline = time.monotonic() + 60     # let the readers reach the finished index too

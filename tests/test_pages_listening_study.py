@@ -65,6 +65,8 @@ def test_results_show_the_paired_test_and_csv_exports(app):
             store.answer(pid, t.track_id, liked=("method1" in src) or (p % 2 == 0 and "method2" in src))
     open_page(app, "listening_study")
     no_exceptions(app)
+    app.radio(key="study_view").set_value("results").run()      # the Results view
+    no_exceptions(app)
     res = store.results()
     shown = {m.label: m.value for m in app.metric}
     assert shown["Paired t-test p-value"] == f"{res.main_test.p:.3g}"
@@ -88,6 +90,8 @@ def test_results_show_the_paired_test_and_csv_exports(app):
 def test_no_answers_yet_says_so(app):
     open_page(app, "listening_study")
     no_exceptions(app)
+    assert "No answers yet" not in texts(app)                   # the Take part view comes first
+    app.radio(key="study_view").set_value("results").run()
     assert "No answers yet" in texts(app)
 
 

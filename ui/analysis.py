@@ -15,6 +15,7 @@ from core.config import FeatureConfig
 from core.errors import GenreError
 from core.models.inference import Analysis, analyse
 from core.models.verdict import Verdict, verdict
+from core.serve import analysis_slot
 from ui.models import baseline, models_key
 from ui.uploads import check_upload
 
@@ -72,7 +73,8 @@ def _spectrogram(a: Analysis, name: str, cfg: FeatureConfig) -> Spectrogram:
 
 
 def _view(source, models: dict, base=None) -> TrackView:
-    a = analyse(source, models, baseline=base)
+    with analysis_slot():     # analyses take turns (core.serve): the cores and the memory are shared
+        a = analyse(source, models, baseline=base)
     specs: dict[str, Spectrogram] = {}
     by_cfg: dict[str, Spectrogram] = {}
     for name, m in models.items():          # models may differ in sample rate, mels, hop…

@@ -22,8 +22,10 @@ if TYPE_CHECKING:
     from core.catalog.indexer import BackgroundIndexer
 
 
-@st.cache_data(show_spinner="Reading the music folders…", max_entries=8)
+@st.cache_resource(show_spinner="Reading the music folders…", max_entries=8)
 def _read_catalog(dirs: tuple[str, ...], library: str, signature: tuple, layout: str) -> catalog_mod.Catalog:
+    # One object for every session (cache_resource): a Catalog is immutable, and
+    # cache_data would unpickle a copy of every track on each call (twice per page run).
     return catalog_mod.read_catalog(dirs, library, layout)
 
 
@@ -35,10 +37,16 @@ def catalog() -> catalog_mod.Catalog:
     return _read_catalog(dirs, str(lib), catalog_mod.catalog_signature(dirs, lib), data_layout())
 
 
-def play(path: str | Path) -> None:
-    """Audio player for a catalog file, or a short note when the file is gone."""
+def play(path: str | Path, label: str = "Listen") -> None:
+    """A **Listen** button that opens the audio player of a catalog file, or a
+    short note when the file is gone. The player exists in the browser only
+    once opened (a popover's body is drawn on opening): always-open players,
+    ten per recommendation list and fifteen per study page, made every
+    browser fetch and probe every file on every run, which with a dozen users
+    on two cores was a steady share of the machine."""
     if Path(path).is_file():
-        st.audio(str(path))
+        with st.popover(label, icon=":material/play_arrow:"):
+            st.audio(str(path))
     else:
         st.caption(f"audio file not found: {Path(path).name}")
 

@@ -14,7 +14,8 @@ from plotly.colors import hex_to_rgb
 # glance. Names not listed get a shade of their family's colour (the part
 # before the first "_": cnn_msd is a darker CNN blue) or a colour of their own.
 MODEL_COLOURS = {"cnn": "#1f77b4", "crnn": "#d62728", "baseline_mfcc": "#7f7f7f", "fused": "#2ca02c"}
-MODEL_NAMES = {"baseline_mfcc": "MFCC baseline", "fused": "Fused (frozen MSD)"}
+MODEL_NAMES = {"baseline_mfcc": "MFCC baseline", "fused": "Fused (frozen MSD)",
+               "fused_trunks": "Fused trunks (musicnn)"}
 _SPARE_MODEL_COLOURS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
 # Genres: 20 colours picked from a Glasbey set for a white background. Every
 # pair differs by at least 41 CIELAB ΔE (1976) and every colour by 53 from

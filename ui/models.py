@@ -100,7 +100,7 @@ def models_key() -> str:
 
 
 def default_model(names: list[str]) -> str:
-    """The best model on validation among ``names`` (``artifacts/selection.json``), else the first."""
+    """The default model among ``names`` (``artifacts/selection.json``: chosen leave-one-source-out), else the first."""
     from core.models.selection import best_model
 
     return best_model(list(names), paths().artifacts)

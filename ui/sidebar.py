@@ -5,7 +5,10 @@ The index status never makes a fresh server's first page wait for torch:
 its first drawing in a session skips the index while the index modules are
 not imported yet (:func:`ui.models.heavy_modules_imported`; the page itself
 imports them once its cheap parts are drawn), and its redraw 2 s later opens
-the index and starts the indexing.
+the index and starts the indexing. Once they are in, the status redraws
+every :data:`STATUS_EVERY_S` seconds: each redraw is a script run of every
+open session (and a redraw in every browser), which with a dozen sessions
+every 2 s was a steady load on the server and the browsers alike.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ LAYOUT_NAMES = {"auto": "Auto-detect", "library": "My music library (unlabelled,
                 "fma": "Labelled: FMA"}
 
 _DRAWN_KEY = "sidebar_index_drawn"   # session state: the index status was drawn once
+FIRST_STATUS_EVERY_S = 2.0           # status redraws on a fresh server (index modules not in yet)
+STATUS_EVERY_S = 10.0                # afterwards
 
 
 def sidebar() -> None:
@@ -57,12 +62,22 @@ def index_sidebar(cat: catalog_mod.Catalog) -> None:
     """Index status; starts the background indexing of the catalog by itself
     (once per catalog and model version in this server process)."""
     if len(cat):
-        _index_status(cat)
+        (_index_status if heavy_modules_imported() else _first_index_status)(cat)
 
 
-@st.fragment(run_every=2.0)
+@st.fragment(run_every=FIRST_STATUS_EVERY_S)
+def _first_index_status(cat: catalog_mod.Catalog) -> None:
+    """:func:`_index_status` on a fresh server's first page (redrawn every 2 s)."""
+    _draw_index_status(cat)
+
+
+@st.fragment(run_every=STATUS_EVERY_S)
 def _index_status(cat: catalog_mod.Catalog) -> None:
-    """Progress of the background run (redrawn every 2 s on its own)."""
+    """Progress of the background run (redrawn on its own)."""
+    _draw_index_status(cat)
+
+
+def _draw_index_status(cat: catalog_mod.Catalog) -> None:
     first, st.session_state[_DRAWN_KEY] = not st.session_state.get(_DRAWN_KEY), True
     if first and not heavy_modules_imported():
         st.caption(":material/database: Index: starting…")

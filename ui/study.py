@@ -14,6 +14,8 @@ import streamlit as st
 
 from core.recommend import study
 
+EXPORTS = ("answers", "per_participant", "paired", "report")   # the Results view's CSV downloads
+
 PID_KEY = "study_pid"
 PARAM = "participant"
 _ERROR_KEY = "study_answer_error"
@@ -63,3 +65,17 @@ def show_answer_error() -> None:
     msg = st.session_state.pop(_ERROR_KEY, None)
     if msg:
         st.error(msg, icon=":material/error:")
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _results(path: str, revision: tuple[int, int, int], _store: study.StudyStore
+             ) -> tuple[study.StudyResults, dict[str, str]]:
+    res = _store.results()
+    return res, {what: _store.export_csv(what=what, results=res) or "" for what in EXPORTS}
+
+
+def results(store: study.StudyStore) -> tuple[study.StudyResults, dict[str, str]]:
+    """The study's results and its CSV exports (:data:`EXPORTS`), computed once
+    per database revision (every rerun of every participant's page would
+    otherwise query and test everything again, five times over)."""
+    return _results(str(store.path), store.revision(), store)

@@ -25,6 +25,8 @@ from core.catalog import store
 from core.catalog.index import CatalogIndex, IndexSnapshot
 from core.catalog.sources import Catalog, sync_index
 from core.files import write_problem
+from core.procs import worker_niceness
+from core.serve import freeze_long_lived
 
 ModelsSource = Callable[[], dict] | dict
 
@@ -83,9 +85,12 @@ class IndexStatus:
 class BackgroundIndexer:
     """The writer of one index folder, run in a background thread."""
 
-    def __init__(self, index_dir: str | Path, checkpoint: int = 32):
+    def __init__(self, index_dir: str | Path, checkpoint: int = 32, worker_nice: int = 10):
         self.dir = Path(index_dir)
         self.checkpoint = checkpoint
+        # The run's worker processes are this much nicer than the server: while
+        # users click, the pages get the CPU and the indexing what is left.
+        self.worker_nice = worker_nice
         self._writer = CatalogIndex.open(self.dir)
         self._latest: IndexSnapshot = self._writer.snapshot()
         self._status = IndexStatus()
@@ -155,7 +160,7 @@ class BackgroundIndexer:
                 else:
                     self._set(done=done, total=total)
 
-            with self._write, _running_marker(self.dir):
+            with self._write, _running_marker(self.dir), worker_niceness(self.worker_nice):
                 stats = sync_index(catalog, self._writer, mods, progress=progress,
                                    checkpoint=self.checkpoint)
             n = len(self._writer)
@@ -257,6 +262,8 @@ class ModelLoader:
             self._models = load()
         except BaseException as exc:  # noqa: BLE001 — re-raised to whoever asks for the models
             self._error = exc
+            return
+        freeze_long_lived()     # the models live as long as the server: out of the collector's walks
 
     def ready(self) -> bool:
         return not self._thread.is_alive()

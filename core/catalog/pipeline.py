@@ -42,7 +42,7 @@ from core.config import FeatureConfig
 from core.facets import batch_facets, facet_columns
 from core.models.inference import distinct_configs, predict_all
 from core.models.optimise import optimise_for_inference, torch_threads
-from core.procs import exit_with_parent
+from core.procs import exit_with_parent, lower_priority, worker_nice
 from core.types import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -155,11 +155,12 @@ def _run_batch(jobs: list[Job], nets: dict[str, "GenreModel"], cfgs: list[Featur
 _WORKER_NETS: dict[str, "GenreModel"] = {}
 
 
-def _worker_init(nets: dict[str, "GenreModel"]) -> None:
+def _worker_init(nets: dict[str, "GenreModel"], nice: int = 0) -> None:
     # One torch thread per process: with two threads per process, every
     # parallel op waits for both, and on a busy machine that wait (spinning)
     # doubled the CPU per track. Processes never wait for each other.
     torch.set_num_threads(1)
+    lower_priority(nice)   # the app's background indexing yields the CPU to page requests
     exit_with_parent()   # never outlive the owner, even one killed by a signal
     _WORKER_NETS.update(nets)
 
@@ -179,7 +180,7 @@ class _Runner:
             # spawn, not fork: forking a process that already runs torch /
             # OpenMP threads (or Streamlit's server threads) can deadlock.
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_worker_init, initargs=(nets,))
+                                            initializer=_worker_init, initargs=(nets, worker_nice()))
 
     def submit(self, jobs: list[Job]) -> Future | list[_Out]:
         if self.pool is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -52,20 +52,25 @@ def parse_data_setting(text: str | None) -> list[Path]:
     return out
 
 
-@dataclass
+@dataclass(frozen=True)
 class Catalog:
-    """Tracks of the configured folders plus the library, and what went wrong."""
+    """Tracks of the configured folders plus the library, and what went wrong.
+    Immutable (tuples), so the app shares one object between every session."""
 
-    data_dirs: list[Path]
+    data_dirs: tuple[Path, ...]
     library_dir: Path
-    tracks: list[Track] = field(default_factory=list)     # from the data folders
-    library: list[Track] = field(default_factory=list)    # uploaded files
-    problems: list[str] = field(default_factory=list)     # one line per unusable folder
+    tracks: tuple[Track, ...] = ()      # from the data folders
+    library: tuple[Track, ...] = ()     # uploaded files
+    problems: tuple[str, ...] = ()      # one line per unusable folder
     signature: tuple = ()   # catalog_signature of the folders when they were read
+
+    def __post_init__(self):
+        for name in ("data_dirs", "tracks", "library", "problems"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def all_tracks(self) -> list[Track]:
-        return self.tracks + self.library
+        return list(self.tracks + self.library)
 
     def __len__(self) -> int:
         return len(self.tracks) + len(self.library)
@@ -101,26 +106,28 @@ def read_catalog(data_dirs: Iterable[str | Path], library_dir: str | Path | None
     dirs = [Path(d) for d in data_dirs]
     lib = Path(library_dir) if library_dir is not None else Paths().library
     # Taken before reading, so a change made while reading shows as a new signature.
-    cat = Catalog(data_dirs=dirs, library_dir=lib, signature=catalog_signature(dirs, lib) + (layout,))
+    signature = catalog_signature(dirs, lib) + (layout,)
+    tracks: list[Track] = []
+    problems: list[str] = []
     seen: set[str] = set()
     for d in dirs:
         try:
             found = read_dataset(d, layout)
         except FileNotFoundError:
-            cat.problems.append(f"{d}: folder not found")
+            problems.append(f"{d}: folder not found")
             continue
         except (ValueError, OSError) as exc:
             msg = " ".join(str(exc).split())
-            cat.problems.append(msg if msg.startswith(str(d)) else f"{d}: {msg}")
+            problems.append(msg if msg.startswith(str(d)) else f"{d}: {msg}")
             continue
         if not found:
-            cat.problems.append(f"{d}: no audio files found")
+            problems.append(f"{d}: no audio files found")
         for t in found:
             if t.track_id not in seen:
                 seen.add(t.track_id)
-                cat.tracks.append(t)
-    cat.library = library_tracks(lib)
-    return cat
+                tracks.append(t)
+    return Catalog(data_dirs=tuple(dirs), library_dir=lib, tracks=tuple(tracks), library=tuple(library_tracks(lib)),
+                   problems=tuple(problems), signature=signature)
 
 
 def catalog_signature(data_dirs: Iterable[str | Path], library_dir: str | Path) -> tuple:

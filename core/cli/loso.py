@@ -11,15 +11,15 @@ from core.config import Paths, shared_data_dirs
 
 
 def register(sub) -> None:
-    p = sub.add_parser("loso", help="leave-one-source-out: choose, calibrate and ship the fused model; "
+    p = sub.add_parser("loso", help="leave-one-source-out: choose, calibrate and ship the fused models; "
                                     "optionally measure cnn_msd under the same protocol")
     p.add_argument("--data", action="append", help="data folder (repeatable; default ../shared/data/*)")
     p.add_argument("--artifacts", default=str(Paths().artifacts))
     p.add_argument("--cache", default=None,
                    help="cache root (log-mels and trunk outputs; default: beside the log-mel cache)")
     p.add_argument("--trunk-features", default=None,
-                   help="folder of other trunks' pooled features (<trunk>.npz: track_id, features, tags), "
-                        "reported beside MSD_vgg")
+                   help="folder of every trunk's pooled features (<trunk>.npz: track_id, features, tags; "
+                        "`python -m core trunk-features`): the fused_trunks model is chosen and shipped from them")
     p.add_argument("--cnn-msd-minutes", type=float, default=None,
                    help="also retrain cnn_msd's head per fold (minutes per fold) as the baseline")
     p.add_argument("--no-ship", action="store_true", help="measure only; write no artifact")
@@ -38,6 +38,10 @@ def _run(args) -> int:
                    log=lambda s: print(s, file=sys.stderr))
     summary = {"fused": {"C": rec["fused"]["C"], "mean": rec["fused"]["mean"],
                          "temperature": rec["fused"]["pooled_temperature"]}}
+    if "fused_trunks" in rec:
+        r = rec["fused_trunks"]
+        summary["fused_trunks"] = {"trunks": r["features"], "C": r["C"], "mean": r["mean"],
+                                   "calibration": r["calibration"]["best"]}
     if "cnn_msd" in rec:
         summary["cnn_msd"] = {"mean": rec["cnn_msd"]["mean"]}
     print(json.dumps(summary, indent=1))

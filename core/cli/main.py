@@ -175,7 +175,7 @@ def cmd_calibrate(args) -> int:
     for name, sc in rec["scores"].items():
         print(f"{name:>10}: T = {sc['temperature']:.3f}  {args.split} macro AUC {sc['roc_auc']:.3f}  "
               f"accuracy {sc['accuracy']:.3f}")
-    print(f"best on {args.split}: {rec['best_model']}")
+    print(f"default model: {rec['best_model']} (by {rec['criterion']})")
     return 0
 
 

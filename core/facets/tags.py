@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from core.models.msd import MSD_TAGS, MSDVGG, load_msd_weights
+from core.models.msd import MSDVGG, load_msd_weights
 
 
 class MSDTagHead(nn.Module):
@@ -98,10 +98,11 @@ def _bank_tags(name: str):
 
 def _family() -> dict[str, Tagger]:
     """MSD-VGG (from the genre models' MSD trunk or the family bank) and the
-    other trunks of :data:`core.models.trunks.TRUNKS` (from a bank only)."""
+    other trunks of :data:`core.models.trunks.TRUNKS` (from a bank only); every
+    tag list is the registry's."""
     from core.models.trunks import TRUNKS
 
-    out = {"msd_vgg": Tagger("msd_vgg", "msd", tuple(MSD_TAGS),
+    out = {"msd_vgg": Tagger("msd_vgg", "msd", TRUNKS["msd_vgg"].tags,
                              lambda m: _has_msd_trunk(m) or "msd_vgg" in _bank_names(m), _msd_tags)}
     for spec in TRUNKS.values():
         if spec.name not in out:

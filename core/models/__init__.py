@@ -7,12 +7,14 @@ from core.models.base import GenreModel, Prediction
 from core.models.cnn import CNN
 from core.models.crnn import CRNN
 from core.models.fused import FusedMSD
+from core.models.fused_trunks import FusedTrunks
 from core.models.transfer import CNNMSD, CRNNMSD, trunk_group
 
 # From scratch (the paper's reproduction), fine-tuned from MSD-VGG, and a linear
-# head on frozen MSD-VGG features chosen leave-one-source-out.
+# head on frozen MSD-VGG features and one on the musicnn wheel's trunk bank, both chosen
+# leave-one-source-out.
 MODELS: dict[str, type[GenreModel]] = {"cnn": CNN, "crnn": CRNN, "cnn_msd": CNNMSD, "crnn_msd": CRNNMSD,
-                                     "fused": FusedMSD}
+                                     "fused": FusedMSD, "fused_trunks": FusedTrunks}
 
 
 def build_model(name: str, labels: list[str], cfg: FeatureConfig | None = None,
@@ -26,5 +28,5 @@ def build_model(name: str, labels: list[str], cfg: FeatureConfig | None = None,
     return cls(labels, cfg, **kwargs)
 
 
-__all__ = ["CNN", "CNNMSD", "CRNN", "CRNNMSD", "FusedMSD", "trunk_group", "GenreModel", "MODELS", "Prediction",
-           "build_model"]
+__all__ = ["CNN", "CNNMSD", "CRNN", "CRNNMSD", "FusedMSD", "FusedTrunks", "trunk_group", "GenreModel", "MODELS",
+           "Prediction", "build_model"]

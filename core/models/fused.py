@@ -75,13 +75,20 @@ class FusedMSD(CNNMSD):
         if weight.shape != (len(self.labels), self.embedding_dim):
             raise ValueError(f"head weight {weight.shape} does not fit "
                              f"({len(self.labels)}, {self.embedding_dim})")
-        f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
-        with torch.no_grad():
-            self.feat_mean.copy_(f(mean))
-            self.feat_scale.copy_(f(scale))
-            self.head.weight.copy_(f(weight))
-            self.head.bias.copy_(f(bias))
-            self.temperature.fill_(float(temperature))
+        copy_linear_head(self, mean, scale, weight, bias, temperature)
 
 
-__all__ = ["FusedMSD"]
+def copy_linear_head(model, mean, scale, weight, bias, temperature: float) -> None:
+    """Copy a fitted standardised linear head's arrays into ``model``'s
+    ``feat_mean``, ``feat_scale`` ``(D,)``, ``head`` (``weight (G, D)``,
+    ``bias (G,)``) and ``temperature`` (shapes checked by the caller)."""
+    f = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+    with torch.no_grad():
+        model.feat_mean.copy_(f(mean))
+        model.feat_scale.copy_(f(scale))
+        model.head.weight.copy_(f(weight))
+        model.head.bias.copy_(f(bias))
+        model.temperature.fill_(float(temperature))
+
+
+__all__ = ["FusedMSD", "copy_linear_head"]

@@ -1,9 +1,12 @@
-"""Which shipped model is the default: the best one on the validation split.
+"""Which shipped model is the default: the one ``selection.json`` names.
 
-``artifacts/selection.json`` (written by the training/evaluation side) has the
-shape::
+``artifacts/selection.json`` is written by ``python -m core calibrate``
+(:func:`core.training.default_choice.choose_default`: best leave-one-source-out
+mean accuracy, then LOSO macro AUC, then val macro AUC, among the models
+``loso.json`` measured; val macro AUC when there are none). Its shape::
 
-    {"best_model": "<name>", "criterion": "val macro roc_auc", "val": {"<name>": score, ...}}
+    {"best_model": "<name>", "criterion": "<how it was chosen>", "val": {"<name>": score, ...},
+     "loso": {"<name>": {"accuracy": …, "macro_auc": …, "ece": …}, ...}}
 
 The app's model pickers start on ``best_model``. Nothing here knows any model
 by name: without a valid file, or when its best model is not among the names

@@ -315,6 +315,14 @@ class StudyStore:
         with self._read() as con:
             return int(con.execute("SELECT COUNT(*) FROM answers").fetchone()[0])
 
+    def revision(self) -> tuple[int, int, int]:
+        """Changes whenever an answer or a participant is written: (answer rows,
+        last answer id, participants); a key for caching :meth:`results`."""
+        with self._read() as con:
+            return tuple(int(v or 0) for v in con.execute(
+                "SELECT (SELECT COUNT(*) FROM answers), (SELECT MAX(id) FROM answers), "
+                "(SELECT COUNT(*) FROM participants)").fetchone())
+
     def table(self) -> pd.DataFrame:
         """Long table, one row per trial and source method (a track both methods
         recommended appears once per method): participant, created_at, seeds,
@@ -347,20 +355,23 @@ class StudyStore:
         return study_results(self.table())
 
     def export_csv(self, dest: str | Path | io.TextIOBase | None = None,
-                   what: str = "answers") -> str | None:
+                   what: str = "answers", results: StudyResults | None = None) -> str | None:
         """CSV of :meth:`table` (``what="answers"``), of the per-participant
         likes (``"per_participant"``), of the paired per-participant rates
         (``"paired"``) or of every result figure (``"report"``: like rates and
         decoy-adjusted rates with 95 % CIs, the paired tests, the power note).
-        Returns the text when ``dest`` is None."""
+        ``results``: :meth:`results` if already computed. Returns the text when
+        ``dest`` is None."""
+        if what in ("per_participant", "paired", "report") and results is None:
+            results = self.results()
         if what == "answers":
             df = self.table()
         elif what == "per_participant":
-            df = self.results().per_participant
+            df = results.per_participant
         elif what == "paired":
-            df = self.results().paired
+            df = results.paired
         elif what == "report":
-            df = self.results().report()
+            df = results.report()
         else:
             raise StudyError(f"unknown export {what!r} (answers, per_participant, paired or report)")
         text = df.to_csv(index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")

@@ -194,11 +194,13 @@ def fit_baseline(data_dirs: Sequence[str | Path], artifacts_dir: str | Path,
 def calibrate(data_dirs: Sequence[str | Path], artifacts_dir: str | Path, split: str = "val",
               cache_root: str | Path | None = None) -> dict:
     """Fit each shipped model's temperature on ``split`` (val), store it in
-    its weights file, and pick the best model on that split (macro ROC-AUC,
-    then accuracy) for the app's default. Returns the selection record that
-    is written to ``selection.json``."""
+    its weights file, and pick the app's default
+    (:func:`~core.training.default_choice.choose_default`: leave-one-source-out
+    mean accuracy among the models ``loso.json`` measured, else macro ROC-AUC
+    on ``split``). Returns the selection record written to ``selection.json``."""
     from core.models.artifacts import model_extra, save_model, update_manifest, write_json
     from core.training.calibration import fit_temperature
+    from core.training.default_choice import choose_default
     from core.training.metrics import macro_auc
 
     plain = load_models(artifacts_dir)
@@ -221,10 +223,22 @@ def calibrate(data_dirs: Sequence[str | Path], artifacts_dir: str | Path, split:
         save_model(m, artifacts_dir, extra=model_extra(name, artifacts_dir))
         scores[name] = {"roc_auc": macro_auc(y, pred.probs),
                         "accuracy": float((pred.probs.argmax(1) == y).mean()), "temperature": t}
-    best = max(scores, key=lambda n: (scores[n]["roc_auc"], scores[n]["accuracy"]))
-    record = {"best_model": best, "criterion": f"{split} macro roc_auc (then accuracy)",
+    choice = choose_default(scores, _read_loso(artifacts_dir), split)
+    record = {"best_model": choice["best_model"], "criterion": choice["criterion"],
               "split": split, "n_tracks": int(len(y)),
-              "val": {n: s["roc_auc"] for n, s in scores.items()}, "scores": scores}
+              "val": {n: s["roc_auc"] for n, s in scores.items()}, "scores": scores, "loso": choice["loso"]}
     write_json(Path(artifacts_dir) / "selection.json", record)
     update_manifest(artifacts_dir)
     return record
+
+
+def _read_loso(artifacts_dir: str | Path) -> dict | None:
+    """The artifacts' ``loso.json`` (``python -m core loso``), or ``None``."""
+    import json
+
+    from core.training.fused_train import LOSO_FILE
+
+    try:
+        return json.loads((Path(artifacts_dir) / LOSO_FILE).read_text())
+    except (OSError, ValueError):
+        return None

@@ -5,10 +5,10 @@ Steps (everything cached under the cache root; the test split is never read):
 
 1. :func:`~core.training.loso_data.load_source_data`: MSD log-mels, the
    served MSD-VGG trunk, frozen features (plus other trunks' ``*.npz``).
-2. The fused head's ``C`` (and, for the record, other trunks' feature sets)
-   chosen on LOSO mean accuracy (:func:`~core.training.loso_eval.choose_linear`).
-   Only feature sets the served :class:`~core.models.fused.FusedMSD` computes
-   can ship; the others are reported.
+2. The fused head's ``C`` chosen on LOSO mean accuracy (then AUC) over the
+   feature set the served :class:`~core.models.fused.FusedMSD` computes; with
+   every trunk's features at hand, the ``fused_trunks`` model's trunk set,
+   ``C`` and calibration too (:mod:`core.training.fused_trunks_train`).
 3. Calibration: the temperature the shipped model gets is fitted on every
    fold's held-out logits (``pooled_temperature``); the per-fold ECE uses the
    cross-fold temperature (fitted without the fold's source).
@@ -29,10 +29,18 @@ import numpy as np
 from core.config import TrainConfig
 from core.files import atomic_write
 from core.training.calibration import expected_calibration_error, softmax_t
+from core.training.fused_trunks_train import NAME as TRUNKS_NAME
+from core.training.fused_trunks_train import TRUNK_CS, fused_trunks_loso
 from core.training.linear_head import fit_linear_head
 from core.training.loso import loso_folds
 from core.training.loso_data import MSD_VGG, SourceData, load_source_data
-from core.training.loso_eval import choose_linear, cnn_msd_fold_logits, linear_fold_logits, loso_report
+from core.training.loso_eval import (
+    choose_linear,
+    cnn_msd_fold_logits,
+    linear_fold_logits,
+    loso_report,
+    per_genre_recall,
+)
 from core.training.metrics import macro_auc
 
 LOSO_FILE = "loso.json"
@@ -40,15 +48,6 @@ DEFAULT_CS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 SERVABLE = (MSD_VGG,)     # feature sets FusedMSD computes itself
 
 Log = Callable[[str], None]
-
-
-def feature_sets(names: Sequence[str]) -> list[list[str]]:
-    """MSD_vgg, every other trunk alone and with MSD_vgg, and all together."""
-    others = [n for n in names if n != MSD_VGG]
-    sets = [[MSD_VGG]] + [[n] for n in others] + [[MSD_VGG, n] for n in others]
-    if len(others) > 1:
-        sets.append([MSD_VGG] + others)
-    return sets
 
 
 def train_fused(data: SourceData, c: float, temperature: float):
@@ -61,10 +60,6 @@ def train_fused(data: SourceData, c: float, temperature: float):
     model = FusedMSD(data.labels)
     model.set_head(head.mean, head.scale, head.weight, head.bias, temperature)
     return model.eval(), head
-
-
-def per_genre_recall(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> dict[str, float]:
-    return {g: float((pred[y == i] == i).mean()) for i, g in enumerate(labels) if (y == i).any()}
 
 
 def _cnn_msd_cached(data: SourceData, folds, cfg: TrainConfig, root: Path, log: Log):
@@ -96,9 +91,11 @@ def run_loso(dirs: Sequence[str | Path], cache_root: str | Path, artifacts_dir: 
     folds = loso_folds(data.tracks)
     log(f"LOSO: {len(data.tracks)} tracks, folds " + ", ".join(
         f"{f.held_out} ({len(f.train)} train / {len(f.val)} held out)" for f in folds))
-    choice = choose_linear(data, folds, feature_sets(list(data.features)), cs, log=log)
-    servable = [r for r in choice["grid"] if r["features"] == list(SERVABLE)]
-    best = max(servable, key=lambda r: (r["mean"]["accuracy"], r["mean"]["macro_auc"]))
+    # Other trunks' features are chosen among by the fused_trunks model (which serves them); the fused
+    # model's grid is the feature set it computes itself.
+    choice = choose_linear(data, folds, [list(SERVABLE)], cs, log=log, cache_dir=Path(cache_root) / "loso_linear",
+                           name="fused")
+    best = choice["best"]
     fused_rep = loso_report(linear_fold_logits(data, folds, SERVABLE, best["C"]))
     held = {f.held_out: [data.tracks[i].track_id for i in f.val] for f in folds}
     record = {"protocol": "leave-one-source-out: train on the non-test tracks of two sources, score the "
@@ -127,10 +124,18 @@ def run_loso(dirs: Sequence[str | Path], cache_root: str | Path, artifacts_dir: 
                                     f"sources' val split", **loso_report(logits), "runs": hist}
         m = record["cnn_msd"]["mean"]
         log(f"cnn_msd LOSO: mean accuracy {m['accuracy']:.3f} AUC {m['macro_auc']:.3f} ECE {m['ece']:.3f}")
+    trunks = fused_trunks_loso(data, folds, TRUNK_CS, Path(cache_root) / "loso_linear", log=log)
+    if trunks is not None:
+        record[TRUNKS_NAME], trunks_model = trunks
     if ship:
         out = Path(artifacts_dir)
         save_model(model, out, extra={"C": best["C"], "features": list(SERVABLE),
                                       "temperature": "pooled LOSO (loso.json)", "loso_file": LOSO_FILE})
+        if trunks is not None:
+            r = record[TRUNKS_NAME]
+            save_model(trunks_model, out, extra={"C": r["C"], "trunks": r["features"], "loso_file": LOSO_FILE,
+                                                 "calibration": f"{r['calibration']['best']}, pooled LOSO, "
+                                                                "folded into the head"})
         write_json(out / LOSO_FILE, record)
         update_manifest(out)
     return record

@@ -14,12 +14,16 @@ temperature that fold *k* is scored with.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from core.config import TrainConfig
+from core.files import atomic_write_text
 from core.training.calibration import expected_calibration_error, fit_temperature, log_loss, softmax_t
 from core.training.linear_head import fit_linear_head
 from core.training.loso import Fold
@@ -102,22 +106,45 @@ def linear_fold_logits(data: SourceData, folds: Sequence[Fold], names: Sequence[
     return out
 
 
+def _row_key(data: SourceData, folds: Sequence[Fold], names: Sequence[str], c: float) -> str:
+    """Identifies a grid row's inputs: features (values too), ``C``, fold membership, labels."""
+    h = hashlib.sha256(json.dumps([list(names), float(c), [[data.tracks[i].track_id for i in f.train]
+                                                            for f in folds]]).encode())
+    h.update(np.ascontiguousarray(data.stacked(names), np.float32).tobytes())
+    h.update(np.asarray(data.y, np.int64).tobytes())
+    return h.hexdigest()[:16]
+
+
 def choose_linear(data: SourceData, folds: Sequence[Fold], feature_sets: Sequence[Sequence[str]],
-                  cs: Sequence[float], log: Log = print) -> dict:
+                  cs: Sequence[float], log: Log = print, cache_dir: str | Path | None = None,
+                  name: str = "") -> dict:
     """Grid over feature sets × ``C``; the choice maximises LOSO mean accuracy
-    (then mean macro AUC). Returns ``{"grid": [...], "best": {...}}``."""
+    (then mean macro AUC). Returns ``{"grid": [...], "best": {...}}``. With
+    ``cache_dir``, each row is kept there as JSON keyed by its inputs
+    (a row costs seconds to minutes of logistic regressions)."""
     grid = []
     for names in feature_sets:
         for c in cs:
-            rep = loso_report(linear_fold_logits(data, folds, names, c))
-            row = {"features": list(names), "C": float(c), "mean": rep["mean"],
-                   "folds": {s: v["calibrated"] for s, v in rep["folds"].items()},
-                   "pooled_temperature": rep["pooled_temperature"]}
+            path = Path(cache_dir) / f"{_row_key(data, folds, names, c)}.json" if cache_dir else None
+            row = json.loads(path.read_text()) if path is not None and path.is_file() else None
+            if row is None:
+                rep = loso_report(linear_fold_logits(data, folds, names, c))
+                row = {"features": list(names), "C": float(c), "mean": rep["mean"],
+                       "folds": {s: v["calibrated"] for s, v in rep["folds"].items()},
+                       "pooled_temperature": rep["pooled_temperature"]}
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write_text(path, json.dumps(row))
             grid.append(row)
-            log(f"LOSO {'+'.join(names)} C={c:g}: accuracy {rep['mean']['accuracy']:.3f} "
-                f"AUC {rep['mean']['macro_auc']:.3f} ECE {rep['mean']['ece']:.3f}")
+            log(f"LOSO {name + ' ' if name else ''}{'+'.join(names)} C={c:g}: accuracy "
+                f"{row['mean']['accuracy']:.3f} AUC {row['mean']['macro_auc']:.3f} ECE {row['mean']['ece']:.3f}")
     best = max(grid, key=lambda r: (r["mean"]["accuracy"], r["mean"]["macro_auc"]))
     return {"criterion": "LOSO mean accuracy (then mean macro AUC)", "grid": grid, "best": best}
+
+
+def per_genre_recall(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> dict[str, float]:
+    """Recall of each genre with examples in ``y`` ``(n,)`` given predictions ``pred`` ``(n,)``."""
+    return {g: float((pred[y == i] == i).mean()) for i, g in enumerate(labels) if (y == i).any()}
 
 
 def cnn_msd_fold_logits(data: SourceData, folds: Sequence[Fold], cfg: TrainConfig,

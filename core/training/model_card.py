@@ -9,17 +9,20 @@ from pathlib import Path
 import numpy as np
 
 from core.models.artifacts import update_manifest
-from core.training.model_card_loso import loso_lines
+from core.training.model_card_loso import head_only_history, loso_lines
 
 MODEL_NAMES = {"cnn": "CNN (scratch)", "crnn": "CRNN (scratch)", "cnn_msd": "CNN (MSD)",
-               "crnn_msd": "CRNN (MSD)", "fused": "Fused (frozen MSD)", "baseline_mfcc": "MFCC + LogReg baseline"}
+               "crnn_msd": "CRNN (MSD)", "fused": "Fused (frozen MSD)", "fused_trunks": "Fused trunks (musicnn)",
+               "baseline_mfcc": "MFCC + LogReg baseline"}
 COLORS = {"cnn": "#1f77b4", "crnn": "#d62728", "cnn_msd": "#0b3d66", "crnn_msd": "#7a1010",
-          "fused": "#2ca02c", "baseline_mfcc": "#7f7f7f"}
+          "fused": "#2ca02c", "fused_trunks": "#9467bd", "baseline_mfcc": "#7f7f7f"}
 FOLLOWS = {"cnn": "Choi et al. 2016 (FCN), from scratch",
            "crnn": "Choi et al. 2017 (CRNN), from scratch, full 1366-frame window",
            "cnn_msd": "MSD-VGG (Pons & Serra 2019) conv 1–4 frozen; conv 5, MSD tag layer and genre head trained",
            "crnn_msd": "MSD-VGG conv 1–4 frozen + 2 GRU layers over 10 s windows",
-           "fused": "MSD-VGG frozen (conv 1–5, tag layer); linear head on pooled features + tags, chosen LOSO"}
+           "fused": "MSD-VGG frozen (conv 1–5, tag layer); linear head on pooled features + tags, chosen LOSO",
+           "fused_trunks": "musicnn wheel trunks frozen (Pons & Serra 2019; Choi et al. 2017 transfer); linear head "
+                           "on pooled features + tags; trunk set, C and calibration chosen LOSO"}
 
 
 def _load(path: Path) -> dict | None:
@@ -126,6 +129,8 @@ def _cmp_line(label: str, c: dict) -> str:
 
 def _train_time(h: dict) -> str:
     """Training time of a history; two-stage runs (the CRNN) show both stages."""
+    if "train_seconds" not in h and "epoch" not in h:
+        return "closed form (seconds)"
     s2 = h.get("train_seconds", 0) / 60
     s1 = (h.get("stage1") or {}).get("train_seconds")
     return f"{s1 / 60:.1f} + {s2:.1f} min (2 stages)" if s1 else f"{s2:.1f} min"
@@ -191,7 +196,7 @@ def write_model_card(artifacts_dir: str | Path) -> Path:
         "|---|---|---|---|---|---|---|---|",
     ]
     for n in nets:
-        h = histories.get(n, {})
+        h = histories.get(n) or head_only_history(out / f"{n}.safetensors")
         f = h.get("feature_config", {})
         comp_s = ("dB, (10·log10 P + 40)/40" if f.get("compression", "db") == "db" else "log10(10000·P + 1)")
         fe = (f"{f.get('sample_rate', 0) / 1000:g} kHz, n_fft {f.get('n_fft')}, hop {f.get('hop_length')}, "
@@ -200,20 +205,28 @@ def write_model_card(artifacts_dir: str | Path) -> Path:
         win = {"cnn": f"{f.get('chunk_frames')}-frame windows (≈5.5 s), 50 % hop",
                "crnn": f"{f.get('chunk_frames')} frames (the paper's 29.1 s); GRU sees 15 steps",
                "cnn_msd": "whole clip (1872 frames) at inference, 10 s crops in training",
-               "crnn_msd": "10.3 s windows (40 trunk steps → GRU), 5 s hop"}.get(n, "")
+               "crnn_msd": "10.3 s windows (40 trunk steps → GRU), 5 s hop",
+               "fused": "whole clip (pool 5 over time; tags over 3 s)",
+               "fused_trunks": "whole clip: each trunk pools over its 3 s patches"}.get(n, "")
         trained = h.get("n_trained_parameters", h.get("n_parameters", 0))
         lines.append(f"| {name(n)} | {FOLLOWS.get(n, '')} | {fe} | {win} | {h.get('n_parameters', 0):,} "
-                     f"({trained:,}) | {models[n].get('embedding_dim', '')} | {h.get('best_epoch')} / "
-                     f"{len(h.get('epoch', []))} | {_train_time(h)} |")
+                     f"({trained:,}) | {models[n].get('embedding_dim', '')} | "
+                     + (f"{h.get('best_epoch')} / {len(h.get('epoch', []))}" if "epoch" in h else "–")
+                     + f" | {_train_time(h)} |")
     best = selection.get("best_model")
     lines += [
         "",
         "Outputs: the paper's independent sigmoid per genre (trained with binary cross-entropy), and what "
         "the app, CLI, index and this card use: a calibrated distribution over genres, "
-        "softmax(mean window logit / T), with one temperature T per model fitted on the validation split.",
+        "softmax(mean window logit / T), with one temperature T per model fitted on the validation split "
+        "(the fused models: fitted leave-one-source-out, below).",
         "",
-        f"**Default model in the app: {name(best) if best else '–'}** — chosen on the validation split "
-        f"({selection.get('criterion', 'macro ROC-AUC')}); val macro AUC: "
+        f"**Default model in the app: {name(best) if best else '–'}** — chosen by "
+        f"{selection.get('criterion', 'val macro ROC-AUC')}"
+        + ("; LOSO mean accuracy / macro AUC: " + ", ".join(
+            f"{name(k)} {v['accuracy']:.3f} / {v.get('macro_auc', float('nan')):.3f}"
+            for k, v in selection["loso"].items()) if selection.get("loso") else "")
+        + "; in-source val macro AUC: "
         + ", ".join(f"{name(k)} {v:.3f}" for k, v in selection.get("val", {}).items()) + ".",
         "",
         "## Data",

@@ -1,5 +1,6 @@
-"""The model card's leave-one-source-out sections: LOSO tables of the fused
-model and ``cnn_msd``, calibration per held-out source, each model's worst
+"""The model card's leave-one-source-out sections: LOSO tables of ``cnn_msd``,
+the fused model and ``fused_trunks``, calibration per held-out source (and the
+calibration methods tried), each model's worst
 genres on the test split, and the recommender's LOSO folds."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 WORST_N = 3
+LOSO_MODELS = ("cnn_msd", "fused", "fused_trunks")
 
 
 def _load(path: Path) -> dict | None:
@@ -29,6 +31,65 @@ def worst_genres(per_genre: dict, n: int = WORST_N) -> list[tuple[str, float]]:
     return sorted(got, key=lambda t: (t[1], t[0]))[:n]
 
 
+def head_only_history(path: Path) -> dict:
+    """For a model trained without a history file (a linear head fitted in closed
+    form): its feature config and parameter count from its safetensors header
+    (``{}`` when unreadable)."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            n = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys() if k not in ("temperature", "trunk_set"))
+        return {"feature_config": json.loads(meta["feature_config"]), "n_parameters": n,
+                "n_trained_parameters": n}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def _how(cal: dict) -> str:
+    """How a fold was calibrated: a cross-fitted map's method, or its temperature."""
+    return f"{cal['method']} map" if "method" in cal else f"T = {cal['temperature']:.2f}"
+
+
+def calibration_lines(rec: dict, folds: list[str], name=lambda n: n) -> list[str]:
+    """The calibration methods tried for a model (``rec["calibration"]``), per held-out source."""
+    cal = rec.get("calibration")
+    if not cal:
+        return []
+    out = ["", f"{name('fused_trunks')} calibration methods, each cross-fitted per fold ({cal['criterion']}); "
+           "ECE per held-out source (all its tracks; seen genres only in brackets); the target is ≤ 0.05 in "
+           "every fold:", "", "| method | " + " | ".join(folds) + " | mean | worst |",
+           "|---|" + "---|" * (len(folds) + 2)]
+    for m, r in cal["methods"].items():
+        out.append(f"| {m}{' (shipped)' if m == cal['best'] else ''} | " + " | ".join(
+            f"{_f(r['folds'][s]['ece'])} ({_f(r['folds'][s]['ece_seen'])})" for s in folds)
+            + f" | {_f(r['mean_ece'])} | {_f(r['worst_ece'])} |")
+    orc = cal.get("oracle_temperature")
+    if orc:
+        out.append("| floor: temperature fitted on the held-out source's own labels (not a method) | " + " | ".join(
+            f"{_f(orc[s]['ece'])}" for s in folds) + f" | {_f(float(np.mean([orc[s]['ece'] for s in folds])))} | "
+            f"{_f(max(orc[s]['ece'] for s in folds))} |")
+    return out
+
+
+def grid_lines(choice: dict, title: str) -> list[str]:
+    """Best ``C`` per feature set of a LOSO grid."""
+    best: dict[str, dict] = {}
+    for r in choice.get("grid", []):
+        k = "+".join(r["features"])
+        if k not in best or r["mean"]["accuracy"] > best[k]["mean"]["accuracy"]:
+            best[k] = r
+    if not best:
+        return []
+    out = ["", f"{title} ({choice.get('criterion')}); best C per feature set:", "",
+           "| features | C | mean acc | mean AUC | mean ECE (cross-fold T) |", "|---|---|---|---|---|"]
+    for k, r in best.items():
+        out.append(f"| {k} | {r['C']:g} | {_f(r['mean']['accuracy'])} | {_f(r['mean']['macro_auc'])} | "
+                   f"{_f(r['mean']['ece'])} |")
+    return out
+
+
 def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
     """Markdown lines (empty when ``loso.json`` is missing)."""
     out = Path(artifacts_dir)
@@ -43,7 +104,7 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
                   "(Blues, Reggae and Latin exist only in allmusic_4q), so its accuracy is capped.", "",
                   "| model | " + " | ".join(f"{s} acc / AUC / ECE" for s in folds) + " | mean acc / AUC / ECE |",
                   "|---|" + "---|" * (len(folds) + 1)]
-        for key in ("cnn_msd", "fused"):
+        for key in LOSO_MODELS:
             r = loso.get(key)
             if not r:
                 continue
@@ -56,30 +117,33 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
                   "fitted on the other two folds' held-out tracks of seen genres; uncalibrated (T = 1) after "
                   "the semicolon. The shipped temperature is fitted on every fold's held-out tracks of seen genres:",
                   ""]
-        for key in ("cnn_msd", "fused"):
+        for key in LOSO_MODELS:
             r = loso.get(key)
             if r:
                 cal = {s: r["folds"][s]["calibrated"] for s in folds}
                 lines.append(f"- {name(key)}: " + ", ".join(
-                    f"{s} {_f(cal[s]['ece'])} (T = {cal[s]['temperature']:.2f}; "
+                    f"{s} {_f(cal[s]['ece'])} ({_how(cal[s])}; "
                     f"{_f(r['folds'][s]['uncalibrated']['ece'])})" for s in folds)
-                    + f"; pooled temperature {r['pooled_temperature']:.2f}.")
+                    + (f"; shipped: {r['calibration']['best']} map, pooled." if "calibration" in r
+                       else f"; pooled temperature {r['pooled_temperature']:.2f}."))
         if "cnn_msd" in loso:
             lines.append(f"- cnn_msd under LOSO: {loso['cnn_msd']['how']}.")
-        fc = loso.get("feature_choice", {})
-        if fc.get("grid"):
-            best = {}
-            for r in fc["grid"]:
-                k = "+".join(r["features"])
-                if k not in best or r["mean"]["accuracy"] > best[k]["mean"]["accuracy"]:
-                    best[k] = r
-            lines += ["", f"Fused head choices ({fc.get('criterion')}); best C per feature set:", "",
-                      "| features | C | mean acc | mean AUC | mean ECE |", "|---|---|---|---|---|"]
-            for k, r in best.items():
-                lines.append(f"| {k} | {r['C']:g} | {_f(r['mean']['accuracy'])} | {_f(r['mean']['macro_auc'])} | "
-                             f"{_f(r['mean']['ece'])} |")
-            lines.append(f"\nShipped: {', '.join(loso['fused']['features'])}, C = {loso['fused']['C']:g} (only "
-                         "features the served model computes can ship).")
+        lines += grid_lines(loso.get("feature_choice", {}), "Fused head choices")
+        lines.append(f"\nShipped fused: {', '.join(loso['fused']['features'])}, C = {loso['fused']['C']:g}.")
+        ft = loso.get("fused_trunks")
+        if ft:
+            lines += grid_lines(ft.get("feature_choice", {}), f"{name('fused_trunks')} trunk sets")
+            lines.append(f"\nShipped {name('fused_trunks')}: {' + '.join(ft['features'])}, C = {ft['C']:g}, "
+                         f"calibration {ft['calibration']['best']}; in-source val accuracy "
+                         f"{_f(ft['in_source_val']['accuracy'])}, macro AUC {_f(ft['in_source_val']['macro_auc'])}, "
+                         f"ECE {_f(ft['in_source_val']['ece'])}.")
+            fc = ft.get("feature_choice", {})
+            if fc.get("eligible") and fc.get("best_any"):
+                b = fc["best_any"]
+                lines.append(f"Chosen among {fc['eligible']}; the best row of the whole grid was "
+                             f"{' + '.join(b['features'])}, C = {b['C']:g} (mean accuracy {_f(b['mean']['accuracy'])}, "
+                             f"AUC {_f(b['mean']['macro_auc'])}).")
+            lines += calibration_lines(ft, folds, name)
     metrics = _load(out / "metrics.json")
     if metrics:
         lines += ["", "## Worst genres per model (test recall)", ""]

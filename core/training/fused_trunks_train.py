@@ -1,0 +1,125 @@
+"""The ``fused_trunks`` model's choices, made leave-one-source-out, and its artifact.
+
+Part of ``python -m core loso`` (:func:`core.training.fused_train.run_loso`)
+when every trunk's pooled features are at hand (``--trunk-features DIR``,
+written by ``python -m core trunk-features``: the served bank's vectors, the
+same numbers :class:`~core.models.fused_trunks.FusedTrunks` sees at inference).
+
+1. Trunk set × ``C``: the sets of :func:`bank_sets` × :data:`TRUNK_CS`, on
+   LOSO mean accuracy, then mean macro AUC, among the sets that hold a
+   musicnn trunk (:data:`MUSICNN`; the VGGs alone are reported) — the fused
+   model's rule (:func:`~core.training.loso_eval.choose_linear`, each row
+   cached by its inputs under the cache root).
+2. Calibration: temperature, per-genre bias, vector scaling
+   (:mod:`core.training.loso_calibration`), each cross-fitted per fold; the
+   one with the lowest mean held-out ECE ships, fitted on every fold's
+   held-out logits and folded into the head.
+3. The head is fitted on the train split of every source (the in-source val
+   split stays unseen, for the record).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from core.training.linear_head import fit_linear_head
+from core.training.loso import Fold
+from core.training.loso_calibration import CalibrationMap, compare_methods, fold_into_head
+from core.training.loso_data import SourceData
+from core.training.loso_eval import choose_linear, linear_fold_logits, loso_report, per_genre_recall
+
+NAME = "fused_trunks"
+ANCHOR = "msd_musicnn"
+# The C grid: the fused model's low end and one step below it. The fused grid's upper half
+# (0.003–0.1) lost accuracy on every feature set it was run on (loso.json) and on MSD_vgg and
+# MSD_musicnn here (0.337 → 0.277 and 0.364 at C = 0.003), and each of its rows costs minutes
+# of logistic regressions on 2 CPUs; the best C sat at the grid's lower edge (0.0001).
+TRUNK_CS = (0.00003, 0.0001, 0.0003, 0.001)
+# Pons & Serra's musically motivated trunks: every shipped trunk set holds at least one.
+MUSICNN = ("msd_musicnn", "mtt_musicnn")
+Log = Callable[[str], None]
+
+
+def bank_sets(available: Sequence[str], anchor: str = ANCHOR) -> list[list[str]]:
+    """Trunk sets tried (registry order within a set, the served vector's
+    layout): ``anchor`` alone, every other trunk alone, ``anchor`` with each
+    other trunk, and all of them — the shape of the ``fused`` model's old
+    feature grid, around the trunk that the issue measured best alone."""
+    from core.models.trunks import TRUNKS
+
+    names = [n for n in TRUNKS if n in available]
+    if anchor not in names:
+        return [[n] for n in names]
+    others = [n for n in names if n != anchor]
+    order = lambda ns: [n for n in TRUNKS if n in ns]  # noqa: E731
+    sets = [[anchor]] + [[n] for n in others] + [order([anchor, n]) for n in others]
+    if len(others) > 1:
+        sets.append(names)
+    return sets
+
+
+def train_fused_trunks(data: SourceData, trunks: Sequence[str], c: float, cmap: CalibrationMap | None = None):
+    """The shipped :class:`~core.models.fused_trunks.FusedTrunks`: head fitted on
+    the train split of every source, ``cmap`` folded into it (temperature 1)."""
+    from core.models.fused_trunks import FusedTrunks
+
+    tr = np.array([t.split == "train" for t in data.tracks])
+    head = fit_linear_head(data.stacked(trunks)[tr], data.y[tr], len(data.labels), c=c)
+    weight, bias = (head.weight, head.bias) if cmap is None else fold_into_head(head.weight, head.bias, cmap)
+    model = FusedTrunks(data.labels, trunks=trunks)
+    model.set_head(head.mean, head.scale, weight, bias, 1.0)
+    return model.eval(), head
+
+
+def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[float],
+                      cache_dir: str | Path | None, log: Log = print) -> tuple[dict, object] | None:
+    """Steps 1–3 of the module docstring. Returns ``(record, model)``, or
+    ``None`` when ``data`` lacks the bank's features."""
+    from core.training.calibration import expected_calibration_error
+    from core.training.loso_calibration import CalibrationMap as Map
+    from core.training.metrics import macro_auc
+
+    sets = bank_sets(list(data.features))
+    if not sets:
+        return None
+    choice = choose_linear(data, folds, sets, cs, log=log, cache_dir=cache_dir, name=NAME)
+    # The model exists to serve the musicnn trunks: MSD_vgg alone is the fused model's ground and is
+    # reported, not shipped here.
+    eligible = [r for r in choice["grid"] if any(n in MUSICNN for n in r["features"])]
+    best = max(eligible, key=lambda r: (r["mean"]["accuracy"], r["mean"]["macro_auc"]))
+    choice = {**choice, "best_any": choice["best"], "best": best,
+              "eligible": f"trunk sets with a musicnn trunk ({', '.join(MUSICNN)})"}
+    trunks, c = best["features"], best["C"]
+    fold_logits = linear_fold_logits(data, folds, trunks, c)
+    rep = loso_report(fold_logits)
+    calib = compare_methods(fold_logits)
+    method = calib["best"]
+    pooled = calib["methods"][method]["pooled"]
+    cmap = Map(method, np.asarray(pooled["scale"]), np.asarray(pooled["shift"]))
+    # The per-fold table with the chosen method's cross-fitted map (accuracy and AUC do not move for a
+    # temperature; for bias / vector maps the argmax may).
+    for f in fold_logits:
+        cal = calib["methods"][method]["folds"][f.held_out]
+        rep["folds"][f.held_out]["calibrated"].update(method=method, **cal)
+    for k in ("accuracy", "macro_auc", "ece", "log_loss", "ece_seen"):
+        rep["mean"][k] = float(np.mean([rep["folds"][s]["calibrated"][k] for s in rep["folds"]]))
+    model, head = train_fused_trunks(data, trunks, c, cmap)
+    va = np.array([t.split == "val" for t in data.tracks])
+    p_val = cmap.probs(head.logits(data.stacked(trunks)[va]))
+    record = {"features": list(trunks), "C": c, **rep, "calibration": calib,
+              "feature_choice": {k: v for k, v in choice.items() if k != "grid"} | {"grid": choice["grid"]},
+              "in_source_val": {"n": int(va.sum()), "accuracy": float((p_val.argmax(1) == data.y[va]).mean()),
+                                "macro_auc": macro_auc(data.y[va], p_val),
+                                "ece": expected_calibration_error(p_val, data.y[va]),
+                                "per_genre_recall": per_genre_recall(data.y[va], p_val.argmax(1), data.labels)}}
+    m = rep["mean"]
+    log(f"{NAME}: {'+'.join(trunks)}, C={c:g}, LOSO mean accuracy {m['accuracy']:.3f}, AUC "
+        f"{m['macro_auc']:.3f}, ECE {m['ece']:.3f} ({method}); in-source val accuracy "
+        f"{record['in_source_val']['accuracy']:.3f}")
+    return record, model
+
+
+__all__ = ["NAME", "bank_sets", "fused_trunks_loso", "train_fused_trunks"]

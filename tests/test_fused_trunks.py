@@ -1,0 +1,203 @@
+"""The fused_trunks model: a linear head over the musicnn wheel's trunk bank
+(core.models.fused_trunks), its LOSO choices and calibration
+(core.training.fused_trunks_train, core.training.loso_calibration) and the
+default-model choice made leave-one-source-out (core.training.default_choice)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import real_data
+from safetensors.torch import load_file
+from test_trunks import _stub_bank
+
+from core.errors import ArtifactError
+from core.models.msd import PATCH_FRAMES
+from core.models.trunks import TRUNKS
+
+LABELS = ["Jazz", "Rock", "Pop"]
+
+
+@pytest.fixture
+def stub_bank(monkeypatch):
+    """Every FusedTrunks model gets a stub bank of its trunks (no wheel), and each bank run is counted."""
+    import core.models.trunk_model as tm
+    runs: list[int] = []
+    banks: dict[tuple, object] = {}
+
+    def shared(trunks):
+        key = tuple(trunks)
+        if key not in banks:
+            bank = _stub_bank(key)
+            real = bank.run
+            bank.run = lambda x, real=real: (runs.append(x.shape[0]), real(x))[1]
+            banks[key] = bank
+        return banks[key]
+    monkeypatch.setattr(tm, "shared_bank", shared)
+    return runs
+
+
+def _fitted(trunks=("msd_vgg", "msd_musicnn"), seed=0):
+    from core.models.fused_trunks import FusedTrunks
+    m = FusedTrunks(LABELS, trunks=list(trunks))
+    rng = np.random.default_rng(seed)
+    d = m.input_dim
+    m.set_head(rng.normal(size=d), rng.uniform(0.5, 2, d), rng.normal(size=(3, d)) * 0.01, rng.normal(size=3), 1.0)
+    return m.eval()
+
+
+def test_shapes_and_head_round_trip_through_safetensors_without_pickle(stub_bank, tmp_path):
+    from core.models import build_model
+    from core.models.artifacts import load_model, save_model, update_manifest
+    m = _fitted(("msd_vgg", "msd_musicnn"))
+    assert m.input_dim == (512 + 50) + (400 + 50)
+    mel = torch.rand(2, 1, 96, 3 * PATCH_FRAMES)
+    pred = m.predict_logmel(mel)
+    assert pred.probs.shape == (2, 3) and np.allclose(pred.probs.sum(1), 1)
+    assert pred.embedding.shape == (2, m.input_dim)
+    save_model(m, tmp_path)
+    update_manifest(tmp_path)
+    state = load_file(str(tmp_path / "fused_trunks.safetensors"))
+    # The head only: no trunk weights in the file, and the trunk set as flags over the registry.
+    assert set(state) == {"temperature", "trunk_set", "feat_mean", "feat_scale", "head.weight", "head.bias"}
+    assert state["trunk_set"].tolist() == [1.0 if n in ("msd_vgg", "msd_musicnn") else 0.0 for n in TRUNKS]
+    from core.training.model_card_loso import head_only_history
+    d = m.input_dim
+    assert head_only_history(tmp_path / "fused_trunks.safetensors")["n_parameters"] == 2 * d + 3 * d + 3
+    assert build_model("fused_trunks", LABELS).trunks == ["msd_musicnn"]     # the default set before loading
+    loaded = load_model("fused_trunks", tmp_path)
+    assert loaded.trunks == ["msd_vgg", "msd_musicnn"]
+    assert np.allclose(loaded.predict_logmel(mel).probs, pred.probs, atol=1e-6)
+    assert loaded.fingerprint() == m.fingerprint()
+    with pytest.raises(ArtifactError, match="does not fit"):
+        loaded.set_head(np.zeros(3), np.ones(3), np.zeros((3, 3)), np.zeros(3))
+    with pytest.raises(ArtifactError, match="bank vectors"):
+        loaded.head_outputs(torch.zeros(1, 7))
+
+
+def test_served_copies_share_one_trunk_pass_per_clip(stub_bank):
+    """fused_trunks and another head on the same bank: predict_all runs the bank once per clip."""
+    from core.models.inference import predict_all
+    from core.models.optimise import optimise_for_inference
+    models = {"a": optimise_for_inference(_fitted(seed=0)), "b": optimise_for_inference(_fitted(seed=1))}
+    mel = torch.rand(3, 1, 96, 2 * PATCH_FRAMES)
+    stub_bank.clear()
+    preds = predict_all({models["a"].cfg.key(): mel}, models)
+    assert sum(stub_bank) == 3
+    assert not np.allclose(preds["a"].probs, preds["b"].probs)
+    stub_bank.clear()
+    alone = models["a"].predict_logmel(mel)
+    assert sum(stub_bank) == 3 and np.allclose(alone.probs, preds["a"].probs, atol=1e-6)
+
+
+def test_trained_head_with_calibration_folded_in(stub_bank):
+    """train_fused_trunks: the head fitted on the train split, the calibration map folded into it."""
+    from core.datasets.track import Track
+    from core.training.fused_trunks_train import train_fused_trunks
+    from core.training.loso_calibration import fit_map
+    from core.training.loso_data import SourceData
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 20)
+    x = rng.normal(size=(60, 450)) + y[:, None] * 0.5
+    tracks = [Track(track_id=f"t{i}", path=f"/x/{i}.wav", genre=LABELS[y[i]], split="train" if i % 4 else "val",
+                    source="s") for i in range(60)]
+    data = SourceData(tracks=tracks, labels=LABELS, y=y, features={"msd_musicnn": x.astype(np.float32)})
+    cmap = fit_map("vector", rng.normal(size=(60, 3)) * 3, y)
+    model, head = train_fused_trunks(data, ["msd_musicnn"], 0.1, cmap)
+    expect = cmap.probs(head.logits(x))
+    with torch.no_grad():
+        got = torch.softmax(model.head_outputs(torch.as_tensor(x, dtype=torch.float32))[1], 1).numpy()
+    assert np.allclose(got, expect, atol=1e-4)
+    assert float(model.temperature) == 1.0
+
+
+def test_calibration_maps_lower_log_loss_and_cross_fit_per_fold():
+    from core.training.calibration import log_loss, softmax_t
+    from core.training.loso_calibration import compare_methods, fit_map
+    from core.training.loso_eval import FoldLogits
+    rng = np.random.default_rng(1)
+    folds = []
+    for k, shift in enumerate((0.0, 1.0, -1.0)):
+        y = rng.integers(0, 4, 300)
+        z = rng.normal(size=(300, 4)) * 4
+        z[np.arange(300), y] += 3.0
+        z[:, 0] += 2.0 + shift                         # over-confident and biased towards genre 0
+        folds.append(FoldLogits(f"s{k}", z, y))
+    z, y = np.concatenate([f.logits for f in folds]), np.concatenate([f.y for f in folds])
+    raw = log_loss(softmax_t(z, 1.0), y)
+    losses = {m: log_loss(fit_map(m, z, y).probs(z), y) for m in ("temperature", "bias", "vector")}
+    assert losses["temperature"] < raw and losses["bias"] < losses["temperature"]
+    rep = compare_methods(folds)
+    assert set(rep["methods"]) == {"temperature", "bias", "vector"} and rep["best"] in rep["methods"]
+    assert rep["methods"]["bias"]["mean_ece"] < rep["methods"]["temperature"]["mean_ece"]
+    assert set(rep["methods"]["vector"]["folds"]) == {"s0", "s1", "s2"}
+    assert set(rep["oracle_temperature"]) == {"s0", "s1", "s2"}
+    assert all(0 <= o["ece"] <= 1 and 0.05 <= o["temperature"] <= 20 for o in rep["oracle_temperature"].values())
+    with pytest.raises(ValueError, match="unknown calibration"):
+        fit_map("isotonic", z, y)
+
+
+def test_default_model_is_chosen_leave_one_source_out():
+    from core.training.default_choice import LOSO_CRITERION, choose_default
+    scores = {"cnn_msd": {"roc_auc": 0.93, "accuracy": 0.60}, "fused": {"roc_auc": 0.91, "accuracy": 0.55},
+              "fused_trunks": {"roc_auc": 0.92, "accuracy": 0.58}, "cnn": {"roc_auc": 0.99, "accuracy": 0.9}}
+    loso = {"cnn_msd": {"mean": {"accuracy": 0.28, "macro_auc": 0.76}},
+            "fused": {"mean": {"accuracy": 0.36, "macro_auc": 0.77}},
+            "fused_trunks": {"mean": {"accuracy": 0.40, "macro_auc": 0.81}}, "folds": []}
+    rec = choose_default(scores, loso)
+    # cnn has the best in-source val AUC but no LOSO figures: not a candidate.
+    assert rec["best_model"] == "fused_trunks" and rec["criterion"] == LOSO_CRITERION
+    assert set(rec["loso"]) == {"cnn_msd", "fused", "fused_trunks"}
+    loso["fused"]["mean"]["accuracy"] = 0.40                   # tie on accuracy → LOSO macro AUC
+    loso["fused"]["mean"]["macro_auc"] = 0.82
+    assert choose_default(scores, loso)["best_model"] == "fused"
+    loso["fused"]["mean"]["macro_auc"] = 0.81                  # tie again → in-source val AUC
+    assert choose_default(scores, loso)["best_model"] == "fused_trunks"
+    fallback = choose_default(scores, None)
+    assert fallback["best_model"] == "cnn" and fallback["criterion"].startswith("val macro roc_auc")
+
+
+def test_shipped_selection_names_a_shipped_model_by_its_recorded_criterion():
+    """artifacts/selection.json: the default is the LOSO choice among models loso.json measured."""
+    from core.config import Paths
+    from core.training.default_choice import choose_default
+    art = Paths().artifacts
+    sel = json.loads((art / "selection.json").read_text())
+    loso = json.loads((art / "loso.json").read_text())
+    assert (art / f"{sel['best_model']}.safetensors").is_file()
+    assert choose_default(sel["scores"], loso)["best_model"] == sel["best_model"]
+    assert sel["criterion"].startswith("leave-one-source-out")
+
+
+@real_data
+def test_shipped_fused_trunks_hears_real_music():
+    """The shipped model on real train clips: mostly right, tags in (0, 1), one bank pass."""
+    from core.config import shared_data_dirs
+    from core.datasets import read_datasets
+    from core.facets.tags import TAGGERS
+    from core.models.artifacts import load_model
+    from core.models.inference import predict_all
+    from core.models.optimise import optimise_for_inference
+    from core.models.trunks import clip_logmel
+    try:
+        model = optimise_for_inference(load_model("fused_trunks"))
+    except ArtifactError:
+        pytest.skip("no shipped fused_trunks model")
+    tracks = [t for t in read_datasets(shared_data_dirs()) if t.split == "train"]
+    by_genre = {}
+    for t in tracks:
+        by_genre.setdefault(t.genre, t)
+    picked = [by_genre[g] for g in sorted(by_genre)[:6]]
+    mel = torch.cat([clip_logmel(t.path)[None] for t in picked])
+    feats: dict = {}
+    pred = predict_all({model.cfg.key(): mel}, {"fused_trunks": model}, trunk_feats=feats)["fused_trunks"]
+    assert pred.probs.shape == (len(picked), len(model.labels)) and np.allclose(pred.probs.sum(1), 1, atol=1e-5)
+    hits = sum(model.labels[i] == t.genre for i, t in zip(pred.probs.argmax(1), picked))
+    assert hits >= len(picked) // 2, (hits, [model.labels[i] for i in pred.probs.argmax(1)])
+    vec = feats[model.trunk_key()]
+    for name in model.trunks:
+        tags = TAGGERS[name].tags_of(model, vec).numpy()
+        assert tags.shape == (len(picked), 50) and ((tags > 0) & (tags < 1)).all()
