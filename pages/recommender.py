@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from core.recommend import methods as rec
+from core.recommend.confidence import describe_confidence
 from core.recommend.steer import steered
 from ui import charts
 from ui.analysis import ANALYSIS_ERRORS, analyse_upload, audio_error_line
@@ -191,8 +192,8 @@ term = "centre match" if variant == "centre" else "genre match"
 TITLES = {"cosine": ("Method 1 · sound only", "cosine similarity of the embeddings"),
           "genre": ("Method 2 · sound + genre", f"{1 - genre_weight:.2f} × sound + {genre_weight:.2f} × {term}"
                     if D.confidence == "off" else
-                    f"(1 − {genre_weight:.2f}·c) × sound + {genre_weight:.2f}·c × {term}, c = how sure the "
-                    "model is of your songs' genres (0–1)")}
+                    f"(1 − {genre_weight:.2f}·c) × sound + {genre_weight:.2f}·c × {term}; "
+                    + describe_confidence(D.confidence))}
 cols = st.columns(2)
 for col, (method, recs) in zip(cols, results.items()):
     with col:

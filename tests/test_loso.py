@@ -88,7 +88,44 @@ def test_loso_recommend_reports_every_fold_with_intervals():
         assert {"method1_precision_at_5", "method2_precision_at_5", "mfcc_precision_at_5",
                 "random_precision_at_5"} <= set(f)
         assert len(f["m2_minus_m1"]["ci95"]) == 2 and f["m2_minus_m1"]["unit"] == "track"
+        # probabilities 0.8 / 0.2 and one-genre or two-genre seeds: the fixed weight counts for every listener
+        assert f["genre_term"]["listeners"] == 20
     assert rec["choice"]["genre_weight"] == 0.5
+    for h, n in rec["nested"].items():
+        # chosen on the other fold only, scored on this one with its track-level interval
+        assert n["chosen_on"] == [o for o in ("x", "y") if o != h]
+        assert n["chosen_on_other_folds"]["genre_weight"] == 0.5
+        assert n["m2_minus_m1"]["unit"] == "track" and len(n["m2_minus_m1"]["ci95"]) == 2
+        assert n["m2_minus_m1"]["diff"] == pytest.approx(n["method2_precision_at_5"] - n["method1_precision_at_5"])
+
+
+def test_a_gate_that_stays_shut_ties_method_1_and_beats_settings_that_lose_a_fold():
+    from core.recommend.loso import LosoGrid, choose
+
+    # fold b: every open setting loses; the shut gate ties (0) everywhere, so the worst-fold rule takes it,
+    # and among the tied ones the best mean method 2 (joint)
+    prec = {"a": {"cosine": 0.5, "genre|soft|0.3|off": 0.6, "genre|soft|0.05|gate90": 0.5,
+                  "genre|soft|0.05|joint": 0.51},
+            "b": {"cosine": 0.4, "genre|soft|0.3|off": 0.39, "genre|soft|0.05|gate90": 0.4,
+                  "genre|soft|0.05|joint": 0.4}}
+    assert choose(prec) == "genre|soft|0.05|joint"
+    assert choose(prec, ["a"]) == "genre|soft|0.3|off"
+    g = LosoGrid()
+    assert {0.05, 0.1, 0.2} <= set(g.weights) and {"gate50", "gate90", "joint"} <= set(g.confidences)
+
+
+def test_fold_model_reads_loso_json_and_defaults_to_the_fused_model(tmp_path):
+    import json
+
+    from core.recommend.loso import FUSED
+    from core.recommend.loso_data import DEFAULT_C, FoldModel, fold_model
+
+    p = tmp_path / "loso.json"
+    p.write_text(json.dumps({"fused": {"features": ["MSD_vgg"], "C": 1e-4},
+                             "head2": {"features": ["MSD_musicnn", "MTT_vgg"], "C": 0.1}}))
+    assert fold_model(p) == FoldModel(FUSED, ("MSD_vgg",), 1e-4)
+    assert fold_model(p, "head2") == FoldModel("head2", ("MSD_musicnn", "MTT_vgg"), 0.1)
+    assert fold_model(tmp_path / "missing.json") == FoldModel(FUSED, ("MSD_vgg",), DEFAULT_C)
 
 
 def test_model_card_loso_section_names_folds_and_worst_genres(tmp_path):
@@ -111,3 +148,19 @@ def test_model_card_loso_section_names_folds_and_worst_genres(tmp_path):
     assert "| fused | " in text and "| cnn_msd | " in text and "a acc / AUC / ECE" in text
     assert "- fused: Rock 0.10, Jazz 0.90" in text            # Pop has no test clips
     assert worst_genres(per_genre, 1) == [("Rock", 0.1)]
+
+
+def test_genre_term_use_reports_a_shut_gate():
+    from dataclasses import replace
+
+    from core.recommend.evaluation import EvalConfig
+    from core.recommend.loso import fold_catalog, genre_term_use
+
+    rng = np.random.default_rng(1)
+    g = np.repeat([0, 1], 10)
+    rows = [{"track_id": f"t{i}", "genre": "AB"[g[i]], "artist": f"a{i}"} for i in range(20)]
+    flat = fold_catalog(rows, {"m": rng.normal(0, 1, (20, 3))}, {"m": np.full((20, 2), 0.5)}, ["A", "B"])
+    cfg = replace(EvalConfig(), model="m", n_listeners=10, genre_weight=0.6)
+    assert genre_term_use(flat, replace(cfg, confidence="gate50")) == {"listeners": 10, "open_share": 0.0,
+                                                                        "mean_weight": 0.0}
+    assert genre_term_use(flat, replace(cfg, confidence="off"))["mean_weight"] == pytest.approx(0.6)

@@ -108,7 +108,7 @@ def test_method2_differs_from_method1_when_genres_disagree():
     ]
     idx = make_index(items)
     m1 = recommend(idx, ["s1", "s2"], method="cosine", k=2)
-    m2 = recommend(idx, ["s1", "s2"], method="genre", k=2, genre_weight=0.5, confidence="off")
+    m2 = recommend(idx, ["s1", "s2"], method="genre", k=2, genre_weight=0.5, confidence="off", variant="soft")
     assert ids(m1) == ["close", "same_genre"]
     assert ids(m2) == ["same_genre", "close"]
     top = m2[0]
@@ -366,7 +366,8 @@ def test_rank_of_and_list_differences():
              ("close", [1, 0.2, 0], "B", "B"), ("same_genre", [1, 0.45, 0], "A", "A"),
              ("other", [0, 1, 0], "C", "C")]
     idx = make_index(items)
-    kw1, kw2 = dict(method="cosine", k=1), dict(method="genre", k=1, genre_weight=0.5, confidence="off")
+    kw1, kw2 = dict(method="cosine", k=1), dict(method="genre", k=1, genre_weight=0.5, confidence="off",
+                                                  variant="soft")
     m1, m2 = recommend(idx, ["s1", "s2"], **kw1), recommend(idx, ["s1", "s2"], **kw2)
     r = rank_of(idx, ["s1", "s2"], ["close", "same_genre", "s1"], **kw2)
     assert r["same_genre"]["rank"] == 1 and r["close"]["rank"] == 2 and r["s1"]["rank"] is None
@@ -389,7 +390,7 @@ def test_ensemble_aligns_genres_by_name():
     P = np.array([[0.9, 0.1], [0.1, 0.9], [0.8, 0.2]], np.float32)
     idx = CatalogIndex.from_arrays(rows, {"m1": E, "m2": E}, {"m1": P, "m2": P[:, ::-1].copy()},
                                    {"m1": ["A", "B"], "m2": ["B", "A"]})
-    recs = recommend(idx, ["a"], model="ensemble", method="genre", genre_weight=1.0, k=2)
+    recs = recommend(idx, ["a"], model="ensemble", method="genre", genre_weight=1.0, k=2, variant="soft")
     assert ids(recs) == ["c", "b"] and recs[0].predicted_genre == "A"
     # No model named: the preferred spec (the val winner, the ensemble) when it
     # applies; with a single learned model, that model.

@@ -25,7 +25,7 @@ LAYOUT_NAMES = {"auto": "Auto-detect", "library": "My music library (unlabelled,
                 "metadata": "Labelled: metadata.csv", "genres": "Labelled: one sub-folder per genre",
                 "fma": "Labelled: FMA"}
 
-_DRAWN_KEY = "sidebar_index_drawn"   # session state: the index status was drawn once
+DRAWN_KEY = "sidebar_index_drawn"   # session state: the index status was drawn once
 FIRST_STATUS_EVERY_S = 2.0           # status redraws on a fresh server (index modules not in yet)
 STATUS_EVERY_S = 10.0                # afterwards
 
@@ -78,7 +78,7 @@ def _index_status(cat: catalog_mod.Catalog) -> None:
 
 
 def _draw_index_status(cat: catalog_mod.Catalog) -> None:
-    first, st.session_state[_DRAWN_KEY] = not st.session_state.get(_DRAWN_KEY), True
+    first, st.session_state[DRAWN_KEY] = not st.session_state.get(DRAWN_KEY), True
     if first and not heavy_modules_imported():
         st.caption(":material/database: Index: starting…")
         return

@@ -261,17 +261,14 @@ def cmd_recommend_eval(args) -> int:
 
 def _loso(args, dirs, cfg) -> dict:
     """``recommend-eval --loso``: method 2 chosen and checked leave-one-source-out
-    (core.recommend.loso), the fused head's ``C`` from ``loso.json`` when shipped."""
-    from core.recommend.loso_data import recommend_loso
+    (core.recommend.loso) with ``--loso-model``'s fold heads (features and ``C``
+    from ``loso.json`` when shipped)."""
+    from core.recommend.loso_data import fold_model, recommend_loso
     from core.training.fused_train import LOSO_FILE
 
-    c = None
-    try:
-        c = json.loads((Path(args.artifacts) / LOSO_FILE).read_text())["fused"]["C"]
-    except (OSError, ValueError, KeyError):
-        pass
+    model = fold_model(Path(args.artifacts) / LOSO_FILE, args.loso_model)
     root = Path(args.cache).parent if args.cache else Paths().cache.parent
-    rec = recommend_loso(dirs, root, cfg, c)
+    rec = recommend_loso(dirs, root, cfg, model=model, extra_features=args.loso_features)
     for s, f in rec["folds"].items():
         d = f["m2_minus_m1"]
         ci = d.get("ci95", [float("nan")] * 2)
@@ -388,4 +385,11 @@ def register(sub) -> None:
     e.add_argument("--cache", default=None, help="log-mel cache folder")
     e.add_argument("--loso", action="store_true",
                    help="also choose and check method 2 leave-one-source-out (adds the 'loso' key)")
+    from core.recommend.loso import FUSED
+
+    e.add_argument("--loso-model", default=FUSED,
+                   help="--loso: the model whose fold heads give the genre terms and embedding (an entry "
+                        "of loso.json naming its features and C)")
+    e.add_argument("--loso-features", default=None, metavar="DIR",
+                   help="--loso: folder of other trunks' feature files (<trunk>.npz) the model may use")
     e.set_defaults(func=cmd_recommend_eval)

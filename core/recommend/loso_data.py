@@ -1,18 +1,23 @@
 """The per-fold catalogs of ``recommend-eval --loso`` (:mod:`core.recommend.loso`).
 
-For each leave-one-source-out fold the fused model's head
-(:mod:`core.training.linear_head`, the shipped ``C``) is fitted on the two
-training sources' non-test tracks; the held-out source's non-test tracks get
-its calibrated genre probabilities (cross-fold temperature), its embedding
-(the frozen features standardised with the training sources' statistics,
-what the shipped model's embedding is) and MFCC features.
+For each leave-one-source-out fold the fold model's head
+(:mod:`core.training.linear_head` on its frozen features, its ``C``) is
+fitted on the two training sources' non-test tracks; the held-out source's
+non-test tracks get its calibrated genre probabilities (cross-fold
+temperature), its embedding (the frozen features standardised with the
+training sources' statistics, what the shipped model's embedding is) and
+MFCC features.
+
+The fold model is a parameter (:class:`FoldModel`, ``recommend-eval
+--loso-model NAME``): by default the shipped ``fused`` model; any entry of
+``loso.json`` that names its ``features`` and ``C`` can take its place.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +33,30 @@ from core.training.loso_eval import FoldLogits, cross_fold_temperatures, seen_ge
 from core.types import Progress
 
 DEFAULT_C = 0.01
+
+
+@dataclass(frozen=True)
+class FoldModel:
+    """The genre model whose LOSO fold heads method 2 is chosen with: a
+    standardised linear head with inverse regularisation ``c`` on the frozen
+    ``features`` (names of :class:`~core.training.loso_data.SourceData` feature
+    sets), its name the embedding's model name in the fold catalogs."""
+
+    name: str = FUSED
+    features: tuple[str, ...] = (MSD_VGG,)
+    c: float = DEFAULT_C
+
+
+def fold_model(loso_json: str | Path | None, name: str = FUSED) -> FoldModel:
+    """``name``'s fold model as ``loso.json`` (``python -m core loso``) records it
+    (``features``, ``C``); a missing file or entry gives the defaults."""
+    entry: dict = {}
+    if loso_json:
+        try:
+            entry = json.loads(Path(loso_json).read_text()).get(name) or {}
+        except (OSError, ValueError, AttributeError):
+            entry = {}
+    return FoldModel(name, tuple(entry.get("features") or (MSD_VGG,)), float(entry.get("C", DEFAULT_C)))
 
 
 def mfcc_features(data: SourceData, cache_root: str | Path, workers: int = 2) -> np.ndarray:
@@ -48,8 +77,8 @@ def mfcc_features(data: SourceData, cache_root: str | Path, workers: int = 2) ->
 
 
 def fold_catalogs(data: SourceData, c: float = DEFAULT_C, mfcc: np.ndarray | None = None,
-                  features: Sequence[str] = (MSD_VGG,)) -> list[FoldCatalog]:
-    """One :class:`FoldCatalog` per source, model name :data:`FUSED`."""
+                  features: Sequence[str] = (MSD_VGG,), name: str = FUSED) -> list[FoldCatalog]:
+    """One :class:`FoldCatalog` per source, model name ``name``."""
     folds = loso_folds(data.tracks)
     x = data.stacked(features)
     heads, logits = [], []
@@ -63,35 +92,41 @@ def fold_catalogs(data: SourceData, c: float = DEFAULT_C, mfcc: np.ndarray | Non
     for f, head, lg, t in zip(folds, heads, logits, temps):
         rows = [data.tracks[i].to_dict() for i in f.val]
         emb = (x[f.val] - head.mean) / head.scale
-        idx = fold_catalog(rows, {FUSED: emb}, {FUSED: softmax_t(lg.logits, t)}, data.labels,
+        idx = fold_catalog(rows, {name: emb}, {name: softmax_t(lg.logits, t)}, data.labels,
                            None if mfcc is None else mfcc[f.val])
         out.append(FoldCatalog(f.held_out, idx))
     return out
 
 
 def recommend_loso(dirs: Sequence[str | Path], cache_root: str | Path, cfg=None, c: float | None = None,
-                   progress: Progress | None = None) -> dict:
+                   progress: Progress | None = None, model: FoldModel | None = None,
+                   extra_features: str | Path | None = None, grid: LosoGrid | None = None) -> dict:
     """The ``"loso"`` record: folds from ``dirs`` (features cached under
-    ``cache_root``), ``C`` from ``c`` (default: :data:`DEFAULT_C`)."""
+    ``cache_root``; other trunks' feature files from ``extra_features``) with
+    ``model``'s fold heads (default :class:`FoldModel`; ``c`` overrides its ``C``)."""
     from core.recommend.evaluation import EvalConfig
     from core.recommend.loso import loso_recommend
     from core.training.loso_data import load_source_data
 
     cfg = cfg or EvalConfig()
-    c = c if c is not None else DEFAULT_C
-    data = load_source_data(dirs, cache_root)
+    model = model or FoldModel()
+    if c is not None:
+        model = FoldModel(model.name, model.features, c)
+    grid = grid or LosoGrid()
+    data = load_source_data(dirs, cache_root, extra_features)
     data.trunk = None
+    x = data.stacked(model.features)
     # Minutes of simulation: cached by everything the record depends on.
     sim = {k: v for k, v in asdict(cfg).items() if k in ("seed", "k", "n_seeds", "mixed_fraction", "artists")}
-    key = hashlib.sha256(json.dumps([sim, asdict(LosoGrid()), c, [t.track_id for t in data.tracks],
-                                     np.asarray(data.features[MSD_VGG]).tobytes().hex()[:4096]],
+    key = hashlib.sha256(json.dumps([sim, asdict(grid), asdict(model), [t.track_id for t in data.tracks],
+                                     np.asarray(x).tobytes().hex()[:4096]],
                                     default=str).encode()).hexdigest()[:12]
     path = Path(cache_root) / f"loso_recommend_{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    cats = fold_catalogs(data, c, mfcc_features(data, cache_root))
-    rec = loso_recommend(cats, cfg, progress=progress)
-    rec["head"] = {"C": c, "features": [MSD_VGG],
+    cats = fold_catalogs(data, model.c, mfcc_features(data, cache_root), model.features, model.name)
+    rec = loso_recommend(cats, cfg, model=model.name, grid=grid, progress=progress)
+    rec["head"] = {"model": model.name, "C": model.c, "features": list(model.features),
                    "temperature": "cross-fold (fitted on the other folds' held-out tracks of seen genres)"}
     atomic_write_text(path, json.dumps(rec, default=float))
     return rec

@@ -244,11 +244,12 @@ def _explain(snap: IndexSnapshot, rows: list[int], sc: Scored) -> list[Recommend
                  f"closest seed: {names[int(near_j)]}",
                  (f"predicted {pred} like the seeds" if pred == seed_genre
                   else f"predicted {pred} (seeds: {seed_genre})") + f", genre match {match[i]:.2f}"]
+        sure = "" if sc.q is None else f"*{sc.q[i]:.2f} (how sure of its genre)"
         if cfg.method == "genre" and sc.centre is not None:
             parts.append(f"centre match {sc.centre[i]:.2f} (seed genres → centre points: {centre_text})")
-            parts.append(f"score = {1 - w:.2f}*{sim[i]:.2f} + {w:.2f}*{sc.centre[i]:.2f}")
+            parts.append(f"score = {1 - w:.2f}*{sim[i]:.2f} + {w:.2f}*{sc.centre[i]:.2f}{sure}")
         elif cfg.method == "genre":
-            parts.append(f"score = {1 - w:.2f}*{sim[i]:.2f} + {w:.2f}*{match[i]:.2f}")
+            parts.append(f"score = {1 - w:.2f}*{sim[i]:.2f} + {w:.2f}*{match[i]:.2f}{sure}")
         out.append(Recommendation(
             track_id=str(ids[i]), rank=rank, score=float(sc.score[i]),
             similarity=float(sim[i]), genre_match=float(match[i]),

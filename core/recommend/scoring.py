@@ -14,7 +14,7 @@ import numpy as np
 from core.catalog.index import CatalogIndex
 from core.catalog.snapshot import CatalogError, IndexSnapshot
 from core.recommend import search
-from core.recommend.confidence import genre_confidence
+from core.recommend.confidence import candidate_confidence, genre_confidence
 from core.recommend.dedupe import artists_mask, copies_mask, song_key
 from core.recommend.feedback import query_scores, rocchio_query, similarities
 from core.recommend.request import MAX_SEEDS, RecommendConfig, RecommendError, SeedVector, check
@@ -60,6 +60,7 @@ class Scored:
     S: np.ndarray            # (n_seeds, D') the seeds in it
     SP: np.ndarray           # (n_seeds, G) the seeds' genre probabilities
     w: float                 # the genre weight applied (0 for method 1)
+    q: np.ndarray | None = None   # (N,) per-candidate confidence on the genre term (None: 1)
 
 
 def score(snap: IndexSnapshot, cfg: RecommendConfig, seeds: Sequence[str], liked: Sequence[str] = (),
@@ -106,12 +107,14 @@ def score(snap: IndexSnapshot, cfg: RecommendConfig, seeds: Sequence[str], liked
     match = query_scores(P, SP, P[liked_rows], P[disliked_rows], cfg.aggregate, "cosine", p, clip=True)
     w = cfg.genre_weight * genre_confidence(SP, cfg.confidence) if cfg.method == "genre" else 0.0
     centre, shares = None, {}
+    q = candidate_confidence(P, cfg.confidence) if cfg.method == "genre" else None
     if cfg.method == "genre" and cfg.variant == "centre":
         centre, shares = _centre_match(views, cfg, X, SP)
-        total = (1.0 - w) * sim + w * centre
+        term = centre
     else:
-        total = (1.0 - w) * sim + w * match
-    return Scored(views, cfg, total, sim, match, centre, shares, excluded, seed_rows, uploads, X, S, SP, w)
+        term = match
+    total = (1.0 - w) * sim + w * (term if q is None else term * q)
+    return Scored(views, cfg, total, sim, match, centre, shares, excluded, seed_rows, uploads, X, S, SP, w, q)
 
 
 def _approx_similarity(vi: search.VectorIndex, X: np.ndarray, S: np.ndarray, L: np.ndarray, D: np.ndarray,

@@ -164,5 +164,16 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
             lines.append(f"| {s} | {f['n_tracks']} | {_f(f[f'method1_precision_at_{k}'])} | "
                          f"{_f(f[f'method2_precision_at_{k}'])} | {_f(f.get(f'mfcc_precision_at_{k}'))} | "
                          f"{_f(f[f'random_precision_at_{k}'])} | {d['diff']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] | "
-                         f"{rec['nested'][s]['m2_minus_m1']:+.3f} |")
+                         f"{_nested(rec['nested'][s])} |")
     return lines
+
+
+def _nested(n: dict) -> str:
+    """A nested check's m2 − m1 (a number, or a difference with its interval) and the setting it chose."""
+    d = n["m2_minus_m1"]
+    if not isinstance(d, dict):
+        return f"{d:+.3f}"
+    ci = d.get("ci95")
+    c = n["chosen_on_other_folds"]
+    return (f"{d['diff']:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
+            + f" ({c['variant']}, w {c['genre_weight']:g}, {c['confidence']})")
