@@ -59,7 +59,10 @@ artifacts: install
 # its folds to the JSON (core.recommend.loso).
 recommend-artifacts: install
 	$(BIN)/python -m core index --out .cache/index_eval
+	# The LOSO folds use the default model's fold heads (fused_trunks: its trunk features
+	# come from `make artifacts`, which writes .cache/trunk_features).
 	$(BIN)/python -m core recommend-eval --index .cache/index_eval --split test --loso \
+		--loso-model fused_trunks --loso-features .cache/trunk_features \
 		--json artifacts/recommend_eval.json
 	$(BIN)/python -m core facets-eval --index .cache/index_eval --json artifacts/facets_eval.json
 

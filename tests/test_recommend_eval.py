@@ -69,7 +69,10 @@ def test_paired_t_sign_and_degenerate_cases():
 
 def test_evaluation_on_generated_catalog():
     idx = synthetic_catalog()
-    res = evaluate_index(idx, EvalConfig(n_listeners=300, seed=0, n_halves=12))
+    # Method 2 with its genre term always on (confidence "off"): the shipped
+    # gate (chosen for new sources) opens for few of these listeners, and this
+    # test is about the evaluation of a genre term that acts.
+    res = evaluate_index(idx, EvalConfig(n_listeners=300, seed=0, n_halves=12, confidence="off"))
     assert set(res) >= {"methods", "paired_t", "n_listeners"}
     assert set(res["methods"]) == {"cosine", "genre", "random", "mfcc"}
     assert res["n_listeners"] == 300 and set(res["paired_t"]) == {"t", "p"}
