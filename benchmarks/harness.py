@@ -24,9 +24,7 @@ from core.config import shared_data_dirs
 
 def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) -> dict:
     """Every measurement; returns the JSON-ready report."""
-    import torch
 
-    from core.catalog.pipeline import available_cpus
     from core.models.optimise import use_bfloat16
 
     if cfg.only_library:
@@ -45,12 +43,9 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
             from benchmarks.standin import add_standins
             models = add_standins(models, cfg.with_trunks)
         if cfg.load_only:
-            return {"machine": {"cpus": available_cpus(), "processor": platform.processor() or platform.machine(),
-                                "python": platform.python_version(), "torch": torch.__version__},
-                    **bench_load(dirs, model_dir, cfg, log)}
+            return {"machine": machine(), **bench_load(dirs, model_dir, cfg, log)}
         report: dict = {
-            "machine": {"cpus": available_cpus(), "processor": platform.processor() or platform.machine(),
-                        "python": platform.python_version(), "torch": torch.__version__},
+            "machine": machine(),
             "files": {"count": len(paths), "source": source},
             "models": list(models),
             "model_info": {"source": model_source,
@@ -130,15 +125,20 @@ def library_entry(cfg: BenchConfig, models: dict, model_dir: Path, log: Log) -> 
     return bench_library(cfg, model_dir, names, log)
 
 
-def library_only(cfg: BenchConfig, log: Log) -> dict:
-    """Only the ``"library"`` entry (``python -m core bench --only-library``)."""
+def machine() -> dict:
+    """The ``"machine"`` entry of every bench JSON."""
     import torch
 
-    from core.catalog.pipeline import available_cpus
+    from core.procs import available_cpus
 
+    return {"cpus": available_cpus(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "torch": torch.__version__}
+
+
+def library_only(cfg: BenchConfig, log: Log) -> dict:
+    """Only the ``"library"`` entry (``python -m core bench --only-library``)."""
     models, _, model_dir = bench_models(cfg.artifacts, log)
-    return {"machine": {"cpus": available_cpus(), "processor": platform.processor() or platform.machine(),
-                        "python": platform.python_version(), "torch": torch.__version__},
+    return {"machine": machine(),
             "library": library_entry(cfg, models, model_dir, log)}
 
 

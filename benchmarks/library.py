@@ -141,6 +141,7 @@ def _first_recommendation(out: Path) -> bool:
 def bench_library(cfg: BenchConfig, model_dir: Path, model_names: list[str], log: Log) -> dict:
     """The ``"library"`` entry (see the module docstring)."""
     from core.catalog.index import CatalogIndex
+    from core.catalog.store import indexed_tracks
     from core.datasets import read_dataset
     from core.datasets.tags import read_tags
     from core.models.artifacts import load_models
@@ -183,9 +184,9 @@ def bench_library(cfg: BenchConfig, model_dir: Path, model_names: list[str], log
             if first_rec is None and _first_recommendation(out):
                 first_rec = time.perf_counter() - start
             # Killed only once the first recommendation was timed on what was committed.
-            if first_rec is not None and len(CatalogIndex.open(out)) >= kill_at:
+            if first_rec is not None and indexed_tracks(out) >= kill_at:
                 proc.send_signal(signal.SIGKILL)
-                killed_at = len(CatalogIndex.open(out))
+                killed_at = indexed_tracks(out)
                 break
     finally:
         proc.wait()

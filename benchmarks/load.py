@@ -30,7 +30,7 @@ import sqlite3
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ from benchmarks.config import Log
 from benchmarks.first_run import app_env
 from benchmarks.load_user import ANSWERS_PER_ROUND, UserLog, walk
 from core.catalog.indexer import RUNNING
+from core.catalog.store import indexed_tracks
 
 
 @dataclass(frozen=True)
@@ -91,23 +92,6 @@ class RssSampler:
         self._thread.join(5)
 
 
-def indexed_tracks(index_dir: Path) -> int:
-    """Tracks in the live snapshot of ``index_dir`` (0 before the first commit)."""
-    from core.catalog.store import DB_NAME, current_name
-
-    name = current_name(index_dir)
-    if name is None:
-        return 0
-    try:
-        con = sqlite3.connect(f"file:{index_dir / name / DB_NAME}?mode=ro", uri=True)
-        try:
-            return int(con.execute("SELECT COUNT(*) FROM tracks").fetchone()[0])
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
-
-
 def snapshot_mb(index_dir: Path) -> float:
     """Size on disk of the live snapshot of ``index_dir`` (MB; about what the
     server holds of the index in memory: its table and matrices)."""
@@ -140,14 +124,6 @@ def study_counts(db: Path, exclude: set[str] = frozenset()) -> tuple[int, int, d
     for pid, _, n in rows:
         per[pid] = per.get(pid, 0) + n
     return sum(n for *_, n in rows), sum(n - 1 for *_, n in rows), per
-
-
-def _wait(cond, timeout_s: float, what: str, poll_s: float = 0.5) -> None:
-    end = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > end:
-            raise TimeoutError(f"load run: {what} not within {timeout_s:.0f} s")
-        time.sleep(poll_s)
 
 
 async def _users(url: str, clips: list[Path], cfg: LoadConfig) -> list[UserLog]:
@@ -287,7 +263,7 @@ def breaking_users(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = Loa
     r = first
     while n <= cfg.breaking_max:
         if r is None:
-            r = load_run(data_dirs, artifacts, LoadConfig(**{**cfg.__dict__, "users": n, "rounds": 1}), log)
+            r = load_run(data_dirs, artifacts, replace(cfg, users=n, rounds=1), log)
         if "note" in r:
             return {"users": None, "note": r["note"], "tried": tried}
         tried.append({k: r[k] for k in ("users", "rounds", "errors", "exceptions_on_pages", "p50_s", "p95_s")}

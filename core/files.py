@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -43,6 +44,14 @@ def atomic_write(path: PathLike, write: Callable[[IO], None], text: bool = False
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_json_or_none(path: PathLike) -> dict | None:
+    """The JSON at ``path``, or ``None`` when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def atomic_write_text(path: PathLike, text: str) -> None:

@@ -106,3 +106,11 @@ def child_processes(pid: int | None = None, tracker: bool = False) -> list:
         except psutil.Error:
             continue
     return out
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (respects taskset / container limits)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)

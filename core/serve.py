@@ -27,10 +27,11 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
-import os
 import threading
 from dataclasses import dataclass
 from typing import Iterator
+
+from core.procs import available_cpus
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,7 @@ class ServeConfig:
     def slots(self) -> int:
         if self.analyses_at_once > 0:
             return self.analyses_at_once
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - not Linux
-            cpus = os.cpu_count() or 1
-        return max(1, cpus // 2)
+        return max(1, available_cpus() // 2)
 
 
 _SLOTS = threading.BoundedSemaphore(ServeConfig().slots())

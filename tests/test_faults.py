@@ -28,7 +28,7 @@ import pytest
 from conftest import ROOT, make_dataset
 
 from benchmarks.browser import CHROMIUM, SCRIPT_DONE, chromium_page, free_port, streamlit_server, wait_rendered
-from benchmarks.load import indexed_tracks
+from core.catalog.store import indexed_tracks
 
 
 def integrity(db: Path) -> str:

@@ -146,7 +146,6 @@ def index_or_help(mods: dict | None):
     """The index snapshot if it has tracks (while indexing runs: what is indexed
     so far); otherwise start the background indexing (if the sidebar has not
     yet) and wait for the first tracks, or explain how to add music."""
-    cat = catalog()
     svc = indexer()
     idx = index()
     if idx is None or svc is None:
@@ -158,6 +157,7 @@ def index_or_help(mods: dict | None):
                        f"{status.total:,}): this page uses the {len(idx):,} tracks indexed so far; "
                        "reload it to see more.")
         return idx
+    cat = catalog()       # only needed when the index is still empty
     if not len(cat):
         show_how_to_add_music("This page needs music: the catalog is empty.")
         return None

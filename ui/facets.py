@@ -44,20 +44,19 @@ def _fmt(col: str, v: float) -> str:
     return f"{v:.0%}"
 
 
-def beyond_genre(facets: dict[str, float] | None, container=None) -> None:
+def beyond_genre(facets: dict[str, float] | None) -> None:
     """The "what it hears beyond genre" block for one track."""
-    box = container if container is not None else st
-    box.markdown("**What it hears beyond genre**")
+    st.markdown("**What it hears beyond genre**")
     if not facets or not math.isfinite(facets.get("tempo_bpm", float("nan"))):
-        box.caption("No facets for this track (it was analysed before facets existed).")
+        st.caption("No facets for this track (it was analysed before facets existed).")
         return
     report = facets_report()
     tags = top_tags(facets)
     if tags:
-        box.markdown("Top tags (MSD-VGG, pretrained on Last.fm tags): " +
+        st.markdown("Top tags (MSD-VGG, pretrained on Last.fm tags): " +
                      " · ".join(f"{t} {p:.0%}" for t, p in tags))
     else:
-        box.caption("No tags: the loaded models have no pretrained tagging trunk.")
+        st.caption("No tags: the loaded models have no pretrained tagging trunk.")
     rows = []
     for col in ("tempo_bpm", "energy", "vocal", "arousal", "valence"):
         v = facets.get(col, float("nan"))
@@ -68,7 +67,7 @@ def beyond_genre(facets: dict[str, float] | None, container=None) -> None:
             value += f" (confidence {facets.get('tempo_conf', 0):.2f})"
         rows.append({"facet": FACETS[col].label, "value": value, "measured": facet_note(report, col)})
     if rows:
-        box.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
 def facet_choices(table: pd.DataFrame) -> dict[str, str]:

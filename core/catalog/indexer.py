@@ -215,19 +215,13 @@ def _interrupted(index_dir: Path) -> bool:
     """Whether a background run of a process that is gone left its marker."""
     import os
 
+    import psutil
+
     try:
         pid = int((index_dir / RUNNING).read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return pid != os.getpid() and not psutil.pid_exists(pid)
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ from core.config import FeatureConfig
 from core.facets import batch_facets, facet_columns
 from core.models.inference import distinct_configs, predict_all
 from core.models.optimise import optimise_for_inference, torch_threads
-from core.procs import exit_with_parent, lower_priority, worker_nice
+from core.procs import available_cpus, exit_with_parent, lower_priority, worker_nice
 from core.types import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,14 +65,6 @@ class EmbeddedTrack:
     embedding: dict[str, np.ndarray] = field(default_factory=dict)
     error: str | None = None
     facets: dict[str, float] = field(default_factory=dict)   # core.facets columns
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (respects taskset / container limits)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def default_workers() -> int:

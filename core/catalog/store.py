@@ -69,6 +69,21 @@ def current_name(index_dir: Path) -> str | None:
     return name or None
 
 
+def indexed_tracks(index_dir: Path) -> int:
+    """Tracks in the live snapshot of ``index_dir`` (0 before the first commit)."""
+    name = current_name(index_dir)
+    if name is None:
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{index_dir / name / DB_NAME}?mode=ro", uri=True)
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM tracks").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
 def live_version(index_dir: Path) -> int:
     """Version number of the live snapshot (0 when there is none or it is unreadable)."""
     try:

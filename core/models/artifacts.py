@@ -54,11 +54,17 @@ def model_extra(name: str, artifacts_dir: str | Path | None = None) -> dict:
         raise ArtifactError(f"artifact unreadable: {path} ({exc})") from None
 
 
+def _artifact_files(out: Path) -> list[Path]:
+    """The files the manifest covers: every file under ``out`` but the manifest
+    itself and half-written ``*.tmp`` files, sorted."""
+    return sorted(p for p in out.rglob("*") if p.is_file() and p.name != MANIFEST
+                  and not p.name.endswith(".tmp"))
+
+
 def update_manifest(out_dir: str | Path) -> dict:
     """Record the SHA-256 of every artifact file in ``manifest.json``."""
     out = Path(out_dir)
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != MANIFEST
-                   and not p.name.endswith(".tmp"))
+    files = _artifact_files(out)
     manifest = {"files": {str(p.relative_to(out)): sha256_of(p) for p in files},
                 "regenerate": REGENERATE}
     write_json(out / MANIFEST, manifest)
@@ -84,8 +90,7 @@ def manifest_problems(out_dir: str | Path) -> list[str]:
         listed = json.loads((out / MANIFEST).read_text())["files"]
     except (OSError, ValueError, KeyError) as exc:
         return [f"{out / MANIFEST} unreadable ({exc})"]
-    shipped = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != MANIFEST
-               and not p.name.endswith(".tmp")}
+    shipped = {str(p.relative_to(out)) for p in _artifact_files(out)}
     problems = [f"{name}: listed but missing" for name in sorted(set(listed) - shipped)]
     problems += [f"{name}: not in manifest" for name in sorted(shipped - set(listed))]
     problems += [f"{name}: checksum mismatch" for name in sorted(shipped & set(listed))

@@ -165,12 +165,15 @@ def fold_report(fold: FoldCatalog, cfg: EvalConfig) -> dict:
 
 
 def nested_report(fold: FoldCatalog, prec: dict[str, dict[str, float]], cfg: EvalConfig,
-                  others: Sequence[str]) -> dict:
+                  others: Sequence[str], known: dict[tuple, dict] | None = None) -> dict:
     """The rule applied to the ``others`` folds only, scored on ``fold`` (which it
     did not see): the setting it picks and that setting's m2 − m1 on ``fold``
-    with its track-level interval (``cfg.resample``)."""
+    with its track-level interval (``cfg.resample``). ``known``: fold reports
+    already made, by (held-out source, setting) — the report is a function of
+    both, so one the full rule already made is not simulated again."""
     pick = parse_setting(choose(prec, others))
-    rep = fold_report(fold, replace(cfg, **pick))
+    key = (fold.held_out, tuple(sorted(pick.items())))
+    rep = (known or {}).get(key) or fold_report(fold, replace(cfg, **pick))
     k = cfg.k
     return {"chosen_on_other_folds": pick, "chosen_on": list(others),
             f"method1_precision_at_{k}": rep[f"method1_precision_at_{k}"],
@@ -187,7 +190,9 @@ def loso_recommend(folds: Sequence[FoldCatalog], cfg: EvalConfig = EvalConfig(),
     best = choose(prec)
     chosen = parse_setting(best)
     per_fold = {f.held_out: fold_report(f, replace(cfg, **chosen)) for f in folds}
-    nested = {f.held_out: nested_report(f, prec, cfg, [g.held_out for g in folds if g.held_out != f.held_out])
+    known = {(h, tuple(sorted(chosen.items()))): r for h, r in per_fold.items()}
+    nested = {f.held_out: nested_report(f, prec, cfg, [g.held_out for g in folds if g.held_out != f.held_out],
+                                        known)
               for f in folds}
     return {"protocol": "train the genre head on two sources, recommend within the held-out source's "
                         "non-test tracks (simulated listeners)",

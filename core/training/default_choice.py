@@ -27,7 +27,8 @@ def loso_means(loso: dict | None, names) -> dict[str, dict]:
     parsed ``loso.json``) measured with a finite mean accuracy."""
     out = {}
     for n in names:
-        m = ((loso or {}).get(n) or {}).get("mean") if isinstance((loso or {}).get(n), dict) else None
+        rec = (loso or {}).get(n)
+        m = rec.get("mean") if isinstance(rec, dict) else None
         if isinstance(m, dict) and isinstance(m.get("accuracy"), (int, float)) and math.isfinite(m["accuracy"]):
             out[n] = {k: float(m[k]) for k in ("accuracy", "macro_auc", "ece") if isinstance(m.get(k), (int, float))}
     return out

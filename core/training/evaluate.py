@@ -234,11 +234,7 @@ def calibrate(data_dirs: Sequence[str | Path], artifacts_dir: str | Path, split:
 
 def _read_loso(artifacts_dir: str | Path) -> dict | None:
     """The artifacts' ``loso.json`` (``python -m core loso``), or ``None``."""
-    import json
-
+    from core.files import read_json_or_none
     from core.training.fused_train import LOSO_FILE
 
-    try:
-        return json.loads((Path(artifacts_dir) / LOSO_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+    return read_json_or_none(Path(artifacts_dir) / LOSO_FILE)

@@ -10,15 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.files import read_json_or_none
+
 WORST_N = 3
 LOSO_MODELS = ("cnn_msd", "fused", "fused_trunks")
-
-
-def _load(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _f(x) -> str:
@@ -93,7 +88,7 @@ def grid_lines(choice: dict, title: str) -> list[str]:
 def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
     """Markdown lines (empty when ``loso.json`` is missing)."""
     out = Path(artifacts_dir)
-    loso = _load(out / "loso.json")
+    loso = read_json_or_none(out / "loso.json")
     lines: list[str] = []
     if loso:
         folds = [f["held_out"] for f in loso["folds"]]
@@ -144,13 +139,13 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
                              f"{' + '.join(b['features'])}, C = {b['C']:g} (mean accuracy {_f(b['mean']['accuracy'])}, "
                              f"AUC {_f(b['mean']['macro_auc'])}).")
             lines += calibration_lines(ft, folds, name)
-    metrics = _load(out / "metrics.json")
+    metrics = read_json_or_none(out / "metrics.json")
     if metrics:
         lines += ["", "## Worst genres per model (test recall)", ""]
         for n, m in metrics["models"].items():
             w = worst_genres(m.get("per_genre", {}))
             lines.append(f"- {name(n)}: " + ", ".join(f"{g} {r:.2f}" for g, r in w))
-    rec = (_load(out / "recommend_eval.json") or {}).get("loso")
+    rec = (read_json_or_none(out / "recommend_eval.json") or {}).get("loso")
     if rec:
         k = rec.get("config", {}).get("k", 5)
         c = rec["choice"]

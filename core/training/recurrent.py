@@ -23,12 +23,15 @@ from core.models import GenreModel
 from core.models.optimise import optimise_for_inference
 from core.training.metrics import macro_auc, one_hot
 from core.training.train import LabelledMels, Log, _epoch_batches, _loop, seed_everything
+from core.training.wave_augment import mix_batch
 
 
-def conv_sequences(model: GenreModel, mels: np.ndarray, batch: int = 16) -> np.ndarray:
+def conv_sequences(model: GenreModel, mels: np.ndarray, batch: int = 16,
+                   fast: GenreModel | None = None) -> np.ndarray:
     """Log-mels ``(N, n_mels, n_frames)`` → the served copy's conv-stack output
-    ``(N, T', C)`` float32, the sequence the CRNN's GRU reads."""
-    fast = optimise_for_inference(model)
+    ``(N, T', C)`` float32, the sequence the CRNN's GRU reads (``fast``: that
+    served copy when the caller already made it)."""
+    fast = fast if fast is not None else optimise_for_inference(model)
     out = []
     with torch.inference_mode():
         for i in range(0, len(mels), batch):
@@ -62,13 +65,15 @@ def train_recurrent(model: GenreModel, train: LabelledMels, val: LabelledMels, l
     model.cpu().eval()
     with torch.no_grad():
         model.temperature.fill_(1.0)   # the head changes: calibration is refitted afterwards
-    seq_tr = torch.from_numpy(conv_sequences(model, train.mels))
-    seq_va = torch.from_numpy(conv_sequences(model, val.mels))
+    fast = optimise_for_inference(model)      # the frozen conv stack, served once for every sequence
+    seq_tr = conv_sequences(model, train.mels, fast=fast)
+    seq_va = torch.from_numpy(conv_sequences(model, val.mels, fast=fast))
     seq_aug = None
     if aug_bank is not None:
         n, c = aug_bank.shape[:2]
-        seq_aug = torch.from_numpy(conv_sequences(model, aug_bank.reshape(n * c, *aug_bank.shape[2:])))
+        seq_aug = conv_sequences(model, aug_bank.reshape(n * c, *aug_bank.shape[2:]), fast=fast)
         seq_aug = seq_aug.reshape(n, c, *seq_aug.shape[1:])
+    del fast
     steps = seq_tr.shape[1]
     if steps < min_steps:
         raise ValueError(f"the conv stack gives {steps} steps, fewer than min_steps={min_steps}")
@@ -85,12 +90,9 @@ def train_recurrent(model: GenreModel, train: LabelledMels, val: LabelledMels, l
         for bi in _epoch_batches(train.y, cfg, rng):
             n = int(rng.integers(min_steps, steps + 1))
             s0 = rng.integers(0, steps - n + 1, len(bi))
-            src = [seq_tr[b] for b in bi]
-            if seq_aug is not None:
-                swap = rng.random(len(bi)) < cfg.wave_augment_p
-                pick = rng.integers(0, seq_aug.shape[1], len(bi))
-                src = [seq_aug[b, k] if w else x for b, k, w, x in zip(bi, pick, swap, src)]
-            x = torch.stack([q[s: s + n] for q, s in zip(src, s0)])
+            src = (seq_tr[bi] if seq_aug is None
+                   else mix_batch(seq_tr, seq_aug, np.asarray(bi), cfg.wave_augment_p, rng))
+            x = torch.from_numpy(np.stack([q[s: s + n] for q, s in zip(src, s0)]))
             if cfg.augment:
                 x = nn.functional.dropout(x, cfg.feature_dropout, training=True)
             loss = loss_fn(_recurrent_logits(model, x), targets[bi])

@@ -23,9 +23,9 @@ import numpy as np
 import soundfile as sf
 
 from core.audio.augment import AugmentConfig, augment_wave
-from core.audio.cache import atomic_save_npy, content_hash
-from core.audio.features import LOGMEL_DTYPE, logmels
-from core.audio.load import load, load_full
+from core.audio.cache import atomic_save_npy, compute_logmel, content_hash
+from core.audio.features import LOGMEL_DTYPE
+from core.audio.load import load_full
 from core.config import FeatureConfig, Paths
 from core.datasets import Track
 
@@ -34,13 +34,14 @@ from core.datasets import Track
 AUGMENT_RATE = 22_050
 
 
-def augmented_logmel(path: str | Path, feat: FeatureConfig, aug: AugmentConfig,
+def augmented_logmel(y: np.ndarray, feat: FeatureConfig, aug: AugmentConfig,
                      rng: np.random.Generator) -> np.ndarray:
-    """One augmented log-mel ``(n_mels, n_frames)`` of the file at ``path``."""
-    y = augment_wave(load_full(path, AUGMENT_RATE), AUGMENT_RATE, aug, rng)
+    """One augmented log-mel ``(n_mels, n_frames)`` of the decoded track ``y``
+    ``(samples,)`` at :data:`AUGMENT_RATE` (``y`` itself is left as it is)."""
+    y = augment_wave(y.copy(), AUGMENT_RATE, aug, rng)
     buf = io.BytesIO()
     sf.write(buf, y, AUGMENT_RATE, format="WAV", subtype="FLOAT")
-    return logmels(load(buf.getvalue(), feat), feat)[0, 0].numpy()
+    return compute_logmel(buf.getvalue(), feat)
 
 
 def bank_key(feat: FeatureConfig, aug: AugmentConfig, seed: int) -> str:
@@ -58,7 +59,7 @@ def augmented_bank(tracks: Sequence[Track], feat: FeatureConfig, copies: int,
     root = Path(cache_root or Paths().cache).parent / "wave_augment" / bank_key(feat, aug, seed)
     out = np.zeros((len(tracks), copies, feat.n_mels, feat.n_frames), LOGMEL_DTYPE)
     for i, t in enumerate(tracks):
-        digest = content_hash(t.path)
+        digest, y = content_hash(t.path), None
         for c in range(copies):
             p = root / f"{digest}-{c}.npy"
             try:
@@ -67,7 +68,9 @@ def augmented_bank(tracks: Sequence[Track], feat: FeatureConfig, copies: int,
             except (OSError, ValueError):
                 pass
             rng = np.random.default_rng([seed, c, int(digest[:12], 16)])
-            out[i, c] = augmented_logmel(t.path, feat, aug, rng).astype(LOGMEL_DTYPE)
+            if y is None:       # decoded once per track, only when a copy is missing
+                y = load_full(t.path, AUGMENT_RATE)
+            out[i, c] = augmented_logmel(y, feat, aug, rng).astype(LOGMEL_DTYPE)
             atomic_save_npy(p, out[i, c])
         if log and (i + 1) % 50 == 0:
             log(f"augmented log-mels: {i + 1}/{len(tracks)} tracks")
