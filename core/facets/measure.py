@@ -18,6 +18,7 @@ import pandas as pd
 
 from core.config import FeatureConfig
 from core.facets.signal import signal_facets
+from core.training.metrics import binary_auc, bootstrap_ci
 
 CLICK_BPMS = (60.0, 80.0, 100.0, 120.0, 140.0, 170.0)
 AROUSAL_HIGH, VALENCE_POSITIVE = {"Q1", "Q2"}, {"Q1", "Q4"}
@@ -50,24 +51,17 @@ def click_tempo(cfg: FeatureConfig, bpms=CLICK_BPMS) -> list[dict]:
 
 
 def auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """ROC AUC (Mann–Whitney, ties half) of ``scores`` for boolean ``positive``."""
+    """ROC AUC (Mann–Whitney, ties half) of ``scores`` for boolean ``positive``
+    (clips with a non-finite score left out)."""
     s, y = np.asarray(scores, float), np.asarray(positive, bool)
     ok = np.isfinite(s)
-    s, y = s[ok], y[ok]
-    n1, n0 = int(y.sum()), int((~y).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    ranks = pd.Series(s).rank().to_numpy()
-    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    return binary_auc(y[ok], s[ok])
 
 
 def auc_ci(scores: np.ndarray, positive: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
     """AUC with a 95 % percentile bootstrap interval over clips."""
     s, y = np.asarray(scores, float), np.asarray(positive, bool)
-    rng = np.random.default_rng(seed)
-    boots = [auc(s[i], y[i]) for i in (rng.integers(0, len(s), len(s)) for _ in range(n_boot))]
-    boots = [b for b in boots if np.isfinite(b)]
-    lo, hi = (np.percentile(boots, [2.5, 97.5]).tolist() if boots else [float("nan")] * 2)
+    lo, hi = bootstrap_ci(y, s, lambda yy, ss: auc(ss, yy), n_boot, seed)
     return {"auc": auc(s, y), "ci95": [lo, hi], "n": int(np.isfinite(s).sum()), "n_positive": int(y.sum())}
 
 

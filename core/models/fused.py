@@ -20,10 +20,7 @@ import numpy as np
 import torch
 
 from core.config import FeatureConfig
-from core.models.transfer import CNNMSD
-
-# Pretrained layers FusedMSD keeps frozen (beside the trunk): rebuilt from the wheel on load.
-FROZEN_PREFIXES = ("block5", "dense")
+from core.models.transfer import CNNMSD, TRUNK_PREFIX
 
 
 class FusedMSD(CNNMSD):
@@ -32,6 +29,9 @@ class FusedMSD(CNNMSD):
 
     name = "fused"
     pretrained_prefixes = ()
+    # Conv 5 and the tag layer stay frozen too: rebuilt from the wheel like the
+    # trunk, so the artifact holds only the standardiser, head and temperature.
+    frozen_prefixes = (TRUNK_PREFIX, "block5", "dense")
     # Its temperature is fitted leave-one-source-out (core.training.fused_train);
     # ``python -m core calibrate`` keeps it instead of refitting on in-source val.
     fixed_temperature = True
@@ -57,16 +57,6 @@ class FusedMSD(CNNMSD):
 
     def classify_embedding(self, emb: torch.Tensor) -> torch.Tensor:
         return self.head(emb)
-
-    def saved_state(self) -> dict[str, torch.Tensor]:
-        """Only what was fitted here (standardiser, linear head, temperature):
-        conv 5 and the tag layer stay frozen, so they are rebuilt from the
-        ``musicnn`` wheel like the trunk, never copied into the artifact."""
-        return {k: v for k, v in super().saved_state().items() if not k.startswith(FROZEN_PREFIXES)}
-
-    def load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
-        frozen = {k: v for k, v in self.state_dict().items() if k.startswith(FROZEN_PREFIXES)}
-        super().load_saved_state({**frozen, **state})
 
     def set_head(self, mean: np.ndarray, scale: np.ndarray, weight: np.ndarray, bias: np.ndarray,
                  temperature: float = 1.0) -> None:

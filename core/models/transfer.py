@@ -30,6 +30,9 @@ TRUNK_PREFIX = "trunk."
 class _MSDGenreModel(GenreModel):
     """Shared behaviour: frozen MSD trunk, windows in trunk steps."""
 
+    # Pretrained layers kept frozen and rebuilt from the wheel on load (not saved).
+    frozen_prefixes: tuple[str, ...] = (TRUNK_PREFIX,)
+
     # Trunk steps per training crop and per inference window (≈ 3.9 steps/s).
     window_steps = 40
     hop_steps = 20
@@ -112,13 +115,15 @@ class _MSDGenreModel(GenreModel):
         return self.prediction(emb, logits, starts)
 
     def saved_state(self) -> dict[str, torch.Tensor]:
-        return {k: v for k, v in super().saved_state().items() if not k.startswith(TRUNK_PREFIX)}
+        """Everything but the frozen pretrained layers (:attr:`frozen_prefixes`),
+        which are rebuilt from the ``musicnn`` wheel, never copied into the artifact."""
+        return {k: v for k, v in super().saved_state().items() if not k.startswith(self.frozen_prefixes)}
 
     def load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
         state = dict(state)
         state.setdefault("temperature", torch.ones(()))
         missing, unexpected = self.load_state_dict(state, strict=False)
-        bad = [k for k in missing if not k.startswith(TRUNK_PREFIX)]
+        bad = [k for k in missing if not k.startswith(self.frozen_prefixes)]
         if bad or unexpected:
             raise ArtifactError(f"weights do not fit {self.name}: missing {bad[:3]}, unexpected {unexpected[:3]}")
 

@@ -109,8 +109,9 @@ class SelectConfig:
     models: tuple[str, ...] | None = None   # None: every learned model, each pair, "ensemble"
 
 
-def _eligible(index: CatalogIndex, seeds: list[int], artists: Sequence[str] = ()) -> np.ndarray:
-    """Rows a recommender may return for these seeds (same rule as recommend())."""
+def eligible_rows(index, seeds: list[int], artists: Sequence[str] = ()) -> np.ndarray:
+    """Rows a recommender may return for these seeds (same rule as recommend());
+    ``index``: a :class:`CatalogIndex` or one of its snapshots."""
     excluded = seed_exclusions(index, seeds)
     if len(artists):
         excluded |= artist_exclusions(index, artists)
@@ -219,7 +220,7 @@ def _random_lists(run: "_Run", scorer: Scorer, rng: np.random.Generator) -> np.n
     expected = np.zeros(len(run.listeners))
     for i, lis in enumerate(run.listeners):
         excl = run.seed_artists[i] if run.exclude else ()
-        elig = _eligible(index, lis.seeds, excl)
+        elig = eligible_rows(index, lis.seeds, excl)
         good = np.isin(genres[elig], lis.genres)
         if run.cfg.artists == "no-credit":
             good &= ~np.isin(index.column("artist")[elig], run.seed_artists[i])
@@ -311,7 +312,7 @@ def evaluate_index(index: CatalogIndex, cfg: EvalConfig = EvalConfig(),
     model = methods["cosine"]["model"]
     for i, lis in enumerate(listeners):
         excl = run.seed_artists[i] if run.exclude else ()
-        elig = _eligible(index, lis.seeds, excl)
+        elig = eligible_rows(index, lis.seeds, excl)
         good = np.isin(genres[elig], lis.genres)
         if cfg.artists == "no-credit":
             good &= ~np.isin(index.column("artist")[elig], run.seed_artists[i])

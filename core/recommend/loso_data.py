@@ -119,7 +119,7 @@ def recommend_loso(dirs: Sequence[str | Path], cache_root: str | Path, cfg=None,
     # Minutes of simulation: cached by everything the record depends on.
     sim = {k: v for k, v in asdict(cfg).items() if k in ("seed", "k", "n_seeds", "mixed_fraction", "artists")}
     key = hashlib.sha256(json.dumps([sim, asdict(grid), asdict(model), [t.track_id for t in data.tracks],
-                                     np.asarray(x).tobytes().hex()[:4096]],
+                                     np.ascontiguousarray(x).tobytes()[:2048].hex()],
                                     default=str).encode()).hexdigest()[:12]
     path = Path(cache_root) / f"loso_recommend_{key}.json"
     if path.is_file():

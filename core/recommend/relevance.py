@@ -29,10 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from core.catalog.index import CatalogIndex
-from core.recommend.evaluation import EvalConfig
+from core.recommend.evaluation import EvalConfig, eligible_rows
 from core.recommend.methods import recommend
 from core.recommend.request import VARIANTS, resolve_model
-from core.recommend.scoring import artist_exclusions, seed_exclusions
 from core.recommend.statistics import half_sample_units, half_sampling_ci
 
 MFCC = "mfcc"
@@ -128,10 +127,7 @@ def simulate(index: CatalogIndex, kind: str, labels: np.ndarray, settings: dict[
             recs = recommend(snap, seed_ids, k=cfg.k, exclude_artists=excl, **kw)
             rows = snap.rows_of([r.track_id for r in recs])
             out[name][i] = hit(seeds, target, rows).sum() / cfg.k
-        excluded = seed_exclusions(snap, seeds)
-        if len(excl):
-            excluded |= artist_exclusions(snap, excl)
-        elig = np.flatnonzero(~excluded)
+        elig = eligible_rows(snap, seeds, excl)
         out["random"][i] = hit(seeds, target, elig).mean() if len(elig) else 0.0
     return out
 
