@@ -43,7 +43,7 @@ def banks(monkeypatch):
         return b
 
     fast, plain = bank("fast"), bank("plain")
-    monkeypatch.setattr(tm, "shared_bank", lambda trunks: fast)
+    monkeypatch.setattr(tm, "shared_bank", lambda trunks, patches=None: fast)
     monkeypatch.setattr(standin, "plain_bank", lambda trunks: plain)
     return made
 

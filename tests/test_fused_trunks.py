@@ -28,10 +28,10 @@ def stub_bank(monkeypatch):
     runs: list[int] = []
     banks: dict[tuple, object] = {}
 
-    def shared(trunks):
-        key = tuple(trunks)
+    def shared(trunks, patches=None):
+        key = (tuple(trunks), patches)
         if key not in banks:
-            bank = _stub_bank(key)
+            bank = _stub_bank(key[0], patches)
             real = bank.run
             bank.run = lambda x, real=real: (runs.append(x.shape[0]), real(x))[1]
             banks[key] = bank
@@ -62,7 +62,8 @@ def test_shapes_and_head_round_trip_through_safetensors_without_pickle(stub_bank
     update_manifest(tmp_path)
     state = load_file(str(tmp_path / "fused_trunks.safetensors"))
     # The head only: no trunk weights in the file, and the trunk set as flags over the registry.
-    assert set(state) == {"temperature", "trunk_set", "feat_mean", "feat_scale", "head.weight", "head.bias"}
+    assert set(state) == {"temperature", "trunk_set", "bank_patches", "feat_mean", "feat_scale", "head.weight",
+                          "head.bias"}
     assert state["trunk_set"].tolist() == [1.0 if n in ("msd_vgg", "msd_musicnn") else 0.0 for n in TRUNKS]
     from core.training.model_card_loso import head_only_history
     d = m.input_dim
@@ -72,6 +73,22 @@ def test_shapes_and_head_round_trip_through_safetensors_without_pickle(stub_bank
     assert loaded.trunks == ["msd_vgg", "msd_musicnn"]
     assert np.allclose(loaded.predict_logmel(mel).probs, pred.probs, atol=1e-6)
     assert loaded.fingerprint() == m.fingerprint()
+    assert loaded.patches is None and loaded.bank().patches is None
+    # The LOSO patch choice travels in the file and sets the bank; a file without it runs every patch.
+    m.set_patches(3)
+    save_model(m, tmp_path)
+    update_manifest(tmp_path)
+    three = load_model("fused_trunks", tmp_path)
+    assert three.patches == 3 and three.bank().patches == 3 and three.fingerprint() != loaded.fingerprint()
+    mel10 = torch.rand(2, 1, 96, 10 * PATCH_FRAMES)
+    assert not np.allclose(three.predict_logmel(mel10).probs, loaded.predict_logmel(mel10).probs)
+    assert np.allclose(three.predict_logmel(mel).probs, pred.probs, atol=1e-6)    # a 3-patch clip: all of them
+    state.pop("bank_patches")
+    old = build_model("fused_trunks", LABELS)
+    old.load_saved_state(state)
+    assert old.patches is None
+    with pytest.raises(ArtifactError, match="patches"):
+        m.set_patches(0)
     with pytest.raises(ArtifactError, match="does not fit"):
         loaded.set_head(np.zeros(3), np.ones(3), np.zeros((3, 3)), np.zeros(3))
     with pytest.raises(ArtifactError, match="bank vectors"):
@@ -201,3 +218,31 @@ def test_shipped_fused_trunks_hears_real_music():
     for name in model.trunks:
         tags = TAGGERS[name].tags_of(model, vec).numpy()
         assert tags.shape == (len(picked), 50) and ((tags > 0) & (tags < 1)).all()
+
+
+@pytest.mark.parametrize("signal_patch, chosen", [(5, 1), (0, None)])
+def test_patch_count_is_chosen_leave_one_source_out_by_its_rule(signal_patch, chosen):
+    """The genre is audible in one patch only: in patch 5 (the one a single-patch
+    bank keeps) the fewest patches win; in patch 0 (dropped by every reduction)
+    fewer patches lose accuracy, and every patch stays."""
+    from core.datasets.track import Track
+    from core.training.fused_trunks_train import choose_patches
+    from core.training.loso import loso_folds
+    from core.training.loso_data import SourceData
+    rng = np.random.default_rng(2)
+    n = 240
+    y = np.arange(n) % 3
+    pen = rng.normal(size=(n, 10, 8)).astype(np.float32)
+    pen[np.arange(n), signal_patch, y] += 4.0
+    tags = rng.uniform(size=(n, 10, 50)).astype(np.float32)
+    tracks = [Track(track_id=f"t{i}", path=f"/x/{i}.wav", genre=LABELS[y[i]], split="train",
+                    source=f"s{i % 4 // 2 + (i % 5 == 0)}") for i in range(n)]
+    data = SourceData(tracks=tracks, labels=LABELS, y=y, patches={"msd_musicnn": (pen, tags)})
+    data = data.with_patches(None)
+    got = choose_patches(data, loso_folds(tracks), ["msd_musicnn"], 0.1, log=lambda s: None)
+    assert got["chosen"] == chosen
+    assert [r["patches"] for r in got["rows"]] == [None, 5, 3, 2, 1]
+    acc = {r["patches"]: r["mean"]["accuracy"] for r in got["rows"]}
+    assert (acc[1] > acc[None]) if signal_patch == 5 else (acc[1] < acc[None] - 0.1)
+    assert choose_patches(SourceData(tracks=tracks, labels=LABELS, y=y, features=data.features),
+                          loso_folds(tracks), ["msd_musicnn"], 0.1, log=lambda s: None)["chosen"] is None

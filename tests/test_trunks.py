@@ -201,8 +201,8 @@ class _Stub(nn.Module):
         return torch.stack([v, -v] + zeros * (self.d - 2), 1), torch.stack([v] + zeros * 49, 1)
 
 
-def _stub_bank(names=("msd_vgg", "mtt_musicnn")) -> TrunkBank:
-    return TrunkBank(models={n: _Stub(n) for n in names})
+def _stub_bank(names=("msd_vgg", "mtt_musicnn"), patches=None) -> TrunkBank:
+    return TrunkBank(models={n: _Stub(n) for n in names}, patches=patches)
 
 
 def test_bank_pools_over_each_clips_patches():
@@ -221,6 +221,29 @@ def test_bank_pools_over_each_clips_patches():
     expect = [np.mean([1 / (1 + np.exp(-(10 * c + p))) for p in range(3)]) for c in range(2)]
     assert tags[:, 0].numpy() == pytest.approx(expect, rel=1e-5)
     assert tags[:, 1].numpy() == pytest.approx([0.5, 0.5])
+
+
+def test_patch_choice_spreads_patches_and_a_bank_on_fewer_patches_pools_only_those():
+    from core.models.trunks import patch_choice, pool_patches
+    assert patch_choice(10, None) == patch_choice(10, 12) == list(range(10))
+    assert patch_choice(10, 5) == [1, 3, 5, 7, 9]
+    assert patch_choice(10, 3) == [1, 5, 8]
+    assert patch_choice(10, 1) == [5]
+    with pytest.raises(ArtifactError, match="at least one patch"):
+        patch_choice(10, 0)
+    mel = torch.zeros(2, 1, 96, 10 * PATCH_FRAMES)
+    for p in range(10):
+        mel[..., p * PATCH_FRAMES:(p + 1) * PATCH_FRAMES] = p + torch.arange(2.0)[:, None, None, None]
+    full = _stub_bank().patch_outputs(mel)
+    pen, tags = full["msd_vgg"]
+    assert pen.shape == (10, 2, 256) and tags.shape == (10, 2, 50)
+    three = _stub_bank(patches=3)
+    feats, _ = three.run(mel)["msd_vgg"]
+    # Patches 1, 5, 8 of clip c hold 1 + c, 5 + c, 8 + c: mean 14/3 + c, max 8 + c.
+    assert feats[:, 0].numpy() == pytest.approx([14 / 3, 17 / 3]) and feats[:, 256].tolist() == [8.0, 9.0]
+    again = pool_patches(pen[[1, 5, 8]].numpy(), tags[[1, 5, 8]].numpy())
+    assert np.allclose(again[0], feats.numpy()) and np.allclose(again[1], three.run(mel)["msd_vgg"][1].numpy())
+    assert three.key() != _stub_bank().key() and three.key().endswith(":p3")
 
 
 def test_bank_vector_and_split_round_trip():
@@ -332,7 +355,7 @@ def test_trunk_model_runs_once_per_clip_on_the_inference_path(monkeypatch):
     runs = []
     real_run = bank.run
     monkeypatch.setattr(bank, "run", lambda x: (runs.append(x.shape[0]), real_run(x))[1])
-    monkeypatch.setattr(tm, "shared_bank", lambda trunks: bank)
+    monkeypatch.setattr(tm, "shared_bank", lambda trunks, patches=None: bank)
     torch.manual_seed(0)
     models = {n: _LinearOnTrunks(["A", "B", "C"], ["msd_musicnn"]).eval() for n in ("h1", "h2")}
     mel = torch.rand(3, 1, 96, 2 * PATCH_FRAMES)
@@ -357,3 +380,41 @@ def test_trunk_features_cli_refuses_a_missing_folder(tmp_path):
     with pytest.raises(SystemExit, match="is not a folder"):
         main(["trunk-features", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_feature_files_keep_every_patch_and_repool_as_a_bank_on_fewer_patches(tmp_path, monkeypatch):
+    """trunk-features writes pooled and per-patch outputs, caches each clip once, and
+    SourceData.with_patches(k) gives what a bank with patches=k computes."""
+    import soundfile as sf
+
+    import core.models.trunk_cache as tc
+    from core.datasets.track import Track
+    from core.models.trunk_cache import write_trunk_features
+    from core.training.loso_data import SourceData, read_feature_file, read_patch_file
+    rng = np.random.default_rng(0)
+    tracks = []
+    for i in range(3):
+        path = tmp_path / f"t{i}.wav"
+        sf.write(path, rng.normal(size=16_000 * 8).astype(np.float32) * (0.1 + 0.2 * i), 16_000)
+        tracks.append(Track(track_id=f"t{i}", path=str(path), genre="A", split="train", source="s"))
+    bank = _stub_bank()
+    paths = write_trunk_features(tracks, tmp_path / "out", bank)
+    ids = [t.track_id for t in tracks]
+    pen, tags = read_patch_file(paths["msd_vgg"], ids)
+    assert pen.shape == (3, 10, 256) and tags.shape == (3, 10, 50)
+    pooled = read_feature_file(paths["msd_vgg"], ids)
+    assert np.allclose(pooled, bank.vector(torch.cat([_mel(t.path) for t in tracks]))[:, :562])
+    # A second run reads every clip from the cache: no trunk runs.
+    monkeypatch.setattr(tc, "clip_logmel", lambda p: (_ for _ in ()).throw(AssertionError("recomputed")))
+    write_trunk_features(tracks, tmp_path / "out", bank)
+    data = SourceData(tracks=tracks, labels=["A"], y=np.zeros(3, np.int64),
+                      features={"msd_vgg": pooled}, patches={"msd_vgg": (pen, tags)})
+    three = _stub_bank(patches=3).vector(torch.cat([_mel(t.path) for t in tracks]))
+    assert np.allclose(data.with_patches(3).features["msd_vgg"], three[:, :562].numpy(), atol=1e-6)
+    assert np.allclose(data.with_patches(None).features["msd_vgg"], pooled, atol=1e-6)
+    assert data.subset(np.array([2])).patches["msd_vgg"][0].shape == (1, 10, 256)
+
+
+def _mel(path):
+    from core.models.trunks import clip_logmel
+    return clip_logmel(path)[None]

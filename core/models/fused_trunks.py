@@ -19,9 +19,11 @@ split. The trunks run once per clip for every model on the same bank
 (:class:`~core.models.trunk_model.TrunkGenreModel`).
 
 The trunk set travels in the safetensors file as a flag vector over the
-registry (``trunk_set`` ``(len(TRUNKS),)``), so loading needs no pickle and
-no extra metadata; the trunks' weights are rebuilt from the wheel. The
-embedding (for the recommender) is the standardised vector
+registry (``trunk_set`` ``(len(TRUNKS),)``) and the number of 3 s patches per
+clip the trunks run on as ``bank_patches`` ``()`` (0: all; also chosen
+leave-one-source-out), so loading needs no pickle and no extra metadata;
+the trunks' weights are rebuilt from the wheel. The embedding (for the
+recommender) is the standardised vector
 ``(x − mean) / scale`` ``(B, F)``.
 """
 
@@ -77,6 +79,7 @@ class FusedTrunks(TrunkGenreModel):
         d = self.input_dim
         self.embedding_dim = d
         self.register_buffer("trunk_set", trunk_flags(self.trunks))
+        self.register_buffer("bank_patches", torch.tensor(float(self.patches or 0)))
         self.register_buffer("feat_mean", torch.zeros(d))
         self.register_buffer("feat_scale", torch.ones(d))
         self.head = nn.Linear(d, len(self.labels))
@@ -88,6 +91,14 @@ class FusedTrunks(TrunkGenreModel):
         self.trunks = [s.name for s in resolve(trunks)]
         self._fingerprint = None
         self._build()
+
+    def set_patches(self, patches: int | None) -> None:
+        """Run the trunks on ``patches`` of each clip's 3 s patches (None: all)."""
+        if patches is not None and int(patches) < 1:
+            raise ArtifactError(f"{self.name}: patches must be ≥ 1, got {patches}")
+        self.patches = None if patches is None else int(patches)
+        self.bank_patches.fill_(float(self.patches or 0))
+        self._fingerprint = None
 
     def head_outputs(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Bank vectors ``(B, F)`` → (standardised embedding ``(B, F)``, logits ``(B, G)``)."""
@@ -104,7 +115,12 @@ class FusedTrunks(TrunkGenreModel):
         trunks = flag_trunks(state["trunk_set"])
         if trunks != self.trunks:
             self.set_trunks(trunks)
+        state = {"bank_patches": torch.tensor(0.0), **state}     # files from before the choice: all patches
+        n = int(round(float(state["bank_patches"])))
+        if n < 0:
+            raise ArtifactError(f"{self.name} weights have bank_patches {n}")
         super().load_saved_state(state)
+        self.set_patches(n or None)
 
     def set_head(self, mean: np.ndarray, scale: np.ndarray, weight: np.ndarray, bias: np.ndarray,
                  temperature: float = 1.0) -> None:

@@ -31,6 +31,9 @@ class TrunkGenreModel(GenreModel):
     """A genre head over the trunks ``trunks`` (default: all)."""
 
     name = "trunk_head"
+    # How many of a clip's 3 s patches the trunks run on (None: all; see
+    # core.models.trunks.patch_choice). Part of the bank's key.
+    patches: int | None = None
 
     def __init__(self, labels: list[str], cfg: FeatureConfig | None = None,
                  trunks: Sequence[str] | None = None):
@@ -45,7 +48,7 @@ class TrunkGenreModel(GenreModel):
         return sum(s.feature_dim + len(s.tags) for s in resolve(self.trunks))
 
     def bank(self) -> TrunkBank:
-        return shared_bank(self.trunks)
+        return shared_bank(self.trunks, patches=self.patches)
 
     def head_outputs(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError

@@ -14,6 +14,12 @@ once per clip on all its patches and returns a :class:`TrunkOutput`:
 * ``tags`` ``(N, 50)``: the tag probabilities (sigmoid of the logits)
   averaged over patches.
 
+A bank may run on fewer of a clip's patches (``patches=k``: :func:`patch_choice`
+spreads k of them evenly over the clip); the pooled layout stays the same.
+How many a served model uses is chosen leave-one-source-out
+(:mod:`core.training.fused_trunks_train`) from per-patch outputs
+(:meth:`TrunkBank.patch_outputs`, re-pooled by :func:`pool_patches`).
+
 Adding a checkpoint is one :data:`TRUNKS` entry (and its port in
 :func:`core.models.musicnn.pretrained`). :func:`trunk_outputs` is the API
 for training and evaluation; :class:`TrunkBank` is what a served model holds
@@ -87,6 +93,26 @@ def resolve(trunks: Sequence[str] | None = None) -> list[TrunkSpec]:
     return [TRUNKS[n] for n in names]
 
 
+def patch_choice(n: int, keep: int | None) -> list[int]:
+    """Indices of ``keep`` of a clip's ``n`` patches, spread evenly: the i-th is
+    ``⌊(i + ½)·n / keep⌋`` (10 patches: keep 5 → 1, 3, 5, 7, 9; keep 3 → 1, 5, 8;
+    keep 1 → 5). ``keep`` None or ≥ ``n``: all of them."""
+    if keep is None or keep >= n:
+        return list(range(n))
+    if keep < 1:
+        raise ArtifactError(f"a trunk needs at least one patch per clip, got {keep}")
+    return [int((i + 0.5) * n / keep) for i in range(keep)]
+
+
+def pool_patches(pen, tags):
+    """Per-patch outputs → a clip's pooled ones: ``pen`` ``(P, B, D)``, ``tags``
+    ``(P, B, 50)`` (torch tensors or numpy arrays) → (features ``(B, 2·D)`` =
+    [mean over patches, max over patches], tags ``(B, 50)`` = mean)."""
+    if isinstance(pen, torch.Tensor):
+        return torch.cat([pen.mean(0), pen.amax(0)], 1), tags.mean(0)
+    return np.concatenate([pen.mean(0), pen.max(0)], 1), tags.mean(0)
+
+
 def load_trunk(spec: TrunkSpec, fast: bool = True, bfloat16: bool | None = None) -> tuple[nn.Module, str]:
     """The port of ``spec`` with the wheel's weights, and the SHA-256 (16 hex)
     of those weights; ``fast``: its inference copy
@@ -110,11 +136,13 @@ class TrunkBank:
     ``run(logmel)`` takes MSD_FEATURES log-mels ``(B, 1, 96, T)`` (``T ≥ 187``)
     and returns ``{name: (features (B, 2·D), tags (B, 50))}`` as tensors;
     :meth:`vector` concatenates them into ``(B, F)`` (per trunk in order:
-    mean, max, tags) — the layout :meth:`split` undoes.
+    mean, max, tags) — the layout :meth:`split` undoes. ``patches``: run on
+    that many of each clip's 3 s patches (:func:`patch_choice`; None: all).
     """
 
     def __init__(self, trunks: Sequence[str] | None = None, fast: bool = True,
-                 bfloat16: bool | None = None, models: dict[str, nn.Module] | None = None):
+                 bfloat16: bool | None = None, models: dict[str, nn.Module] | None = None,
+                 patches: int | None = None):
         from core.models.optimise import use_bfloat16
         self.specs = resolve(trunks if models is None else list(models))
         self.bfloat16 = bool(fast and (use_bfloat16() if bfloat16 is None else bfloat16))
@@ -125,6 +153,9 @@ class TrunkBank:
             self.models = {n: m for n, (m, _) in loaded.items()}
             self.digests = {n: d for n, (_, d) in loaded.items()}
         self.cfg = MSD_FEATURES
+        if patches is not None and int(patches) < 1:
+            raise ArtifactError(f"a trunk needs at least one patch per clip, got {patches}")
+        self.patches = None if patches is None else int(patches)
 
     @property
     def names(self) -> list[str]:
@@ -139,10 +170,14 @@ class TrunkBank:
         """Identifies the outputs: trunk names, their checkpoint digests and the
         precision (bfloat16 changes tag probabilities by up to ~0.01). Caches key on it."""
         h = hashlib.sha256(repr(sorted(self.digests.items())).encode()).hexdigest()[:12]
-        return f"{'+'.join(self.names)}:{h}:{'bf16' if self.bfloat16 else 'f32'}"
+        key = f"{'+'.join(self.names)}:{h}:{'bf16' if self.bfloat16 else 'f32'}"
+        return key if self.patches is None else f"{key}:p{self.patches}"
 
     @torch.inference_mode()
-    def run(self, logmel: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    def patch_outputs(self, logmel: torch.Tensor, keep: int | None = None
+                      ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Per-patch outputs of ``keep`` patches per clip (:func:`patch_choice`;
+        None: all P): ``{name: (penultimate (P, B, D), tags (P, B, 50))}``."""
         x = torch.as_tensor(logmel, dtype=torch.float32)
         if x.dim() == 3:
             x = x.unsqueeze(1)
@@ -151,13 +186,19 @@ class TrunkBank:
                                 f"got {tuple(x.shape)}")
         b = x.shape[0]
         p = patches(x)                                     # (P·B, 1, 96, 187), patch-major
+        n = p.shape[0] // b
+        idx = patch_choice(n, keep)
+        if len(idx) < n:
+            p = p.reshape(n, b, *p.shape[1:])[idx].flatten(0, 1)
         out = {}
         for name, model in self.models.items():
             pen, logits = model.embed(p)
-            pen = pen.float().reshape(-1, b, pen.shape[-1])
-            tags = torch.sigmoid(logits.float()).reshape(-1, b, logits.shape[-1])
-            out[name] = (torch.cat([pen.mean(0), pen.amax(0)], 1), tags.mean(0))
+            out[name] = (pen.float().reshape(-1, b, pen.shape[-1]),
+                         torch.sigmoid(logits.float()).reshape(-1, b, logits.shape[-1]))
         return out
+
+    def run(self, logmel: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {n: pool_patches(*o) for n, o in self.patch_outputs(logmel, self.patches).items()}
 
     def vector(self, logmel: torch.Tensor) -> torch.Tensor:
         """``(B, 1, 96, T)`` → ``(B, F)``: every trunk's features and tags, concatenated."""
@@ -178,15 +219,23 @@ _BANKS: dict[tuple, TrunkBank] = {}
 _BANKS_LOCK = threading.Lock()
 
 
-def shared_bank(trunks: Sequence[str] | None = None, bfloat16: bool | None = None) -> TrunkBank:
-    """One :class:`TrunkBank` per process and (trunks, precision): loading reads
-    ~35 MB of checkpoints, so served models share it. The bank holds no
-    state that changes after construction."""
+def shared_bank(trunks: Sequence[str] | None = None, bfloat16: bool | None = None,
+                patches: int | None = None) -> TrunkBank:
+    """One :class:`TrunkBank` per process and (trunks, precision, patches): loading
+    reads ~35 MB of checkpoints, so served models share it (banks that differ
+    only in ``patches`` share the loaded taggers). The bank holds no state that
+    changes after construction."""
     from core.models.optimise import use_bfloat16
-    key = (tuple(s.name for s in resolve(trunks)), use_bfloat16() if bfloat16 is None else bool(bfloat16))
+    key = (tuple(s.name for s in resolve(trunks)), use_bfloat16() if bfloat16 is None else bool(bfloat16),
+           None if patches is None else int(patches))
     with _BANKS_LOCK:
         if key not in _BANKS:
-            _BANKS[key] = TrunkBank(list(key[0]), bfloat16=key[1])
+            twin = next((b for k, b in _BANKS.items() if k[:2] == key[:2]), None)
+            if twin is None:
+                _BANKS[key] = TrunkBank(list(key[0]), bfloat16=key[1], patches=key[2])
+            else:
+                _BANKS[key] = TrunkBank(list(key[0]), bfloat16=key[1], models=twin.models, patches=key[2])
+                _BANKS[key].digests = dict(twin.digests)
         return _BANKS[key]
 
 

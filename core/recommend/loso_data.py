@@ -40,23 +40,28 @@ class FoldModel:
     """The genre model whose LOSO fold heads method 2 is chosen with: a
     standardised linear head with inverse regularisation ``c`` on the frozen
     ``features`` (names of :class:`~core.training.loso_data.SourceData` feature
-    sets), its name the embedding's model name in the fold catalogs."""
+    sets), its name the embedding's model name in the fold catalogs;
+    ``patches``: the trunk features pooled over that many of each clip's
+    3 s patches, as the shipped model runs them (None: all)."""
 
     name: str = FUSED
     features: tuple[str, ...] = (MSD_VGG,)
     c: float = DEFAULT_C
+    patches: int | None = None
 
 
 def fold_model(loso_json: str | Path | None, name: str = FUSED) -> FoldModel:
     """``name``'s fold model as ``loso.json`` (``python -m core loso``) records it
-    (``features``, ``C``); a missing file or entry gives the defaults."""
+    (``features``, ``C``, ``patches``); a missing file or entry gives the defaults."""
     entry: dict = {}
     if loso_json:
         try:
             entry = json.loads(Path(loso_json).read_text()).get(name) or {}
         except (OSError, ValueError, AttributeError):
             entry = {}
-    return FoldModel(name, tuple(entry.get("features") or (MSD_VGG,)), float(entry.get("C", DEFAULT_C)))
+    patches = entry.get("patches")
+    return FoldModel(name, tuple(entry.get("features") or (MSD_VGG,)), float(entry.get("C", DEFAULT_C)),
+                     None if patches is None else int(patches))
 
 
 def mfcc_features(data: SourceData, cache_root: str | Path, workers: int = 2) -> np.ndarray:
@@ -111,9 +116,9 @@ def recommend_loso(dirs: Sequence[str | Path], cache_root: str | Path, cfg=None,
     cfg = cfg or EvalConfig()
     model = model or FoldModel()
     if c is not None:
-        model = FoldModel(model.name, model.features, c)
+        model = FoldModel(model.name, model.features, c, model.patches)
     grid = grid or LosoGrid()
-    data = load_source_data(dirs, cache_root, extra_features)
+    data = load_source_data(dirs, cache_root, extra_features).with_patches(model.patches)
     data.trunk = None
     x = data.stacked(model.features)
     # Minutes of simulation: cached by everything the record depends on.
@@ -127,6 +132,7 @@ def recommend_loso(dirs: Sequence[str | Path], cache_root: str | Path, cfg=None,
     cats = fold_catalogs(data, model.c, mfcc_features(data, cache_root), model.features, model.name)
     rec = loso_recommend(cats, cfg, model=model.name, grid=grid, progress=progress)
     rec["head"] = {"model": model.name, "C": model.c, "features": list(model.features),
+                   "patches": model.patches,
                    "temperature": "cross-fold (fitted on the other folds' held-out tracks of seen genres)"}
     atomic_write_text(path, json.dumps(rec, default=float))
     return rec

@@ -10,6 +10,13 @@ same numbers :class:`~core.models.fused_trunks.FusedTrunks` sees at inference).
    musicnn trunk (:data:`MUSICNN`; the VGGs alone are reported) — the fused
    model's rule (:func:`~core.training.loso_eval.choose_linear`, each row
    cached by its inputs under the cache root).
+1b. Patches per clip: with that set and ``C``, the clip features pooled over
+   fewer of its ten 3 s patches (:data:`PATCH_CHOICES`, spread evenly by
+   :func:`~core.models.trunks.patch_choice`); the fewest patches whose LOSO mean
+   accuracy is within :data:`PATCH_ACC_TOL` and mean macro AUC within
+   :data:`PATCH_AUC_TOL` of all ten ship (the trunks are most of the model's
+   CPU time, and each patch costs the same). Needs the per-patch outputs that
+   ``trunk-features`` writes; without them, all patches.
 2. Calibration: temperature, per-genre bias, vector scaling
    (:mod:`core.training.loso_calibration`), each cross-fitted per fold; the
    one with the lowest mean held-out ECE ships, fitted on every fold's
@@ -41,6 +48,11 @@ TRUNK_CS = (0.00003, 0.0001, 0.0003, 0.001)
 # Pons & Serra's musically motivated trunks: every shipped trunk set holds at least one.
 MUSICNN = ("msd_musicnn", "mtt_musicnn")
 Log = Callable[[str], None]
+# Patches per clip tried in step 1b (None: all), and how much LOSO mean accuracy / macro AUC
+# a cheaper choice may give up (rule fixed before the first measurement).
+PATCH_CHOICES = (None, 5, 3, 2, 1)
+PATCH_ACC_TOL = 0.01
+PATCH_AUC_TOL = 0.005
 
 
 def bank_sets(available: Sequence[str], anchor: str = ANCHOR) -> list[list[str]]:
@@ -61,9 +73,12 @@ def bank_sets(available: Sequence[str], anchor: str = ANCHOR) -> list[list[str]]
     return sets
 
 
-def train_fused_trunks(data: SourceData, trunks: Sequence[str], c: float, cmap: CalibrationMap | None = None):
+def train_fused_trunks(data: SourceData, trunks: Sequence[str], c: float, cmap: CalibrationMap | None = None,
+                       patches: int | None = None):
     """The shipped :class:`~core.models.fused_trunks.FusedTrunks`: head fitted on
-    the train split of every source, ``cmap`` folded into it (temperature 1)."""
+    the train split of every source (features pooled over ``patches`` per clip,
+    :meth:`~core.training.loso_data.SourceData.with_patches`), ``cmap`` folded
+    into it (temperature 1)."""
     from core.models.fused_trunks import FusedTrunks
 
     tr = np.array([t.split == "train" for t in data.tracks])
@@ -71,7 +86,30 @@ def train_fused_trunks(data: SourceData, trunks: Sequence[str], c: float, cmap: 
     weight, bias = (head.weight, head.bias) if cmap is None else fold_into_head(head.weight, head.bias, cmap)
     model = FusedTrunks(data.labels, trunks=trunks)
     model.set_head(head.mean, head.scale, weight, bias, 1.0)
+    model.set_patches(patches)
     return model.eval(), head
+
+
+def choose_patches(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str], c: float,
+                   log: Log = print) -> dict:
+    """Step 1b: ``{"chosen": k or None, "rule": …, "rows": [{"patches", "mean", "folds"}]}``."""
+    rule = (f"fewest patches with LOSO mean accuracy ≥ all − {PATCH_ACC_TOL} and mean macro AUC ≥ "
+            f"all − {PATCH_AUC_TOL}")
+    if any(t not in data.patches for t in trunks):
+        return {"chosen": None, "rule": rule, "rows": [], "note": "no per-patch features: all patches"}
+    rows = []
+    for keep in PATCH_CHOICES:
+        rep = loso_report(linear_fold_logits(data.with_patches(keep), folds, trunks, c))
+        rows.append({"patches": keep, "mean": rep["mean"],
+                     "folds": {s: v["calibrated"] for s, v in rep["folds"].items()}})
+        m = rep["mean"]
+        log(f"LOSO {NAME} patches {keep or 'all'}: accuracy {m['accuracy']:.3f} AUC {m['macro_auc']:.3f} "
+            f"ECE {m['ece']:.3f}")
+    ref = rows[0]["mean"]
+    ok = [r for r in rows if r["mean"]["accuracy"] >= ref["accuracy"] - PATCH_ACC_TOL
+          and r["mean"]["macro_auc"] >= ref["macro_auc"] - PATCH_AUC_TOL]
+    best = min(ok, key=lambda r: r["patches"] or float("inf"))
+    return {"chosen": best["patches"], "rule": rule, "rows": rows}
 
 
 def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[float],
@@ -93,6 +131,9 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
     choice = {**choice, "best_any": choice["best"], "best": best,
               "eligible": f"trunk sets with a musicnn trunk ({', '.join(MUSICNN)})"}
     trunks, c = best["features"], best["C"]
+    patch_choice = choose_patches(data, folds, trunks, c, log)
+    keep = patch_choice["chosen"]
+    data = data.with_patches(keep)
     fold_logits = linear_fold_logits(data, folds, trunks, c)
     rep = loso_report(fold_logits)
     calib = compare_methods(fold_logits)
@@ -106,20 +147,21 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
         rep["folds"][f.held_out]["calibrated"].update(method=method, **cal)
     for k in ("accuracy", "macro_auc", "ece", "log_loss", "ece_seen"):
         rep["mean"][k] = float(np.mean([rep["folds"][s]["calibrated"][k] for s in rep["folds"]]))
-    model, head = train_fused_trunks(data, trunks, c, cmap)
+    model, head = train_fused_trunks(data, trunks, c, cmap, patches=keep)
     va = np.array([t.split == "val" for t in data.tracks])
     p_val = cmap.probs(head.logits(data.stacked(trunks)[va]))
-    record = {"features": list(trunks), "C": c, **rep, "calibration": calib,
+    record = {"features": list(trunks), "C": c, "patches": keep, "patch_choice": patch_choice,
+              **rep, "calibration": calib,
               "feature_choice": {k: v for k, v in choice.items() if k != "grid"} | {"grid": choice["grid"]},
               "in_source_val": {"n": int(va.sum()), "accuracy": float((p_val.argmax(1) == data.y[va]).mean()),
                                 "macro_auc": macro_auc(data.y[va], p_val),
                                 "ece": expected_calibration_error(p_val, data.y[va]),
                                 "per_genre_recall": per_genre_recall(data.y[va], p_val.argmax(1), data.labels)}}
     m = rep["mean"]
-    log(f"{NAME}: {'+'.join(trunks)}, C={c:g}, LOSO mean accuracy {m['accuracy']:.3f}, AUC "
+    log(f"{NAME}: {'+'.join(trunks)}, C={c:g}, patches {keep or 'all'}, LOSO mean accuracy {m['accuracy']:.3f}, AUC "
         f"{m['macro_auc']:.3f}, ECE {m['ece']:.3f} ({method}); in-source val accuracy "
         f"{record['in_source_val']['accuracy']:.3f}")
     return record, model
 
 
-__all__ = ["NAME", "bank_sets", "fused_trunks_loso", "train_fused_trunks"]
+__all__ = ["NAME", "PATCH_CHOICES", "bank_sets", "choose_patches", "fused_trunks_loso", "train_fused_trunks"]

@@ -36,7 +36,9 @@ class SourceData:
 
     ``trunk``: frozen MSD-VGG blocks 1–4 output ``(N, 128, 6, T4)`` float16
     (for retraining ``cnn_msd``'s head); ``features``: name → ``(N, D)``
-    float32 pooled features of each trunk (``MSD_vgg`` always).
+    float32 pooled features of each trunk (``MSD_vgg`` always);
+    ``patches``: name → per-patch (penultimate ``(N, P, D)``, tags ``(N, P, 50)``)
+    of the trunks whose feature files carry them (:meth:`with_patches`).
     """
 
     tracks: list[Track]
@@ -44,12 +46,28 @@ class SourceData:
     y: np.ndarray                       # (N,) int64
     trunk: np.ndarray | None = None     # (N, 128, 6, T4) float16
     features: dict[str, np.ndarray] = field(default_factory=dict)
+    patches: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def subset(self, idx: np.ndarray) -> "SourceData":
         idx = np.asarray(idx, dtype=np.int64)
         return SourceData(tracks=[self.tracks[i] for i in idx], labels=self.labels, y=self.y[idx],
                           trunk=None if self.trunk is None else self.trunk[idx],
-                          features={k: v[idx] for k, v in self.features.items()})
+                          features={k: v[idx] for k, v in self.features.items()},
+                          patches={k: (a[idx], b[idx]) for k, (a, b) in self.patches.items()})
+
+    def with_patches(self, keep: int | None) -> "SourceData":
+        """The same tracks with every per-patch trunk's features pooled over
+        ``keep`` of each clip's patches (:func:`~core.models.trunks.patch_choice`),
+        as a bank with ``patches=keep`` computes them."""
+        from core.models.trunks import patch_choice, pool_patches
+
+        feats = dict(self.features)
+        for name, (pen, tags) in self.patches.items():
+            idx = patch_choice(pen.shape[1], keep)
+            f, t = pool_patches(pen[:, idx].transpose(1, 0, 2), tags[:, idx].transpose(1, 0, 2))
+            feats[name] = np.concatenate([f, t], axis=1).astype(np.float32)
+        return SourceData(tracks=self.tracks, labels=self.labels, y=self.y, trunk=self.trunk,
+                          features=feats, patches=self.patches)
 
     def stacked(self, names: Sequence[str]) -> np.ndarray:
         """Features of ``names`` side by side, ``(N, ΣD)``."""
@@ -85,6 +103,17 @@ def read_feature_file(path: str | Path, track_ids: Sequence[str]) -> np.ndarray:
     return feats[[pos[t] for t in track_ids]]
 
 
+def read_patch_file(path: str | Path, track_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-patch (``patch_features`` ``(N, P, D)``, ``patch_tags`` ``(N, P, 50)``) of
+    ``path`` in the order of ``track_ids``; None when the file has none."""
+    with np.load(path, allow_pickle=False) as z:
+        if "patch_features" not in z.files or "patch_tags" not in z.files:
+            return None
+        pos = {str(t): i for i, t in enumerate(z["track_id"])}
+        rows = [pos[t] for t in track_ids]
+        return z["patch_features"][rows].astype(np.float32), z["patch_tags"][rows].astype(np.float32)
+
+
 def load_source_data(dirs: Sequence[str | Path], cache_root: str | Path,
                      extra_features: str | Path | None = None, workers: int = 2) -> SourceData:
     """Read the folders, their MSD log-mels and trunk outputs (cached under
@@ -102,11 +131,16 @@ def load_source_data(dirs: Sequence[str | Path], cache_root: str | Path,
     del data.mels
     ids = [t.track_id for t in data.tracks]
     feats = {MSD_VGG: frozen_msd_features(trunk, labels)}
+    per_patch = {}
     if extra_features and Path(extra_features).is_dir():
         for p in sorted(Path(extra_features).glob("*.npz")):
             if p.stem != MSD_VGG:
                 try:
                     feats[p.stem] = read_feature_file(p, ids)
+                    pp = read_patch_file(p, ids)
                 except (FeatureSetError, KeyError, OSError, ValueError):
                     continue
-    return SourceData(tracks=data.tracks, labels=labels, y=data.y, trunk=trunk, features=feats)
+                if pp is not None:
+                    per_patch[p.stem] = pp
+    return SourceData(tracks=data.tracks, labels=labels, y=data.y, trunk=trunk, features=feats,
+                      patches=per_patch)

@@ -35,7 +35,8 @@ def head_only_history(path: Path) -> dict:
 
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            n = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys() if k not in ("temperature", "trunk_set"))
+            n = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys()
+                    if k not in ("temperature", "trunk_set", "bank_patches"))
         return {"feature_config": json.loads(meta["feature_config"]), "n_parameters": n,
                 "n_trained_parameters": n}
     except (OSError, ValueError, KeyError):
