@@ -38,7 +38,7 @@ def banks(monkeypatch):
         b = TrunkBank(models={"msd_musicnn": _Stub("msd_musicnn")})
         b.runs = 0
         real = b.run
-        b.run = lambda x: (setattr(b, "runs", b.runs + x.shape[0]), real(x))[1]
+        b.run = lambda x, *a: (setattr(b, "runs", b.runs + x.shape[0]), real(x, *a))[1]
         made[kind] = b
         return b
 

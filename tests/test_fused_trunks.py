@@ -33,7 +33,7 @@ def stub_bank(monkeypatch):
         if key not in banks:
             bank = _stub_bank(key[0], patches)
             real = bank.run
-            bank.run = lambda x, real=real: (runs.append(x.shape[0]), real(x))[1]
+            bank.run = lambda x, *a, real=real: (runs.append(x.shape[0]), real(x, *a))[1]
             banks[key] = bank
         return banks[key]
     monkeypatch.setattr(tm, "shared_bank", shared)

@@ -295,7 +295,7 @@ def test_bfloat16_bank_close_to_float32(real_bank, served_bank):
     bf = served_bank
     if not bf.bfloat16:
         pytest.skip("bfloat16 off here (no native bfloat16, or GENRE_BFLOAT16=off)")
-    assert bf.key() != real_bank.key() and bf.key().endswith("bf16")
+    assert bf.key() != real_bank.key() and ":bf16" in bf.key()
     rng = np.random.default_rng(0)
     mel = torch.from_numpy(rng.uniform(0, 2.5, (2, 1, 96, 2 * PATCH_FRAMES)).astype(np.float32))
     a, b = real_bank.run(mel), bf.run(mel)
@@ -354,7 +354,7 @@ def test_trunk_model_runs_once_per_clip_on_the_inference_path(monkeypatch):
     bank = _stub_bank(("msd_musicnn",))
     runs = []
     real_run = bank.run
-    monkeypatch.setattr(bank, "run", lambda x: (runs.append(x.shape[0]), real_run(x))[1])
+    monkeypatch.setattr(bank, "run", lambda x, *a: (runs.append(x.shape[0]), real_run(x, *a))[1])
     monkeypatch.setattr(tm, "shared_bank", lambda trunks, patches=None: bank)
     torch.manual_seed(0)
     models = {n: _LinearOnTrunks(["A", "B", "C"], ["msd_musicnn"]).eval() for n in ("h1", "h2")}
@@ -418,3 +418,38 @@ def test_feature_files_keep_every_patch_and_repool_as_a_bank_on_fewer_patches(tm
 def _mel(path):
     from core.models.trunks import clip_logmel
     return clip_logmel(path)[None]
+
+
+def test_served_msd_vgg_takes_the_msd_models_trunk_pass(served_bank, monkeypatch):
+    """A served bank computes MSD_vgg from blocks 1–4 over the whole clip
+    (ClipVGG): close to the checkpoint's own per-patch pass, and in
+    predict_all it takes cnn_msd's trunk pass instead of making its own,
+    with the same outputs as alone."""
+    from core.models.fused_trunks import FusedTrunks
+    from core.models.inference import predict_all
+    from core.models.optimise import optimise_for_inference
+    from core.models.transfer import CNNMSD
+    from core.models.trunks_fast import ClipVGG
+    clip = served_bank.models["msd_vgg"]
+    assert isinstance(clip, ClipVGG) and served_bank.key().endswith(":clip")
+    per_patch = TrunkBank(["msd_vgg"], models={"msd_vgg": clip.tagger})
+    rng = np.random.default_rng(1)
+    mel = torch.from_numpy(rng.uniform(0, 2.5, (2, 1, 96, 4 * PATCH_FRAMES)).astype(np.float32))
+    a, b = per_patch.run(mel)["msd_vgg"], TrunkBank(["msd_vgg"], models={"msd_vgg": clip}).run(mel)["msd_vgg"]
+    assert (a[1] - b[1]).abs().max() < 0.05
+    assert torch.nn.functional.cosine_similarity(a[0], b[0]).min() > 0.97
+    labels = ["A", "B", "C"]
+    cnn = optimise_for_inference(CNNMSD(labels).eval())
+    head = FusedTrunks(labels, trunks=["msd_vgg"])
+    d = head.input_dim
+    head.set_head(rng.normal(size=d), np.ones(d), rng.normal(size=(3, d)) * 0.01, np.zeros(3))
+    head = optimise_for_inference(head.eval())
+    assert head.shared_trunk_key() == cnn.trunk_key()
+    alone = head.predict_logmel(mel)
+    calls = []
+    real = ClipVGG.trunk
+    monkeypatch.setattr(ClipVGG, "trunk", lambda self, x: (calls.append(x.shape[0]), real(self, x))[1])
+    preds = predict_all({cnn.cfg.key(): mel}, {"head": head, "cnn_msd": cnn})
+    assert calls == []                                   # no second pass of blocks 1–4
+    assert np.allclose(preds["head"].probs, alone.probs, atol=1e-5)
+    assert np.allclose(preds["head"].embedding, alone.embedding, atol=1e-4)

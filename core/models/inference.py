@@ -83,25 +83,39 @@ def distinct_configs(models: dict[str, GenreModel]) -> list[FeatureConfig]:
 def predict_all(mels: dict[str, torch.Tensor], models: dict[str, GenreModel],
                 batch_windows: int = 64, trunk_feats: dict | None = None) -> dict[str, Prediction]:
     """Every model on the log-mels of its config (``mels[cfg.key()]``,
-    ``(B, 1, M, T)``); models that share a frozen trunk share one trunk pass.
+    ``(B, 1, M, T)``); models that share a frozen trunk share one trunk pass,
+    and a model whose ``shared_trunk_key()`` names another group's pass takes
+    that pass instead of repeating it.
     ``trunk_feats``: a dict that receives each shared trunk's output
     ``(B, C, F, T')`` by ``trunk_key`` (for the facets' taggers)."""
     preds: dict[str, Prediction] = {}
-    for names in trunk_group(models).values():
+    done: dict[str, torch.Tensor] = {} if trunk_feats is None else trunk_feats
+    groups = list(trunk_group(models).values())
+    # Trunk passes that another group can take (the bank's MSD_vgg takes the MSD
+    # models' blocks 1–4) are made first.
+    takes = {i: _shared_key(models[g[0]]) for i, g in enumerate(groups)}
+    for i in sorted(range(len(groups)), key=lambda i: takes[i] is not None):
+        names = groups[i]
         first = models[names[0]]
         lm = mels[first.cfg.key()]
+        shared = done.get(takes[i]) if takes[i] else None
         # A few clips at a time: the first conv's output is ~90 MB per 30 s clip,
         # the trunk's output only ~0.4 MB, so memory stays flat for any batch.
-        feats = torch.cat([first.trunk_features(lm[i: i + TRUNK_BATCH])
-                           for i in range(0, lm.shape[0], TRUNK_BATCH)])
-        if trunk_feats is not None:
-            trunk_feats[first.trunk_key()] = feats
+        feats = torch.cat([first.trunk_features(lm[j: j + TRUNK_BATCH]) if shared is None else
+                           first.trunk_features(lm[j: j + TRUNK_BATCH], shared[j: j + TRUNK_BATCH])
+                           for j in range(0, lm.shape[0], TRUNK_BATCH)])
+        done[first.trunk_key()] = feats
         for n in names:
             preds[n] = models[n].predict_trunk(feats)
     for name, m in models.items():
         if name not in preds:
             preds[name] = m.predict_logmel(mels[m.cfg.key()], batch_windows=batch_windows)
     return {n: preds[n] for n in models}
+
+
+def _shared_key(model: GenreModel) -> str | None:
+    fn = getattr(model, "shared_trunk_key", None)
+    return fn() if callable(fn) else None
 
 
 def _analyse(cfgs: list[FeatureConfig], waves: list[np.ndarray], models: dict[str, GenreModel],

@@ -102,6 +102,26 @@ def trunk_steps(n_frames: int) -> int:
     return t
 
 
+def trunk_digest(trunk: nn.Module) -> str:
+    """SHA-256 (16 hex) of an :class:`MSDTrunk`'s weights (before any inference rewrite)."""
+    import hashlib
+    h = hashlib.sha256()
+    for k, v in sorted(trunk.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def msd_trunk_key(cfg: FeatureConfig, digest: str, bfloat16: bool) -> str:
+    """Names the output of MSD-VGG's blocks 1–4 over a whole clip: feature
+    config, pool layout (weights alone do not fix the outputs), weights'
+    digest and precision. Every model whose trunk pass has this key computes
+    the same ``(B, 128, 6, T4)``, so one pass serves them all
+    (:func:`core.models.inference.predict_all`)."""
+    layout = "-".join(f"{a}x{b}" for a, b in POOLS[:4])
+    return f"{cfg.key()}:{layout}:{digest}" + (":bf16" if bfloat16 else "")
+
+
 class MSDVGG(nn.Module):
     """The full MSD_vgg tagger: 3 s patches ``(B, 1, 96, 187)`` → 50 MSD tag logits."""
 

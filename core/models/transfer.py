@@ -14,15 +14,22 @@ different wheel are never mixed with these in an index or a feature cache.
 
 from __future__ import annotations
 
-import hashlib
-
 import torch
 from torch import nn
 
 from core.config import FeatureConfig
 from core.errors import ArtifactError
 from core.models.base import GenreModel, init_head
-from core.models.msd import MSD_FEATURES, MSDVGG, N_FILTERS, POOLS, load_msd_weights, trunk_steps
+from core.models.msd import (
+    MSD_FEATURES,
+    MSDVGG,
+    N_FILTERS,
+    POOLS,
+    load_msd_weights,
+    msd_trunk_key,
+    trunk_digest,
+    trunk_steps,
+)
 
 TRUNK_PREFIX = "trunk."
 
@@ -64,17 +71,13 @@ class _MSDGenreModel(GenreModel):
         return self
 
     def _trunk_digest(self) -> str:
-        h = hashlib.sha256()
-        for k, v in sorted(self.trunk.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
+        return trunk_digest(self.trunk)
 
     def trunk_key(self) -> str:
-        """Models with the same key compute identical trunk features (the
-        pool layout is part of it: weights alone do not fix the outputs)."""
-        layout = "-".join(f"{a}x{b}" for a, b in POOLS[:4])
-        return f"{self.cfg.key()}:{layout}:{self.trunk_sha}"
+        """Models with the same key compute identical trunk features
+        (:func:`~core.models.msd.msd_trunk_key`; an inference copy's bfloat16
+        trunk is part of it)."""
+        return msd_trunk_key(self.cfg, self.trunk_sha, bool(getattr(self.trunk, "bfloat16", False)))
 
     def trunk_features(self, logmel: torch.Tensor) -> torch.Tensor:
         """Log-mel ``(B, 1, 96, T)`` → trunk output ``(B, 128, 6, T4)``."""

@@ -57,9 +57,16 @@ class TrunkGenreModel(GenreModel):
     def trunk_key(self) -> str:
         return "trunks:" + self.bank().key()
 
-    def trunk_features(self, logmel: torch.Tensor) -> torch.Tensor:
-        """Log-mel ``(B, 1, 96, T)`` → the bank's vectors ``(B, F)``."""
-        return self.bank().vector(logmel)
+    def trunk_features(self, logmel: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-mel ``(B, 1, 96, T)`` → the bank's vectors ``(B, F)``; ``shared``:
+        the MSD trunk pass over the same clips when another model made it
+        (:meth:`shared_trunk_key`)."""
+        return self.bank().vector(logmel, shared)
+
+    def shared_trunk_key(self) -> str | None:
+        """``trunk_key`` of another model's trunk pass that :meth:`trunk_features`
+        can take (:meth:`~core.models.trunks.TrunkBank.shared_trunk_key`), or None."""
+        return self.bank().shared_trunk_key()
 
     @torch.inference_mode()
     def predict_trunk(self, vectors: torch.Tensor):

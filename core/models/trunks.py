@@ -113,20 +113,35 @@ def pool_patches(pen, tags):
     return np.concatenate([pen.mean(0), pen.max(0)], 1), tags.mean(0)
 
 
-def load_trunk(spec: TrunkSpec, fast: bool = True, bfloat16: bool | None = None) -> tuple[nn.Module, str]:
+# The trunk whose conv blocks 1–4 the MSD transfer models also run over whole
+# clips: a served bank computes it that way and takes their pass (ClipVGG).
+CLIP_TRUNK = "msd_vgg"
+
+
+def load_trunk(spec: TrunkSpec, fast: bool = True, bfloat16: bool | None = None,
+               clip: bool = False) -> tuple[nn.Module, str]:
     """The port of ``spec`` with the wheel's weights, and the SHA-256 (16 hex)
     of those weights; ``fast``: its inference copy
     (:func:`core.models.trunks_fast.fast_tagger`, same outputs to ~1e-6 in
-    float32; ``bfloat16`` default :func:`~core.models.optimise.use_bfloat16`)."""
+    float32; ``bfloat16`` default :func:`~core.models.optimise.use_bfloat16`);
+    ``clip`` (:data:`CLIP_TRUNK` only): wrapped in
+    :class:`~core.models.trunks_fast.ClipVGG` (blocks 1–4 once over the whole clip)."""
     from core.models.musicnn import pretrained
     model = pretrained(spec.checkpoint)
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())
         h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    sha = None
+    if clip and spec.name == CLIP_TRUNK:
+        from core.models.msd import trunk_digest
+        sha = trunk_digest(model.trunk)
     if fast:
         from core.models.trunks_fast import fast_tagger
         model = fast_tagger(model, bfloat16=bfloat16)
+    if sha is not None:
+        from core.models.trunks_fast import ClipVGG
+        model = ClipVGG(model, sha)
     return model, h.hexdigest()[:16]
 
 
@@ -138,18 +153,22 @@ class TrunkBank:
     :meth:`vector` concatenates them into ``(B, F)`` (per trunk in order:
     mean, max, tags) — the layout :meth:`split` undoes. ``patches``: run on
     that many of each clip's 3 s patches (:func:`patch_choice`; None: all).
+    ``clip`` (default: ``fast``): MSD_vgg's blocks 1–4 run once over the whole
+    clip (:class:`~core.models.trunks_fast.ClipVGG`), so served models share
+    that pass with the MSD transfer models (:meth:`shared_trunk_key`).
     """
 
     def __init__(self, trunks: Sequence[str] | None = None, fast: bool = True,
                  bfloat16: bool | None = None, models: dict[str, nn.Module] | None = None,
-                 patches: int | None = None):
+                 patches: int | None = None, clip: bool | None = None):
         from core.models.optimise import use_bfloat16
         self.specs = resolve(trunks if models is None else list(models))
         self.bfloat16 = bool(fast and (use_bfloat16() if bfloat16 is None else bfloat16))
         if models is not None:      # taggers already built (tests, or copies made elsewhere)
             self.models, self.digests = dict(models), {n: "given" for n in models}
         else:
-            loaded = {s.name: load_trunk(s, fast=fast, bfloat16=self.bfloat16) for s in self.specs}
+            clip = fast if clip is None else bool(clip)
+            loaded = {s.name: load_trunk(s, fast=fast, bfloat16=self.bfloat16, clip=clip) for s in self.specs}
             self.models = {n: m for n, (m, _) in loaded.items()}
             self.digests = {n: d for n, (_, d) in loaded.items()}
         self.cfg = MSD_FEATURES
@@ -171,13 +190,28 @@ class TrunkBank:
         precision (bfloat16 changes tag probabilities by up to ~0.01). Caches key on it."""
         h = hashlib.sha256(repr(sorted(self.digests.items())).encode()).hexdigest()[:12]
         key = f"{'+'.join(self.names)}:{h}:{'bf16' if self.bfloat16 else 'f32'}"
+        key += ":clip" if self._clip() is not None else ""
         return key if self.patches is None else f"{key}:p{self.patches}"
 
+    def _clip(self):
+        from core.models.trunks_fast import ClipVGG
+        return next((m for m in self.models.values() if isinstance(m, ClipVGG)), None)
+
+    def shared_trunk_key(self) -> str | None:
+        """The MSD trunk pass this bank can take from another model
+        (:func:`~core.models.msd.msd_trunk_key`), or None."""
+        from core.models.msd import MSD_FEATURES, msd_trunk_key
+        clip = self._clip()
+        return None if clip is None else msd_trunk_key(MSD_FEATURES, clip.trunk_sha, clip.bfloat16)
+
     @torch.inference_mode()
-    def patch_outputs(self, logmel: torch.Tensor, keep: int | None = None
+    def patch_outputs(self, logmel: torch.Tensor, keep: int | None = None, shared: torch.Tensor | None = None
                       ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per-patch outputs of ``keep`` patches per clip (:func:`patch_choice`;
-        None: all P): ``{name: (penultimate (P, B, D), tags (P, B, 50))}``."""
+        None: all P): ``{name: (penultimate (P, B, D), tags (P, B, 50))}``.
+        ``shared``: the MSD trunk pass ``(B, 128, 6, T4)`` over these clips, when
+        another model has made it (:meth:`shared_trunk_key`)."""
+        from core.models.trunks_fast import ClipVGG
         x = torch.as_tensor(logmel, dtype=torch.float32)
         if x.dim() == 3:
             x = x.unsqueeze(1)
@@ -192,17 +226,22 @@ class TrunkBank:
             p = p.reshape(n, b, *p.shape[1:])[idx].flatten(0, 1)
         out = {}
         for name, model in self.models.items():
-            pen, logits = model.embed(p)
+            if isinstance(model, ClipVGG):
+                pen, logits = model.embed_clip(x, idx, shared)
+            else:
+                pen, logits = model.embed(p)
             out[name] = (pen.float().reshape(-1, b, pen.shape[-1]),
                          torch.sigmoid(logits.float()).reshape(-1, b, logits.shape[-1]))
         return out
 
-    def run(self, logmel: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        return {n: pool_patches(*o) for n, o in self.patch_outputs(logmel, self.patches).items()}
+    def run(self, logmel: torch.Tensor, shared: torch.Tensor | None = None
+            ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        return {n: pool_patches(*o) for n, o in self.patch_outputs(logmel, self.patches, shared).items()}
 
-    def vector(self, logmel: torch.Tensor) -> torch.Tensor:
-        """``(B, 1, 96, T)`` → ``(B, F)``: every trunk's features and tags, concatenated."""
-        return torch.cat([torch.cat(v, 1) for v in self.run(logmel).values()], 1)
+    def vector(self, logmel: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, 1, 96, T)`` → ``(B, F)``: every trunk's features and tags, concatenated
+        (``shared``: see :meth:`patch_outputs`)."""
+        return torch.cat([torch.cat(v, 1) for v in self.run(logmel, shared).values()], 1)
 
     def split(self, vec: np.ndarray | torch.Tensor) -> dict[str, TrunkOutput]:
         """Undo :meth:`vector`: ``(N, F)`` → ``{name: TrunkOutput}``."""

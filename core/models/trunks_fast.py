@@ -225,3 +225,55 @@ def fast_tagger(model: nn.Module, bfloat16: bool | None = None) -> nn.Module:
     if bf16 and not isinstance(getattr(fast, "trunk", None), FastMSDTrunk):
         fast = _Autocast(fast)       # MTT_vgg: its overlapping first pool keeps the plain trunk
     return fast
+
+
+class ClipVGG(nn.Module):
+    """MSD_vgg's per-patch outputs from **one pass of its conv blocks 1–4 over
+    the whole clip** — the pass the MSD transfer models (``cnn_msd``,
+    ``crnn_msd``, ``fused``) already make, so a served bank takes theirs
+    instead of running the blocks again (:func:`core.models.inference.predict_all`).
+
+    The trunk's output ``(B, 128, 6, T4)`` (16 log-mel frames per step) is cut
+    into one window of ⌊187 / 16⌋ = 11 steps per 3 s patch, patch k's starting
+    at step ⌊187·k / 16⌋, and conv 5, pool 5 and the tag layer run on each
+    window, as on a patch. This is not the checkpoint's own per-patch pass: at
+    a patch border conv 1–4 see the neighbouring audio instead of zero
+    padding, and a window may start up to 15 frames before its patch. Heads
+    on this bank are fitted on exactly these outputs (``trunk-features``
+    computes them here too) and judged leave-one-source-out.
+
+    ``tagger``: an MSD_vgg port (or its inference copy) with ``trunk``,
+    ``block5``, ``pool5`` and ``dense``; ``trunk_sha``: the digest of its
+    blocks 1–4 before any rewrite (:func:`core.models.msd.trunk_digest`).
+    """
+
+    def __init__(self, tagger: nn.Module, trunk_sha: str):
+        super().__init__()
+        self.tagger, self.trunk_sha = tagger, trunk_sha
+
+    @property
+    def bfloat16(self) -> bool:
+        return bool(getattr(self.tagger.trunk, "bfloat16", False))
+
+    def trunk(self, logmel: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(B, 1, 96, T)`` → blocks 1–4 over the whole clip ``(B, 128, 6, T4)``."""
+        return self.tagger.trunk(logmel)
+
+    def embed_clip(self, logmel: torch.Tensor, idx: list[int],
+                   trunk: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clip's patches ``idx`` → (penultimate ``(len(idx)·B, 256)``,
+        logits ``(len(idx)·B, 50)``), patch-major like :func:`core.models.msd.patches`.
+        ``trunk``: :meth:`trunk`'s output when another model has computed it."""
+        from core.models.msd import PATCH_FRAMES, POOLS
+        t = self.trunk(logmel) if trunk is None else trunk
+        per_step = 1
+        for k in POOLS[:4]:
+            per_step *= k[1]
+        width = PATCH_FRAMES // per_step
+        if t.shape[-1] < width:
+            raise ValueError(f"MSD_vgg needs ≥ {width} trunk steps, got {t.shape[-1]}")
+        starts = [min(PATCH_FRAMES * k // per_step, t.shape[-1] - width) for k in idx]
+        wins = torch.cat([t[..., s: s + width] for s in starts], 0)          # (P'·B, 128, 6, 11)
+        x = self.tagger.pool5(self.tagger.block5(wins))                      # (P'·B, 128, 1, 2)
+        flat = x.permute(0, 3, 2, 1).flatten(1)                              # TF's flatten order
+        return flat, self.tagger.dense(flat)
