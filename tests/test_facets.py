@@ -185,6 +185,14 @@ def test_song_path_is_monotone_towards_b_without_repeats():
     # More steps than tracks between: shorter, still monotone and distinct.
     long = song_path(idx, "t0", "t3", steps=8, model="m")
     assert [s.track_id for s in long] == ["t0", "t1", "t2", "t3"]
+    # Distances to the waypoints: step j of n is the point t = j/(n−1) of the chord from A (0°) to B,
+    # seen from the origin at angle atan2(t·sin B, 1 − t + t·cos B).
+    for p, end_deg in ((path, 90.0), (long, 30.0)):
+        at = {f"t{i}": i * 10.0 for i in range(10)}
+        t = np.arange(len(p)) / (len(p) - 1)
+        way = np.degrees(np.arctan2(t * np.sin(np.radians(end_deg)), 1 - t + t * np.cos(np.radians(end_deg))))
+        want = [1 - np.cos(np.radians(at[s.track_id] - w)) for s, w in zip(p, way)]
+        assert [s.to_waypoint for s in p] == pytest.approx(want, abs=1e-6)
     with pytest.raises(RecommendError):
         song_path(idx, "t0", "t0", steps=3, model="m")
 
