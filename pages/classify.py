@@ -54,7 +54,7 @@ for i, r in enumerate(results):
         c1, c2 = st.columns([2, 3])
         with c1:
             st.subheader(r.name)
-            tag_line = upload_tag_line(r.data)
+            tag_line = upload_tag_line(r.data, v.digest)
             if tag_line:
                 st.caption(tag_line)
             with st.popover("Listen", icon=":material/play_arrow:"):   # the player is drawn when opened

@@ -35,8 +35,9 @@ model = model_picker(models, key="map_model", container=c1)
 method = c2.radio("Projection", list(PROJECTIONS), horizontal=True, key="map_method")
 colour_opts = {"genre": "labelled genre", f"pred_{model}": f"{charts.model_name(model)}'s predicted genre",
                "source": "collection"}
-facets = idx.snapshot().facets()           # row order = table order
-colour_opts |= facet_choices(facets)
+facets = idx.snapshot().frame              # read only, not copied; row order = table order
+facet_opts = facet_choices(facets)
+colour_opts |= facet_opts
 colour = c3.selectbox("Colour by", list(colour_opts), format_func=colour_opts.get, key="map_colour",
                       help="A genre or collection, or any facet the index computed beyond genre "
                            "(tempo, energy, mood and vocal scores, tags).")
@@ -48,7 +49,7 @@ def _map_figure():
                 f"pred_{model}"]].copy()
     df["genre"] = df["genre"].replace("", "(unlabelled)")
     df["x"], df["y"] = xy[:, 0], xy[:, 1]
-    if colour in facets:
+    if colour in facet_opts:
         df[colour] = facets[colour].to_numpy()
         return facet_scatter(df, colour, colour_opts[colour], ["title", "artist", "genre"],
                              f"{len(df):,} tracks · {charts.model_name(model)} · {method} · {colour_opts[colour]}")

@@ -1,6 +1,7 @@
 """``python -m core``: help texts, classify (the hostile corpus in one call,
 tampered artifacts), train/evaluate end to end on tiny data."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -92,3 +93,22 @@ def test_classify_cli_with_tampered_artifacts(artifacts_copy, tone_wav):
     assert proc.stderr.count("\n") == 1
     assert "checksum mismatch" in proc.stderr and str(path) in proc.stderr
     assert "make artifacts" in proc.stderr
+
+
+def test_without_data_folders_every_command_says_so_in_one_line(monkeypatch, capsys, tmp_path):
+    """--data, else the shared folders; with neither, one line (the training commands
+    exit with it, recommend-eval returns the bad-input status)."""
+    import core.cli
+    from core.cli.main import main
+
+    given = argparse.Namespace(data=[str(tmp_path)])
+    assert core.cli.data_dirs(given) == [tmp_path]
+    monkeypatch.setattr(core.cli, "shared_data_dirs", lambda: [])
+    assert core.cli.data_dirs(argparse.Namespace(data=None)) == []
+    line = "error: no --data folder given and ../shared/data not found"
+    for argv in (["baseline"], ["calibrate"], ["trunk-features", "--out", str(tmp_path)], ["loso"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == line
+    assert main(["recommend-eval", "--index", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == line

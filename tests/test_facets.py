@@ -113,6 +113,65 @@ def test_steering_reranks_a_known_geometry():
         Steer(mood="angry")
 
 
+def _steered_by_definition(idx, seeds, steer, k, **kw):
+    """Reference: the whole unsteered list (copies removed), re-scored, filtered, re-sorted."""
+    from dataclasses import replace
+
+    from core.recommend.methods import recommend
+    from core.recommend.steer import mood_terms
+
+    snap = idx.snapshot()
+    base = recommend(snap, seeds, k=len(snap), **{**kw, "diversity": 0.0})
+    rows = snap.rows_of([r.track_id for r in base])
+    f = snap.facets()
+    score = np.array([r.score for r in base], float)
+    keep = np.ones(len(base), bool)
+    if steer.tempo is not None:
+        bpm = f["tempo_bpm"].to_numpy(float)[rows]
+        keep &= (bpm >= steer.tempo[0]) & (bpm <= steer.tempo[1])
+    if steer.mood is not None:
+        terms = mood_terms(f["arousal"].to_numpy(float), f["valence"].to_numpy(float), snap.rows_of(seeds),
+                           steer.mood)
+        score = score + steer.weight * terms[rows]
+    order = [i for i in np.argsort(-score, kind="stable") if keep[i]][:k]
+    return [replace(base[i], rank=r + 1, score=float(score[i])) for r, i in enumerate(order)]
+
+
+def test_steering_answers_exactly_as_re_ranking_the_whole_unsteered_list():
+    """Steering scores the catalog once and removes copies only as deep as it
+    needs: the same tracks, order, scores and reasons as the definition, with
+    copies of one song (the first copy in the unsteered order stays) and ties."""
+    rng = np.random.default_rng(3)
+    n = 400
+    emb = rng.normal(size=(n, 8)).astype(np.float32)
+    emb[10:20] = emb[9]                                     # tied scores
+    titles = [f"song {i}" for i in range(n)]
+    artists = [f"a{i % 50}" for i in range(n)]
+    for i in range(30, n, 7):                               # copies of the song one row up
+        titles[i], artists[i] = titles[i - 1], artists[i - 1]
+    arousal = rng.uniform(0, 1, n)
+    arousal[::11] = np.nan
+    rows = pd.DataFrame({"track_id": [f"t{i}" for i in range(n)], "title": titles, "artist": artists,
+                         "genre": np.where(np.arange(n) % 2, "G", "H"), "arousal": arousal,
+                         "valence": rng.uniform(0, 1, n), "tempo_bpm": rng.uniform(60, 180, n)})
+    probs = rng.dirichlet(np.ones(2), n).astype(np.float32)
+    idx = CatalogIndex.from_arrays(rows, {"m": emb}, {"m": probs}, ["G", "H"])
+    steers = [Steer(mood="like", weight=2.0), Steer(mood="calmer"), Steer(mood="energetic", weight=-0.3),
+              Steer(tempo=(90, 120)), Steer(mood="like", tempo=(100, 180)), Steer(tempo=(300, 400))]
+    n_copies_moved = 0
+    for steer in steers:
+        for seeds, kw in ((["t9"], dict(method="cosine")), (["t0", "t31"], dict(method="genre", genre_weight=0.5)),
+                          (["t5"], dict(method="cosine", aggregate="max", exclude_artists=["a7"]))):
+            got = steered(idx, seeds, steer, k=12, model="m", **kw)
+            want = _steered_by_definition(idx, seeds, steer, 12, model="m", **kw)
+            assert [(r.track_id, r.rank, r.score) for r in got] == [(r.track_id, r.rank, r.score) for r in want]
+            assert [r.reason.split("; steered: ")[0] for r in got] == [r.reason for r in want]
+            assert all("; steered: " in r.reason for r in got)
+            n_copies_moved += sum(int(r.track_id[1:]) >= 29 and int(r.track_id[1:]) % 7 in (1, 2)
+                                  for r in got)
+    assert n_copies_moved > 0       # songs with a copy were among the answers
+
+
 def test_song_path_is_monotone_towards_b_without_repeats():
     idx = _line_index(n=10)
     path = song_path(idx, "t0", "t9", steps=5, model="m")
@@ -126,6 +185,14 @@ def test_song_path_is_monotone_towards_b_without_repeats():
     # More steps than tracks between: shorter, still monotone and distinct.
     long = song_path(idx, "t0", "t3", steps=8, model="m")
     assert [s.track_id for s in long] == ["t0", "t1", "t2", "t3"]
+    # Distances to the waypoints: step j of n is the point t = j/(n−1) of the chord from A (0°) to B,
+    # seen from the origin at angle atan2(t·sin B, 1 − t + t·cos B).
+    for p, end_deg in ((path, 90.0), (long, 30.0)):
+        at = {f"t{i}": i * 10.0 for i in range(10)}
+        t = np.arange(len(p)) / (len(p) - 1)
+        way = np.degrees(np.arctan2(t * np.sin(np.radians(end_deg)), 1 - t + t * np.cos(np.radians(end_deg))))
+        want = [1 - np.cos(np.radians(at[s.track_id] - w)) for s, w in zip(p, way)]
+        assert [s.to_waypoint for s in p] == pytest.approx(want, abs=1e-6)
     with pytest.raises(RecommendError):
         song_path(idx, "t0", "t0", steps=3, model="m")
 

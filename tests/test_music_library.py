@@ -279,11 +279,22 @@ def test_bench_library_entry_kills_and_resumes(tmp_path, tiny_artifacts):
     assert "3 s" not in lib["note"] and "1.5 s clips" in lib["note"]
 
 
-def test_an_uploads_own_tags_are_shown(tmp_path):
+def test_an_uploads_own_tags_are_shown_and_read_once_per_content(tmp_path, monkeypatch):
+    import core.datasets.tags
+    import ui.tracks
+    from core.audio.cache import content_hash
     from ui.tracks import genre_note, upload_tag_line
 
     p = write_track(tmp_path / "up.m4a", music(2.0, SR, 5), SR, "m4a")
     write_tags(p, Tags(artist="Cleo", album="Live", title="Blue", genre="Jazz"))
-    assert upload_tag_line(p.read_bytes()).startswith("Blue — Cleo (Live) · tagged Jazz")
-    assert upload_tag_line(b"not audio") == ""
+    data = p.read_bytes()
+    ui.tracks._upload_tag_line.clear()
+    reads = []
+    real = core.datasets.tags.read_tags
+    monkeypatch.setattr(core.datasets.tags, "read_tags", lambda f: reads.append(1) or real(f))
+    for _ in range(3):                  # the page's reruns: the tags are read once
+        assert upload_tag_line(data, content_hash(data)).startswith("Blue — Cleo (Live) · tagged Jazz")
+    assert len(reads) == 1
+    assert upload_tag_line(b"not audio", content_hash(b"not audio")) == ""
+    assert len(reads) == 2
     assert genre_note("", "Jazz", "Classical") == "unlabelled · tagged Jazz · the models hear Classical"

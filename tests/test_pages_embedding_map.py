@@ -40,13 +40,18 @@ def test_tsne_other_model_and_predicted_colours(app):
     assert len(values(fig["data"][0]["x"])) == len(fig["data"][0]["customdata"])
 
 
-def test_map_colours_by_a_facet(app):
+def test_map_colours_by_a_facet(app, monkeypatch):
     from core.catalog.index import CatalogIndex
+    from core.catalog.snapshot import IndexSnapshot
 
+    copies = []
+    real = IndexSnapshot.facets
+    monkeypatch.setattr(IndexSnapshot, "facets", lambda self: copies.append(1) or real(self))
     open_page(app, "embedding_map")
     assert "Tempo" in app.selectbox(key="map_colour").options
     app.selectbox(key="map_colour").set_value("tempo_bpm").run()
     no_exceptions(app)
+    assert copies == []             # every rerun reads the facet columns in place, never a copy of the table
     fig = plotly_specs(app)[0]
     assert "Tempo" in fig["layout"]["title"]["text"]
     # One continuous trace whose colours are the index's tempo facet, row for row.

@@ -235,9 +235,13 @@ def test_options_start_at_the_recommenders_defaults(app, calls):
     assert calls[-1]["genre_weight"] == D.genre_weight and calls[-1]["variant"] == D.variant
 
 
-def test_tempo_range_steers_both_lists_and_a_song_path_is_shown(app):
+def test_tempo_range_steers_both_lists_and_a_song_path_is_shown(app, monkeypatch):
     from core.catalog.index import CatalogIndex
+    from core.catalog.snapshot import IndexSnapshot
 
+    copies = []
+    real = IndexSnapshot.facets
+    monkeypatch.setattr(IndexSnapshot, "facets", lambda self: copies.append(1) or real(self))
     open_page(app, "recommender")
     app.multiselect(key="rec_seeds_w").set_value(SEEDS[:2]).run()
     snap = CatalogIndex.open(app.env["GENRE_INDEX"]).snapshot()
@@ -247,6 +251,7 @@ def test_tempo_range_steers_both_lists_and_a_song_path_is_shown(app):
     app.checkbox(key="rec_steer_tempo_on").check().run()
     app.slider(key="rec_steer_tempo").set_value((int(lo), int(hi) + 1)).run()
     no_exceptions(app)
+    assert len(copies) == 1         # the test's own read: the page's reruns never copy the facets table
     shown = _lists(app)
     assert shown["cosine"] and shown["genre"]
     assert all(int(lo) <= bpm[t] <= int(hi) + 1 for m in shown.values() for t in m)

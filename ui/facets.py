@@ -111,7 +111,7 @@ def steer_controls(idx, key: str = "rec_steer"):
     """The "steer by feel" controls; returns a :class:`~core.recommend.steer.Steer`."""
     from core.recommend.steer import Steer
 
-    facets = idx.snapshot().facets()
+    facets = idx.snapshot().frame       # read only: every rerun reads it, so it is not copied
     has_mood = facets["arousal"].notna().any()
     bpm = facets["tempo_bpm"].dropna()
     c1, c2, c3 = st.columns([2, 1, 3])

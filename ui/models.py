@@ -123,12 +123,18 @@ def _read_json(name: str, artifacts: str, stamp: float, manifest_stamp: float) -
     return read_json(name, artifacts)
 
 
+def _verified_json(name: str) -> dict:
+    """The artifact ``name`` read and verified against the manifest (cached
+    until either file changes); raises ArtifactError, ValueError or OSError."""
+    root = paths().artifacts
+    return _read_json(name, str(root), file_stamp(root / name), file_stamp(root / "manifest.json"))
+
+
 def artifact_json(name: str, quiet: bool = False) -> dict | None:
     """A verified JSON artifact (``metrics.json``, ``cnn_history.json``…) or ``None``
     with a one-line note when it is missing or unreadable."""
-    root = paths().artifacts
     try:
-        return _read_json(name, str(root), file_stamp(root / name), file_stamp(root / "manifest.json"))
+        return _verified_json(name)
     except ArtifactError as exc:
         if not quiet:
             st.info(f"{name} is not available: {exc}")
@@ -143,11 +149,10 @@ def artifact_json_checked(name: str) -> tuple[dict | None, str | None]:
     """``(data, None)`` for a verified JSON artifact; ``(None, None)`` when it is
     simply not shipped; ``(None, line)`` with one line saying why when it is
     there but does not verify (edited without ``update_manifest``) or is unreadable."""
-    root = paths().artifacts
-    if not (root / name).is_file():
+    if not (paths().artifacts / name).is_file():
         return None, None
     try:
-        return _read_json(name, str(root), file_stamp(root / name), file_stamp(root / "manifest.json")), None
+        return _verified_json(name), None
     except (ArtifactError, ValueError, OSError) as exc:
         return None, f"The shipped {name} is not shown: {exc}"
 

@@ -28,13 +28,19 @@ def genre_note(genre: str, tag_genre: str, predicted: str) -> str:
     return " · ".join(parts)
 
 
-def upload_tag_line(data: bytes) -> str:
-    """'Artist — Title (Album) · tagged Jazz' from an upload's own tags ("" without tags)."""
+def upload_tag_line(data: bytes, digest: str) -> str:
+    """'Artist — Title (Album) · tagged Jazz' from an upload's own tags ("" without
+    tags); read once per file content (``digest``: the bytes' SHA-256, the cache key)."""
+    return _upload_tag_line(digest, data)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _upload_tag_line(digest: str, _data: bytes) -> str:
     import io
 
     from core.datasets.tags import read_tags
 
-    t = read_tags(io.BytesIO(data))
+    t = read_tags(io.BytesIO(_data))
     if not (t.title or t.artist):
         return ""
     line = track_name(t.title, t.artist, t.album, "")

@@ -4,11 +4,10 @@ facet matches the data's own labels) (registered by :mod:`core.cli.main`)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from core.cli import EXIT_BAD_INPUT
+from core.cli import EXIT_BAD_INPUT, data_dirs
 from core.cli.recommend import _err, open_index
-from core.config import Paths, shared_data_dirs
+from core.config import Paths
 
 FACETS_ARTIFACT = "facets_eval.json"
 
@@ -40,7 +39,7 @@ def cmd_facets_eval(args) -> int:
     idx = open_index(args.index)
     if idx is None:
         return 1
-    dirs = [Path(d) for d in (args.data or [])] or shared_data_dirs()
+    dirs = data_dirs(args)
     snap = idx.snapshot()
     cfgs = [FeatureConfig.from_dict(m["feature_config"]) for m in snap.model_meta.values()
             if "feature_config" in m] or [MSD_FEATURES]

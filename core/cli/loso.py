@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from core.config import Paths, shared_data_dirs
+from core.cli import data_dirs_or_exit
+from core.config import Paths
 
 
 def register(sub) -> None:
@@ -29,9 +30,7 @@ def register(sub) -> None:
 def _run(args) -> int:
     from core.training.fused_train import run_loso
 
-    dirs = [Path(d) for d in (args.data or [])] or shared_data_dirs()
-    if not dirs:
-        sys.exit("error: no --data folder given and ../shared/data not found")
+    dirs = data_dirs_or_exit(args)
     cache = Path(args.cache) if args.cache else Paths().cache.parent
     rec = run_loso(dirs, cache, args.artifacts, extra_features=args.trunk_features,
                    cnn_msd_minutes=args.cnn_msd_minutes, ship=not args.no_ship,

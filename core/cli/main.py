@@ -15,16 +15,9 @@ import os
 import sys
 from pathlib import Path
 
-from core.cli import EXIT_BAD_INPUT, bench, facets, loso, model_card, recommend, study, trunks
-from core.config import FeatureConfig, Paths, TrainConfig, shared_data_dirs
+from core.cli import EXIT_BAD_INPUT, bench, data_dirs_or_exit, facets, loso, model_card, recommend, study, trunks
+from core.config import FeatureConfig, Paths, TrainConfig
 from core.errors import GenreError
-
-
-def _data_dirs(args) -> list[Path]:
-    dirs = [Path(d) for d in (args.data or [])] or shared_data_dirs()
-    if not dirs:
-        sys.exit("error: no --data folder given and ../shared/data not found")
-    return dirs
 
 
 def cmd_train(args) -> int:
@@ -34,7 +27,7 @@ def cmd_train(args) -> int:
     from core.models.artifacts import save_model, update_manifest, write_json
     from core.training.train import load_labelled, train_model, train_transfer
 
-    tracks = read_datasets(_data_dirs(args), labelled_only=True)
+    tracks = read_datasets(data_dirs_or_exit(args), labelled_only=True)
     train_tracks = [t for t in tracks if t.split == "train"]
     labels = genres_of(train_tracks)
     transfer = MODELS[args.model].__name__.endswith("MSD")
@@ -77,7 +70,7 @@ def cmd_train(args) -> int:
     save_model(model, out, extra={"train_config": cfg.to_dict(), "best_epoch": history["best_epoch"]})
     history.update(train_config=cfg.to_dict(), feature_config=feat.to_dict(),
                    n_train=len(train), n_val=len(val), labels=labels,
-                   data=[str(d) for d in _data_dirs(args)])
+                   data=[str(d) for d in data_dirs_or_exit(args)])
     write_json(out / f"{args.model}_history.json", history)
     update_manifest(out)
     print(json.dumps({"model": args.model, "best_epoch": history["best_epoch"],
@@ -128,7 +121,7 @@ def _train_recurrent(args, tracks, labels, cfg) -> int:
                                   "stage": "recurrent"})
     history.update(train_config=cfg.to_dict(), feature_config=model.cfg.to_dict(),
                    n_train=len(train), n_val=len(val), labels=labels,
-                   data=[str(d) for d in _data_dirs(args)],
+                   data=[str(d) for d in data_dirs_or_exit(args)],
                    stage1={k: stage1.get(k) for k in ("best_epoch", "best_val_auc", "train_seconds",
                                                        "train_config", "epoch")})
     write_json(out / f"{args.model}_history.json", history)
@@ -144,7 +137,7 @@ def cmd_evaluate(args) -> int:
     from core.training.evaluate import evaluate
 
     try:
-        res = evaluate(_data_dirs(args), split=args.split, artifacts_dir=args.artifacts,
+        res = evaluate(data_dirs_or_exit(args), split=args.split, artifacts_dir=args.artifacts,
                        n_boot=args.bootstrap)
     except ValueError as exc:   # e.g. a split the metadata does not have
         print(f"error: {exc}", file=sys.stderr)
@@ -163,7 +156,7 @@ def cmd_evaluate(args) -> int:
 def cmd_baseline(args) -> int:
     from core.training.evaluate import fit_baseline
 
-    m = fit_baseline(_data_dirs(args), args.artifacts)
+    m = fit_baseline(data_dirs_or_exit(args), args.artifacts)
     print(json.dumps({"model": m.name, "labels": m.labels, "features": len(m.mean)}))
     return 0
 
@@ -171,7 +164,7 @@ def cmd_baseline(args) -> int:
 def cmd_calibrate(args) -> int:
     from core.training.evaluate import calibrate
 
-    rec = calibrate(_data_dirs(args), args.artifacts, split=args.split)
+    rec = calibrate(data_dirs_or_exit(args), args.artifacts, split=args.split)
     for name, sc in rec["scores"].items():
         print(f"{name:>10}: T = {sc['temperature']:.3f}  {args.split} macro AUC {sc['roc_auc']:.3f}  "
               f"accuracy {sc['accuracy']:.3f}")

@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from core.cli import EXIT_BAD_INPUT
-from core.config import Paths, shared_data_dirs
+from core.cli import EXIT_BAD_INPUT, NO_DATA, data_dirs
+from core.config import Paths
 
 
 def _err(msg: str) -> None:
@@ -27,9 +27,9 @@ def open_index(path):
 
 
 def _data_dirs(args) -> list[Path] | None:
-    dirs = [Path(d) for d in (args.data or [])] or shared_data_dirs()
+    dirs = data_dirs(args)
     if not dirs:
-        _err("no --data folder given and ../shared/data not found")
+        _err(NO_DATA)
         return None
     return dirs
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
-from core.config import shared_data_dirs
+from core.cli import data_dirs_or_exit
 
 
 def register(sub) -> None:
@@ -28,9 +27,7 @@ def _run(args) -> int:
     from core.models.trunk_cache import write_trunk_features
     from core.models.trunks import TrunkBank
 
-    dirs = [Path(d) for d in (args.data or [])] or shared_data_dirs()
-    if not dirs:
-        sys.exit("error: no --data folder given and ../shared/data not found")
+    dirs = data_dirs_or_exit(args)
     for d in dirs:
         if not d.is_dir():
             sys.exit(f"error: --data {d} is not a folder")

@@ -44,8 +44,15 @@ class CRNN(GenreModel):
         self.head = nn.Linear(gru_hidden, len(self.labels))
         init_head(self.head)
 
-    def embed_logmel(self, logmel: torch.Tensor) -> torch.Tensor:
+    def conv_sequence(self, logmel: torch.Tensor) -> torch.Tensor:
+        """Log-mel ``(B, 1, 96, T)`` → the conv stack's output as a sequence ``(B, T', C)``."""
         x = self.convs(self.input_bn(logmel))       # (B, C, 1, T')
-        seq = x.squeeze(2).transpose(1, 2)          # (B, T', C)
+        return x.squeeze(2).transpose(1, 2)
+
+    def embed_sequence(self, seq: torch.Tensor) -> torch.Tensor:
+        """Conv sequence ``(B, T', C)`` → the last GRU state ``(B, gru_hidden)`` (the embedding)."""
         out, _ = self.gru(seq)
         return out[:, -1]
+
+    def embed_logmel(self, logmel: torch.Tensor) -> torch.Tensor:
+        return self.embed_sequence(self.conv_sequence(logmel))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -60,21 +60,30 @@ def artists_mask(norm_artists: np.ndarray, artists: Iterable[str]) -> np.ndarray
     return np.fromiter((n in wanted for n in norm_artists), bool, len(norm_artists))
 
 
-def distinct(order: np.ndarray, keys: np.ndarray, digests: np.ndarray, n: int) -> list[int]:
-    """The first ``n`` rows of ``order`` that are not copies (same content hash
-    or same normalised artist + title) of an earlier one."""
-    out: list[int] = []
+def kept_flags(order: np.ndarray, keys: np.ndarray, digests: np.ndarray) -> Iterator[bool]:
+    """Lazily, for each row of ``order`` in turn: ``True`` unless it is a copy
+    (same content hash or same normalised artist + title) of an earlier kept row."""
     seen_keys: set = set()
     seen_digests: set = set()
     for i in map(int, order):
         if (digests[i] and digests[i] in seen_digests) or (keys[i] is not None and keys[i] in seen_keys):
+            yield False
             continue
-        out.append(i)
         seen_digests.add(digests[i])
         if keys[i] is not None:
             seen_keys.add(keys[i])
-        if len(out) >= n:
-            break
+        yield True
+
+
+def distinct(order: np.ndarray, keys: np.ndarray, digests: np.ndarray, n: int) -> list[int]:
+    """The first ``n`` rows of ``order`` that are not copies (same content hash
+    or same normalised artist + title) of an earlier one."""
+    out: list[int] = []
+    for i, kept in zip(map(int, order), kept_flags(order, keys, digests)):
+        if kept:
+            out.append(i)
+            if len(out) >= n:
+                break
     return out
 
 

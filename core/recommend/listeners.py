@@ -30,25 +30,35 @@ class Listener:
     genres: list[str]    # genres whose tracks this listener likes
 
 
+def label_rows(labels: Sequence[str], skip_empty: bool = False) -> dict[str, np.ndarray]:
+    """Each label's rows, labels in sorted order (``skip_empty``: ``""`` means no label)."""
+    g = np.asarray(labels, dtype=object)
+    return {x: np.flatnonzero(g == x) for x in sorted(set(g.tolist())) if x or not skip_empty}
+
+
+def group_listeners(rows: dict[str, np.ndarray], n: int, n_seeds: int, rng) -> list[tuple[list[int], str]]:
+    """``(seed rows, label)`` for ``n`` listeners of one label each (``rows``:
+    :func:`label_rows`). Labels with at least ``n_seeds + 1`` rows (so one
+    same-label track is left to find) are used round-robin, reshuffled every
+    round, so every label counts about equally."""
+    usable = [x for x, r in rows.items() if len(r) >= n_seeds + 1]
+    out = []
+    for i in range(n if usable else 0):
+        if i % len(usable) == 0:
+            rng.shuffle(usable)
+        x = usable[i % len(usable)]
+        out.append((rng.choice(rows[x], n_seeds, replace=False).tolist(), x))
+    return out
+
+
 def simulate_listeners(genres: Sequence[str], n_single: int, n_mixed: int, n_seeds: int = 5,
                        seed: int = 0) -> list[Listener]:
-    """Listeners over a catalog whose ground-truth genres are ``genres``.
-
-    A genre can seed a single-genre listener when it has at least
-    ``n_seeds + 1`` tracks (so one same-genre track is left to find); genres
-    are used round-robin so every genre counts about equally.
-    """
+    """Listeners over a catalog whose ground-truth genres are ``genres``:
+    ``n_single`` of one genre (:func:`group_listeners`), then ``n_mixed`` of
+    two genres (⌈n_seeds/2⌉ + ⌊n_seeds/2⌋ seeds, a random ordered pair)."""
     rng = np.random.default_rng(seed)
-    g = np.asarray(genres, dtype=object)
-    rows = {x: np.flatnonzero(g == x) for x in sorted(set(g.tolist()))}
-    out: list[Listener] = []
-    single = [x for x, r in rows.items() if len(r) >= n_seeds + 1]
-    order = list(single)
-    for i in range(n_single if single else 0):
-        if i % len(order) == 0:
-            rng.shuffle(order)
-        x = order[i % len(order)]
-        out.append(Listener("single", rng.choice(rows[x], n_seeds, replace=False).tolist(), [x]))
+    rows = label_rows(genres)
+    out = [Listener("single", s, [x]) for s, x in group_listeners(rows, n_single, n_seeds, rng)]
     a, b = math.ceil(n_seeds / 2), n_seeds // 2
     pairs = [(x, y) for x in rows for y in rows if x != y and len(rows[x]) >= a + 1 and len(rows[y]) >= b + 1]
     for _ in range(n_mixed if pairs and b else 0):

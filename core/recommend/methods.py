@@ -167,6 +167,13 @@ def _config(snap: IndexSnapshot, **settings) -> RecommendConfig:
     return RecommendConfig(**given)
 
 
+def scored(index: CatalogIndex | IndexSnapshot, seeds: Sequence[str], **kwargs) -> Scored:
+    """Every row's scores for one request (keyword arguments as :func:`recommend`)."""
+    snap = index.snapshot()
+    return score(snap, _config(snap, **kwargs), seeds, kwargs.get("liked", ()), kwargs.get("disliked", ()),
+                 kwargs.get("seed_vectors"), kwargs.get("exclude_artists", ()))
+
+
 def recommend(index: CatalogIndex | IndexSnapshot, seeds: Sequence[str], method: str = DEFAULTS.method,
               k: int = DEFAULTS.k, model: str | None = DEFAULTS.model,
               aggregate: str = DEFAULTS.aggregate, distance: str = DEFAULTS.distance,
@@ -180,10 +187,10 @@ def recommend(index: CatalogIndex | IndexSnapshot, seeds: Sequence[str], method:
     ``exclude_artists``: never recommend tracks by these artists. Every row
     of the answer comes from one snapshot of ``index``, taken once here."""
     snap = index.snapshot()
-    cfg = _config(snap, method=method, k=k, model=model, aggregate=aggregate, distance=distance, p=p,
-                  genre_weight=genre_weight, diversity=diversity, standardise=standardise, variant=variant,
-                  confidence=confidence)
-    sc = score(snap, cfg, seeds, liked, disliked, seed_vectors, exclude_artists)
+    sc = scored(snap, seeds, method=method, k=k, model=model, aggregate=aggregate, distance=distance, p=p,
+                genre_weight=genre_weight, diversity=diversity, liked=liked, disliked=disliked,
+                seed_vectors=seed_vectors, standardise=standardise, variant=variant,
+                exclude_artists=exclude_artists, confidence=confidence)
     keys, digests = sc.views.song_keys(), snap.column("digest")
     pool = max(50, 10 * k) if diversity > 0 else k
     fetch = pool
@@ -195,8 +202,8 @@ def recommend(index: CatalogIndex | IndexSnapshot, seeds: Sequence[str], method:
             break
         fetch *= 2
     if diversity > 0 and len(chosen) > 1:
-        chosen = mmr(chosen, sc.score, sc.views.space(cfg.model, "cosine", standardise), diversity, k)
-    return _explain(snap, chosen[:k], sc)
+        chosen = mmr(chosen, sc.score, sc.views.space(sc.cfg.model, "cosine", standardise), diversity, k)
+    return explain(snap, chosen[:k], sc)
 
 
 def rank_of(index: CatalogIndex | IndexSnapshot, seeds: Sequence[str], track_ids: Sequence[str],
@@ -206,8 +213,7 @@ def rank_of(index: CatalogIndex | IndexSnapshot, seeds: Sequence[str], track_ids
     ``None`` when excluded), ``score``, ``similarity``, ``genre_match``,
     ``centre_match``. Ignores copy removal and diversity re-ranking."""
     snap = index.snapshot()
-    sc = score(snap, _config(snap, **kwargs), seeds, kwargs.get("liked", ()), kwargs.get("disliked", ()),
-               kwargs.get("seed_vectors"), kwargs.get("exclude_artists", ()))
+    sc = scored(snap, seeds, **kwargs)
     allowed = sc.score[~sc.excluded]
     out = {}
     for tid, row in zip(track_ids, snap.rows_of(track_ids)):
@@ -219,7 +225,9 @@ def rank_of(index: CatalogIndex | IndexSnapshot, seeds: Sequence[str], track_ids
     return out
 
 
-def _explain(snap: IndexSnapshot, rows: list[int], sc: Scored) -> list[Recommendation]:
+def explain(snap: IndexSnapshot, rows: Sequence[int], sc: Scored) -> list[Recommendation]:
+    """One :class:`Recommendation` per row of ``rows`` (ranked 1, 2, … in that
+    order) with its scores from ``sc`` and the reason in words."""
     cfg, views = sc.cfg, sc.views
     model, sim, match, w = cfg.model, sc.sim, sc.match, sc.w
     labels = views.labels(model)

@@ -23,7 +23,9 @@ from core.recommend.views import views_of
 
 @dataclass(frozen=True)
 class PathStep:
-    """One track of a path, with its cosine distances to the waypoint and to B."""
+    """One track of a path, with its cosine distances to its waypoint and to B
+    (when waypoints were skipped, ``to_waypoint`` is measured to the path's
+    own evenly spaced points: step j of n at j/(n−1) of the way)."""
 
     track_id: str
     title: str
@@ -51,26 +53,31 @@ def song_path(index: CatalogIndex | IndexSnapshot, start: str, end: str, steps: 
     # A track's song (artist + title), or the row itself when it has no title.
     keys = np.array([k if k is not None else f"\x00{i}" for i, k in enumerate(views.song_keys())], dtype=object)
     to_end = 1.0 - x @ x[b]
-    used = {keys[a], keys[b]}
+    free = (keys != keys[a]) & (keys != keys[b])            # songs not on the path yet
+    targets = waypoints(x[a], x[b], steps)
     rows = [a]
-    for i in range(1, steps - 1):
-        t = i / (steps - 1)
-        w = (1 - t) * x[a] + t * x[b]
-        w = w / max(float(np.linalg.norm(w)), 1e-12)
-        dist = 1.0 - x @ w
-        ok = (to_end < to_end[rows[-1]]) & (to_end > to_end[b]) & ~np.isin(keys, list(used))
+    for w in targets[1:-1]:
+        ok = (to_end < to_end[rows[-1]]) & (to_end > to_end[b]) & free
         if not ok.any():
             continue
+        dist = 1.0 - x @ w
         r = int(np.flatnonzero(ok)[np.argmin(dist[ok])])
         rows.append(r)
-        used.add(keys[r])
+        free &= keys != keys[r]
     rows.append(b)
+    if len(rows) < steps:      # waypoints were skipped: distances to the path's own evenly spaced points
+        targets = waypoints(x[a], x[b], len(rows))
     col = {c: snap.column(c) for c in ("track_id", "title", "artist", "genre")}
+    return [PathStep(str(col["track_id"][r]), str(col["title"][r]), str(col["artist"][r]), str(col["genre"][r]),
+                     float(1.0 - x[r] @ w), float(to_end[r])) for r, w in zip(rows, targets)]
+
+
+def waypoints(xa: np.ndarray, xb: np.ndarray, n: int) -> list[np.ndarray]:
+    """``n`` (≥ 2) unit vectors evenly spaced on the line from ``xa`` (first)
+    to ``xb`` (last), each ``(D,)``."""
     out = []
-    for j, r in enumerate(rows):
-        t = j / (len(rows) - 1)
-        w = (1 - t) * x[a] + t * x[b]
-        w = w / max(float(np.linalg.norm(w)), 1e-12)
-        out.append(PathStep(str(col["track_id"][r]), str(col["title"][r]), str(col["artist"][r]),
-                            str(col["genre"][r]), float(1.0 - x[r] @ w), float(to_end[r])))
+    for i in range(n):
+        t = i / (n - 1)
+        w = (1 - t) * xa + t * xb
+        out.append(w / max(float(np.linalg.norm(w)), 1e-12))
     return out

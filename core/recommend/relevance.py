@@ -30,6 +30,7 @@ import numpy as np
 
 from core.catalog.index import CatalogIndex
 from core.recommend.evaluation import EvalConfig, eligible_rows
+from core.recommend.listeners import group_listeners, label_rows
 from core.recommend.methods import recommend
 from core.recommend.request import VARIANTS, resolve_model
 from core.recommend.statistics import half_sample_units, half_sampling_ci
@@ -57,29 +58,14 @@ def _norm(x) -> str:
     return " ".join(str(x).casefold().split())
 
 
-def group_listeners(groups: np.ndarray, n: int, n_seeds: int, rng) -> list[tuple[list[int], str]]:
-    """``(seed rows, group)`` for ``n`` listeners, round-robin over the groups
-    (``""``: none) with at least ``n_seeds + 1`` rows, so one is left to find."""
-    groups = np.asarray(groups, dtype=object)
-    rows = {g: np.flatnonzero(groups == g) for g in sorted(set(groups.tolist())) if g}
-    usable = [g for g, r in rows.items() if len(r) >= n_seeds + 1]
-    out = []
-    for i in range(n if usable else 0):
-        if i % len(usable) == 0:
-            rng.shuffle(usable)
-        g = usable[i % len(usable)]
-        out.append((rng.choice(rows[g], n_seeds, replace=False).tolist(), g))
-    return out
-
-
 def mood_listeners(quadrants: np.ndarray, n: int, n_seeds: int, rng) -> list[tuple[list[int], str]]:
     """Listeners of one emotion quadrant: ``(seed rows, quadrant)``."""
-    return group_listeners(quadrants, n, n_seeds, rng)
+    return group_listeners(label_rows(quadrants, skip_empty=True), n, n_seeds, rng)
 
 
 def artist_listeners(artists: np.ndarray, n: int, n_seeds: int, rng) -> list[tuple[list[int], str]]:
     """Listeners of one artist (names compared case- and space-insensitively): ``(seed rows, artist)``."""
-    return group_listeners(np.array([_norm(a) for a in artists], dtype=object), n, n_seeds, rng)
+    return group_listeners(label_rows([_norm(a) for a in artists], skip_empty=True), n, n_seeds, rng)
 
 
 def method_settings(index: CatalogIndex, model: str | None, genre_weight: float) -> dict[str, dict]:

@@ -10,8 +10,11 @@
   track whose tempo was not measured is left out).
 
 The new score is ``score + weight · facet term`` (the terms are in [−1, 1]);
-the base ranking is computed over the whole catalog first, so steering can
-bring up tracks that were not in the unsteered top k.
+the base ranking covers the whole catalog (one vectorised pass), so steering
+can bring up tracks that were not in the unsteered top k. Copies of a song are
+removed in the unsteered order (as :func:`~core.recommend.methods.recommend`
+does), lazily: only as far down as the steered top k reaches; only the ``k``
+tracks of the answer are explained.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from typing import Sequence
 import numpy as np
 
 from core.catalog.index import CatalogIndex, IndexSnapshot
-from core.recommend.methods import Recommendation, recommend
+from core.recommend import search
+from core.recommend.dedupe import kept_flags
+from core.recommend.methods import Recommendation, explain, recommend, scored
 from core.recommend.request import RecommendError
 
 MOODS = ("like", "calmer", "energetic")
@@ -78,24 +83,34 @@ def steered(index: CatalogIndex | IndexSnapshot, seeds: Sequence[str], steer: St
         return recommend(snap, seeds, k=k, **kw)
     if not len(seeds):
         raise RecommendError("steering needs catalog seeds (their mood is the reference)")
-    facets = snap.facets()
-    base = recommend(snap, seeds, k=len(snap), **{**kw, "diversity": 0.0})
-    rows = snap.rows_of([r.track_id for r in base])
-    score = np.array([r.score for r in base], float)
-    keep = np.ones(len(base), bool)
+    sc = scored(snap, seeds, **{**kw, "k": len(snap), "diversity": 0.0})
+    # Every recommendable row, best first by the unsteered score (ties: as recommend(k=len(snap)) orders them).
+    order = search.top_k(sc.score, len(snap), exclude=np.flatnonzero(sc.excluded))
+    score = sc.score[order].astype(float)
+    ok = np.ones(len(order), bool)
     if steer.tempo is not None:
-        bpm = facets["tempo_bpm"].to_numpy(float)[rows]
-        keep &= (bpm >= steer.tempo[0]) & (bpm <= steer.tempo[1])
+        bpm = snap.column("tempo_bpm").astype(float)[order]
+        ok &= (bpm >= steer.tempo[0]) & (bpm <= steer.tempo[1])
     if steer.mood is not None:
-        arousal, valence = facets["arousal"].to_numpy(float), facets["valence"].to_numpy(float)
+        arousal, valence = snap.column("arousal").astype(float), snap.column("valence").astype(float)
         if not np.isfinite(arousal).any():
             raise RecommendError("this index has no mood facets (re-index with the MSD models)")
-        score = score + steer.weight * mood_terms(arousal, valence, snap.rows_of(seeds), steer.mood)[rows]
-    order = [i for i in np.argsort(-score, kind="stable") if keep[i]][:k]
+        score = score + steer.weight * mood_terms(arousal, valence, snap.rows_of(seeds), steer.mood)[order]
+    cand = np.flatnonzero(ok)
+    cand = cand[np.argsort(-score[cand], kind="stable")]          # ties keep the unsteered order
+    # Copies are removed in the unsteered order (the first copy stays), only as far as the answer needs.
+    flags, kept, picked = kept_flags(order, sc.views.song_keys(), snap.column("digest")), [], []
+    for pos in cand:
+        while len(kept) <= pos:
+            kept.append(next(flags))
+        if kept[pos]:
+            picked.append(int(pos))
+            if len(picked) == k:
+                break
     why = []
     if steer.mood:
         why.append(f"{steer.mood} mood")
     if steer.tempo:
         why.append(f"tempo {steer.tempo[0]:g}–{steer.tempo[1]:g} BPM")
-    return [replace(base[i], rank=r + 1, score=float(score[i]), reason=f"{base[i].reason}; steered: {', '.join(why)}")
-            for r, i in enumerate(order)]
+    return [replace(rec, rank=r + 1, score=float(score[pos]), reason=f"{rec.reason}; steered: {', '.join(why)}")
+            for r, (pos, rec) in enumerate(zip(picked, explain(snap, order[picked].tolist(), sc)))]
