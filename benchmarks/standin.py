@@ -13,26 +13,18 @@ float32 ports instead, the straightforward port a naive indexer would use.
 
 from __future__ import annotations
 
-import threading
 from typing import Sequence
 
 import torch
 from torch import nn
 
 from core.models.trunk_model import TrunkGenreModel
-from core.models.trunks import TrunkBank, resolve
-
-_PLAIN: dict[tuple[str, ...], TrunkBank] = {}
-_LOCK = threading.Lock()
+from core.models.trunks import TrunkBank, resolve, shared_bank
 
 
 def plain_bank(trunks: Sequence[str]) -> TrunkBank:
     """One plain float32 :class:`TrunkBank` (the ports as written) per process and trunk list."""
-    key = tuple(s.name for s in resolve(trunks))
-    with _LOCK:
-        if key not in _PLAIN:
-            _PLAIN[key] = TrunkBank(list(key), fast=False)
-        return _PLAIN[key]
+    return shared_bank(trunks, fast=False)
 
 
 class TrunkStandIn(TrunkGenreModel):

@@ -259,21 +259,23 @@ _BANKS_LOCK = threading.Lock()
 
 
 def shared_bank(trunks: Sequence[str] | None = None, bfloat16: bool | None = None,
-                patches: int | None = None) -> TrunkBank:
-    """One :class:`TrunkBank` per process and (trunks, precision, patches): loading
-    reads ~35 MB of checkpoints, so served models share it (banks that differ
-    only in ``patches`` share the loaded taggers). The bank holds no state that
-    changes after construction."""
+                patches: int | None = None, fast: bool = True) -> TrunkBank:
+    """One :class:`TrunkBank` per process and (trunks, precision, ``fast``,
+    patches): loading reads ~35 MB of checkpoints, so served models share it
+    (banks that differ only in ``patches`` share the loaded taggers;
+    ``fast=False``: the plain float32 ports as written, the naive baseline's).
+    The bank holds no state that changes after construction."""
     from core.models.optimise import use_bfloat16
-    key = (tuple(s.name for s in resolve(trunks)), use_bfloat16() if bfloat16 is None else bool(bfloat16),
-           None if patches is None else int(patches))
+    bf16 = bool(fast and (use_bfloat16() if bfloat16 is None else bfloat16))
+    key = (tuple(s.name for s in resolve(trunks)), bf16, bool(fast), None if patches is None else int(patches))
     with _BANKS_LOCK:
         if key not in _BANKS:
-            twin = next((b for k, b in _BANKS.items() if k[:2] == key[:2]), None)
+            twin = next((b for k, b in _BANKS.items() if k[:3] == key[:3]), None)
             if twin is None:
-                _BANKS[key] = TrunkBank(list(key[0]), bfloat16=key[1], patches=key[2])
+                _BANKS[key] = TrunkBank(list(key[0]), fast=key[2], bfloat16=key[1], patches=key[3])
             else:
-                _BANKS[key] = TrunkBank(list(key[0]), bfloat16=key[1], models=twin.models, patches=key[2])
+                _BANKS[key] = TrunkBank(list(key[0]), fast=key[2], bfloat16=key[1], models=twin.models,
+                                        patches=key[3])
                 _BANKS[key].digests = dict(twin.digests)
         return _BANKS[key]
 

@@ -36,13 +36,12 @@ def conv_sequences(model: GenreModel, mels: np.ndarray, batch: int = 16,
     with torch.inference_mode():
         for i in range(0, len(mels), batch):
             x = torch.from_numpy(mels[i: i + batch].astype(np.float32)).unsqueeze(1)
-            out.append(fast.convs(fast.input_bn(x)).squeeze(2).transpose(1, 2).float().numpy())
+            out.append(fast.conv_sequence(x).float().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0, 0), np.float32)
 
 
 def _recurrent_logits(model: GenreModel, seq: torch.Tensor) -> torch.Tensor:
-    out, _ = model.gru(seq)
-    return model.classify_embedding(out[:, -1])
+    return model.classify_embedding(model.embed_sequence(seq))
 
 
 def train_recurrent(model: GenreModel, train: LabelledMels, val: LabelledMels, labels: list[str],
