@@ -244,5 +244,8 @@ def test_patch_count_is_chosen_leave_one_source_out_by_its_rule(signal_patch, ch
     assert [r["patches"] for r in got["rows"]] == [None, 5, 3, 2, 1]
     acc = {r["patches"]: r["mean"]["accuracy"] for r in got["rows"]}
     assert (acc[1] > acc[None]) if signal_patch == 5 else (acc[1] < acc[None] - 0.1)
+    from core.training.model_card_loso import patch_lines
+    table = "\n".join(patch_lines(got, "fused_trunks"))
+    assert f"shipped: {chosen or 'all'}" in table and "| all (10) |" in table and "| 1 |" in table
     assert choose_patches(SourceData(tracks=tracks, labels=LABELS, y=y, features=data.features),
                           loso_folds(tracks), ["msd_musicnn"], 0.1, log=lambda s: None)["chosen"] is None

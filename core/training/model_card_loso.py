@@ -86,6 +86,20 @@ def grid_lines(choice: dict, title: str) -> list[str]:
     return out
 
 
+def patch_lines(choice: dict, title: str) -> list[str]:
+    """The patches-per-clip rows of ``fused_trunks``' LOSO record (step 1b)."""
+    rows = choice.get("rows") or []
+    if not rows:
+        return []
+    out = ["", f"{title}: 3 s patches per clip the trunks run on ({choice.get('rule')}); shipped: "
+           f"{choice.get('chosen') or 'all'}.", "", "| patches | mean acc | mean AUC | mean ECE (cross-fold T) |",
+           "|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['patches'] or 'all (10)'} | {_f(r['mean']['accuracy'])} | {_f(r['mean']['macro_auc'])} | "
+                   f"{_f(r['mean']['ece'])} |")
+    return out
+
+
 def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
     """Markdown lines (empty when ``loso.json`` is missing)."""
     out = Path(artifacts_dir)
@@ -139,6 +153,7 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
                 lines.append(f"Chosen among {fc['eligible']}; the best row of the whole grid was "
                              f"{' + '.join(b['features'])}, C = {b['C']:g} (mean accuracy {_f(b['mean']['accuracy'])}, "
                              f"AUC {_f(b['mean']['macro_auc'])}).")
+            lines += patch_lines(ft.get("patch_choice") or {}, name("fused_trunks"))
             lines += calibration_lines(ft, folds, name)
     metrics = read_json_or_none(out / "metrics.json")
     if metrics:
