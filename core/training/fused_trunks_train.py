@@ -93,14 +93,18 @@ def train_fused_trunks(data: SourceData, trunks: Sequence[str], c: float, cmap: 
 
 def choose_patches(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str], c: float,
                    log: Log = print) -> dict:
-    """Step 1b: ``{"chosen": k or None, "rule": …, "rows": [{"patches", "mean", "folds"}]}``."""
-    rule = (f"fewest patches with LOSO mean accuracy ≥ all − {PATCH_ACC_TOL} and mean macro AUC ≥ "
+    """Step 1b: ``{"chosen": k or None, "rule": …, "rows": [{"patches", "mean", "folds"}]}``
+    (and ``"_fold_logits"``, the chosen row's :class:`FoldLogits`, not for the record)."""
+    rule = ("fewest patches with no LOSO loss: mean accuracy and mean macro AUC ≥ those of all patches"
+            if PATCH_ACC_TOL == PATCH_AUC_TOL == 0 else
+            f"fewest patches with LOSO mean accuracy ≥ all − {PATCH_ACC_TOL} and mean macro AUC ≥ "
             f"all − {PATCH_AUC_TOL}")
     if any(t not in data.patches for t in trunks):
         return {"chosen": None, "rule": rule, "rows": [], "note": "no per-patch features: all patches"}
-    rows = []
+    rows, logits = [], {}
     for keep in PATCH_CHOICES:
-        rep = loso_report(linear_fold_logits(data.with_patches(keep), folds, trunks, c))
+        logits[keep] = linear_fold_logits(data.with_patches(keep), folds, trunks, c)
+        rep = loso_report(logits[keep])
         rows.append({"patches": keep, "mean": rep["mean"],
                      "folds": {s: v["calibrated"] for s, v in rep["folds"].items()}})
         m = rep["mean"]
@@ -110,7 +114,7 @@ def choose_patches(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str
     ok = [r for r in rows if r["mean"]["accuracy"] >= ref["accuracy"] - PATCH_ACC_TOL
           and r["mean"]["macro_auc"] >= ref["macro_auc"] - PATCH_AUC_TOL]
     best = min(ok, key=lambda r: r["patches"] or float("inf"))
-    return {"chosen": best["patches"], "rule": rule, "rows": rows}
+    return {"chosen": best["patches"], "rule": rule, "rows": rows, "_fold_logits": logits[best["patches"]]}
 
 
 def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[float],
@@ -135,7 +139,7 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
     patch_choice = choose_patches(data, folds, trunks, c, log)
     keep = patch_choice["chosen"]
     data = data.with_patches(keep)
-    fold_logits = linear_fold_logits(data, folds, trunks, c)
+    fold_logits = patch_choice.pop("_fold_logits", None) or linear_fold_logits(data, folds, trunks, c)
     rep = loso_report(fold_logits)
     calib = compare_methods(fold_logits)
     method = calib["best"]
