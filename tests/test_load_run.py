@@ -64,3 +64,29 @@ def test_breaking_users_raises_n_until_p95_or_errors(monkeypatch):
     never = load.breaking_users([], Path("."), LoadConfig(users=2, breaking_step=2, breaking_max=6,
                                                           breaking_p95_s=1e9), log=print)
     assert never["users"] is None and [t["users"] for t in never["tried"]] == [2, 4, 6]
+
+
+def test_a_failed_step_notes_the_page_script_state():
+    import asyncio
+
+    from benchmarks.load_user import _script_state
+
+    class Locator:
+        def __init__(self, state):
+            self.state = state
+
+        async def get_attribute(self, name, timeout):
+            assert name == "data-test-script-state"
+            if isinstance(self.state, Exception):
+                raise self.state
+            return self.state
+
+    class Page:
+        def __init__(self, state):
+            self.state = state
+
+        def locator(self, selector):
+            return Locator(self.state)
+
+    assert asyncio.run(_script_state(Page("notRunning"))) == "notRunning"
+    assert asyncio.run(_script_state(Page(TimeoutError("closed")))) == "unknown (TimeoutError)"
