@@ -43,9 +43,26 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
+from core.errors import GenreError
 from core.procs import available_cpus
 
 SERVER_ENV = {"MALLOC_ARENA_MAX": "2"}
+
+
+class ServeError(GenreError, ValueError):
+    """A bad server setting (an environment variable)."""
+
+
+def _trim_period() -> float:
+    """``GENRE_SERVE_TRIM_EVERY_S`` (seconds, > 0), 30 when unset."""
+    raw = os.environ.get("GENRE_SERVE_TRIM_EVERY_S", "30")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ServeError(f"GENRE_SERVE_TRIM_EVERY_S must be a number of seconds above 0, not {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -53,7 +70,7 @@ class ServeConfig:
     """Settings of the app server's shared resources."""
 
     analyses_at_once: int = 0       # 0: half the CPUs this process may use, at least one
-    trim_every_s: float = field(default_factory=lambda: float(os.environ.get("GENRE_SERVE_TRIM_EVERY_S", 30.0)))
+    trim_every_s: float = field(default_factory=_trim_period)   # MemoryTrimmer's period
     # A file the trimmer appends a memory_report() line to after each run ("": none);
     # the load run (benchmarks/load.py) sets it to see what the server's memory is made of.
     probe_path: str = field(default_factory=lambda: os.environ.get("GENRE_SERVE_PROBE", ""))
@@ -138,9 +155,9 @@ class MemoryTrimmer:
     until :meth:`stop` (thread-safe: it touches no shared state); with a
     ``probe`` path, appends a :func:`memory_report` JSON line there after each run."""
 
-    def __init__(self, every_s: float = ServeConfig().trim_every_s, probe: str = "",
+    def __init__(self, every_s: float | None = None, probe: str = "",
                  before: Callable[[], object] | None = None, report: Callable[[], dict] | None = None):
-        self.every_s = every_s
+        self.every_s = ServeConfig().trim_every_s if every_s is None else every_s
         self.probe = probe
         self.before = before        # called first in each run (the app: shut down expired sessions)
         self.report = report        # more for the probe line (the app: its session counts)

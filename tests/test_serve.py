@@ -40,6 +40,17 @@ def test_analyses_take_turns():
     assert most == serve.ServeConfig().slots() and inside == 0
 
 
+def test_trim_period_setting(monkeypatch):
+    monkeypatch.setenv("GENRE_SERVE_TRIM_EVERY_S", "2.5")
+    assert serve.ServeConfig().trim_every_s == 2.5
+    for bad in ("soon", "0", "-1", "nan"):
+        monkeypatch.setenv("GENRE_SERVE_TRIM_EVERY_S", bad)
+        with pytest.raises(serve.ServeError, match="GENRE_SERVE_TRIM_EVERY_S"):
+            serve.ServeConfig()
+    monkeypatch.delenv("GENRE_SERVE_TRIM_EVERY_S")
+    assert serve.ServeConfig().trim_every_s == 30.0
+
+
 def test_slots_follow_the_setting():
     assert serve.ServeConfig(analyses_at_once=3).slots() == 3
     assert serve.ServeConfig().slots() >= 1
