@@ -222,3 +222,19 @@ def test_release_needs_streamlits_storage():
 
     assert not release_dropped_sessions(object())
     assert close_expired_sessions() is None        # no server in this process
+
+
+def test_a_bad_trimmer_setting_is_one_line_on_the_page(app, monkeypatch):
+    from conftest import no_exceptions, texts
+
+    from ui import serve as ui_serve
+
+    ui_serve._trimmer.clear()
+    monkeypatch.setenv("GENRE_SERVE_TRIM_EVERY_S", "soon")
+    try:
+        app.run()
+        no_exceptions(app)
+        assert "GENRE_SERVE_TRIM_EVERY_S must be a number of seconds above 0, not 'soon'" in texts(app)
+        assert app.title[0].value == "Genre-aware music recommender"      # the page still draws
+    finally:
+        ui_serve._trimmer.clear()

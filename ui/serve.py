@@ -21,7 +21,7 @@ import threading
 
 import streamlit as st
 
-from core.serve import MemoryTrimmer, ServeConfig
+from core.serve import MemoryTrimmer, ServeConfig, ServeError
 
 
 def release_dropped_sessions(mgr) -> bool:
@@ -104,5 +104,9 @@ def _trimmer() -> MemoryTrimmer:
 
 
 def housekeeping() -> None:
-    """Start the process's memory trimmer (once; later calls find it running)."""
-    _trimmer()
+    """Start the process's memory trimmer (once; later calls find it running);
+    a bad setting of it is one line on the page, and the app still works."""
+    try:
+        _trimmer()
+    except ServeError as exc:
+        st.error(str(exc))
