@@ -42,7 +42,7 @@ from benchmarks.first_run import app_env
 from benchmarks.load_user import ANSWERS_PER_ROUND, UserLog, walk
 from core.catalog.indexer import RUNNING
 from core.catalog.store import indexed_tracks
-from core.serve import ServeConfig
+from core.serve import SERVER_ENV, ServeConfig
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,10 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
                         "ended_before_rss_after": indexing_ended, "tracks_at_rss_after": at_after,
                         # The index's share of RSS growth: its snapshot on disk at RSS start and after.
                         "snapshot_mb": {"start": index_mb_start, "after": index_mb_after}},
-           "session_ttl_s": cfg.session_ttl_s, "error_samples": errors[:5],
+           # How RSS "after" was taken: the TTL, then settle_s (one trimmer period + 5 s; 10 s before h19b),
+           # with the server started as make run starts it (SERVER_ENV).
+           "session_ttl_s": cfg.session_ttl_s, "trim_every_s": cfg.trim_every_s, "settle_s": cfg.settle_s,
+           "server_env": dict(SERVER_ENV), "error_samples": errors[:5],
            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     log(f"load: {out['errors']} errors, p50 {out['p50_s']} s, p95 {out['p95_s']} s, "
         f"RSS {out['server_rss_mb']}, answers {written} / {out['study_answers_expected']}")

@@ -40,6 +40,7 @@ def test_three_users_one_round_no_errors_every_answer_stored_once(tiny_dataset, 
     assert not breaks(r, LoadConfig(breaking_p95_s=float("inf")))
     # Once the closed tabs' reconnect time ran out, the server shut their sessions down
     # (ui.serve): none is kept, and none of their uploads.
+    assert r["server_env"] == {"MALLOC_ARENA_MAX": "2"} and r["settle_s"] == 4.0 and r["trim_every_s"] == 2.0
     after = r["server_memory"]["after"]
     assert after["active"] == 0 and after["stored"] == 0 and after["upload_sessions"] == 0
 
