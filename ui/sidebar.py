@@ -6,9 +6,15 @@ its first drawing in a session skips the index while the index modules are
 not imported yet (:func:`ui.models.heavy_modules_imported`; the page itself
 imports them once its cheap parts are drawn), and its redraw 2 s later opens
 the index and starts the indexing. Once they are in, the status redraws
-every :data:`STATUS_EVERY_S` seconds: each redraw is a script run of every
-open session (and a redraw in every browser), which with a dozen sessions
-every 2 s was a steady load on the server and the browsers alike.
+every :data:`STATUS_EVERY_S` seconds while an indexing run is going on: each
+redraw is a script run of every open session (and a redraw in every
+browser), which with a dozen sessions every 2 s was a steady load on the
+server and the browsers alike. When no run is going on (the index is ready,
+or the run failed) the status is drawn once per page run, with no timer:
+nothing changes until the next one, and a timed fragment rerun that lands
+just as a page's own run finishes can lose that run's output (Streamlit
+1.67 drops the events of a script runner it replaced, ``AppSession``), which
+is the suspect of the load run's "lost rerun".
 """
 
 from __future__ import annotations
@@ -60,9 +66,25 @@ def sidebar() -> None:
 
 def index_sidebar(cat: catalog_mod.Catalog) -> None:
     """Index status; starts the background indexing of the catalog by itself
-    (once per catalog and model version in this server process)."""
-    if len(cat):
-        (_index_status if heavy_modules_imported() else _first_index_status)(cat)
+    (once per catalog and model version in this server process). Redrawn on
+    a timer only while a run is going on (or on a fresh server)."""
+    if not len(cat):
+        return
+    if not heavy_modules_imported():
+        _first_index_status(cat)
+    elif _indexing(cat):
+        _index_status(cat)
+    else:
+        _draw_index_status(cat)
+
+
+def _indexing(cat: catalog_mod.Catalog) -> bool:
+    """Whether an indexing run is going on (after starting one if the catalog needs it)."""
+    svc = indexer(quiet=True)
+    if svc is None:
+        return False
+    auto_index(cat, svc)
+    return svc.running()
 
 
 @st.fragment(run_every=FIRST_STATUS_EVERY_S)
