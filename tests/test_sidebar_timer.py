@@ -29,7 +29,7 @@ def test_which_status_is_drawn(monkeypatch, heavy, svc_runs, drawn):
     def start(cat, s):
         s.started = True
 
-    monkeypatch.setattr(sidebar, "heavy_modules_imported", lambda: heavy)
+    monkeypatch.setattr(sidebar, "_status_modules_imported", lambda: heavy)
     monkeypatch.setattr(sidebar, "indexer", lambda quiet=False: svc)
     monkeypatch.setattr(sidebar, "auto_index", start)
     monkeypatch.setattr(sidebar, "_first_index_status", lambda cat: seen.append("first"))
@@ -39,3 +39,16 @@ def test_which_status_is_drawn(monkeypatch, heavy, svc_runs, drawn):
     assert seen == [drawn]
     sidebar.index_sidebar([])                 # no music: no status at all
     assert seen == [drawn]
+
+
+def test_the_status_modules_are_what_the_status_imports():
+    """Drawing the status imports the models' loader and the indexer, not the
+    model picker's selection (a server whose users only saw the Overview kept
+    the fresh server's 2 s timer for good)."""
+    import sys
+
+    from ui.models import HEAVY_MODULES
+
+    assert "core.models.selection" not in sidebar.STATUS_MODULES
+    assert set(sidebar.STATUS_MODULES) < set(HEAVY_MODULES)
+    assert sidebar._status_modules_imported() == all(m in sys.modules for m in sidebar.STATUS_MODULES)
