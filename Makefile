@@ -25,8 +25,9 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# Two malloc arenas, not one per thread: core.serve.SERVER_ENV (the benchmark's server uses the same).
 run: install
-	$(BIN)/streamlit run app.py --server.port $(PORT)
+	MALLOC_ARENA_MAX=2 $(BIN)/streamlit run app.py --server.port $(PORT)
 
 test: install-dev
 	$(BIN)/ruff check .

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from core.serve import SERVER_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -70,8 +72,8 @@ class Server:
 @contextmanager
 def streamlit_server(env: dict[str, str], log: Path | None = None, timeout: float = 120,
                      args: list[str] | tuple[str, ...] = (), port: int | None = None) -> Iterator[Server]:
-    """``streamlit run app.py`` on 127.0.0.1 with ``env`` added to this
-    environment and ``args`` (more ``--server.*`` options); yields once the
+    """``streamlit run app.py`` on 127.0.0.1 with :data:`core.serve.SERVER_ENV`
+    (as ``make run``) and ``env`` added to this environment, and ``args`` (more ``--server.*`` options); yields once the
     health check answers and stops the server (and only it) on exit. ``port``:
     a given one (a restart on the same address), else a free one."""
     port = port or free_port()
@@ -81,7 +83,7 @@ def streamlit_server(env: dict[str, str], log: Path | None = None, timeout: floa
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true",
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", *args],
-        cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+        cwd=ROOT, env={**os.environ, **SERVER_ENV, **env}, stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_http(url + "/_stcore/health", proc, timeout)

@@ -33,6 +33,7 @@ class BenchConfig:
     first_run_timeout_s: float = 1800.0
     load_users: int = 12                                 # the load run's users (0: no load run)
     load_rounds: int = 2
+    load_batches: int = 1                                # N users, closed, then N new users… (RSS after each)
     breaking: bool = True                                # also raise N until the server breaks
     load_only: bool = False                              # only the load run (and breaking_users)
     # Trunks no shipped model serves on yet: a stand-in head on them joins the

@@ -94,7 +94,7 @@ def bench_load(dirs: list[Path], model_dir: Path, cfg: BenchConfig, log: Log) ->
 
     if not cfg.load_users:
         return {"load": {"note": "not measured: --load 0"}, "breaking_users": None}
-    lcfg = LoadConfig(users=cfg.load_users, rounds=cfg.load_rounds)
+    lcfg = LoadConfig(users=cfg.load_users, rounds=cfg.load_rounds, batches=cfg.load_batches)
     out = {"load": load_run(dirs, model_dir, lcfg, log)}
     out["load"]["targets"] = load_targets(out["load"])
     out["breaking_users"] = breaking_users(dirs, model_dir, lcfg, log, first=out["load"]) if cfg.breaking else None

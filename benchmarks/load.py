@@ -25,6 +25,7 @@ Every loop here is bounded in count and time; nothing leaves loopback.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import tempfile
@@ -41,6 +42,7 @@ from benchmarks.first_run import app_env
 from benchmarks.load_user import ANSWERS_PER_ROUND, UserLog, walk
 from core.catalog.indexer import RUNNING
 from core.catalog.store import indexed_tracks
+from core.serve import SERVER_ENV, ServeConfig
 
 
 @dataclass(frozen=True)
@@ -49,11 +51,15 @@ class LoadConfig:
 
     users: int = 12
     rounds: int = 2
+    batches: int = 1                       # the users, then as many new ones after they closed… (RSS after each)
     step_timeout_s: float = 120.0          # one page action
     run_timeout_s: float = 1800.0          # the whole run, all users
     warm_tracks: int = 32                  # users start once the index has this many (or all) tracks
     session_ttl_s: int = 20                # server.disconnectedSessionTTL: closed sessions freed after it
-    settle_s: float = 10.0                 # after the TTL, before RSS "after"
+    trim_every_s: float = ServeConfig().trim_every_s   # the server's MemoryTrimmer period (GENRE_SERVE_TRIM_EVERY_S)
+    # After the TTL, before RSS "after": one trimmer period and a little (the server's
+    # trimmer shuts down the expired sessions and returns the freed memory).
+    settle_s: float = ServeConfig().trim_every_s + 5.0
     after_wait_s: float = 300.0            # at most this long for the indexing run to end before "after"
     breaking_step: int = 6                 # breaking_users raises N by this…
     breaking_max: int = 36                 # …up to this many
@@ -101,6 +107,15 @@ def snapshot_mb(index_dir: Path) -> float:
     if name is None:
         return 0.0
     return round(sum(p.stat().st_size for p in (index_dir / name).iterdir() if p.is_file()) / 2**20, 2)
+
+
+def last_probe(path: Path) -> dict | None:
+    """The latest :func:`core.serve.memory_report` line the server's trimmer wrote to ``path``."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    return json.loads(lines[-1]) if lines else None
 
 
 def catalog_size(data_dirs: list[Path]) -> int:
@@ -178,38 +193,49 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
     with tempfile.TemporaryDirectory(prefix="bench_load_") as tmp_s:
         tmp = Path(tmp_s)
         env = app_env(data_dirs, artifacts, tmp)
-        need = cfg.users * cfg.rounds + 1            # one file per user and round, one for the warm-up
+        need = cfg.batches * cfg.users * cfg.rounds + 1    # one file per user and round, one for the warm-up
         if clips is None or len(clips) < need:
             from benchmarks.inputs import generate_clips
 
             clips = generate_clips(tmp / "upload", need, seconds=30.0, seed=7)
         total = catalog_size(data_dirs)
         args = ["--server.disconnectedSessionTTL", str(cfg.session_ttl_s)]
-        with streamlit_server(env, log=tmp / "streamlit.log", args=args) as srv:
+        probe = tmp / "memory_probe.jsonl"      # core.serve.MemoryTrimmer's report after each of its runs
+        with streamlit_server({**env, "GENRE_SERVE_PROBE": str(probe),
+                               "GENRE_SERVE_TRIM_EVERY_S": str(cfg.trim_every_s)}, log=tmp / "streamlit.log",
+                              args=args) as srv:
             index_dir = Path(env["GENRE_INDEX"])
             want = min(cfg.warm_tracks, total)
             cold_mb = RssSampler(srv.proc.pid).now()
             warm = asyncio.run(_warm(srv.url, lambda: indexed_tracks(index_dir) >= want, clips[-1], cfg))
+            end = time.monotonic() + cfg.trim_every_s + 5     # the trimmer's first report (bounded)
+            while last_probe(probe) is None and time.monotonic() < end:
+                time.sleep(0.5)
             with RssSampler(srv.proc.pid) as rss:
-                start_mb = rss.now()
+                start_mb, start_probe = rss.now(), last_probe(probe)
                 at_start = indexed_tracks(index_dir)
                 index_mb_start = snapshot_mb(index_dir)
-                log(f"load: {cfg.users} users × {cfg.rounds} rounds; index has {at_start} / {total} tracks, "
-                    f"server {start_mb:.0f} MB")
-                t0 = time.perf_counter()
-                users = asyncio.run(_users(srv.url, clips, cfg))
-                wall = time.perf_counter() - t0
-                at_end = indexed_tracks(index_dir)
-                log(f"load: users done after {wall:.0f} s: {sum(len(u.errors) for u in users)} errors; "
-                    f"p50 {_pct([t for u in users for _, t in u.timings], 50)} s, "
-                    f"p95 {_pct([t for u in users for _, t in u.timings], 95)} s; peak {rss.peak:.0f} MB")
-                # Closed sessions are freed after the TTL; the indexing run ends too (or a bounded wait).
-                end = time.monotonic() + cfg.after_wait_s
-                while (index_dir / RUNNING).exists() and time.monotonic() < end:
-                    time.sleep(1.0)
-                indexing_ended = not (index_dir / RUNNING).exists()
-                time.sleep(cfg.session_ttl_s + cfg.settle_s)
-                after_mb = rss.now()
+                log(f"load: {cfg.batches} × {cfg.users} users × {cfg.rounds} rounds; index has {at_start} / "
+                    f"{total} tracks, server {start_mb:.0f} MB")
+                users: list[UserLog] = []
+                afters, wall, at_end, indexing_ended = [], 0.0, None, False
+                for b in range(cfg.batches):
+                    t0 = time.perf_counter()
+                    batch = asyncio.run(_users(srv.url, clips[b * cfg.users * cfg.rounds:], cfg))
+                    wall += time.perf_counter() - t0
+                    users += batch
+                    at_end = indexed_tracks(index_dir) if at_end is None else at_end
+                    log(f"load: batch {b + 1} done after {wall:.0f} s: {sum(len(u.errors) for u in batch)} errors; "
+                        f"p50 {_pct([t for u in batch for _, t in u.timings], 50)} s, "
+                        f"p95 {_pct([t for u in batch for _, t in u.timings], 95)} s; peak {rss.peak:.0f} MB")
+                    # Closed sessions are freed after the TTL; the indexing run ends too (or a bounded wait).
+                    end = time.monotonic() + cfg.after_wait_s
+                    while (index_dir / RUNNING).exists() and time.monotonic() < end:
+                        time.sleep(1.0)
+                    indexing_ended = not (index_dir / RUNNING).exists()
+                    time.sleep(cfg.session_ttl_s + cfg.settle_s)
+                    afters.append(round(rss.now(), 1))
+                after_mb, after_probe = afters[-1], last_probe(probe)
                 peak_mb = rss.peak
                 at_after, index_mb_after = indexed_tracks(index_dir), snapshot_mb(index_dir)
             written, duplicated, per_pid = study_counts(Path(env["GENRE_STUDY_DB"]), set(warm.acknowledged))
@@ -220,15 +246,17 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
             by_step.setdefault(name, []).append(t)
     acknowledged = {pid: n for u in users for pid, n in u.acknowledged.items()}
     errors = [e for u in users for e in u.errors]
-    out = {"users": cfg.users, "rounds": cfg.rounds, "errors": len(errors),
+    out = {"users": cfg.users, "rounds": cfg.rounds, "batches": cfg.batches, "errors": len(errors),
            "exceptions_on_pages": sum(u.exceptions for u in users),
            "p50_s": _pct(timings, 50), "p95_s": _pct(timings, 95),
            "server_rss_mb": {"start": round(start_mb, 1), "peak": round(peak_mb, 1), "after": round(after_mb, 1),
-                             "before_warmup": round(cold_mb, 1)},
+                             "before_warmup": round(cold_mb, 1), "after_each_batch": afters},
+           # What the server's memory was made of (core.serve.memory_report: glibc's heap in use / free…).
+           "server_memory": {"start": start_probe, "after": after_probe},
            # One user walked the script once before "start" (one-time costs); its errors are not counted.
            "warmup_errors": warm.errors,
            "study_answers_written": written,
-           "study_answers_expected": cfg.users * cfg.rounds * ANSWERS_PER_ROUND,
+           "study_answers_expected": cfg.batches * cfg.users * cfg.rounds * ANSWERS_PER_ROUND,
            "study_answers_acknowledged": sum(acknowledged.values()),
            "study_answers_duplicated": duplicated,
            # Every answer a page showed as saved is in the database, once.
@@ -240,7 +268,10 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
                         "ended_before_rss_after": indexing_ended, "tracks_at_rss_after": at_after,
                         # The index's share of RSS growth: its snapshot on disk at RSS start and after.
                         "snapshot_mb": {"start": index_mb_start, "after": index_mb_after}},
-           "session_ttl_s": cfg.session_ttl_s, "error_samples": errors[:5],
+           # How RSS "after" was taken: the TTL, then settle_s (one trimmer period + 5 s; 10 s before h19b),
+           # with the server started as make run starts it (SERVER_ENV).
+           "session_ttl_s": cfg.session_ttl_s, "trim_every_s": cfg.trim_every_s, "settle_s": cfg.settle_s,
+           "server_env": dict(SERVER_ENV), "error_samples": errors[:5],
            "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
     log(f"load: {out['errors']} errors, p50 {out['p50_s']} s, p95 {out['p95_s']} s, "
         f"RSS {out['server_rss_mb']}, answers {written} / {out['study_answers_expected']}")

@@ -53,6 +53,16 @@ async def _done(page, timeout_ms: float) -> None:
     await page.wait_for_selector(SCRIPT_DONE, timeout=timeout_ms)
 
 
+async def _script_state(page) -> str:
+    """The app's script state when a step failed (``notRunning``: the server was
+    idle, so a rerun the step waited for never came), or why it is unknown."""
+    try:
+        return await page.locator('[data-testid="stApp"]').get_attribute("data-test-script-state",
+                                                                         timeout=5000) or "none"
+    except Exception as exc:  # noqa: BLE001 — only a note beside the error
+        return f"unknown ({type(exc).__name__})"
+
+
 async def _exceptions(page) -> int:
     return await page.locator(EXCEPTION).count()
 
@@ -171,7 +181,8 @@ async def walk(browser, url: str, clips: list[Path], user: int, rounds: int, ste
             except Exception as exc:  # noqa: BLE001 — counted as this user's error, the run goes on
                 if os.environ.get("LOAD_SHOTS"):     # to look at what the user saw
                     await page.screenshot(path=f"{os.environ['LOAD_SHOTS']}/user{user}.png", full_page=True)
-                log.errors.append(f"{type(exc).__name__}: {' '.join(str(exc).split())[:1200]}")
+                log.errors.append(f"{type(exc).__name__}: {' '.join(str(exc).split())[:1200]}"
+                                  f" [page script state: {await _script_state(page)}]")
     finally:
         await ctx.close()
     return log

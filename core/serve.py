@@ -15,6 +15,15 @@
   returns towards where it started once sessions close. One full collection
   every half minute replaces Streamlit's collection after every script run
   (``runner.postScriptGC = false`` in ``.streamlit/config.toml``).
+* :data:`SERVER_ENV`: the environment the server is started with (``make
+  run``, the benchmark's server). glibc gives every new thread its own
+  malloc arena, up to eight per core; Streamlit runs each session's script
+  in its own thread, beside its web threads, so memory freed after a burst
+  of sessions stayed scattered over a dozen arenas, mostly free but held
+  (``heap_stats``: 458 MB free of a 660 MB heap after four users, RSS +41 %).
+  Two arenas keep it together; it must be set before the process starts
+  (a ``mallopt`` at the first page run came too late: the web threads had
+  their arenas already).
 * :func:`freeze_long_lived`: once the models are loaded, everything alive is
   moved out of the collector's sight (``gc.freeze``): a full collection of
   the server, which walked every object of torch, pandas and the models,
@@ -27,11 +36,33 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
+import json
+import os
 import threading
-from dataclasses import dataclass
-from typing import Iterator
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
 
+from core.errors import GenreError
 from core.procs import available_cpus
+
+SERVER_ENV = {"MALLOC_ARENA_MAX": "2"}
+
+
+class ServeError(GenreError, ValueError):
+    """A bad server setting (an environment variable)."""
+
+
+def _trim_period() -> float:
+    """``GENRE_SERVE_TRIM_EVERY_S`` (seconds, > 0), 30 when unset."""
+    raw = os.environ.get("GENRE_SERVE_TRIM_EVERY_S", "30")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise ServeError(f"GENRE_SERVE_TRIM_EVERY_S must be a number of seconds above 0, not {raw!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -39,7 +70,10 @@ class ServeConfig:
     """Settings of the app server's shared resources."""
 
     analyses_at_once: int = 0       # 0: half the CPUs this process may use, at least one
-    trim_every_s: float = 30.0      # MemoryTrimmer's period
+    trim_every_s: float = field(default_factory=_trim_period)   # MemoryTrimmer's period
+    # A file the trimmer appends a memory_report() line to after each run ("": none);
+    # the load run (benchmarks/load.py) sets it to see what the server's memory is made of.
+    probe_path: str = field(default_factory=lambda: os.environ.get("GENRE_SERVE_PROBE", ""))
 
     def slots(self) -> int:
         if self.analyses_at_once > 0:
@@ -78,6 +112,37 @@ def trim_memory() -> int:
     return freed
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def heap_stats() -> dict[str, float] | None:
+    """glibc's malloc totals over all its arenas, in MB (``None`` on another C
+    library): ``heap`` (obtained from the OS, not counting ``mmapped`` large
+    blocks), ``in_use`` (of it, allocated), ``free`` (held but free: memory
+    a trim could return only where whole pages are free), ``mmapped``."""
+    try:
+        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [], _MallInfo2
+    m = fn()
+    mb = 2 ** 20
+    return {"heap": round(m.arena / mb, 1), "in_use": round(m.uordblks / mb, 1),
+            "free": round(m.fordblks / mb, 1), "mmapped": round(m.hblkhd / mb, 1)}
+
+
+def memory_report() -> dict:
+    """What this process's memory is made of now: resident MB, glibc's heap
+    (:func:`heap_stats`), objects the collector tracks, threads."""
+    import psutil
+
+    return {"t": round(time.time(), 1), "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
+            "malloc_mb": heap_stats(), "gc_objects": len(gc.get_objects()), "gc_frozen": gc.get_freeze_count(),
+            "threads": threading.active_count()}
+
+
 def freeze_long_lived() -> None:
     """Collect once, then exempt every surviving object from later collections
     (call it when the long-lived state, e.g. the loaded models, is in place)."""
@@ -87,10 +152,15 @@ def freeze_long_lived() -> None:
 
 class MemoryTrimmer:
     """Calls :func:`trim_memory` every ``every_s`` seconds in a daemon thread
-    until :meth:`stop` (thread-safe: it touches no shared state)."""
+    until :meth:`stop` (thread-safe: it touches no shared state); with a
+    ``probe`` path, appends a :func:`memory_report` JSON line there after each run."""
 
-    def __init__(self, every_s: float = ServeConfig().trim_every_s):
-        self.every_s = every_s
+    def __init__(self, every_s: float | None = None, probe: str = "",
+                 before: Callable[[], object] | None = None, report: Callable[[], dict] | None = None):
+        self.every_s = ServeConfig().trim_every_s if every_s is None else every_s
+        self.probe = probe
+        self.before = before        # called first in each run (the app: shut down expired sessions)
+        self.report = report        # more for the probe line (the app: its session counts)
         self.runs = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="memory-trimmer")
@@ -98,8 +168,20 @@ class MemoryTrimmer:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
-            trim_memory()
+            if self.before is not None:
+                try:
+                    self.before()
+                except Exception:  # noqa: BLE001 — housekeeping that failed once must not stop the trimming
+                    pass
+            freed = trim_memory()
             self.runs += 1
+            if self.probe:
+                try:
+                    extra = self.report() if self.report is not None else {}
+                    with open(self.probe, "a") as f:
+                        f.write(json.dumps({**memory_report(), "gc_freed": freed, **extra}) + "\n")
+                except OSError:
+                    pass        # a probe that cannot be written changes nothing the server does
 
     def alive(self) -> bool:
         return self._thread.is_alive()

@@ -66,7 +66,7 @@ else:
         st.error(problem)
         st.stop()
     try:
-        view = analyse_upload(up.name, data, models_key(), models)
+        view = analyse_upload(up.name, data, models_key(), models, spectrograms=True)
     except ANALYSIS_ERRORS as exc:
         st.error(audio_error_line(exc, up.name))
         st.stop()

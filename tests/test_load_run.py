@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.browser,
 
 
 def test_three_users_one_round_no_errors_every_answer_stored_once(tiny_dataset, tiny_artifacts):
-    cfg = LoadConfig(users=3, rounds=1, session_ttl_s=2, settle_s=1.0, run_timeout_s=900)
+    cfg = LoadConfig(users=3, rounds=1, session_ttl_s=2, trim_every_s=2.0, settle_s=4.0, run_timeout_s=900)
     r = load_run([tiny_dataset], tiny_artifacts, cfg, log=print)
     assert "note" not in r, r.get("note")
     assert r["errors"] == 0, r["error_samples"]
@@ -38,6 +38,11 @@ def test_three_users_one_round_no_errors_every_answer_stored_once(tiny_dataset, 
                                      "study_answer"}
     assert r["server_rss_mb"]["start"] > 0 and r["server_rss_mb"]["peak"] >= r["server_rss_mb"]["start"]
     assert not breaks(r, LoadConfig(breaking_p95_s=float("inf")))
+    # Once the closed tabs' reconnect time ran out, the server shut their sessions down
+    # (ui.serve): none is kept, and none of their uploads.
+    assert r["server_env"] == {"MALLOC_ARENA_MAX": "2"} and r["settle_s"] == 4.0 and r["trim_every_s"] == 2.0
+    after = r["server_memory"]["after"]
+    assert after["active"] == 0 and after["stored"] == 0 and after["upload_sessions"] == 0
 
 
 def test_breaking_users_raises_n_until_p95_or_errors(monkeypatch):
@@ -60,3 +65,29 @@ def test_breaking_users_raises_n_until_p95_or_errors(monkeypatch):
     never = load.breaking_users([], Path("."), LoadConfig(users=2, breaking_step=2, breaking_max=6,
                                                           breaking_p95_s=1e9), log=print)
     assert never["users"] is None and [t["users"] for t in never["tried"]] == [2, 4, 6]
+
+
+def test_a_failed_step_notes_the_page_script_state():
+    import asyncio
+
+    from benchmarks.load_user import _script_state
+
+    class Locator:
+        def __init__(self, state):
+            self.state = state
+
+        async def get_attribute(self, name, timeout):
+            assert name == "data-test-script-state"
+            if isinstance(self.state, Exception):
+                raise self.state
+            return self.state
+
+    class Page:
+        def __init__(self, state):
+            self.state = state
+
+        def locator(self, selector):
+            return Locator(self.state)
+
+    assert asyncio.run(_script_state(Page("notRunning"))) == "notRunning"
+    assert asyncio.run(_script_state(Page(TimeoutError("closed")))) == "unknown (TimeoutError)"

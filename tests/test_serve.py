@@ -40,6 +40,17 @@ def test_analyses_take_turns():
     assert most == serve.ServeConfig().slots() and inside == 0
 
 
+def test_trim_period_setting(monkeypatch):
+    monkeypatch.setenv("GENRE_SERVE_TRIM_EVERY_S", "2.5")
+    assert serve.ServeConfig().trim_every_s == 2.5
+    for bad in ("soon", "0", "-1", "nan"):
+        monkeypatch.setenv("GENRE_SERVE_TRIM_EVERY_S", bad)
+        with pytest.raises(serve.ServeError, match="GENRE_SERVE_TRIM_EVERY_S"):
+            serve.ServeConfig()
+    monkeypatch.delenv("GENRE_SERVE_TRIM_EVERY_S")
+    assert serve.ServeConfig().trim_every_s == 30.0
+
+
 def test_slots_follow_the_setting():
     assert serve.ServeConfig(analyses_at_once=3).slots() == 3
     assert serve.ServeConfig().slots() >= 1
@@ -87,3 +98,143 @@ def test_study_revision_changes_with_every_write(tmp_path):
     r2 = store.revision()
     store.answer(pid, store.trials(pid)[0].track_id, False)     # a change of mind is a write too
     assert len({r0, r1, r2, store.revision()}) == 4
+
+
+def test_heap_stats_see_a_large_block():
+    before = serve.heap_stats()
+    if before is None:
+        pytest.skip("not glibc")
+    block = bytearray(64 * 2**20)      # above glibc's mmap threshold: a block of its own
+    held = serve.heap_stats()
+    assert held["mmapped"] - before["mmapped"] >= 60
+    assert set(held) == {"heap", "in_use", "free", "mmapped"}
+    del block
+
+
+def test_trimmer_runs_its_hook_and_writes_a_probe_line(tmp_path):
+    probe, calls = tmp_path / "probe.jsonl", []
+    trimmer = serve.MemoryTrimmer(every_s=0.05, probe=str(probe), before=lambda: calls.append(1),
+                                  report=lambda: {"sessions": 3})
+    deadline = time.monotonic() + 30
+    while trimmer.runs < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    trimmer.stop()
+    import json
+
+    lines = [json.loads(x) for x in probe.read_text().splitlines()]
+    assert len(calls) >= 2 and len(lines) >= 1
+    assert lines[0]["rss_mb"] > 0 and lines[0]["sessions"] == 3 and lines[0]["gc_objects"] > 0
+
+
+def test_a_failing_hook_does_not_stop_the_trimmer():
+    def boom():
+        raise RuntimeError("the server is stopping")
+
+    trimmer = serve.MemoryTrimmer(every_s=0.05, before=boom)
+    deadline = time.monotonic() + 30
+    while trimmer.runs < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert trimmer.runs >= 2 and trimmer.alive()
+    trimmer.stop()
+
+
+def test_make_run_and_the_bench_server_share_the_server_env(monkeypatch):
+    from conftest import ROOT
+
+    from benchmarks import browser
+
+    make = (ROOT / "Makefile").read_text()
+    run_recipe = make.split("\nrun:", 1)[1].split("\n\n", 1)[0]
+    for k, v in serve.SERVER_ENV.items():
+        assert f"{k}={v} $(BIN)/streamlit run" in run_recipe
+    seen = {}
+
+    class Exited:
+        returncode = 1
+
+        def __init__(self, cmd, env, **kw):
+            seen.update(env)
+
+        def poll(self):
+            return 1
+
+        def wait(self, timeout=None):
+            return 1
+
+    monkeypatch.setattr(browser.subprocess, "Popen", Exited)
+    with pytest.raises(RuntimeError, match="exited"):
+        with browser.streamlit_server({"GENRE_X": "1"}, timeout=5):
+            pass
+    assert {k: seen[k] for k in serve.SERVER_ENV} == serve.SERVER_ENV and seen["GENRE_X"] == "1"
+
+
+class _Session:
+    def __init__(self, sid):
+        self.id, self.shut = sid, 0
+
+    def shutdown(self):
+        self.shut += 1
+
+
+class _Manager:
+    """The part of Streamlit's session manager ui.serve uses, with a real session storage."""
+
+    def __init__(self, ttl_s):
+        from streamlit.runtime.memory_session_storage import MemorySessionStorage
+
+        self._session_storage = MemorySessionStorage(ttl_seconds=ttl_s)
+        self.active = set()
+
+    def is_active_session(self, sid):
+        return sid in self.active
+
+    def store(self, session):
+        from streamlit.runtime.session_manager import SessionInfo
+
+        self._session_storage.save(SessionInfo(client=None, session=session))
+
+
+def test_sessions_dropped_by_streamlit_are_shut_down_resumed_ones_kept():
+    """Streamlit's session storage drops an expired session without shutting it down
+    (its uploads and media stayed in memory); ui.serve makes it shut them down."""
+    from ui.serve import release_dropped_sessions
+
+    mgr = _Manager(ttl_s=0.2)
+    a, b, c = _Session("a"), _Session("b"), _Session("c")
+    mgr.store(a)
+    time.sleep(0.3)
+    mgr.store(b)                                   # Streamlit reaps the expired "a" here…
+    assert a.shut == 0                             # …without shutting it down (its files leak)
+    assert release_dropped_sessions(mgr) and release_dropped_sessions(mgr)   # installed once
+    mgr.store(c)
+    time.sleep(0.3)
+    assert len(mgr._session_storage._cache.expire()) == 2     # what the trimmer's hook does
+    assert (b.shut, c.shut) == (1, 1)
+    d = _Session("d")
+    mgr.store(d)
+    mgr.active.add("d")                            # the browser reconnected: Streamlit resumes it…
+    mgr._session_storage.delete("d")               # …and takes it out of the storage
+    assert d.shut == 0
+
+
+def test_release_needs_streamlits_storage():
+    from ui.serve import close_expired_sessions, release_dropped_sessions
+
+    assert not release_dropped_sessions(object())
+    assert close_expired_sessions() is None        # no server in this process
+
+
+def test_a_bad_trimmer_setting_is_one_line_on_the_page(app, monkeypatch):
+    from conftest import no_exceptions, texts
+
+    from ui import serve as ui_serve
+
+    ui_serve._trimmer.clear()
+    monkeypatch.setenv("GENRE_SERVE_TRIM_EVERY_S", "soon")
+    try:
+        app.run()
+        no_exceptions(app)
+        assert "GENRE_SERVE_TRIM_EVERY_S must be a number of seconds above 0, not 'soon'" in texts(app)
+        assert app.title[0].value == "Genre-aware music recommender"      # the page still draws
+    finally:
+        ui_serve._trimmer.clear()

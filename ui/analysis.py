@@ -35,7 +35,7 @@ class Spectrogram:
 class TrackView:
     """Everything the Spectrograms / Classify pages draw for one track."""
 
-    spectrograms: dict[str, Spectrogram]     # model → its front-end's view (shared per config)
+    spectrograms: dict[str, Spectrogram]     # model → its front-end's view (shared per config); {} when not asked
     probs: dict[str, dict[str, float]]       # model → genre → p
     window_probs: dict[str, np.ndarray]      # model → (windows, genres)
     window_starts_s: dict[str, list[float]]  # model → window start times
@@ -72,12 +72,15 @@ def _spectrogram(a: Analysis, name: str, cfg: FeatureConfig) -> Spectrogram:
                        times=frame_times(cfg, logmel.shape[1]), freqs=mel_frequencies(cfg))
 
 
-def _view(source, models: dict, base=None) -> TrackView:
+def _view(source, models: dict, base=None, spectrograms: bool = True) -> TrackView:
+    """The analysis of ``source`` for the pages; without ``spectrograms`` it
+    keeps no excerpt or log-mel (a few kB instead of ~4 MB for six models on a
+    30 s clip: what Classify and the Recommender's uploaded seeds need)."""
     with analysis_slot():     # analyses take turns (core.serve): the cores and the memory are shared
         a = analyse(source, models, baseline=base)
     specs: dict[str, Spectrogram] = {}
     by_cfg: dict[str, Spectrogram] = {}
-    for name, m in models.items():          # models may differ in sample rate, mels, hop…
+    for name, m in (models.items() if spectrograms else ()):   # models may differ in sample rate, mels, hop…
         k = m.cfg.key()
         if k not in by_cfg:
             by_cfg[k] = _spectrogram(a, name, m.cfg)
@@ -94,23 +97,39 @@ def _view(source, models: dict, base=None) -> TrackView:
         baseline=a.baseline, facets=dict(a.facets))
 
 
-@st.cache_data(show_spinner="Listening to the track…", max_entries=32)
+# The caches below grow with what users pick and upload: bounded in entries
+# and kept an hour at most. An entry with spectrograms is ~4 MB (six models,
+# 30 s), one without a few kB; Streamlit keeps each pickled and unpickles a
+# copy on every hit.
+CACHE_TTL_S = 3600
+
+
+@st.cache_data(show_spinner="Listening to the track…", max_entries=8, ttl=CACHE_TTL_S)
 def analyse_path(path: str, stamp: float, models_id: str, _models: dict) -> TrackView:
-    """Cached analysis of a file on disk (``stamp``/``models_id`` key the cache)."""
+    """Cached analysis of a file on disk, with spectrograms (``stamp``/``models_id`` key the cache)."""
     return _view(path, _models)
 
 
-def analyse_upload(name: str, data: bytes, models_id: str, models: dict, baseline=None) -> TrackView:
-    """Cached analysis of uploaded bytes, with their digest; raises
+def analyse_upload(name: str, data: bytes, models_id: str, models: dict, baseline=None,
+                   spectrograms: bool = False) -> TrackView:
+    """Cached analysis of uploaded bytes, with their digest (``spectrograms``:
+    also every model's excerpt and log-mel, for the Spectrograms page); raises
     :class:`AudioError` for bad audio. The bytes are hashed once, here: the
     digest keys the cache (Streamlit would otherwise hash the bytes again)
     and is the one the catalog index keys tracks by."""
-    return _analyse_upload(name, content_hash(data), models_id, data, models, baseline)
+    fn = _analyse_upload_spectrograms if spectrograms else _analyse_upload
+    return fn(name, content_hash(data), models_id, baseline is not None, data, models, baseline)
 
 
-@st.cache_data(show_spinner="Listening to the track…", max_entries=32)
-def _analyse_upload(name: str, digest: str, models_id: str, _data: bytes, _models: dict,
+@st.cache_data(show_spinner="Listening to the track…", max_entries=64, ttl=CACHE_TTL_S)
+def _analyse_upload(name: str, digest: str, models_id: str, with_baseline: bool, _data: bytes, _models: dict,
                     _baseline=None) -> TrackView:
+    return replace(_view(named_bytes(name, _data), _models, _baseline, spectrograms=False), digest=digest)
+
+
+@st.cache_data(show_spinner="Listening to the track…", max_entries=8, ttl=CACHE_TTL_S)
+def _analyse_upload_spectrograms(name: str, digest: str, models_id: str, with_baseline: bool, _data: bytes,
+                                 _models: dict, _baseline=None) -> TrackView:
     return replace(_view(named_bytes(name, _data), _models, _baseline), digest=digest)
 
 

@@ -9,7 +9,6 @@ are in.
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 import streamlit as st
@@ -22,11 +21,6 @@ if TYPE_CHECKING:
     from core.catalog.indexer import ModelLoader
 
 HEAVY_MODULES = ("core.models.artifacts", "core.models.selection", "core.catalog.indexer")
-
-
-def heavy_modules_imported() -> bool:
-    """Whether this process has imported :data:`HEAVY_MODULES` (using them costs no import)."""
-    return all(name in sys.modules for name in HEAVY_MODULES)
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)

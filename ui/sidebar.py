@@ -2,23 +2,30 @@
 index status (the background indexing starts from here by itself).
 
 The index status never makes a fresh server's first page wait for torch:
-its first drawing in a session skips the index while the index modules are
-not imported yet (:func:`ui.models.heavy_modules_imported`; the page itself
-imports them once its cheap parts are drawn), and its redraw 2 s later opens
-the index and starts the indexing. Once they are in, the status redraws
-every :data:`STATUS_EVERY_S` seconds: each redraw is a script run of every
-open session (and a redraw in every browser), which with a dozen sessions
-every 2 s was a steady load on the server and the browsers alike.
+its first drawing in a session skips the index while the modules it needs
+are not imported yet (:data:`STATUS_MODULES`; the page itself imports them
+once its cheap parts are drawn), and its redraw 2 s later opens the index and
+starts the indexing. Once they are in, the status redraws
+every :data:`STATUS_EVERY_S` seconds while an indexing run is going on: each
+redraw is a script run of every open session (and a redraw in every
+browser), which with a dozen sessions every 2 s was a steady load on the
+server and the browsers alike. When no run is going on (the index is ready,
+or the run failed) the status is drawn once per page run, with no timer:
+nothing changes until the next one, and a timed fragment rerun that lands
+just as a page's own run finishes can lose that run's output (Streamlit
+1.67 drops the events of a script runner it replaced, ``AppSession``), which
+is the suspect of the load run's "lost rerun".
 """
 
 from __future__ import annotations
+
+import sys
 
 import streamlit as st
 
 from core.catalog import sources as catalog_mod
 from core.datasets.layout import LAYOUTS
 from ui.catalog import auto_index, catalog, indexer
-from ui.models import heavy_modules_imported
 from ui.settings import LAYOUT_KEY, SETTING_KEY, data_layout, data_setting, paths
 
 LAYOUT_NAMES = {"auto": "Auto-detect", "library": "My music library (unlabelled, tags)",
@@ -26,6 +33,11 @@ LAYOUT_NAMES = {"auto": "Auto-detect", "library": "My music library (unlabelled,
                 "fma": "Labelled: FMA"}
 
 DRAWN_KEY = "sidebar_index_drawn"   # session state: the index status was drawn once
+# What drawing the index status imports (the models' loader, the indexer). Not
+# ui.models.HEAVY_MODULES: core.models.selection is imported only by the pages
+# with a model picker, so a server whose users only saw the Overview kept the
+# 2 s timer of a fresh server for good.
+STATUS_MODULES = ("core.models.artifacts", "core.catalog.indexer")
 FIRST_STATUS_EVERY_S = 2.0           # status redraws on a fresh server (index modules not in yet)
 STATUS_EVERY_S = 10.0                # afterwards
 
@@ -60,9 +72,30 @@ def sidebar() -> None:
 
 def index_sidebar(cat: catalog_mod.Catalog) -> None:
     """Index status; starts the background indexing of the catalog by itself
-    (once per catalog and model version in this server process)."""
-    if len(cat):
-        (_index_status if heavy_modules_imported() else _first_index_status)(cat)
+    (once per catalog and model version in this server process). Redrawn on
+    a timer only while a run is going on (or on a fresh server)."""
+    if not len(cat):
+        return
+    if not _status_modules_imported():
+        _first_index_status(cat)
+    elif _indexing(cat):
+        _index_status(cat)
+    else:
+        _draw_index_status(cat)
+
+
+def _status_modules_imported() -> bool:
+    """Whether drawing the index status imports nothing (:data:`STATUS_MODULES` are in)."""
+    return all(name in sys.modules for name in STATUS_MODULES)
+
+
+def _indexing(cat: catalog_mod.Catalog) -> bool:
+    """Whether an indexing run is going on (after starting one if the catalog needs it)."""
+    svc = indexer(quiet=True)
+    if svc is None:
+        return False
+    auto_index(cat, svc)
+    return svc.running()
 
 
 @st.fragment(run_every=FIRST_STATUS_EVERY_S)
@@ -79,7 +112,7 @@ def _index_status(cat: catalog_mod.Catalog) -> None:
 
 def _draw_index_status(cat: catalog_mod.Catalog) -> None:
     first, st.session_state[DRAWN_KEY] = not st.session_state.get(DRAWN_KEY), True
-    if first and not heavy_modules_imported():
+    if first and not _status_modules_imported():
         st.caption(":material/database: Index: starting…")
         return
     svc = indexer(quiet=True)

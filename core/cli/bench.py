@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"the load run: N concurrent headless-Chromium users against the real server while it "
                         f"indexes (default {_D.load_users}; 0: skip it)")
     b.add_argument("--load-rounds", type=int, default=_D.load_rounds, help="rounds of the users' script")
+    b.add_argument("--load-batches", type=int, default=_D.load_batches,
+                   help="batches of N users one after another (RSS after each: does memory grow per session?)")
     b.add_argument("--breaking", action=argparse.BooleanOptionalAction, default=_D.breaking,
                    help="after the load run, raise N until p95 passes 30 s or errors appear (default on)")
     b.add_argument("--load-only", action="store_true", help="only the load run (and --breaking)")
@@ -80,6 +82,7 @@ def cmd_bench(args) -> int:
                       artifacts=Path(args.artifacts) if args.artifacts else None,
                       first_run=args.first_run, first_run_timeout_s=args.first_run_timeout,
                       load_users=max(0, args.load), load_rounds=max(1, args.load_rounds),
+                      load_batches=max(1, args.load_batches),
                       breaking=args.breaking, load_only=args.load_only,
                       trunks=args.trunks,
                       with_trunks=tuple(t.strip() for t in args.with_trunks.split(",") if t.strip()),
