@@ -71,8 +71,9 @@ class Server:
 
 @contextmanager
 def streamlit_server(env: dict[str, str], log: Path | None = None, timeout: float = 120,
-                     args: list[str] | tuple[str, ...] = (), port: int | None = None) -> Iterator[Server]:
-    """``streamlit run app.py`` on 127.0.0.1 with :data:`core.serve.SERVER_ENV`
+                     args: list[str] | tuple[str, ...] = (), port: int | None = None,
+                     script: Path | None = None) -> Iterator[Server]:
+    """``streamlit run app.py`` (or ``script``) on 127.0.0.1 with :data:`core.serve.SERVER_ENV`
     (as ``make run``) and ``env`` added to this environment, and ``args`` (more ``--server.*`` options); yields once the
     health check answers and stops the server (and only it) on exit. ``port``:
     a given one (a restart on the same address), else a free one."""
@@ -80,7 +81,7 @@ def streamlit_server(env: dict[str, str], log: Path | None = None, timeout: floa
     out = open(log, "a") if log else subprocess.DEVNULL
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", "run", str(script or ROOT / "app.py"), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true",
          "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", *args],
         cwd=ROOT, env={**os.environ, **SERVER_ENV, **env}, stdout=out, stderr=subprocess.STDOUT)

@@ -95,8 +95,13 @@ def bench_load(dirs: list[Path], model_dir: Path, cfg: BenchConfig, log: Log) ->
     if not cfg.load_users:
         return {"load": {"note": "not measured: --load 0"}, "breaking_users": None}
     lcfg = LoadConfig(users=cfg.load_users, rounds=cfg.load_rounds, batches=cfg.load_batches)
+    from benchmarks.load_floor import load_floor
+
     out = {"load": load_run(dirs, model_dir, lcfg, log)}
     out["load"]["targets"] = load_targets(out["load"])
+    # The same users against a trivial script: the browsers' own share of the latency.
+    out["load_floor"] = load_floor(cfg.load_users)
+    log(f"load floor (trivial script, {cfg.load_users} users): {out['load_floor']}")
     out["breaking_users"] = breaking_users(dirs, model_dir, lcfg, log, first=out["load"]) if cfg.breaking else None
     return out
 

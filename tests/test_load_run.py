@@ -91,3 +91,14 @@ def test_a_failed_step_notes_the_page_script_state():
 
     assert asyncio.run(_script_state(Page("notRunning"))) == "notRunning"
     assert asyncio.run(_script_state(Page(TimeoutError("closed")))) == "unknown (TimeoutError)"
+
+
+def test_load_floor_times_every_open_and_click_of_a_trivial_script():
+    """The client-side floor (benchmarks/load_floor.py): two users, one round,
+    every page open and click timed against a script with no app in it."""
+    from benchmarks.load_floor import CLICKS, load_floor
+    r = load_floor(users=2, rounds=1, step_timeout_s=60)
+    assert "note" not in r, r.get("note")
+    assert r["clicks_per_round"] == CLICKS
+    assert 0 < r["open_p50_s"] <= r["open_p95_s"] and 0 < r["click_p50_s"] <= r["click_p95_s"]
+    assert r["all_p50_s"] <= r["all_p95_s"] <= max(r["open_p95_s"], r["click_p95_s"])

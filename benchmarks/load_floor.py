@@ -1,0 +1,101 @@
+"""The client side's share of the load run's latency: the same number of
+headless-Chromium users on the same machine against a **trivial** Streamlit
+script (a title and a button: no models, no index, no indexing), each user
+opening the page and clicking the button, for a few rounds.
+
+What it measures is what the load run's page actions cost before the app
+does any work: Streamlit's front end loading in N tabs of one Chromium that
+shares the CPUs with the server. ``python -m benchmarks.load_floor --users 12``
+prints the ``"load_floor"`` record; the bench adds it beside ``"load"``::
+
+    {"users": N, "rounds": r, "open_p50_s", "open_p95_s", "click_p50_s",
+     "click_p95_s", "all_p50_s", "all_p95_s", "load_average_1min": [before, after]}
+
+Every wait is bounded (``step_timeout_s``) and the server listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, SCRIPT_DONE, browser_missing, streamlit_server
+
+SCRIPT = 'import streamlit as st\nst.title("floor")\nst.button("go", key="go")\nst.write(st.session_state.go)\n'
+CLICKS = 3
+
+
+async def _user(browser, url: str, rounds: int, timeout_ms: float, out: list[tuple[str, float]]) -> None:
+    page = await browser.new_page()
+    try:
+        for _ in range(rounds):
+            t = time.monotonic()
+            await page.goto(url + "/", timeout=timeout_ms)
+            await page.get_by_role("heading", name="floor").wait_for(timeout=timeout_ms)
+            await page.wait_for_selector(SCRIPT_DONE, timeout=timeout_ms)
+            out.append(("open", time.monotonic() - t))
+            for _ in range(CLICKS):
+                t = time.monotonic()
+                await page.get_by_role("button", name="go").click(timeout=timeout_ms)
+                await page.wait_for_timeout(50)         # the rerun has started
+                await page.wait_for_selector(SCRIPT_DONE, timeout=timeout_ms)
+                out.append(("click", time.monotonic() - t))
+    finally:
+        await page.close()
+
+
+def _pct(xs: list[float], q: float) -> float | None:
+    return round(float(np.percentile(xs, q)), 3) if xs else None
+
+
+def load_floor(users: int = 12, rounds: int = 4, step_timeout_s: float = 120.0) -> dict:
+    """The ``"load_floor"`` record (see the module docstring)."""
+    why = browser_missing()
+    if why:
+        return {"users": users, "rounds": rounds, "note": f"not measured: {why}"}
+    from playwright.async_api import async_playwright
+
+    lat: list[tuple[str, float]] = []
+
+    async def run(url: str) -> None:
+        async with async_playwright() as p:
+            browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                await asyncio.gather(*(_user(browser, url, rounds, step_timeout_s * 1000, lat)
+                                       for _ in range(users)))
+            finally:
+                await browser.close()
+
+    before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="bench_floor_") as tmp:
+        script = Path(tmp) / "floor.py"
+        script.write_text(SCRIPT)
+        with streamlit_server({}, script=script) as srv:
+            asyncio.run(run(srv.url))
+    kinds = {k: [x for kk, x in lat if kk == k] for k in ("open", "click")}
+    alls = [x for _, x in lat]
+    return {"users": users, "rounds": rounds, "clicks_per_round": CLICKS,
+            "open_p50_s": _pct(kinds["open"], 50), "open_p95_s": _pct(kinds["open"], 95),
+            "click_p50_s": _pct(kinds["click"], 50), "click_p95_s": _pct(kinds["click"], 95),
+            "all_p50_s": _pct(alls, 50), "all_p95_s": _pct(alls, 95),
+            "load_average_1min": [round(before, 2), round(os.getloadavg()[0], 2)]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--users", type=int, default=12)
+    ap.add_argument("--rounds", type=int, default=4)
+    args = ap.parse_args(argv)
+    print(json.dumps(load_floor(args.users, args.rounds), indent=1))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
