@@ -22,7 +22,8 @@ FOLLOWS = {"cnn": "Choi et al. 2016 (FCN), from scratch",
            "crnn_msd": "MSD-VGG conv 1–4 frozen + 2 GRU layers over 10 s windows",
            "fused": "MSD-VGG frozen (conv 1–5, tag layer); linear head on pooled features + tags, chosen LOSO",
            "fused_trunks": "musicnn wheel trunks frozen (Pons & Serra 2019; Choi et al. 2017 transfer); linear head "
-                           "on pooled features + tags; trunk set, C and calibration chosen LOSO"}
+                           "on pooled features + tags (MSD_vgg from the MSD models' whole-clip conv 1–4 pass); "
+                           "trunk set, C, patches per clip and calibration chosen LOSO"}
 
 
 def _load(path: Path) -> dict | None:
