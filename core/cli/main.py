@@ -27,7 +27,8 @@ def cmd_train(args) -> int:
     from core.models.artifacts import save_model, update_manifest, write_json
     from core.training.train import load_labelled, train_model, train_transfer
 
-    tracks = read_datasets(data_dirs_or_exit(args), labelled_only=True)
+    dirs = data_dirs_or_exit(args)
+    tracks = read_datasets(dirs, labelled_only=True)
     train_tracks = [t for t in tracks if t.split == "train"]
     labels = genres_of(train_tracks)
     transfer = MODELS[args.model].__name__.endswith("MSD")
@@ -46,7 +47,7 @@ def cmd_train(args) -> int:
                       wave_augment=args.wave_augment, wave_augment_p=args.wave_augment_p,
                       patience=args.patience)
     if args.recurrent_only:
-        return _train_recurrent(args, tracks, labels, cfg)
+        return _train_recurrent(args, dirs, tracks, labels, cfg)
     cache = LogMelCache(feat, args.cache)
     train = load_labelled(train_tracks, labels, cache, desc="train log-mels")
     val = load_labelled([t for t in tracks if t.split == "val"], labels, cache, desc="val log-mels")
@@ -70,7 +71,7 @@ def cmd_train(args) -> int:
     save_model(model, out, extra={"train_config": cfg.to_dict(), "best_epoch": history["best_epoch"]})
     history.update(train_config=cfg.to_dict(), feature_config=feat.to_dict(),
                    n_train=len(train), n_val=len(val), labels=labels,
-                   data=[str(d) for d in data_dirs_or_exit(args)])
+                   data=[str(d) for d in dirs])
     write_json(out / f"{args.model}_history.json", history)
     update_manifest(out)
     print(json.dumps({"model": args.model, "best_epoch": history["best_epoch"],
@@ -79,7 +80,7 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _train_recurrent(args, tracks, labels, cfg) -> int:
+def _train_recurrent(args, dirs, tracks, labels, cfg) -> int:
     """Stage 2 of the CRNN: its GRU and genre layers on the frozen conv stack of
     the ``--init-from`` model (core.training.recurrent); the feature settings,
     and the stage-1 history beside the weights, carry over."""
@@ -121,7 +122,7 @@ def _train_recurrent(args, tracks, labels, cfg) -> int:
                                   "stage": "recurrent"})
     history.update(train_config=cfg.to_dict(), feature_config=model.cfg.to_dict(),
                    n_train=len(train), n_val=len(val), labels=labels,
-                   data=[str(d) for d in data_dirs_or_exit(args)],
+                   data=[str(d) for d in dirs],
                    stage1={k: stage1.get(k) for k in ("best_epoch", "best_val_auc", "train_seconds",
                                                        "train_config", "epoch")})
     write_json(out / f"{args.model}_history.json", history)

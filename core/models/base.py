@@ -33,6 +33,16 @@ class Prediction:
     logits: np.ndarray | None = None    # (B, G) window-averaged logits
 
 
+def hash_state(h, module: nn.Module, as_float: bool = False):
+    """Feed ``module``'s ``state_dict`` (sorted names and raw bytes; ``as_float``:
+    every tensor as float32 first) into the hashlib object ``h``; returns ``h``."""
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        v = v.detach().float() if as_float else v.detach()
+        h.update(v.cpu().contiguous().numpy().tobytes())
+    return h
+
+
 class GenreModel(nn.Module):
     """Base class: the label list, the feature settings and window averaging.
 
@@ -119,10 +129,7 @@ class GenreModel(nn.Module):
             return self._fingerprint
         h = hashlib.sha256()
         h.update(json.dumps([self.name, list(self.labels), self.cfg.to_dict()], sort_keys=True).encode())
-        for k, v in sorted(self.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
+        return hash_state(h, self).hexdigest()[:16]
 
     def saved_state(self) -> dict[str, torch.Tensor]:
         """The tensors written to the model's safetensors file (all of them

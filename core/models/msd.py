@@ -105,11 +105,9 @@ def trunk_steps(n_frames: int) -> int:
 def trunk_digest(trunk: nn.Module) -> str:
     """SHA-256 (16 hex) of an :class:`MSDTrunk`'s weights (before any inference rewrite)."""
     import hashlib
-    h = hashlib.sha256()
-    for k, v in sorted(trunk.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+
+    from core.models.base import hash_state
+    return hash_state(hashlib.sha256(), trunk).hexdigest()[:16]
 
 
 def msd_trunk_key(cfg: FeatureConfig, digest: str, bfloat16: bool) -> str:

@@ -30,9 +30,8 @@ from core.types import Progress
 
 
 def _clip_dir(out: Path, bank: TrunkBank) -> Path:
-    # Every patch is kept, so the folder is the bank's without its patch count.
-    key = bank.key() if bank.patches is None else bank.key().rsplit(":p", 1)[0]
-    return out / "clips" / hashlib.sha256(f"{key}:per-patch".encode()).hexdigest()[:16]
+    # Every patch is kept, so the folder is named by the per-patch outputs' key.
+    return out / "clips" / hashlib.sha256(f"{bank.patch_key()}:per-patch".encode()).hexdigest()[:16]
 
 
 def _patch_width(bank: TrunkBank) -> int:

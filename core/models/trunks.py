@@ -126,12 +126,10 @@ def load_trunk(spec: TrunkSpec, fast: bool = True, bfloat16: bool | None = None,
     float32; ``bfloat16`` default :func:`~core.models.optimise.use_bfloat16`);
     ``clip`` (:data:`CLIP_TRUNK` only): wrapped in
     :class:`~core.models.trunks_fast.ClipVGG` (blocks 1–4 once over the whole clip)."""
+    from core.models.base import hash_state
     from core.models.musicnn import pretrained
     model = pretrained(spec.checkpoint)
-    h = hashlib.sha256()
-    for k, v in sorted(model.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    digest = hash_state(hashlib.sha256(), model, as_float=True).hexdigest()[:16]
     sha = None
     if clip and spec.name == CLIP_TRUNK:
         from core.models.msd import trunk_digest
@@ -142,7 +140,7 @@ def load_trunk(spec: TrunkSpec, fast: bool = True, bfloat16: bool | None = None,
     if sha is not None:
         from core.models.trunks_fast import ClipVGG
         model = ClipVGG(model, sha)
-    return model, h.hexdigest()[:16]
+    return model, digest
 
 
 class TrunkBank:
@@ -160,12 +158,12 @@ class TrunkBank:
 
     def __init__(self, trunks: Sequence[str] | None = None, fast: bool = True,
                  bfloat16: bool | None = None, models: dict[str, nn.Module] | None = None,
-                 patches: int | None = None, clip: bool | None = None):
+                 patches: int | None = None, clip: bool | None = None, digests: dict[str, str] | None = None):
         from core.models.optimise import use_bfloat16
         self.specs = resolve(trunks if models is None else list(models))
         self.bfloat16 = bool(fast and (use_bfloat16() if bfloat16 is None else bfloat16))
-        if models is not None:      # taggers already built (tests, or copies made elsewhere)
-            self.models, self.digests = dict(models), {n: "given" for n in models}
+        if models is not None:      # taggers already built (tests, another bank's, copies made elsewhere)
+            self.models, self.digests = dict(models), dict(digests or {n: "given" for n in models})
         else:
             clip = fast if clip is None else bool(clip)
             loaded = {s.name: load_trunk(s, fast=fast, bfloat16=self.bfloat16, clip=clip) for s in self.specs}
@@ -187,11 +185,15 @@ class TrunkBank:
 
     def key(self) -> str:
         """Identifies the outputs: trunk names, their checkpoint digests and the
-        precision (bfloat16 changes tag probabilities by up to ~0.01). Caches key on it."""
+        precision (bfloat16 changes tag probabilities by up to ~0.01), and the
+        patches per clip (:meth:`patch_key` without them). Caches key on it."""
+        return self.patch_key() if self.patches is None else f"{self.patch_key()}:p{self.patches}"
+
+    def patch_key(self) -> str:
+        """Identifies the per-patch outputs (:meth:`patch_outputs`), whatever :attr:`patches`."""
         h = hashlib.sha256(repr(sorted(self.digests.items())).encode()).hexdigest()[:12]
         key = f"{'+'.join(self.names)}:{h}:{'bf16' if self.bfloat16 else 'f32'}"
-        key += ":clip" if self._clip() is not None else ""
-        return key if self.patches is None else f"{key}:p{self.patches}"
+        return key + (":clip" if self._clip() is not None else "")
 
     def _clip(self):
         from core.models.trunks_fast import ClipVGG
@@ -275,8 +277,7 @@ def shared_bank(trunks: Sequence[str] | None = None, bfloat16: bool | None = Non
                 _BANKS[key] = TrunkBank(list(key[0]), fast=key[2], bfloat16=key[1], patches=key[3])
             else:
                 _BANKS[key] = TrunkBank(list(key[0]), fast=key[2], bfloat16=key[1], models=twin.models,
-                                        patches=key[3])
-                _BANKS[key].digests = dict(twin.digests)
+                                        patches=key[3], digests=twin.digests)
         return _BANKS[key]
 
 

@@ -264,15 +264,13 @@ class ClipVGG(nn.Module):
         """The clip's patches ``idx`` → (penultimate ``(len(idx)·B, 256)``,
         logits ``(len(idx)·B, 50)``), patch-major like :func:`core.models.msd.patches`.
         ``trunk``: :meth:`trunk`'s output when another model has computed it."""
-        from core.models.msd import PATCH_FRAMES, POOLS
+        from core.models.msd import PATCH_FRAMES, trunk_steps
         t = self.trunk(logmel) if trunk is None else trunk
-        per_step = 1
-        for k in POOLS[:4]:
-            per_step *= k[1]
-        width = PATCH_FRAMES // per_step
+        width = trunk_steps(PATCH_FRAMES)
         if t.shape[-1] < width:
             raise ValueError(f"MSD_vgg needs ≥ {width} trunk steps, got {t.shape[-1]}")
-        starts = [min(PATCH_FRAMES * k // per_step, t.shape[-1] - width) for k in idx]
+        # Patch k starts at frame 187·k: the trunk step its pools map that frame to.
+        starts = [min(trunk_steps(PATCH_FRAMES * k), t.shape[-1] - width) for k in idx]
         wins = torch.cat([t[..., s: s + width] for s in starts], 0)          # (P'·B, 128, 6, 11)
         x = self.tagger.pool5(self.tagger.block5(wins))                      # (P'·B, 128, 1, 2)
         flat = x.permute(0, 3, 2, 1).flatten(1)                              # TF's flatten order

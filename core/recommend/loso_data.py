@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -116,7 +116,7 @@ def recommend_loso(dirs: Sequence[str | Path], cache_root: str | Path, cfg=None,
     cfg = cfg or EvalConfig()
     model = model or FoldModel()
     if c is not None:
-        model = FoldModel(model.name, model.features, c, model.patches)
+        model = replace(model, c=c)
     grid = grid or LosoGrid()
     data = load_source_data(dirs, cache_root, extra_features).with_patches(model.patches)
     data.trunk = None
