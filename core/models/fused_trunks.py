@@ -39,7 +39,7 @@ from core.config import FeatureConfig
 from core.errors import ArtifactError
 from core.models.fused import copy_linear_head
 from core.models.trunk_model import TrunkGenreModel
-from core.models.trunks import TRUNKS, resolve
+from core.models.trunks import TRUNKS, check_patches, resolve
 
 # Before a LOSO choice is loaded: the trunk that did best alone under LOSO.
 DEFAULT_TRUNKS = ("msd_musicnn",)
@@ -94,9 +94,7 @@ class FusedTrunks(TrunkGenreModel):
 
     def set_patches(self, patches: int | None) -> None:
         """Run the trunks on ``patches`` of each clip's 3 s patches (None: all)."""
-        if patches is not None and int(patches) < 1:
-            raise ArtifactError(f"{self.name}: patches must be ≥ 1, got {patches}")
-        self.patches = None if patches is None else int(patches)
+        self.patches = check_patches(patches)
         self.bank_patches.fill_(float(self.patches or 0))
         self._fingerprint = None
 
@@ -116,11 +114,9 @@ class FusedTrunks(TrunkGenreModel):
         if trunks != self.trunks:
             self.set_trunks(trunks)
         state = {"bank_patches": torch.tensor(0.0), **state}     # files from before the choice: all patches
-        n = int(round(float(state["bank_patches"])))
-        if n < 0:
-            raise ArtifactError(f"{self.name} weights have bank_patches {n}")
+        patches = check_patches(int(round(float(state["bank_patches"]))) or None)   # checked before loading
         super().load_saved_state(state)
-        self.set_patches(n or None)
+        self.set_patches(patches)
 
     def set_head(self, mean: np.ndarray, scale: np.ndarray, weight: np.ndarray, bias: np.ndarray,
                  temperature: float = 1.0) -> None:

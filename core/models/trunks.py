@@ -93,14 +93,20 @@ def resolve(trunks: Sequence[str] | None = None) -> list[TrunkSpec]:
     return [TRUNKS[n] for n in names]
 
 
+def check_patches(keep: int | None) -> int | None:
+    """``keep`` patches per clip as an int (None: all); raises for fewer than one."""
+    if keep is not None and int(keep) < 1:
+        raise ArtifactError(f"a trunk needs at least one patch per clip (patches ≥ 1), got {keep}")
+    return None if keep is None else int(keep)
+
+
 def patch_choice(n: int, keep: int | None) -> list[int]:
     """Indices of ``keep`` of a clip's ``n`` patches, spread evenly: the i-th is
     ``⌊(i + ½)·n / keep⌋`` (10 patches: keep 5 → 1, 3, 5, 7, 9; keep 3 → 1, 5, 8;
     keep 1 → 5). ``keep`` None or ≥ ``n``: all of them."""
+    keep = check_patches(keep)
     if keep is None or keep >= n:
         return list(range(n))
-    if keep < 1:
-        raise ArtifactError(f"a trunk needs at least one patch per clip, got {keep}")
     return [int((i + 0.5) * n / keep) for i in range(keep)]
 
 
@@ -170,9 +176,7 @@ class TrunkBank:
             self.models = {n: m for n, (m, _) in loaded.items()}
             self.digests = {n: d for n, (_, d) in loaded.items()}
         self.cfg = MSD_FEATURES
-        if patches is not None and int(patches) < 1:
-            raise ArtifactError(f"a trunk needs at least one patch per clip, got {patches}")
-        self.patches = None if patches is None else int(patches)
+        self.patches = check_patches(patches)
 
     @property
     def names(self) -> list[str]:
