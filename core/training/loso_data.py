@@ -90,28 +90,33 @@ def frozen_msd_features(trunk: np.ndarray, labels: list[str], batch: int = 32) -
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, m.embedding_dim), np.float32)
 
 
-def read_feature_file(path: str | Path, track_ids: Sequence[str]) -> np.ndarray:
-    """``features`` ‖ ``tags`` of ``path`` (an ``.npz`` with ``track_id``,
-    ``features`` ``(N, D)``, ``tags`` ``(N, 50)``) in the order of ``track_ids``."""
+def read_trunk_file(path: str | Path, track_ids: Sequence[str]
+                    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """One read of a trunk's feature file (an ``.npz`` with ``track_id``,
+    ``features`` ``(N, D)``, ``tags`` ``(N, 50)`` and, from ``trunk-features``,
+    ``patch_features`` ``(N, P, D)``, ``patch_tags`` ``(N, P, 50)``), in the order
+    of ``track_ids``: (``features`` ‖ ``tags`` ``(n, D + 50)``, the per-patch pair
+    or None)."""
     with np.load(path, allow_pickle=False) as z:
-        ids = [str(t) for t in z["track_id"]]
-        feats = np.concatenate([z["features"], z["tags"]], axis=1).astype(np.float32)
-    pos = {t: i for i, t in enumerate(ids)}
-    missing = [t for t in track_ids if t not in pos]
-    if missing:
-        raise FeatureSetError(f"{Path(path).name} lacks {len(missing)} track(s), e.g. {missing[0]}")
-    return feats[[pos[t] for t in track_ids]]
+        pos = {str(t): i for i, t in enumerate(z["track_id"])}
+        missing = [t for t in track_ids if t not in pos]
+        if missing:
+            raise FeatureSetError(f"{Path(path).name} lacks {len(missing)} track(s), e.g. {missing[0]}")
+        rows = [pos[t] for t in track_ids]
+        feats = np.concatenate([z["features"], z["tags"]], axis=1)[rows].astype(np.float32)
+        per_patch = ((z["patch_features"][rows].astype(np.float32), z["patch_tags"][rows].astype(np.float32))
+                     if "patch_features" in z.files and "patch_tags" in z.files else None)
+    return feats, per_patch
+
+
+def read_feature_file(path: str | Path, track_ids: Sequence[str]) -> np.ndarray:
+    """``features`` ‖ ``tags`` of ``path`` in the order of ``track_ids`` (:func:`read_trunk_file`)."""
+    return read_trunk_file(path, track_ids)[0]
 
 
 def read_patch_file(path: str | Path, track_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per-patch (``patch_features`` ``(N, P, D)``, ``patch_tags`` ``(N, P, 50)``) of
-    ``path`` in the order of ``track_ids``; None when the file has none."""
-    with np.load(path, allow_pickle=False) as z:
-        if "patch_features" not in z.files or "patch_tags" not in z.files:
-            return None
-        pos = {str(t): i for i, t in enumerate(z["track_id"])}
-        rows = [pos[t] for t in track_ids]
-        return z["patch_features"][rows].astype(np.float32), z["patch_tags"][rows].astype(np.float32)
+    """The per-patch pair of ``path`` (:func:`read_trunk_file`), or None when the file has none."""
+    return read_trunk_file(path, track_ids)[1]
 
 
 def load_source_data(dirs: Sequence[str | Path], cache_root: str | Path,
@@ -136,8 +141,7 @@ def load_source_data(dirs: Sequence[str | Path], cache_root: str | Path,
         for p in sorted(Path(extra_features).glob("*.npz")):
             if p.stem != MSD_VGG:
                 try:
-                    feats[p.stem] = read_feature_file(p, ids)
-                    pp = read_patch_file(p, ids)
+                    feats[p.stem], pp = read_trunk_file(p, ids)
                 except (FeatureSetError, KeyError, OSError, ValueError):
                     continue
                 if pp is not None:
