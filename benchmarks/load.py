@@ -29,7 +29,6 @@ import json
 import os
 import sqlite3
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,6 +37,7 @@ from benchmarks.browser import async_chromium, browser_missing, streamlit_server
 from benchmarks.config import Log, pct
 from benchmarks.first_run import app_env
 from benchmarks.load_user import ANSWERS_PER_ROUND, UserLog, walk
+from benchmarks.rss import RssSampler
 from core.catalog.indexer import RUNNING
 from core.catalog.store import indexed_tracks
 from core.serve import SERVER_ENV, ServeConfig
@@ -62,38 +62,6 @@ class LoadConfig:
     breaking_step: int = 6                 # breaking_users raises N by this…
     breaking_max: int = 36                 # …up to this many
     breaking_p95_s: float = 30.0
-
-
-class RssSampler:
-    """Samples a process's resident memory every ``interval`` s in a thread (bounded by stop())."""
-
-    def __init__(self, pid: int, interval: float = 0.5):
-        import psutil
-
-        self.proc = psutil.Process(pid)
-        self.interval = interval
-        self.peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
-
-    def now(self) -> float:
-        return self.proc.memory_info().rss / 2**20
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.peak = max(self.peak, self.now())
-            except Exception:  # noqa: BLE001 — the server exited: nothing left to sample
-                return
-
-    def __enter__(self) -> RssSampler:
-        self.peak = self.now()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def snapshot_mb(index_dir: Path) -> float:
