@@ -76,12 +76,19 @@ class ServeConfig:
     probe_path: str = field(default_factory=lambda: os.environ.get("GENRE_SERVE_PROBE", ""))
 
     def slots(self) -> int:
-        if self.analyses_at_once > 0:
-            return self.analyses_at_once
-        return max(1, available_cpus() // 2)
+        return analysis_slots(self.analyses_at_once)
 
 
-_SLOTS = threading.BoundedSemaphore(ServeConfig().slots())
+def analysis_slots(at_once: int = 0) -> int:
+    """Analyses that may run together: ``at_once`` when above 0, else half the
+    CPUs this process may use, at least one."""
+    return at_once if at_once > 0 else max(1, available_cpus() // 2)
+
+
+# Not ServeConfig().slots(): that would read the trimmer's settings too, and a bad
+# GENRE_SERVE_TRIM_EVERY_S would fail every import of this module (the app, the
+# indexer) instead of being the one line housekeeping() shows on the page.
+_SLOTS = threading.BoundedSemaphore(analysis_slots())
 
 
 @contextlib.contextmanager

@@ -238,3 +238,18 @@ def test_a_bad_trimmer_setting_is_one_line_on_the_page(app, monkeypatch):
         assert app.title[0].value == "Genre-aware music recommender"      # the page still draws
     finally:
         ui_serve._trimmer.clear()
+
+
+def test_a_bad_trimmer_setting_does_not_fail_the_import():
+    """The analysis slots are sized at import without the trimmer's settings, so
+    a bad GENRE_SERVE_TRIM_EVERY_S reaches housekeeping()'s one line instead of
+    failing the app's (and the indexer's) import of core.serve."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GENRE_SERVE_TRIM_EVERY_S": "soon"}
+    r = subprocess.run([sys.executable, "-c", "import core.serve as s; print(s.analysis_slots())"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and int(r.stdout) >= 1, r.stderr
+    assert serve.analysis_slots(3) == 3 and serve.analysis_slots() == serve.ServeConfig().slots()
