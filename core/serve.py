@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import json
 import os
@@ -98,12 +99,20 @@ def analysis_slot() -> Iterator[None]:
         yield
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once (``find_library`` runs ``ldconfig``); ``None`` when it cannot be loaded."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
 def _malloc_trim():
     """glibc's ``malloc_trim`` (``None`` on another C library)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.malloc_trim
-    except (OSError, AttributeError):
+        fn = _libc().malloc_trim
+    except AttributeError:      # no C library (None), or not glibc
         return None
     fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
     return fn
@@ -130,8 +139,8 @@ def heap_stats() -> dict[str, float] | None:
     blocks), ``in_use`` (of it, allocated), ``free`` (held but free: memory
     a trim could return only where whole pages are free), ``mmapped``."""
     try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
-    except (OSError, AttributeError):
+        fn = _libc().mallinfo2
+    except AttributeError:      # no C library (None), or not glibc (or older than 2.33)
         return None
     fn.argtypes, fn.restype = [], _MallInfo2
     m = fn()

@@ -253,3 +253,17 @@ def test_a_bad_trimmer_setting_does_not_fail_the_import():
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and int(r.stdout) >= 1, r.stderr
     assert serve.analysis_slots(3) == 3 and serve.analysis_slots() == serve.ServeConfig().slots()
+
+
+def test_the_c_library_is_looked_up_once(monkeypatch):
+    """trim_memory and heap_stats run every trimmer period: the C library is
+    found once per process, not with an ``ldconfig`` run each time."""
+    import ctypes.util
+
+    serve._libc()
+    calls = []
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: calls.append(name) or "libc.so.6")
+    serve.trim_memory()
+    serve.heap_stats()
+    assert calls == []
+    assert serve._libc() is serve._libc()
