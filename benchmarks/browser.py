@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -112,6 +112,20 @@ def chromium_page(width: int = 1400, height: int = 1000):
             yield browser.new_page(viewport={"width": width, "height": height})
         finally:
             browser.close()
+
+
+@asynccontextmanager
+async def async_chromium():
+    """A headless Debian Chromium under Playwright's asyncio API (closed on
+    exit), for many pages at once (the load runs)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 def wait_rendered(page, timeout: float = 120, settle_ms: int = 500) -> None:

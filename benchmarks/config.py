@@ -7,9 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from core.recommend.request import DEFAULTS, MAX_SEEDS
 
 Log = Callable[[str], None]
+
+
+def pct(xs: list[float], q: float) -> float | None:
+    """The ``q``-th percentile of ``xs`` to three decimals (``None`` when empty)."""
+    return round(float(np.percentile(xs, q)), 3) if xs else None
 
 
 @dataclass

@@ -5,51 +5,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.config import BenchConfig, Log
+from benchmarks.rss import RssSampler
 from core.config import FeatureConfig
-
-
-class PeakRSS:
-    """Peak resident memory (MB) of this process plus its children, sampled
-    every ``interval`` s in a background thread while the block runs."""
-
-    def __init__(self, interval: float = 0.05):
-        self.interval = interval
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-
-    def _sample(self) -> float:
-        import psutil
-
-        me = psutil.Process()
-        total = me.memory_info().rss
-        for child in me.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                pass
-        return total / 2**20
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak_mb = max(self.peak_mb, self._sample())
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> "PeakRSS":
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_mb = max(self.peak_mb, self._sample())
 
 
 def naive_embed(path: str, models) -> dict[str, np.ndarray]:
@@ -194,13 +157,13 @@ def bench_index(paths: list[Path], models, cfg: BenchConfig, log: Log) -> tuple[
             base += [naive_embed(f, models) for f in part]
             t_base += time.perf_counter() - t0
             cpu_base += _cpu_seconds() - c0
-            with PeakRSS() as mem:  # the pipeline's memory only
+            with RssSampler(children=True, interval=0.05) as mem:  # the pipeline's memory only
                 c0, t0 = _cpu_seconds(), time.perf_counter()
                 res += list(embed_paths(part, models, batch_size=cfg.batch_size, workers=cfg.workers,
                                         cache=cache_dir))
                 t_fast += time.perf_counter() - t0
                 cpu_fast += _cpu_seconds() - c0
-            peak = max(peak, mem.peak_mb)
+            peak = max(peak, mem.peak)
         log(f"baseline: {len(files)} tracks in {t_base:.1f} s; pipeline: {t_fast:.1f} s (cold cache), "
             f"peak {peak:.0f} MB")
         t0 = time.perf_counter()

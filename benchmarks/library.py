@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import numpy as np
 
 from benchmarks.config import BenchConfig, Log
 from benchmarks.library_gen import AV_FORMATS, SNDFILE_FORMATS, generate_library
+from benchmarks.rss import RssSampler
 from core.config import PROJECT_ROOT
 
 FORMATS = tuple(SNDFILE_FORMATS) + tuple(AV_FORMATS)
@@ -38,40 +38,6 @@ def _ms(values: list[float]) -> dict[str, float]:
     a = np.asarray(values) * 1000
     return {"p50": round(float(np.median(a)), 2), "p95": round(float(np.percentile(a, 95)), 2),
             "n": int(a.size)}
-
-
-class _TreeRSS:
-    """Peak resident memory (MB) of one process and its children, sampled."""
-
-    def __init__(self, pid: int, interval: float = 0.1):
-        import psutil
-
-        self.proc = psutil.Process(pid)
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            try:
-                total = self.proc.memory_info().rss
-                for c in self.proc.children(recursive=True):
-                    try:
-                        total += c.memory_info().rss
-                    except psutil.Error:
-                        pass
-                self.peak_mb = max(self.peak_mb, total / 2**20)
-            except psutil.Error:
-                return
-            self._stop.wait(0.1)
-
-    def stop(self) -> float:
-        self._stop.set()
-        self._thread.join()
-        return self.peak_mb
 
 
 def _library(cfg: BenchConfig, log: Log) -> tuple[Path, dict]:
@@ -176,7 +142,7 @@ def bench_library(cfg: BenchConfig, model_dir: Path, model_names: list[str], log
     start = time.perf_counter()
     first_rec = None
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    rss = _TreeRSS(proc.pid)
+    rss = RssSampler(proc.pid, children=True, interval=0.1).start()
     killed_at = None
     try:
         while proc.poll() is None:
@@ -199,7 +165,7 @@ def bench_library(cfg: BenchConfig, model_dir: Path, model_names: list[str], log
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    rss = _TreeRSS(proc.pid)
+    rss = RssSampler(proc.pid, children=True, interval=0.1).start()
     stdout, stderr = proc.communicate()
     run2 = time.perf_counter() - t
     peak2 = rss.stop()

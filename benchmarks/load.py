@@ -29,17 +29,15 @@ import json
 import os
 import sqlite3
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, browser_missing, streamlit_server
-from benchmarks.config import Log
+from benchmarks.browser import async_chromium, browser_missing, streamlit_server
+from benchmarks.config import Log, pct
 from benchmarks.first_run import app_env
 from benchmarks.load_user import ANSWERS_PER_ROUND, UserLog, walk
+from benchmarks.rss import RssSampler
 from core.catalog.indexer import RUNNING
 from core.catalog.store import indexed_tracks
 from core.serve import SERVER_ENV, ServeConfig
@@ -64,38 +62,6 @@ class LoadConfig:
     breaking_step: int = 6                 # breaking_users raises N by this…
     breaking_max: int = 36                 # …up to this many
     breaking_p95_s: float = 30.0
-
-
-class RssSampler:
-    """Samples a process's resident memory every ``interval`` s in a thread (bounded by stop())."""
-
-    def __init__(self, pid: int, interval: float = 0.5):
-        import psutil
-
-        self.proc = psutil.Process(pid)
-        self.interval = interval
-        self.peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="rss-sampler")
-
-    def now(self) -> float:
-        return self.proc.memory_info().rss / 2**20
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.peak = max(self.peak, self.now())
-            except Exception:  # noqa: BLE001 — the server exited: nothing left to sample
-                return
-
-    def __enter__(self) -> RssSampler:
-        self.peak = self.now()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
 
 
 def snapshot_mb(index_dir: Path) -> float:
@@ -142,17 +108,11 @@ def study_counts(db: Path, exclude: set[str] = frozenset()) -> tuple[int, int, d
 
 
 async def _users(url: str, clips: list[Path], cfg: LoadConfig) -> list[UserLog]:
-    from playwright.async_api import async_playwright
-
     deadline = time.monotonic() + cfg.run_timeout_s
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            mine = [clips[u * cfg.rounds:(u + 1) * cfg.rounds] for u in range(cfg.users)]
-            return list(await asyncio.gather(*(walk(browser, url, mine[u], u, cfg.rounds, cfg.step_timeout_s,
-                                                    deadline) for u in range(cfg.users))))
-        finally:
-            await browser.close()
+    async with async_chromium() as browser:
+        mine = [clips[u * cfg.rounds:(u + 1) * cfg.rounds] for u in range(cfg.users)]
+        return list(await asyncio.gather(*(walk(browser, url, mine[u], u, cfg.rounds, cfg.step_timeout_s,
+                                                deadline) for u in range(cfg.users))))
 
 
 async def _warm(url: str, ready, clip: Path, cfg: LoadConfig) -> UserLog:
@@ -160,26 +120,16 @@ async def _warm(url: str, ready, clip: Path, cfg: LoadConfig) -> UserLog:
     the background indexing) and stays until ``ready()``; then one user walks
     the script once, so the server's one-time costs (models, first analyses)
     are paid before RSS ``start`` is taken. Bounded by ``cfg.run_timeout_s``."""
-    from playwright.async_api import async_playwright
-
     end = time.monotonic() + cfg.run_timeout_s
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = await browser.new_page()
-            await page.goto(url + "/", timeout=cfg.step_timeout_s * 1000)
-            while not ready():
-                if time.monotonic() > end:
-                    raise TimeoutError(f"load run: the app was not ready within {cfg.run_timeout_s:.0f} s")
-                await page.wait_for_timeout(500)
-            await page.close()
-            return await walk(browser, url, [clip], -1, 1, cfg.step_timeout_s, end)
-        finally:
-            await browser.close()
-
-
-def _pct(xs: list[float], q: float) -> float | None:
-    return round(float(np.percentile(xs, q)), 3) if xs else None
+    async with async_chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(url + "/", timeout=cfg.step_timeout_s * 1000)
+        while not ready():
+            if time.monotonic() > end:
+                raise TimeoutError(f"load run: the app was not ready within {cfg.run_timeout_s:.0f} s")
+            await page.wait_for_timeout(500)
+        await page.close()
+        return await walk(browser, url, [clip], -1, 1, cfg.step_timeout_s, end)
 
 
 def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfig(), log: Log = print,
@@ -226,8 +176,8 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
                     users += batch
                     at_end = indexed_tracks(index_dir) if at_end is None else at_end
                     log(f"load: batch {b + 1} done after {wall:.0f} s: {sum(len(u.errors) for u in batch)} errors; "
-                        f"p50 {_pct([t for u in batch for _, t in u.timings], 50)} s, "
-                        f"p95 {_pct([t for u in batch for _, t in u.timings], 95)} s; peak {rss.peak:.0f} MB")
+                        f"p50 {pct([t for u in batch for _, t in u.timings], 50)} s, "
+                        f"p95 {pct([t for u in batch for _, t in u.timings], 95)} s; peak {rss.peak:.0f} MB")
                     # Closed sessions are freed after the TTL; the indexing run ends too (or a bounded wait).
                     end = time.monotonic() + cfg.after_wait_s
                     while (index_dir / RUNNING).exists() and time.monotonic() < end:
@@ -248,7 +198,7 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
     errors = [e for u in users for e in u.errors]
     out = {"users": cfg.users, "rounds": cfg.rounds, "batches": cfg.batches, "errors": len(errors),
            "exceptions_on_pages": sum(u.exceptions for u in users),
-           "p50_s": _pct(timings, 50), "p95_s": _pct(timings, 95),
+           "p50_s": pct(timings, 50), "p95_s": pct(timings, 95),
            "server_rss_mb": {"start": round(start_mb, 1), "peak": round(peak_mb, 1), "after": round(after_mb, 1),
                              "before_warmup": round(cold_mb, 1), "after_each_batch": afters},
            # What the server's memory was made of (core.serve.memory_report: glibc's heap in use / free…).
@@ -262,7 +212,7 @@ def load_run(data_dirs: list[Path], artifacts: Path, cfg: LoadConfig = LoadConfi
            # Every answer a page showed as saved is in the database, once.
            "acknowledged_answers_stored": all(per_pid.get(p, 0) == n for p, n in acknowledged.items()),
            "actions": len(timings), "rounds_completed": sum(u.rounds_done for u in users),
-           "by_action_s": {k: {"n": len(v), "p50": _pct(v, 50), "p95": _pct(v, 95)} for k, v in by_step.items()},
+           "by_action_s": {k: {"n": len(v), "p50": pct(v, 50), "p95": pct(v, 95)} for k, v in by_step.items()},
            "wall_s": round(wall, 1),
            "indexing": {"tracks_at_start": at_start, "tracks_when_users_finished": at_end, "catalog": total,
                         "ended_before_rss_after": indexing_ended, "tracks_at_rss_after": at_after,

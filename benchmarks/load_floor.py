@@ -24,9 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks.browser import CHROMIUM, CHROMIUM_ARGS, SCRIPT_DONE, browser_missing, streamlit_server
+from benchmarks.browser import SCRIPT_DONE, async_chromium, browser_missing, streamlit_server
+from benchmarks.config import pct
 
 SCRIPT = 'import streamlit as st\nst.title("floor")\nst.button("go", key="go")\nst.write(st.session_state.go)\n'
 CLICKS = 3
@@ -51,27 +50,16 @@ async def _user(browser, url: str, rounds: int, timeout_ms: float, out: list[tup
         await page.close()
 
 
-def _pct(xs: list[float], q: float) -> float | None:
-    return round(float(np.percentile(xs, q)), 3) if xs else None
-
-
 def load_floor(users: int = 12, rounds: int = 4, step_timeout_s: float = 120.0) -> dict:
     """The ``"load_floor"`` record (see the module docstring)."""
     why = browser_missing()
     if why:
         return {"users": users, "rounds": rounds, "note": f"not measured: {why}"}
-    from playwright.async_api import async_playwright
-
     lat: list[tuple[str, float]] = []
 
     async def run(url: str) -> None:
-        async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                await asyncio.gather(*(_user(browser, url, rounds, step_timeout_s * 1000, lat)
-                                       for _ in range(users)))
-            finally:
-                await browser.close()
+        async with async_chromium() as browser:
+            await asyncio.gather(*(_user(browser, url, rounds, step_timeout_s * 1000, lat) for _ in range(users)))
 
     before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench_floor_") as tmp:
@@ -82,9 +70,9 @@ def load_floor(users: int = 12, rounds: int = 4, step_timeout_s: float = 120.0) 
     kinds = {k: [x for kk, x in lat if kk == k] for k in ("open", "click")}
     alls = [x for _, x in lat]
     return {"users": users, "rounds": rounds, "clicks_per_round": CLICKS,
-            "open_p50_s": _pct(kinds["open"], 50), "open_p95_s": _pct(kinds["open"], 95),
-            "click_p50_s": _pct(kinds["click"], 50), "click_p95_s": _pct(kinds["click"], 95),
-            "all_p50_s": _pct(alls, 50), "all_p95_s": _pct(alls, 95),
+            "open_p50_s": pct(kinds["open"], 50), "open_p95_s": pct(kinds["open"], 95),
+            "click_p50_s": pct(kinds["click"], 50), "click_p95_s": pct(kinds["click"], 95),
+            "all_p50_s": pct(alls, 50), "all_p95_s": pct(alls, 95),
             "load_average_1min": [round(before, 2), round(os.getloadavg()[0], 2)]}
 
 

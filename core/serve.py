@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import json
 import os
@@ -76,12 +77,19 @@ class ServeConfig:
     probe_path: str = field(default_factory=lambda: os.environ.get("GENRE_SERVE_PROBE", ""))
 
     def slots(self) -> int:
-        if self.analyses_at_once > 0:
-            return self.analyses_at_once
-        return max(1, available_cpus() // 2)
+        return analysis_slots(self.analyses_at_once)
 
 
-_SLOTS = threading.BoundedSemaphore(ServeConfig().slots())
+def analysis_slots(at_once: int = 0) -> int:
+    """Analyses that may run together: ``at_once`` when above 0, else half the
+    CPUs this process may use, at least one."""
+    return at_once if at_once > 0 else max(1, available_cpus() // 2)
+
+
+# Not ServeConfig().slots(): that would read the trimmer's settings too, and a bad
+# GENRE_SERVE_TRIM_EVERY_S would fail every import of this module (the app, the
+# indexer) instead of being the one line housekeeping() shows on the page.
+_SLOTS = threading.BoundedSemaphore(analysis_slots())
 
 
 @contextlib.contextmanager
@@ -91,12 +99,20 @@ def analysis_slot() -> Iterator[None]:
         yield
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    """The C library, looked up once (``find_library`` runs ``ldconfig``); ``None`` when it cannot be loaded."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
 def _malloc_trim():
     """glibc's ``malloc_trim`` (``None`` on another C library)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        fn = libc.malloc_trim
-    except (OSError, AttributeError):
+        fn = _libc().malloc_trim
+    except AttributeError:      # no C library (None), or not glibc
         return None
     fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
     return fn
@@ -123,8 +139,8 @@ def heap_stats() -> dict[str, float] | None:
     blocks), ``in_use`` (of it, allocated), ``free`` (held but free: memory
     a trim could return only where whole pages are free), ``mmapped``."""
     try:
-        fn = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallinfo2
-    except (OSError, AttributeError):
+        fn = _libc().mallinfo2
+    except AttributeError:      # no C library (None), or not glibc (or older than 2.33)
         return None
     fn.argtypes, fn.restype = [], _MallInfo2
     m = fn()

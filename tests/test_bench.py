@@ -91,3 +91,41 @@ def test_first_run_in_a_browser_from_an_empty_index(tiny_dataset, tiny_artifacts
     assert 0 < r["first_page_s"] <= r["first_page_complete_s"]
     assert r["first_lists_s"] > 0 and r["catalog_indexed_s"] > 0
     assert any("both lists" in line for line in lines)
+
+
+def test_pct_rounds_a_percentile_and_is_none_when_empty():
+    """benchmarks.config.pct, the percentile of every load record (load run and its floor)."""
+    from benchmarks.config import pct
+
+    assert pct([], 50) is None
+    assert pct([1.0, 2.0, 3.0], 50) == 2.0
+    assert pct([0.0, 1.0], 95) == 0.95
+    assert pct([1 / 3], 50) == 0.333
+
+
+def test_rss_sampler_counts_children_and_survives_its_process():
+    """benchmarks.rss.RssSampler (index, library and load runs): a child's memory
+    counts only with ``children``; a process that exits ends the sampling, and
+    the peak taken while it lived is kept."""
+    import subprocess
+    import sys
+
+    from benchmarks.rss import RssSampler
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(200 * 2**20); time.sleep(30)"])
+    try:
+        import time
+
+        time.sleep(1.5)
+        alone, tree = RssSampler().now(), RssSampler(children=True).now()
+        assert tree > alone + 150
+        with RssSampler(child.pid, interval=0.05) as rss:
+            time.sleep(0.2)
+            assert rss.peak > 150
+            child.kill()
+            child.wait()
+        assert rss.peak > 150
+        assert not rss._thread.is_alive()
+    finally:
+        child.kill()
+        child.wait()

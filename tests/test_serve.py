@@ -238,3 +238,32 @@ def test_a_bad_trimmer_setting_is_one_line_on_the_page(app, monkeypatch):
         assert app.title[0].value == "Genre-aware music recommender"      # the page still draws
     finally:
         ui_serve._trimmer.clear()
+
+
+def test_a_bad_trimmer_setting_does_not_fail_the_import():
+    """The analysis slots are sized at import without the trimmer's settings, so
+    a bad GENRE_SERVE_TRIM_EVERY_S reaches housekeeping()'s one line instead of
+    failing the app's (and the indexer's) import of core.serve."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GENRE_SERVE_TRIM_EVERY_S": "soon"}
+    r = subprocess.run([sys.executable, "-c", "import core.serve as s; print(s.analysis_slots())"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and int(r.stdout) >= 1, r.stderr
+    assert serve.analysis_slots(3) == 3 and serve.analysis_slots() == serve.ServeConfig().slots()
+
+
+def test_the_c_library_is_looked_up_once(monkeypatch):
+    """trim_memory and heap_stats run every trimmer period: the C library is
+    found once per process, not with an ``ldconfig`` run each time."""
+    import ctypes.util
+
+    serve._libc()
+    calls = []
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: calls.append(name) or "libc.so.6")
+    serve.trim_memory()
+    serve.heap_stats()
+    assert calls == []
+    assert serve._libc() is serve._libc()
