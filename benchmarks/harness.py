@@ -95,6 +95,7 @@ def bench_load(dirs: list[Path], model_dir: Path, cfg: BenchConfig, log: Log) ->
     if not cfg.load_users:
         return {"load": {"note": "not measured: --load 0"}, "breaking_users": None}
     lcfg = LoadConfig(users=cfg.load_users, rounds=cfg.load_rounds, batches=cfg.load_batches)
+    from benchmarks.fragment_race import fragment_race
     from benchmarks.load_floor import load_floor
 
     out = {"load": load_run(dirs, model_dir, lcfg, log)}
@@ -102,6 +103,9 @@ def bench_load(dirs: list[Path], model_dir: Path, cfg: BenchConfig, log: Log) ->
     # The same users against a trivial script: the browsers' own share of the latency.
     out["load_floor"] = load_floor(cfg.load_users)
     log(f"load floor (trivial script, {cfg.load_users} users): {out['load_floor']}")
+    # The load run's "lost rerun" on a trivial script, without and with the app's fix.
+    out["fragment_race"] = fragment_race()
+    log(f"fragment race (trivial script): {out['fragment_race']}")
     out["breaking_users"] = breaking_users(dirs, model_dir, lcfg, log, first=out["load"]) if cfg.breaking else None
     return out
 

@@ -8,6 +8,7 @@ import gc
 import threading
 import time
 import weakref
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -267,3 +268,28 @@ def test_the_c_library_is_looked_up_once(monkeypatch):
     serve.heap_stats()
     assert calls == []
     assert serve._libc() is serve._libc()
+
+
+def test_a_fragment_timer_rerun_does_not_replace_a_finishing_run(monkeypatch):
+    """keep_finishing_runs: a fragment's timer rerun that the session's
+    finishing script runner refused is dropped (the finished run's page is
+    still on its way); every other rerun starts a runner as before."""
+    from streamlit.runtime.app_session import AppSession
+    from streamlit.runtime.scriptrunner import RerunData
+
+    from ui.serve import keep_finishing_runs
+
+    started = []
+    monkeypatch.setattr(AppSession, "_create_scriptrunner", lambda self, data: started.append(data))
+    assert keep_finishing_runs() and keep_finishing_runs()          # installed once
+    create = AppSession._create_scriptrunner
+    finishing, idle = SimpleNamespace(_scriptrunner=object()), SimpleNamespace(_scriptrunner=None)
+    timer = RerunData(fragment_id="status", is_auto_rerun=True)
+    create(finishing, timer)
+    assert started == []                                            # dropped: the old runner's page comes first
+    create(idle, timer)                                             # no runner: the timer's rerun starts one
+    click = RerunData(fragment_id="status")
+    full = RerunData()
+    create(finishing, click)                                        # a user's rerun is never dropped
+    create(finishing, full)
+    assert started == [timer, click, full]

@@ -104,9 +104,45 @@ def _trimmer() -> MemoryTrimmer:
 
 
 def housekeeping() -> None:
-    """Start the process's memory trimmer (once; later calls find it running);
-    a bad setting of it is one line on the page, and the app still works."""
+    """Install :func:`keep_finishing_runs` and start the process's memory
+    trimmer (once; later calls find them in place); a bad setting of the
+    trimmer is one line on the page, and the app still works."""
+    keep_finishing_runs()
     try:
         _trimmer()
     except ServeError as exc:
         st.error(str(exc))
+
+
+def keep_finishing_runs() -> bool:
+    """Stop a fragment's timer rerun from replacing a script run that has just
+    finished (Streamlit 1.67's ``AppSession``), which loses that run's output.
+
+    A ``run_every`` fragment's timer sends a rerun request. When it reaches
+    the session while the session's script runner has finished its script
+    but its last events (the run's page elements) are still queued on the
+    server's event loop, the runner refuses it and ``AppSession`` starts a new
+    runner; the old runner's queued events then come from a "non-current"
+    runner and are dropped. The user's click ran (its session state changed)
+    but its page never arrives, and the browser waits for good. Under load
+    (a busy event loop) this is the load run's "lost rerun". This drops such a
+    timer rerun instead: the finished run's output is delivered, and the
+    fragment's next tick redraws it. User reruns are untouched. Once per
+    process; False when this Streamlit has no such method."""
+    from streamlit.runtime.app_session import AppSession
+
+    create = getattr(AppSession, "_create_scriptrunner", None)
+    if create is None:
+        return False
+    if getattr(create, "genre_keeps_runs", False):
+        return True
+
+    def _create_scriptrunner(self, initial_rerun_data) -> None:
+        if (getattr(self, "_scriptrunner", None) is not None and initial_rerun_data.is_auto_rerun
+                and (initial_rerun_data.fragment_id or initial_rerun_data.fragment_id_queue)):
+            return          # the current runner is finishing; its output comes first
+        create(self, initial_rerun_data)
+
+    _create_scriptrunner.genre_keeps_runs = True
+    AppSession._create_scriptrunner = _create_scriptrunner
+    return True

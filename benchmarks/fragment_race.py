@@ -1,0 +1,150 @@
+"""The load run's "lost rerun", reproduced on a trivial script, with and
+without the app's fix (:func:`ui.serve.keep_finishing_runs`).
+
+Streamlit 1.67 loses a click's page when a ``run_every`` fragment's timer
+rerun reaches the session just as the click's script run finishes (see
+:func:`ui.serve.keep_finishing_runs`): the click ran (its session state
+changed) but its output never arrives. The app's sidebar has such a timer
+while indexing runs, so in the load run a Classify upload now and then never
+showed its verdict ("page script state: notRunning").
+
+The script here: a sidebar fragment ticking every 0.1 s, a **go** button that
+counts clicks in the session state, and a page that ends with ``done N``.
+``users`` tabs click **go** ``clicks`` times each and wait for ``done i``
+after the i-th click; a click whose ``done i`` does not show within
+``wait_s`` is lost (then a **show** click tells whether the click itself
+ran). ``hog``: a thread in the server spins on the GIL, so its event loop
+lags as on a busy server (without it the window is too narrow to hit on an
+idle machine). ``python -m benchmarks.fragment_race`` prints the
+``"fragment_race"`` record of the bench::
+
+    {"unfixed": {"users", "clicks", "lost", "lost_but_ran", "ticks_min"}, "fixed": {...}}
+
+Every wait is bounded and the server listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from benchmarks.browser import ROOT, async_chromium, browser_missing, streamlit_server
+
+SCRIPT = f'''import os, sys, threading, time
+sys.path.insert(0, {str(ROOT)!r})
+import streamlit as st
+
+if os.environ.get("RACE_FIX") == "1":
+    from ui.serve import keep_finishing_runs
+    keep_finishing_runs()
+
+
+@st.cache_resource
+def hog():
+    def spin():
+        while True:
+            sum(range(1000))
+    threading.Thread(target=spin, daemon=True).start()
+    return True
+
+
+if os.environ.get("RACE_HOG") == "1":
+    hog()
+
+
+@st.fragment(run_every=0.1)
+def ticker():
+    st.session_state.t = st.session_state.get("t", 0) + 1
+    st.caption(f"tick {{st.session_state.t}}")
+
+
+with st.sidebar:
+    ticker()
+n = st.session_state.get("n", 0)
+if st.button("go"):
+    n += 1
+    st.session_state.n = n
+    time.sleep(0.02)
+st.button("show")
+for k in range(150):
+    st.text(f"row {{k}}")
+st.write(f"done {{n}}")
+'''
+DONE = re.compile(r"done (\d+)")
+TICK = re.compile(r"tick (\d+)")
+
+
+async def _shown(page) -> int:
+    """The ``done N`` the page shows now (-1 when none)."""
+    found = DONE.findall(await page.locator('[data-testid="stMain"]').inner_text())
+    return int(found[-1]) if found else -1
+
+
+async def _user(browser, url: str, clicks: int, wait_s: float) -> dict:
+    """One tab: click **go** until a click's page is lost (or ``clicks`` done)."""
+    page = await browser.new_page()
+    try:
+        await page.goto(url + "/", timeout=120_000)
+        await page.get_by_text("done 0").wait_for(timeout=120_000)
+        lost, ran, done = 0, 0, 0
+        for i in range(1, clicks + 1):
+            await page.get_by_role("button", name="go").click(timeout=60_000)
+            try:
+                await page.get_by_text(f"done {i}", exact=True).wait_for(timeout=wait_s * 1000)
+                done = i
+            except Exception:  # noqa: BLE001 — a lost page is what is counted
+                lost = 1
+                await page.get_by_role("button", name="show").click(timeout=60_000)
+                await page.wait_for_timeout(wait_s * 1000)
+                ran = int(await _shown(page) >= i)        # the click ran; only its page was lost
+                break
+        ticks = TICK.findall(await page.locator('[data-testid="stSidebar"]').inner_text())
+        return {"clicks": done + lost, "lost": lost, "lost_but_ran": ran, "ticks": int(ticks[-1]) if ticks else 0}
+    finally:
+        await page.close()
+
+
+def race_run(users: int = 4, clicks: int = 25, fix: bool = True, hog: bool = True, wait_s: float = 8.0) -> dict:
+    """``users`` tabs × up to ``clicks`` clicks against the script (see the
+    module docstring), the fix installed or not; how many users lost a click's
+    page (each user stops at its first loss)."""
+    why = browser_missing()
+    if why:
+        return {"note": f"not measured: {why}"}
+    env = {"RACE_FIX": str(int(fix)), "RACE_HOG": str(int(hog))}
+    with tempfile.TemporaryDirectory(prefix="bench_race_") as tmp:
+        script = Path(tmp) / "race.py"
+        script.write_text(SCRIPT)
+
+        async def run(url: str) -> list[dict]:
+            async with async_chromium() as browser:
+                return list(await asyncio.gather(*(_user(browser, url, clicks, wait_s) for _ in range(users))))
+
+        with streamlit_server(env, script=script) as srv:
+            per = asyncio.run(run(srv.url))
+    return {"users": users, "clicks": sum(u["clicks"] for u in per), "lost": sum(u["lost"] for u in per),
+            "lost_but_ran": sum(u["lost_but_ran"] for u in per), "ticks_min": min(u["ticks"] for u in per),
+            "hog": hog, "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
+def fragment_race(users: int = 4, clicks: int = 25) -> dict:
+    """The ``"fragment_race"`` record: the same run without and with the fix."""
+    return {"unfixed": race_run(users, clicks, fix=False), "fixed": race_run(users, clicks, fix=True)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--users", type=int, default=4)
+    ap.add_argument("--clicks", type=int, default=25)
+    args = ap.parse_args(argv)
+    print(json.dumps(fragment_race(args.users, args.clicks), indent=1))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
