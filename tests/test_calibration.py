@@ -6,6 +6,7 @@ import pytest
 
 from core.training.calibration import (
     calibration_report,
+    ece_sampling_floor,
     expected_calibration_error,
     fit_temperature,
     log_loss,
@@ -48,3 +49,44 @@ def test_ece_edges():
     wrong = np.eye(2)[1 - y]
     assert expected_calibration_error(wrong, y) == pytest.approx(1.0)
     assert fit_temperature(np.zeros((0, 3)), np.zeros(0, int)) == 1.0
+
+
+def _ece_by_loop(probs, y, n_bins=10):
+    """The textbook definition, bin by bin (the reference for the vectorised one)."""
+    conf, correct = probs.max(1), (probs.argmax(1) == y).astype(float)
+    edges, ece = np.linspace(0.0, 1.0, n_bins + 1), 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi) if lo > 0 else (conf >= lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return ece
+
+
+def test_ece_matches_the_bin_by_bin_definition_even_on_bin_edges():
+    z, y = _overconfident(700, seed=3)
+    for p in (softmax_t(z, 1.0), softmax_t(z, 2.5)):
+        assert expected_calibration_error(p, y) == pytest.approx(_ece_by_loop(p, y), abs=1e-12)
+    edges = np.array([[0.3, 0.7], [0.5, 0.5], [0.6, 0.4], [1.0, 0.0], [0.2, 0.8]])   # confidences on bin edges
+    yy = np.array([0, 1, 1, 0, 1])
+    assert expected_calibration_error(edges, yy, 10) == pytest.approx(_ece_by_loop(edges, yy, 10), abs=1e-12)
+
+
+def test_sampling_floor_is_what_a_calibrated_model_shows_and_shrinks_with_n():
+    """A model that is calibrated by construction (labels drawn from its own
+    probabilities) shows an ECE inside the floor's 5–95 % range on N tracks,
+    and the floor falls roughly as 1/√N."""
+    rng = np.random.default_rng(4)
+    inside = 0
+    for seed in range(20):
+        z, _ = _overconfident(100, seed=seed)
+        p = softmax_t(z, 1.0)
+        y = np.array([rng.choice(p.shape[1], p=row) for row in p])
+        f = ece_sampling_floor(p, draws=500, seed=seed)
+        inside += f["p05"] <= expected_calibration_error(p, y) <= f["p95"]
+        assert f["n"] == 100 and f["p05"] < f["mean"] < f["p95"]
+    assert inside >= 15                                     # ~90 % expected
+    z, _ = _overconfident(1600, seed=9)
+    p = softmax_t(z, 1.0)
+    small, large = ece_sampling_floor(p[:100], draws=500), ece_sampling_floor(p, draws=500)
+    assert 2.5 < small["mean"] / large["mean"] < 5.5        # √16 = 4
+    assert ece_sampling_floor(np.zeros((0, 3)))["n"] == 0

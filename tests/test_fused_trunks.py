@@ -153,6 +153,13 @@ def test_calibration_maps_lower_log_loss_and_cross_fit_per_fold():
     assert set(rep["methods"]["vector"]["folds"]) == {"s0", "s1", "s2"}
     assert set(rep["oracle_temperature"]) == {"s0", "s1", "s2"}
     assert all(0 <= o["ece"] <= 1 and 0.05 <= o["temperature"] <= 20 for o in rep["oracle_temperature"].values())
+    # The sampling floor per source: 300 tracks each, below the best map's measured ECE on these
+    # mis-calibrated folds, and the model card row shows it.
+    floor = rep["sampling_floor"]
+    assert set(floor) == {"s0", "s1", "s2"} and all(f["n"] == 300 and 0 < f["mean"] < 0.1 for f in floor.values())
+    from core.training.model_card_loso import calibration_lines
+    row = [ln for ln in calibration_lines({"calibration": rep}, ["s0", "s1", "s2"]) if ln.startswith("| sampling")]
+    assert len(row) == 1 and "(n 300)" in row[0]
     with pytest.raises(ValueError, match="unknown calibration"):
         fit_map("isotonic", z, y)
 

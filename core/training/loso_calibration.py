@@ -17,8 +17,11 @@ fitting examples keeps ``a = 1/T``, ``b = 0``.
 Checked LOSO: fold *k* is scored with the map fitted on the other folds'
 held-out logits of seen genres (cross-fitted); the shipped map is fitted on
 every fold's (pooled). :func:`compare_methods` reports per-fold ECE of each,
-and the floor no temperature can beat on each source
-(:func:`oracle_temperature_ece`, fitted on the source's own labels: a bound, never shipped).
+the floor no temperature can beat on each source
+(:func:`oracle_temperature_ece`, fitted on the source's own labels: a bound, never shipped),
+and the ECE that sampling alone gives a perfectly calibrated model with the
+same confidences on as many tracks
+(:func:`~core.training.calibration.ece_sampling_floor`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 from scipy.optimize import minimize
 from scipy.special import log_softmax
 
-from core.training.calibration import expected_calibration_error, fit_temperature, log_loss
+from core.training.calibration import ece_sampling_floor, expected_calibration_error, fit_temperature, log_loss
 from core.training.loso_eval import FoldLogits
 from core.training.metrics import macro_auc
 
@@ -119,8 +122,11 @@ def compare_methods(folds: Sequence[FoldLogits], methods: Sequence[str] = METHOD
                   "mean_log_loss": float(np.mean([v["log_loss"] for v in per.values()])),
                   "pooled": _fit_on_seen(m, folds).to_dict()}
     best = min(out, key=lambda m: (out[m]["mean_ece"], out[m]["mean_log_loss"]))
+    floor = {f.held_out: ece_sampling_floor(cmap.probs(f.logits)) for f, cmap in zip(folds, cross_fitted(best, folds))}
     return {"criterion": "LOSO mean ECE of the cross-fitted map (then mean log-loss)", "methods": out,
-            "best": best, "oracle_temperature": {f.held_out: oracle_temperature_ece(f.logits, f.y) for f in folds}}
+            "best": best, "oracle_temperature": {f.held_out: oracle_temperature_ece(f.logits, f.y) for f in folds},
+            # What a perfectly calibrated model with the best map's confidences would show on each source.
+            "sampling_floor": floor}
 
 
 def oracle_temperature_ece(logits: np.ndarray, y: np.ndarray) -> dict:

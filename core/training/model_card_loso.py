@@ -66,6 +66,13 @@ def calibration_lines(rec: dict, folds: list[str], name=lambda n: n) -> list[str
         out.append("| floor: temperature fitted on the held-out source's own labels (not a method) | " + " | ".join(
             f"{_f(orc[s]['ece'])}" for s in folds) + f" | {_f(float(np.mean([orc[s]['ece'] for s in folds])))} | "
             f"{_f(max(orc[s]['ece'] for s in folds))} |")
+    noise = cal.get("sampling_floor")
+    if noise:
+        out.append("| sampling floor: a perfectly calibrated model with the shipped map's confidences, "
+                   "as many tracks (mean [5–95 %] of 2,000 draws) | " + " | ".join(
+                       f"{_f(noise[s]['mean'])} [{_f(noise[s]['p05'])}–{_f(noise[s]['p95'])}] (n {noise[s]['n']})"
+                       for s in folds) + f" | {_f(float(np.mean([noise[s]['mean'] for s in folds])))} | "
+                   f"{_f(max(noise[s]['mean'] for s in folds))} |")
     return out
 
 
