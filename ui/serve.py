@@ -13,6 +13,10 @@ sessions' uploads and 38 media files (8.7 MB) were still held after every tab
 had closed (measured in the load run). :func:`release_dropped_sessions` makes
 the storage shut down each session it drops, and the trimmer reaps the
 expired ones every period instead of waiting for the next stored session.
+
+:func:`keep_finishing_runs` works around a second Streamlit 1.67 gap: a
+fragment's timer rerun that replaced a just-finished script run lost that
+run's page (shown, and the fix measured, by ``benchmarks/fragment_race.py``).
 """
 
 from __future__ import annotations
@@ -138,8 +142,9 @@ def keep_finishing_runs() -> bool:
         return True
 
     def _create_scriptrunner(self, initial_rerun_data) -> None:
-        if (getattr(self, "_scriptrunner", None) is not None and initial_rerun_data.is_auto_rerun
-                and (initial_rerun_data.fragment_id or initial_rerun_data.fragment_id_queue)):
+        data = initial_rerun_data
+        if (getattr(self, "_scriptrunner", None) is not None and getattr(data, "is_auto_rerun", False)
+                and (getattr(data, "fragment_id", None) or getattr(data, "fragment_id_queue", None))):
             return          # the current runner is finishing; its output comes first
         create(self, initial_rerun_data)
 
