@@ -9,6 +9,7 @@ Skipped without Debian's chromium (like tests/test_browser.py).
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,28 @@ def test_a_fragment_timer_no_longer_loses_a_finished_runs_page():
     assert r["unfixed"]["lost_but_ran"] >= 1       # the click's script ran; only its page was lost
     assert r["fixed"]["lost"] == 0 and r["fixed"]["clicks"] == 4 * 25, r
     assert r["fixed"]["ticks_min"] > 10            # the sidebar-like timer kept redrawing
+
+
+def test_step_cost_counts_the_servers_children():
+    """benchmarks/step_cost.py charges a server's worker processes to the server:
+    a child that burns CPU shows in tree_cpu_s while it lives."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    from benchmarks.step_cost import tree_cpu_s
+
+    me = psutil.Process()
+    before = tree_cpu_s(me)
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\n"
+                              "time.sleep(30)"])
+    try:
+        end = time.monotonic() + 20
+        while tree_cpu_s(me) - before < 0.4 and time.monotonic() < end:
+            time.sleep(0.1)
+        assert tree_cpu_s(me) - before >= 0.4
+    finally:
+        child.kill()
+        child.wait()
