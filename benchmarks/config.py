@@ -14,6 +14,19 @@ from core.recommend.request import DEFAULTS, MAX_SEEDS
 Log = Callable[[str], None]
 
 
+def json_main(doc: str, record: Callable[..., dict], options: dict[str, int], argv: list[str] | None) -> int:
+    """A small benchmark's command line: one ``--name N`` per ``options``
+    entry (its default), ``record(**those)`` printed as JSON."""
+    import argparse
+    import json
+
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    for name, default in options.items():
+        ap.add_argument(f"--{name}", type=int, default=default)
+    print(json.dumps(record(**vars(ap.parse_args(argv))), indent=1))
+    return 0
+
+
 def pct(xs: list[float], q: float) -> float | None:
     """The ``q``-th percentile of ``xs`` to three decimals (``None`` when empty)."""
     return round(float(np.percentile(xs, q)), 3) if xs else None

@@ -25,15 +25,14 @@ Every wait is bounded and the server listens on loopback only.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import re
 import tempfile
 from pathlib import Path
 
 from benchmarks.browser import ROOT, async_chromium, browser_missing, streamlit_server
+from benchmarks.config import json_main
 
 SCRIPT = f'''import os, sys, threading, time
 sys.path.insert(0, {str(ROOT)!r})
@@ -138,12 +137,7 @@ def fragment_race(users: int = 4, clicks: int = 25) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--users", type=int, default=4)
-    ap.add_argument("--clicks", type=int, default=25)
-    args = ap.parse_args(argv)
-    print(json.dumps(fragment_race(args.users, args.clicks), indent=1))
-    return 0
+    return json_main(__doc__, fragment_race, {"users": 4, "clicks": 25}, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,16 +16,14 @@ Every wait is bounded (``step_timeout_s``) and the server listens on loopback on
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.browser import SCRIPT_DONE, async_chromium, browser_missing, streamlit_server
-from benchmarks.config import pct
+from benchmarks.config import json_main, pct
 
 SCRIPT = 'import streamlit as st\nst.title("floor")\nst.button("go", key="go")\nst.write(st.session_state.go)\n'
 CLICKS = 3
@@ -77,12 +75,7 @@ def load_floor(users: int = 12, rounds: int = 4, step_timeout_s: float = 120.0) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--users", type=int, default=12)
-    ap.add_argument("--rounds", type=int, default=4)
-    args = ap.parse_args(argv)
-    print(json.dumps(load_floor(args.users, args.rounds), indent=1))
-    return 0
+    return json_main(__doc__, load_floor, {"users": 12, "rounds": 4}, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover
