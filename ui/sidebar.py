@@ -12,9 +12,10 @@ browser), which with a dozen sessions every 2 s was a steady load on the
 server and the browsers alike. When no run is going on (the index is ready,
 or the run failed) the status is drawn once per page run, with no timer:
 nothing changes until the next one, and a timed fragment rerun that lands
-just as a page's own run finishes can lose that run's output (Streamlit
-1.67 drops the events of a script runner it replaced, ``AppSession``), which
-is the suspect of the load run's "lost rerun".
+just as a page's own run finishes could lose that run's output (Streamlit
+1.67 drops the events of a script runner it replaced, ``AppSession``): the
+load run's "lost rerun", now prevented by :func:`ui.serve.keep_finishing_runs`
+(``benchmarks/fragment_race.py`` shows the loss and the fix).
 """
 
 from __future__ import annotations

@@ -55,8 +55,9 @@ def ece_sampling_floor(probs: np.ndarray, n_bins: int = 10, draws: int = 2000, s
     would still show on this many tracks (``probs`` ``(N, G)``): each track's
     top genre is right with probability equal to its confidence, ``draws``
     times; ``{"mean", "p05", "p95", "n"}`` of :func:`expected_calibration_error`
-    over the draws. Sampling noise alone: below ``mean`` a measured ECE is
-    luck, and an ECE target below it cannot be checked on ``N`` tracks."""
+    over the draws. Sampling noise alone: a measured ECE near or below
+    ``mean`` is within noise, and an ECE target below it cannot be checked on
+    ``N`` tracks."""
     conf = np.asarray(probs, np.float64).max(1)
     if not len(conf):
         return {"mean": float("nan"), "p05": float("nan"), "p95": float("nan"), "n": 0}
