@@ -7,16 +7,18 @@ render-time script (``benchmarks/render.py``) and ``tests/test_browser.py``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Awaitable, Callable, Iterator
 
 from core.serve import SERVER_ENV
 
@@ -126,6 +128,24 @@ async def async_chromium():
             yield browser
         finally:
             await browser.close()
+
+
+def users_on_script(source: str, user: Callable[[object, str], Awaitable], users: int,
+                    env: dict[str, str] | None = None) -> list:
+    """Serve the Streamlit script ``source`` (written to a temporary folder)
+    with :func:`streamlit_server` and run ``user(browser, url)`` for ``users``
+    users at once in one headless Chromium (:func:`async_chromium`); their
+    results, in order. The small benchmarks' trivial-script runs
+    (:mod:`benchmarks.load_floor`, :mod:`benchmarks.fragment_race`)."""
+    async def run(url: str) -> list:
+        async with async_chromium() as browser:
+            return list(await asyncio.gather(*(user(browser, url) for _ in range(users))))
+
+    with tempfile.TemporaryDirectory(prefix="bench_script_") as tmp:
+        script = Path(tmp) / "script.py"
+        script.write_text(source)
+        with streamlit_server(env or {}, script=script) as srv:
+            return asyncio.run(run(srv.url))
 
 
 def wait_rendered(page, timeout: float = 120, settle_ms: int = 500) -> None:

@@ -25,13 +25,10 @@ Every wait is bounded and the server listens on loopback only.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import tempfile
-from pathlib import Path
 
-from benchmarks.browser import ROOT, async_chromium, browser_missing, streamlit_server
+from benchmarks.browser import ROOT, browser_missing, users_on_script
 from benchmarks.config import json_main
 
 SCRIPT = f'''import os, sys, threading, time
@@ -115,17 +112,8 @@ def race_run(users: int = 4, clicks: int = 25, fix: bool = True, hog: bool = Tru
     why = browser_missing()
     if why:
         return {"note": f"not measured: {why}"}
-    env = {"RACE_FIX": str(int(fix)), "RACE_HOG": str(int(hog))}
-    with tempfile.TemporaryDirectory(prefix="bench_race_") as tmp:
-        script = Path(tmp) / "race.py"
-        script.write_text(SCRIPT)
-
-        async def run(url: str) -> list[dict]:
-            async with async_chromium() as browser:
-                return list(await asyncio.gather(*(_user(browser, url, clicks, wait_s) for _ in range(users))))
-
-        with streamlit_server(env, script=script) as srv:
-            per = asyncio.run(run(srv.url))
+    per = users_on_script(SCRIPT, lambda browser, url: _user(browser, url, clicks, wait_s), users,
+                          {"RACE_FIX": str(int(fix)), "RACE_HOG": str(int(hog))})
     return {"users": users, "clicks": sum(u["clicks"] for u in per), "lost": sum(u["lost"] for u in per),
             "lost_but_ran": sum(u["lost_but_ran"] for u in per), "ticks_min": min(u["ticks"] for u in per),
             "hog": hog, "load_average_1min": round(os.getloadavg()[0], 2)}

@@ -16,13 +16,10 @@ Every wait is bounded (``step_timeout_s``) and the server listens on loopback on
 
 from __future__ import annotations
 
-import asyncio
 import os
-import tempfile
 import time
-from pathlib import Path
 
-from benchmarks.browser import SCRIPT_DONE, async_chromium, browser_missing, streamlit_server
+from benchmarks.browser import SCRIPT_DONE, browser_missing, users_on_script
 from benchmarks.config import json_main, pct
 
 SCRIPT = 'import streamlit as st\nst.title("floor")\nst.button("go", key="go")\nst.write(st.session_state.go)\n'
@@ -54,17 +51,8 @@ def load_floor(users: int = 12, rounds: int = 4, step_timeout_s: float = 120.0) 
     if why:
         return {"users": users, "rounds": rounds, "note": f"not measured: {why}"}
     lat: list[tuple[str, float]] = []
-
-    async def run(url: str) -> None:
-        async with async_chromium() as browser:
-            await asyncio.gather(*(_user(browser, url, rounds, step_timeout_s * 1000, lat) for _ in range(users)))
-
     before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="bench_floor_") as tmp:
-        script = Path(tmp) / "floor.py"
-        script.write_text(SCRIPT)
-        with streamlit_server({}, script=script) as srv:
-            asyncio.run(run(srv.url))
+    users_on_script(SCRIPT, lambda browser, url: _user(browser, url, rounds, step_timeout_s * 1000, lat), users)
     kinds = {k: [x for kk, x in lat if kk == k] for k in ("open", "click")}
     alls = [x for _, x in lat]
     return {"users": users, "rounds": rounds, "clicks_per_round": CLICKS,

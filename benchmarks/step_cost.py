@@ -24,50 +24,69 @@ from benchmarks.browser import async_chromium, streamlit_server
 from benchmarks.first_run import app_env
 from benchmarks.load import catalog_size
 from benchmarks.load_user import UserLog, Walker
+from core.procs import child_processes
+
+
+def cpu_s(procs) -> float:
+    """CPU seconds (user + system) of ``procs``, skipping any that exited meanwhile."""
+    total = 0.0
+    for p in procs:
+        try:
+            total += sum(p.cpu_times()[:2])
+        except psutil.Error:
+            continue
+    return total
+
+
+def _is_chromium(p) -> bool:
+    try:
+        return "chrom" in p.name()
+    except psutil.Error:
+        return False
 
 
 def chromium_cpu_s() -> float:
-    """CPU seconds of every running Chromium process."""
-    total = 0.0
-    for p in psutil.process_iter(["name"]):
-        try:
-            if "chrom" in (p.info["name"] or ""):
-                total += sum(p.cpu_times()[:2])
-        except psutil.Error:
-            continue
-    return total
+    """CPU seconds of the Chromium processes this process started (through Playwright)."""
+    return cpu_s(p for p in child_processes(tracker=True) if _is_chromium(p))
 
 
 def tree_cpu_s(proc: psutil.Process) -> float:
-    """CPU seconds of ``proc`` and its living children."""
-    total = sum(proc.cpu_times()[:2])
-    for c in proc.children(recursive=True):
-        try:
-            total += sum(c.cpu_times()[:2])
-        except psutil.Error:
-            continue
-    return total
+    """CPU seconds of ``proc`` and its living descendants."""
+    return cpu_s([proc, *child_processes(proc.pid, tracker=True)])
+
+
+class CostWalker(Walker):
+    """The load run's user (:class:`benchmarks.load_user.Walker`), with the CPU
+    of Chromium and of the server charged to each page action (``rows``)."""
+
+    def __init__(self, page, url: str, clip: Path, server: psutil.Process, tag: str, round_: int):
+        super().__init__(page, url, [clip], UserLog(0), 120.0)
+        self.server, self.tag, self.round_, self.rows = server, tag, round_, []
+
+    async def step(self, name: str, coro) -> None:
+        async def measured() -> None:
+            c0, s0, t0 = chromium_cpu_s(), tree_cpu_s(self.server), time.perf_counter()
+            await coro
+            self.rows.append({"run": self.tag, "round": self.round_, "step": name,
+                              "wall_s": round(time.perf_counter() - t0, 2),
+                              "chromium_cpu_s": round(chromium_cpu_s() - c0, 2),
+                              "server_cpu_s": round(tree_cpu_s(self.server) - s0, 2)})
+            print(" ".join(f"{k}={v}" for k, v in self.rows[-1].items()), flush=True)
+
+        await super().step(name, measured())
 
 
 async def walk_rounds(url: str, server_pid: int, clips: list[Path], tag: str) -> list[dict]:
-    """One round per clip, each in a fresh context; a record per step."""
+    """One round of the load run's script per clip, each in a fresh browser
+    context (left open until the browser closes, so its renderer's CPU is
+    still counted); a record per page action."""
     server, rows = psutil.Process(server_pid), []
     async with async_chromium() as browser:
-        contexts = []
         for r, clip in enumerate(clips):
             ctx = await browser.new_context(viewport={"width": 1300, "height": 900})
-            contexts.append(ctx)
-            w = Walker(await ctx.new_page(), url, [clip], UserLog(0), 120.0)
-            steps = [("overview", w.overview), ("classify", w.classify), ("recommend", w.recommend),
-                     ("thumbs_up", w.thumbs_up), ("study_start", w.study_start),
-                     ("answer_1", lambda: w.answer(0)), ("answer_2", lambda: w.answer(1))]
-            for name, step in steps:
-                c0, s0, t0 = chromium_cpu_s(), tree_cpu_s(server), time.perf_counter()
-                await step()
-                rows.append({"run": tag, "round": r, "step": name, "wall_s": round(time.perf_counter() - t0, 2),
-                             "chromium_cpu_s": round(chromium_cpu_s() - c0, 2),
-                             "server_cpu_s": round(tree_cpu_s(server) - s0, 2)})
-                print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+            walker = CostWalker(await ctx.new_page(), url, clip, server, tag, r)
+            await walker.round()
+            rows += walker.rows
     return rows
 
 

@@ -141,12 +141,11 @@ def keep_finishing_runs() -> bool:
     if getattr(create, "genre_keeps_runs", False):
         return True
 
-    def _create_scriptrunner(self, initial_rerun_data) -> None:
-        data = initial_rerun_data
+    def _create_scriptrunner(self, data) -> None:
         if (getattr(self, "_scriptrunner", None) is not None and getattr(data, "is_auto_rerun", False)
                 and (getattr(data, "fragment_id", None) or getattr(data, "fragment_id_queue", None))):
             return          # the current runner is finishing; its output comes first
-        create(self, initial_rerun_data)
+        create(self, data)
 
     _create_scriptrunner.genre_keeps_runs = True
     AppSession._create_scriptrunner = _create_scriptrunner

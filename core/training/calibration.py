@@ -71,14 +71,13 @@ def reliability(probs: np.ndarray, y: np.ndarray, n_bins: int = 10) -> dict[str,
     """Per confidence bin: mean confidence, accuracy and count (for a reliability plot)."""
     probs = np.asarray(probs, np.float64)
     conf, correct = probs.max(1), (probs.argmax(1) == y).astype(float)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = _bins(conf, n_bins)
     out: dict[str, list[float]] = {"confidence": [], "accuracy": [], "count": []}
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            out["confidence"].append(float(conf[m].mean()))
-            out["accuracy"].append(float(correct[m].mean()))
-            out["count"].append(int(m.sum()))
+    for k in np.unique(bins):                   # the non-empty bins, lowest first
+        m = bins == k
+        out["confidence"].append(float(conf[m].mean()))
+        out["accuracy"].append(float(correct[m].mean()))
+        out["count"].append(int(m.sum()))
     return out
 
 

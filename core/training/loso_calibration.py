@@ -109,10 +109,10 @@ def compare_methods(folds: Sequence[FoldLogits], methods: Sequence[str] = METHOD
     """Per method: per-fold ECE / log-loss (all held-out tracks, and seen genres)
     with the cross-fitted map, their mean and worst fold, and the pooled map
     (what ships). ``best``: lowest mean ECE, then mean log-loss."""
-    out = {}
+    out, maps = {}, {m: cross_fitted(m, folds) for m in methods}
     for m in methods:
         per = {}
-        for f, cmap in zip(folds, cross_fitted(m, folds)):
+        for f, cmap in zip(folds, maps[m]):
             p, s = cmap.probs(f.logits), f.seen_mask()
             per[f.held_out] = {"ece": expected_calibration_error(p, f.y), "log_loss": log_loss(p, f.y),
                                "ece_seen": expected_calibration_error(p[s], f.y[s]),
@@ -122,7 +122,7 @@ def compare_methods(folds: Sequence[FoldLogits], methods: Sequence[str] = METHOD
                   "mean_log_loss": float(np.mean([v["log_loss"] for v in per.values()])),
                   "pooled": _fit_on_seen(m, folds).to_dict()}
     best = min(out, key=lambda m: (out[m]["mean_ece"], out[m]["mean_log_loss"]))
-    floor = {f.held_out: ece_sampling_floor(cmap.probs(f.logits)) for f, cmap in zip(folds, cross_fitted(best, folds))}
+    floor = {f.held_out: ece_sampling_floor(cmap.probs(f.logits)) for f, cmap in zip(folds, maps[best])}
     return {"criterion": "LOSO mean ECE of the cross-fitted map (then mean log-loss)", "methods": out,
             "best": best, "oracle_temperature": {f.held_out: oracle_temperature_ece(f.logits, f.y) for f in folds},
             # What a perfectly calibrated model with the best map's confidences would show on each source.
