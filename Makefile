@@ -48,8 +48,8 @@ artifacts: install
 	$(BIN)/python -m core train --model cnn_msd --out artifacts --device $(DEVICE)
 	$(BIN)/python -m core train --model crnn_msd --lr 0.0003 --out artifacts --device $(DEVICE)
 	# Every trunk of the musicnn wheel over every clip (one decode, one log-mel; cached per clip).
-	$(BIN)/python -m core trunk-features --out .cache/trunk_features
-	$(BIN)/python -m core loso --artifacts artifacts --cnn-msd-minutes 3 --trunk-features .cache/trunk_features
+	$(BIN)/python -m core trunk-features --out .cache/trunk_features --augment-copies 2
+	$(BIN)/python -m core loso --artifacts artifacts --cnn-msd-minutes 3 --trunk-features .cache/trunk_features --head-variants
 	$(BIN)/python -m core baseline --artifacts artifacts
 	$(BIN)/python -m core calibrate --split val --artifacts artifacts
 	$(BIN)/python -m core evaluate --split test --json artifacts/metrics.json

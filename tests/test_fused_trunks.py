@@ -256,3 +256,86 @@ def test_patch_count_is_chosen_leave_one_source_out_by_its_rule(signal_patch, ch
     assert f"shipped: {chosen or 'all'}" in table and "| all (10) |" in table and "| 1 |" in table
     assert choose_patches(SourceData(tracks=tracks, labels=LABELS, y=y, features=data.features),
                           loso_folds(tracks), ["msd_musicnn"], 0.1, log=lambda s: None)["chosen"] is None
+
+
+@pytest.mark.parametrize("clean, copy, chosen_some", [(0.1, 1.0, True), (0.6, 0.0, False)])
+def test_augmented_copies_are_chosen_leave_one_source_out_by_their_rule(clean, copy, chosen_some):
+    """Step 1c: copies whose features carry the genre clearly (the clean ones
+    weakly) are chosen; copies of pure noise beside clean features that carry it
+    lose accuracy, and none ship. A fold's extra rows are copies of its training
+    tracks only."""
+    from core.datasets.track import Track
+    from core.training.fused_trunks_train import choose_augment
+    from core.training.loso import loso_folds
+    from core.training.loso_data import SourceData
+    from core.training.loso_eval import with_augmented
+    from core.training.model_card_loso import augment_lines
+    rng = np.random.default_rng(5)
+    n, k = 180, 2
+    y = np.arange(n) % 3
+    pen = rng.normal(size=(n, 10, 8)).astype(np.float32)
+    pen[np.arange(n), :, y] += clean
+    tags = rng.uniform(size=(n, 10, 50)).astype(np.float32)
+    aug = rng.normal(size=(n, k, 10, 8)).astype(np.float32)
+    aug[np.arange(n), :, :, y] += copy
+    tracks = [Track(track_id=f"t{i}", path=f"/x/{i}.wav", genre=LABELS[y[i]], split="train",
+                    source=f"s{(i // 3) % 3}") for i in range(n)]
+    data = SourceData(tracks=tracks, labels=LABELS, y=y, patches={"msd_musicnn": (pen, tags)},
+                      augmented={"msd_musicnn": (aug, rng.uniform(size=(n, k, 10, 50)).astype(np.float32))})
+    data = data.with_patches(None)
+    got = choose_augment(data, loso_folds(tracks), ["msd_musicnn"], 0.001, log=lambda s: None)
+    assert (got["chosen"] > 0) is chosen_some
+    assert {r["copies"] for r in got["rows"]} == {0, 1, 2} and len(got["rows"]) == 9
+    best = max(r["mean"]["accuracy"] for r in got["rows"])
+    none = next(r for r in got["rows"] if r["copies"] == 0)["mean"]["accuracy"]
+    assert (best > none + 0.1) if chosen_some else (best == none)
+    assert f"shipped: {got['chosen']} copies" in "\n".join(augment_lines(got, "fused_trunks"))
+    # The fold's training rows: its own tracks, then k copies of each of them, nothing of the held-out source.
+    fold = loso_folds(tracks)[0]
+    x, yy = with_augmented(data, ["msd_musicnn"], fold.train, copies=k)
+    assert len(x) == len(fold.train) * (1 + k) and (yy[len(fold.train):] == np.repeat(y[fold.train], k)).all()
+    # Without copies on file, nothing to choose: none ship, at the given C.
+    plain = SourceData(tracks=tracks, labels=LABELS, y=y, features=data.features)
+    assert choose_augment(plain, loso_folds(tracks), ["msd_musicnn"], 0.001, log=lambda s: None)["chosen"] == 0
+
+
+def test_head_variants_score_other_heads_on_the_same_folds_against_the_shipped_one():
+    """Every variant row is scored on the same folds; the shipped row is the
+    reference (Δ 0); heads that read the features right all find a clear genre
+    signal; a cnn_msd that knows nothing is flattened by its LOSO temperature
+    and leaves the ensemble where the shipped head is; without cnn_msd's fold
+    logits there is no ensemble row."""
+    from core.datasets.track import Track
+    from core.training.head_variants import DRAWS, head_variants
+    from core.training.loso import loso_folds
+    from core.training.loso_data import SourceData
+    from core.training.loso_eval import FoldLogits, linear_fold_logits
+    from core.training.model_card_loso import variant_lines
+    rng = np.random.default_rng(7)
+    n = 150
+    y = np.arange(n) % 3
+    pen = rng.normal(size=(n, 10, 8)).astype(np.float32)
+    pen[np.arange(n), :, y] += 1.0
+    tags = rng.uniform(size=(n, 10, 50)).astype(np.float32)
+    tracks = [Track(track_id=f"t{i}", path=f"/x/{i}.wav", genre=LABELS[y[i]], split="train",
+                    source=f"s{(i // 3) % 3}") for i in range(n)]
+    data = SourceData(tracks=tracks, labels=LABELS, y=y, patches={"msd_musicnn": (pen, tags)}).with_patches(None)
+    folds = loso_folds(tracks)
+    ref = linear_fold_logits(data, folds, ["msd_musicnn"], 0.01)
+    blind = [FoldLogits(f.held_out, rng.normal(size=f.logits.shape) * 5, f.y, f.seen) for f in ref]
+    hv = head_variants(data, folds, ["msd_musicnn"], 0.01, 0, ref, blind, log=lambda s: None)
+    rows = {(r["head"], r["setting"]): r for r in hv["rows"]}
+    assert len(rows) == 1 + 3 + 3 + 2 + 2
+    shipped = hv["rows"][0]
+    assert shipped["delta_accuracy"] == 0.0 and shipped["ci95"] == [0.0, 0.0] and shipped["mean"]["accuracy"] > 0.9
+    for (head, _), r in rows.items():
+        if head in ("per-patch logistic", "ridge", "shrinkage LDA"):
+            assert r["mean"]["accuracy"] > 0.85, head
+    for w in ("w=0.5", "w=0.8"):
+        r = rows["+ cnn_msd", w]
+        assert abs(r["delta_accuracy"]) < 0.02 and r["ci95"][0] <= r["delta_accuracy"] <= r["ci95"][1]
+    alone = head_variants(data, folds, ["msd_musicnn"], 0.01, 0, ref, None, log=lambda s: None)
+    assert not any(r["head"] == "+ cnn_msd" for r in alone["rows"]) and len(alone["rows"]) == 9
+    assert [len(c["accuracy"]) for c in hv["learning_curve"]] == [DRAWS, DRAWS]
+    table = "\n".join(variant_lines(hv, "fused_trunks"))
+    assert "| per-patch logistic | C=3e-05 |" in table and "+0.000 [+0.000, +0.000]" in table

@@ -415,6 +415,53 @@ def test_feature_files_keep_every_patch_and_repool_as_a_bank_on_fewer_patches(tm
     assert data.subset(np.array([2])).patches["msd_vgg"][0].shape == (1, 10, 256)
 
 
+def test_augmented_copies_are_seeded_cached_and_pool_like_the_clean_features(tmp_path, monkeypatch):
+    """write_augmented_features: per-patch outputs of K copies, each the bank on
+    augmented_copy of the track (seeded by copy_rng), kept per clip so a rerun
+    decodes nothing; SourceData reads them as NaN for tracks without copies and
+    pools its rows over the same patches as its features."""
+    import soundfile as sf
+
+    import core.models.trunk_cache as tc
+    from core.audio.augment import AUGMENT_RATE, AugmentConfig, augmented_copy, copy_rng
+    from core.audio.cache import content_hash
+    from core.audio.load import load_full
+    from core.datasets.track import Track
+    from core.models.trunks import patch_choice, pool_patches
+    from core.training.loso_data import SourceData, read_augmented_file
+    rng = np.random.default_rng(1)
+    tracks = []
+    for i in range(3):
+        path = tmp_path / f"t{i}.wav"
+        sf.write(path, rng.normal(size=16_000 * 8).astype(np.float32) * (0.1 + 0.2 * i), 16_000)
+        tracks.append(Track(track_id=f"t{i}", path=str(path), genre="A", split="train", source="s"))
+    bank = _stub_bank()
+    paths = tc.write_augmented_features(tracks[:2], tmp_path / "out", bank, copies=2, seed=3)
+    assert paths["msd_vgg"] == tmp_path / "out" / "augmented" / "msd_vgg.npz"
+    pen, tags = read_augmented_file(paths["msd_vgg"], [t.track_id for t in tracks])
+    assert pen.shape == (3, 2, 10, 256) and tags.shape == (3, 2, 10, 50)
+    assert np.isnan(pen[2]).all() and not np.isnan(pen[:2]).any()
+    # Copy 1 of track 0 is the bank on that track's seeded augmented log-mel, and differs from copy 0.
+    mel = augmented_copy(load_full(tracks[0].path, AUGMENT_RATE), bank.cfg, AugmentConfig(),
+                         copy_rng(3, 1, content_hash(tracks[0].path)))
+    want = bank.patch_outputs(torch.from_numpy(mel)[None, None])["msd_vgg"][0][:, 0].numpy()
+    assert np.allclose(pen[0, 1], want, atol=1e-6) and not np.allclose(pen[0, 0], pen[0, 1])
+    # A rerun reads every copy from its cache: nothing is decoded.
+    monkeypatch.setattr(tc, "load_full", lambda *a: (_ for _ in ()).throw(AssertionError("decoded")))
+    tc.write_augmented_features(tracks[:2], tmp_path / "out", bank, copies=2, seed=3)
+    feats = np.zeros((3, 562), np.float32)
+    data = SourceData(tracks=tracks, labels=["A"], y=np.array([0, 0, 0]), features={"msd_vgg": feats},
+                      patches={"msd_vgg": (np.zeros((3, 10, 256), np.float32), np.zeros((3, 10, 50), np.float32))},
+                      augmented={"msd_vgg": (pen, tags)})
+    assert data.augmented_copies(["msd_vgg"]) == 2 and data.augmented_copies(["msd_vgg", "mtt_vgg"]) == 0
+    x, y = data.with_patches(3).augmented_rows(["msd_vgg"], np.array([0, 2]), copies=2)
+    sel = patch_choice(10, 3)
+    f, t = pool_patches(pen[0][:, sel].transpose(1, 0, 2), tags[0][:, sel].transpose(1, 0, 2))
+    assert x.shape == (2, 562) and y.tolist() == [0, 0]          # track 2 has no copies
+    assert np.allclose(x, np.concatenate([f, t], 1), atol=1e-6)
+    assert data.subset(np.array([1])).augmented["msd_vgg"][0].shape == (1, 2, 10, 256)
+
+
 def _mel(path):
     from core.models.trunks import clip_logmel
     return clip_logmel(path)[None]

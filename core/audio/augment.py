@@ -9,7 +9,9 @@ rate, EQ tilt and band-limiting, loudness, light noise, light reverb and a
 mono downmix of a (pseudo-)stereo pair.
 
 Training applies the chain to the waveform before the log-mel, for training
-batches only (:mod:`core.training.wave_augment`).
+data only: the from-scratch models' batches (:mod:`core.training.wave_augment`)
+and the frozen trunks' augmented copies (:mod:`core.models.trunk_cache`), both
+through :func:`augmented_copy`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from scipy.signal import fftconvolve
 
 from core.errors import GenreError
 
+# The rate the chain runs at: the development sources' own rate, so codecs and
+# band limits act on the band a listener hears, above the models' 12 / 16 kHz.
+AUGMENT_RATE = 22_050
 CODECS = {"mp3": ("mp3", "libmp3lame"), "aac": ("adts", "aac")}
 _MAX_LAG = 4096          # codec priming samples searched for when re-aligning
 
@@ -244,3 +249,24 @@ def augment_wave(y: np.ndarray, sr: int, cfg: AugmentConfig | None = None,
         if draw < p:
             y = step(y)
     return y
+
+
+def copy_rng(seed: int, copy: int, digest: str) -> np.random.Generator:
+    """The generator of augmented copy ``copy`` of the track whose content hash
+    is ``digest``: the same copy whatever the order or the other tracks."""
+    return np.random.default_rng([seed, copy, int(digest[:12], 16)])
+
+
+def augmented_copy(y: np.ndarray, feat, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """One augmented log-mel ``(n_mels, n_frames)`` for the feature config
+    ``feat`` of the decoded track ``y`` ``(samples,)`` at :data:`AUGMENT_RATE`
+    (``y`` itself is left as it is): the chain, then the project's one load →
+    log-mel path, read back from WAV bytes as an upload would be."""
+    import soundfile as sf
+
+    from core.audio.cache import compute_logmel
+
+    y = augment_wave(y.copy(), AUGMENT_RATE, aug, rng)
+    buf = io.BytesIO()
+    sf.write(buf, y, AUGMENT_RATE, format="WAV", subtype="FLOAT")
+    return compute_logmel(buf.getvalue(), feat)

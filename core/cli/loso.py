@@ -23,6 +23,8 @@ def register(sub) -> None:
                         "`python -m core trunk-features`): the fused_trunks model is chosen and shipped from them")
     p.add_argument("--cnn-msd-minutes", type=float, default=None,
                    help="also retrain cnn_msd's head per fold (minutes per fold) as the baseline")
+    p.add_argument("--head-variants", action="store_true",
+                   help="also score other heads on the fused_trunks features (reported, not chosen from)")
     p.add_argument("--no-ship", action="store_true", help="measure only; write no artifact")
     p.set_defaults(func=_run)
 
@@ -34,7 +36,7 @@ def _run(args) -> int:
     cache = Path(args.cache) if args.cache else Paths().cache.parent
     rec = run_loso(dirs, cache, args.artifacts, extra_features=args.trunk_features,
                    cnn_msd_minutes=args.cnn_msd_minutes, ship=not args.no_ship,
-                   log=lambda s: print(s, file=sys.stderr))
+                   log=lambda s: print(s, file=sys.stderr), head_variants=args.head_variants)
     summary = {"fused": {"C": rec["fused"]["C"], "mean": rec["fused"]["mean"],
                          "temperature": rec["fused"]["pooled_temperature"]}}
     if "fused_trunks" in rec:

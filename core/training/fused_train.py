@@ -83,8 +83,10 @@ def _cnn_msd_cached(data: SourceData, folds, cfg: TrainConfig, root: Path, log: 
 
 def run_loso(dirs: Sequence[str | Path], cache_root: str | Path, artifacts_dir: str | Path,
              extra_features: str | Path | None = None, cnn_msd_minutes: float | None = None,
-             cs: Sequence[float] = DEFAULT_CS, ship: bool = True, log: Log = print) -> dict:
-    """Steps 1–5 of the module docstring; returns (and writes) ``loso.json``."""
+             cs: Sequence[float] = DEFAULT_CS, ship: bool = True, log: Log = print,
+             head_variants: bool = False) -> dict:
+    """Steps 1–5 of the module docstring; returns (and writes) ``loso.json``
+    (``head_variants``: see :mod:`core.training.head_variants`)."""
     from core.models.artifacts import save_model, update_manifest, write_json
 
     data = load_source_data(dirs, cache_root, extra_features)
@@ -116,6 +118,7 @@ def run_loso(dirs: Sequence[str | Path], cache_root: str | Path, artifacts_dir: 
         f"{fused_rep['mean']['macro_auc']:.3f}, ECE {fused_rep['mean']['ece']:.3f}; T "
         f"{fused_rep['pooled_temperature']:.3f}; in-source val accuracy "
         f"{record['fused']['in_source_val']['accuracy']:.3f}")
+    logits = None
     if cnn_msd_minutes:
         cfg = TrainConfig(model="cnn_msd", max_minutes=cnn_msd_minutes)
         logits, hist = _cnn_msd_cached(data, folds, cfg, Path(cache_root), log)
@@ -124,7 +127,8 @@ def run_loso(dirs: Sequence[str | Path], cache_root: str | Path, artifacts_dir: 
                                     f"sources' val split", **loso_report(logits), "runs": hist}
         m = record["cnn_msd"]["mean"]
         log(f"cnn_msd LOSO: mean accuracy {m['accuracy']:.3f} AUC {m['macro_auc']:.3f} ECE {m['ece']:.3f}")
-    trunks = fused_trunks_loso(data, folds, TRUNK_CS, Path(cache_root) / "loso_linear", log=log)
+    trunks = fused_trunks_loso(data, folds, TRUNK_CS, Path(cache_root) / "loso_linear", log=log,
+                               variants=head_variants, cnn_msd=logits)
     if trunks is not None:
         record[TRUNKS_NAME], trunks_model = trunks
     if ship:

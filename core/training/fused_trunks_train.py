@@ -17,12 +17,19 @@ same numbers :class:`~core.models.fused_trunks.FusedTrunks` sees at inference).
    (:data:`PATCH_ACC_TOL`, :data:`PATCH_AUC_TOL`) — ship (the trunks are most
    of the model's CPU time, and each patch costs the same). Needs the per-patch
    outputs that ``trunk-features`` writes; without them, all patches.
+1c. Augmentation: 0, 1 or 2 augmented copies of every training track as extra
+   rows (:data:`AUGMENT_CHOICES`, as many as ``trunk-features --augment-copies``
+   wrote; :meth:`~core.training.loso_data.SourceData.augmented_rows`: the
+   waveform chain toward other sources of :mod:`core.audio.augment`), each with
+   ``C`` chosen again over :data:`TRUNK_CS` (more rows weaken a given ``C``);
+   the most LOSO mean accuracy, then mean macro AUC, ships — ties go to fewer
+   copies. A held-out source's copies are never a fold's training rows.
 2. Calibration: temperature, per-genre bias, vector scaling
    (:mod:`core.training.loso_calibration`), each cross-fitted per fold; the
    one with the lowest mean held-out ECE ships, fitted on every fold's
    held-out logits and folded into the head.
-3. The head is fitted on the train split of every source (the in-source val
-   split stays unseen, for the record).
+3. The head is fitted on the train split of every source, with the chosen
+   copies of those tracks (the in-source val split stays unseen, for the record).
 """
 
 from __future__ import annotations
@@ -36,7 +43,14 @@ from core.training.linear_head import fit_linear_head
 from core.training.loso import Fold
 from core.training.loso_calibration import CalibrationMap, compare_methods, fold_into_head
 from core.training.loso_data import SourceData
-from core.training.loso_eval import choose_linear, linear_fold_logits, loso_report, per_genre_recall
+from core.training.loso_eval import (
+    FoldLogits,
+    choose_linear,
+    linear_fold_logits,
+    loso_report,
+    per_genre_recall,
+    with_augmented,
+)
 
 NAME = "fused_trunks"
 ANCHOR = "msd_musicnn"
@@ -54,6 +68,8 @@ Log = Callable[[str], None]
 PATCH_CHOICES = (None, 5, 3, 2, 1)
 PATCH_ACC_TOL = 0.0
 PATCH_AUC_TOL = 0.0
+# Augmented copies per training track tried in step 1c (those beyond what the features hold are skipped).
+AUGMENT_CHOICES = (0, 1, 2)
 
 
 def bank_sets(available: Sequence[str], anchor: str = ANCHOR) -> list[list[str]]:
@@ -75,15 +91,15 @@ def bank_sets(available: Sequence[str], anchor: str = ANCHOR) -> list[list[str]]
 
 
 def train_fused_trunks(data: SourceData, trunks: Sequence[str], c: float, cmap: CalibrationMap | None = None,
-                       patches: int | None = None):
+                       patches: int | None = None, copies: int = 0):
     """The shipped :class:`~core.models.fused_trunks.FusedTrunks`: head fitted on
     the train split of every source (features pooled over ``patches`` per clip,
-    :meth:`~core.training.loso_data.SourceData.with_patches`), ``cmap`` folded
-    into it (temperature 1)."""
+    :meth:`~core.training.loso_data.SourceData.with_patches`) and ``copies``
+    augmented copies of those tracks, ``cmap`` folded into it (temperature 1)."""
     from core.models.fused_trunks import FusedTrunks
 
-    tr = np.array([t.split == "train" for t in data.tracks])
-    head = fit_linear_head(data.stacked(trunks)[tr], data.y[tr], len(data.labels), c=c)
+    tr = np.flatnonzero([t.split == "train" for t in data.tracks])
+    head = fit_linear_head(*with_augmented(data, trunks, tr, copies), len(data.labels), c=c)
     weight, bias = (head.weight, head.bias) if cmap is None else fold_into_head(head.weight, head.bias, cmap)
     model = FusedTrunks(data.labels, trunks=trunks)
     model.set_head(head.mean, head.scale, weight, bias, 1.0)
@@ -117,10 +133,39 @@ def choose_patches(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str
     return {"chosen": best["patches"], "rule": rule, "rows": rows, "_fold_logits": logits[best["patches"]]}
 
 
+def choose_augment(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str], c: float,
+                   log: Log = print) -> dict:
+    """Step 1c: ``{"chosen": copies, "C": …, "rule": …, "rows": [{"copies", "C", "mean", "folds"}]}``
+    (and ``"_fold_logits"``, the chosen row's, not for the record). Without
+    augmented copies: ``{"chosen": 0, "C": c, "rows": [], "note": …}``."""
+    rule = (f"most LOSO mean accuracy, then mean macro AUC, over copies × C ({', '.join(f'{x:g}' for x in TRUNK_CS)}); "
+            "ties: fewer copies")
+    ks = [k for k in AUGMENT_CHOICES if k <= data.augmented_copies(trunks)]
+    if ks == [0]:
+        return {"chosen": 0, "C": c, "rule": rule, "rows": [],
+                "note": "no augmented copies of these trunks' features (trunk-features --augment-copies)"}
+    rows, logits = [], {}
+    for k in ks:
+        for ck in ((c,) if k == 0 else TRUNK_CS):
+            logits[k, ck] = linear_fold_logits(data, folds, trunks, ck, copies=k)
+            rep = loso_report(logits[k, ck])
+            rows.append({"copies": k, "C": ck, "mean": rep["mean"],
+                         "folds": {s: v["calibrated"] for s, v in rep["folds"].items()}})
+            m = rep["mean"]
+            log(f"LOSO {NAME} augmented copies {k}, C={ck:g}: accuracy {m['accuracy']:.3f} AUC "
+                f"{m['macro_auc']:.3f} ECE {m['ece']:.3f}")
+    best = max(rows, key=lambda r: (r["mean"]["accuracy"], r["mean"]["macro_auc"], -r["copies"]))
+    return {"chosen": best["copies"], "C": best["C"], "rule": rule, "rows": rows,
+            "_fold_logits": logits[best["copies"], best["C"]]}
+
+
 def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[float],
-                      cache_dir: str | Path | None, log: Log = print) -> tuple[dict, object] | None:
+                      cache_dir: str | Path | None, log: Log = print, variants: bool = False,
+                      cnn_msd: Sequence[FoldLogits] | None = None) -> tuple[dict, object] | None:
     """Steps 1–3 of the module docstring. Returns ``(record, model)``, or
-    ``None`` when ``data`` lacks the bank's features."""
+    ``None`` when ``data`` lacks the bank's features. ``variants``: also the
+    record's ``"head_variants"`` (:mod:`core.training.head_variants`; with
+    ``cnn_msd``'s fold logits, its ensemble rows too)."""
     from core.training.calibration import expected_calibration_error
     from core.training.loso_calibration import CalibrationMap as Map
     from core.training.metrics import macro_auc
@@ -139,7 +184,11 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
     patch_choice = choose_patches(data, folds, trunks, c, log)
     keep = patch_choice["chosen"]
     data = data.with_patches(keep)
-    fold_logits = patch_choice.pop("_fold_logits", None) or linear_fold_logits(data, folds, trunks, c)
+    patch_logits = patch_choice.pop("_fold_logits", None)
+    aug_choice = choose_augment(data, folds, trunks, c, log)
+    copies, c = aug_choice["chosen"], aug_choice["C"]
+    fold_logits = (aug_choice.pop("_fold_logits", None) or patch_logits
+                   or linear_fold_logits(data, folds, trunks, c, copies=copies))
     rep = loso_report(fold_logits)
     calib = compare_methods(fold_logits)
     method = calib["best"]
@@ -152,21 +201,26 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
         rep["folds"][f.held_out]["calibrated"].update(method=method, **cal)
     for k in ("accuracy", "macro_auc", "ece", "log_loss", "ece_seen"):
         rep["mean"][k] = float(np.mean([rep["folds"][s]["calibrated"][k] for s in rep["folds"]]))
-    model, head = train_fused_trunks(data, trunks, c, cmap, patches=keep)
+    model, head = train_fused_trunks(data, trunks, c, cmap, patches=keep, copies=copies)
     va = np.array([t.split == "val" for t in data.tracks])
     p_val = cmap.probs(head.logits(data.stacked(trunks)[va]))
     record = {"features": list(trunks), "C": c, "patches": keep, "patch_choice": patch_choice,
+              "augment": copies, "augment_choice": aug_choice,
               **rep, "calibration": calib,
               "feature_choice": {k: v for k, v in choice.items() if k != "grid"} | {"grid": choice["grid"]},
               "in_source_val": {"n": int(va.sum()), "accuracy": float((p_val.argmax(1) == data.y[va]).mean()),
                                 "macro_auc": macro_auc(data.y[va], p_val),
                                 "ece": expected_calibration_error(p_val, data.y[va]),
                                 "per_genre_recall": per_genre_recall(data.y[va], p_val.argmax(1), data.labels)}}
+    if variants:
+        from core.training.head_variants import head_variants
+        record["head_variants"] = head_variants(data, folds, trunks, c, copies, fold_logits, cnn_msd, log)
     m = rep["mean"]
-    log(f"{NAME}: {'+'.join(trunks)}, C={c:g}, patches {keep or 'all'}, LOSO mean accuracy {m['accuracy']:.3f}, AUC "
-        f"{m['macro_auc']:.3f}, ECE {m['ece']:.3f} ({method}); in-source val accuracy "
-        f"{record['in_source_val']['accuracy']:.3f}")
+    log(f"{NAME}: {'+'.join(trunks)}, C={c:g}, patches {keep or 'all'}, augmented copies {copies}, LOSO mean "
+        f"accuracy {m['accuracy']:.3f}, AUC {m['macro_auc']:.3f}, ECE {m['ece']:.3f} ({method}); in-source val "
+        f"accuracy {record['in_source_val']['accuracy']:.3f}")
     return record, model
 
 
-__all__ = ["NAME", "PATCH_CHOICES", "bank_sets", "choose_patches", "fused_trunks_loso", "train_fused_trunks"]
+__all__ = ["AUGMENT_CHOICES", "NAME", "PATCH_CHOICES", "bank_sets", "choose_augment", "choose_patches",
+           "fused_trunks_loso", "train_fused_trunks"]

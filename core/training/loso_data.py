@@ -7,7 +7,9 @@ MSD-VGG features of the whole clip: pool-5 mean and max over time and the
 50 MSD tags averaged over 3 s (the 306-d ``CNNMSD`` embedding with its
 pretrained conv 5 and tag layer, nothing trained here). Other trunks'
 precomputed features (``<dir>/<trunk>.npz`` with ``track_id``, ``features``,
-``tags``) join by track id.
+``tags``) join by track id, and augmented copies of the training tracks
+(``<dir>/augmented/<trunk>.npz``, :func:`core.models.trunk_cache.write_augmented_features`)
+become optional extra training rows (:meth:`SourceData.augmented_rows`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ class SourceData:
     (for retraining ``cnn_msd``'s head); ``features``: name → ``(N, D)``
     float32 pooled features of each trunk (``MSD_vgg`` always);
     ``patches``: name → per-patch (penultimate ``(N, P, D)``, tags ``(N, P, 50)``)
-    of the trunks whose feature files carry them (:meth:`with_patches`).
+    of the trunks whose feature files carry them (:meth:`with_patches`);
+    ``augmented``: name → per-patch outputs of ``K`` augmented copies of each
+    track (penultimate ``(N, K, P, D)``, tags ``(N, K, P, 50)``; NaN for a
+    track without copies, as every test track is); ``keep``: the patches per
+    clip that ``features`` are pooled over (None: all).
     """
 
     tracks: list[Track]
@@ -47,13 +53,16 @@ class SourceData:
     trunk: np.ndarray | None = None     # (N, 128, 6, T4) float16
     features: dict[str, np.ndarray] = field(default_factory=dict)
     patches: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    augmented: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    keep: int | None = None
 
     def subset(self, idx: np.ndarray) -> "SourceData":
         idx = np.asarray(idx, dtype=np.int64)
         return SourceData(tracks=[self.tracks[i] for i in idx], labels=self.labels, y=self.y[idx],
                           trunk=None if self.trunk is None else self.trunk[idx],
                           features={k: v[idx] for k, v in self.features.items()},
-                          patches={k: (a[idx], b[idx]) for k, (a, b) in self.patches.items()})
+                          patches={k: (a[idx], b[idx]) for k, (a, b) in self.patches.items()},
+                          augmented={k: (a[idx], b[idx]) for k, (a, b) in self.augmented.items()}, keep=self.keep)
 
     def with_patches(self, keep: int | None) -> "SourceData":
         """The same tracks with every per-patch trunk's features pooled over
@@ -67,7 +76,33 @@ class SourceData:
             f, t = pool_patches(pen[:, idx].transpose(1, 0, 2), tags[:, idx].transpose(1, 0, 2))
             feats[name] = np.concatenate([f, t], axis=1).astype(np.float32)
         return SourceData(tracks=self.tracks, labels=self.labels, y=self.y, trunk=self.trunk,
-                          features=feats, patches=self.patches)
+                          features=feats, patches=self.patches, augmented=self.augmented, keep=keep)
+
+    def augmented_copies(self, names: Sequence[str]) -> int:
+        """How many augmented copies every trunk of ``names`` has (0: none)."""
+        return min((self.augmented[n][0].shape[1] if n in self.augmented else 0 for n in names), default=0)
+
+    def augmented_rows(self, names: Sequence[str], idx: np.ndarray, copies: int) -> tuple[np.ndarray, np.ndarray]:
+        """Extra training rows: the first ``copies`` augmented copies of tracks
+        ``idx`` that have them, ``names``' features pooled over the same patches
+        as :attr:`features` → (``(M, ΣD)`` float32, labels ``(M,)``)."""
+        from core.models.trunks import patch_choice, pool_patches
+
+        idx = np.asarray(idx, dtype=np.int64)
+        if copies <= 0 or len(idx) == 0:
+            return np.zeros((0, self.stacked(names).shape[1]), np.float32), np.zeros(0, np.int64)
+        if self.augmented_copies(names) < copies:
+            raise FeatureSetError(f"{copies} augmented copies asked for, {self.augmented_copies(names)} at hand")
+        has = ~np.isnan(self.augmented[names[0]][0][idx, :copies, 0, 0]).any(1)
+        idx = idx[has]
+        parts = []
+        for n in names:
+            pen, tags = (a[idx, :copies] for a in self.augmented[n])          # (M, K, P, ·)
+            sel = patch_choice(pen.shape[2], self.keep)
+            pen, tags = (a[:, :, sel].reshape(-1, len(sel), a.shape[-1]).transpose(1, 0, 2) for a in (pen, tags))
+            f, t = pool_patches(pen, tags)
+            parts.append(np.concatenate([f, t], axis=1))
+        return np.concatenate(parts, axis=1).astype(np.float32), np.repeat(self.y[idx], copies)
 
     def stacked(self, names: Sequence[str]) -> np.ndarray:
         """Features of ``names`` side by side, ``(N, ΣD)``."""
@@ -136,7 +171,7 @@ def load_source_data(dirs: Sequence[str | Path], cache_root: str | Path,
     del data.mels
     ids = [t.track_id for t in data.tracks]
     feats = {MSD_VGG: frozen_msd_features(trunk, labels)}
-    per_patch = {}
+    per_patch, augmented = {}, {}
     if extra_features and Path(extra_features).is_dir():
         for p in sorted(Path(extra_features).glob("*.npz")):
             if p.stem != MSD_VGG:
@@ -146,5 +181,22 @@ def load_source_data(dirs: Sequence[str | Path], cache_root: str | Path,
                     continue
                 if pp is not None:
                     per_patch[p.stem] = pp
+        for p in sorted((Path(extra_features) / "augmented").glob("*.npz")):
+            if p.stem in feats:
+                augmented[p.stem] = read_augmented_file(p, ids)
     return SourceData(tracks=data.tracks, labels=labels, y=data.y, trunk=trunk, features=feats,
-                      patches=per_patch)
+                      patches=per_patch, augmented=augmented)
+
+
+def read_augmented_file(path: str | Path, track_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """An augmented-copies file (:func:`core.models.trunk_cache.write_augmented_features`)
+    in the order of ``track_ids``: (penultimate ``(n, K, P, D)``, tags
+    ``(n, K, P, 50)``) float32, NaN for the tracks it has no copies of."""
+    with np.load(path, allow_pickle=False) as z:
+        pos = {str(t): i for i, t in enumerate(z["track_id"])}
+        pen, tags = z["patch_features"], z["patch_tags"]
+        out = tuple(np.full((len(track_ids),) + a.shape[1:], np.nan, np.float32) for a in (pen, tags))
+        for j, t in enumerate(track_ids):
+            if t in pos:
+                out[0][j], out[1][j] = pen[pos[t]], tags[pos[t]]
+    return out

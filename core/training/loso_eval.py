@@ -94,13 +94,25 @@ def loso_report(folds: Sequence[FoldLogits]) -> dict:
     return {"folds": per, "mean": mean, "pooled_temperature": _fit_on_seen(folds)}
 
 
+def with_augmented(data: SourceData, names: Sequence[str], idx: np.ndarray,
+                   copies: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows of tracks ``idx``: their features ``(n, ΣD)`` and, with
+    ``copies`` > 0, their augmented copies' (:meth:`SourceData.augmented_rows`),
+    with the labels ``(n + M,)``."""
+    x, y = data.stacked(names)[idx], data.y[idx]
+    xa, ya = data.augmented_rows(names, idx, copies)
+    return np.concatenate([x, xa]), np.concatenate([y, ya])
+
+
 def linear_fold_logits(data: SourceData, folds: Sequence[Fold], names: Sequence[str],
-                       c: float) -> list[FoldLogits]:
-    """A standardised logistic regression on ``names``' features per fold."""
+                       c: float, copies: int = 0) -> list[FoldLogits]:
+    """A standardised logistic regression on ``names``' features per fold,
+    trained on the fold's tracks and, with ``copies``, on as many augmented
+    copies of each of them (never of the held-out source's)."""
     x = data.stacked(names)
     out = []
     for f in folds:
-        head = fit_linear_head(x[f.train], data.y[f.train], len(data.labels), c=c)
+        head = fit_linear_head(*with_augmented(data, names, f.train, copies), len(data.labels), c=c)
         out.append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val],
                               seen_genres(data.y[f.train], data.y[f.val])))
     return out

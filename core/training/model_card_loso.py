@@ -107,6 +107,40 @@ def patch_lines(choice: dict, title: str) -> list[str]:
     return out
 
 
+def augment_lines(choice: dict, title: str) -> list[str]:
+    """The augmented-copies rows of ``fused_trunks``' LOSO record (step 1c)."""
+    rows = choice.get("rows") or []
+    if not rows:
+        return []
+    out = ["", f"{title}: augmented copies of each training track as extra rows (core.audio.augment: re-encoding, "
+           f"another rate, EQ tilt, band limits, gain, noise, reverb, downmix; {choice.get('rule')}); shipped: "
+           f"{choice.get('chosen')} copies, C = {choice.get('C'):g}.", "",
+           "| copies | C | mean acc | mean AUC | mean ECE (cross-fold T) |", "|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['copies']} | {r['C']:g} | {_f(r['mean']['accuracy'])} | {_f(r['mean']['macro_auc'])} | "
+                   f"{_f(r['mean']['ece'])} |")
+    return out
+
+
+def variant_lines(hv: dict, title: str) -> list[str]:
+    """Other heads on the shipped features (:mod:`core.training.head_variants`), reported, not chosen from."""
+    if not hv or not hv.get("rows"):
+        return []
+    out = ["", f"{title}: other heads on the same features, each fold scored as above (reported, not chosen "
+           "from; `loso --head-variants`). Δ accuracy: minus the shipped head over all held-out tracks, "
+           "paired bootstrap 95 % interval.", "",
+           "| head | setting | mean acc | mean AUC | mean ECE (cross-fold T) | Δ accuracy [95 % CI] |",
+           "|---|---|---|---|---|---|"]
+    for r in hv["rows"]:
+        m, (lo, hi) = r["mean"], r["ci95"]
+        out.append(f"| {r['head']} | {r['setting']} | {_f(m['accuracy'])} | {_f(m['macro_auc'])} | {_f(m['ece'])} | "
+                   f"{r['delta_accuracy']:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
+    for c in hv.get("learning_curve", []):
+        out.append(f"\nShipped head on {c['share']:.0%} of each fold's training tracks ({len(c['accuracy'])} draws): "
+                   f"mean accuracy {min(c['accuracy']):.3f}–{max(c['accuracy']):.3f}.")
+    return out
+
+
 def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
     """Markdown lines (empty when ``loso.json`` is missing)."""
     out = Path(artifacts_dir)
@@ -161,6 +195,8 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
                              f"{' + '.join(b['features'])}, C = {b['C']:g} (mean accuracy {_f(b['mean']['accuracy'])}, "
                              f"AUC {_f(b['mean']['macro_auc'])}).")
             lines += patch_lines(ft.get("patch_choice") or {}, name("fused_trunks"))
+            lines += augment_lines(ft.get("augment_choice") or {}, name("fused_trunks"))
+            lines += variant_lines(ft.get("head_variants") or {}, name("fused_trunks"))
             lines += calibration_lines(ft, folds, name)
     metrics = read_json_or_none(out / "metrics.json")
     if metrics:

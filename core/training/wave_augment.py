@@ -2,46 +2,29 @@
 
 Each training track gets ``copies`` versions of its excerpt passed through
 :func:`core.audio.augment.augment_wave` *before* the log-mel (decoded at
-:data:`AUGMENT_RATE`, augmented, then read back through the project's one
-load → log-mel path, :func:`core.audio.load.load` and
-:func:`core.audio.features.logmels`). Copies are cached on disk by content
-hash, feature key, augmentation settings, seed and copy index, so every
-epoch and every rerun reuses them; a training batch swaps each clean log-mel
-for one of its copies with probability ``p`` (:func:`mix_batch`). Validation
-and test never see them.
+:data:`~core.audio.augment.AUGMENT_RATE`, augmented, then read back through
+the project's one load → log-mel path: :func:`core.audio.augment.augmented_copy`).
+Copies are cached on disk by content hash, feature key, augmentation
+settings, seed and copy index, so every epoch and every rerun reuses them; a
+training batch swaps each clean log-mel for one of its copies with
+probability ``p`` (:func:`mix_batch`). Validation and test never see them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import soundfile as sf
 
-from core.audio.augment import AugmentConfig, augment_wave
-from core.audio.cache import atomic_save_npy, compute_logmel, content_hash
+from core.audio.augment import AUGMENT_RATE, AugmentConfig, augmented_copy, copy_rng
+from core.audio.cache import atomic_save_npy, content_hash
 from core.audio.features import LOGMEL_DTYPE
 from core.audio.load import load_full
 from core.config import FeatureConfig, Paths
 from core.datasets import Track
-
-# The rate the chain runs at: the development sources' own rate, so codecs and
-# band limits act on the band a listener hears, above the models' 12 kHz.
-AUGMENT_RATE = 22_050
-
-
-def augmented_logmel(y: np.ndarray, feat: FeatureConfig, aug: AugmentConfig,
-                     rng: np.random.Generator) -> np.ndarray:
-    """One augmented log-mel ``(n_mels, n_frames)`` of the decoded track ``y``
-    ``(samples,)`` at :data:`AUGMENT_RATE` (``y`` itself is left as it is)."""
-    y = augment_wave(y.copy(), AUGMENT_RATE, aug, rng)
-    buf = io.BytesIO()
-    sf.write(buf, y, AUGMENT_RATE, format="WAV", subtype="FLOAT")
-    return compute_logmel(buf.getvalue(), feat)
 
 
 def bank_key(feat: FeatureConfig, aug: AugmentConfig, seed: int) -> str:
@@ -67,10 +50,10 @@ def augmented_bank(tracks: Sequence[Track], feat: FeatureConfig, copies: int,
                 continue
             except (OSError, ValueError):
                 pass
-            rng = np.random.default_rng([seed, c, int(digest[:12], 16)])
+            rng = copy_rng(seed, c, digest)
             if y is None:       # decoded once per track, only when a copy is missing
                 y = load_full(t.path, AUGMENT_RATE)
-            out[i, c] = augmented_logmel(y, feat, aug, rng).astype(LOGMEL_DTYPE)
+            out[i, c] = augmented_copy(y, feat, aug, rng).astype(LOGMEL_DTYPE)
             atomic_save_npy(p, out[i, c])
         if log and (i + 1) % 50 == 0:
             log(f"augmented log-mels: {i + 1}/{len(tracks)} tracks")
