@@ -122,9 +122,10 @@ def test_fold_model_reads_loso_json_and_defaults_to_the_fused_model(tmp_path):
 
     p = tmp_path / "loso.json"
     p.write_text(json.dumps({"fused": {"features": ["MSD_vgg"], "C": 1e-4},
-                             "head2": {"features": ["MSD_musicnn", "MTT_vgg"], "C": 0.1}}))
+                             "head2": {"features": ["MSD_musicnn", "MTT_vgg"], "C": 0.1, "patches": 5,
+                                       "augment": 2}}))
     assert fold_model(p) == FoldModel(FUSED, ("MSD_vgg",), 1e-4)
-    assert fold_model(p, "head2") == FoldModel("head2", ("MSD_musicnn", "MTT_vgg"), 0.1)
+    assert fold_model(p, "head2") == FoldModel("head2", ("MSD_musicnn", "MTT_vgg"), 0.1, 5, 2)
     assert fold_model(tmp_path / "missing.json") == FoldModel(FUSED, ("MSD_vgg",), DEFAULT_C)
 
 
@@ -164,3 +165,35 @@ def test_genre_term_use_reports_a_shut_gate():
     assert genre_term_use(flat, replace(cfg, confidence="gate50")) == {"listeners": 10, "open_share": 0.0,
                                                                         "mean_weight": 0.0}
     assert genre_term_use(flat, replace(cfg, confidence="off"))["mean_weight"] == pytest.approx(0.6)
+
+
+def test_recommender_fold_heads_are_fitted_with_the_shipped_augmented_copies(monkeypatch):
+    """fold_catalogs fits each fold's head as the shipped one was: with
+    ``copies`` augmented copies of the fold's training tracks among its rows
+    (the embedding is standardised by that head, so it moves with them)."""
+    import core.recommend.loso_data as rl
+    from core.datasets.track import Track
+    from core.training.linear_head import fit_linear_head
+    from core.training.loso import loso_folds
+    from core.training.loso_data import SourceData
+    from core.training.loso_eval import with_augmented
+    rng = np.random.default_rng(3)
+    n, labels = 90, ["A", "B", "C"]
+    y = np.arange(n) % 3
+    pen = rng.normal(size=(n, 4, 6)).astype(np.float32)
+    pen[np.arange(n), :, y] += 1.0
+    aug = (pen[:, None] + 5.0 + rng.normal(size=(n, 1, 4, 6))).astype(np.float32)
+    tracks = [Track(track_id=f"t{i}", path=f"/x/{i}.wav", genre=labels[y[i]], split="train",
+                    source=f"s{(i // 3) % 3}") for i in range(n)]
+    tags = rng.uniform(size=(n, 4, 50)).astype(np.float32)
+    data = SourceData(tracks=tracks, labels=labels, y=y, patches={"t": (pen, tags)},
+                      augmented={"t": (aug, tags[:, None])}).with_patches(None)
+    got = []
+    monkeypatch.setattr(rl, "fold_catalog", lambda rows, emb, probs, lab, mfcc=None: got.append(emb["m"]))
+    rl.fold_catalogs(data, 0.1, None, ["t"], "m", copies=0)
+    rl.fold_catalogs(data, 0.1, None, ["t"], "m", copies=1)
+    plain, with_copies = got[:3], got[3:]
+    f = loso_folds(tracks)[0]
+    head = fit_linear_head(*with_augmented(data, ["t"], f.train, 1), 3, c=0.1)
+    assert np.allclose(with_copies[0], (data.stacked(["t"])[f.val] - head.mean) / head.scale)
+    assert not np.allclose(plain[0], with_copies[0])

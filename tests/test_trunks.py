@@ -382,21 +382,26 @@ def test_trunk_features_cli_refuses_a_missing_folder(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_feature_files_keep_every_patch_and_repool_as_a_bank_on_fewer_patches(tmp_path, monkeypatch):
-    """trunk-features writes pooled and per-patch outputs, caches each clip once, and
-    SourceData.with_patches(k) gives what a bank with patches=k computes."""
+def _noise_tracks(tmp_path, seed: int, n: int = 3) -> list:
+    """``n`` 8 s noise WAVs at 16 kHz, louder each, as training tracks of one source."""
     import soundfile as sf
 
-    import core.models.trunk_cache as tc
     from core.datasets.track import Track
-    from core.models.trunk_cache import write_trunk_features
-    from core.training.loso_data import SourceData, read_feature_file, read_patch_file
-    rng = np.random.default_rng(0)
-    tracks = []
-    for i in range(3):
+    rng, tracks = np.random.default_rng(seed), []
+    for i in range(n):
         path = tmp_path / f"t{i}.wav"
         sf.write(path, rng.normal(size=16_000 * 8).astype(np.float32) * (0.1 + 0.2 * i), 16_000)
         tracks.append(Track(track_id=f"t{i}", path=str(path), genre="A", split="train", source="s"))
+    return tracks
+
+
+def test_feature_files_keep_every_patch_and_repool_as_a_bank_on_fewer_patches(tmp_path, monkeypatch):
+    """trunk-features writes pooled and per-patch outputs, caches each clip once, and
+    SourceData.with_patches(k) gives what a bank with patches=k computes."""
+    import core.models.trunk_cache as tc
+    from core.models.trunk_cache import write_trunk_features
+    from core.training.loso_data import SourceData, read_feature_file, read_patch_file
+    tracks = _noise_tracks(tmp_path, seed=0)
     bank = _stub_bank()
     paths = write_trunk_features(tracks, tmp_path / "out", bank)
     ids = [t.track_id for t in tracks]
@@ -420,21 +425,13 @@ def test_augmented_copies_are_seeded_cached_and_pool_like_the_clean_features(tmp
     augmented_copy of the track (seeded by copy_rng), kept per clip so a rerun
     decodes nothing; SourceData reads them as NaN for tracks without copies and
     pools its rows over the same patches as its features."""
-    import soundfile as sf
-
     import core.models.trunk_cache as tc
     from core.audio.augment import AUGMENT_RATE, AugmentConfig, augmented_copy, copy_rng
     from core.audio.cache import content_hash
     from core.audio.load import load_full
-    from core.datasets.track import Track
     from core.models.trunks import patch_choice, pool_patches
     from core.training.loso_data import SourceData, read_augmented_file
-    rng = np.random.default_rng(1)
-    tracks = []
-    for i in range(3):
-        path = tmp_path / f"t{i}.wav"
-        sf.write(path, rng.normal(size=16_000 * 8).astype(np.float32) * (0.1 + 0.2 * i), 16_000)
-        tracks.append(Track(track_id=f"t{i}", path=str(path), genre="A", split="train", source="s"))
+    tracks = _noise_tracks(tmp_path, seed=1)
     bank = _stub_bank()
     paths = tc.write_augmented_features(tracks[:2], tmp_path / "out", bank, copies=2, seed=3)
     assert paths["msd_vgg"] == tmp_path / "out" / "augmented" / "msd_vgg.npz"

@@ -29,7 +29,7 @@ from core.training.calibration import softmax_t
 from core.training.linear_head import fit_linear_head
 from core.training.loso import loso_folds
 from core.training.loso_data import MSD_VGG, SourceData
-from core.training.loso_eval import FoldLogits, cross_fold_temperatures, seen_genres
+from core.training.loso_eval import FoldLogits, cross_fold_temperatures, seen_genres, with_augmented
 from core.types import Progress
 
 DEFAULT_C = 0.01
@@ -42,17 +42,20 @@ class FoldModel:
     ``features`` (names of :class:`~core.training.loso_data.SourceData` feature
     sets), its name the embedding's model name in the fold catalogs;
     ``patches``: the trunk features pooled over that many of each clip's
-    3 s patches, as the shipped model runs them (None: all)."""
+    3 s patches, as the shipped model runs them (None: all); ``copies``:
+    augmented copies of each training track among its rows, as the shipped
+    head was fitted (``loso.json`` ``"augment"``)."""
 
     name: str = FUSED
     features: tuple[str, ...] = (MSD_VGG,)
     c: float = DEFAULT_C
     patches: int | None = None
+    copies: int = 0
 
 
 def fold_model(loso_json: str | Path | None, name: str = FUSED) -> FoldModel:
     """``name``'s fold model as ``loso.json`` (``python -m core loso``) records it
-    (``features``, ``C``, ``patches``); a missing file or entry gives the defaults."""
+    (``features``, ``C``, ``patches``, ``augment``); a missing file or entry gives the defaults."""
     entry: dict = {}
     if loso_json:
         try:
@@ -61,7 +64,7 @@ def fold_model(loso_json: str | Path | None, name: str = FUSED) -> FoldModel:
             entry = {}
     patches = entry.get("patches")
     return FoldModel(name, tuple(entry.get("features") or (MSD_VGG,)), float(entry.get("C", DEFAULT_C)),
-                     None if patches is None else int(patches))
+                     None if patches is None else int(patches), int(entry.get("augment") or 0))
 
 
 def mfcc_features(data: SourceData, cache_root: str | Path, workers: int = 2) -> np.ndarray:
@@ -82,13 +85,14 @@ def mfcc_features(data: SourceData, cache_root: str | Path, workers: int = 2) ->
 
 
 def fold_catalogs(data: SourceData, c: float = DEFAULT_C, mfcc: np.ndarray | None = None,
-                  features: Sequence[str] = (MSD_VGG,), name: str = FUSED) -> list[FoldCatalog]:
-    """One :class:`FoldCatalog` per source, model name ``name``."""
+                  features: Sequence[str] = (MSD_VGG,), name: str = FUSED, copies: int = 0) -> list[FoldCatalog]:
+    """One :class:`FoldCatalog` per source, model name ``name`` (its head fitted
+    with ``copies`` augmented copies of each training track, as shipped)."""
     folds = loso_folds(data.tracks)
     x = data.stacked(features)
     heads, logits = [], []
     for f in folds:
-        head = fit_linear_head(x[f.train], data.y[f.train], len(data.labels), c=c)
+        head = fit_linear_head(*with_augmented(data, features, f.train, copies), len(data.labels), c=c)
         heads.append(head)
         logits.append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val],
                                  seen_genres(data.y[f.train], data.y[f.val])))
@@ -129,10 +133,10 @@ def recommend_loso(dirs: Sequence[str | Path], cache_root: str | Path, cfg=None,
     path = Path(cache_root) / f"loso_recommend_{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    cats = fold_catalogs(data, model.c, mfcc_features(data, cache_root), model.features, model.name)
+    cats = fold_catalogs(data, model.c, mfcc_features(data, cache_root), model.features, model.name, model.copies)
     rec = loso_recommend(cats, cfg, model=model.name, grid=grid, progress=progress)
     rec["head"] = {"model": model.name, "C": model.c, "features": list(model.features),
-                   "patches": model.patches,
+                   "patches": model.patches, "augment": model.copies,
                    "temperature": "cross-fold (fitted on the other folds' held-out tracks of seen genres)"}
     atomic_write_text(path, json.dumps(rec, default=float))
     return rec

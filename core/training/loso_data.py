@@ -93,7 +93,7 @@ class SourceData:
             return np.zeros((0, self.stacked(names).shape[1]), np.float32), np.zeros(0, np.int64)
         if self.augmented_copies(names) < copies:
             raise FeatureSetError(f"{copies} augmented copies asked for, {self.augmented_copies(names)} at hand")
-        has = ~np.isnan(self.augmented[names[0]][0][idx, :copies, 0, 0]).any(1)
+        has = np.logical_and.reduce([~np.isnan(self.augmented[n][0][idx, :copies, 0, 0]).any(1) for n in names])
         idx = idx[has]
         parts = []
         for n in names:
@@ -183,7 +183,10 @@ def load_source_data(dirs: Sequence[str | Path], cache_root: str | Path,
                     per_patch[p.stem] = pp
         for p in sorted((Path(extra_features) / "augmented").glob("*.npz")):
             if p.stem in feats:
-                augmented[p.stem] = read_augmented_file(p, ids)
+                try:
+                    augmented[p.stem] = read_augmented_file(p, ids)
+                except (KeyError, OSError, ValueError):     # unreadable: its copies are not offered
+                    continue
     return SourceData(tracks=data.tracks, labels=labels, y=data.y, trunk=trunk, features=feats,
                       patches=per_patch, augmented=augmented)
 
