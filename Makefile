@@ -53,6 +53,8 @@ artifacts: install
 	$(BIN)/python -m core baseline --artifacts artifacts
 	$(BIN)/python -m core calibrate --split val --artifacts artifacts
 	$(BIN)/python -m core evaluate --split test --json artifacts/metrics.json
+	# Every model on degraded copies of the test clips (MP3 64 kbit/s, telephone band, noise, reverb, quiet).
+	$(BIN)/python -m core robustness --split test --json artifacts/robustness.json
 	$(BIN)/python -m core model-card --artifacts artifacts
 
 # The recommender's offline figures and the facet measurements (an index of the shared data first).

@@ -15,7 +15,18 @@ import os
 import sys
 from pathlib import Path
 
-from core.cli import EXIT_BAD_INPUT, bench, data_dirs_or_exit, facets, loso, model_card, recommend, study, trunks
+from core.cli import (
+    EXIT_BAD_INPUT,
+    bench,
+    data_dirs_or_exit,
+    facets,
+    loso,
+    model_card,
+    recommend,
+    robustness,
+    study,
+    trunks,
+)
 from core.config import FeatureConfig, Paths, TrainConfig
 from core.errors import GenreError
 
@@ -287,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average over this many excerpts of long tracks")
     c.set_defaults(func=cmd_classify)
 
-    for group in (model_card, recommend, bench, study, trunks, facets, loso):
+    for group in (model_card, recommend, bench, study, trunks, facets, loso, robustness):
         group.register(sub)
     return p
 

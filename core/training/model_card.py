@@ -10,6 +10,7 @@ import numpy as np
 
 from core.models.artifacts import update_manifest
 from core.training.model_card_loso import head_only_history, loso_lines
+from core.training.robustness import robustness_lines
 
 MODEL_NAMES = {"cnn": "CNN (scratch)", "crnn": "CRNN (scratch)", "cnn_msd": "CNN (MSD)",
                "crnn_msd": "CRNN (MSD)", "fused": "Fused (frozen MSD)", "fused_trunks": "Fused trunks (musicnn)",
@@ -357,6 +358,7 @@ def write_model_card(artifacts_dir: str | Path) -> Path:
             b, _, a = k.partition("_vs_")
             lines.append(_cmp_line(f"{name(a)} → {name(b)}", c))
     lines += loso_lines(out, name)
+    lines += robustness_lines(_load(out / "robustness.json"), name)
     lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figs]
     lines += ["", "## Limits (read before trusting a number)",
               "- Small data: 550 training clips, 96 val and 100 test clips; per-genre figures rest on 4–13 clips "
