@@ -5,7 +5,6 @@ shipped model on degraded copies of a split's clips (see
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from core.cli import EXIT_BAD_INPUT, data_dirs_or_exit
 from core.config import Paths
@@ -24,7 +23,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from core.models.artifacts import update_manifest, write_json
+    from core.models.artifacts import write_report
     from core.training.robustness import CLEAN, robustness
 
     def progress(done: int, total: int) -> None:
@@ -38,9 +37,7 @@ def _run(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:
-        write_json(Path(args.json), rec)
-        if Path(args.json).resolve().parent == Path(args.artifacts).resolve():
-            update_manifest(args.artifacts)
+        write_report(args.json, rec, args.artifacts)
     for name, rows in rec["models"].items():
         clean = rows[CLEAN]["accuracy"]
         worst = min((n for n in rows if n != CLEAN), key=lambda n: rows[n]["accuracy"], default=CLEAN)
