@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import charts
-from ui.models import artifact_json, artifact_key, cached_figure
+from ui.models import artifact_json, artifact_json_checked, artifact_key, cached_figure
 from ui.routing import through_app
 from ui.settings import paths
 
@@ -108,8 +108,8 @@ if metrics:
                           default=[m for m in reps if m != "baseline_mfcc"] or list(reps),
                           format_func=charts.model_name, key="cmp_models")
     mkey = artifact_key("metrics.json")
-    roc_tab, genre_tab, conf_tab, source_tab, train_tab = st.tabs(
-        ["ROC curves", "Per genre", "Confusion matrices", "Per source", "Training curves"],
+    roc_tab, genre_tab, conf_tab, source_tab, robust_tab, train_tab = st.tabs(
+        ["ROC curves", "Per genre", "Confusion matrices", "Per source", "Degraded audio", "Training curves"],
         key="cmp_tab", on_change="rerun")
 
     if roc_tab.open:
@@ -169,6 +169,22 @@ if metrics:
                 st.dataframe(pd.DataFrame(src_rows), hide_index=True, width="stretch")
             else:
                 st.info("metrics.json has no per-source results.")
+    if robust_tab.open:
+        with robust_tab:
+            rob, problem = artifact_json_checked("robustness.json")
+            shown = [m for m in show if rob and m in rob.get("models", {})]
+            if problem:
+                st.warning(problem)
+            elif shown:
+                st.plotly_chart(cached_figure(("robust", artifact_key("robustness.json"), tuple(shown)),
+                                              lambda: charts.robustness_heatmap(rob, shown)), key="robust")
+                st.caption("Each test clip through one degradation at a time (the same clips, analysed "
+                           "as an upload is): low-bit-rate MP3, a telephone's band, 8 kHz audio, noise, "
+                           "a reverberant room, a much quieter file. 'same' is how often the model kept "
+                           "the genre it gives the clean clip.")
+            else:
+                st.info("No robustness results for these models yet (`robustness.json`, written by "
+                        "`python -m core robustness` in `make artifacts`).")
 else:
     st.header("Training curves")
     train_tab = st.container()

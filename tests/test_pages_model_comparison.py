@@ -109,3 +109,35 @@ def test_macro_roc_is_the_mean_tpr_over_genres():
     assert macro["fpr"][0] == 0 and macro["fpr"][-1] == 1
     assert abs(macro["tpr"][50] - (0.5 + 1.0) / 2) < 1e-6
     assert charts.macro_roc({}) == {"fpr": [], "tpr": []}
+
+
+def test_degraded_audio_tab_draws_the_robustness_record_or_says_it_is_missing(app, tmp_path, monkeypatch):
+    """The tab reads robustness.json (the real record of core.training.robustness on
+    the tiny data): one heatmap row per degradation, one column per model, cells
+    the record's accuracies; without the file, one line saying how to make it;
+    a file that does not verify is named, not drawn."""
+    import shutil
+
+    from core.models.artifacts import update_manifest, write_json
+    from core.training.robustness import robustness
+
+    open_page(app, "model_comparison")
+    open_tab(app, "Degraded audio")
+    assert "No robustness results for these models yet" in texts(app) and not plotly_specs(app)
+    art = tmp_path / "art"
+    shutil.copytree(app.env["GENRE_ARTIFACTS"], art)
+    rec = robustness([app.env["GENRE_DATA"]], "test", art, n_boot=20)
+    write_json(art / "robustness.json", rec)
+    update_manifest(art)
+    monkeypatch.setenv("GENRE_ARTIFACTS", str(art))
+    open_page(app, "model_comparison")
+    open_tab(app, "Degraded audio")
+    (fig,) = plotly_specs(app)
+    heat = fig["data"][0]
+    assert values(heat["y"]) == rec["degradations"] and values(heat["x"]) == ["CNN", "CRNN"]
+    assert np.allclose(values(heat["z"]), [[rec["models"][m][d]["accuracy"] for m in ("cnn", "crnn")]
+                                           for d in rec["degradations"]])
+    (art / "robustness.json").write_text("{}")
+    app.run()
+    no_exceptions(app)
+    assert "The shipped robustness.json is not shown" in texts(app)

@@ -320,3 +320,22 @@ def training_grid(histories: Mapping[str, Mapping[str, Sequence[float]]]) -> go.
     fig.update_layout(height=560, margin=_MARGIN, legend=dict(orientation="h", y=1.06, x=1,
                                                               xanchor="right"))
     return fig
+
+
+def robustness_heatmap(rec: Mapping, models: Sequence[str]) -> go.Figure:
+    """Accuracy of each model (column) on each degraded version (row) of the
+    clips of a ``core.training.robustness`` record; each cell also says how
+    often the top genre stayed the one given to the clean clip."""
+    rows = list(rec["degradations"])
+    z = [[rec["models"][m][d]["accuracy"] for m in models] for d in rows]
+    agree = [[rec["models"][m][d]["agreement"] for m in models] for d in rows]
+    text = [[f"{a:.0%}<br>same {g:.0%}" for a, g in zip(za, ga)] for za, ga in zip(z, agree)]
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[model_name(m) for m in models], y=rows, colorscale="Viridis", zmin=0, zmax=1,
+        text=text, texttemplate="%{text}", customdata=agree, colorbar=dict(title="accuracy"),
+        hovertemplate="%{y}<br>%{x}<br>accuracy %{z:.0%}<br>same top genre as clean "
+                      "%{customdata:.0%}<extra></extra>"))
+    fig.update_layout(height=140 + 46 * len(rows), margin=_MARGIN, yaxis_autorange="reversed",
+                      title=f"Accuracy on degraded copies of the {rec.get('split', 'test')} clips "
+                            f"({rec.get('n_tracks', '?')} clips)")
+    return fig
