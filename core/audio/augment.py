@@ -257,16 +257,20 @@ def copy_rng(seed: int, copy: int, digest: str) -> np.random.Generator:
     return np.random.default_rng([seed, copy, int(digest[:12], 16)])
 
 
+def wav_bytes(y: np.ndarray, sr: int) -> bytes:
+    """``y`` ``(samples,)`` at ``sr`` as a 32-bit float WAV file, as an upload would bring it."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="WAV", subtype="FLOAT")
+    return buf.getvalue()
+
+
 def augmented_copy(y: np.ndarray, feat, aug: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     """One augmented log-mel ``(n_mels, n_frames)`` for the feature config
     ``feat`` of the decoded track ``y`` ``(samples,)`` at :data:`AUGMENT_RATE`
     (``y`` itself is left as it is): the chain, then the project's one load →
     log-mel path, read back from WAV bytes as an upload would be."""
-    import soundfile as sf
-
     from core.audio.cache import compute_logmel
 
-    y = augment_wave(y.copy(), AUGMENT_RATE, aug, rng)
-    buf = io.BytesIO()
-    sf.write(buf, y, AUGMENT_RATE, format="WAV", subtype="FLOAT")
-    return compute_logmel(buf.getvalue(), feat)
+    return compute_logmel(wav_bytes(augment_wave(y.copy(), AUGMENT_RATE, aug, rng), AUGMENT_RATE), feat)

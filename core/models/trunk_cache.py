@@ -36,7 +36,7 @@ from core.audio.cache import atomic_save_npy, content_hash
 from core.audio.load import load_full
 from core.datasets.track import Track
 from core.files import atomic_write
-from core.models.trunks import TrunkBank, clip_logmel, patch_choice, pool_patches
+from core.models.trunks import TrunkBank, clip_logmel, pool_clips
 from core.types import Progress
 
 
@@ -95,12 +95,11 @@ def write_trunk_features(tracks: Sequence[Track], out: str | Path, bank: TrunkBa
     out = Path(out)
     bank = bank or TrunkBank()
     arrs = patch_arrays(tracks, bank, _clip_dir(out, bank), progress)
-    keep = patch_choice(arrs.shape[1], bank.patches)
     meta = {"track_id": np.array([t.track_id for t in tracks]), "genre": np.array([t.genre for t in tracks]),
             "split": np.array([t.split for t in tracks]), "source": np.array([t.source for t in tracks])}
     paths = {}
     for s, pen, tags in _split(arrs, bank):
-        feats, mean_tags = pool_patches(pen[:, keep].transpose(1, 0, 2), tags[:, keep].transpose(1, 0, 2))
+        feats, mean_tags = pool_clips(pen, tags, bank.patches)
         paths[s.name] = out / f"{s.name}.npz"
         atomic_write(paths[s.name], lambda f, a=(feats, mean_tags, pen, tags): np.savez(
             f, features=a[0], tags=a[1], patch_features=a[2], patch_tags=a[3], key=np.array(bank.key()), **meta))

@@ -119,6 +119,15 @@ def pool_patches(pen, tags):
     return np.concatenate([pen.mean(0), pen.max(0)], 1), tags.mean(0)
 
 
+def pool_clips(pen: np.ndarray, tags: np.ndarray, keep: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Stored per-patch outputs of N clips, ``pen`` ``(N, P, D)`` and ``tags``
+    ``(N, P, 50)``, pooled over ``keep`` patches of each clip
+    (:func:`patch_choice`) as a bank with ``patches=keep`` pools them:
+    (features ``(N, 2·D)``, tags ``(N, 50)``)."""
+    idx = patch_choice(pen.shape[1], keep)
+    return pool_patches(pen[:, idx].transpose(1, 0, 2), tags[:, idx].transpose(1, 0, 2))
+
+
 # The trunk whose conv blocks 1–4 the MSD transfer models also run over whole
 # clips: a served bank computes it that way and takes their pass (ClipVGG).
 CLIP_TRUNK = "msd_vgg"

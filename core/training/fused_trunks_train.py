@@ -107,6 +107,15 @@ def train_fused_trunks(data: SourceData, trunks: Sequence[str], c: float, cmap: 
     return model.eval(), head
 
 
+def _scored(fold_logits: Sequence[FoldLogits], label: str, log: Log, **fields) -> dict:
+    """A choice's row: ``fields``, then the LOSO mean and per-fold (cross-fold
+    calibrated) figures of ``fold_logits``; logged as one line."""
+    rep = loso_report(fold_logits)
+    m = rep["mean"]
+    log(f"LOSO {NAME} {label}: accuracy {m['accuracy']:.3f} AUC {m['macro_auc']:.3f} ECE {m['ece']:.3f}")
+    return {**fields, "mean": m, "folds": {s: v["calibrated"] for s, v in rep["folds"].items()}}
+
+
 def choose_patches(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str], c: float,
                    log: Log = print) -> dict:
     """Step 1b: ``{"chosen": k or None, "rule": …, "rows": [{"patches", "mean", "folds"}]}``
@@ -120,12 +129,7 @@ def choose_patches(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str
     rows, logits = [], {}
     for keep in PATCH_CHOICES:
         logits[keep] = linear_fold_logits(data.with_patches(keep), folds, trunks, c)
-        rep = loso_report(logits[keep])
-        rows.append({"patches": keep, "mean": rep["mean"],
-                     "folds": {s: v["calibrated"] for s, v in rep["folds"].items()}})
-        m = rep["mean"]
-        log(f"LOSO {NAME} patches {keep or 'all'}: accuracy {m['accuracy']:.3f} AUC {m['macro_auc']:.3f} "
-            f"ECE {m['ece']:.3f}")
+        rows.append(_scored(logits[keep], f"patches {keep or 'all'}", log, patches=keep))
     ref = rows[0]["mean"]
     ok = [r for r in rows if r["mean"]["accuracy"] >= ref["accuracy"] - PATCH_ACC_TOL
           and r["mean"]["macro_auc"] >= ref["macro_auc"] - PATCH_AUC_TOL]
@@ -134,26 +138,24 @@ def choose_patches(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str
 
 
 def choose_augment(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str], c: float,
-                   log: Log = print) -> dict:
+                   log: Log = print, base: Sequence[FoldLogits] | None = None) -> dict:
     """Step 1c: ``{"chosen": copies, "C": …, "rule": …, "rows": [{"copies", "C", "mean", "folds"}]}``
-    (and ``"_fold_logits"``, the chosen row's, not for the record). Without
+    and ``"_fold_logits"``, the chosen row's (not for the record). ``base``:
+    the fold logits without copies at ``c``, when step 1b has them. Without
     augmented copies: ``{"chosen": 0, "C": c, "rows": [], "note": …}``."""
     rule = (f"most LOSO mean accuracy, then mean macro AUC, over copies × C ({', '.join(f'{x:g}' for x in TRUNK_CS)}); "
             "ties: fewer copies")
     ks = [k for k in AUGMENT_CHOICES if k <= data.augmented_copies(trunks)]
+    logits = {(0, c): base if base is not None else linear_fold_logits(data, folds, trunks, c)}
     if ks == [0]:
-        return {"chosen": 0, "C": c, "rule": rule, "rows": [],
+        return {"chosen": 0, "C": c, "rule": rule, "rows": [], "_fold_logits": logits[0, c],
                 "note": "no augmented copies of these trunks' features (trunk-features --augment-copies)"}
-    rows, logits = [], {}
+    rows = []
     for k in ks:
         for ck in ((c,) if k == 0 else TRUNK_CS):
-            logits[k, ck] = linear_fold_logits(data, folds, trunks, ck, copies=k)
-            rep = loso_report(logits[k, ck])
-            rows.append({"copies": k, "C": ck, "mean": rep["mean"],
-                         "folds": {s: v["calibrated"] for s, v in rep["folds"].items()}})
-            m = rep["mean"]
-            log(f"LOSO {NAME} augmented copies {k}, C={ck:g}: accuracy {m['accuracy']:.3f} AUC "
-                f"{m['macro_auc']:.3f} ECE {m['ece']:.3f}")
+            if (k, ck) not in logits:
+                logits[k, ck] = linear_fold_logits(data, folds, trunks, ck, copies=k)
+            rows.append(_scored(logits[k, ck], f"augmented copies {k}, C={ck:g}", log, copies=k, C=ck))
     best = max(rows, key=lambda r: (r["mean"]["accuracy"], r["mean"]["macro_auc"], -r["copies"]))
     return {"chosen": best["copies"], "C": best["C"], "rule": rule, "rows": rows,
             "_fold_logits": logits[best["copies"], best["C"]]}
@@ -184,11 +186,9 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
     patch_choice = choose_patches(data, folds, trunks, c, log)
     keep = patch_choice["chosen"]
     data = data.with_patches(keep)
-    patch_logits = patch_choice.pop("_fold_logits", None)
-    aug_choice = choose_augment(data, folds, trunks, c, log)
+    aug_choice = choose_augment(data, folds, trunks, c, log, base=patch_choice.pop("_fold_logits", None))
     copies, c = aug_choice["chosen"], aug_choice["C"]
-    fold_logits = (aug_choice.pop("_fold_logits", None) or patch_logits
-                   or linear_fold_logits(data, folds, trunks, c, copies=copies))
+    fold_logits = aug_choice.pop("_fold_logits")
     rep = loso_report(fold_logits)
     calib = compare_methods(fold_logits)
     method = calib["best"]

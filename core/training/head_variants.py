@@ -3,7 +3,9 @@ leave-one-source-out (``python -m core loso --head-variants``; ``loso.json``
 ``"fused_trunks"`` → ``"head_variants"``). Reported, not chosen from: the
 shipped head is chosen by :mod:`core.training.fused_trunks_train`'s rule.
 
-On the shipped trunk set, patches and copies, every fold scored as there:
+On the shipped trunk set and patches, every fold scored as there (the
+shipped head and the learning curve also with the shipped augmented copies;
+the other heads on each fold's own tracks only):
 
 - ``per-patch logistic``: one row per 3 s patch, the clip's logits the mean
   over its patches (by linearity, a head on the patch-mean features);
@@ -23,11 +25,13 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import numpy as np
+from scipy.special import log_softmax
 
-from core.training.linear_head import ABSENT_BIAS, fit_linear_head
+from core.training.linear_head import ABSENT_BIAS, fit_linear_head, standardiser
 from core.training.loso import Fold
 from core.training.loso_data import SourceData
 from core.training.loso_eval import FoldLogits, loso_report, seen_genres, with_augmented
+from core.training.metrics import mean_diff_ci
 
 Log = Callable[[str], None]
 PATCH_CS = (0.00001, 0.00003, 0.0001)
@@ -38,15 +42,10 @@ SHARES = (0.7, 0.85)
 DRAWS = 5
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(1, keepdims=True)
-    return z - np.log(np.exp(z).sum(1, keepdims=True))
-
-
 def _sklearn_logits(make, data: SourceData, f: Fold, x: np.ndarray) -> np.ndarray:
     """A scikit-learn linear classifier's decision values on standardised features, ``(n_val, G)``."""
     xt, yt = x[f.train], data.y[f.train]
-    mean, scale = xt.mean(0), np.where(xt.std(0) > 1e-8, xt.std(0), 1.0)
+    mean, scale = standardiser(xt)
     clf = make().fit((xt - mean) / scale, yt)
     out = np.full((len(f.val), len(data.labels)), ABSENT_BIAS)
     out[:, clf.classes_] = clf.decision_function((x[f.val] - mean) / scale)
@@ -89,10 +88,8 @@ def _delta(ref: Sequence[FoldLogits], other: Sequence[FoldLogits], reps: int = 2
     """Accuracy of ``other`` minus ``ref`` over every held-out track (argmax is
     temperature-free), with a paired bootstrap 95 % interval."""
     right = lambda fs: np.concatenate([f.logits.argmax(1) == f.y for f in fs]).astype(float)  # noqa: E731
-    d = right(other) - right(ref)
-    boot = np.random.default_rng(seed).choice(d, (reps, len(d))).mean(1)
-    return {"delta_accuracy": float(d.mean()), "ci95": [float(np.quantile(boot, 0.025)),
-                                                        float(np.quantile(boot, 0.975))]}
+    delta, ci = mean_diff_ci(right(other) - right(ref), reps, seed)
+    return {"delta_accuracy": delta, "ci95": ci}
 
 
 def head_variants(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str], c: float, copies: int,
@@ -105,7 +102,7 @@ def head_variants(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str]
     x = data.stacked(trunks)
     rows = []
 
-    def add(name: str, setting: str, fold_logits: Sequence[FoldLogits]) -> None:
+    def add(name: str, setting: str, fold_logits: Sequence[FoldLogits]) -> dict:
         rep = loso_report(fold_logits)
         rows.append({"head": name, "setting": setting, "mean": rep["mean"],
                      "fold_accuracy": {s: v["calibrated"]["accuracy"] for s, v in rep["folds"].items()},
@@ -113,8 +110,9 @@ def head_variants(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str]
         m = rep["mean"]
         log(f"LOSO head variant {name} ({setting}): accuracy {m['accuracy']:.3f} AUC {m['macro_auc']:.3f} "
             f"ECE {m['ece']:.3f}")
+        return rep
 
-    add("shipped: clip-pooled logistic", f"C={c:g}, {copies} copies", ref)
+    t_ref = add("shipped: clip-pooled logistic", f"C={c:g}, {copies} copies", ref)["pooled_temperature"]
     for pc in PATCH_CS:
         add("per-patch logistic", f"C={pc:g}", _per_patch(data, folds, trunks, pc))
     for a in RIDGE_ALPHAS:
@@ -124,10 +122,10 @@ def head_variants(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str]
         add("shrinkage LDA", f"shrinkage={s:g}", [_fold(data, f, _sklearn_logits(
             lambda s=s: LinearDiscriminantAnalysis(solver="lsqr", shrinkage=s), data, f, x)) for f in folds])
     if cnn_msd is not None:
-        t_ref, t_cnn = loso_report(ref)["pooled_temperature"], loso_report(cnn_msd)["pooled_temperature"]
+        t_cnn = loso_report(cnn_msd)["pooled_temperature"]
         for w in ENSEMBLE_WEIGHTS:
-            add("+ cnn_msd", f"w={w:g}", [FoldLogits(a.held_out, w * _log_softmax(a.logits / t_ref) + (1 - w)
-                                                     * _log_softmax(b.logits / t_cnn), a.y, a.seen)
+            add("+ cnn_msd", f"w={w:g}", [FoldLogits(a.held_out, w * log_softmax(a.logits / t_ref, axis=1)
+                                                     + (1 - w) * log_softmax(b.logits / t_cnn, axis=1), a.y, a.seen)
                                           for a, b in zip(ref, cnn_msd)])
     curve = []
     for share in SHARES:

@@ -39,6 +39,12 @@ class LinearHead:
         return z @ self.weight.T + self.bias
 
 
+def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, scale)`` ``(D,)`` of ``x`` ``(N, D)``: a constant column gets scale 1."""
+    scale = x.std(0)
+    return x.mean(0), np.where(scale > 1e-8, scale, 1.0)
+
+
 def fit_linear_head(x: np.ndarray, y: np.ndarray, n_classes: int, c: float = 0.1,
                     seed: int = 0, max_iter: int = 3000) -> LinearHead:
     """Standardise ``x`` ``(N, D)`` on itself and fit an L2 multinomial logistic
@@ -53,9 +59,7 @@ def fit_linear_head(x: np.ndarray, y: np.ndarray, n_classes: int, c: float = 0.1
         raise HeadError(f"a linear head needs at least 2 genres, got {len(present)}")
     if x.ndim != 2 or len(x) != len(y):
         raise HeadError(f"features {x.shape} do not match {len(y)} labels")
-    mean = x.mean(0)
-    scale = x.std(0)
-    scale = np.where(scale > 1e-8, scale, 1.0)
+    mean, scale = standardiser(x)
     clf = LogisticRegression(C=c, max_iter=max_iter, class_weight="balanced", random_state=seed)
     clf.fit((x - mean) / scale, y)
     weight = np.zeros((n_classes, x.shape[1]))

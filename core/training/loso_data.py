@@ -68,12 +68,11 @@ class SourceData:
         """The same tracks with every per-patch trunk's features pooled over
         ``keep`` of each clip's patches (:func:`~core.models.trunks.patch_choice`),
         as a bank with ``patches=keep`` computes them."""
-        from core.models.trunks import patch_choice, pool_patches
+        from core.models.trunks import pool_clips
 
         feats = dict(self.features)
         for name, (pen, tags) in self.patches.items():
-            idx = patch_choice(pen.shape[1], keep)
-            f, t = pool_patches(pen[:, idx].transpose(1, 0, 2), tags[:, idx].transpose(1, 0, 2))
+            f, t = pool_clips(pen, tags, keep)
             feats[name] = np.concatenate([f, t], axis=1).astype(np.float32)
         return SourceData(tracks=self.tracks, labels=self.labels, y=self.y, trunk=self.trunk,
                           features=feats, patches=self.patches, augmented=self.augmented, keep=keep)
@@ -86,7 +85,7 @@ class SourceData:
         """Extra training rows: the first ``copies`` augmented copies of tracks
         ``idx`` that have them, ``names``' features pooled over the same patches
         as :attr:`features` → (``(M, ΣD)`` float32, labels ``(M,)``)."""
-        from core.models.trunks import patch_choice, pool_patches
+        from core.models.trunks import pool_clips
 
         idx = np.asarray(idx, dtype=np.int64)
         if copies <= 0 or len(idx) == 0:
@@ -97,10 +96,8 @@ class SourceData:
         idx = idx[has]
         parts = []
         for n in names:
-            pen, tags = (a[idx, :copies] for a in self.augmented[n])          # (M, K, P, ·)
-            sel = patch_choice(pen.shape[2], self.keep)
-            pen, tags = (a[:, :, sel].reshape(-1, len(sel), a.shape[-1]).transpose(1, 0, 2) for a in (pen, tags))
-            f, t = pool_patches(pen, tags)
+            pen, tags = (a[idx, :copies].reshape(-1, *a.shape[2:]) for a in self.augmented[n])   # (M·K, P, ·)
+            f, t = pool_clips(pen, tags, self.keep)
             parts.append(np.concatenate([f, t], axis=1))
         return np.concatenate(parts, axis=1).astype(np.float32), np.repeat(self.y[idx], copies)
 

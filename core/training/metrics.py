@@ -126,6 +126,18 @@ def _ci(vals: list[float], alpha: float = 0.05) -> tuple[float, float]:
     return (float(lo), float(hi))
 
 
+def mean_diff_ci(d: np.ndarray, n_boot: int = 1000, seed: int = 0) -> tuple[float, list[float]]:
+    """Mean of per-item paired differences ``d`` ``(N,)`` and its percentile
+    bootstrap 95 % interval over items (a point interval without resamples)."""
+    d = np.asarray(d, np.float64)
+    if not len(d):
+        return float("nan"), [float("nan"), float("nan")]
+    m = float(d.mean())
+    if not n_boot:
+        return m, [m, m]
+    return m, list(_ci(np.random.default_rng(seed).choice(d, (n_boot, len(d))).mean(1).tolist()))
+
+
 def paired_comparison(y: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray,
                       n_boot: int = 2000, seed: int = 0) -> dict:
     """Compare model A and B on the same tracks.

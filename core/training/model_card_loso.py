@@ -76,6 +76,21 @@ def calibration_lines(rec: dict, folds: list[str], name=lambda n: n) -> list[str
     return out
 
 
+def _aae(m: dict, sep: str = " | ") -> str:
+    """Accuracy, macro AUC and ECE of a LOSO figure set ``m``, joined by ``sep``."""
+    return sep.join(_f(m[k]) for k in ("accuracy", "macro_auc", "ece"))
+
+
+def _choice_table(intro: str, columns: list[str], rows: list[dict], cells) -> list[str]:
+    """A LOSO choice as Markdown: ``intro``, then a row per choice, ``cells(row)``
+    under ``columns`` and its mean accuracy, AUC and ECE (nothing without rows)."""
+    if not rows:
+        return []
+    head = columns + ["mean acc", "mean AUC", "mean ECE (cross-fold T)"]
+    return ["", intro, "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *(f"| {cells(r)} | {_aae(r['mean'])} |" for r in rows)]
+
+
 def grid_lines(choice: dict, title: str) -> list[str]:
     """Best ``C`` per feature set of a LOSO grid."""
     best: dict[str, dict] = {}
@@ -83,43 +98,23 @@ def grid_lines(choice: dict, title: str) -> list[str]:
         k = "+".join(r["features"])
         if k not in best or r["mean"]["accuracy"] > best[k]["mean"]["accuracy"]:
             best[k] = r
-    if not best:
-        return []
-    out = ["", f"{title} ({choice.get('criterion')}); best C per feature set:", "",
-           "| features | C | mean acc | mean AUC | mean ECE (cross-fold T) |", "|---|---|---|---|---|"]
-    for k, r in best.items():
-        out.append(f"| {k} | {r['C']:g} | {_f(r['mean']['accuracy'])} | {_f(r['mean']['macro_auc'])} | "
-                   f"{_f(r['mean']['ece'])} |")
-    return out
+    return _choice_table(f"{title} ({choice.get('criterion')}); best C per feature set:", ["features", "C"],
+                         list(best.values()), lambda r: f"{'+'.join(r['features'])} | {r['C']:g}")
 
 
 def patch_lines(choice: dict, title: str) -> list[str]:
     """The patches-per-clip rows of ``fused_trunks``' LOSO record (step 1b)."""
-    rows = choice.get("rows") or []
-    if not rows:
-        return []
-    out = ["", f"{title}: 3 s patches per clip the trunks run on ({choice.get('rule')}); shipped: "
-           f"{choice.get('chosen') or 'all'}.", "", "| patches | mean acc | mean AUC | mean ECE (cross-fold T) |",
-           "|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['patches'] or 'all (10)'} | {_f(r['mean']['accuracy'])} | {_f(r['mean']['macro_auc'])} | "
-                   f"{_f(r['mean']['ece'])} |")
-    return out
+    return _choice_table(f"{title}: 3 s patches per clip the trunks run on ({choice.get('rule')}); shipped: "
+                         f"{choice.get('chosen') or 'all'}.", ["patches"], choice.get("rows") or [],
+                         lambda r: f"{r['patches'] or 'all (10)'}")
 
 
 def augment_lines(choice: dict, title: str) -> list[str]:
     """The augmented-copies rows of ``fused_trunks``' LOSO record (step 1c)."""
-    rows = choice.get("rows") or []
-    if not rows:
-        return []
-    out = ["", f"{title}: augmented copies of each training track as extra rows (core.audio.augment: re-encoding, "
-           f"another rate, EQ tilt, band limits, gain, noise, reverb, downmix; {choice.get('rule')}); shipped: "
-           f"{choice.get('chosen')} copies, C = {choice.get('C'):g}.", "",
-           "| copies | C | mean acc | mean AUC | mean ECE (cross-fold T) |", "|---|---|---|---|---|"]
-    for r in rows:
-        out.append(f"| {r['copies']} | {r['C']:g} | {_f(r['mean']['accuracy'])} | {_f(r['mean']['macro_auc'])} | "
-                   f"{_f(r['mean']['ece'])} |")
-    return out
+    return _choice_table(f"{title}: augmented copies of each training track as extra rows (core.audio.augment: "
+                         f"re-encoding, another rate, EQ tilt, band limits, gain, noise, reverb, downmix; "
+                         f"{choice.get('rule')}); shipped: {choice.get('chosen')} copies, C = {choice.get('C', 0):g}.",
+                         ["copies", "C"], choice.get("rows") or [], lambda r: f"{r['copies']} | {r['C']:g}")
 
 
 def variant_lines(hv: dict, title: str) -> list[str]:
@@ -132,8 +127,8 @@ def variant_lines(hv: dict, title: str) -> list[str]:
            "| head | setting | mean acc | mean AUC | mean ECE (cross-fold T) | Δ accuracy [95 % CI] |",
            "|---|---|---|---|---|---|"]
     for r in hv["rows"]:
-        m, (lo, hi) = r["mean"], r["ci95"]
-        out.append(f"| {r['head']} | {r['setting']} | {_f(m['accuracy'])} | {_f(m['macro_auc'])} | {_f(m['ece'])} | "
+        lo, hi = r["ci95"]
+        out.append(f"| {r['head']} | {r['setting']} | {_aae(r['mean'])} | "
                    f"{r['delta_accuracy']:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
     for c in hv.get("learning_curve", []):
         out.append(f"\nShipped head on {c['share']:.0%} of each fold's training tracks ({len(c['accuracy'])} draws): "
@@ -159,11 +154,8 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
             r = loso.get(key)
             if not r:
                 continue
-            cells = [f"{_f(r['folds'][s]['calibrated']['accuracy'])} / {_f(r['folds'][s]['calibrated']['macro_auc'])}"
-                     f" / {_f(r['folds'][s]['calibrated']['ece'])}" for s in folds]
-            m = r["mean"]
-            lines.append(f"| {name(key)} | " + " | ".join(cells)
-                         + f" | **{_f(m['accuracy'])} / {_f(m['macro_auc'])} / {_f(m['ece'])}** |")
+            cells = [_aae(r["folds"][s]["calibrated"], " / ") for s in folds]
+            lines.append(f"| {name(key)} | " + " | ".join(cells) + f" | **{_aae(r['mean'], ' / ')}** |")
         lines += ["", "Calibration per held-out source: ECE (all its tracks) with the cross-fold temperature, "
                   "fitted on the other two folds' held-out tracks of seen genres; uncalibrated (T = 1) after "
                   "the semicolon. The shipped temperature is fitted on every fold's held-out tracks of seen genres:",

@@ -18,7 +18,6 @@ bootstrap 95 % interval over clips. Reported, not chosen from.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -57,27 +56,21 @@ def degraded_wavs(y: np.ndarray, degradations: Sequence[Degradation] = DEGRADATI
     """``{name: WAV bytes}``: ``y`` ``(samples,)`` at :data:`AUGMENT_RATE` as it
     is (:data:`CLEAN`) and through each degradation (each seeded by ``seed``
     and its position, so a clip's noise is the same in every run)."""
-    import soundfile as sf
-
     out = {}
     for i, d in enumerate((None, *degradations)):
         z = y if d is None else d.apply(y.copy(), AUGMENT_RATE, np.random.default_rng([seed, i]))
-        buf = io.BytesIO()
-        sf.write(buf, np.clip(z, -1.0, 1.0), AUGMENT_RATE, format="WAV", subtype="FLOAT")
-        out[CLEAN if d is None else d.name] = buf.getvalue()
+        out[CLEAN if d is None else d.name] = A.wav_bytes(np.clip(z, -1.0, 1.0), AUGMENT_RATE)
     return out
 
 
 def _scores(y: np.ndarray, probs: np.ndarray, clean: np.ndarray, n_boot: int, seed: int) -> dict:
-    from core.training.metrics import macro_auc
+    from core.training.metrics import macro_auc, mean_diff_ci
 
     right, right_clean = probs.argmax(1) == y, clean.argmax(1) == y
-    d = right.astype(float) - right_clean
-    boot = np.random.default_rng(seed).choice(d, (n_boot, len(d))).mean(1) if n_boot and len(d) else np.zeros(1)
+    delta, ci = mean_diff_ci(right.astype(float) - right_clean, n_boot, seed)
     return {"accuracy": float(right.mean()), "macro_auc": macro_auc(y, probs),
             "agreement": float((probs.argmax(1) == clean.argmax(1)).mean()),
-            "delta_accuracy": float(d.mean()),
-            "ci95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))]}
+            "delta_accuracy": delta, "ci95": ci}
 
 
 def robustness(data_dirs: Sequence[str | Path], split: str = "test", artifacts_dir: str | Path | None = None,
