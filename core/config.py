@@ -37,6 +37,11 @@ class FeatureConfig:
     # Loudness normalisation target (RMS in dBFS) so models learn genre, not
     # the mastering level of a source collection; None keeps the file's level.
     target_rms_db: float | None = -20.0
+    # A model's own level normalisation of the cached log-mel ("log1p" only):
+    # each clip's mean mel power is scaled to this many dB before the network
+    # (core.audio.features.normalise_level). Not part of key(): the cached
+    # log-mel, and the loudness facet read from it, keep the file's level.
+    level_db: float | None = None
     min_seconds: float = 1.0
     # Magnitude compression of the mel power P:
     #   "db":    (10·log10(max(P, amin)) + db_offset) · db_scale  (this project's models)
@@ -62,8 +67,12 @@ class FeatureConfig:
     def key(self) -> str:
         """Short stable hash of the settings that change the log-mel values."""
         relevant = {k: v for k, v in asdict(self).items()
-                    if k not in ("chunk_frames", "window_hop_frames")}
+                    if k not in ("chunk_frames", "window_hop_frames", "level_db")}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
+
+    def input_key(self) -> str:
+        """:meth:`key` plus what the model does to the log-mel before its first layer."""
+        return self.key() if self.level_db is None else f"{self.key()}:L{self.level_db:g}"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -28,7 +28,7 @@ def stub_bank(monkeypatch):
     runs: list[int] = []
     banks: dict[tuple, object] = {}
 
-    def shared(trunks, patches=None):
+    def shared(trunks, patches=None, cfg=None):
         key = (tuple(trunks), patches)
         if key not in banks:
             bank = _stub_bank(key[0], patches)

@@ -5,14 +5,17 @@ every trunk, the feature cache CLI, and tags on real music."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from conftest import REAL_DATA, real_data, synth, write_audio
 from torch import nn
 
+from core.audio.features import logmels
 from core.errors import ArtifactError
-from core.models.msd import PATCH_FRAMES
+from core.models.msd import MSD_FEATURES, PATCH_FRAMES
 from core.models.musicnn import (
     BACK_CHANNELS,
     FRONT_CHANNELS,
@@ -201,8 +204,25 @@ class _Stub(nn.Module):
         return torch.stack([v, -v] + zeros * (self.d - 2), 1), torch.stack([v] + zeros * 49, 1)
 
 
-def _stub_bank(names=("msd_vgg", "mtt_musicnn"), patches=None) -> TrunkBank:
-    return TrunkBank(models={n: _Stub(n) for n in names}, patches=patches)
+def _stub_bank(names=("msd_vgg", "mtt_musicnn"), patches=None, level_db=None) -> TrunkBank:
+    """The stubs' arithmetic reads the log-mel as given: no level normalisation unless asked."""
+    return TrunkBank(models={n: _Stub(n) for n in names}, patches=patches,
+                     cfg=replace(MSD_FEATURES, level_db=level_db))
+
+
+def test_bank_normalises_each_clips_level_before_its_patches():
+    """A clip and the same clip 20 dB quieter give the same outputs; the
+    level is part of the key; a bank refuses another front-end's log-mels."""
+    rng = np.random.default_rng(0)
+    wave = (0.1 * rng.standard_normal(MSD_FEATURES.window_samples)).astype(np.float32)
+    mel = logmels(np.stack([wave, 0.1 * wave]), MSD_FEATURES)            # (2, 1, 96, 1872)
+    bank = _stub_bank(level_db=-3.0)
+    loud, quiet = bank.run(mel)["msd_vgg"][0]                        # features (2, 512): one row per clip
+    assert torch.allclose(loud, quiet, atol=2e-3)
+    assert not torch.allclose(*_stub_bank().run(mel)["msd_vgg"][0], atol=2e-3)
+    assert bank.key() != _stub_bank().key() and ":L-3" in bank.key()
+    with pytest.raises(ArtifactError, match="MSD_FEATURES"):
+        TrunkBank(models={"msd_vgg": _Stub("msd_vgg")}, cfg=replace(MSD_FEATURES, n_mels=64))
 
 
 def test_bank_pools_over_each_clips_patches():
@@ -355,7 +375,7 @@ def test_trunk_model_runs_once_per_clip_on_the_inference_path(monkeypatch):
     runs = []
     real_run = bank.run
     monkeypatch.setattr(bank, "run", lambda x, *a: (runs.append(x.shape[0]), real_run(x, *a))[1])
-    monkeypatch.setattr(tm, "shared_bank", lambda trunks, patches=None: bank)
+    monkeypatch.setattr(tm, "shared_bank", lambda trunks, patches=None, cfg=None: bank)
     torch.manual_seed(0)
     models = {n: _LinearOnTrunks(["A", "B", "C"], ["msd_musicnn"]).eval() for n in ("h1", "h2")}
     mel = torch.rand(3, 1, 96, 2 * PATCH_FRAMES)

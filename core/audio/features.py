@@ -38,6 +38,26 @@ def to_db(logmel: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return 10.0 * np.log10(np.maximum((10.0 ** x - 1.0) / cfg.log_c, cfg.amin))
 
 
+def normalise_level(logmel: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
+    """A model's level normalisation (``cfg.level_db``; None returns ``logmel``).
+
+    ``logmel``: ``log1p`` log-mels ``(..., n_mels, T)``, one clip per
+    ``(n_mels, T)``. Each clip's mel power P is scaled so that its mean over
+    bands and frames is ``cfg.level_db`` dB. This equals a gain on the
+    waveform before the log-mel (the STFT is linear), up to the storage
+    rounding. It runs after the cache, so cached log-mels and the loudness
+    facet keep the file's level. Same shape and dtype out.
+    """
+    if cfg.level_db is None:
+        return logmel
+    if cfg.compression != "log1p":
+        raise ValueError("level normalisation of a log-mel needs compression='log1p'")
+    cp = (torch.pow(10.0, logmel.float()) - 1.0).clamp_min(0.0)          # log_c · P
+    mean = cp.mean(dim=(-2, -1), keepdim=True) / cfg.log_c
+    gain = 10.0 ** (cfg.level_db / 10.0) / mean.clamp_min(cfg.amin)
+    return torch.log10(cp * gain + 1.0).to(logmel.dtype)
+
+
 class LogMelFrontEnd(nn.Module):
     """Waveform ``(batch, samples)`` → log-mel ``(batch, 1, n_mels, frames)``.
 

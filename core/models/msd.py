@@ -32,12 +32,18 @@ from core.models.tf_checkpoint import read_checkpoint
 
 # musicnn's front-end (musicnn/extractor.py): librosa.load(sr=16000),
 # melspectrogram(n_fft=512, hop_length=256, n_mels=96), float16, log10(10000·x + 1).
-# 1872 frames = 29.95 s; the shared clips are 30 s. No loudness normalisation:
-# the network's input batch norm was fitted to MSD previews at their own level.
+# 1872 frames = 29.95 s; the shared clips are 30 s. The log-mel keeps the
+# file's level (target_rms_db=None: the cache and the loudness facet read it);
+# the models scale each clip's mean mel power to level_db before the network
+# (core.audio.features.normalise_level). -3 dB is the median of the training
+# clips, so the input batch norm, fitted to MSD previews, sees a typical level;
+# read as recorded, a clip 20 dB quieter lost 0.26 of fused_trunks' test
+# accuracy (artifacts/robustness.json before level_db).
+MSD_LEVEL_DB = -3.0
 MSD_FEATURES = FeatureConfig(sample_rate=16_000, n_fft=512, hop_length=256, n_mels=96,
                              n_frames=1872, chunk_frames=1872, window_hop_frames=1872,
                              target_rms_db=None, compression="log1p", log_c=10_000.0,
-                             power_float16=True)
+                             power_float16=True, level_db=MSD_LEVEL_DB)
 PATCH_FRAMES = 187           # 3 s: the input length MSD_vgg was trained on
 N_FILTERS = 128
 TF_BN_EPS = 1e-3
@@ -112,12 +118,12 @@ def trunk_digest(trunk: nn.Module) -> str:
 
 def msd_trunk_key(cfg: FeatureConfig, digest: str, bfloat16: bool) -> str:
     """Names the output of MSD-VGG's blocks 1–4 over a whole clip: feature
-    config, pool layout (weights alone do not fix the outputs), weights'
+    config (with the model's level normalisation), pool layout (weights alone do not fix the outputs), weights'
     digest and precision. Every model whose trunk pass has this key computes
     the same ``(B, 128, 6, T4)``, so one pass serves them all
     (:func:`core.models.inference.predict_all`)."""
     layout = "-".join(f"{a}x{b}" for a, b in POOLS[:4])
-    return f"{cfg.key()}:{layout}:{digest}" + (":bf16" if bfloat16 else "")
+    return f"{cfg.input_key()}:{layout}:{digest}" + (":bf16" if bfloat16 else "")
 
 
 class MSDVGG(nn.Module):

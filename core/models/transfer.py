@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.audio.features import normalise_level
 from core.config import FeatureConfig
 from core.errors import ArtifactError
 from core.models.base import GenreModel, init_head
@@ -80,8 +81,10 @@ class _MSDGenreModel(GenreModel):
         return msd_trunk_key(self.cfg, self.trunk_sha, bool(getattr(self.trunk, "bfloat16", False)))
 
     def trunk_features(self, logmel: torch.Tensor) -> torch.Tensor:
-        """Log-mel ``(B, 1, 96, T)`` → trunk output ``(B, 128, 6, T4)``."""
-        return self.trunk(logmel)
+        """Log-mel ``(B, 1, 96, T)`` (the file's level) → trunk output
+        ``(B, 128, 6, T4)``, after the model's level normalisation
+        (:func:`~core.audio.features.normalise_level`, ``cfg.level_db``)."""
+        return self.trunk(normalise_level(logmel, self.cfg))
 
     def embed_trunk(self, feats: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError

@@ -48,7 +48,7 @@ class TrunkGenreModel(GenreModel):
         return sum(s.feature_dim + len(s.tags) for s in resolve(self.trunks))
 
     def bank(self) -> TrunkBank:
-        return shared_bank(self.trunks, patches=self.patches)
+        return shared_bank(self.trunks, patches=self.patches, cfg=self.cfg)
 
     def head_outputs(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover
         raise NotImplementedError

@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.audio.features import normalise_level
+from core.config import FeatureConfig
 from core.errors import ArtifactError
 from core.models.msd import MSD_FEATURES, MSD_TAGS, PATCH_FRAMES, patches
 from core.models.musicnn import MTT_TAGS
@@ -161,8 +163,10 @@ def load_trunk(spec: TrunkSpec, fast: bool = True, bfloat16: bool | None = None,
 class TrunkBank:
     """Loaded trunks, run together on one log-mel.
 
-    ``run(logmel)`` takes MSD_FEATURES log-mels ``(B, 1, 96, T)`` (``T ≥ 187``)
-    and returns ``{name: (features (B, 2·D), tags (B, 50))}`` as tensors;
+    ``run(logmel)`` takes MSD_FEATURES log-mels ``(B, 1, 96, T)`` (``T ≥ 187``),
+    normalises each clip's level as ``cfg.level_db`` says (default
+    MSD_FEATURES; :func:`~core.audio.features.normalise_level`), and returns
+    ``{name: (features (B, 2·D), tags (B, 50))}`` as tensors;
     :meth:`vector` concatenates them into ``(B, F)`` (per trunk in order:
     mean, max, tags) — the layout :meth:`split` undoes. ``patches``: run on
     that many of each clip's 3 s patches (:func:`patch_choice`; None: all).
@@ -173,7 +177,8 @@ class TrunkBank:
 
     def __init__(self, trunks: Sequence[str] | None = None, fast: bool = True,
                  bfloat16: bool | None = None, models: dict[str, nn.Module] | None = None,
-                 patches: int | None = None, clip: bool | None = None, digests: dict[str, str] | None = None):
+                 patches: int | None = None, clip: bool | None = None, digests: dict[str, str] | None = None,
+                 cfg: FeatureConfig | None = None):
         from core.models.optimise import use_bfloat16
         self.specs = resolve(trunks if models is None else list(models))
         self.bfloat16 = bool(fast and (use_bfloat16() if bfloat16 is None else bfloat16))
@@ -184,7 +189,9 @@ class TrunkBank:
             loaded = {s.name: load_trunk(s, fast=fast, bfloat16=self.bfloat16, clip=clip) for s in self.specs}
             self.models = {n: m for n, (m, _) in loaded.items()}
             self.digests = {n: d for n, (_, d) in loaded.items()}
-        self.cfg = MSD_FEATURES
+        self.cfg = cfg or MSD_FEATURES
+        if self.cfg.key() != MSD_FEATURES.key():
+            raise ArtifactError("trunks need MSD_FEATURES log-mels (the input every trunk was trained on)")
         self.patches = check_patches(patches)
 
     @property
@@ -203,9 +210,11 @@ class TrunkBank:
         return self.patch_key() if self.patches is None else f"{self.patch_key()}:p{self.patches}"
 
     def patch_key(self) -> str:
-        """Identifies the per-patch outputs (:meth:`patch_outputs`), whatever :attr:`patches`."""
+        """Identifies the per-patch outputs (:meth:`patch_outputs`), whatever
+        :attr:`patches`: also the level normalisation (``cfg.level_db``)."""
         h = hashlib.sha256(repr(sorted(self.digests.items())).encode()).hexdigest()[:12]
         key = f"{'+'.join(self.names)}:{h}:{'bf16' if self.bfloat16 else 'f32'}"
+        key += "" if self.cfg.level_db is None else f":L{self.cfg.level_db:g}"
         return key + (":clip" if self._clip() is not None else "")
 
     def _clip(self):
@@ -215,9 +224,9 @@ class TrunkBank:
     def shared_trunk_key(self) -> str | None:
         """The MSD trunk pass this bank can take from another model
         (:func:`~core.models.msd.msd_trunk_key`), or None."""
-        from core.models.msd import MSD_FEATURES, msd_trunk_key
+        from core.models.msd import msd_trunk_key
         clip = self._clip()
-        return None if clip is None else msd_trunk_key(MSD_FEATURES, clip.trunk_sha, clip.bfloat16)
+        return None if clip is None else msd_trunk_key(self.cfg, clip.trunk_sha, clip.bfloat16)
 
     @torch.inference_mode()
     def patch_outputs(self, logmel: torch.Tensor, keep: int | None = None, shared: torch.Tensor | None = None
@@ -233,6 +242,7 @@ class TrunkBank:
         if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != self.cfg.n_mels or x.shape[-1] < PATCH_FRAMES:
             raise ArtifactError(f"trunks need log-mels (B, 1, {self.cfg.n_mels}, ≥{PATCH_FRAMES}), "
                                 f"got {tuple(x.shape)}")
+        x = normalise_level(x, self.cfg)                    # per clip, before the patches
         b = x.shape[0]
         p = patches(x)                                     # (P·B, 1, 96, 187), patch-major
         n = p.shape[0] // b
@@ -274,23 +284,25 @@ _BANKS_LOCK = threading.Lock()
 
 
 def shared_bank(trunks: Sequence[str] | None = None, bfloat16: bool | None = None,
-                patches: int | None = None, fast: bool = True) -> TrunkBank:
+                patches: int | None = None, fast: bool = True, cfg: FeatureConfig | None = None) -> TrunkBank:
     """One :class:`TrunkBank` per process and (trunks, precision, ``fast``,
-    patches): loading reads ~35 MB of checkpoints, so served models share it
-    (banks that differ only in ``patches`` share the loaded taggers;
-    ``fast=False``: the plain float32 ports as written, the naive baseline's).
-    The bank holds no state that changes after construction."""
+    patches, ``cfg``'s level): loading reads ~35 MB of checkpoints, so served
+    models share it (banks that differ only in ``patches`` or level share the
+    loaded taggers; ``fast=False``: the plain float32 ports as written, the
+    naive baseline's). The bank holds no state that changes after construction."""
     from core.models.optimise import use_bfloat16
+    cfg = cfg or MSD_FEATURES
     bf16 = bool(fast and (use_bfloat16() if bfloat16 is None else bfloat16))
-    key = (tuple(s.name for s in resolve(trunks)), bf16, bool(fast), None if patches is None else int(patches))
+    key = (tuple(s.name for s in resolve(trunks)), bf16, bool(fast), None if patches is None else int(patches),
+           cfg.input_key())
     with _BANKS_LOCK:
         if key not in _BANKS:
             twin = next((b for k, b in _BANKS.items() if k[:3] == key[:3]), None)
             if twin is None:
-                _BANKS[key] = TrunkBank(list(key[0]), fast=key[2], bfloat16=key[1], patches=key[3])
+                _BANKS[key] = TrunkBank(list(key[0]), fast=key[2], bfloat16=key[1], patches=key[3], cfg=cfg)
             else:
                 _BANKS[key] = TrunkBank(list(key[0]), fast=key[2], bfloat16=key[1], models=twin.models,
-                                        patches=key[3], digests=twin.digests)
+                                        patches=key[3], digests=twin.digests, cfg=cfg)
         return _BANKS[key]
 
 

@@ -64,11 +64,14 @@ def train_fused(data: SourceData, c: float, temperature: float):
 
 def _cnn_msd_cached(data: SourceData, folds, cfg: TrainConfig, root: Path, log: Log):
     """:func:`~core.training.loso_eval.cnn_msd_fold_logits`, cached by train
-    config and fold membership (the retraining costs minutes per fold)."""
+    config, fold membership and the MSD models' input (the retraining costs
+    minutes per fold)."""
+    from core.models.msd import MSD_FEATURES
     from core.training.loso_eval import FoldLogits
 
     key = hashlib.sha256(json.dumps([cfg.to_dict(), [[data.tracks[i].track_id for i in f.train]
-                                                     for f in folds]]).encode()).hexdigest()[:12]
+                                                     for f in folds], MSD_FEATURES.input_key()]
+                                    ).encode()).hexdigest()[:12]
     path = root / f"loso_cnn_msd_{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:

@@ -203,7 +203,9 @@ def write_model_card(artifacts_dir: str | Path) -> Path:
         comp_s = ("dB, (10·log10 P + 40)/40" if f.get("compression", "db") == "db" else "log10(10000·P + 1)")
         fe = (f"{f.get('sample_rate', 0) / 1000:g} kHz, n_fft {f.get('n_fft')}, hop {f.get('hop_length')}, "
               f"{f.get('n_mels')} mels, {comp_s}, loudness "
-              + (f"{f.get('target_rms_db')} dBFS" if f.get("target_rms_db") is not None else "as recorded"))
+              + (f"{f.get('target_rms_db')} dBFS" if f.get("target_rms_db") is not None
+                 else f"mean mel power set to {f['level_db']:g} dB" if f.get("level_db") is not None
+                 else "as recorded"))
         win = {"cnn": f"{f.get('chunk_frames')}-frame windows (≈5.5 s), 50 % hop",
                "crnn": f"{f.get('chunk_frames')} frames (the paper's 29.1 s); GRU sees 15 steps",
                "cnn_msd": "whole clip (1872 frames) at inference, 10 s crops in training",
