@@ -75,7 +75,12 @@ class FeatureConfig:
         return self.key() if self.level_db is None else f"{self.key()}:L{self.level_db:g}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings as saved with a model (``level_db`` only when set, so a
+        model without it keeps the fingerprint and file it had before the field)."""
+        d = asdict(self)
+        if d["level_db"] is None:
+            del d["level_db"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureConfig":

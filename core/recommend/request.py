@@ -53,15 +53,15 @@ class RecommendConfig:
     # Method 2's weight and variant, and its weight times the classifier's
     # confidence in the seeds' genres (core.recommend.confidence): chosen
     # leave-one-source-out with the default model's fold heads
-    # (recommend-eval --loso --loso-model fused_trunks: soft, w = 0.05 times the
-    # seeds' mean top-genre probability — a light genre term — maximises the
-    # worst fold's method 2 − method 1: +0.004 / +0.000 / +0.003; the previous
-    # fold heads chose centre, w = 0.9, gate70, a gate that stayed mostly shut;
-    # the in-source val choice w = 0.9 without confidence lost 0.03–0.11
-    # precision@5 in every held-out source).
-    genre_weight: float = 0.05
+    # (recommend-eval --loso --loso-model fused_trunks, after the MSD models'
+    # level step: soft, w = 0.3 times 1 − the normalised entropy of the seeds'
+    # genre mix maximises the worst fold's method 2 − method 1: +0.003 / +0.002
+    # / +0.002; before the level step the fold heads chose soft, w = 0.05, top,
+    # and before that centre, w = 0.9, gate70; the in-source val choice
+    # w = 0.9 without confidence lost 0.03–0.11 precision@5 in every held-out source).
+    genre_weight: float = 0.3
     variant: str = "soft"
-    confidence: str = "top"
+    confidence: str = "entropy"
     diversity: float = 0.0
     standardise: bool = False
 
