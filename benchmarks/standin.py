@@ -18,13 +18,15 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from core.config import FeatureConfig
 from core.models.trunk_model import TrunkGenreModel
 from core.models.trunks import TrunkBank, resolve, shared_bank
 
 
-def plain_bank(trunks: Sequence[str]) -> TrunkBank:
-    """One plain float32 :class:`TrunkBank` (the ports as written) per process and trunk list."""
-    return shared_bank(trunks, fast=False)
+def plain_bank(trunks: Sequence[str], cfg: FeatureConfig | None = None) -> TrunkBank:
+    """One plain float32 :class:`TrunkBank` (the ports as written) per process,
+    trunk list and level step (``cfg``, default MSD_FEATURES)."""
+    return shared_bank(trunks, fast=False, cfg=cfg)
 
 
 class TrunkStandIn(TrunkGenreModel):
@@ -39,7 +41,7 @@ class TrunkStandIn(TrunkGenreModel):
         self.head = nn.Linear(self.input_dim, len(labels))
 
     def bank(self) -> TrunkBank:
-        return super().bank() if getattr(self, "_optimised", False) else plain_bank(self.trunks)
+        return super().bank() if getattr(self, "_optimised", False) else plain_bank(self.trunks, self.cfg)
 
     def head_outputs(self, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return vectors, self.head(vectors)

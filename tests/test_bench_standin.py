@@ -43,8 +43,8 @@ def banks(monkeypatch):
         return b
 
     fast, plain = bank("fast"), bank("plain")
-    monkeypatch.setattr(tm, "shared_bank", lambda trunks, patches=None: fast)
-    monkeypatch.setattr(standin, "plain_bank", lambda trunks: plain)
+    monkeypatch.setattr(tm, "shared_bank", lambda trunks, patches=None, cfg=None: fast)
+    monkeypatch.setattr(standin, "plain_bank", lambda trunks, cfg=None: plain)
     return made
 
 

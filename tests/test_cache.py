@@ -62,12 +62,14 @@ def _changed(value):
 
 
 def test_key_covers_every_setting_that_changes_the_values():
-    """Only the windowing of inference (chunk and hop) leaves a cache entry valid."""
+    """Only the windowing of inference (chunk and hop) and a model's level step
+    after the cache (``level_db``, which input_key covers) leave a cache entry valid."""
     base = FeatureConfig()
     for f in dataclasses.fields(FeatureConfig):
         other = dataclasses.replace(base, **{f.name: _changed(getattr(base, f.name))})
-        same = f.name in ("chunk_frames", "window_hop_frames")
+        same = f.name in ("chunk_frames", "window_hop_frames", "level_db")
         assert (other.key() == base.key()) == same, f.name
+        assert (other.input_key() == base.input_key()) == (f.name in ("chunk_frames", "window_hop_frames")), f.name
 
 
 def test_batch_reports_errors_per_file(tmp_path):

@@ -12,7 +12,8 @@ facet as a fresh one.
   periodicity), so a click track scores near 1 and noise near 0. Plain
   numpy: librosa's versions compile with numba in every new worker process.
 * **loudness** — mean mel power in dB (re full scale, relative), only from a
-  front-end that keeps the file's level (``target_rms_db is None``); NaN
+  front-end that keeps the file's level (``target_rms_db is None``; a model's
+  ``level_db`` step comes after the cached log-mel and does not count); NaN
   otherwise, rather than a number that normalisation made meaningless.
 * **energy** — mean positive spectral flux (onset strength, dB per frame):
   how much the sound changes, independent of the mastering level.
