@@ -417,13 +417,18 @@ def _noise_tracks(tmp_path, seed: int, n: int = 3) -> list:
 
 def test_feature_files_keep_every_patch_and_repool_as_a_bank_on_fewer_patches(tmp_path, monkeypatch):
     """trunk-features writes pooled and per-patch outputs, caches each clip once, and
-    SourceData.with_patches(k) gives what a bank with patches=k computes."""
+    SourceData.with_patches(k) gives what a bank with patches=k computes; a file
+    written without the served level step is refused."""
     import core.models.trunk_cache as tc
     from core.models.trunk_cache import write_trunk_features
-    from core.training.loso_data import SourceData, read_feature_file, read_patch_file
+    from core.training.loso_data import FeatureSetError, SourceData, read_feature_file, read_patch_file
     tracks = _noise_tracks(tmp_path, seed=0)
-    bank = _stub_bank()
+    level = MSD_FEATURES.level_db
+    bank = _stub_bank(level_db=level)
     paths = write_trunk_features(tracks, tmp_path / "out", bank)
+    unlevelled = write_trunk_features(tracks, tmp_path / "as_recorded", _stub_bank())
+    with pytest.raises(FeatureSetError, match="another level step"):
+        read_feature_file(unlevelled["msd_vgg"], [t.track_id for t in tracks])
     ids = [t.track_id for t in tracks]
     pen, tags = read_patch_file(paths["msd_vgg"], ids)
     assert pen.shape == (3, 10, 256) and tags.shape == (3, 10, 50)
@@ -434,7 +439,7 @@ def test_feature_files_keep_every_patch_and_repool_as_a_bank_on_fewer_patches(tm
     write_trunk_features(tracks, tmp_path / "out", bank)
     data = SourceData(tracks=tracks, labels=["A"], y=np.zeros(3, np.int64),
                       features={"msd_vgg": pooled}, patches={"msd_vgg": (pen, tags)})
-    three = _stub_bank(patches=3).vector(torch.cat([_mel(t.path) for t in tracks]))
+    three = _stub_bank(patches=3, level_db=level).vector(torch.cat([_mel(t.path) for t in tracks]))
     assert np.allclose(data.with_patches(3).features["msd_vgg"], three[:, :562].numpy(), atol=1e-6)
     assert np.allclose(data.with_patches(None).features["msd_vgg"], pooled, atol=1e-6)
     assert data.subset(np.array([2])).patches["msd_vgg"][0].shape == (1, 10, 256)
@@ -452,7 +457,7 @@ def test_augmented_copies_are_seeded_cached_and_pool_like_the_clean_features(tmp
     from core.models.trunks import patch_choice, pool_patches
     from core.training.loso_data import SourceData, read_augmented_file
     tracks = _noise_tracks(tmp_path, seed=1)
-    bank = _stub_bank()
+    bank = _stub_bank(level_db=MSD_FEATURES.level_db)
     paths = tc.write_augmented_features(tracks[:2], tmp_path / "out", bank, copies=2, seed=3)
     assert paths["msd_vgg"] == tmp_path / "out" / "augmented" / "msd_vgg.npz"
     pen, tags = read_augmented_file(paths["msd_vgg"], [t.track_id for t in tracks])

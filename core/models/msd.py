@@ -118,8 +118,8 @@ def trunk_digest(trunk: nn.Module) -> str:
 
 def msd_trunk_key(cfg: FeatureConfig, digest: str, bfloat16: bool) -> str:
     """Names the output of MSD-VGG's blocks 1–4 over a whole clip: feature
-    config (with the model's level normalisation), pool layout (weights alone do not fix the outputs), weights'
-    digest and precision. Every model whose trunk pass has this key computes
+    config (with the model's level step), pool layout (weights alone do not
+    fix the outputs), weights' digest and precision. Every model whose trunk pass has this key computes
     the same ``(B, 128, 6, T4)``, so one pass serves them all
     (:func:`core.models.inference.predict_all`)."""
     layout = "-".join(f"{a}x{b}" for a, b in POOLS[:4])

@@ -217,6 +217,7 @@ class TrunkBank:
         key += "" if self.cfg.level_db is None else f":L{self.cfg.level_db:g}"
         return key + (":clip" if self._clip() is not None else "")
 
+
     def _clip(self):
         from core.models.trunks_fast import ClipVGG
         return next((m for m in self.models.values() if isinstance(m, ClipVGG)), None)
@@ -277,6 +278,11 @@ class TrunkBank:
             out[s.name] = TrunkOutput(v[:, i: i + f], v[:, i + f: i + f + t])
             i += f + t
         return out
+
+
+def key_level(key: str) -> float | None:
+    """The level step (``level_db``) a bank's :meth:`TrunkBank.key` records, or None."""
+    return next((float(s[1:]) for s in key.split(":")[3:] if s.startswith("L")), None)
 
 
 _BANKS: dict[tuple, TrunkBank] = {}

@@ -128,8 +128,9 @@ def read_trunk_file(path: str | Path, track_ids: Sequence[str]
     ``features`` ``(N, D)``, ``tags`` ``(N, 50)`` and, from ``trunk-features``,
     ``patch_features`` ``(N, P, D)``, ``patch_tags`` ``(N, P, 50)``), in the order
     of ``track_ids``: (``features`` ‖ ``tags`` ``(n, D + 50)``, the per-patch pair
-    or None)."""
+    or None). A file written with another level step is refused (:func:`check_level`)."""
     with np.load(path, allow_pickle=False) as z:
+        check_level(z, path)
         pos = {str(t): i for i, t in enumerate(z["track_id"])}
         missing = [t for t in track_ids if t not in pos]
         if missing:
@@ -139,6 +140,17 @@ def read_trunk_file(path: str | Path, track_ids: Sequence[str]
         per_patch = ((z["patch_features"][rows].astype(np.float32), z["patch_tags"][rows].astype(np.float32))
                      if "patch_features" in z.files and "patch_tags" in z.files else None)
     return feats, per_patch
+
+
+def check_level(z, path: str | Path) -> None:
+    """Refuse a feature file whose bank applied another level step than
+    MSD_FEATURES' (its ``key``; :func:`~core.models.trunks.key_level`): its
+    vectors are not what the served models compute now."""
+    from core.models.msd import MSD_FEATURES
+    from core.models.trunks import key_level
+    if "key" in z.files and key_level(str(z["key"])) != MSD_FEATURES.level_db:
+        raise FeatureSetError(f"{Path(path).name} was written with another level step "
+                              f"({z['key']}); run `python -m core trunk-features` again")
 
 
 def read_feature_file(path: str | Path, track_ids: Sequence[str]) -> np.ndarray:
@@ -191,8 +203,10 @@ def load_source_data(dirs: Sequence[str | Path], cache_root: str | Path,
 def read_augmented_file(path: str | Path, track_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """An augmented-copies file (:func:`core.models.trunk_cache.write_augmented_features`)
     in the order of ``track_ids``: (penultimate ``(n, K, P, D)``, tags
-    ``(n, K, P, 50)``) float32, NaN for the tracks it has no copies of."""
+    ``(n, K, P, 50)``) float32, NaN for the tracks it has no copies of
+    (refused when written with another level step: :func:`check_level`)."""
     with np.load(path, allow_pickle=False) as z:
+        check_level(z, path)
         pos = {str(t): i for i, t in enumerate(z["track_id"])}
         pen, tags = z["patch_features"], z["patch_tags"]
         out = tuple(np.full((len(track_ids),) + a.shape[1:], np.nan, np.float32) for a in (pen, tags))
