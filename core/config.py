@@ -70,9 +70,13 @@ class FeatureConfig:
                     if k not in ("chunk_frames", "window_hop_frames", "level_db")}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
 
+    def level_tag(self) -> str:
+        """``":L<level_db>"`` for keys that cover the model's level step ("" without one)."""
+        return "" if self.level_db is None else f":L{self.level_db:g}"
+
     def input_key(self) -> str:
         """:meth:`key` plus what the model does to the log-mel before its first layer."""
-        return self.key() if self.level_db is None else f"{self.key()}:L{self.level_db:g}"
+        return self.key() + self.level_tag()
 
     def to_dict(self) -> dict:
         """The settings as saved with a model (``level_db`` only when set, so a

@@ -469,7 +469,8 @@ def test_augmented_copies_are_seeded_cached_and_pool_like_the_clean_features(tmp
     want = bank.patch_outputs(torch.from_numpy(mel)[None, None])["msd_vgg"][0][:, 0].numpy()
     assert np.allclose(pen[0, 1], want, atol=1e-6) and not np.allclose(pen[0, 0], pen[0, 1])
     # A rerun reads every copy from its cache: nothing is decoded.
-    monkeypatch.setattr(tc, "load_full", lambda *a: (_ for _ in ()).throw(AssertionError("decoded")))
+    import core.audio.load as audio_load
+    monkeypatch.setattr(audio_load, "load_full", lambda *a: (_ for _ in ()).throw(AssertionError("decoded")))
     tc.write_augmented_features(tracks[:2], tmp_path / "out", bank, copies=2, seed=3)
     feats = np.zeros((3, 562), np.float32)
     data = SourceData(tracks=tracks, labels=["A"], y=np.array([0, 0, 0]), features={"msd_vgg": feats},

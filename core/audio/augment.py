@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass
+from typing import Callable, TypeVar
 
 import av
 import numpy as np
@@ -25,6 +26,8 @@ import soxr
 from scipy.signal import fftconvolve
 
 from core.errors import GenreError
+
+T = TypeVar("T")
 
 # The rate the chain runs at: the development sources' own rate, so codecs and
 # band limits act on the band a listener hears, above the models' 12 / 16 kHz.
@@ -274,3 +277,22 @@ def augmented_copy(y: np.ndarray, feat, aug: AugmentConfig, rng: np.random.Gener
     from core.audio.cache import compute_logmel
 
     return compute_logmel(wav_bytes(augment_wave(y.copy(), AUGMENT_RATE, aug, rng), AUGMENT_RATE), feat)
+
+
+def per_copy(path: str, digest: str, copies: int, feat, aug: AugmentConfig, seed: int,
+             cached: Callable[[int], T | None], make: Callable[[int, np.ndarray], T]) -> list[T]:
+    """For each copy ``c`` < ``copies`` of the track at ``path`` (content hash
+    ``digest``): ``cached(c)``, or else ``make(c, log-mel)`` of its augmented
+    copy (:func:`augmented_copy`, drawn by :func:`copy_rng`). The track is
+    decoded once, at :data:`AUGMENT_RATE`, and only when some copy is not cached."""
+    from core.audio.load import load_full
+
+    y, out = None, []
+    for c in range(copies):
+        v = cached(c)
+        if v is None:
+            if y is None:
+                y = load_full(path, AUGMENT_RATE)
+            v = make(c, augmented_copy(y, feat, aug, copy_rng(seed, c, digest)))
+        out.append(v)
+    return out

@@ -31,9 +31,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from core.audio.augment import AUGMENT_RATE, AugmentConfig, augmented_copy, copy_rng
+from core.audio.augment import AUGMENT_RATE, AugmentConfig, per_copy
 from core.audio.cache import atomic_save_npy, content_hash
-from core.audio.load import load_full
 from core.datasets.track import Track
 from core.files import atomic_write
 from core.models.trunks import TrunkBank, clip_logmel, pool_clips
@@ -115,19 +114,17 @@ def augmented_patch_arrays(tracks: Sequence[Track], bank: TrunkBank, copies: int
     when one of its copies is not cached in ``clip_dir``)."""
     width, arrs = _patch_width(bank), []
     for i, t in enumerate(tracks):
-        digest, y, rows = content_hash(t.path), None, []
-        for c in range(copies):
-            p = clip_dir / f"{digest}-{c}.npy" if clip_dir else None
-            a = _cached(p, width)
-            if a is None:
-                if y is None:
-                    y = load_full(t.path, AUGMENT_RATE)
-                mel = augmented_copy(y, bank.cfg, aug, copy_rng(seed, c, digest))
-                a = _patch_row(bank, torch.from_numpy(mel)[None])
-                if p is not None:
-                    atomic_save_npy(p, a)
-            rows.append(a)
-        arrs.append(np.stack(rows))
+        digest = content_hash(t.path)
+        path = (lambda c: clip_dir / f"{digest}-{c}.npy") if clip_dir else (lambda c: None)
+
+        def make(c: int, mel: np.ndarray) -> np.ndarray:
+            a = _patch_row(bank, torch.from_numpy(mel)[None])
+            if path(c) is not None:
+                atomic_save_npy(path(c), a)
+            return a
+
+        arrs.append(np.stack(per_copy(t.path, digest, copies, bank.cfg, aug, seed,
+                                      lambda c: _cached(path(c), width), make)))
         if progress:
             progress(i + 1, len(tracks))
     return np.stack(arrs) if arrs else np.zeros((0, copies, 1, width), np.float32)

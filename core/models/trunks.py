@@ -213,10 +213,8 @@ class TrunkBank:
         """Identifies the per-patch outputs (:meth:`patch_outputs`), whatever
         :attr:`patches`: also the level normalisation (``cfg.level_db``)."""
         h = hashlib.sha256(repr(sorted(self.digests.items())).encode()).hexdigest()[:12]
-        key = f"{'+'.join(self.names)}:{h}:{'bf16' if self.bfloat16 else 'f32'}"
-        key += "" if self.cfg.level_db is None else f":L{self.cfg.level_db:g}"
+        key = f"{'+'.join(self.names)}:{h}:{'bf16' if self.bfloat16 else 'f32'}{self.cfg.level_tag()}"
         return key + (":clip" if self._clip() is not None else "")
-
 
     def _clip(self):
         from core.models.trunks_fast import ClipVGG
@@ -281,7 +279,8 @@ class TrunkBank:
 
 
 def key_level(key: str) -> float | None:
-    """The level step (``level_db``) a bank's :meth:`TrunkBank.key` records, or None."""
+    """The level step (``level_db``) a bank's :meth:`TrunkBank.key` records
+    (its :meth:`~core.config.FeatureConfig.level_tag`), or None."""
     return next((float(s[1:]) for s in key.split(":")[3:] if s.startswith("L")), None)
 
 

@@ -19,10 +19,9 @@ from typing import Sequence
 
 import numpy as np
 
-from core.audio.augment import AUGMENT_RATE, AugmentConfig, augmented_copy, copy_rng
+from core.audio.augment import AUGMENT_RATE, AugmentConfig, per_copy
 from core.audio.cache import atomic_save_npy, content_hash
 from core.audio.features import LOGMEL_DTYPE
-from core.audio.load import load_full
 from core.config import FeatureConfig, Paths
 from core.datasets import Track
 
@@ -42,19 +41,20 @@ def augmented_bank(tracks: Sequence[Track], feat: FeatureConfig, copies: int,
     root = Path(cache_root or Paths().cache).parent / "wave_augment" / bank_key(feat, aug, seed)
     out = np.zeros((len(tracks), copies, feat.n_mels, feat.n_frames), LOGMEL_DTYPE)
     for i, t in enumerate(tracks):
-        digest, y = content_hash(t.path), None
-        for c in range(copies):
-            p = root / f"{digest}-{c}.npy"
+        digest = content_hash(t.path)
+
+        def cached(c: int) -> np.ndarray | None:
             try:
-                out[i, c] = np.load(p, allow_pickle=False)
-                continue
+                return np.load(root / f"{digest}-{c}.npy", allow_pickle=False)
             except (OSError, ValueError):
-                pass
-            rng = copy_rng(seed, c, digest)
-            if y is None:       # decoded once per track, only when a copy is missing
-                y = load_full(t.path, AUGMENT_RATE)
-            out[i, c] = augmented_copy(y, feat, aug, rng).astype(LOGMEL_DTYPE)
-            atomic_save_npy(p, out[i, c])
+                return None
+
+        def make(c: int, mel: np.ndarray) -> np.ndarray:
+            mel = mel.astype(LOGMEL_DTYPE)
+            atomic_save_npy(root / f"{digest}-{c}.npy", mel)
+            return mel
+
+        out[i] = per_copy(t.path, digest, copies, feat, aug, seed, cached, make)
         if log and (i + 1) % 50 == 0:
             log(f"augmented log-mels: {i + 1}/{len(tracks)} tracks")
     return out
