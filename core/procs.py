@@ -8,7 +8,11 @@ reading its task queue, and because it holds a copy of that queue's write
 end it never sees end-of-file when its owner dies, so it would wait forever
 (and keep multiprocessing's resource tracker alive with it).
 :func:`exit_with_parent`, run as the pool's ``initializer``, starts a daemon
-thread that ends the worker as soon as its parent process is gone.
+thread that ends the worker as soon as its owner process is gone.
+
+The indexer's pools start their workers from a forkserver that has imported
+torch once (:func:`pool_context`); :func:`adopt_environment` gives such a
+worker its owner's environment of now, not the server's of its start.
 
 Workers started on behalf of a server (the app's background indexing) yield
 the CPU to it: :func:`worker_niceness` sets, for the calling thread's context,
@@ -28,23 +32,55 @@ from contextvars import ContextVar
 from typing import Callable, Iterator
 
 POLL_S = 0.5
+# multiprocessing's per-owner helper processes, as their command lines name them.
+_OWNER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
 
-def _watch(parent: int, poll_s: float) -> None:
+def _watch(owner, parent: int, poll_s: float) -> None:
     while True:
         time.sleep(poll_s)
-        if os.getppid() != parent:     # re-parented: the owner is gone
+        gone = not owner.is_alive() if owner is not None else os.getppid() != parent
+        if gone:
             os._exit(0)
 
 
 def exit_with_parent(poll_s: float = POLL_S) -> None:
-    """Pool ``initializer``: end this process within ``poll_s`` seconds of its parent's death."""
-    # The owner's pid as multiprocessing recorded it, not os.getppid(): a worker
-    # whose owner was killed while it was still starting up is already
-    # re-parented here, and would otherwise watch its new parent for ever.
+    """Pool ``initializer``: end this process within ``poll_s`` seconds of its owner's death."""
+    # The owner as multiprocessing recorded it (its sentinel: a pipe the owner
+    # holds open), not os.getppid(): a worker whose owner was killed while it
+    # was still starting up is already re-parented here, and a worker forked by
+    # the forkserver (pool_context) has the server, not its owner, as parent.
     owner = multiprocessing.parent_process()
-    threading.Thread(target=_watch, args=(owner.pid if owner else os.getppid(), poll_s), daemon=True,
+    threading.Thread(target=_watch, args=(owner, os.getppid(), poll_s), daemon=True,
                      name="exit-with-parent").start()
+
+
+def pool_context(preload: tuple[str, ...] = ()) -> multiprocessing.context.BaseContext:
+    """The start method of the indexer's worker pools: ``forkserver`` where the
+    platform has it, with ``preload`` imported once in the server, else ``spawn``.
+
+    Never plain ``fork``: forking a process that already runs torch / OpenMP
+    threads (or Streamlit's server threads) can deadlock. The server is a fresh
+    interpreter that has imported ``preload`` (torch: ~0.9 CPU-s) and run no
+    torch op, so each worker forked from it starts without importing torch
+    again; spawn paid that import in every worker of every pool. The server
+    lives as long as its owner (one per owner, like the resource tracker).
+    ``preload`` counts only before the first server starts."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(preload))
+    return ctx
+
+
+def adopt_environment(env: dict[str, str]) -> None:
+    """Pool ``initializer`` part: this worker's environment becomes ``env``, its
+    owner's at pool creation. A forkserver's worker inherits the server's,
+    which is as it was when the server started (multiprocessing carries the
+    owner's working folder over, not its environment)."""
+    if dict(os.environ) != env:
+        os.environ.clear()
+        os.environ.update(env)
 
 
 _NICE: ContextVar[int] = ContextVar("worker_nice", default=0)
@@ -84,11 +120,22 @@ def wait_until_none(find: Callable[[], list], seconds: float, interval: float = 
     return left
 
 
+def _owner_helper(proc) -> bool:
+    """Whether ``proc`` is one of multiprocessing's per-owner helpers (not a
+    worker the forkserver forked: those share its command line)."""
+    cmd = " ".join(proc.cmdline())
+    if not any(h in cmd for h in _OWNER_HELPERS):
+        return False
+    parent = proc.parent()
+    return parent is None or " ".join(parent.cmdline()) != cmd
+
+
 def child_processes(pid: int | None = None, tracker: bool = False) -> list:
     """Live (non-zombie) descendants of ``pid`` (default: this process), as
-    psutil processes. multiprocessing's resource tracker is left out unless
-    ``tracker``: one per owner, it lives as long as the owner and exits with
-    it (once no worker holds its pipe)."""
+    psutil processes. multiprocessing's resource tracker and forkserver
+    (:func:`pool_context`) are left out unless ``tracker``: one of each per
+    owner, they live as long as the owner and exit with it (the tracker once
+    no worker holds its pipe)."""
     import psutil
 
     try:
@@ -100,7 +147,7 @@ def child_processes(pid: int | None = None, tracker: bool = False) -> list:
         try:
             if k.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if not tracker and "resource_tracker" in " ".join(k.cmdline()):
+            if not tracker and _owner_helper(k):
                 continue
             out.append(k)
         except psutil.Error:

@@ -25,7 +25,7 @@ OWNER = textwrap.dedent("""
     from core.catalog import pipeline
 
     if __name__ == "__main__":
-        runner = pipeline._Runner(2, {{}}, [FeatureConfig()], 1)      # the indexer's spawned pool
+        runner = pipeline._Runner(2, {{}}, [FeatureConfig()], 1)      # the indexer's pool (forkserver)
         assert runner.result(runner.submit([]), []) == []           # workers are up
         from concurrent.futures import ProcessPoolExecutor          # the log-mel cache's forked pool
         from core.procs import exit_with_parent
@@ -50,7 +50,7 @@ def test_pool_workers_exit_when_their_owner_is_killed(tmp_path):
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240)
     assert proc.returncode == -9, proc.stderr
     pids = [int(p) for p in proc.stdout.split()]
-    assert len(pids) >= 2             # spawn pools start workers on demand
+    assert len(pids) >= 2             # pools start workers on demand
     deadline = time.time() + 15
     while any(_alive(p) for p in pids) and time.time() < deadline:
         time.sleep(0.2)
@@ -130,3 +130,38 @@ def test_a_worker_whose_owner_died_during_its_start_up_still_exits(tmp_path):
     if alive:
         os.kill(pid, 9)
     assert not alive, "a worker outlived an owner that died while it started"
+
+
+def test_forkserver_workers_take_the_owners_environment_of_now(monkeypatch):
+    """The indexer's workers are forked by a server started once per owner
+    (pool_context), so they inherit the environment of the server's start;
+    the pool's initializer gives them the owner's of now (GENRE_* settings)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from core.catalog.pipeline import WORKER_PRELOAD
+    from core.procs import adopt_environment, pool_context
+
+    ctx = pool_context(WORKER_PRELOAD)
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:       # the server is up
+        pool.submit(int).result()
+    monkeypatch.setenv("GENRE_TEST_PROBE", "set after the server started")
+    with ProcessPoolExecutor(1, mp_context=ctx) as stale:
+        assert stale.submit(os.getenv, "GENRE_TEST_PROBE").result() is None
+    with ProcessPoolExecutor(1, mp_context=ctx, initializer=adopt_environment,
+                             initargs=(dict(os.environ),)) as pool:
+        assert pool.submit(os.getenv, "GENRE_TEST_PROBE").result() == "set after the server started"
+
+
+def test_live_forkserver_workers_are_children_and_the_server_is_not():
+    from concurrent.futures import ProcessPoolExecutor
+
+    from core.procs import pool_context
+
+    with ProcessPoolExecutor(2, mp_context=pool_context()) as pool:
+        workers = set(pool.submit(os.getpid).result() for _ in range(4)) | {p.pid for p in pool._processes.values()}
+        server = {psutil.Process(w).ppid() for w in workers}
+        found = {p.pid for p in child_processes()}
+        assert len(server) == 1 and server.isdisjoint(workers | {os.getpid()})   # forked by one server
+        assert workers <= found
+        assert not server & found            # the server is left out, like the resource tracker
+        assert server <= {p.pid for p in child_processes(tracker=True)}

@@ -23,7 +23,6 @@ into Ray Data's ``map_batches`` or a Dask / Spark map.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -42,7 +41,14 @@ from core.config import FeatureConfig
 from core.facets import batch_facets, facet_columns
 from core.models.inference import distinct_configs, predict_all
 from core.models.optimise import optimise_for_inference, torch_threads
-from core.procs import available_cpus, exit_with_parent, lower_priority, worker_nice
+from core.procs import (
+    adopt_environment,
+    available_cpus,
+    exit_with_parent,
+    lower_priority,
+    pool_context,
+    worker_nice,
+)
 from core.types import Progress
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -145,13 +151,18 @@ def _run_batch(jobs: list[Job], nets: dict[str, "GenreModel"], cfgs: list[Featur
 
 
 _WORKER_NETS: dict[str, "GenreModel"] = {}
+# Imported once in the pool server, so a worker starts without importing torch.
+WORKER_PRELOAD = (__name__,)
 
 
-def _worker_init(nets: dict[str, "GenreModel"], nice: int = 0) -> None:
+def _worker_init(nets: dict[str, "GenreModel"], nice: int = 0,
+                 env: dict[str, str] | None = None) -> None:
     # One torch thread per process: with two threads per process, every
     # parallel op waits for both, and on a busy machine that wait (spinning)
     # doubled the CPU per track. Processes never wait for each other.
     torch.set_num_threads(1)
+    if env is not None:
+        adopt_environment(env)      # GENRE_* settings as the owner has them now
     lower_priority(nice)   # the app's background indexing yields the CPU to page requests
     exit_with_parent()   # never outlive the owner, even one killed by a signal
     _WORKER_NETS.update(nets)
@@ -162,17 +173,17 @@ def _worker_batch(jobs: list[Job], cfgs: list[FeatureConfig]) -> list[_Out]:
 
 
 class _Runner:
-    """Runs batch jobs in ``workers`` spawned processes (0: in this one)."""
+    """Runs batch jobs in ``workers`` processes (0: in this one), forked by a
+    server that has imported this module once (:func:`~core.procs.pool_context`)."""
 
     def __init__(self, workers: int, nets: dict[str, "GenreModel"], cfgs: list[FeatureConfig],
                  threads: int):
         self.nets, self.cfgs, self.threads = nets, cfgs, threads
         self.pool: ProcessPoolExecutor | None = None
         if workers > 0:
-            # spawn, not fork: forking a process that already runs torch /
-            # OpenMP threads (or Streamlit's server threads) can deadlock.
-            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_worker_init, initargs=(nets, worker_nice()))
+            self.pool = ProcessPoolExecutor(workers, mp_context=pool_context(WORKER_PRELOAD),
+                                            initializer=_worker_init,
+                                            initargs=(nets, worker_nice(), dict(os.environ)))
 
     def submit(self, jobs: list[Job]) -> Future | list[_Out]:
         if self.pool is None:
@@ -219,8 +230,12 @@ def embed_paths(paths: Sequence[str | os.PathLike], models: dict[str, "GenreMode
     Batches of up to ``batch_size`` files are decoded, turned into log-mels
     and run through every model in ``workers`` processes of one torch thread
     each (default :func:`default_workers`: one per CPU; 0, or fewer than two
-    batches of files, runs in this process on ``threads`` threads). Worker
-    start-up (importing torch) costs ~2 CPU-seconds per worker, once per call.
+    batches of files, runs in this process on ``threads`` threads). Workers
+    are forked by a server that imported torch once per owner process
+    (:func:`~core.procs.pool_context`): a pool of two costs 1–1.4 CPU-s on
+    this process's first call (the server's start) and ~0.05 CPU-s on later
+    ones (spawn cost 2.2–4 CPU-s every call, on two VMs); each worker's
+    first batch also sets up its kernels (~0.25 CPU-s).
     ``cache``: a :class:`LogMelCache`, a folder for one, ``None`` for the
     project cache (``Paths().cache``) or ``False`` for none. Memory is
     bounded: at most two batches per worker are in flight.
@@ -236,7 +251,7 @@ def embed_paths(paths: Sequence[str | os.PathLike], models: dict[str, "GenreMode
     batch_size = max(1, batch_size)
     n_workers = default_workers() if workers is None else max(0, workers)
     if len(paths) < 2 * batch_size:
-        n_workers = 0  # starting processes (each imports torch) costs more than it saves
+        n_workers = 0  # starting processes (and their kernels) costs more than it saves
     if n_workers:
         # At least two batches per worker, so none idles while the last runs.
         batch_size = max(1, min(batch_size, -(-len(paths) // (2 * n_workers))))
