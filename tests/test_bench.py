@@ -129,3 +129,19 @@ def test_rss_sampler_counts_children_and_survives_its_process():
     finally:
         child.kill()
         child.wait()
+
+
+def test_cpu_seconds_counts_the_forkserver_workers():
+    """The indexer's workers are the forkserver's children, not this process's:
+    os.times() never sees their CPU; the bench's cpu_seconds() does."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from benchmarks.index import cpu_seconds
+    from core.procs import pool_context
+
+    before, reaped = cpu_seconds(), os.times().children_user
+    with ProcessPoolExecutor(1, mp_context=pool_context()) as pool:
+        pool.submit(sum, range(20_000_000)).result()        # ~0.3 CPU-s in the worker
+    assert cpu_seconds() - before > 0.15
+    assert os.times().children_user - reaped < 0.05
