@@ -97,16 +97,14 @@ def clip_patches(split: str, n_clips: int) -> np.ndarray:
     from core.audio.features import normalise_level
     from core.config import shared_data_dirs
     from core.datasets import read_datasets
-    from core.models.msd import MSD_FEATURES, PATCH_FRAMES
+    from core.models.msd import MSD_FEATURES, patches
     from core.models.trunks import clip_logmel
     tracks = sorted((t for t in read_datasets(shared_data_dirs()) if t.split == split), key=lambda t: t.track_id)
     if not tracks:
         raise SystemExit(f"no {split} clips in the shared data (../shared/data or $GENRE_DATA)")
     pick = [tracks[i] for i in np.linspace(0, len(tracks) - 1, n_clips).astype(int)]
     mel = normalise_level(torch.stack([clip_logmel(t.path) for t in pick]), MSD_FEATURES)   # (N, 1, 96, T)
-    n = mel.shape[-1] // PATCH_FRAMES
-    p = mel[..., : n * PATCH_FRAMES].reshape(len(pick), 1, 96, n, PATCH_FRAMES).permute(0, 3, 1, 2, 4)
-    return p.reshape(-1, 1, 96, PATCH_FRAMES).contiguous().numpy()
+    return torch.cat([patches(m[None]) for m in mel]).contiguous().numpy()
 
 
 def _torch_side(folder: Path, ort_python: str, val: np.ndarray, repeats: int) -> dict:
