@@ -13,6 +13,7 @@ import numpy as np
 from benchmarks.config import BenchConfig, Log
 from benchmarks.rss import RssSampler
 from core.config import FeatureConfig
+from core.procs import tree_cpu_seconds
 
 
 def naive_embed(path: str, models) -> dict[str, np.ndarray]:
@@ -120,25 +121,6 @@ def profile_stages(paths: list[Path], models, log: Log) -> dict[str, float]:
     return out
 
 
-def cpu_seconds(proc=None) -> float:
-    """CPU time of ``proc`` (default: this process) and of every process under
-    it: the children it reaped, and each live child with what that child
-    reaped, recursively. The indexer's workers are children of the pool's
-    forkserver (:func:`core.procs.pool_context`), which lives on, so
-    ``os.times()``'s reaped children alone would miss them."""
-    import psutil
-
-    proc = proc or psutil.Process()
-    t = proc.cpu_times()
-    total = t.user + t.system + t.children_user + t.children_system
-    for child in proc.children():
-        try:
-            total += cpu_seconds(child)
-        except psutil.Error:          # exited meanwhile: its time is its parent's now
-            pass
-    return total
-
-
 def bench_index(paths: list[Path], models, cfg: BenchConfig, log: Log) -> tuple[dict, float]:
     """Tracks/s of the product pipeline (cold cache, then warm) and of the
     naive baseline on the same files; also the embeddings' agreement.
@@ -166,16 +148,16 @@ def bench_index(paths: list[Path], models, cfg: BenchConfig, log: Log) -> tuple[
     peak = 0.0
     with tempfile.TemporaryDirectory() as cache_dir:
         for part in slices:
-            c0, t0 = cpu_seconds(), time.perf_counter()
+            c0, t0 = tree_cpu_seconds(), time.perf_counter()
             base += [naive_embed(f, models) for f in part]
             t_base += time.perf_counter() - t0
-            cpu_base += cpu_seconds() - c0
+            cpu_base += tree_cpu_seconds() - c0
             with RssSampler(children=True, interval=0.05) as mem:  # the pipeline's memory only
-                c0, t0 = cpu_seconds(), time.perf_counter()
+                c0, t0 = tree_cpu_seconds(), time.perf_counter()
                 res += list(embed_paths(part, models, batch_size=cfg.batch_size, workers=cfg.workers,
                                         cache=cache_dir))
                 t_fast += time.perf_counter() - t0
-                cpu_fast += cpu_seconds() - c0
+                cpu_fast += tree_cpu_seconds() - c0
             peak = max(peak, mem.peak)
         log(f"baseline: {len(files)} tracks in {t_base:.1f} s; pipeline: {t_fast:.1f} s (cold cache), "
             f"peak {peak:.0f} MB")

@@ -46,7 +46,9 @@ TRUNKS = ("msd_musicnn", "msd_vgg")       # the served bank's (fused_trunks)
 BATCH = 10                                # one clip's patches per run
 
 
-def _ort_cpu(run, x: np.ndarray, repeats: int) -> tuple[float, list]:
+def _timed(run, x: np.ndarray, repeats: int) -> tuple[float, list]:
+    """``run`` over ``x`` one clip (``BATCH`` patches) at a time, ``repeats``
+    times after a warm-up: (CPU s per clip, the last pass's outputs)."""
     run(x[:BATCH])                                            # warm-up
     t0 = time.process_time()
     for _ in range(repeats):
@@ -81,7 +83,7 @@ def _ort_side(folder: str, repeats: str) -> None:   # pragma: no cover - runs un
             so.intra_op_num_threads = so.inter_op_num_threads = 1
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-            cpu, outs = _ort_cpu(lambda x, s=sess: s.run(None, {"patches": x}), val, int(repeats))
+            cpu, outs = _timed(lambda x, s=sess: s.run(None, {"patches": x}), val, int(repeats))
             times[f"{name}/{kind}"] = cpu
             np.savez(d / f"{name}_{kind}.npz", pen=np.concatenate([o[0] for o in outs]),
                      logits=np.concatenate([o[1] for o in outs]))
@@ -108,8 +110,8 @@ def clip_patches(split: str, n_clips: int) -> np.ndarray:
 
 
 def _torch_side(folder: Path, ort_python: str, val: np.ndarray, repeats: int) -> dict:
-    """Export the plain ports, time the PyTorch copies; outputs ``{name: {kind: (pen, logits)}}``
-    and ``{name/kind: CPU s per clip}``."""
+    """Export the plain ports and time the PyTorch copies: ``{"outs": {"name/kind": (pen, logits)},
+    "times": {"name/kind": CPU s per clip}}``."""
     import torch
     from torch import nn
 
@@ -135,7 +137,7 @@ def _torch_side(folder: Path, ort_python: str, val: np.ndarray, repeats: int) ->
         for spec in resolve(list(TRUNKS)):
             for kind, fast, bf16 in kinds:
                 model = load_trunk(spec, fast=fast, bfloat16=bf16)[0].eval()
-                cpu, res = _ort_cpu(lambda p, m=model: m.embed(torch.from_numpy(p)), val, repeats)
+                cpu, res = _timed(lambda p, m=model: m.embed(torch.from_numpy(p)), val, repeats)
                 times[f"{spec.name}/{kind}"] = cpu
                 outs[f"{spec.name}/{kind}"] = (torch.cat([r[0] for r in res]).float().numpy(),
                                                torch.cat([r[1] for r in res]).float().numpy())

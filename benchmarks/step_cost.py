@@ -24,7 +24,7 @@ from benchmarks.browser import async_chromium, streamlit_server
 from benchmarks.first_run import app_env
 from benchmarks.load import catalog_size
 from benchmarks.load_user import UserLog, Walker
-from core.procs import child_processes
+from core.procs import child_processes, tree_cpu_seconds
 
 
 def cpu_s(procs) -> float:
@@ -52,7 +52,7 @@ def chromium_cpu_s() -> float:
 
 def tree_cpu_s(proc: psutil.Process) -> float:
     """CPU seconds of ``proc`` and its living descendants."""
-    return cpu_s([proc, *child_processes(proc.pid, tracker=True)])
+    return tree_cpu_seconds(proc.pid, reaped=False)
 
 
 class CostWalker(Walker):

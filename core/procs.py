@@ -155,6 +155,29 @@ def child_processes(pid: int | None = None, tracker: bool = False) -> list:
     return out
 
 
+def tree_cpu_seconds(pid: int | None = None, reaped: bool = True) -> float:
+    """CPU seconds (user + system) of ``pid`` (default: this process) and of
+    its live descendants (:func:`child_processes`, helpers included). With
+    ``reaped``, also what each of them has reaped: the CPU of descendants that
+    have exited, such as the indexer's workers, which are children of a
+    forkserver that lives on, so ``os.times()`` of this process never sees
+    them. Without it, only what the living have used themselves."""
+    import psutil
+
+    try:
+        procs = [psutil.Process(pid), *child_processes(pid, tracker=True)]
+    except psutil.Error:              # pid is gone
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:          # exited meanwhile
+            continue
+        total += t.user + t.system + (t.children_user + t.children_system if reaped else 0.0)
+    return total
+
+
 def available_cpus() -> int:
     """CPUs this process may run on (respects taskset / container limits)."""
     try:

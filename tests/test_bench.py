@@ -133,12 +133,12 @@ def test_rss_sampler_counts_children_and_survives_its_process():
 
 def test_cpu_seconds_counts_the_forkserver_workers():
     """The indexer's workers are the forkserver's children, not this process's:
-    os.times() never sees their CPU; the bench's cpu_seconds() does."""
+    os.times() never sees their CPU; the bench's count (tree_cpu_seconds) does."""
     import os
     from concurrent.futures import ProcessPoolExecutor
 
-    from benchmarks.index import cpu_seconds
     from core.procs import pool_context
+    from core.procs import tree_cpu_seconds as cpu_seconds
 
     before, reaped = cpu_seconds(), os.times().children_user
     with ProcessPoolExecutor(1, mp_context=pool_context()) as pool:

@@ -155,14 +155,12 @@ _WORKER_NETS: dict[str, "GenreModel"] = {}
 WORKER_PRELOAD = (__name__,)
 
 
-def _worker_init(nets: dict[str, "GenreModel"], nice: int = 0,
-                 env: dict[str, str] | None = None) -> None:
+def _worker_init(nets: dict[str, "GenreModel"], env: dict[str, str], nice: int = 0) -> None:
     # One torch thread per process: with two threads per process, every
     # parallel op waits for both, and on a busy machine that wait (spinning)
     # doubled the CPU per track. Processes never wait for each other.
     torch.set_num_threads(1)
-    if env is not None:
-        adopt_environment(env)      # GENRE_* settings as the owner has them now
+    adopt_environment(env)      # GENRE_* settings as the owner has them now
     lower_priority(nice)   # the app's background indexing yields the CPU to page requests
     exit_with_parent()   # never outlive the owner, even one killed by a signal
     _WORKER_NETS.update(nets)
@@ -183,7 +181,7 @@ class _Runner:
         if workers > 0:
             self.pool = ProcessPoolExecutor(workers, mp_context=pool_context(WORKER_PRELOAD),
                                             initializer=_worker_init,
-                                            initargs=(nets, worker_nice(), dict(os.environ)))
+                                            initargs=(nets, dict(os.environ), worker_nice()))
 
     def submit(self, jobs: list[Job]) -> Future | list[_Out]:
         if self.pool is None:
