@@ -1,0 +1,227 @@
+"""Two ideas for source shift, measured leave-one-source-out and not adopted
+(issue 16, items 3 and 4).
+
+    python -m benchmarks.shift_probes [--features .cache/trunk_features] [--json out.json]
+
+Both probes read the shipped ``fused_trunks`` head's inputs: its trunk set
+and ``C`` (from the safetensors metadata in ``--artifacts``), and the cached
+trunk features that ``python -m core trunk-features`` writes. No audio is
+decoded here.
+
+**Heads.** The shipped head (standardised logistic regression, genres
+balanced) against three changes aimed at the confound of genre and source:
+
+- ``per-source standardised``: each training source standardised on its own
+  tracks, and the held-out source on its own tracks. This is transductive:
+  it uses the held-out source's features, never its labels;
+- ``source × genre balanced``: sample weights that give every (source,
+  genre) cell of the training tracks the same total weight;
+- ``signed sqrt``: ``sign(x)·√|x|`` before standardising.
+
+Each row gives the LOSO mean as in ``loso.json``, and its accuracy minus the
+shipped head's over every held-out track, with a paired bootstrap interval.
+
+**Calibration.** Does one logit scale fit both music like the training
+sources ("in") and a new source ("out")? Per fold, a head is trained on the
+*train split* of the two other sources. "In" is their val split, and "out"
+is every non-test track of the held-out source. Each map is fitted on the
+other two folds' tracks of seen genres and scored on this fold:
+
+- ``temperature, out``: the shipped protocol (a temperature fitted on
+  held-out sources);
+- ``temperature, in + out``: one temperature fitted on both kinds;
+- ``distance-aware, in + out``: logits × exp(a + b·d), where d is the mean
+  distance to the ``K`` nearest training tracks in the head's standardised
+  feature space, divided by √D. It scales confidence with how far a
+  track lies from the training music.
+
+The head trained on the train split of every source is then scored on the
+test split with each map fitted on all folds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import log_softmax, softmax
+
+from core.datasets import genres_of, read_datasets
+from core.training.calibration import ece_sampling_floor, expected_calibration_error, fit_temperature, log_loss
+from core.training.linear_head import ABSENT_BIAS, LinearHead, fit_linear_head, standardiser
+from core.training.loso import loso_folds
+from core.training.loso_data import read_trunk_file
+from core.training.loso_eval import FoldLogits, loso_report, seen_genres
+from core.training.metrics import mean_diff_ci
+
+CS = (0.00003, 0.0001, 0.0003)
+K = 10
+
+
+class Probe:
+    """The tracks with the shipped head's features ``x`` ``(N, D)``, labels
+    ``y`` ``(N,)``, ``split`` and ``source`` ``(N,)``."""
+
+    def __init__(self, dirs: Sequence[str | Path], feature_dir: str | Path, trunks: Sequence[str]):
+        self.tracks = read_datasets(dirs)
+        self.labels = genres_of([t for t in self.tracks if t.split == "train"])
+        ids = [t.track_id for t in self.tracks]
+        self.x = np.concatenate([read_trunk_file(Path(feature_dir) / f"{n}.npz", ids)[0] for n in trunks],
+                                axis=1).astype(np.float64)
+        self.y = np.array([self.labels.index(t.genre) for t in self.tracks])
+        self.split = np.array([t.split for t in self.tracks])
+        self.source = np.array([t.source for t in self.tracks])
+        self.folds = loso_folds(self.tracks)
+
+
+def _weighted_logits(x_train, y_train, x_val, n_classes: int, c: float, weight: np.ndarray) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = standardiser(x_train)
+    clf = LogisticRegression(C=c, max_iter=3000).fit((x_train - mean) / scale, y_train, sample_weight=weight)
+    out = np.full((len(x_val), n_classes), ABSENT_BIAS)
+    out[:, clf.classes_] = clf.decision_function((x_val - mean) / scale)
+    return out
+
+
+def cell_weights(source: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``(n,)`` weights, mean 1, equal in total for every (source, genre) cell."""
+    _, inv, count = np.unique(np.char.add(source.astype(str), y.astype(str)), return_inverse=True,
+                              return_counts=True)
+    w = 1.0 / count[inv]
+    return w * len(w) / w.sum()
+
+
+def per_source_standardised(x: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """``x`` with each source's rows standardised on that source's rows."""
+    out = np.empty_like(x)
+    for s in np.unique(source):
+        rows = source == s
+        mean, scale = standardiser(x[rows])
+        out[rows] = (x[rows] - mean) / scale
+    return out
+
+
+def head_rows(p: Probe, shipped_c: float, cs: Sequence[float] = CS) -> list[dict]:
+    """The heads of the module docstring, each at every ``C`` of ``cs`` and
+    ``shipped_c``; deltas against the shipped head at ``shipped_c``."""
+    n = len(p.labels)
+
+    def logits(kind: str, c: float, tr: np.ndarray, va: np.ndarray) -> np.ndarray:
+        if kind == "source × genre balanced":
+            return _weighted_logits(p.x[tr], p.y[tr], p.x[va], n, c, cell_weights(p.source[tr], p.y[tr]))
+        x = {"shipped": p.x, "signed sqrt": np.sign(p.x) * np.sqrt(np.abs(p.x))}.get(kind)
+        if x is None:     # per-source standardised: each fold's training and held-out rows apart
+            x = np.empty_like(p.x)
+            for rows in (tr, va):
+                x[rows] = per_source_standardised(p.x[rows], p.source[rows])
+        return fit_linear_head(x[tr], p.y[tr], n, c=c).logits(x[va])
+
+    rows = []
+    right = lambda fs: np.concatenate([f.logits.argmax(1) == f.y for f in fs]).astype(float)  # noqa: E731
+    for kind in ("shipped", "per-source standardised", "source × genre balanced", "signed sqrt"):
+        for c in sorted({*cs, shipped_c}):
+            fl = [FoldLogits(f.held_out, logits(kind, c, f.train, f.val), p.y[f.val],
+                             seen_genres(p.y[f.train], p.y[f.val])) for f in p.folds]
+            rows.append({"head": kind, "C": c, "mean": loso_report(fl)["mean"], "fl": fl})
+    shipped = next(r["fl"] for r in rows if r["head"] == "shipped" and r["C"] == shipped_c)
+    for r in rows:
+        delta, ci = mean_diff_ci(right(r.pop("fl")) - right(shipped), 2000, 0)
+        r.update(delta_accuracy=delta, ci95=ci)
+    return rows
+
+
+def knn_distance(head: LinearHead, x_train: np.ndarray, x: np.ndarray, k: int = K) -> np.ndarray:
+    """``(n,)`` mean Euclidean distance of each row of ``x`` to its ``k``
+    nearest rows of ``x_train``, in ``head``'s standardised space, over √D."""
+    zt, zq = (x_train - head.mean) / head.scale, (x - head.mean) / head.scale
+    d2 = (zq ** 2).sum(1)[:, None] + (zt ** 2).sum(1)[None] - 2 * zq @ zt.T
+    return np.sqrt(np.maximum(np.sort(d2, 1)[:, :k], 0)).mean(1) / np.sqrt(x.shape[1])
+
+
+Scale = Callable[[np.ndarray, np.ndarray], np.ndarray]     # (logits, d) → scaled logits
+
+
+def fit_scale(parts: Sequence[dict], distance: bool) -> Scale:
+    """Logits × exp(a + b·d): b = 0 and a = −log T for a temperature
+    (``distance`` False), both fitted otherwise, on the tracks of seen genres
+    in ``parts`` (dicts with logits, y, seen, d). ``.params``: (a, b)."""
+    lg, y, d = (np.concatenate([q[k][q["seen"]] for q in parts]) for k in ("logits", "y", "d"))
+    if not distance:
+        a, b = -np.log(fit_temperature(lg, y)), 0.0
+    else:
+        nll = lambda v: -log_softmax(lg * np.exp(v[0] + v[1] * d)[:, None], 1)[np.arange(len(y)), y].mean()  # noqa: E731
+        a, b = minimize(nll, np.zeros(2), method="Nelder-Mead").x
+    scale = lambda logits, dd: logits * np.exp(a + b * dd)[:, None]  # noqa: E731
+    scale.params = (float(a), float(b))
+    return scale
+
+
+def _scored(probs: np.ndarray, y: np.ndarray) -> dict:
+    return {"n": int(len(y)), "accuracy": float((probs.argmax(1) == y).mean()),
+            "mean_confidence": float(probs.max(1).mean()), "ece": expected_calibration_error(probs, y),
+            "log_loss": log_loss(probs, y),
+            "sampling_floor": ece_sampling_floor(probs, draws=500)["mean"]}
+
+
+MAPS = {"temperature, out": (("out",), False), "temperature, in + out": (("in", "out"), False),
+        "distance-aware, in + out": (("in", "out"), True)}
+
+
+def calibration_rows(p: Probe, c: float) -> dict:
+    """The calibration probe of the module docstring: per map, each fold's
+    "in" and "out" scores and the final head's test score."""
+    n, parts = len(p.labels), []
+    for f in p.folds:
+        others = p.source != f.held_out
+        tr = np.flatnonzero(others & (p.split == "train"))
+        head = fit_linear_head(p.x[tr], p.y[tr], n, c=c)
+        for kind, idx in (("in", np.flatnonzero(others & (p.split == "val"))), ("out", f.val)):
+            parts.append({"fold": f.held_out, "kind": kind, "logits": head.logits(p.x[idx]), "y": p.y[idx],
+                          "seen": seen_genres(p.y[tr], p.y[idx]), "d": knn_distance(head, p.x[tr], p.x[idx])})
+    tr, te = np.flatnonzero(p.split == "train"), np.flatnonzero(p.split == "test")
+    final = fit_linear_head(p.x[tr], p.y[tr], n, c=c)
+    out = {}
+    for name, (kinds, distance) in MAPS.items():
+        rows = {}
+        for q in parts:
+            scale = fit_scale([o for o in parts if o["fold"] != q["fold"] and o["kind"] in kinds], distance)
+            rows[f"{q['fold']} {q['kind']}"] = {**_scored(softmax(scale(q["logits"], q["d"]), 1), q["y"]),
+                                                "mean_distance": float(q["d"].mean()), "a_b": scale.params}
+        scale, d = fit_scale([o for o in parts if o["kind"] in kinds], distance), knn_distance(final, p.x[tr], p.x[te])
+        rows["test (head on every source's train split)"] = {
+            **_scored(softmax(scale(final.logits(p.x[te]), d), 1), p.y[te]), "mean_distance": float(d.mean()),
+            "a_b": scale.params}
+        out[name] = rows
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from safetensors import safe_open
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.shift_probes", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", action="append", default=None, help="data folder (default ../shared/data/*)")
+    ap.add_argument("--features", type=Path, default=Path(".cache/trunk_features"))
+    ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    with safe_open(str(args.artifacts / "fused_trunks.safetensors"), "np") as f:
+        extra = json.loads(f.metadata()["extra"])
+    dirs = args.data or sorted(str(d) for d in Path("../shared/data").iterdir() if d.is_dir())
+    probe, c = Probe(dirs, args.features, extra["trunks"]), float(extra["C"])
+    report = {"trunks": extra["trunks"], "C": c, "heads": head_rows(probe, c),
+              "calibration": calibration_rows(probe, c)}
+    text = json.dumps(report, indent=1)
+    if args.json:
+        args.json.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

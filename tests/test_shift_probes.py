@@ -1,0 +1,59 @@
+"""benchmarks.shift_probes: the weights, standardisation, distances and
+logit scales its two probes are built from."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import softmax
+
+from benchmarks.shift_probes import cell_weights, fit_scale, knn_distance, per_source_standardised
+from core.training.linear_head import LinearHead
+
+
+def test_cell_weights_give_every_source_genre_cell_the_same_total():
+    source = np.array(["a"] * 6 + ["b"] * 2)
+    y = np.array([0, 0, 0, 0, 1, 1, 0, 1])
+    w = cell_weights(source, y)
+    assert np.isclose(w.mean(), 1.0)
+    totals = {(s, g): w[(source == s) & (y == g)].sum() for s, g in {*zip(source, y)}}
+    assert np.allclose(list(totals.values()), 2.0)        # 8 rows over 4 cells
+
+
+def test_per_source_standardised_centres_each_source_on_itself():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(5, 2, (40, 3)), rng.normal(-3, 0.5, (30, 3))])
+    source = np.array(["a"] * 40 + ["b"] * 30)
+    z = per_source_standardised(x, source)
+    for s in "ab":
+        assert np.allclose(z[source == s].mean(0), 0, atol=1e-9)
+        assert np.allclose(z[source == s].std(0), 1, atol=1e-9)
+
+
+def test_knn_distance_is_zero_on_the_training_rows_and_grows_away_from_them():
+    rng = np.random.default_rng(1)
+    xt = rng.normal(size=(20, 4))
+    head = LinearHead(mean=np.zeros(4), scale=np.ones(4), weight=np.zeros((2, 4)), bias=np.zeros(2))
+    assert np.allclose(knn_distance(head, xt, xt, k=1), 0, atol=1e-6)
+    d = knn_distance(head, xt, np.stack([xt[0] + 0.1, xt[0] + 10.0]), k=1)
+    assert d.shape == (2,) and d[0] < d[1]
+    assert np.isclose(d[0], 0.1, atol=1e-6)               # 0.1 along each of 4 axes: 0.2 / √4
+    assert 5.0 < d[1] <= 10.0 + 1e-9                       # at most its distance to xt[0], 20 / √4
+
+
+def _drawn(rng, n: int, sharpen: float, d: float) -> dict:
+    logits = rng.normal(size=(n, 5))
+    y = np.array([rng.choice(5, p=p) for p in softmax(sharpen * logits, 1)])
+    return {"logits": logits, "y": y, "seen": np.ones(n, bool), "d": np.full(n, d)}
+
+
+def test_fit_scale_recovers_the_sharpening_the_labels_were_drawn_with():
+    rng = np.random.default_rng(2)
+    near = _drawn(rng, 3000, 3.0, 0.0)
+    a, b = fit_scale([near], distance=False).params
+    assert b == 0 and np.isclose(np.exp(a), 3.0, rtol=0.1)
+    far = _drawn(rng, 3000, 1.0, 1.0)                      # a track far away: flatter
+    scale = fit_scale([near, far], distance=True)
+    a, b = scale.params
+    assert np.isclose(np.exp(a), 3.0, rtol=0.15) and np.isclose(np.exp(a + b), 1.0, rtol=0.15)
+    x = near["logits"][:2]
+    assert np.allclose(scale(x, np.array([0.0, 1.0])), x * np.exp([[a], [a + b]]))
