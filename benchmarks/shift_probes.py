@@ -1,7 +1,7 @@
-"""Two ideas for source shift, measured leave-one-source-out and not adopted
+"""Ideas for source shift, measured leave-one-source-out and not adopted
 (issue 16, items 3 and 4).
 
-    python -m benchmarks.shift_probes [--features .cache/trunk_features] [--json out.json]
+    python -m benchmarks.shift_probes [--features .cache/trunk_features] [--mid-end] [--json out.json]
 
 Both probes read the shipped ``fused_trunks`` head's inputs: its trunk set
 and ``C`` (from the safetensors metadata in ``--artifacts``), and the cached
@@ -20,6 +20,13 @@ balanced) against three changes aimed at the confound of genre and source:
 
 Each row gives the LOSO mean as in ``loso.json``, and its accuracy minus the
 shipped head's over every held-out track, with a paired bootstrap interval.
+
+**An earlier layer** (``--mid-end``): MSD_musicnn's pooled mid end (the
+``(1506,)`` vector before its dense layer, per 3 s patch, from the served
+copy), averaged over a clip's patches, in place of or beside the shipped
+features. Earlier layers are often said to transfer better than a tagger's
+last ones. This decodes every clip once (about 3 CPU-min) and keeps the
+result in ``<features>/probe_mid_end.npz``.
 
 **Calibration.** Does one logit scale fit both music like the training
 sources ("in") and a new source ("out")? Per fold, a head is trained on the
@@ -71,8 +78,9 @@ class Probe:
         self.tracks = read_datasets(dirs)
         self.labels = genres_of([t for t in self.tracks if t.split == "train"])
         ids = [t.track_id for t in self.tracks]
-        self.x = np.concatenate([read_trunk_file(Path(feature_dir) / f"{n}.npz", ids)[0] for n in trunks],
-                                axis=1).astype(np.float64)
+        parts = [read_trunk_file(Path(feature_dir) / f"{n}.npz", ids)[0] for n in trunks]
+        self.x = np.concatenate(parts, axis=1).astype(np.float64)
+        self.vgg_dim = parts[0].shape[1] if trunks[0] == "msd_vgg" else 0
         self.y = np.array([self.labels.index(t.genre) for t in self.tracks])
         self.split = np.array([t.split for t in self.tracks])
         self.source = np.array([t.source for t in self.tracks])
@@ -133,6 +141,57 @@ def head_rows(p: Probe, shipped_c: float, cs: Sequence[float] = CS) -> list[dict
     for r in rows:
         delta, ci = mean_diff_ci(right(r.pop("fl")) - right(shipped), 2000, 0)
         r.update(delta_accuracy=delta, ci95=ci)
+    return rows
+
+
+def mid_end_features(tracks, cache: Path) -> np.ndarray:
+    """``(N, 1506)``: MSD_musicnn's pooled mid end averaged over each clip's
+    patches (served copy; one decode and one log-mel per clip), cached in ``cache``."""
+    import torch
+
+    from core.audio.features import normalise_level
+    from core.models.msd import patches
+    from core.models.musicnn import Musicnn
+    from core.models.trunks import clip_logmel, shared_bank
+
+    ids = [t.track_id for t in tracks]
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            if [str(t) for t in z["track_id"]] == ids:
+                return z["mid_end"]
+    bank = shared_bank(["msd_musicnn"])
+    net, rows = bank.models["msd_musicnn"], []
+    with torch.inference_mode():
+        for i, t in enumerate(tracks):
+            front = net.front(patches(normalise_level(clip_logmel(t.path)[None], bank.cfg)))
+            rows.append(net.pool_bn(Musicnn.pooled(net, front)).float().mean(0).numpy())
+            if (i + 1) % 100 == 0:
+                print(f"mid end: {i + 1}/{len(tracks)} clips", file=sys.stderr)
+    out = np.stack(rows).astype(np.float32)
+    np.savez(cache, track_id=np.array(ids), mid_end=out)
+    return out
+
+
+def mid_end_rows(p: Probe, base: np.ndarray, mid: np.ndarray, shipped_c: float, cs: Sequence[float] = CS
+                 ) -> list[dict]:
+    """LOSO rows of the mid end alone and beside ``base`` (the shipped
+    features) or beside MSD_vgg's part of it (its first ``vgg_dim`` columns)."""
+    n, rows = len(p.labels), []
+    right = lambda fs: np.concatenate([f.logits.argmax(1) == f.y for f in fs]).astype(float)  # noqa: E731
+
+    def folds_of(x, c):
+        return [FoldLogits(f.held_out, fit_linear_head(x[f.train], p.y[f.train], n, c=c).logits(x[f.val]),
+                           p.y[f.val], seen_genres(p.y[f.train], p.y[f.val])) for f in p.folds]
+
+    shipped = folds_of(base, shipped_c)
+    sets = {"mid end": mid, "MSD_vgg + mid end": np.concatenate([base[:, :p.vgg_dim], mid], 1),
+            "shipped + mid end": np.concatenate([base, mid], 1)}
+    for name, x in sets.items():
+        for c in cs:
+            fl = folds_of(x.astype(np.float64), c)
+            delta, ci = mean_diff_ci(right(fl) - right(shipped), 2000, 0)
+            rows.append({"features": name, "C": c, "mean": loso_report(fl)["mean"], "delta_accuracy": delta,
+                         "ci95": ci})
     return rows
 
 
@@ -208,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", action="append", default=None, help="data folder (default ../shared/data/*)")
     ap.add_argument("--features", type=Path, default=Path(".cache/trunk_features"))
     ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    ap.add_argument("--mid-end", action="store_true", help="also the MSD_musicnn mid-end probe (decodes every clip)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     with safe_open(str(args.artifacts / "fused_trunks.safetensors"), "np") as f:
@@ -216,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     probe, c = Probe(dirs, args.features, extra["trunks"]), float(extra["C"])
     report = {"trunks": extra["trunks"], "C": c, "heads": head_rows(probe, c),
               "calibration": calibration_rows(probe, c)}
+    if args.mid_end:
+        mid = mid_end_features(probe.tracks, args.features / "probe_mid_end.npz")
+        report["mid_end"] = mid_end_rows(probe, probe.x, mid, c)
     text = json.dumps(report, indent=1)
     if args.json:
         args.json.write_text(text)
