@@ -26,7 +26,8 @@ shipped head's over every held-out track, with a paired bootstrap interval.
 copy), averaged over a clip's patches, in place of or beside the shipped
 features. Earlier layers are often said to transfer better than a tagger's
 last ones. This decodes every clip once (about 3 CPU-min) and keeps the
-result in ``<features>/probe_mid_end.npz``.
+result in ``<features>/probes/mid_end.npz``, a folder that
+``python -m core loso`` does not read.
 
 **Calibration.** Does one logit scale fit both music like the training
 sources ("in") and a new source ("out")? Per fold, a head is trained on the
@@ -168,6 +169,7 @@ def mid_end_features(tracks, cache: Path) -> np.ndarray:
             if (i + 1) % 100 == 0:
                 print(f"mid end: {i + 1}/{len(tracks)} clips", file=sys.stderr)
     out = np.stack(rows).astype(np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, track_id=np.array(ids), mid_end=out)
     return out
 
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"trunks": extra["trunks"], "C": c, "heads": head_rows(probe, c),
               "calibration": calibration_rows(probe, c)}
     if args.mid_end:
-        mid = mid_end_features(probe.tracks, args.features / "probe_mid_end.npz")
+        mid = mid_end_features(probe.tracks, args.features / "probes" / "mid_end.npz")
         report["mid_end"] = mid_end_rows(probe, probe.x, mid, c)
     text = json.dumps(report, indent=1)
     if args.json:
