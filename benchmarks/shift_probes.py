@@ -72,8 +72,9 @@ K = 10
 
 
 class Probe:
-    """The tracks with the shipped head's features ``x`` ``(N, D)``, labels
-    ``y`` ``(N,)``, ``split`` and ``source`` ``(N,)``."""
+    """The tracks with the shipped head's features ``x`` ``(N, D)`` (its
+    first ``vgg_dim`` columns MSD_vgg's), labels ``y``, ``split`` and
+    ``source`` ``(N,)``, and the LOSO ``folds``."""
 
     def __init__(self, dirs: Sequence[str | Path], feature_dir: str | Path, trunks: Sequence[str]):
         self.tracks = read_datasets(dirs)
@@ -96,6 +97,11 @@ def _weighted_logits(x_train, y_train, x_val, n_classes: int, c: float, weight: 
     out = np.full((len(x_val), n_classes), ABSENT_BIAS)
     out[:, clf.classes_] = clf.decision_function((x_val - mean) / scale)
     return out
+
+
+def _right(folds: Sequence[FoldLogits]) -> np.ndarray:
+    """``(n,)`` 1.0 where the argmax genre is right, over every fold's held-out tracks."""
+    return np.concatenate([f.logits.argmax(1) == f.y for f in folds]).astype(float)
 
 
 def cell_weights(source: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -132,7 +138,6 @@ def head_rows(p: Probe, shipped_c: float, cs: Sequence[float] = CS) -> list[dict
         return fit_linear_head(x[tr], p.y[tr], n, c=c).logits(x[va])
 
     rows = []
-    right = lambda fs: np.concatenate([f.logits.argmax(1) == f.y for f in fs]).astype(float)  # noqa: E731
     for kind in ("shipped", "per-source standardised", "source × genre balanced", "signed sqrt"):
         for c in sorted({*cs, shipped_c}):
             fl = [FoldLogits(f.held_out, logits(kind, c, f.train, f.val), p.y[f.val],
@@ -140,7 +145,7 @@ def head_rows(p: Probe, shipped_c: float, cs: Sequence[float] = CS) -> list[dict
             rows.append({"head": kind, "C": c, "mean": loso_report(fl)["mean"], "fl": fl})
     shipped = next(r["fl"] for r in rows if r["head"] == "shipped" and r["C"] == shipped_c)
     for r in rows:
-        delta, ci = mean_diff_ci(right(r.pop("fl")) - right(shipped), 2000, 0)
+        delta, ci = mean_diff_ci(_right(r.pop("fl")) - _right(shipped), 2000, 0)
         r.update(delta_accuracy=delta, ci95=ci)
     return rows
 
@@ -179,7 +184,6 @@ def mid_end_rows(p: Probe, base: np.ndarray, mid: np.ndarray, shipped_c: float, 
     """LOSO rows of the mid end alone and beside ``base`` (the shipped
     features) or beside MSD_vgg's part of it (its first ``vgg_dim`` columns)."""
     n, rows = len(p.labels), []
-    right = lambda fs: np.concatenate([f.logits.argmax(1) == f.y for f in fs]).astype(float)  # noqa: E731
 
     def folds_of(x, c):
         return [FoldLogits(f.held_out, fit_linear_head(x[f.train], p.y[f.train], n, c=c).logits(x[f.val]),
@@ -191,7 +195,7 @@ def mid_end_rows(p: Probe, base: np.ndarray, mid: np.ndarray, shipped_c: float, 
     for name, x in sets.items():
         for c in cs:
             fl = folds_of(x.astype(np.float64), c)
-            delta, ci = mean_diff_ci(right(fl) - right(shipped), 2000, 0)
+            delta, ci = mean_diff_ci(_right(fl) - _right(shipped), 2000, 0)
             rows.append({"features": name, "C": c, "mean": loso_report(fl)["mean"], "delta_accuracy": delta,
                          "ci95": ci})
     return rows
