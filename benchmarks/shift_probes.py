@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -61,7 +62,7 @@ from scipy.special import log_softmax, softmax
 
 from core.datasets import genres_of, read_datasets
 from core.training.calibration import ece_sampling_floor, expected_calibration_error, fit_temperature, log_loss
-from core.training.linear_head import ABSENT_BIAS, LinearHead, fit_linear_head, standardiser
+from core.training.linear_head import LinearHead, fit_linear_head, standardiser
 from core.training.loso import loso_folds
 from core.training.loso_data import read_trunk_file
 from core.training.loso_eval import FoldLogits, loso_report, seen_genres
@@ -89,14 +90,27 @@ class Probe:
         self.folds = loso_folds(self.tracks)
 
 
-def _weighted_logits(x_train, y_train, x_val, n_classes: int, c: float, weight: np.ndarray) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
+Fit = Callable[[np.ndarray, np.ndarray], np.ndarray]    # (train rows, held-out rows) → held-out logits
 
-    mean, scale = standardiser(x_train)
-    clf = LogisticRegression(C=c, max_iter=3000).fit((x_train - mean) / scale, y_train, sample_weight=weight)
-    out = np.full((len(x_val), n_classes), ABSENT_BIAS)
-    out[:, clf.classes_] = clf.decision_function((x_val - mean) / scale)
-    return out
+
+def fold_logits(p: Probe, fit: Fit) -> list[FoldLogits]:
+    """Every LOSO fold's held-out logits from ``fit``."""
+    return [FoldLogits(f.held_out, fit(f.train, f.val), p.y[f.val], seen_genres(p.y[f.train], p.y[f.val]))
+            for f in p.folds]
+
+
+def linear(p: Probe, x: np.ndarray, c: float, weights: Callable[[np.ndarray], np.ndarray] | None = None) -> Fit:
+    """The shipped head's fit (:func:`fit_linear_head`) on features ``x``;
+    ``weights``: training rows → sample weights, in place of balanced genres."""
+    return lambda tr, va: fit_linear_head(x[tr], p.y[tr], len(p.labels), c=c,
+                                          sample_weight=None if weights is None else weights(tr)).logits(x[va])
+
+
+def _row(fl: Sequence[FoldLogits], shipped: Sequence[FoldLogits], **keys) -> dict:
+    """``keys``, the LOSO mean of ``fl`` and its accuracy minus ``shipped``'s
+    over every held-out track, with a paired bootstrap 95 % interval."""
+    delta, ci = mean_diff_ci(_right(fl) - _right(shipped), 2000, 0)
+    return {**keys, "mean": loso_report(fl)["mean"], "delta_accuracy": delta, "ci95": ci}
 
 
 def _right(folds: Sequence[FoldLogits]) -> np.ndarray:
@@ -122,32 +136,23 @@ def per_source_standardised(x: np.ndarray, source: np.ndarray) -> np.ndarray:
     return out
 
 
-def head_rows(p: Probe, shipped_c: float, cs: Sequence[float] = CS) -> list[dict]:
+def head_rows(p: Probe, shipped: Sequence[FoldLogits], shipped_c: float, cs: Sequence[float] = CS) -> list[dict]:
     """The heads of the module docstring, each at every ``C`` of ``cs`` and
-    ``shipped_c``; deltas against the shipped head at ``shipped_c``."""
-    n = len(p.labels)
-
-    def logits(kind: str, c: float, tr: np.ndarray, va: np.ndarray) -> np.ndarray:
-        if kind == "source × genre balanced":
-            return _weighted_logits(p.x[tr], p.y[tr], p.x[va], n, c, cell_weights(p.source[tr], p.y[tr]))
-        x = {"shipped": p.x, "signed sqrt": np.sign(p.x) * np.sqrt(np.abs(p.x))}.get(kind)
-        if x is None:     # per-source standardised: each fold's training and held-out rows apart
+    ``shipped_c``; deltas against ``shipped`` (the shipped head's fold logits)."""
+    def per_source(c: float) -> Fit:     # each fold's training and held-out rows standardised apart
+        def fit(tr: np.ndarray, va: np.ndarray) -> np.ndarray:
             x = np.empty_like(p.x)
             for rows in (tr, va):
                 x[rows] = per_source_standardised(p.x[rows], p.source[rows])
-        return fit_linear_head(x[tr], p.y[tr], n, c=c).logits(x[va])
+            return linear(p, x, c)(tr, va)
+        return fit
 
-    rows = []
-    for kind in ("shipped", "per-source standardised", "source × genre balanced", "signed sqrt"):
-        for c in sorted({*cs, shipped_c}):
-            fl = [FoldLogits(f.held_out, logits(kind, c, f.train, f.val), p.y[f.val],
-                             seen_genres(p.y[f.train], p.y[f.val])) for f in p.folds]
-            rows.append({"head": kind, "C": c, "mean": loso_report(fl)["mean"], "fl": fl})
-    shipped = next(r["fl"] for r in rows if r["head"] == "shipped" and r["C"] == shipped_c)
-    for r in rows:
-        delta, ci = mean_diff_ci(_right(r.pop("fl")) - _right(shipped), 2000, 0)
-        r.update(delta_accuracy=delta, ci95=ci)
-    return rows
+    heads = {"shipped": lambda c: linear(p, p.x, c),
+             "per-source standardised": per_source,
+             "source × genre balanced": lambda c: linear(p, p.x, c, lambda tr: cell_weights(p.source[tr], p.y[tr])),
+             "signed sqrt": lambda c: linear(p, np.sign(p.x) * np.sqrt(np.abs(p.x)), c)}
+    return [_row(fold_logits(p, make(c)), shipped, head=kind, C=c)
+            for kind, make in heads.items() for c in sorted({*cs, shipped_c})]
 
 
 def mid_end_features(tracks, cache: Path) -> np.ndarray:
@@ -157,7 +162,6 @@ def mid_end_features(tracks, cache: Path) -> np.ndarray:
 
     from core.audio.features import normalise_level
     from core.models.msd import patches
-    from core.models.musicnn import Musicnn
     from core.models.trunks import clip_logmel, shared_bank
 
     ids = [t.track_id for t in tracks]
@@ -169,8 +173,8 @@ def mid_end_features(tracks, cache: Path) -> np.ndarray:
     net, rows = bank.models["msd_musicnn"], []
     with torch.inference_mode():
         for i, t in enumerate(tracks):
-            front = net.front(patches(normalise_level(clip_logmel(t.path)[None], bank.cfg)))
-            rows.append(net.pool_bn(Musicnn.pooled(net, front)).float().mean(0).numpy())
+            rows.append(net.mid_end(patches(normalise_level(clip_logmel(t.path)[None], bank.cfg))).float()
+                        .mean(0).numpy())
             if (i + 1) % 100 == 0:
                 print(f"mid end: {i + 1}/{len(tracks)} clips", file=sys.stderr)
     out = np.stack(rows).astype(np.float32)
@@ -179,26 +183,15 @@ def mid_end_features(tracks, cache: Path) -> np.ndarray:
     return out
 
 
-def mid_end_rows(p: Probe, base: np.ndarray, mid: np.ndarray, shipped_c: float, cs: Sequence[float] = CS
+def mid_end_rows(p: Probe, mid: np.ndarray, shipped: Sequence[FoldLogits], cs: Sequence[float] = CS
                  ) -> list[dict]:
-    """LOSO rows of the mid end alone and beside ``base`` (the shipped
-    features) or beside MSD_vgg's part of it (its first ``vgg_dim`` columns)."""
-    n, rows = len(p.labels), []
-
-    def folds_of(x, c):
-        return [FoldLogits(f.held_out, fit_linear_head(x[f.train], p.y[f.train], n, c=c).logits(x[f.val]),
-                           p.y[f.val], seen_genres(p.y[f.train], p.y[f.val])) for f in p.folds]
-
-    shipped = folds_of(base, shipped_c)
-    sets = {"mid end": mid, "MSD_vgg + mid end": np.concatenate([base[:, :p.vgg_dim], mid], 1),
-            "shipped + mid end": np.concatenate([base, mid], 1)}
-    for name, x in sets.items():
-        for c in cs:
-            fl = folds_of(x.astype(np.float64), c)
-            delta, ci = mean_diff_ci(_right(fl) - _right(shipped), 2000, 0)
-            rows.append({"features": name, "C": c, "mean": loso_report(fl)["mean"], "delta_accuracy": delta,
-                         "ci95": ci})
-    return rows
+    """LOSO rows of the mid end alone and beside the shipped features or
+    beside MSD_vgg's part of them (the first ``vgg_dim`` columns); deltas
+    against ``shipped``."""
+    mid = mid.astype(np.float64)
+    sets = {"mid end": mid, "MSD_vgg + mid end": np.concatenate([p.x[:, :p.vgg_dim], mid], 1),
+            "shipped + mid end": np.concatenate([p.x, mid], 1)}
+    return [_row(fold_logits(p, linear(p, x, c)), shipped, features=name, C=c) for name, x in sets.items() for c in cs]
 
 
 def knn_distance(head: LinearHead, x_train: np.ndarray, x: np.ndarray, k: int = K) -> np.ndarray:
@@ -209,22 +202,30 @@ def knn_distance(head: LinearHead, x_train: np.ndarray, x: np.ndarray, k: int = 
     return np.sqrt(np.maximum(np.sort(d2, 1)[:, :k], 0)).mean(1) / np.sqrt(x.shape[1])
 
 
-Scale = Callable[[np.ndarray, np.ndarray], np.ndarray]     # (logits, d) → scaled logits
+@dataclass(frozen=True)
+class LogitScale:
+    """``logits (n, G)``, distances ``d (n,)`` → logits × exp(a + b·d)."""
+
+    a: float
+    b: float = 0.0
+
+    @property
+    def params(self) -> tuple[float, float]:
+        return self.a, self.b
+
+    def __call__(self, logits: np.ndarray, d: np.ndarray) -> np.ndarray:
+        return logits * np.exp(self.a + self.b * d)[:, None]
 
 
-def fit_scale(parts: Sequence[dict], distance: bool) -> Scale:
-    """Logits × exp(a + b·d): b = 0 and a = −log T for a temperature
-    (``distance`` False), both fitted otherwise, on the tracks of seen genres
-    in ``parts`` (dicts with logits, y, seen, d). ``.params``: (a, b)."""
+def fit_scale(parts: Sequence[dict], distance: bool) -> LogitScale:
+    """A temperature (b = 0, a = −log T; ``distance`` False) or both a and b,
+    fitted on the tracks of seen genres in ``parts`` (dicts with logits, y, seen, d)."""
     lg, y, d = (np.concatenate([q[k][q["seen"]] for q in parts]) for k in ("logits", "y", "d"))
     if not distance:
-        a, b = -np.log(fit_temperature(lg, y)), 0.0
-    else:
-        nll = lambda v: -log_softmax(lg * np.exp(v[0] + v[1] * d)[:, None], 1)[np.arange(len(y)), y].mean()  # noqa: E731
-        a, b = minimize(nll, np.zeros(2), method="Nelder-Mead").x
-    scale = lambda logits, dd: logits * np.exp(a + b * dd)[:, None]  # noqa: E731
-    scale.params = (float(a), float(b))
-    return scale
+        return LogitScale(float(-np.log(fit_temperature(lg, y))))
+    nll = lambda v: -log_softmax(lg * np.exp(v[0] + v[1] * d)[:, None], 1)[np.arange(len(y)), y].mean()  # noqa: E731
+    a, b = minimize(nll, np.zeros(2), method="Nelder-Mead").x
+    return LogitScale(float(a), float(b))
 
 
 def _scored(probs: np.ndarray, y: np.ndarray) -> dict:
@@ -254,8 +255,10 @@ def calibration_rows(p: Probe, c: float) -> dict:
     out = {}
     for name, (kinds, distance) in MAPS.items():
         rows = {}
+        cross = {f.held_out: fit_scale([o for o in parts if o["fold"] != f.held_out and o["kind"] in kinds], distance)
+                 for f in p.folds}
         for q in parts:
-            scale = fit_scale([o for o in parts if o["fold"] != q["fold"] and o["kind"] in kinds], distance)
+            scale = cross[q["fold"]]
             rows[f"{q['fold']} {q['kind']}"] = {**_scored(softmax(scale(q["logits"], q["d"]), 1), q["y"]),
                                                 "mean_distance": float(q["d"].mean()), "a_b": scale.params}
         scale, d = fit_scale([o for o in parts if o["kind"] in kinds], distance), knn_distance(final, p.x[tr], p.x[te])
@@ -267,7 +270,8 @@ def calibration_rows(p: Probe, c: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from safetensors import safe_open
+    from core.config import shared_data_dirs
+    from core.models.artifacts import model_extra
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.shift_probes", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", action="append", default=None, help="data folder (default ../shared/data/*)")
@@ -276,15 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mid-end", action="store_true", help="also the MSD_musicnn mid-end probe (decodes every clip)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    with safe_open(str(args.artifacts / "fused_trunks.safetensors"), "np") as f:
-        extra = json.loads(f.metadata()["extra"])
-    dirs = args.data or sorted(str(d) for d in Path("../shared/data").iterdir() if d.is_dir())
-    probe, c = Probe(dirs, args.features, extra["trunks"]), float(extra["C"])
-    report = {"trunks": extra["trunks"], "C": c, "heads": head_rows(probe, c),
+    extra = model_extra("fused_trunks", args.artifacts)
+    probe, c = Probe(args.data or shared_data_dirs(), args.features, extra["trunks"]), float(extra["C"])
+    shipped = fold_logits(probe, linear(probe, probe.x, c))
+    report = {"trunks": extra["trunks"], "C": c, "heads": head_rows(probe, shipped, c),
               "calibration": calibration_rows(probe, c)}
     if args.mid_end:
         mid = mid_end_features(probe.tracks, args.features / "probes" / "mid_end.npz")
-        report["mid_end"] = mid_end_rows(probe, probe.x, mid, c)
+        report["mid_end"] = mid_end_rows(probe, mid, shipped)
     text = json.dumps(report, indent=1)
     if args.json:
         args.json.write_text(text)

@@ -24,18 +24,7 @@ from benchmarks.browser import async_chromium, streamlit_server
 from benchmarks.first_run import app_env
 from benchmarks.load import catalog_size
 from benchmarks.load_user import UserLog, Walker
-from core.procs import child_processes, tree_cpu_seconds
-
-
-def cpu_s(procs) -> float:
-    """CPU seconds (user + system) of ``procs``, skipping any that exited meanwhile."""
-    total = 0.0
-    for p in procs:
-        try:
-            total += sum(p.cpu_times()[:2])
-        except psutil.Error:
-            continue
-    return total
+from core.procs import child_processes, cpu_seconds_of, tree_cpu_seconds
 
 
 def _is_chromium(p) -> bool:
@@ -47,7 +36,7 @@ def _is_chromium(p) -> bool:
 
 def chromium_cpu_s() -> float:
     """CPU seconds of the Chromium processes this process started (through Playwright)."""
-    return cpu_s(p for p in child_processes(tracker=True) if _is_chromium(p))
+    return cpu_seconds_of(p for p in child_processes(tracker=True) if _is_chromium(p))
 
 
 def tree_cpu_s(proc: psutil.Process) -> float:

@@ -29,7 +29,7 @@ import os
 import threading
 import time
 from contextvars import ContextVar
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 POLL_S = 0.5
 # multiprocessing's per-owner helper processes, as their command lines name them.
@@ -168,11 +168,19 @@ def tree_cpu_seconds(pid: int | None = None, reaped: bool = True) -> float:
         procs = [psutil.Process(pid), *child_processes(pid, tracker=True)]
     except psutil.Error:              # pid is gone
         return 0.0
+    return cpu_seconds_of(procs, reaped)
+
+
+def cpu_seconds_of(procs: Iterable, reaped: bool = False) -> float:
+    """CPU seconds (user + system) of the psutil processes ``procs``, skipping
+    any that exited meanwhile; with ``reaped``, also what each has reaped."""
+    import psutil
+
     total = 0.0
     for p in procs:
         try:
             t = p.cpu_times()
-        except psutil.Error:          # exited meanwhile
+        except psutil.Error:
             continue
         total += t.user + t.system + (t.children_user + t.children_system if reaped else 0.0)
     return total

@@ -137,10 +137,14 @@ class Musicnn(nn.Module):
         h = torch.cat(layers, 1)
         return torch.stack([h.amax(2), h.mean(2)], 2).flatten(1)
 
+    def mid_end(self, patch: torch.Tensor) -> torch.Tensor:
+        """Patch ``(B, 1, 96, T)`` → the pooled mid end after its batch norm
+        ``(B, 1506)``, the dense layer's input."""
+        return self.pool_bn(self.pooled(self.front(patch)))
+
     def embed(self, patch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Patch ``(B, 1, 96, T)`` → (penultimate ``(B, 200)``, logits ``(B, 50)``)."""
-        p = self.pool_bn(self.pooled(self.front(patch)))
-        pen = self.dense_bn(F.relu(self.dense(p)))
+        pen = self.dense_bn(F.relu(self.dense(self.mid_end(patch))))
         return pen, self.out(pen)
 
     def forward(self, patch: torch.Tensor) -> torch.Tensor:

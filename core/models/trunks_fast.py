@@ -189,13 +189,8 @@ class FastMusicnn(nn.Module):
         x = patch.float()[:, 0] * self.in_s + self.in_t                  # (B, 96, T)
         return torch.cat([br(x, self.bfloat16) for br in (*self.timbral, *self.temporal)], 1)
 
-    def embed(self, patch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        p = self.pool_bn(Musicnn.pooled(self, self.front(patch)))
-        pen = self.dense_bn(F.relu(self.dense(p)))
-        return pen, self.out(pen)
-
-    def forward(self, patch: torch.Tensor) -> torch.Tensor:
-        return self.embed(patch)[1]
+    # The mid and back end as Musicnn runs them, on this front end.
+    pooled, mid_end, embed, forward = Musicnn.pooled, Musicnn.mid_end, Musicnn.embed, Musicnn.forward
 
 
 class _Autocast(nn.Module):

@@ -46,10 +46,12 @@ def standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_linear_head(x: np.ndarray, y: np.ndarray, n_classes: int, c: float = 0.1,
-                    seed: int = 0, max_iter: int = 3000) -> LinearHead:
+                    seed: int = 0, max_iter: int = 3000, sample_weight: np.ndarray | None = None
+                    ) -> LinearHead:
     """Standardise ``x`` ``(N, D)`` on itself and fit an L2 multinomial logistic
     regression (inverse strength ``c``) to ``y`` ``(N,)`` in ``[0, n_classes)``;
-    classes are weighted as balanced. Needs ≥ 2 classes present."""
+    classes are weighted as balanced, unless ``sample_weight`` ``(N,)`` weights
+    the rows instead. Needs ≥ 2 classes present."""
     from sklearn.linear_model import LogisticRegression
 
     x = np.asarray(x, np.float64)
@@ -60,8 +62,9 @@ def fit_linear_head(x: np.ndarray, y: np.ndarray, n_classes: int, c: float = 0.1
     if x.ndim != 2 or len(x) != len(y):
         raise HeadError(f"features {x.shape} do not match {len(y)} labels")
     mean, scale = standardiser(x)
-    clf = LogisticRegression(C=c, max_iter=max_iter, class_weight="balanced", random_state=seed)
-    clf.fit((x - mean) / scale, y)
+    clf = LogisticRegression(C=c, max_iter=max_iter, random_state=seed,
+                             class_weight="balanced" if sample_weight is None else None)
+    clf.fit((x - mean) / scale, y, sample_weight=sample_weight)
     weight = np.zeros((n_classes, x.shape[1]))
     bias = np.full(n_classes, ABSENT_BIAS)
     if len(clf.classes_) == 2:   # sklearn keeps one row: the log-odds of the second class
