@@ -25,7 +25,7 @@ from core.config import shared_data_dirs
 def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) -> dict:
     """Every measurement; returns the JSON-ready report."""
 
-    from core.models.optimise import use_bfloat16
+    from core.models.optimise import use_bfloat16, use_int8
 
     if cfg.only_library:
         return library_only(cfg, log)
@@ -52,6 +52,8 @@ def run_bench(cfg: BenchConfig, log: Log = lambda s: print(s, file=sys.stderr)) 
                            "embedding_dims": {n: int(m.embedding_dim) for n, m in models.items()},
                            # Whether the inference copies ran their conv layers in bfloat16.
                            "bfloat16": use_bfloat16(),
+                           # Whether the musicnn trunks' front end ran in int8.
+                           "int8": use_int8(),
                            # Untrained heads standing in for models on --with-trunks (benchmarks.standin);
                            # not in the cold-classify, first-run, load or library entries (those load artifacts/).
                            "standins": [n for n in models if n not in shipped]},

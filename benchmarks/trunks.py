@@ -4,8 +4,9 @@
 
 On real 30 s clips (the shared data, decoded and turned into log-mels once,
 outside the timing), one torch thread, in one run: CPU seconds per clip of
-each trunk as ported (plain float32), as the fast float32 copy and as the fast
-bfloat16 copy (where the CPU has native bfloat16), and what each copy costs
+each trunk as ported (plain float32), as the fast float32 copy, as the fast
+bfloat16 copy (where the CPU has native bfloat16) and with the musicnn trunks'
+front end in int8 (``fast_int8``; the VGGs as served), and what each copy costs
 in accuracy against the plain port at clip level (the outputs the head
 sees): max |Δ tag probability| and the minimum cosine of the pooled
 features. Also the cost of using every other 3 s patch (5 of 10).
@@ -48,7 +49,7 @@ def bench_trunks(n_clips: int = 12, repeats: int = 2, dirs=None) -> dict:
     (data folders read by :func:`core.datasets.read_datasets`; default ../shared/data)."""
     from core.config import shared_data_dirs
     from core.datasets import read_datasets
-    from core.models.optimise import cpu_has_bfloat16, torch_threads
+    from core.models.optimise import cpu_has_bfloat16, cpu_prefers_int8, torch_threads, use_int8
     from core.models.trunks import TRUNKS, TrunkBank, clip_logmel
     tracks = sorted(read_datasets(dirs or shared_data_dirs()), key=lambda t: t.track_id)
     if not tracks:
@@ -56,11 +57,14 @@ def bench_trunks(n_clips: int = 12, repeats: int = 2, dirs=None) -> dict:
     pick = [tracks[i] for i in np.linspace(0, len(tracks) - 1, n_clips).astype(int)]
     mel = torch.stack([clip_logmel(t.path) for t in pick])              # (N, 1, 96, 1872)
     half = torch.cat([mel[..., i * 187:(i + 1) * 187] for i in range(0, 10, 2)], -1)
-    banks = {"plain_float32": TrunkBank(fast=False), "fast_float32": TrunkBank(bfloat16=False)}
+    banks = {"plain_float32": TrunkBank(fast=False), "fast_float32": TrunkBank(bfloat16=False, int8=False)}
     if cpu_has_bfloat16():
-        banks["fast_bfloat16"] = TrunkBank(bfloat16=True)
+        banks["fast_bfloat16"] = TrunkBank(bfloat16=True, int8=False)
+    # The musicnn trunks' front end in int8 (the VGGs as in the bfloat16 / float32 copy).
+    banks["fast_int8"] = TrunkBank(bfloat16=cpu_has_bfloat16(), int8=True)
     report = {"clips": n_clips, "patches_per_clip": 10, "threads": 1, "repeats": repeats,
               "load_1min": os.getloadavg()[0], "cpu_native_bfloat16": cpu_has_bfloat16(),
+              "cpu_prefers_int8": cpu_prefers_int8(),
               "cpu_s_per_clip": {}, "accuracy_cost_vs_plain_float32": {}}
     with torch_threads(1), torch.inference_mode():
         ref = _clip_level(banks["plain_float32"], mel)
@@ -71,7 +75,7 @@ def bench_trunks(n_clips: int = 12, repeats: int = 2, dirs=None) -> dict:
             report["cpu_s_per_clip"][kind]["all"] = sum(report["cpu_s_per_clip"][kind].values())
             if kind != "plain_float32":
                 report["accuracy_cost_vs_plain_float32"][kind] = _cost(ref, _clip_level(bank, mel))
-        served = banks.get("fast_bfloat16", banks["fast_float32"])
+        served = banks["fast_int8"] if use_int8() else banks.get("fast_bfloat16", banks["fast_float32"])
         report["accuracy_cost_vs_plain_float32"]["every_other_patch_served"] = _cost(ref, _clip_level(served, half))
     report["load_1min_after"] = os.getloadavg()[0]
     return report

@@ -136,7 +136,7 @@ class TrainConfig:
         return d
 
 
-BFLOAT16_MODES = ("auto", "on", "off")
+PRECISION_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -150,16 +150,26 @@ class InferenceConfig:
     ``$GENRE_BFLOAT16`` (``python -m core --precision`` sets it). The val
     accuracy it costs is measured and stated in
     :func:`~core.models.optimise.optimise_for_inference`.
+
+    ``int8``: ``"auto"`` (default) runs the musicnn trunks' front-end
+    products in int8 (:class:`~core.models.trunks_fast.FastMusicnn`) where
+    the CPU has int8 dot products (VNNI) and no AMX (whose bfloat16 tiles
+    were not measured against it); ``"on"`` / ``"off"`` force it; default
+    from ``$GENRE_INT8``. Its cost on leave-one-source-out val is stated in
+    :func:`~core.models.optimise.use_int8`.
     """
 
     bfloat16: str = field(default_factory=lambda: os.environ.get("GENRE_BFLOAT16", "auto").strip().lower())
+    int8: str = field(default_factory=lambda: os.environ.get("GENRE_INT8", "auto").strip().lower())
 
     def __post_init__(self):
-        mode = {"1": "on", "true": "on", "yes": "on", "bfloat16": "on",
-                "0": "off", "false": "off", "no": "off", "float32": "off"}.get(self.bfloat16, self.bfloat16)
-        object.__setattr__(self, "bfloat16", mode)
-        if self.bfloat16 not in BFLOAT16_MODES:
-            raise ValueError(f"bfloat16 must be one of {BFLOAT16_MODES}, got {self.bfloat16!r}")
+        for name in ("bfloat16", "int8"):
+            value = getattr(self, name)
+            mode = {"1": "on", "true": "on", "yes": "on", name: "on",
+                    "0": "off", "false": "off", "no": "off", "float32": "off"}.get(value, value)
+            object.__setattr__(self, name, mode)
+            if mode not in PRECISION_MODES:
+                raise ValueError(f"{name} must be one of {PRECISION_MODES}, got {value!r}")
 
 
 @dataclass

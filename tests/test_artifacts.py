@@ -66,6 +66,7 @@ def test_no_models_is_empty(tmp_path):
 def test_optimised_serving_models_match(tiny_artifacts, tone_wav, monkeypatch):
     from core.audio.load import load
     monkeypatch.setenv("GENRE_BFLOAT16", "off")   # float32 is exact; bfloat16's tolerance: test_optimise
+    monkeypatch.setenv("GENRE_INT8", "off")
     plain = load_models(tiny_artifacts)
     fast = load_models(tiny_artifacts, optimise=True)
     wave = load(tone_wav, plain["cnn"].cfg)

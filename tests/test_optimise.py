@@ -19,7 +19,7 @@ from core.models import MODELS, build_model
 from core.models.inference import predict_all
 from core.models.msd import MSD_FEATURES, MSDTrunk
 from core.models.msd_fast import FastMSDTrunk
-from core.models.optimise import BFloat16, optimise_for_inference
+from core.models.optimise import BFloat16, optimise_for_inference, use_int8
 
 # Stated tolerance of a bfloat16 copy against the plain float32 model, per
 # track: probabilities within 0.03 (the shipped models on the val split:
@@ -190,8 +190,12 @@ def test_cli_precision_flag_sets_the_switch(monkeypatch, tiny_artifacts, tone_wa
     from core.cli.main import main
 
     monkeypatch.setenv("GENRE_BFLOAT16", "auto")     # restored after the test
+    monkeypatch.setenv("GENRE_INT8", "auto")
     assert main(["--precision", "float32", "classify", str(tone_wav), "--artifacts", str(tiny_artifacts)]) == 0
     import os
 
     assert os.environ["GENRE_BFLOAT16"] == "off" and InferenceConfig().bfloat16 == "off"
+    assert os.environ["GENRE_INT8"] == "off" and InferenceConfig().int8 == "off"
+    assert main(["--precision", "int8", "classify", str(tone_wav), "--artifacts", str(tiny_artifacts)]) == 0
+    assert InferenceConfig() == InferenceConfig("on", "on") and use_int8()
     assert '"cnn_top"' in capsys.readouterr().out

@@ -28,7 +28,7 @@ from core.models.musicnn import (
 from core.models.tf_checkpoint import read_checkpoint, write_checkpoint
 from core.models.trunk_model import TrunkGenreModel
 from core.models.trunks import TRUNKS, TrunkBank, trunk_outputs
-from core.models.trunks_fast import FastMusicnn
+from core.models.trunks_fast import FastMusicnn, quantise_patches
 
 
 def _wheel():
@@ -181,13 +181,57 @@ def test_fast_musicnn_bfloat16_branches_close_to_float32(musicnn):
     with torch.no_grad():
         xx = x[:, 0] * f32.in_s + f32.in_t
         for a, b in zip((*f32.timbral, *f32.temporal), (*bf.timbral, *bf.temporal)):
-            ya, yb = a(xx, False), b(xx, True)
+            ya, yb = a(xx, "float32"), b(xx, "bfloat16")
             assert ya.shape == yb.shape == (2, a.w.shape[0], PATCH_FRAMES) and yb.dtype == torch.float32
             assert (ya - yb).abs().max() <= 0.02 * ya.abs().max()
         _, l0 = musicnn.embed(x)
         _, l1 = bf.embed(x)
     assert l1.shape == (2, 50)
     assert (torch.sigmoid(l0) - torch.sigmoid(l1)).abs().max() < 0.03
+
+
+def test_quantise_patches_round_trips_within_half_a_step():
+    """Each patch gets its own affine int8 grid: every value comes back within
+    half a step, 0 (the products' zero padding) too, and a silent patch is 0."""
+    v = torch.randn(4, 7, 9) * torch.tensor([0.1, 1.0, 10.0, 0.0])[:, None, None] + 3.0
+    q, scale, zero = quantise_patches(v)
+    assert q.dtype == torch.int8 and q.shape == v.shape and int(q.abs().max()) <= 127
+    assert scale.shape == zero.shape == (4,) and len(set(scale.tolist())) == 4
+    step = scale[:, None, None]
+    assert ((q.float() * step + zero[:, None, None] - v).abs() <= step / 2 + 1e-6).all()
+    assert ((torch.round(-zero / scale) * scale + zero).abs() <= scale / 2 + 1e-6).all()
+    assert (quantise_patches(torch.zeros(2, 5))[0] == 0).all()
+
+
+def test_fast_musicnn_int8_close_to_float32_and_each_patch_on_its_own(musicnn):
+    """The int8 products compute each front-end branch within int8 rounding of
+    float32 and the tags within 0.05 of the plain port (real weights on real
+    clips: ≤ 0.030 against bfloat16, core.models.optimise.use_int8); a patch's
+    outputs do not depend on the patches batched with it."""
+    torch.manual_seed(2)
+    x = torch.randn(3, 1, 96, PATCH_FRAMES) + 1.0
+    x[2] *= 4.0                                  # a louder batch mate
+    f32, q8 = FastMusicnn(musicnn), FastMusicnn(musicnn, bfloat16=True, int8=True)
+    assert (f32.mode, q8.mode) == ("float32", "int8")
+    with torch.no_grad():
+        xx = x[:, 0] * f32.in_s + f32.in_t
+        for a, b in zip((*f32.timbral, *f32.temporal), (*q8.timbral, *q8.temporal)):
+            ya, yb = a(xx, "float32"), b(xx, "int8")
+            assert ya.shape == yb.shape == (3, a.w.shape[0], PATCH_FRAMES) and yb.dtype == torch.float32
+            assert (ya - yb).abs().max() <= 0.03 * ya.abs().max()
+        _, l0 = musicnn.embed(x)
+        p1, l1 = q8.embed(x)
+        p2, l2 = q8.embed(x[:1])
+    assert (torch.sigmoid(l0) - torch.sigmoid(l1)).abs().max() < 0.05
+    assert torch.allclose(p1[:1], p2, atol=1e-5) and torch.allclose(l1[:1], l2, atol=1e-5)
+
+
+def test_the_bank_key_names_the_int8_front_end(musicnn):
+    """Caches key on the precision: an int8 musicnn bank and a bfloat16 one
+    never share features."""
+    banks = [TrunkBank(models={"msd_musicnn": FastMusicnn(musicnn, bfloat16=True, int8=i8)}) for i8 in (False, True)]
+    assert [b.int8 for b in banks] == [False, True]
+    assert ":bf16:" in banks[0].key() and ":bf16+int8:" in banks[1].key()
 
 
 class _Stub(nn.Module):
@@ -299,7 +343,7 @@ def test_one_decode_and_one_logmel_feed_every_trunk(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def real_bank():
     _wheel()
-    return TrunkBank(bfloat16=False)
+    return TrunkBank(bfloat16=False, int8=False)
 
 
 @pytest.fixture(scope="module")
@@ -310,12 +354,14 @@ def served_bank():
 
 
 def test_bfloat16_bank_close_to_float32(real_bank, served_bank):
-    """The served copies in bfloat16 stay within 0.03 of float32 in every tag
-    probability (measured on real music: ≤ 0.0033, see README)."""
+    """The served copies in bfloat16 (and int8 musicnn front ends where the
+    CPU prefers them) stay within 0.03 of float32 in every tag probability
+    (measured on real music: ≤ 0.0033, see README; on these inputs int8
+    ≤ 0.005)."""
     bf = served_bank
     if not bf.bfloat16:
         pytest.skip("bfloat16 off here (no native bfloat16, or GENRE_BFLOAT16=off)")
-    assert bf.key() != real_bank.key() and ":bf16" in bf.key()
+    assert bf.key() != real_bank.key() and ":bf16" in bf.key() and not real_bank.int8
     rng = np.random.default_rng(0)
     mel = torch.from_numpy(rng.uniform(0, 2.5, (2, 1, 96, 2 * PATCH_FRAMES)).astype(np.float32))
     a, b = real_bank.run(mel), bf.run(mel)

@@ -225,12 +225,17 @@ def _model_names() -> list[str]:
     return list(MODELS)
 
 
+# --precision → ($GENRE_BFLOAT16, $GENRE_INT8) (core.config.InferenceConfig).
+PRECISIONS = {"auto": ("auto", "auto"), "int8": ("on", "on"), "bfloat16": ("on", "off"), "float32": ("off", "off")}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m core",
                                 description="Genre-aware music recommender (CNN / CRNN on log-mels).")
-    p.add_argument("--precision", choices=["auto", "bfloat16", "float32"], default=None,
-                   help="conv layers of the inference models in bfloat16 or float32 (default: "
-                        "$GENRE_BFLOAT16, else auto = bfloat16 where the CPU has it natively)")
+    p.add_argument("--precision", choices=list(PRECISIONS), default=None,
+                   help="conv layers of the inference models in bfloat16 or float32, and the musicnn trunks' "
+                        "front end also in int8 (default: $GENRE_BFLOAT16 / $GENRE_INT8, else auto = bfloat16 "
+                        "where the CPU has it natively, int8 where it has VNNI and no AMX)")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train one model on the train split, early-stopped on val")
@@ -307,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.precision:
         # The environment, so worker processes and every model copy see it.
-        os.environ["GENRE_BFLOAT16"] = {"auto": "auto", "bfloat16": "on", "float32": "off"}[args.precision]
+        os.environ["GENRE_BFLOAT16"], os.environ["GENRE_INT8"] = PRECISIONS[args.precision]
     try:
         return args.func(args)
     except GenreError as exc:

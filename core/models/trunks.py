@@ -136,11 +136,12 @@ CLIP_TRUNK = "msd_vgg"
 
 
 def load_trunk(spec: TrunkSpec, fast: bool = True, bfloat16: bool | None = None,
-               clip: bool = False) -> tuple[nn.Module, str]:
+               clip: bool = False, int8: bool | None = None) -> tuple[nn.Module, str]:
     """The port of ``spec`` with the wheel's weights, and the SHA-256 (16 hex)
     of those weights; ``fast``: its inference copy
     (:func:`core.models.trunks_fast.fast_tagger`, same outputs to ~1e-6 in
-    float32; ``bfloat16`` default :func:`~core.models.optimise.use_bfloat16`);
+    float32; ``bfloat16`` / ``int8`` default :func:`~core.models.optimise.use_bfloat16`
+    / :func:`~core.models.optimise.use_int8`);
     ``clip`` (:data:`CLIP_TRUNK` only): wrapped in
     :class:`~core.models.trunks_fast.ClipVGG` (blocks 1–4 once over the whole clip)."""
     from core.models.base import hash_state
@@ -153,7 +154,7 @@ def load_trunk(spec: TrunkSpec, fast: bool = True, bfloat16: bool | None = None,
         sha = trunk_digest(model.trunk)
     if fast:
         from core.models.trunks_fast import fast_tagger
-        model = fast_tagger(model, bfloat16=bfloat16)
+        model = fast_tagger(model, bfloat16=bfloat16, int8=int8)
     if sha is not None:
         from core.models.trunks_fast import ClipVGG
         model = ClipVGG(model, sha)
@@ -173,12 +174,15 @@ class TrunkBank:
     ``clip`` (default: ``fast``): MSD_vgg's blocks 1–4 run once over the whole
     clip (:class:`~core.models.trunks_fast.ClipVGG`), so served models share
     that pass with the MSD transfer models (:meth:`shared_trunk_key`).
+    ``int8``: the musicnn trunks' front end in int8 (default
+    :func:`~core.models.optimise.use_int8`); :attr:`int8` says whether any
+    tagger of the bank runs so.
     """
 
     def __init__(self, trunks: Sequence[str] | None = None, fast: bool = True,
                  bfloat16: bool | None = None, models: dict[str, nn.Module] | None = None,
                  patches: int | None = None, clip: bool | None = None, digests: dict[str, str] | None = None,
-                 cfg: FeatureConfig | None = None):
+                 cfg: FeatureConfig | None = None, int8: bool | None = None):
         from core.models.optimise import use_bfloat16
         self.specs = resolve(trunks if models is None else list(models))
         self.bfloat16 = bool(fast and (use_bfloat16() if bfloat16 is None else bfloat16))
@@ -186,9 +190,11 @@ class TrunkBank:
             self.models, self.digests = dict(models), dict(digests or {n: "given" for n in models})
         else:
             clip = fast if clip is None else bool(clip)
-            loaded = {s.name: load_trunk(s, fast=fast, bfloat16=self.bfloat16, clip=clip) for s in self.specs}
+            loaded = {s.name: load_trunk(s, fast=fast, bfloat16=self.bfloat16, clip=clip, int8=int8)
+                      for s in self.specs}
             self.models = {n: m for n, (m, _) in loaded.items()}
             self.digests = {n: d for n, (_, d) in loaded.items()}
+        self.int8 = any(getattr(m, "int8", False) is True for m in self.models.values())
         self.cfg = cfg or MSD_FEATURES
         if self.cfg.key() != MSD_FEATURES.key():
             raise ArtifactError("trunks need MSD_FEATURES log-mels (the input every trunk was trained on)")
@@ -205,15 +211,17 @@ class TrunkBank:
 
     def key(self) -> str:
         """Identifies the outputs: trunk names, their checkpoint digests and the
-        precision (bfloat16 changes tag probabilities by up to ~0.01), and the
-        patches per clip (:meth:`patch_key` without them). Caches key on it."""
+        precision (bfloat16 changes tag probabilities by up to ~0.01, the int8
+        musicnn front end by up to ~0.03), and the patches per clip
+        (:meth:`patch_key` without them). Caches key on it."""
         return self.patch_key() if self.patches is None else f"{self.patch_key()}:p{self.patches}"
 
     def patch_key(self) -> str:
         """Identifies the per-patch outputs (:meth:`patch_outputs`), whatever
         :attr:`patches`: also the level normalisation (``cfg.level_db``)."""
         h = hashlib.sha256(repr(sorted(self.digests.items())).encode()).hexdigest()[:12]
-        key = f"{'+'.join(self.names)}:{h}:{'bf16' if self.bfloat16 else 'f32'}{self.cfg.level_tag()}"
+        precision = ("bf16" if self.bfloat16 else "f32") + ("+int8" if self.int8 else "")
+        key = f"{'+'.join(self.names)}:{h}:{precision}{self.cfg.level_tag()}"
         return key + (":clip" if self._clip() is not None else "")
 
     def _clip(self):
@@ -289,25 +297,28 @@ _BANKS_LOCK = threading.Lock()
 
 
 def shared_bank(trunks: Sequence[str] | None = None, bfloat16: bool | None = None,
-                patches: int | None = None, fast: bool = True, cfg: FeatureConfig | None = None) -> TrunkBank:
-    """One :class:`TrunkBank` per process and (trunks, precision, ``fast``,
+                patches: int | None = None, fast: bool = True, cfg: FeatureConfig | None = None,
+                int8: bool | None = None) -> TrunkBank:
+    """One :class:`TrunkBank` per process and (trunks, precisions, ``fast``,
     patches, ``cfg``'s level): loading reads ~35 MB of checkpoints, so served
     models share it (banks that differ only in ``patches`` or level share the
     loaded taggers; ``fast=False``: the plain float32 ports as written, the
     naive baseline's). The bank holds no state that changes after construction."""
-    from core.models.optimise import use_bfloat16
+    from core.models.optimise import use_bfloat16, use_int8
     cfg = cfg or MSD_FEATURES
     bf16 = bool(fast and (use_bfloat16() if bfloat16 is None else bfloat16))
-    key = (tuple(s.name for s in resolve(trunks)), bf16, bool(fast), None if patches is None else int(patches),
+    i8 = bool(fast and (use_int8() if int8 is None else int8))
+    key = (tuple(s.name for s in resolve(trunks)), bf16, bool(fast), i8, None if patches is None else int(patches),
            cfg.input_key())
     with _BANKS_LOCK:
         if key not in _BANKS:
-            twin = next((b for k, b in _BANKS.items() if k[:3] == key[:3]), None)
+            twin = next((b for k, b in _BANKS.items() if k[:4] == key[:4]), None)
             if twin is None:
-                _BANKS[key] = TrunkBank(list(key[0]), fast=key[2], bfloat16=key[1], patches=key[3], cfg=cfg)
+                _BANKS[key] = TrunkBank(list(key[0]), fast=key[2], bfloat16=key[1], int8=key[3], patches=key[4],
+                                        cfg=cfg)
             else:
                 _BANKS[key] = TrunkBank(list(key[0]), fast=key[2], bfloat16=key[1], models=twin.models,
-                                        patches=key[3], digests=twin.digests, cfg=cfg)
+                                        patches=key[4], digests=twin.digests, cfg=cfg)
         return _BANKS[key]
 
 
