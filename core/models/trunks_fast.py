@@ -122,7 +122,8 @@ class _Timbral(_SignedBranch):
     in mel). One large product per block instead of a k-channel Conv1d; no
     im2col of every row's k × 7 window (only the 7 time shifts are copied).
     In float32 (no bfloat16 products) the k-channel Conv1d per block of
-    :data:`ROWS` rows is kept: it measured as fast or faster there."""
+    :data:`ROWS` rows is kept: it measured as fast or faster there. In int8
+    the same products read :func:`quantise_patches`' levels and ``wband8``."""
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d):
         super().__init__(conv, bn)
@@ -186,7 +187,7 @@ class _Temporal(_SignedBranch):
     one window of S + k − 1 input frames (a strided view, 1 + (k−1)/S copies
     of the input instead of im2col's k), times one weight ``(S + k − 1, S·C)``
     holding the kernel at each of the S offsets; a running maximum over blocks
-    of :data:`ROWS` mel rows."""
+    of :data:`ROWS` mel rows. In float32, bfloat16 or int8 (``wtoep8``)."""
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d):
         super().__init__(conv, bn)
