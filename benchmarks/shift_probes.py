@@ -151,8 +151,10 @@ def head_rows(p: Probe, shipped: Sequence[FoldLogits], shipped_c: float, cs: Seq
              "per-source standardised": per_source,
              "source × genre balanced": lambda c: linear(p, p.x, c, lambda tr: cell_weights(p.source[tr], p.y[tr])),
              "signed sqrt": lambda c: linear(p, np.sign(p.x) * np.sqrt(np.abs(p.x)), c)}
-    return [_row(fold_logits(p, make(c)), shipped, head=kind, C=c)
-            for kind, make in heads.items() for c in sorted({*cs, shipped_c})]
+    def folds(kind: str, c: float) -> list[FoldLogits]:    # the shipped head at its own C is ``shipped``
+        return shipped if (kind, c) == ("shipped", shipped_c) else fold_logits(p, heads[kind](c))
+
+    return [_row(folds(kind, c), shipped, head=kind, C=c) for kind in heads for c in sorted({*cs, shipped_c})]
 
 
 def mid_end_features(tracks, cache: Path) -> np.ndarray:

@@ -29,7 +29,7 @@ quantised on its own (affine, 255 levels over its range, so a clip's
 features do not depend on what it is batched with), each kernel per output
 channel (symmetric); the max over mel rows is taken on the int32 sums (the
 scales are positive), and the zero point's share (``zero × Σ kernel``) and
-the bias are added after it. See :class:`_SignedBranch`.
+the bias are added after it. See :meth:`_SignedBranch.output`.
 """
 
 from __future__ import annotations
@@ -94,23 +94,43 @@ class _SignedBranch(nn.Module):
         """Max-pooled conv ``(B, C, T)`` → the branch's output (float32)."""
         return torch.addcmul(self.t, torch.clamp(z.float(), self.lo, self.hi), self.s)
 
+    # Per mode, the names of the products' (bias, weight) buffers (bias None:
+    # int8, whose bias is added after the max in :meth:`output`).
+    WEIGHTS: dict[str, tuple[str | None, str]] = {}
+
+    def operand(self, xp: torch.Tensor, mode: str) -> tuple[torch.Tensor, tuple | None]:
+        """The padded input → the products' operand in ``mode`` and, in int8,
+        its per-patch ``(scale, zero)`` (:func:`quantise_patches`)."""
+        if mode == "int8":
+            q, scale, zero = quantise_patches(xp)
+            return q, (scale, zero)
+        return xp.to(torch.bfloat16 if mode == "bfloat16" else torch.float32), None
+
+    def product(self, a: torch.Tensor, mode: str) -> torch.Tensor:
+        """One block's matrix product in ``mode`` (int8: int32 sums, no bias)."""
+        bias, w = self.WEIGHTS[mode]
+        w = getattr(self, w)
+        return torch._int_mm(a, w) if bias is None else torch.addmm(getattr(self, bias), a, w)
+
+    def output(self, z: torch.Tensor, quant: tuple | None) -> torch.Tensor:
+        """Max-pooled products ``(B, T, C)`` → the branch's output ``(B, C, T)``.
+        In int8 (``quant`` = the operand's ``(scale, zero)``): ``z·scale·wscale +
+        zero·wsum + bias`` first (a positive per-patch, per-channel scale and a
+        per-channel offset commute with the max)."""
+        if quant is not None:
+            scale, zero = quant
+            z = z.float() * (scale[:, None, None] * self.wscale) + (zero[:, None, None] * self.wsum + self.bias)
+        return self.side(z.transpose(1, 2))
+
     def int8_kernel(self, kernel: torch.Tensor) -> torch.Tensor:
         """The kernel as the products read it, ``(K, C)`` → its per-channel
         int8 levels (integer-valued float, same shape); keeps the scales
-        ``(C,)`` and the dequantised kernel's sum per channel for :meth:`side_int8`."""
+        ``(C,)`` and the dequantised kernel's sum per channel for :meth:`output`."""
         scale = kernel.abs().amax(0).clamp(min=1e-12) / 127
         levels = torch.round(kernel / scale)
         self.register_buffer("wscale", scale.contiguous(), persistent=False)
         self.register_buffer("wsum", (levels * scale).sum(0).contiguous(), persistent=False)
         return levels
-
-    def side_int8(self, z: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
-        """Max-pooled int32 sums ``(B, T, C)`` of :func:`quantise_patches`'
-        levels → the branch's output ``(B, C, T)``: ``z·scale·wscale +
-        zero·wsum + bias`` (a positive per-patch, per-channel scale and a
-        per-channel offset commute with the max)."""
-        y = z.float() * (scale[:, None, None] * self.wscale) + (zero[:, None, None] * self.wsum + self.bias)
-        return self.side(y.transpose(1, 2))
 
 
 class _Timbral(_SignedBranch):
@@ -124,6 +144,8 @@ class _Timbral(_SignedBranch):
     In float32 (no bfloat16 products) the k-channel Conv1d per block of
     :data:`ROWS` rows is kept: it measured as fast or faster there. In int8
     the same products read :func:`quantise_patches`' levels and ``wband8``."""
+
+    WEIGHTS = {"bfloat16": ("bband16", "wband16"), "int8": (None, "wband8")}
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d):
         super().__init__(conv, bn)
@@ -152,20 +174,16 @@ class _Timbral(_SignedBranch):
             raise ValueError(f"timbral branch needs ≥ {band} mel bands, got {m}")
         if mode == "float32":
             return self._conv1d(x)
-        xp = F.pad(x, (self.pad, self.pad))
-        if mode == "int8":
-            xp, scale, zero = quantise_patches(xp)
+        xp, quant = self.operand(F.pad(x, (self.pad, self.pad)), mode)
         # (B·T, 7, mel): the 7 time shifts of every frame, mel bands last.
-        u = (xp if mode == "int8" else xp.bfloat16()).unfold(2, kt, 1).permute(0, 2, 3, 1).reshape(b * t, kt, m)
+        u = xp.unfold(2, kt, 1).permute(0, 2, 3, 1).reshape(b * t, kt, m)
         best = None
         for r in range(0, rows, TIMBRAL_ROWS):
             r0 = min(r, rows - TIMBRAL_ROWS)   # the last block may overlap the one before: max is idempotent
-            a = u[:, :, r0: r0 + band].reshape(b * t, kt * band)
-            y = torch._int_mm(a, self.wband8) if mode == "int8" else torch.addmm(self.bband16, a, self.wband16)
+            y = self.product(u[:, :, r0: r0 + band].reshape(b * t, kt * band), mode)
             y = y.reshape(b * t, TIMBRAL_ROWS, c).amax(1)
             best = y if best is None else torch.maximum(best, y)
-        best = best.reshape(b, t, c)
-        return self.side_int8(best, scale, zero) if mode == "int8" else self.side(best.transpose(1, 2))
+        return self.output(best.reshape(b, t, c), quant)
 
     def _conv1d(self, x: torch.Tensor) -> torch.Tensor:
         """Float32: per block of output rows, a Conv1d over time whose input
@@ -188,6 +206,8 @@ class _Temporal(_SignedBranch):
     of the input instead of im2col's k), times one weight ``(S + k − 1, S·C)``
     holding the kernel at each of the S offsets; a running maximum over blocks
     of :data:`ROWS` mel rows. In float32, bfloat16 or int8 (``wtoep8``)."""
+
+    WEIGHTS = {"float32": ("btoep", "wtoep"), "bfloat16": ("btoep16", "wtoep16"), "int8": (None, "wtoep8")}
 
     def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d):
         super().__init__(conv, bn)
@@ -214,22 +234,15 @@ class _Temporal(_SignedBranch):
         blocks = -(-t // s)
         before = same_pad(k)[0]
         span = blocks * s + k - 1                       # zeros past TF's own padding only feed frames ≥ T
-        xp = F.pad(x, (before, span - t - before))
-        if mode == "int8":
-            xp, scale, zero = quantise_patches(xp)
-        unf = (xp if mode == "int8" else xp.to(torch.bfloat16 if mode == "bfloat16" else torch.float32)
-               ).unfold(2, s + k - 1, s)                                         # (B, 96, blocks, S+k−1)
+        xp, quant = self.operand(F.pad(x, (before, span - t - before)), mode)
+        unf = xp.unfold(2, s + k - 1, s)                                          # (B, 96, blocks, S+k−1)
         best = None
         for r in range(0, m, ROWS):
             n = min(ROWS, m - r)
-            a = unf[:, r: r + n].reshape(-1, s + k - 1)
-            y = (torch._int_mm(a, self.wtoep8) if mode == "int8" else
-                 torch.addmm(self.btoep16, a, self.wtoep16) if mode == "bfloat16" else
-                 torch.addmm(self.btoep, a, self.wtoep))                          # (B·n·blocks, S·C)
+            y = self.product(unf[:, r: r + n].reshape(-1, s + k - 1), mode)         # (B·n·blocks, S·C)
             y = y.reshape(b, n, blocks * s, c).amax(1)
             best = y if best is None else torch.maximum(best, y)
-        best = best[:, :t]
-        return self.side_int8(best, scale, zero) if mode == "int8" else self.side(best.transpose(1, 2))
+        return self.output(best[:, :t], quant)
 
 
 class FastMusicnn(nn.Module):
@@ -246,8 +259,7 @@ class FastMusicnn(nn.Module):
 
     def __init__(self, model: Musicnn, bfloat16: bool = False, int8: bool = False):
         super().__init__()
-        self.bfloat16, self.int8 = bool(bfloat16), bool(int8)
-        self.mode = "int8" if self.int8 else "bfloat16" if self.bfloat16 else "float32"
+        self.mode = "int8" if int8 else "bfloat16" if bfloat16 else "float32"
         s, t = _bn_affine(model.input_bn)
         self.in_s, self.in_t = float(s), float(t)
         self.timbral = nn.ModuleList(_Timbral(b.conv, b.bn) for b in model.timbral)
@@ -257,6 +269,10 @@ class FastMusicnn(nn.Module):
         back = copy.deepcopy(model).eval()
         self.mid, self.pool_bn, self.dense, self.dense_bn, self.out = (
             back.mid, back.pool_bn, back.dense, back.dense_bn, back.out)
+
+    @property
+    def int8(self) -> bool:
+        return self.mode == "int8"
 
     def front(self, patch: torch.Tensor) -> torch.Tensor:
         """Patches ``(B, 1, 96, T)`` → the front end's ``(B, 561, T)``, :data:`FRONT_PATCHES` at a time."""
