@@ -165,3 +165,34 @@ def test_live_forkserver_workers_are_children_and_the_server_is_not():
         assert workers <= found
         assert not server & found            # the server is left out, like the resource tracker
         assert server <= {p.pid for p in child_processes(tracker=True)}
+
+
+def test_the_pool_server_starts_before_the_first_pool_with_its_preload(tmp_path):
+    """core.procs.start_pool_server (the bench starts it before timing the
+    indexer): a forkserver runs afterwards, has imported the preload, and the
+    workers of a later pool are forked by it."""
+    script = textwrap.dedent(f"""
+        import os, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        import psutil
+        from concurrent.futures import ProcessPoolExecutor
+        from core.procs import child_processes, pool_context, start_pool_server
+
+        def preloaded():
+            return "wave" in sys.modules           # imported by the server, not by this worker
+
+        if __name__ == "__main__":
+            assert not child_processes(tracker=True)
+            start_pool_server(("wave",))
+            servers = [p.pid for p in child_processes(tracker=True) if "forkserver" in " ".join(p.cmdline())]
+            assert len(servers) == 1, servers
+            with ProcessPoolExecutor(1, mp_context=pool_context()) as pool:
+                pid = pool.submit(os.getpid).result()
+                assert psutil.Process(pid).ppid() == servers[0]
+                assert pool.submit(preloaded).result()
+            print("ok")
+    """)
+    path = tmp_path / "owner.py"        # a file, so the worker can import ``preloaded`` from it
+    path.write_text(script)
+    out = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
