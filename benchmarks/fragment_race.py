@@ -74,9 +74,10 @@ for k in range(150):
     st.text(f"row {{k}}")
 st.write(f"done {{n}}")
 '''
-# Seconds a tab waits for its first page ("done 0"). That page can be lost too
-# (its script run ends just as the timer's first rerun arrives: seen once in
-# four CI runs without the fix); it then counts as the tab's lost page.
+# Seconds a tab waits for its first page ("done 0"). Without the fix that page
+# can be lost too (its script run may end just as the timer's first rerun
+# arrives); it then counts as the tab's lost page. In one of four CI runs a
+# tab waited 120 s for it and the run failed; 8 runs here did not lose it.
 START_S = 60.0
 DONE = re.compile(r"done (\d+)")
 TICK = re.compile(r"tick (\d+)")
