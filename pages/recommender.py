@@ -67,6 +67,9 @@ def _clear_feedback() -> None:
 
 # ---- seeds
 st.subheader("1 · Your songs")
+# The catalog search reads first on the page, the upload below it ("…or"); the
+# upload runs first, since the search's room depends on how many songs it added.
+search_area = st.container()
 uploads = st.file_uploader("…or upload songs that are not in the catalog", type=UPLOAD_TYPES,
                            accept_multiple_files=True, key="rec_upload")
 seed_vectors = []
@@ -89,7 +92,7 @@ if uploads and mods:
 
 room = max(0, MAX_SEEDS - len(seed_vectors))
 st.session_state["rec_seeds_w"] = [s for s in current_seeds() if s in labels][:room]
-c1, c2 = st.columns([5, 1])
+c1, c2 = search_area.columns([5, 1])
 seeds = c1.multiselect(f"Search the catalog ({len(table):,} tracks) — up to {room} songs",
                        list(labels), format_func=labels.__getitem__, max_selections=room or None,
                        key="rec_seeds_w", on_change=_sync_seeds, disabled=room == 0,

@@ -275,3 +275,23 @@ def test_relevance_verdicts_from_the_offline_figures(app, tmp_path, monkeypatch)
     assert "mood listeners (same AllMusic emotion quadrant), 200 listeners" in text
     assert "cosine 0.410 · genre_soft 0.380 · random 0.270" in text
     assert "method 2 (soft) ties (interval spans 0)" in text
+
+
+def _labels_in_order(node, out: list[str]) -> list[str]:
+    """Widget labels of ``node``'s tree in page order."""
+    if isinstance(getattr(node, "label", None), str):
+        out.append(node.label)
+    children = getattr(node, "children", None)
+    for child in children.values() if isinstance(children, dict) else ():
+        _labels_in_order(child, out)
+    return out
+
+
+def test_the_catalog_search_reads_before_the_or_upload(app):
+    """The upload's label starts with "…or": it is drawn below the search,
+    though it runs first (the search's room depends on the uploads)."""
+    open_page(app, "recommender")
+    labels = _labels_in_order(app.main, [])
+    search = next(i for i, s in enumerate(labels) if s.startswith("Search the catalog"))
+    upload = next(i for i, s in enumerate(labels) if s.startswith("…or upload"))
+    assert search < upload, labels
