@@ -285,3 +285,36 @@ def test_a_family_bank_trunks_tags_plug_in_as_columns():
     out = batch_facets({MSD_FEATURES.key(): lm}, [MSD_FEATURES], {"trunks:mtt_vgg": vec}, {"m": OnBank()})[0]
     assert [out[tag_column("mtt_vgg", t)] for t in mtt.tags] == pytest.approx(tags.tolist())
     assert np.isnan(out["msd_rock"]) and abs(out["tempo_bpm"] - 100) < 2
+
+
+def test_a_tag_two_taggers_share_is_shown_once_with_their_mean():
+    """ui.facets.top_tags: MSD_vgg and MSD_musicnn share the 50 MSD tags; the
+    page showed "Hip-Hop 27 % · … · Hip-Hop 20 %". Each tag now shows once (the
+    mean of the taggers that gave it), and the label names both checkpoints."""
+    from core.facets.tags import tag_column
+    from ui.facets import top_tags
+
+    facets = {tag_column("msd", "Hip-Hop"): 0.27, tag_column("msd_musicnn", "Hip-Hop"): 0.21,
+              tag_column("msd", "soul"): 0.22, tag_column("msd_musicnn", "rnb"): 0.30,
+              tag_column("msd", "rock"): float("nan")}
+    tags, taggers = top_tags(facets, n=6)
+    assert [t for t, _ in tags] == ["rnb", "Hip-Hop", "soul"]
+    assert dict(tags)["Hip-Hop"] == pytest.approx(0.24)
+    assert taggers == ["MSD_musicnn", "MSD_vgg"]
+    assert top_tags({tag_column("msd", "soul"): 0.5})[1] == ["MSD_vgg"]
+
+
+def test_the_map_names_the_tagger_of_a_shared_tag():
+    """ui.facets.facet_choices: the Embedding map's "Colour by" listed
+    "tag: Hip-Hop" twice (MSD_vgg's and MSD_musicnn's columns); every label is
+    now distinct, and a tag only one tagger has keeps its short label."""
+    from core.facets.tags import tag_column
+    from ui.facets import facet_choices
+
+    table = pd.DataFrame({tag_column("msd", "Hip-Hop"): [0.2], tag_column("msd_musicnn", "Hip-Hop"): [0.3],
+                          tag_column("msd", "soul"): [0.1], tag_column("msd_musicnn", "soul"): [np.nan]})
+    labels = facet_choices(table)
+    assert labels[tag_column("msd", "Hip-Hop")] == "tag: Hip-Hop (MSD_vgg)"
+    assert labels[tag_column("msd_musicnn", "Hip-Hop")] == "tag: Hip-Hop (MSD_musicnn)"
+    assert labels[tag_column("msd", "soul")] == "tag: soul"
+    assert len(set(labels.values())) == len(labels)

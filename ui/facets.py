@@ -23,15 +23,27 @@ def facets_report() -> dict | None:
     return artifact_json(FACETS_ARTIFACT, quiet=True)
 
 
-def top_tags(facets: dict[str, float], n: int = 6) -> list[tuple[str, float]]:
-    """The ``n`` most probable tags of every tagger, as ``(tag, p)``."""
-    out = []
+def tag_values(facets: dict[str, float]) -> dict[str, dict[str, float]]:
+    """``{tag: {tagger name: p}}`` for every tag a tagger gave ``facets`` a value for."""
+    out: dict[str, dict[str, float]] = {}
     for tagger in TAGGERS.values():
         for t in tagger.tags:
             v = facets.get(tag_column(tagger.prefix, t))
             if v is not None and math.isfinite(v):
-                out.append((t, float(v)))
-    return sorted(out, key=lambda tv: -tv[1])[:n]
+                out.setdefault(t, {})[tagger.name] = float(v)
+    return out
+
+
+def top_tags(facets: dict[str, float], n: int = 6) -> tuple[list[tuple[str, float]], list[str]]:
+    """The ``n`` most probable tags as ``(tag, p)``, each once: a tag that
+    several taggers know (MSD_vgg and MSD_musicnn share the 50 MSD tags) gets
+    their mean. Also the checkpoint names of the taggers that contributed."""
+    from core.models.trunks import TRUNKS
+
+    values = tag_values(facets)
+    top = sorted(((t, float(np.mean(list(v.values())))) for t, v in values.items()), key=lambda tv: -tv[1])[:n]
+    names = sorted({name for v in values.values() for name in v})
+    return top, [TRUNKS[name].checkpoint if name in TRUNKS else name for name in names]
 
 
 def _fmt(col: str, v: float) -> str:
@@ -51,10 +63,10 @@ def beyond_genre(facets: dict[str, float] | None) -> None:
         st.caption("No facets for this track (it was analysed before facets existed).")
         return
     report = facets_report()
-    tags = top_tags(facets)
+    tags, taggers = top_tags(facets)
     if tags:
-        st.markdown("Top tags (MSD-VGG, pretrained on Last.fm tags): " +
-                     " · ".join(f"{t} {p:.0%}" for t, p in tags))
+        by = taggers[0] if len(taggers) == 1 else "the mean of " + " and ".join(taggers)
+        st.markdown(f"Top tags (pretrained taggers; {by}): " + " · ".join(f"{t} {p:.0%}" for t, p in tags))
     else:
         st.caption("No tags: the loaded models have no pretrained tagging trunk.")
     rows = []
@@ -73,11 +85,19 @@ def beyond_genre(facets: dict[str, float] | None) -> None:
 def facet_choices(table: pd.DataFrame) -> dict[str, str]:
     """Facet columns the map can colour by (those with values), column → label."""
     out = {c: f.label for c, f in FACETS.items() if c in table and table[c].notna().any()}
+    from core.models.trunks import TRUNKS
+
+    tags: dict[str, str] = {}           # column → tag
+    by: dict[str, str] = {}             # column → the tagger's checkpoint
     for tagger in TAGGERS.values():
         for t in tagger.tags:
             c = tag_column(tagger.prefix, t)
             if c in table and table[c].notna().any():
-                out[c] = f"tag: {t}"
+                tags[c] = t
+                by[c] = TRUNKS[tagger.name].checkpoint if tagger.name in TRUNKS else tagger.name
+    shared = {t for t in tags.values() if list(tags.values()).count(t) > 1}
+    # A tag two taggers share (MSD_vgg and MSD_musicnn: the 50 MSD tags) names its tagger.
+    out.update({c: f"tag: {t} ({by[c]})" if t in shared else f"tag: {t}" for c, t in tags.items()})
     return out
 
 
