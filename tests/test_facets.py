@@ -318,3 +318,19 @@ def test_the_map_names_the_tagger_of_a_shared_tag():
     assert labels[tag_column("msd_musicnn", "Hip-Hop")] == "tag: Hip-Hop (MSD_musicnn)"
     assert labels[tag_column("msd", "soul")] == "tag: soul"
     assert len(set(labels.values())) == len(labels)
+
+
+def test_the_relevance_verdict_calls_equal_lists_a_tie_and_shows_tiny_differences():
+    """core.recommend.relevance.verdict: a difference of float rounding
+    (the shipped artist verdict read "loses: -0.000 [-0.000, -0.000]") is a tie
+    of identical hits; a real but tiny one gets a fourth decimal, not ±0.000."""
+    from core.recommend.relevance import verdict
+
+    def diffs(d, lo, hi):
+        return {"genre_soft_minus_cosine": {"diff": d, "ci95": [lo, hi]}}
+
+    same = verdict({}, diffs(-5.55e-17, -5.55e-17, -5.55e-17))
+    assert same == "method 2 (soft) ties (the same hits as method 1 for every listener)"
+    tiny = verdict({}, diffs(-0.0002, -0.0004, -0.0001))
+    assert tiny == "method 2 (soft) loses: -0.0002 [-0.0004, -0.0001]"
+    assert verdict({}, diffs(0.01, 0.002, 0.02)) == "method 2 (soft) wins: +0.010 [+0.002, +0.020]"

@@ -168,6 +168,11 @@ def relevance_eval(index: CatalogIndex, kind: str, labels: np.ndarray | None = N
             "verdict": verdict(methods, diffs)}
 
 
+# A difference this small is float rounding of equal precisions (the shipped
+# artist verdict once read "loses: -0.000 [-0.000, -0.000]" for diff -5.6e-17).
+SAME = 1e-9
+
+
 def verdict(methods: dict, diffs: dict) -> str:
     """One plain sentence: does method 2 beat method 1 here?"""
     parts = []
@@ -176,8 +181,13 @@ def verdict(methods: dict, diffs: dict) -> str:
         if d is None or not np.all(np.isfinite(d["ci95"])):
             continue
         lo, hi = d["ci95"]
+        if max(abs(lo), abs(hi), abs(d["diff"])) < SAME:
+            parts.append(f"method 2 ({v}) ties (the same hits as method 1 for every listener)")
+            continue
         word = "wins" if lo > 0 else "loses" if hi < 0 else "ties (interval spans 0)"
-        parts.append(f"method 2 ({v}) {word}: {d['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+        # Four decimals where three would print a nonzero difference as ±0.000.
+        places = 3 if max(abs(lo), abs(hi)) >= 0.0005 else 4
+        parts.append(f"method 2 ({v}) {word}: {d['diff']:+.{places}f} [{lo:+.{places}f}, {hi:+.{places}f}]")
     return "; ".join(parts) or "not enough listeners for a verdict"
 
 
