@@ -145,3 +145,14 @@ def test_background_run_grows_the_index_and_can_be_stopped(tiny_artifacts, tiny_
     other = CatalogIndex.open(tmp_path / "index")
     other.remove(["tones_00"])
     assert len(service.snapshot()) == 17
+
+
+def test_a_pass_that_has_not_counted_its_files_says_what_it_does():
+    """IndexStatus.line (sidebar and page captions): before the pass knows
+    how many files changed it said "Indexing in the background (0 / 0)"."""
+    from core.catalog.indexer import IndexStatus
+
+    assert IndexStatus(state="indexing").line() == "Index: checking the music folders for changes…"
+    assert IndexStatus(state="indexing", done=3, total=10).line().startswith(
+        "Indexing in the background: 3 / 10 tracks")
+    assert IndexStatus(state="loading models").line() == "Index: loading the models…"

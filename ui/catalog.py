@@ -153,9 +153,8 @@ def index_or_help(mods: dict | None):
     if len(idx):
         status = svc.status()
         if status.running:
-            st.caption(f":material/hourglass_top: Indexing in the background ({status.done:,} / "
-                       f"{status.total:,}): this page uses the {len(idx):,} tracks indexed so far; "
-                       "reload it to see more.")
+            st.caption(f":material/hourglass_top: {status.line()} — this page uses the {len(idx):,} "
+                       "tracks indexed so far; reload it to see more.")
         return idx
     cat = catalog()       # only needed when the index is still empty
     if not len(cat):

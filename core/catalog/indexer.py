@@ -66,6 +66,9 @@ class IndexStatus:
         """One line for the sidebar."""
         if self.state == "loading models":
             return "Index: loading the models…"
+        if self.state == "indexing" and not self.total:
+            # Before the pass knows its files (comparing the folders with the index), not "0 / 0".
+            return "Index: checking the music folders for changes…"
         if self.state == "indexing":
             line = f"Indexing in the background: {self.done:,} / {self.total:,} tracks"
             r = self.rate()
