@@ -72,8 +72,9 @@ if view == "take_part":
                 else:
                     set_participant(pid)
                     st.rerun()
-            st.caption(f"You will hear about {3 * study.K_PER_METHOD} tracks. Your answers are stored under a "
-                       "random participant id, with the time of each answer — nothing else about you.")
+            st.caption(f"You will hear {2 * study.K_PER_METHOD}–{3 * study.K_PER_METHOD} tracks (a track both "
+                       "methods pick is heard once). Your answers are stored under a random participant id, "
+                       "with the time of each answer — nothing else about you.")
         else:
             try:
                 trials = store.trials(pid)

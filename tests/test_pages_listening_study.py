@@ -18,12 +18,17 @@ def _start(app) -> str:
 
 
 def test_participant_gets_a_blind_mixed_list(app):
+    open_page(app, "listening_study")
+    promised = texts(app)
     pid = _start(app)
     store = study.StudyStore(app.env["GENRE_STUDY_DB"])
     assert store.participants() == [pid] and store.seeds(pid) == SEEDS
     table = store.table()
     assert set(table["method"]) == {"method1", "method2", "decoy"}
     trials = store.trials(pid)
+    # The page promised 10–15 tracks (two lists of 5 that may overlap, plus as many decoys).
+    k = study.K_PER_METHOD
+    assert f"You will hear {2 * k}–{3 * k} tracks" in promised and 2 * k <= len(trials) <= 3 * k
     like_keys = [b.key for b in app.button if b.key and b.key.startswith("study_like_")]
     assert like_keys == [f"study_like_{t.track_id}" for t in trials]
     # Blind: nothing on the page says which method a track came from (no answers
