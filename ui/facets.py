@@ -13,6 +13,7 @@ import streamlit as st
 from core.facets import FACETS
 from core.facets.measure import facet_note
 from core.facets.tags import TAGGERS, tag_column
+from core.models.trunks import TRUNKS
 from ui.models import artifact_json
 
 FACETS_ARTIFACT = "facets_eval.json"
@@ -21,6 +22,11 @@ FACETS_ARTIFACT = "facets_eval.json"
 def facets_report() -> dict | None:
     """The shipped facet measurements (``None`` when not shipped or not verifying)."""
     return artifact_json(FACETS_ARTIFACT, quiet=True)
+
+
+def tagger_label(name: str) -> str:
+    """A tagger's checkpoint as the wheel names it (``msd_musicnn`` → ``MSD_musicnn``)."""
+    return TRUNKS[name].checkpoint if name in TRUNKS else name
 
 
 def tag_values(facets: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -38,12 +44,10 @@ def top_tags(facets: dict[str, float], n: int = 6) -> tuple[list[tuple[str, floa
     """The ``n`` most probable tags as ``(tag, p)``, each once: a tag that
     several taggers know (MSD_vgg and MSD_musicnn share the 50 MSD tags) gets
     their mean. Also the checkpoint names of the taggers that contributed."""
-    from core.models.trunks import TRUNKS
-
     values = tag_values(facets)
     top = sorted(((t, float(np.mean(list(v.values())))) for t, v in values.items()), key=lambda tv: -tv[1])[:n]
     names = sorted({name for v in values.values() for name in v})
-    return top, [TRUNKS[name].checkpoint if name in TRUNKS else name for name in names]
+    return top, [tagger_label(name) for name in names]
 
 
 def _fmt(col: str, v: float) -> str:
@@ -85,8 +89,6 @@ def beyond_genre(facets: dict[str, float] | None) -> None:
 def facet_choices(table: pd.DataFrame) -> dict[str, str]:
     """Facet columns the map can colour by (those with values), column → label."""
     out = {c: f.label for c, f in FACETS.items() if c in table and table[c].notna().any()}
-    from core.models.trunks import TRUNKS
-
     tags: dict[str, str] = {}           # column → tag
     by: dict[str, str] = {}             # column → the tagger's checkpoint
     for tagger in TAGGERS.values():
@@ -94,7 +96,7 @@ def facet_choices(table: pd.DataFrame) -> dict[str, str]:
             c = tag_column(tagger.prefix, t)
             if c in table and table[c].notna().any():
                 tags[c] = t
-                by[c] = TRUNKS[tagger.name].checkpoint if tagger.name in TRUNKS else tagger.name
+                by[c] = tagger_label(tagger.name)
     shared = {t for t in tags.values() if list(tags.values()).count(t) > 1}
     # A tag two taggers share (MSD_vgg and MSD_musicnn: the 50 MSD tags) names its tagger.
     out.update({c: f"tag: {t} ({by[c]})" if t in shared else f"tag: {t}" for c, t in tags.items()})
