@@ -74,7 +74,7 @@ def test_generated_mp3_gets_both_models_probabilities(app, uploads, tmp_path):
     assert ("The models disagree" in texts(app)) is not agree
     # Beyond genre: the tempo core computed for this file, beside the genre bars.
     assert "What it hears beyond genre" in texts(app)
-    table = next(d.value for d in app.dataframe if "facet" in d.value.columns)
+    table = next(t.value for t in app.table if "facet" in t.value.columns)
     tempo = dict(zip(table["facet"], table["value"]))["Tempo"]
     assert tempo.startswith(f"{expected.facets['tempo_bpm']:.0f} BPM")
 

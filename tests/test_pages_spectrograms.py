@@ -89,7 +89,7 @@ def test_what_it_hears_beyond_genre_matches_the_analysis(app):
     open_page(app, "spectrograms")
     no_exceptions(app)
     assert "What it hears beyond genre" in texts(app)
-    table = next(d.value for d in app.dataframe if "facet" in d.value.columns)
+    table = next(t.value for t in app.table if "facet" in t.value.columns)
     shown = dict(zip(table["facet"], table["value"]))
     tid = app.selectbox(key="spec_track").value
     path = CatalogIndex.open(app.env["GENRE_INDEX"]).table().set_index("track_id").loc[tid, "path"]

@@ -83,7 +83,8 @@ def beyond_genre(facets: dict[str, float] | None) -> None:
             value += f" (confidence {facets.get('tempo_conf', 0):.2f})"
         rows.append({"facet": FACETS[col].label, "value": value, "measured": facet_note(report, col)})
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        # A static table: the "measured" notes wrap instead of being cut at the column edge.
+        st.table(pd.DataFrame(rows), hide_index=True, border="horizontal")
 
 
 def facet_choices(table: pd.DataFrame) -> dict[str, str]:
