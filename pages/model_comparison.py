@@ -87,7 +87,7 @@ if metrics:
         verdict = ("a real difference" if p is not None and p < 0.05
                    else "no clear difference — the gap could be chance")
         st.markdown(
-            f"Both models judged the same {n} tracks. The {nx}'s macro AUC is {fmt(d)} "
+            f"Both models judged the same {n} tracks. The {nx}'s macro AUC is {fmt(abs(d) if d is not None else d)} "
             f"{'higher' if (d or 0) >= 0 else 'lower'}; the 95% interval of that difference is "
             f"{fmt(ci[0]) if ci else '–'} to {fmt(ci[1]) if ci else '–'}, so this is **{verdict}**. "
             f"On accuracy, only the {ny} was right on {mc.get('a_only_correct', '?')} tracks and only "

@@ -61,6 +61,10 @@ def test_tables_roc_confusion_and_curves_match_the_artifacts(app):
     shown = {x.label: x.value for x in app.metric}
     assert shown["AUC difference (CRNN − CNN)"] == f"{pair['auc_diff']:.3f}"
     assert shown["McNemar p-value (accuracy)"] == f"{pair['mcnemar']['p']:.3f}"
+    # The sentence gives the size and the direction ("0.016 lower", never "-0.016 lower").
+    d = pair["auc_diff"]
+    said = f"macro AUC is {abs(d):.3f} {'higher' if d >= 0 else 'lower'};"
+    assert said in texts(app) and "macro AUC is -" not in texts(app)
 
 
 def test_confusion_toggle_switches_counts_and_fractions(app):
