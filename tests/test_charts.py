@@ -56,3 +56,17 @@ def test_embedding_scatter_uses_the_palette():
     fig = charts.embedding_scatter(df, "genre", ["genre"], "map")
     colours = {t.name: t.marker.color for t in fig.data}
     assert len(set(colours.values())) == 12 and colours == charts.genre_colours(genres)
+
+
+def test_no_colour_is_one_of_streamlits_plotly_placeholders():
+    """Streamlit's plotly theme swaps the hex strings #000001–#000040 for its
+    own colours in the browser: Electronic's dark navy (#000033) was drawn
+    salmon beside Classical's red. Every genre colour and the log-mel scale
+    reach plotly as strings that pass through unchanged."""
+    import re
+
+    placeholder = re.compile(r"^#0000[0-4][0-9]$", re.I)
+    genres = [f"G{i:02d}" for i in range(len(charts.GENRE_PALETTE))]
+    sent = list(charts.genre_colours(genres).values()) + list(charts.MAGMA)
+    assert not [c for c in sent if placeholder.match(c)]
+    assert charts.genre_colours(genres)["G03"] == "rgb(0, 0, 51)"    # the navy, as rgb()

@@ -26,9 +26,18 @@ GENRE_PALETTE = ["#0000ff", "#ff0000", "#00c000", "#000033", "#ff00b6", "#005300
                  "#f1085c", "#fe8f42", "#dd00ff", "#201a01", "#720055", "#766c95"]
 OTHER_COLOUR = "#b0b0b0"   # the "(upload)" group and anything past the palette
 _MARGIN = dict(l=10, r=10, t=40, b=10)
-# Magma as rgb() strings: Streamlit's plotly front-end draws the hex "#000004"
-# at the bottom of the named scale as pink instead of black.
-MAGMA = [f"rgb{hex_to_rgb(c)}" for c in plotly.colors.sequential.Magma]
+
+
+def plotly_colour(hex_colour: str) -> str:
+    """``"#000033"`` → ``"rgb(0, 0, 51)"``. Streamlit's plotly theme uses the
+    hex strings #000001–#000040 as placeholders and swaps them for its own
+    colours in the browser: the palette's dark navy (#000033, its DECREASING
+    slot) was drawn salmon, next to Classical's red. rgb() strings pass through."""
+    return f"rgb{hex_to_rgb(hex_colour)}"
+
+
+# Magma as rgb() strings: its bottom colour is "#000004", one of those placeholders.
+MAGMA = [plotly_colour(c) for c in plotly.colors.sequential.Magma]
 
 
 def model_name(key: str) -> str:
@@ -55,7 +64,8 @@ def genre_colours(genres: Sequence[str]) -> dict[str, str]:
     its colour whichever column (labelled or predicted) the map is coloured by
     (pass the union of both). Values in parentheses, like "(upload)", are grey."""
     named = sorted({str(g) for g in genres if g and not str(g).startswith("(")})
-    out = {g: GENRE_PALETTE[i] if i < len(GENRE_PALETTE) else OTHER_COLOUR for i, g in enumerate(named)}
+    out = {g: plotly_colour(GENRE_PALETTE[i]) if i < len(GENRE_PALETTE) else OTHER_COLOUR
+           for i, g in enumerate(named)}
     out.update({str(g): OTHER_COLOUR for g in genres if str(g) not in out})
     return out
 
