@@ -36,7 +36,8 @@ def plotly_colour(hex_colour: str) -> str:
     return f"rgb{hex_to_rgb(hex_colour)}"
 
 
-# Magma as rgb() strings: its bottom colour is "#000004", one of those placeholders.
+# The palette and Magma as rgb() strings (Magma's bottom colour is "#000004", one of those placeholders).
+_GENRE_RGB = [plotly_colour(c) for c in GENRE_PALETTE]
 MAGMA = [plotly_colour(c) for c in plotly.colors.sequential.Magma]
 
 
@@ -64,8 +65,7 @@ def genre_colours(genres: Sequence[str]) -> dict[str, str]:
     its colour whichever column (labelled or predicted) the map is coloured by
     (pass the union of both). Values in parentheses, like "(upload)", are grey."""
     named = sorted({str(g) for g in genres if g and not str(g).startswith("(")})
-    out = {g: plotly_colour(GENRE_PALETTE[i]) if i < len(GENRE_PALETTE) else OTHER_COLOUR
-           for i, g in enumerate(named)}
+    out = {g: _GENRE_RGB[i] if i < len(_GENRE_RGB) else OTHER_COLOUR for i, g in enumerate(named)}
     out.update({str(g): OTHER_COLOUR for g in genres if str(g) not in out})
     return out
 

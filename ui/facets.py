@@ -5,6 +5,7 @@ each with what it was measured to be good for (``artifacts/facets_eval.json``)."
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ import streamlit as st
 
 from core.facets import FACETS
 from core.facets.measure import facet_note
-from core.facets.tags import TAGGERS, tag_column
+from core.facets.tags import tag_columns
 from core.models.trunks import TRUNKS
 from ui.models import artifact_json
 
@@ -32,11 +33,10 @@ def tagger_label(name: str) -> str:
 def tag_values(facets: dict[str, float]) -> dict[str, dict[str, float]]:
     """``{tag: {tagger name: p}}`` for every tag a tagger gave ``facets`` a value for."""
     out: dict[str, dict[str, float]] = {}
-    for tagger in TAGGERS.values():
-        for t in tagger.tags:
-            v = facets.get(tag_column(tagger.prefix, t))
-            if v is not None and math.isfinite(v):
-                out.setdefault(t, {})[tagger.name] = float(v)
+    for name, t, col in tag_columns():
+        v = facets.get(col)
+        if v is not None and math.isfinite(v):
+            out.setdefault(t, {})[name] = float(v)
     return out
 
 
@@ -90,17 +90,10 @@ def beyond_genre(facets: dict[str, float] | None) -> None:
 def facet_choices(table: pd.DataFrame) -> dict[str, str]:
     """Facet columns the map can colour by (those with values), column → label."""
     out = {c: f.label for c, f in FACETS.items() if c in table and table[c].notna().any()}
-    tags: dict[str, str] = {}           # column → tag
-    by: dict[str, str] = {}             # column → the tagger's checkpoint
-    for tagger in TAGGERS.values():
-        for t in tagger.tags:
-            c = tag_column(tagger.prefix, t)
-            if c in table and table[c].notna().any():
-                tags[c] = t
-                by[c] = tagger_label(tagger.name)
-    shared = {t for t in tags.values() if list(tags.values()).count(t) > 1}
+    shown = [(name, t, c) for name, t, c in tag_columns() if c in table and table[c].notna().any()]
+    taggers_of = Counter(t for _, t, _ in shown)
     # A tag two taggers share (MSD_vgg and MSD_musicnn: the 50 MSD tags) names its tagger.
-    out.update({c: f"tag: {t} ({by[c]})" if t in shared else f"tag: {t}" for c, t in tags.items()})
+    out.update({c: f"tag: {t} ({tagger_label(name)})" if taggers_of[t] > 1 else f"tag: {t}" for name, t, c in shown})
     return out
 
 

@@ -113,6 +113,11 @@ def _family() -> dict[str, Tagger]:
 
 TAGGERS: dict[str, Tagger] = _family()
 
+
+def tag_columns() -> list[tuple[str, str, str]]:
+    """``(tagger name, tag, index column)`` of every registered tagger's tags."""
+    return [(tagger.name, t, tag_column(tagger.prefix, t)) for tagger in TAGGERS.values() for t in tagger.tags]
+
 _HEADS: dict[str, nn.Module] = {}
 _LOCK = threading.Lock()
 
