@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from core.models.msd_fast import FastMSDTrunk, max_pool
+from core.models.trunks_fast import quantise_kernel
 
 
 class Int8Convs:
@@ -43,9 +44,9 @@ class Int8Convs:
         self.trunk = trunk
         self.packed = {}
         for i in range(1, len(trunk.convs)):
-            w = trunk.convs[i].weight.detach().float()
-            scale = w.abs().amax((1, 2, 3)).clamp(min=1e-12) / 127
-            levels = torch.round(w / scale[:, None, None, None]).to(torch.int8)
+            w = trunk.convs[i].weight.detach().float()                       # (C_out, C_in, 3, 3)
+            levels, scale = quantise_kernel(w.flatten(1).T)                  # the served musicnn's quantiser
+            levels = levels.T.reshape(w.shape).to(torch.int8).contiguous()
             self.packed[i] = (torch.ops.onednn.qconv_prepack(levels, scale, 1.0, 0, [1, 1], [1, 1], [1, 1], 1, None),
                               scale, torch.zeros(len(scale), dtype=torch.int64), trunk.convs[i].bias.detach().float())
 
@@ -97,11 +98,11 @@ def measure(clips: int = 24) -> dict:
     from core.audio.load import load_multi
     from core.config import shared_data_dirs
     from core.datasets import read_datasets
-    from core.models.artifacts import load_models
+    from core.models.artifacts import available_models, load_model
     from core.models.optimise import optimise_for_inference, torch_threads
 
-    models = load_models()
-    nets = {n: optimise_for_inference(models[n]) for n in ("cnn_msd", "crnn_msd") if n in models}
+    shipped = available_models()     # only the two MSD models load (not the trunk bank)
+    nets = {n: optimise_for_inference(load_model(n)) for n in ("cnn_msd", "crnn_msd") if n in shipped}
     tracks = [t for t in read_datasets(shared_data_dirs()) if t.split == "val"][:clips]
     if len(nets) < 2 or not tracks:
         return {"note": "skipped: needs the shared data's val split and the shipped cnn_msd / crnn_msd"}
@@ -110,7 +111,6 @@ def measure(clips: int = 24) -> dict:
     trunk = first.trunk
     mel = logmels(torch.cat([torch.as_tensor(load_multi(str(t.path), [cfg])[0]) for t in tracks]), cfg)
     x = normalise_level(mel, cfg)
-    int8 = Int8Convs(trunk)
 
     def served(bf16: bool):
         def run(v):
@@ -118,10 +118,11 @@ def measure(clips: int = 24) -> dict:
             return trunk(v)
         return run
 
+    copies = {"float32": served(False), "bfloat16": served(True), "int8": Int8Convs(trunk)}
     out: dict = {"clips": len(tracks), "cpu_ms_per_clip": {}, "vs_float32": {}}
     with torch_threads(1), torch.inference_mode():
-        feats = {"float32": served(False)(x), "bfloat16": served(True)(x), "int8": int8(x)}
-        for name, fn in (("float32", served(False)), ("bfloat16", served(True)), ("int8", int8)):
+        feats = {name: fn(x) for name, fn in copies.items()}
+        for name, fn in copies.items():
             out["cpu_ms_per_clip"][name] = _cpu_ms(fn, x)
         trunk.bfloat16 = True
         for name in ("bfloat16", "int8"):

@@ -70,6 +70,14 @@ def quantise_patches(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
     return q.to(torch.int8), scale, zero
 
 
+def quantise_kernel(kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-output-channel symmetric int8: ``kernel`` ``(K, C)`` → (its levels,
+    integer-valued float in [−127, 127], same shape; ``scale`` ``(C,)``) with
+    ``kernel ≈ levels·scale``."""
+    scale = kernel.abs().amax(0).clamp(min=1e-12) / 127
+    return torch.round(kernel / scale), scale
+
+
 class _SignedBranch(nn.Module):
     """One front-end branch, conv → ReLU → batch norm → max over mel,
     computed as conv(d·W) → max over mel → clamp to d's side → ``|s|·z + t``
@@ -126,8 +134,7 @@ class _SignedBranch(nn.Module):
         """The kernel as the products read it, ``(K, C)`` → its per-channel
         int8 levels (integer-valued float, same shape); keeps the scales
         ``(C,)`` and the dequantised kernel's sum per channel for :meth:`output`."""
-        scale = kernel.abs().amax(0).clamp(min=1e-12) / 127
-        levels = torch.round(kernel / scale)
+        levels, scale = quantise_kernel(kernel)
         self.register_buffer("wscale", scale.contiguous(), persistent=False)
         self.register_buffer("wsum", (levels * scale).sum(0).contiguous(), persistent=False)
         return levels
