@@ -11,16 +11,31 @@ showed its verdict ("page script state: notRunning").
 The script here: a sidebar fragment ticking every 0.1 s, a **go** button that
 counts clicks in the session state, and a page that ends with ``done N``.
 ``users`` tabs click **go** ``clicks`` times each and wait for ``done i``
-after the i-th click; a click whose ``done i`` does not show within
-``wait_s`` is lost (then a **show** click tells whether the click itself
-ran); a tab whose first page (``done 0``) does not show within
-:data:`START_S` lost that page (``lost_first_page``). ``hog``: a thread
-in the server spins on the GIL, so its event loop lags as on a busy
-server (without it the window is too narrow to hit on an idle machine).
+after the i-th click. A page that does not show within ``wait_s`` may still
+come: the tab waits :data:`LATE_S` more without touching anything, and a
+page that comes then is ``late``, not lost. A page that never comes is
+``lost`` (then a **show** click tells whether the click itself ran); a tab
+whose first page (``done 0``) does not show within :data:`START_S` lost
+that page (``lost_first_page``). ``hog``: a thread in the server spins on
+the GIL, so its event loop lags as on a busy server (without it the window
+is too narrow to hit on an idle machine).
+
+Two ways a page is slow or missing, told apart by the server's own count
+(``page_elements_dropped``: page elements, not the fragment's, that
+``AppSession`` drops because a newer script runner replaced theirs):
+
+* the race, which drops them (hundreds per run without the fix, none with it);
+* congestion, which drops nothing: on a saturated machine the server's send
+  loop falls behind the four tabs' ten fragment runs a second, so its queues
+  hold hundreds of messages and a page comes many seconds late (measured: up
+  to 117 s with two CPU burners beside the run). A CI run that lost 1 of 121
+  pages with the fix installed, after 8 s, was most likely such a late page.
+
 ``python -m benchmarks.fragment_race`` prints the ``"fragment_race"`` record
 of the bench::
 
-    {"unfixed": {"users", "clicks", "lost", "lost_but_ran", "lost_first_page", "ticks_min"},
+    {"unfixed": {"users", "clicks", "lost", "page_elements_dropped", "lost_but_ran",
+                 "lost_first_page", "late", "slowest_late_s", "ticks_min", ...},
      "fixed": {...}}
 
 Every wait is bounded and the server listens on loopback only.
@@ -30,6 +45,9 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
+import time
+from pathlib import Path
 
 from benchmarks.browser import ROOT, browser_missing, users_on_script
 from benchmarks.config import json_main
@@ -56,6 +74,29 @@ if os.environ.get("RACE_HOG") == "1":
     hog()
 
 
+@st.cache_resource
+def count_drops():
+    # The race itself, counted in the server: page (non-fragment) elements that
+    # AppSession drops because a newer script runner replaced their runner.
+    from streamlit.runtime.app_session import AppSession
+    handle, lock, drops = AppSession._handle_scriptrunner_event_on_event_loop, threading.Lock(), [0]
+
+    def counted(self, sender, event, forward_msg=None, *rest):
+        if (sender is not self._scriptrunner and forward_msg is not None
+                and forward_msg.WhichOneof("type") == "delta" and not forward_msg.delta.fragment_id):
+            with lock:
+                drops[0] += 1
+                with open(os.environ["RACE_DROPS"], "w") as f:
+                    f.write(str(drops[0]))
+        return handle(self, sender, event, forward_msg, *rest)
+
+    AppSession._handle_scriptrunner_event_on_event_loop = counted
+    return True
+
+
+count_drops()
+
+
 @st.fragment(run_every=0.1)
 def ticker():
     st.session_state.t = st.session_state.get("t", 0) + 1
@@ -79,6 +120,9 @@ st.write(f"done {{n}}")
 # arrives); it then counts as the tab's lost page. In one of four CI runs a
 # tab waited 120 s for it and the run failed; 8 runs here did not lose it.
 START_S = 60.0
+# Seconds a click's page may come after ``wait_s`` and count as late, not
+# lost: the tab waits on without touching anything, and a lost page never comes.
+LATE_S = 30.0
 DONE = re.compile(r"done (\d+)")
 TICK = re.compile(r"tick (\d+)")
 
@@ -94,17 +138,25 @@ async def _user(browser, url: str, clicks: int, wait_s: float) -> dict:
     page = await browser.new_page()
     try:
         await page.goto(url + "/", timeout=120_000)
-        lost, ran, done, first = 0, 0, 0, 0
+        lost, ran, done, first, late, slowest = 0, 0, 0, 0, 0, 0.0
         try:
             await page.get_by_text("done 0").wait_for(timeout=START_S * 1000)
         except Exception:  # noqa: BLE001 — the race can lose the first page too
             lost, first, clicks = 1, 1, 0
         for i in range(1, clicks + 1):
             await page.get_by_role("button", name="go").click(timeout=60_000)
+            t0 = time.monotonic()
             try:
                 await page.get_by_text(f"done {i}", exact=True).wait_for(timeout=wait_s * 1000)
                 done = i
-            except Exception:  # noqa: BLE001 — a lost page is what is counted
+            except Exception:  # noqa: BLE001 — slow or lost: wait on, touching nothing
+                try:
+                    await page.get_by_text(f"done {i}", exact=True).wait_for(timeout=LATE_S * 1000)
+                    done, late = i, late + 1
+                    slowest = max(slowest, time.monotonic() - t0)
+                    continue
+                except Exception:  # noqa: BLE001 — a lost page is what is counted
+                    pass
                 lost = 1
                 await page.get_by_role("button", name="show").click(timeout=60_000)
                 await page.wait_for_timeout(wait_s * 1000)
@@ -112,7 +164,7 @@ async def _user(browser, url: str, clicks: int, wait_s: float) -> dict:
                 break
         ticks = TICK.findall(await page.locator('[data-testid="stSidebar"]').inner_text())
         return {"clicks": done + lost - first, "lost": lost, "lost_but_ran": ran, "lost_first_page": first,
-                "ticks": int(ticks[-1]) if ticks else 0}
+                "late": late, "slowest_late_s": round(slowest, 1), "ticks": int(ticks[-1]) if ticks else 0}
     finally:
         await page.close()
 
@@ -124,11 +176,16 @@ def race_run(users: int = 4, clicks: int = 25, fix: bool = True, hog: bool = Tru
     why = browser_missing()
     if why:
         return {"note": f"not measured: {why}"}
-    per = users_on_script(SCRIPT, lambda browser, url: _user(browser, url, clicks, wait_s), users,
-                          {"RACE_FIX": str(int(fix)), "RACE_HOG": str(int(hog))})
+    with tempfile.TemporaryDirectory(prefix="race_") as tmp:
+        drops = Path(tmp) / "drops"
+        per = users_on_script(SCRIPT, lambda browser, url: _user(browser, url, clicks, wait_s), users,
+                              {"RACE_FIX": str(int(fix)), "RACE_HOG": str(int(hog)), "RACE_DROPS": str(drops)})
+        dropped = int(drops.read_text()) if drops.exists() else 0
     return {"users": users, "clicks": sum(u["clicks"] for u in per), "lost": sum(u["lost"] for u in per),
+            "page_elements_dropped": dropped,
             "lost_but_ran": sum(u["lost_but_ran"] for u in per),
-            "lost_first_page": sum(u["lost_first_page"] for u in per), "ticks_min": min(u["ticks"] for u in per),
+            "lost_first_page": sum(u["lost_first_page"] for u in per), "late": sum(u["late"] for u in per),
+            "slowest_late_s": max(u["slowest_late_s"] for u in per), "ticks_min": min(u["ticks"] for u in per),
             "hog": hog, "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
