@@ -191,6 +191,7 @@ def test_every_case_through_the_app_upload(corpus, app):
             assert c.path.name in shown and not named, (c.name, named)
         elif c.expect != "either":
             assert len(named) == 1 and c.path.name not in shown, (c.name, errors)
+            assert c.expect in named[0], (c.name, named)     # the reason, as the loader gives it for a path
     # Nothing else broke: the next page still renders.
     app.switch_page("pages/overview.py").run()
     no_exceptions(app)

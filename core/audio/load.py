@@ -75,6 +75,8 @@ def _open(source: AudioSource) -> sf.SoundFile:
         handle = io.BytesIO(bytes(source))
     else:
         handle = source
+        if _byte_size(source) == 0:         # an empty upload
+            raise AudioError("file is empty (0 bytes)", name)
     try:
         f = sf.SoundFile(handle)
     except Exception as exc:  # libsndfile raises several types
@@ -85,6 +87,17 @@ def _open(source: AudioSource) -> sf.SoundFile:
         f.close()
         raise AudioError(exc.reason, name) from None
     return f
+
+
+def _byte_size(f) -> int | None:
+    """A file object's size in bytes, its position kept (``None`` when it cannot seek)."""
+    try:
+        here = f.tell()
+        end = f.seek(0, io.SEEK_END)
+        f.seek(here)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return end
 
 
 def _open_fallback(handle, name: str, sf_reason: str):
