@@ -57,6 +57,8 @@ for i, r in enumerate(results):
             tag_line = upload_tag_line(r.data, v.digest)
             if tag_line:
                 st.caption(tag_line)
+            if v.repeated_note():
+                st.caption(v.repeated_note())
             with st.popover("Listen", icon=":material/play_arrow:"):   # the player is drawn when opened
                 st.audio(r.data)
             verdicts = {m: v.verdict(m) for m in v.probs}

@@ -78,6 +78,8 @@ c1, c2 = st.columns([2, 3])
 with c1:
     st.subheader(name)
     st.audio(audio)
+    if view.repeated_note():
+        st.caption(view.repeated_note())
     if true_genre:
         st.caption(f"Labelled genre: **{true_genre}**")
     if tag_genre:

@@ -32,6 +32,7 @@ def test_classify_good_and_bad_files(tmp_path, tiny_artifacts, tone_mp3):
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert len(lines) == 2                           # both good files still processed
     assert set(lines[0]["crnn"]) == {"Tones", "Noise", "Clicks"}
+    assert abs(lines[0]["seconds_heard"] - 3.0) < 0.1 and lines[0]["repeated_to_fill_window"]   # 3 s < the window
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "bad.mp3" in err[0]
 

@@ -5,6 +5,7 @@ import io
 import subprocess
 import sys
 import tracemalloc
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -68,6 +69,31 @@ def test_long_track_centre_and_windows(tmp_path):
     wins = load_windows(p, CFG, n_windows=3)
     assert wins.shape == (3, CFG.window_samples)
     assert not np.allclose(wins[0], wins[-1])
+
+
+def test_seconds_heard_tell_a_short_file_from_a_window(tmp_path):
+    """load_multi_heard: a file shorter than the window reports its own
+    length (the window repeats it); a longer one reports the window, and
+    also as a file object; the waves are load_multi's."""
+    sr = 12_000
+    short = write_audio(tmp_path / "short.wav", synth("tone", 2.5, sr=sr), sr)
+    long = write_audio(tmp_path / "long.wav", synth("tone", CFG.window_seconds + 5, sr=sr), sr)
+    waves, heard = audio.load_multi_heard(short, [CFG])
+    assert abs(heard - 2.5) < 1e-3 and waves[0].shape == (1, CFG.window_samples)
+    np.testing.assert_array_equal(waves[0], audio.load_multi(short, [CFG])[0])
+    _, heard = audio.load_multi_heard(io.BytesIO(long.read_bytes()), [CFG])
+    assert abs(heard - CFG.window_seconds) < 0.01
+    # Two settings: the longest excerpt counts (each setting is fitted to its own window).
+    longer = replace(CFG, n_frames=CFG.n_frames + 200)
+    _, heard = audio.load_multi_heard(long, [CFG, longer])
+    assert abs(heard - longer.window_seconds) < 0.01
+
+
+def test_an_empty_file_object_is_empty_not_unreadable():
+    f = io.BytesIO(b"")
+    f.name = "upload.mp3"
+    with pytest.raises(AudioError, match="upload.mp3: file is empty"):
+        load(f, CFG)
 
 
 @pytest.mark.parametrize("make, message", [

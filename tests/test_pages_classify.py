@@ -107,6 +107,23 @@ def test_a_flat_distribution_is_said_to_be_between_two_genres(app_env, uploads, 
     assert any("no genre is likely enough" in i.value for i in at.info)
 
 
+def test_a_track_shorter_than_the_models_window_is_said_to_be_heard_repeated(app, tmp_path):
+    from core.models.artifacts import load_models
+
+    window = max(m.cfg.window_seconds for m in load_models(app.env["GENRE_ARTIFACTS"]).values())
+    short = write_audio(tmp_path / "short.wav", synth("tone", window / 3, seed=2)).read_bytes()
+    full = write_audio(tmp_path / "full.wav", synth("tone", window + 2, seed=2)).read_bytes()
+    open_page(app, "classify")
+    app.file_uploader(key="classify_files").set_value(
+        [("short.wav", short, "audio/wav"), ("full.wav", full, "audio/wav")]).run()
+    no_exceptions(app)
+    assert [s.value for s in app.subheader] == ["short.wav", "full.wav"]
+    notes = [c.value for c in app.caption if "heard it repeated" in c.value]
+    assert len(notes) == 1, notes                     # the full-length file gets none
+    assert notes[0] == (f":material/warning: {window / 3:.1f} s of audio, shorter than the models' {window:.0f} s: "
+                        "they heard it repeated. Answers on so little music are less reliable.")
+
+
 def test_a_bad_file_gets_one_error_line_and_the_others_still_get_results(app, uploads):
     open_page(app, "classify")
     app.file_uploader(key="classify_files").set_value(uploads).run()

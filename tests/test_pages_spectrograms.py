@@ -73,6 +73,9 @@ def test_uploaded_file_is_analysed_and_a_bad_one_gives_one_line(app, tmp_path):
     no_exceptions(app)
     assert app.subheader[0].value == "chirp.mp3"
     assert len(plotly_specs(app)) == 3
+    # 3 s, under the models' ~29 s window: the page says the window repeated it.
+    assert [c.value for c in app.caption if "heard it repeated" in c.value][0].startswith(
+        ":material/warning: 3.0 s of audio, shorter than the models'")
     app.file_uploader(key="spec_upload").set_value(("empty.wav", b"", "audio/wav")).run()
     no_exceptions(app)
     assert len(app.error) == 1 and app.error[0].value.startswith("empty.wav:")

@@ -44,6 +44,7 @@ class TrackView:
     baseline: dict[str, float] | None = None  # the MFCC baseline's genre → p (Classify)
     digest: str = ""                         # SHA-256 of an upload's bytes (the index's track key)
     facets: dict[str, float] | None = None   # core.facets columns: tempo, energy, tags… (beyond genre)
+    repeated: tuple[float, float] | None = None   # (seconds of audio, model window) when the window repeated it
 
     def top(self, model: str) -> tuple[str, float]:
         p = self.probs[model]
@@ -56,6 +57,16 @@ class TrackView:
     def verdict(self, model: str) -> Verdict:
         """What to say about ``model``'s genres (one genre only when likely enough)."""
         return verdict(self.probs[model])
+
+    def repeated_note(self) -> str | None:
+        """One line for a track shorter than the models' window, else ``None``."""
+        if not self.repeated:
+            return None
+        heard, window = self.repeated
+        line = f"{heard:.1f} s of audio, shorter than the models' {window:.0f} s: they heard it repeated."
+        if heard < window / 2:
+            return f":material/warning: {line} Answers on so little music are less reliable."
+        return line
 
 
 def named_bytes(name: str, data: bytes) -> io.BytesIO:
@@ -94,7 +105,8 @@ def _view(source, models: dict, base=None, spectrograms: bool = True) -> TrackVi
         window_probs={m: a.predictions[m].window_probs[0] for m in models},
         window_starts_s=window_starts, labels={m: a.labels(m) for m in models},
         embedding={m: np.asarray(a.predictions[m].embedding[0], np.float32) for m in models},
-        baseline=a.baseline, facets=dict(a.facets))
+        baseline=a.baseline, facets=dict(a.facets),
+        repeated=(a.heard_s, a.short_of_window()) if a.short_of_window() else None)
 
 
 # The caches below grow with what users pick and upload: bounded in entries

@@ -225,6 +225,13 @@ def load(source: AudioSource, cfg: FeatureConfig | None = None,
 def load_multi(source: AudioSource, cfgs: Sequence[FeatureConfig], n_excerpts: int = 1,
                position: str | None = None,
                rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """:func:`load_multi_heard` without the seconds heard."""
+    return load_multi_heard(source, cfgs, n_excerpts, position, rng)[0]
+
+
+def load_multi_heard(source: AudioSource, cfgs: Sequence[FeatureConfig], n_excerpts: int = 1,
+                     position: str | None = None,
+                     rng: np.random.Generator | None = None) -> tuple[list[np.ndarray], float]:
     """Decode ``source`` once for several models' settings.
 
     Returns one array ``(n_excerpts, cfg.window_samples)`` per config in
@@ -234,6 +241,9 @@ def load_multi(source: AudioSource, cfgs: Sequence[FeatureConfig], n_excerpts: i
     excerpts of a long track evenly (and a random one is drawn) for the
     longest window, each config taking its middle. ``position`` ("centre",
     "start", "random", default each config's ``crop``) places a single excerpt.
+    Also returns the seconds of audio in the longest excerpt before fitting:
+    below the longest ``window_seconds`` the file was shorter, and the
+    windows repeat it.
     """
     if not cfgs:
         raise ValueError("no feature configuration given")
@@ -244,8 +254,10 @@ def load_multi(source: AudioSource, cfgs: Sequence[FeatureConfig], n_excerpts: i
         total = max(int(f.frames), 0)
         cuts = _excerpt_cuts(total, needs, [position or c.crop for c in cfgs], n_excerpts, rng)
         read = _read_spans(source, f, [span for per in cuts for span, _, _ in per], name)
-    return [np.stack([_fit(_finish(read[span][off: off + n], sr_in, cfg, name), cfg.window_samples)
-                      for span, off, n in per]) for cfg, per in zip(cfgs, cuts)]
+    waves = [np.stack([_fit(_finish(read[span][off: off + n], sr_in, cfg, name), cfg.window_samples)
+                       for span, off, n in per]) for cfg, per in zip(cfgs, cuts)]
+    heard = max(read[span][off: off + n].size for per in cuts for span, off, n in per) / sr_in
+    return waves, heard
 
 
 def _excerpt_cuts(total: int, needs: list[int], crops: list[str], n_excerpts: int,

@@ -211,7 +211,9 @@ def cmd_classify(args) -> int:
             print(f"error: {f}: cannot read ({type(exc).__name__})", file=sys.stderr)
             status = EXIT_BAD_INPUT
             continue
-        line = {"file": f}
+        # Seconds of audio per excerpt: under the window, the models heard it repeated.
+        line = {"file": f, "seconds_heard": round(a.heard_s, 2),
+                "repeated_to_fill_window": a.short_of_window() is not None}
         for name in models:
             line[name] = {g: round(p, 4) for g, p in a.probabilities(name).items()}
             line[f"{name}_top"] = a.top(name)[0]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from core.audio.features import logmels
-from core.audio.load import AudioSource, load_multi
+from core.audio.load import AudioSource, load_multi_heard
 from core.config import FeatureConfig
 from core.facets import batch_facets
 from core.models import GenreModel, Prediction, trunk_group
@@ -33,6 +33,13 @@ class Analysis:
     waves: dict[str, np.ndarray] = field(default_factory=dict)     # per model, first excerpt (its rate)
     baseline: dict[str, float] | None = None   # the MFCC baseline's genre → p, when given one
     facets: dict[str, float] = field(default_factory=dict)   # core.facets columns (first excerpt)
+    heard_s: float | None = None         # seconds of audio in the longest excerpt (≤ the longest window)
+
+    def short_of_window(self) -> float | None:
+        """The longest model window (s) when the track was over a second
+        shorter, so the models heard it repeated; else ``None``."""
+        window = max(c.window_seconds for c in self.model_configs.values()) if self.model_configs else 0.0
+        return window if self.heard_s is not None and self.heard_s < window - 1.0 else None
 
     def probabilities(self, model: str) -> dict[str, float]:
         return dict(zip(self.labels(model), self.predictions[model].probs[0].tolist()))
@@ -61,12 +68,12 @@ def analyse(source: AudioSource, models: dict[str, GenreModel], n_excerpts: int 
     cfgs = distinct_configs(models)
     if baseline is not None and baseline.cfg.key() not in {c.key() for c in cfgs}:
         cfgs.append(baseline.cfg)
-    waves = load_multi(source, cfgs, n_excerpts=n_excerpts)
+    waves, heard_s = load_multi_heard(source, cfgs, n_excerpts=n_excerpts)
     # One torch thread: a single track's ~10 windows are too small a batch for
     # two threads to pay off, and on a busy machine the second thread's
     # spin-waits cost more than it saves (measured by benchmarks.index.profile_stages).
     with torch_threads(1):
-        return _analyse(cfgs, waves, models, baseline)
+        return replace(_analyse(cfgs, waves, models, baseline), heard_s=heard_s)
 
 
 TRUNK_BATCH = 2
