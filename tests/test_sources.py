@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import synth, write_audio
@@ -31,14 +32,16 @@ def test_read_catalog_reads_folders_and_library_and_reports_bad_folders(tiny_dat
     (lib / "notes.txt").write_text("not audio")
     empty = tmp_path / "empty"
     empty.mkdir()
-    cat = catalog.read_catalog([tiny_dataset, tmp_path / "missing", empty], lib)
+    song = next(p for p in Path(tiny_dataset).rglob("*") if p.is_file() and p.suffix != ".csv")   # a file, not a folder
+    cat = catalog.read_catalog([tiny_dataset, tmp_path / "missing", empty, song], lib)
     assert len(cat.tracks) == 18
     assert {t.genre for t in cat.tracks} == {"Tones", "Noise", "Clicks"}
     assert [t.title for t in cat.library] == ["my song"]
     assert cat.library[0].source == catalog.LIBRARY_SOURCE and cat.library[0].genre == ""
     assert len(cat) == 19 and len(cat.all_tracks) == 19
-    assert len(cat.problems) == 2
+    assert len(cat.problems) == 3
     assert any("missing: folder not found" in p for p in cat.problems)
+    assert f"{song}: is a file, not a folder" in cat.problems
     assert any(str(empty) in p for p in cat.problems)
 
 

@@ -114,7 +114,7 @@ def read_catalog(data_dirs: Iterable[str | Path], library_dir: str | Path | None
         try:
             found = read_dataset(d, layout)
         except FileNotFoundError:
-            problems.append(f"{d}: folder not found")
+            problems.append(f"{d}: is a file, not a folder" if d.is_file() else f"{d}: folder not found")
             continue
         except (ValueError, OSError) as exc:
             msg = " ".join(str(exc).split())
