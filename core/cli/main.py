@@ -211,7 +211,7 @@ def cmd_classify(args) -> int:
             print(f"error: {f}: cannot read ({type(exc).__name__})", file=sys.stderr)
             status = EXIT_BAD_INPUT
             continue
-        # Seconds of audio per excerpt: under the window, the models heard it repeated.
+        # Seconds of audio in the longest excerpt: under the window, the models heard it repeated.
         line = {"file": f, "seconds_heard": round(a.heard_s, 2),
                 "repeated_to_fill_window": a.short_of_window() is not None}
         for name in models:
