@@ -85,6 +85,8 @@ if uploads and mods:
         except ANALYSIS_ERRORS as exc:   # one line per bad file, the rest still count
             st.error(audio_error_line(exc, f.name))
             continue
+        if v.repeated_note(f.name):
+            st.caption(v.repeated_note(f.name))
         seed_vectors.append(rec.SeedVector(
             embedding=v.embedding, probs={m: np.array([v.probs[m][g] for g in v.labels[m]], np.float32)
                                           for m in v.probs},

@@ -129,6 +129,9 @@ def test_uploaded_song_can_be_a_seed(app, tmp_path, calls):
                                                    ("bad.wav", b"RIFFnope", "audio/wav")]).run()
     no_exceptions(app)
     assert len(app.error) == 1 and app.error[0].value.startswith("bad.wav:")
+    # 3 s, a tenth of the models' window: the seed was heard looped, and the page says so.
+    assert [c.value for c in app.caption if "heard it repeated" in c.value][0].startswith(
+        ":material/warning: mine.wav: 3.0 s of audio")
     lists = _lists(app)
     assert len(lists["cosine"]) == 5 and len(lists["genre"]) == 5
     vectors = calls[-1]["seed_vectors"]

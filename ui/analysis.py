@@ -58,12 +58,14 @@ class TrackView:
         """What to say about ``model``'s genres (one genre only when likely enough)."""
         return verdict(self.probs[model])
 
-    def repeated_note(self) -> str | None:
-        """One line for a track shorter than the models' window, else ``None``."""
+    def repeated_note(self, name: str = "") -> str | None:
+        """One line (naming ``name`` when given) for a track shorter than the
+        models' window, else ``None``."""
         if not self.repeated:
             return None
         heard, window = self.repeated
-        line = f"{heard:.1f} s of audio, shorter than the models' {window:.0f} s: they heard it repeated."
+        line = (f"{name + ': ' if name else ''}{heard:.1f} s of audio, shorter than the models' "
+                f"{window:.0f} s: they heard it repeated.")
         if heard < window / 2:
             return f":material/warning: {line} Answers on so little music are less reliable."
         return line
