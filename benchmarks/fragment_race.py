@@ -133,35 +133,37 @@ async def _shown(page) -> int:
     return int(found[-1]) if found else -1
 
 
+async def _shows(page, text: str, timeout_s: float) -> bool:
+    """Whether ``text`` (exactly) shows on ``page`` within ``timeout_s``."""
+    try:
+        await page.get_by_text(text, exact=True).wait_for(timeout=timeout_s * 1000)
+    except Exception:  # noqa: BLE001 — Playwright's timeout: it did not show
+        return False
+    return True
+
+
 async def _user(browser, url: str, clicks: int, wait_s: float) -> dict:
     """One tab: click **go** until a click's page is lost (or ``clicks`` done)."""
     page = await browser.new_page()
     try:
         await page.goto(url + "/", timeout=120_000)
         lost, ran, done, first, late, slowest = 0, 0, 0, 0, 0, 0.0
-        try:
-            await page.get_by_text("done 0").wait_for(timeout=START_S * 1000)
-        except Exception:  # noqa: BLE001 — the race can lose the first page too
+        if not await _shows(page, "done 0", START_S):     # the race can lose the first page too
             lost, first, clicks = 1, 1, 0
         for i in range(1, clicks + 1):
             await page.get_by_role("button", name="go").click(timeout=60_000)
             t0 = time.monotonic()
-            try:
-                await page.get_by_text(f"done {i}", exact=True).wait_for(timeout=wait_s * 1000)
+            if await _shows(page, f"done {i}", wait_s):
                 done = i
-            except Exception:  # noqa: BLE001 — slow or lost: wait on, touching nothing
-                try:
-                    await page.get_by_text(f"done {i}", exact=True).wait_for(timeout=LATE_S * 1000)
-                    done, late = i, late + 1
-                    slowest = max(slowest, time.monotonic() - t0)
-                    continue
-                except Exception:  # noqa: BLE001 — a lost page is what is counted
-                    pass
-                lost = 1
-                await page.get_by_role("button", name="show").click(timeout=60_000)
-                await page.wait_for_timeout(wait_s * 1000)
-                ran = int(await _shown(page) >= i)        # the click ran; only its page was lost
-                break
+                continue
+            if await _shows(page, f"done {i}", LATE_S):       # slow: it came while nothing was touched
+                done, late, slowest = i, late + 1, max(slowest, time.monotonic() - t0)
+                continue
+            lost = 1                                           # a lost page is what is counted
+            await page.get_by_role("button", name="show").click(timeout=60_000)
+            await page.wait_for_timeout(wait_s * 1000)
+            ran = int(await _shown(page) >= i)            # the click ran; only its page was lost
+            break
         ticks = TICK.findall(await page.locator('[data-testid="stSidebar"]').inner_text())
         return {"clicks": done + lost - first, "lost": lost, "lost_but_ran": ran, "lost_first_page": first,
                 "late": late, "slowest_late_s": round(slowest, 1), "ticks": int(ticks[-1]) if ticks else 0}

@@ -5,7 +5,7 @@ import streamlit as st
 
 from core.models.verdict import verdict
 from ui import charts
-from ui.analysis import classify_files
+from ui.analysis import classify_files, repeated_caption
 from ui.facets import beyond_genre
 from ui.models import shipped_models
 from ui.routing import through_app
@@ -57,8 +57,7 @@ for i, r in enumerate(results):
             tag_line = upload_tag_line(r.data, v.digest)
             if tag_line:
                 st.caption(tag_line)
-            if v.repeated_note():
-                st.caption(v.repeated_note())
+            repeated_caption(v)
             with st.popover("Listen", icon=":material/play_arrow:"):   # the player is drawn when opened
                 st.audio(r.data)
             verdicts = {m: v.verdict(m) for m in v.probs}

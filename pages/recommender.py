@@ -9,7 +9,7 @@ from core.recommend import methods as rec
 from core.recommend.confidence import describe_confidence
 from core.recommend.steer import steered
 from ui import charts
-from ui.analysis import ANALYSIS_ERRORS, analyse_upload, audio_error_line
+from ui.analysis import ANALYSIS_ERRORS, analyse_upload, audio_error_line, repeated_caption
 from ui.catalog import index_or_help, index_table, play
 from ui.facets import relevance_lines, song_path_section, steer_controls
 from ui.models import artifact_json_checked, models_key, shipped_models
@@ -85,8 +85,7 @@ if uploads and mods:
         except ANALYSIS_ERRORS as exc:   # one line per bad file, the rest still count
             st.error(audio_error_line(exc, f.name))
             continue
-        if v.repeated_note(f.name):
-            st.caption(v.repeated_note(f.name))
+        repeated_caption(v, f.name)
         seed_vectors.append(rec.SeedVector(
             embedding=v.embedding, probs={m: np.array([v.probs[m][g] for g in v.labels[m]], np.float32)
                                           for m in v.probs},

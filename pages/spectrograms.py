@@ -4,7 +4,7 @@
 import streamlit as st
 
 from ui import charts
-from ui.analysis import ANALYSIS_ERRORS, analyse_path, analyse_upload, audio_error_line
+from ui.analysis import ANALYSIS_ERRORS, analyse_path, analyse_upload, audio_error_line, repeated_caption
 from ui.catalog import catalog, track_label
 from ui.facets import beyond_genre
 from ui.models import cached_figure, model_picker, models_key, shipped_models
@@ -78,8 +78,7 @@ c1, c2 = st.columns([2, 3])
 with c1:
     st.subheader(name)
     st.audio(audio)
-    if view.repeated_note():
-        st.caption(view.repeated_note())
+    repeated_caption(view)
     if true_genre:
         st.caption(f"Labelled genre: **{true_genre}**")
     if tag_genre:

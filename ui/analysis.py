@@ -58,17 +58,18 @@ class TrackView:
         """What to say about ``model``'s genres (one genre only when likely enough)."""
         return verdict(self.probs[model])
 
-    def repeated_note(self, name: str = "") -> str | None:
-        """One line (naming ``name`` when given) for a track shorter than the
-        models' window, else ``None``."""
-        if not self.repeated:
-            return None
-        heard, window = self.repeated
-        line = (f"{name + ': ' if name else ''}{heard:.1f} s of audio, shorter than the models' "
-                f"{window:.0f} s: they heard it repeated.")
-        if heard < window / 2:
-            return f":material/warning: {line} Answers on so little music are less reliable."
-        return line
+
+
+def repeated_caption(view: TrackView, name: str = "") -> None:
+    """One caption (naming ``name`` when given) when the track was shorter
+    than the models' window, so they heard it repeated; nothing otherwise."""
+    if not view.repeated:
+        return
+    heard, window = view.repeated
+    line = (f"{name + ': ' if name else ''}{heard:.1f} s of audio, shorter than the models' "
+            f"{window:.0f} s: they heard it repeated.")
+    st.caption(f":material/warning: {line} Answers on so little music are less reliable."
+               if heard < window / 2 else line)
 
 
 def named_bytes(name: str, data: bytes) -> io.BytesIO:
@@ -108,7 +109,7 @@ def _view(source, models: dict, base=None, spectrograms: bool = True) -> TrackVi
         window_starts_s=window_starts, labels={m: a.labels(m) for m in models},
         embedding={m: np.asarray(a.predictions[m].embedding[0], np.float32) for m in models},
         baseline=a.baseline, facets=dict(a.facets),
-        repeated=(a.heard_s, a.short_of_window()) if a.short_of_window() else None)
+        repeated=(a.heard_s, window) if (window := a.short_of_window()) else None)
 
 
 # The caches below grow with what users pick and upload: bounded in entries

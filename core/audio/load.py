@@ -66,17 +66,16 @@ def _open(source: AudioSource) -> sf.SoundFile:
             raise AudioError("file not found", name)
         if path.is_dir():
             raise AudioError("is a folder, not an audio file", name)
-        if path.stat().st_size == 0:
-            raise AudioError("file is empty (0 bytes)", name)
+        size: int | None = path.stat().st_size
         handle: AudioSource = str(path)
     elif isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) == 0:
-            raise AudioError("file is empty (0 bytes)", name)
+        size = len(source)
         handle = io.BytesIO(bytes(source))
-    else:
+    else:                                   # a file object (an upload)
+        size = _byte_size(source)
         handle = source
-        if _byte_size(source) == 0:         # an empty upload
-            raise AudioError("file is empty (0 bytes)", name)
+    if size == 0:
+        raise AudioError("file is empty (0 bytes)", name)
     try:
         f = sf.SoundFile(handle)
     except Exception as exc:  # libsndfile raises several types

@@ -113,10 +113,7 @@ def read_catalog(data_dirs: Iterable[str | Path], library_dir: str | Path | None
     for d in dirs:
         try:
             found = read_dataset(d, layout)
-        except FileNotFoundError:
-            problems.append(f"{d}: is a file, not a folder" if d.is_file() else f"{d}: folder not found")
-            continue
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError) as exc:     # not found, a file, no audio, a layout that does not fit…
             msg = " ".join(str(exc).split())
             problems.append(msg if msg.startswith(str(d)) else f"{d}: {msg}")
             continue

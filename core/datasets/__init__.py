@@ -22,7 +22,7 @@ def read_dataset(root: str | Path, layout: str = "auto",
     is a :class:`LayoutError`."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data folder not found: {root}")
+        raise FileNotFoundError(f"{root}: is a file, not a folder" if root.is_file() else f"{root}: folder not found")
     layout = check_layout(layout)
     if layout == "auto":
         layout = detect_layout(root, known_genres)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -73,7 +73,7 @@ def analyse(source: AudioSource, models: dict[str, GenreModel], n_excerpts: int 
     # two threads to pay off, and on a busy machine the second thread's
     # spin-waits cost more than it saves (measured by benchmarks.index.profile_stages).
     with torch_threads(1):
-        return replace(_analyse(cfgs, waves, models, baseline), heard_s=heard_s)
+        return _analyse(cfgs, waves, models, baseline, heard_s)
 
 
 TRUNK_BATCH = 2
@@ -126,7 +126,7 @@ def _shared_key(model: GenreModel) -> str | None:
 
 
 def _analyse(cfgs: list[FeatureConfig], waves: list[np.ndarray], models: dict[str, GenreModel],
-             baseline: BaselineClassifier | None = None) -> Analysis:
+             baseline: BaselineClassifier | None = None, heard_s: float | None = None) -> Analysis:
     # One log-mel per distinct config (``cfgs``: models sharing one share it),
     # the same bits the cache and the batch indexer use for this file.
     mels = {c.key(): logmels(w, c) for c, w in zip(cfgs, waves)}
@@ -156,4 +156,4 @@ def _analyse(cfgs: list[FeatureConfig], waves: list[np.ndarray], models: dict[st
                     model_configs={n: m.cfg for n, m in models.items()},
                     logmels={n: mels[m.cfg.key()][0, 0].numpy() for n, m in models.items()},
                     waves={n: wave_of[m.cfg.key()][0] for n, m in models.items()}, baseline=base_probs,
-                    facets=facets)
+                    facets=facets, heard_s=heard_s)
