@@ -81,7 +81,8 @@ def test_shapes_and_head_round_trip_through_safetensors_without_pickle(stub_bank
     three = load_model("fused_trunks", tmp_path)
     assert three.patches == 3 and three.bank().patches == 3 and three.fingerprint() != loaded.fingerprint()
     mel10 = torch.rand(2, 1, 96, 10 * PATCH_FRAMES)
-    assert not np.allclose(three.predict_logmel(mel10).probs, loaded.predict_logmel(mel10).probs)
+    # Logits, not probabilities: the random head is small, and its probabilities can agree to allclose's 1e-5.
+    assert np.abs(three.predict_logmel(mel10).logits - loaded.predict_logmel(mel10).logits).max() > 1e-6
     assert np.allclose(three.predict_logmel(mel).probs, pred.probs, atol=1e-6)    # a 3-patch clip: all of them
     state.pop("bank_patches")
     old = build_model("fused_trunks", LABELS)
@@ -339,3 +340,84 @@ def test_head_variants_score_other_heads_on_the_same_folds_against_the_shipped_o
     assert [len(c["accuracy"]) for c in hv["learning_curve"]] == [DRAWS, DRAWS]
     table = "\n".join(variant_lines(hv, "fused_trunks"))
     assert "| per-patch logistic | C=3e-05 |" in table and "+0.000 [+0.000, +0.000]" in table
+
+
+def _patch_data(n=150, signal=1.0, seed=11, copies=0):
+    """Two trunks' per-patch outputs of ``n`` tracks in three sources; the genre
+    shifts one penultimate unit of each patch by ``signal``."""
+    from core.datasets.track import Track
+    from core.training.loso_data import SourceData
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    patches, augmented = {}, {}
+    for name, d in (("msd_vgg", 256), ("msd_musicnn", 200)):           # the trunks' penultimate widths
+        pen = rng.normal(size=(n, 10, d)).astype(np.float32)
+        pen[np.arange(n), :, y] += signal
+        patches[name] = (pen, rng.uniform(size=(n, 10, 50)).astype(np.float32))
+        if copies:
+            augmented[name] = (rng.normal(size=(n, copies, 10, d)).astype(np.float32),
+                               rng.uniform(size=(n, copies, 10, 50)).astype(np.float32))
+    tracks = [Track(track_id=f"t{i}", path=f"/x/{i}.wav", genre=LABELS[y[i]], split="train",
+                    source=f"s{(i // 3) % 3}") for i in range(n)]
+    return SourceData(tracks=tracks, labels=LABELS, y=y, patches=patches, augmented=augmented)
+
+
+@pytest.mark.parametrize("keep, copies", [(None, 0), (3, 1)])
+def test_per_patch_head_is_served_exactly_on_the_clip_vectors(keep, copies):
+    """fit_head's "patch" form: the mean of the per-patch head's logits over a
+    clip's kept patches equals the served head on that clip's pooled vector
+    (which also holds the max over patches, at weight 0), and the embedding's
+    standardiser is the clip vectors' own, as the clip-pooled head's is."""
+    from core.training.linear_head import fit_linear_head
+    from core.training.loso_eval import fit_head
+    data = _patch_data(copies=copies).with_patches(keep)
+    names = ["msd_vgg", "msd_musicnn"]
+    idx = np.arange(0, 150, 2)
+    xp, yp = data.patch_rows(names, idx, copies)
+    assert xp.shape == (75 * (1 + copies), keep or 10, (256 + 50) + (200 + 50)) and (yp[:75] == data.y[idx]).all()
+    served = fit_head(data, names, idx, 0.01, copies, "patch")
+    direct = fit_linear_head(xp.reshape(-1, xp.shape[2]), np.repeat(yp, xp.shape[1]), 3, c=0.01)
+    x = data.stacked(names)
+    rows = data.patch_rows(names, np.arange(150))[0]
+    want = direct.logits(rows.reshape(-1, rows.shape[2])).reshape(150, rows.shape[1], 3).mean(1)
+    assert np.allclose(served.logits(x), want, atol=1e-6)           # float32 features: exact up to rounding
+    clip = fit_head(data, names, idx, 0.01, copies, "clip")
+    assert np.allclose(served.mean, clip.mean) and np.allclose(served.scale, clip.scale)
+    maxes = np.r_[256:512, 562 + 200: 562 + 400]            # each trunk's max over patches
+    assert np.array_equal(np.setdiff1d(np.arange(x.shape[1]), data.patch_columns(names)), maxes)
+    assert (served.weight[:, maxes] == 0).all() and not (clip.weight[:, maxes] == 0).all()
+    with pytest.raises(ValueError):
+        fit_head(data, names, idx, 0.01, copies, "tree")
+
+
+def test_head_form_is_chosen_leave_one_source_out_and_ships_in_the_model(stub_bank):
+    """Step 1d scores the clip-pooled head and a per-patch head per C on the
+    same folds and keeps the best by the rule; the shipped model serves the
+    chosen form; without per-patch features only the clip-pooled head runs."""
+    from core.training.fused_trunks_train import PATCH_HEAD_CS, choose_head, train_fused_trunks
+    from core.training.loso import loso_folds
+    from core.training.loso_data import SourceData
+    from core.training.loso_eval import fit_head, linear_fold_logits
+    from core.training.model_card_loso import head_lines
+    data = _patch_data(signal=0.4).with_patches(None)
+    names = ["msd_vgg", "msd_musicnn"]
+    folds = loso_folds(data.tracks)
+    base = linear_fold_logits(data, folds, names, 0.001)
+    got = choose_head(data, folds, names, 0.001, 0, base, log=lambda s: None)
+    assert [(r["head"], r["C"]) for r in got["rows"]] == [("clip", 0.001)] + [("patch", c) for c in PATCH_HEAD_CS]
+    best = max(got["rows"], key=lambda r: (r["mean"]["accuracy"], r["mean"]["macro_auc"], r["head"] == "clip"))
+    assert (got["chosen"], got["C"]) == (best["head"], best["C"])
+    # Here the genre is in every patch's mean and the max over patches is noise, which only the
+    # clip-pooled head reads: the per-patch head wins on these folds.
+    assert got["chosen"] == "patch" and best["mean"]["accuracy"] > got["rows"][0]["mean"]["accuracy"] + 0.05
+    assert "| per-patch logistic | 1e-05 |" in "\n".join(head_lines(got, "fused_trunks"))
+    model, head = train_fused_trunks(data, names, 3e-5, None, head_form="patch")
+    tr = np.flatnonzero([t.split == "train" for t in data.tracks])
+    assert np.allclose(head.weight, fit_head(data, names, tr, 3e-5, 0, "patch").weight)
+    x = data.stacked(names)
+    with torch.no_grad():
+        served = model.head_outputs(torch.as_tensor(x))[1].numpy()
+    assert np.allclose(served, head.logits(x), atol=1e-3)
+    plain = SourceData(tracks=data.tracks, labels=LABELS, y=data.y, features=data.features)
+    none = choose_head(plain, folds, names, 0.001, 0, base, log=lambda s: None)
+    assert none["chosen"] == "clip" and none["rows"] == []

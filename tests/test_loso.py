@@ -123,9 +123,9 @@ def test_fold_model_reads_loso_json_and_defaults_to_the_fused_model(tmp_path):
     p = tmp_path / "loso.json"
     p.write_text(json.dumps({"fused": {"features": ["MSD_vgg"], "C": 1e-4},
                              "head2": {"features": ["MSD_musicnn", "MTT_vgg"], "C": 0.1, "patches": 5,
-                                       "augment": 2}}))
+                                       "augment": 2, "head": "patch"}}))
     assert fold_model(p) == FoldModel(FUSED, ("MSD_vgg",), 1e-4)
-    assert fold_model(p, "head2") == FoldModel("head2", ("MSD_musicnn", "MTT_vgg"), 0.1, 5, 2)
+    assert fold_model(p, "head2") == FoldModel("head2", ("MSD_musicnn", "MTT_vgg"), 0.1, 5, 2, "patch")
     assert fold_model(tmp_path / "missing.json") == FoldModel(FUSED, ("MSD_vgg",), DEFAULT_C)
 
 

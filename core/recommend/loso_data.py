@@ -26,10 +26,9 @@ import numpy as np
 from core.files import atomic_write_text
 from core.recommend.loso import FUSED, FoldCatalog, LosoGrid, fold_catalog
 from core.training.calibration import softmax_t
-from core.training.linear_head import fit_linear_head
 from core.training.loso import loso_folds
 from core.training.loso_data import MSD_VGG, SourceData
-from core.training.loso_eval import FoldLogits, cross_fold_temperatures, seen_genres, with_augmented
+from core.training.loso_eval import FoldLogits, cross_fold_temperatures, fit_head, seen_genres
 from core.types import Progress
 
 DEFAULT_C = 0.01
@@ -44,18 +43,20 @@ class FoldModel:
     ``patches``: the trunk features pooled over that many of each clip's
     3 s patches, as the shipped model runs them (None: all); ``copies``:
     augmented copies of each training track among its rows, as the shipped
-    head was fitted (``loso.json`` ``"augment"``)."""
+    head was fitted (``loso.json`` ``"augment"``); ``head``: the head's form
+    (:data:`~core.training.loso_eval.HEADS`, ``loso.json`` ``"head"``)."""
 
     name: str = FUSED
     features: tuple[str, ...] = (MSD_VGG,)
     c: float = DEFAULT_C
     patches: int | None = None
     copies: int = 0
+    head: str = "clip"
 
 
 def fold_model(loso_json: str | Path | None, name: str = FUSED) -> FoldModel:
     """``name``'s fold model as ``loso.json`` (``python -m core loso``) records it
-    (``features``, ``C``, ``patches``, ``augment``); a missing file or entry gives the defaults."""
+    (``features``, ``C``, ``patches``, ``augment``, ``head``); a missing file or entry gives the defaults."""
     entry: dict = {}
     if loso_json:
         try:
@@ -64,7 +65,8 @@ def fold_model(loso_json: str | Path | None, name: str = FUSED) -> FoldModel:
             entry = {}
     patches = entry.get("patches")
     return FoldModel(name, tuple(entry.get("features") or (MSD_VGG,)), float(entry.get("C", DEFAULT_C)),
-                     None if patches is None else int(patches), int(entry.get("augment") or 0))
+                     None if patches is None else int(patches), int(entry.get("augment") or 0),
+                     str(entry.get("head") or "clip"))
 
 
 def mfcc_features(data: SourceData, cache_root: str | Path, workers: int = 2) -> np.ndarray:
@@ -85,14 +87,16 @@ def mfcc_features(data: SourceData, cache_root: str | Path, workers: int = 2) ->
 
 
 def fold_catalogs(data: SourceData, c: float = DEFAULT_C, mfcc: np.ndarray | None = None,
-                  features: Sequence[str] = (MSD_VGG,), name: str = FUSED, copies: int = 0) -> list[FoldCatalog]:
-    """One :class:`FoldCatalog` per source, model name ``name`` (its head fitted
-    with ``copies`` augmented copies of each training track, as shipped)."""
+                  features: Sequence[str] = (MSD_VGG,), name: str = FUSED, copies: int = 0,
+                  head_form: str = "clip") -> list[FoldCatalog]:
+    """One :class:`FoldCatalog` per source, model name ``name`` (its head, of
+    form ``head_form``, fitted with ``copies`` augmented copies of each
+    training track, as shipped)."""
     folds = loso_folds(data.tracks)
     x = data.stacked(features)
     heads, logits = [], []
     for f in folds:
-        head = fit_linear_head(*with_augmented(data, features, f.train, copies), len(data.labels), c=c)
+        head = fit_head(data, features, f.train, c, copies, head_form)
         heads.append(head)
         logits.append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val],
                                  seen_genres(data.y[f.train], data.y[f.val])))
@@ -133,10 +137,11 @@ def recommend_loso(dirs: Sequence[str | Path], cache_root: str | Path, cfg=None,
     path = Path(cache_root) / f"loso_recommend_{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    cats = fold_catalogs(data, model.c, mfcc_features(data, cache_root), model.features, model.name, model.copies)
+    cats = fold_catalogs(data, model.c, mfcc_features(data, cache_root), model.features, model.name, model.copies,
+                         model.head)
     rec = loso_recommend(cats, cfg, model=model.name, grid=grid, progress=progress)
     rec["head"] = {"model": model.name, "C": model.c, "features": list(model.features),
-                   "patches": model.patches, "augment": model.copies,
+                   "patches": model.patches, "augment": model.copies, "head_form": model.head,
                    "temperature": "cross-fold (fitted on the other folds' held-out tracks of seen genres)"}
     atomic_write_text(path, json.dumps(rec, default=float))
     return rec

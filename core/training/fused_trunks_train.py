@@ -24,6 +24,13 @@ same numbers :class:`~core.models.fused_trunks.FusedTrunks` sees at inference).
    ``C`` chosen again over :data:`TRUNK_CS` (more rows weaken a given ``C``);
    the most LOSO mean accuracy, then mean macro AUC, ships — ties go to fewer
    copies. A held-out source's copies are never a fold's training rows.
+1d. The head's form (:data:`~core.training.loso_eval.HEADS`): the clip-pooled
+   head of steps 1–1c against a per-patch head (every kept 3 s patch a row,
+   its clip's logits the mean of its patches'; served as a head on the patch
+   means of the same vector, :func:`~core.training.linear_head.fit_patch_head`)
+   at each ``C`` of :data:`PATCH_HEAD_CS`, both with the chosen copies; the
+   most LOSO mean accuracy, then mean macro AUC, ships — ties go to the
+   clip-pooled head. Needs the per-patch outputs; without them, clip-pooled.
 2. Calibration: temperature, per-genre bias, vector scaling
    (:mod:`core.training.loso_calibration`), each cross-fitted per fold; the
    one with the lowest mean held-out ECE ships, fitted on every fold's
@@ -39,17 +46,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from core.training.linear_head import fit_linear_head
 from core.training.loso import Fold
 from core.training.loso_calibration import CalibrationMap, compare_methods, fold_into_head
 from core.training.loso_data import SourceData
 from core.training.loso_eval import (
+    HEAD_NAMES,
     FoldLogits,
     choose_linear,
+    fit_head,
     linear_fold_logits,
     loso_report,
     per_genre_recall,
-    with_augmented,
 )
 
 NAME = "fused_trunks"
@@ -70,6 +77,9 @@ PATCH_ACC_TOL = 0.0
 PATCH_AUC_TOL = 0.0
 # Augmented copies per training track tried in step 1c (those beyond what the features hold are skipped).
 AUGMENT_CHOICES = (0, 1, 2)
+# Step 1d's C grid for the per-patch head: ten rows per clip weaken a given C, so the grid sits a step
+# lower than TRUNK_CS (`loso --head-variants` measured these three before the step existed).
+PATCH_HEAD_CS = (0.00001, 0.00003, 0.0001)
 
 
 def bank_sets(available: Sequence[str], anchor: str = ANCHOR) -> list[list[str]]:
@@ -91,15 +101,16 @@ def bank_sets(available: Sequence[str], anchor: str = ANCHOR) -> list[list[str]]
 
 
 def train_fused_trunks(data: SourceData, trunks: Sequence[str], c: float, cmap: CalibrationMap | None = None,
-                       patches: int | None = None, copies: int = 0):
-    """The shipped :class:`~core.models.fused_trunks.FusedTrunks`: head fitted on
-    the train split of every source (features pooled over ``patches`` per clip,
+                       patches: int | None = None, copies: int = 0, head_form: str = "clip"):
+    """The shipped :class:`~core.models.fused_trunks.FusedTrunks`: head (of form
+    ``head_form``, :func:`~core.training.loso_eval.fit_head`) fitted on the
+    train split of every source (features pooled over ``patches`` per clip,
     :meth:`~core.training.loso_data.SourceData.with_patches`) and ``copies``
     augmented copies of those tracks, ``cmap`` folded into it (temperature 1)."""
     from core.models.fused_trunks import FusedTrunks
 
     tr = np.flatnonzero([t.split == "train" for t in data.tracks])
-    head = fit_linear_head(*with_augmented(data, trunks, tr, copies), len(data.labels), c=c)
+    head = fit_head(data, trunks, tr, c, copies, head_form)
     weight, bias = (head.weight, head.bias) if cmap is None else fold_into_head(head.weight, head.bias, cmap)
     model = FusedTrunks(data.labels, trunks=trunks)
     model.set_head(head.mean, head.scale, weight, bias, 1.0)
@@ -161,6 +172,25 @@ def choose_augment(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str
             "_fold_logits": logits[best["copies"], best["C"]]}
 
 
+def choose_head(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str], c: float, copies: int,
+                base: Sequence[FoldLogits], log: Log = print) -> dict:
+    """Step 1d: ``{"chosen": form, "C": …, "rule": …, "rows": [{"head", "C", "mean", "folds"}]}``
+    and ``"_fold_logits"``, the chosen row's (not for the record). ``base``: the
+    clip-pooled head's fold logits at ``c`` (step 1c's choice)."""
+    rule = (f"most LOSO mean accuracy, then mean macro AUC: the clip-pooled head (C={c:g}) against a per-patch "
+            f"head at C {', '.join(f'{x:g}' for x in PATCH_HEAD_CS)}; ties: clip-pooled")
+    logits = {("clip", c): base}
+    if any(t not in data.patches for t in trunks):
+        return {"chosen": "clip", "C": c, "rule": rule, "rows": [], "_fold_logits": base,
+                "note": "no per-patch features: clip-pooled"}
+    for pc in PATCH_HEAD_CS:
+        logits["patch", pc] = linear_fold_logits(data, folds, trunks, pc, copies=copies, head="patch")
+    rows = [_scored(lg, f"{HEAD_NAMES[h]}, C={ck:g}", log, head=h, C=ck) for (h, ck), lg in logits.items()]
+    best = max(rows, key=lambda r: (r["mean"]["accuracy"], r["mean"]["macro_auc"], r["head"] == "clip"))
+    return {"chosen": best["head"], "C": best["C"], "rule": rule, "rows": rows,
+            "_fold_logits": logits[best["head"], best["C"]]}
+
+
 def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[float],
                       cache_dir: str | Path | None, log: Log = print, variants: bool = False,
                       cnn_msd: Sequence[FoldLogits] | None = None) -> tuple[dict, object] | None:
@@ -188,7 +218,9 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
     data = data.with_patches(keep)
     aug_choice = choose_augment(data, folds, trunks, c, log, base=patch_choice.pop("_fold_logits", None))
     copies, c = aug_choice["chosen"], aug_choice["C"]
-    fold_logits = aug_choice.pop("_fold_logits")
+    head_choice = choose_head(data, folds, trunks, c, copies, aug_choice.pop("_fold_logits"), log)
+    form, c = head_choice["chosen"], head_choice["C"]
+    fold_logits = head_choice.pop("_fold_logits")
     rep = loso_report(fold_logits)
     calib = compare_methods(fold_logits)
     method = calib["best"]
@@ -201,11 +233,11 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
         rep["folds"][f.held_out]["calibrated"].update(method=method, **cal)
     for k in ("accuracy", "macro_auc", "ece", "log_loss", "ece_seen"):
         rep["mean"][k] = float(np.mean([rep["folds"][s]["calibrated"][k] for s in rep["folds"]]))
-    model, head = train_fused_trunks(data, trunks, c, cmap, patches=keep, copies=copies)
+    model, head = train_fused_trunks(data, trunks, c, cmap, patches=keep, copies=copies, head_form=form)
     va = np.array([t.split == "val" for t in data.tracks])
     p_val = cmap.probs(head.logits(data.stacked(trunks)[va]))
     record = {"features": list(trunks), "C": c, "patches": keep, "patch_choice": patch_choice,
-              "augment": copies, "augment_choice": aug_choice,
+              "augment": copies, "augment_choice": aug_choice, "head": form, "head_choice": head_choice,
               **rep, "calibration": calib,
               "feature_choice": {k: v for k, v in choice.items() if k != "grid"} | {"grid": choice["grid"]},
               "in_source_val": {"n": int(va.sum()), "accuracy": float((p_val.argmax(1) == data.y[va]).mean()),
@@ -214,13 +246,14 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
                                 "per_genre_recall": per_genre_recall(data.y[va], p_val.argmax(1), data.labels)}}
     if variants:
         from core.training.head_variants import head_variants
-        record["head_variants"] = head_variants(data, folds, trunks, c, copies, fold_logits, cnn_msd, log)
+        record["head_variants"] = head_variants(data, folds, trunks, c, copies, fold_logits, cnn_msd, log, form)
     m = rep["mean"]
-    log(f"{NAME}: {'+'.join(trunks)}, C={c:g}, patches {keep or 'all'}, augmented copies {copies}, LOSO mean "
+    log(f"{NAME}: {'+'.join(trunks)}, C={c:g}, patches {keep or 'all'}, augmented copies {copies}, "
+        f"{HEAD_NAMES[form]}, LOSO mean "
         f"accuracy {m['accuracy']:.3f}, AUC {m['macro_auc']:.3f}, ECE {m['ece']:.3f} ({method}); in-source val "
         f"accuracy {record['in_source_val']['accuracy']:.3f}")
     return record, model
 
 
-__all__ = ["AUGMENT_CHOICES", "NAME", "PATCH_CHOICES", "bank_sets", "choose_augment", "choose_patches",
-           "fused_trunks_loso", "train_fused_trunks"]
+__all__ = ["AUGMENT_CHOICES", "NAME", "PATCH_CHOICES", "PATCH_HEAD_CS", "bank_sets", "choose_augment", "choose_head",
+           "choose_patches", "fused_trunks_loso", "train_fused_trunks"]

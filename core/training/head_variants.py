@@ -8,7 +8,9 @@ shipped head and the learning curve also with the shipped augmented copies;
 the other heads on each fold's own tracks only):
 
 - ``per-patch logistic``: one row per 3 s patch, the clip's logits the mean
-  over its patches (by linearity, a head on the patch-mean features);
+  over its patches (by linearity, a head on the patch-mean features;
+  :func:`~core.training.loso_eval.fit_head`'s ``patch`` form, which step 1d of
+  the shipped rule also tries);
 - ``ridge`` and ``shrinkage LDA``: other linear heads on the same features;
 - ``+ cnn_msd``: the shipped head's log-probabilities averaged with
   ``cnn_msd``'s (retrained per fold), each at its pooled LOSO temperature;
@@ -27,10 +29,10 @@ from typing import Callable, Sequence
 import numpy as np
 from scipy.special import log_softmax
 
-from core.training.linear_head import ABSENT_BIAS, fit_linear_head, standardiser
+from core.training.linear_head import ABSENT_BIAS, standardiser
 from core.training.loso import Fold
 from core.training.loso_data import SourceData
-from core.training.loso_eval import FoldLogits, loso_report, seen_genres, with_augmented
+from core.training.loso_eval import HEAD_NAMES, FoldLogits, fit_head, linear_fold_logits, loso_report, seen_genres
 from core.training.metrics import mean_diff_ci
 
 Log = Callable[[str], None]
@@ -57,30 +59,12 @@ def _fold(data: SourceData, f: Fold, logits: np.ndarray, train: np.ndarray | Non
                                                                      data.y[f.val]))
 
 
-def _per_patch(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str], c: float) -> list[FoldLogits]:
-    from core.models.trunks import patch_choice
-
-    parts = []
-    for n in trunks:
-        pen, tags = data.patches[n]
-        sel = patch_choice(pen.shape[1], data.keep)
-        parts.append(np.concatenate([pen[:, sel], tags[:, sel]], axis=2))
-    xp = np.concatenate(parts, axis=2)                                     # (N, P, F)
-    n_p, width = xp.shape[1], xp.shape[2]
-    out = []
-    for f in folds:
-        head = fit_linear_head(xp[f.train].reshape(-1, width), np.repeat(data.y[f.train], n_p), len(data.labels), c=c)
-        out.append(_fold(data, f, head.logits(xp[f.val].reshape(-1, width)).reshape(len(f.val), n_p, -1).mean(1)))
-    return out
-
-
 def _share(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str], c: float, copies: int,
-           share: float, seed: int) -> list[FoldLogits]:
+           share: float, seed: int, head: str) -> list[FoldLogits]:
     rng, x, out = np.random.default_rng(seed), data.stacked(trunks), []
     for f in folds:
         tr = np.sort(rng.choice(f.train, int(round(share * len(f.train))), replace=False))
-        head = fit_linear_head(*with_augmented(data, trunks, tr, copies), len(data.labels), c=c)
-        out.append(_fold(data, f, head.logits(x[f.val]), tr))
+        out.append(_fold(data, f, fit_head(data, trunks, tr, c, copies, head).logits(x[f.val]), tr))
     return out
 
 
@@ -94,8 +78,9 @@ def _delta(ref: Sequence[FoldLogits], other: Sequence[FoldLogits], reps: int = 2
 
 def head_variants(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str], c: float, copies: int,
                   ref: Sequence[FoldLogits], cnn_msd: Sequence[FoldLogits] | None = None,
-                  log: Log = print) -> dict:
-    """The rows of the module docstring; ``ref``: the shipped head's fold logits."""
+                  log: Log = print, head: str = "clip") -> dict:
+    """The rows of the module docstring; ``ref``: the shipped head's fold logits
+    (``head``: its form, :data:`~core.training.loso_eval.HEADS`)."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.linear_model import RidgeClassifier
 
@@ -112,9 +97,9 @@ def head_variants(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str]
             f"ECE {m['ece']:.3f}")
         return rep
 
-    t_ref = add("shipped: clip-pooled logistic", f"C={c:g}, {copies} copies", ref)["pooled_temperature"]
+    t_ref = add(f"shipped: {HEAD_NAMES[head]}", f"C={c:g}, {copies} copies", ref)["pooled_temperature"]
     for pc in PATCH_CS:
-        add("per-patch logistic", f"C={pc:g}", _per_patch(data, folds, trunks, pc))
+        add("per-patch logistic", f"C={pc:g}", linear_fold_logits(data, folds, trunks, pc, head="patch"))
     for a in RIDGE_ALPHAS:
         add("ridge", f"alpha={a:g}", [_fold(data, f, _sklearn_logits(
             lambda a=a: RidgeClassifier(alpha=a, class_weight="balanced"), data, f, x)) for f in folds])
@@ -129,7 +114,7 @@ def head_variants(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str]
                                           for a, b in zip(ref, cnn_msd)])
     curve = []
     for share in SHARES:
-        accs = [loso_report(_share(data, folds, trunks, c, copies, share, seed))["mean"]["accuracy"]
+        accs = [loso_report(_share(data, folds, trunks, c, copies, share, seed, head))["mean"]["accuracy"]
                 for seed in range(DRAWS)]
         curve.append({"share": share, "accuracy": accs})
         log(f"LOSO learning curve, {share:.0%} of each fold's tracks: accuracy {min(accs):.3f}–{max(accs):.3f}")

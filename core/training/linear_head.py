@@ -74,3 +74,24 @@ def fit_linear_head(x: np.ndarray, y: np.ndarray, n_classes: int, c: float = 0.1
         weight[clf.classes_] = clf.coef_
         bias[clf.classes_] = clf.intercept_
     return LinearHead(mean=mean, scale=scale, weight=weight, bias=bias)
+
+
+def fit_patch_head(patches: np.ndarray, y: np.ndarray, clips: np.ndarray, columns: np.ndarray,
+                   n_classes: int, c: float = 0.1, seed: int = 0) -> LinearHead:
+    """A per-patch head served on clip vectors. :func:`fit_linear_head` on every
+    patch as a row (``patches`` ``(N, P, W)``, each labelled with its clip's
+    ``y`` ``(N,)``); a clip's logits are the mean of its patches' logits, which by
+    linearity is a head on the patch mean of each column. Returned in the
+    layout of the clip vectors ``clips`` ``(N', F)`` (the same tracks' pooled
+    features; ``columns`` ``(W,)``: where each per-patch column's patch mean
+    sits in them): standardised with ``clips``' own statistics, as a head
+    fitted on them is, weight 0 on the other columns (the max over patches)."""
+    n, p, w = patches.shape
+    if len(columns) != w:
+        raise HeadError(f"{len(columns)} columns for per-patch rows of width {w}")
+    head = fit_linear_head(patches.reshape(-1, w), np.repeat(y, p), n_classes, c=c, seed=seed)
+    mean, scale = standardiser(np.asarray(clips, np.float64))
+    weight = np.zeros((n_classes, clips.shape[1]))
+    weight[:, columns] = head.weight * (scale[columns] / head.scale)
+    bias = head.bias + head.weight @ ((mean[columns] - head.mean) / head.scale)
+    return LinearHead(mean=mean, scale=scale, weight=weight, bias=bias)

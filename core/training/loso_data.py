@@ -101,6 +101,45 @@ class SourceData:
             parts.append(np.concatenate([f, t], axis=1))
         return np.concatenate(parts, axis=1).astype(np.float32), np.repeat(self.y[idx], copies)
 
+    def patch_rows(self, names: Sequence[str], idx: np.ndarray, copies: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Per-patch rows of tracks ``idx`` and of their first ``copies``
+        augmented copies (those :meth:`augmented_rows` takes): per trunk of
+        ``names``, the penultimate layer and the tags of each kept patch side
+        by side → (``(M, P, W)`` float32, labels ``(M,)``), the row order of
+        :meth:`stacked` ``[idx]`` then :meth:`augmented_rows`."""
+        from core.models.trunks import patch_choice
+
+        idx = np.asarray(idx, dtype=np.int64)
+        missing = [n for n in names if n not in self.patches]
+        if missing:
+            raise FeatureSetError(f"no per-patch features for {', '.join(missing)}")
+        sel = patch_choice(self.patches[names[0]][0].shape[1], self.keep)
+        own = np.concatenate([np.concatenate([pen[idx][:, sel], tags[idx][:, sel]], axis=2)
+                              for pen, tags in (self.patches[n] for n in names)], axis=2)
+        rows, y = [own], [self.y[idx]]
+        if copies > 0 and len(idx):
+            if self.augmented_copies(names) < copies:
+                raise FeatureSetError(f"{copies} augmented copies asked for, {self.augmented_copies(names)} at hand")
+            has = np.logical_and.reduce([~np.isnan(self.augmented[n][0][idx, :copies, 0, 0]).any(1) for n in names])
+            aug = idx[has]
+            rows.append(np.concatenate([np.concatenate([a[aug, :copies][:, :, sel].reshape(-1, len(sel), a.shape[-1])
+                                                        for a in self.augmented[n]], axis=2) for n in names], axis=2))
+            y.append(np.repeat(self.y[aug], copies))
+        return np.concatenate(rows).astype(np.float32), np.concatenate(y)
+
+    def patch_columns(self, names: Sequence[str]) -> np.ndarray:
+        """``(W,)``: the column of :meth:`stacked` that holds the patch mean of
+        each per-patch column of :meth:`patch_rows` (per trunk: the pooled
+        features are [mean, max] of the penultimate layer, then the mean tags)."""
+        cols, off = [], 0
+        for n in names:
+            d, t = self.patches[n][0].shape[2], self.patches[n][1].shape[2]
+            if self.features[n].shape[1] != 2 * d + t:
+                raise FeatureSetError(f"{n}: pooled width {self.features[n].shape[1]} is not 2·{d} + {t}")
+            cols += [off + np.arange(d), off + 2 * d + np.arange(t)]
+            off += self.features[n].shape[1]
+        return np.concatenate(cols)
+
     def stacked(self, names: Sequence[str]) -> np.ndarray:
         """Features of ``names`` side by side, ``(N, ΣD)``."""
         missing = [n for n in names if n not in self.features]

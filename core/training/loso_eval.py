@@ -25,7 +25,7 @@ import numpy as np
 from core.config import TrainConfig
 from core.files import atomic_write_text
 from core.training.calibration import expected_calibration_error, fit_temperature, log_loss, softmax_t
-from core.training.linear_head import fit_linear_head
+from core.training.linear_head import LinearHead, fit_linear_head, fit_patch_head
 from core.training.loso import Fold
 from core.training.loso_data import SourceData
 from core.training.metrics import macro_auc
@@ -104,16 +104,36 @@ def with_augmented(data: SourceData, names: Sequence[str], idx: np.ndarray,
     return np.concatenate([x, xa]), np.concatenate([y, ya])
 
 
+# The head's form: ``clip`` fits the clip vectors (pooled over patches), ``patch``
+# fits every 3 s patch as a row (:func:`~core.training.linear_head.fit_patch_head`).
+HEADS = ("clip", "patch")
+HEAD_NAMES = {"clip": "clip-pooled logistic", "patch": "per-patch logistic"}
+
+
+def fit_head(data: SourceData, names: Sequence[str], idx: np.ndarray, c: float,
+             copies: int = 0, head: str = "clip") -> LinearHead:
+    """The standardised logistic head on ``names``' features, fitted on tracks
+    ``idx`` (and ``copies`` augmented copies of each, :func:`with_augmented`),
+    in the clip vectors' layout either way (``head``: one of :data:`HEADS`)."""
+    x, y = with_augmented(data, names, idx, copies)
+    if head == "clip":
+        return fit_linear_head(x, y, len(data.labels), c=c)
+    if head != "patch":
+        raise ValueError(f"head {head!r} is not one of {HEADS}")
+    xp, yp = data.patch_rows(names, idx, copies)
+    return fit_patch_head(xp, yp, x, data.patch_columns(names), len(data.labels), c=c)
+
+
 def linear_fold_logits(data: SourceData, folds: Sequence[Fold], names: Sequence[str],
-                       c: float, copies: int = 0) -> list[FoldLogits]:
-    """A standardised logistic regression on ``names``' features per fold,
-    trained on the fold's tracks and, with ``copies``, on as many augmented
-    copies of each of them (never of the held-out source's)."""
+                       c: float, copies: int = 0, head: str = "clip") -> list[FoldLogits]:
+    """A standardised logistic regression on ``names``' features per fold
+    (:func:`fit_head`), trained on the fold's tracks and, with ``copies``, on as
+    many augmented copies of each of them (never of the held-out source's)."""
     x = data.stacked(names)
     out = []
     for f in folds:
-        head = fit_linear_head(*with_augmented(data, names, f.train, copies), len(data.labels), c=c)
-        out.append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val],
+        lh = fit_head(data, names, f.train, c, copies, head)
+        out.append(FoldLogits(f.held_out, lh.logits(x[f.val]), data.y[f.val],
                               seen_genres(data.y[f.train], data.y[f.val])))
     return out
 

@@ -117,6 +117,15 @@ def augment_lines(choice: dict, title: str) -> list[str]:
                          ["copies", "C"], choice.get("rows") or [], lambda r: f"{r['copies']} | {r['C']:g}")
 
 
+def head_lines(choice: dict, title: str) -> list[str]:
+    """The head-form rows of ``fused_trunks``' LOSO record (step 1d)."""
+    from core.training.loso_eval import HEAD_NAMES
+
+    return _choice_table(f"{title}: the head's form ({choice.get('rule')}); shipped: "
+                         f"{HEAD_NAMES.get(choice.get('chosen'), choice.get('chosen'))}, C = {choice.get('C', 0):g}.",
+                         ["head", "C"], choice.get("rows") or [], lambda r: f"{HEAD_NAMES[r['head']]} | {r['C']:g}")
+
+
 def variant_lines(hv: dict, title: str) -> list[str]:
     """Other heads on the shipped features (:mod:`core.training.head_variants`), reported, not chosen from."""
     if not hv or not hv.get("rows"):
@@ -176,7 +185,8 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
         ft = loso.get("fused_trunks")
         if ft:
             lines += grid_lines(ft.get("feature_choice", {}), f"{name('fused_trunks')} trunk sets")
-            lines.append(f"\nShipped {name('fused_trunks')}: {' + '.join(ft['features'])}, C = {ft['C']:g}, "
+            lines.append(f"\nShipped {name('fused_trunks')}: {' + '.join(ft['features'])}, "
+                         f"{ft.get('head', 'clip')}-level head, C = {ft['C']:g}, "
                          f"calibration {ft['calibration']['best']}; in-source val accuracy "
                          f"{_f(ft['in_source_val']['accuracy'])}, macro AUC {_f(ft['in_source_val']['macro_auc'])}, "
                          f"ECE {_f(ft['in_source_val']['ece'])}.")
@@ -188,6 +198,7 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
                              f"AUC {_f(b['mean']['macro_auc'])}).")
             lines += patch_lines(ft.get("patch_choice") or {}, name("fused_trunks"))
             lines += augment_lines(ft.get("augment_choice") or {}, name("fused_trunks"))
+            lines += head_lines(ft.get("head_choice") or {}, name("fused_trunks"))
             lines += variant_lines(ft.get("head_variants") or {}, name("fused_trunks"))
             lines += calibration_lines(ft, folds, name)
     metrics = read_json_or_none(out / "metrics.json")
