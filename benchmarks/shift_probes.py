@@ -4,12 +4,15 @@
     python -m benchmarks.shift_probes [--features .cache/trunk_features] [--mid-end] [--json out.json]
 
 Both probes read the shipped ``fused_trunks`` head's inputs: its trunk set
-and ``C`` (from the safetensors metadata in ``--artifacts``), and the cached
-trunk features that ``python -m core trunk-features`` writes. No audio is
-decoded here.
+(from the safetensors metadata in ``--artifacts``), the clip-pooled head's
+``C`` (step 1c's choice in ``loso.json``: the probes change that form; the
+head that ships may be the per-patch one of step 1d), and the cached trunk
+features that ``python -m core trunk-features`` writes. No audio is decoded
+here.
 
-**Heads.** The shipped head (standardised logistic regression, genres
-balanced) against three changes aimed at the confound of genre and source:
+**Heads.** The clip-pooled head ("shipped" in the rows: standardised
+logistic regression, genres balanced; the shipped form before step 1d)
+against three changes aimed at the confound of genre and source:
 
 - ``per-source standardised``: each training source standardised on its own
   tracks, and the held-out source on its own tracks. This is transductive:
@@ -271,6 +274,14 @@ def calibration_rows(p: Probe, c: float) -> dict:
     return out
 
 
+def clip_c(artifacts: Path, extra: dict) -> float:
+    """The clip-pooled head's ``C``: step 1c's choice in ``artifacts/loso.json``
+    (the reference every probe row is measured against), else the shipped ``C``."""
+    loso = artifacts / "loso.json"
+    record = json.loads(loso.read_text()).get("fused_trunks", {}) if loso.is_file() else {}
+    return float(record.get("augment_choice", {}).get("C", extra["C"]))
+
+
 def main(argv: list[str] | None = None) -> int:
     from core.config import shared_data_dirs
     from core.models.artifacts import model_extra
@@ -283,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     extra = model_extra("fused_trunks", args.artifacts)
-    probe, c = Probe(args.data or shared_data_dirs(), args.features, extra["trunks"]), float(extra["C"])
+    probe, c = Probe(args.data or shared_data_dirs(), args.features, extra["trunks"]), clip_c(args.artifacts, extra)
     shipped = fold_logits(probe, linear(probe, probe.x, c))
     report = {"trunks": extra["trunks"], "C": c, "heads": head_rows(probe, shipped, c),
               "calibration": calibration_rows(probe, c)}
