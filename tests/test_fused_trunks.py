@@ -340,6 +340,15 @@ def test_head_variants_score_other_heads_on_the_same_folds_against_the_shipped_o
     assert [len(c["accuracy"]) for c in hv["learning_curve"]] == [DRAWS, DRAWS]
     table = "\n".join(variant_lines(hv, "fused_trunks"))
     assert "| per-patch logistic | C=3e-05 |" in table and "+0.000 [+0.000, +0.000]" in table
+    # A per-patch shipped head: the clip-pooled head it was weighed against gets a row, its own setting none.
+    patch_ref = linear_fold_logits(data, folds, ["msd_musicnn"], 0.00003, head="patch")
+    as_patch = head_variants(data, folds, ["msd_musicnn"], 0.00003, 0, patch_ref, None, log=lambda s: None,
+                             head="patch", clip=(0.01, ref))
+    names = [(r["head"], r["setting"]) for r in as_patch["rows"]]
+    assert names[:2] == [("shipped: per-patch logistic", "C=3e-05, 0 copies"), ("clip-pooled logistic", "C=0.01")]
+    assert ("per-patch logistic", "C=3e-05") not in names and len(names) == 1 + 1 + 2 + 3 + 2
+    clip_row = as_patch["rows"][1]
+    assert clip_row["mean"]["accuracy"] == rows["shipped: clip-pooled logistic", "C=0.01, 0 copies"]["mean"]["accuracy"]
 
 
 def _patch_data(n=150, signal=1.0, seed=11, copies=0):

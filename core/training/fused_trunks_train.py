@@ -218,7 +218,8 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
     data = data.with_patches(keep)
     aug_choice = choose_augment(data, folds, trunks, c, log, base=patch_choice.pop("_fold_logits", None))
     copies, c = aug_choice["chosen"], aug_choice["C"]
-    head_choice = choose_head(data, folds, trunks, c, copies, aug_choice.pop("_fold_logits"), log)
+    clip = (c, aug_choice.pop("_fold_logits"))
+    head_choice = choose_head(data, folds, trunks, c, copies, clip[1], log)
     form, c = head_choice["chosen"], head_choice["C"]
     fold_logits = head_choice.pop("_fold_logits")
     rep = loso_report(fold_logits)
@@ -246,7 +247,8 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
                                 "per_genre_recall": per_genre_recall(data.y[va], p_val.argmax(1), data.labels)}}
     if variants:
         from core.training.head_variants import head_variants
-        record["head_variants"] = head_variants(data, folds, trunks, c, copies, fold_logits, cnn_msd, log, form)
+        record["head_variants"] = head_variants(data, folds, trunks, c, copies, fold_logits, cnn_msd, log, form,
+                                                 clip)
     m = rep["mean"]
     log(f"{NAME}: {'+'.join(trunks)}, C={c:g}, patches {keep or 'all'}, augmented copies {copies}, "
         f"{HEAD_NAMES[form]}, LOSO mean "

@@ -10,7 +10,9 @@ the other heads on each fold's own tracks only):
 - ``per-patch logistic``: one row per 3 s patch, the clip's logits the mean
   over its patches (by linearity, a head on the patch-mean features;
   :func:`~core.training.loso_eval.fit_head`'s ``patch`` form, which step 1d of
-  the shipped rule also tries);
+  the shipped rule also tries; the shipped head's own setting is not repeated);
+- ``clip-pooled logistic``: where the shipped head is per-patch, the
+  clip-pooled head step 1d weighed it against, for its interval;
 - ``ridge`` and ``shrinkage LDA``: other linear heads on the same features;
 - ``+ cnn_msd``: the shipped head's log-probabilities averaged with
   ``cnn_msd``'s (retrained per fold), each at its pooled LOSO temperature;
@@ -78,9 +80,11 @@ def _delta(ref: Sequence[FoldLogits], other: Sequence[FoldLogits], reps: int = 2
 
 def head_variants(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str], c: float, copies: int,
                   ref: Sequence[FoldLogits], cnn_msd: Sequence[FoldLogits] | None = None,
-                  log: Log = print, head: str = "clip") -> dict:
+                  log: Log = print, head: str = "clip",
+                  clip: tuple[float, Sequence[FoldLogits]] | None = None) -> dict:
     """The rows of the module docstring; ``ref``: the shipped head's fold logits
-    (``head``: its form, :data:`~core.training.loso_eval.HEADS`)."""
+    (``head``: its form, :data:`~core.training.loso_eval.HEADS`); ``clip``:
+    ``(C, fold logits)`` of the clip-pooled head step 1d weighed it against."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.linear_model import RidgeClassifier
 
@@ -98,7 +102,9 @@ def head_variants(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str]
         return rep
 
     t_ref = add(f"shipped: {HEAD_NAMES[head]}", f"C={c:g}, {copies} copies", ref)["pooled_temperature"]
-    for pc in PATCH_CS:
+    if clip is not None and head != "clip":
+        add(HEAD_NAMES["clip"], f"C={clip[0]:g}", clip[1])
+    for pc in (x for x in PATCH_CS if (head, x) != ("patch", c) or copies):
         add("per-patch logistic", f"C={pc:g}", linear_fold_logits(data, folds, trunks, pc, head="patch"))
     for a in RIDGE_ALPHAS:
         add("ridge", f"alpha={a:g}", [_fold(data, f, _sklearn_logits(
