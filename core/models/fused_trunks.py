@@ -12,8 +12,12 @@ standardised linear layer (multinomial logistic regression,
 :mod:`core.training.linear_head`) on the clip's pooled vectors: per trunk of
 its set, the penultimate layer's mean and max over the clip's 3 s patches
 and the 50 tags averaged over them (:meth:`~core.models.trunks.TrunkBank.vector`).
+The layer may have been fitted per 3 s patch (step 1d of the training rule):
+the mean of a clip's patch logits is the same layer on the patch-mean
+columns, with weight 0 on the max columns, so inference is one matrix
+product either way.
 
-Its trunk set, ``C`` and calibration are chosen on leave-one-source-out
+Its trunk set, ``C``, head form and calibration are chosen on leave-one-source-out
 folds (:mod:`core.training.fused_trunks_train`), not on the in-source val
 split. The trunks run once per clip for every model on the same bank
 (:class:`~core.models.trunk_model.TrunkGenreModel`).
