@@ -277,8 +277,9 @@ def calibration_rows(p: Probe, c: float) -> dict:
 def clip_c(artifacts: Path, extra: dict) -> float:
     """The clip-pooled head's ``C``: step 1c's choice in ``artifacts/loso.json``
     (the reference every probe row is measured against), else the shipped ``C``."""
-    loso = artifacts / "loso.json"
-    record = json.loads(loso.read_text()).get("fused_trunks", {}) if loso.is_file() else {}
+    from core.files import read_json_or_none
+
+    record = (read_json_or_none(artifacts / "loso.json") or {}).get("fused_trunks", {})
     return float(record.get("augment_choice", {}).get("C", extra["C"]))
 
 

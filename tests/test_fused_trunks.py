@@ -343,7 +343,7 @@ def test_head_variants_score_other_heads_on_the_same_folds_against_the_shipped_o
     # A per-patch shipped head: the clip-pooled head it was weighed against gets a row, its own setting none.
     patch_ref = linear_fold_logits(data, folds, ["msd_musicnn"], 0.00003, head="patch")
     as_patch = head_variants(data, folds, ["msd_musicnn"], 0.00003, 0, patch_ref, None, log=lambda s: None,
-                             head="patch", clip=(0.01, ref))
+                             head="patch", step1d={("clip", 0.01): ref})
     names = [(r["head"], r["setting"]) for r in as_patch["rows"]]
     assert names[:2] == [("shipped: per-patch logistic", "C=3e-05, 0 copies"), ("clip-pooled logistic", "C=0.01")]
     assert ("per-patch logistic", "C=3e-05") not in names and len(names) == 1 + 1 + 2 + 3 + 2

@@ -51,6 +51,7 @@ from core.training.loso_calibration import CalibrationMap, compare_methods, fold
 from core.training.loso_data import SourceData
 from core.training.loso_eval import (
     HEAD_NAMES,
+    PATCH_HEAD_CS,
     FoldLogits,
     choose_linear,
     fit_head,
@@ -77,9 +78,6 @@ PATCH_ACC_TOL = 0.0
 PATCH_AUC_TOL = 0.0
 # Augmented copies per training track tried in step 1c (those beyond what the features hold are skipped).
 AUGMENT_CHOICES = (0, 1, 2)
-# Step 1d's C grid for the per-patch head: ten rows per clip weaken a given C, so the grid sits a step
-# lower than TRUNK_CS (`loso --head-variants` measured these three before the step existed).
-PATCH_HEAD_CS = (0.00001, 0.00003, 0.0001)
 
 
 def bank_sets(available: Sequence[str], anchor: str = ANCHOR) -> list[list[str]]:
@@ -174,21 +172,22 @@ def choose_augment(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str
 
 def choose_head(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str], c: float, copies: int,
                 base: Sequence[FoldLogits], log: Log = print) -> dict:
-    """Step 1d: ``{"chosen": form, "C": …, "rule": …, "rows": [{"head", "C", "mean", "folds"}]}``
-    and ``"_fold_logits"``, the chosen row's (not for the record). ``base``: the
-    clip-pooled head's fold logits at ``c`` (step 1c's choice)."""
+    """Step 1d: ``{"chosen": form, "C": …, "rule": …, "rows": [{"head", "C", "mean", "folds"}]}``,
+    ``"_fold_logits"``, the chosen row's, and ``"_all_fold_logits"``, every
+    row's by ``(form, C)`` (neither for the record). ``base``: the clip-pooled
+    head's fold logits at ``c`` (step 1c's choice)."""
     rule = (f"most LOSO mean accuracy, then mean macro AUC: the clip-pooled head (C={c:g}) against a per-patch "
             f"head at C {', '.join(f'{x:g}' for x in PATCH_HEAD_CS)}; ties: clip-pooled")
     logits = {("clip", c): base}
     if any(t not in data.patches for t in trunks):
         return {"chosen": "clip", "C": c, "rule": rule, "rows": [], "_fold_logits": base,
-                "note": "no per-patch features: clip-pooled"}
+                "_all_fold_logits": logits, "note": "no per-patch features: clip-pooled"}
     for pc in PATCH_HEAD_CS:
         logits["patch", pc] = linear_fold_logits(data, folds, trunks, pc, copies=copies, head="patch")
     rows = [_scored(lg, f"{HEAD_NAMES[h]}, C={ck:g}", log, head=h, C=ck) for (h, ck), lg in logits.items()]
     best = max(rows, key=lambda r: (r["mean"]["accuracy"], r["mean"]["macro_auc"], r["head"] == "clip"))
     return {"chosen": best["head"], "C": best["C"], "rule": rule, "rows": rows,
-            "_fold_logits": logits[best["head"], best["C"]]}
+            "_fold_logits": logits[best["head"], best["C"]], "_all_fold_logits": logits}
 
 
 def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[float],
@@ -218,10 +217,9 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
     data = data.with_patches(keep)
     aug_choice = choose_augment(data, folds, trunks, c, log, base=patch_choice.pop("_fold_logits", None))
     copies, c = aug_choice["chosen"], aug_choice["C"]
-    clip = (c, aug_choice.pop("_fold_logits"))
-    head_choice = choose_head(data, folds, trunks, c, copies, clip[1], log)
+    head_choice = choose_head(data, folds, trunks, c, copies, aug_choice.pop("_fold_logits"), log)
     form, c = head_choice["chosen"], head_choice["C"]
-    fold_logits = head_choice.pop("_fold_logits")
+    fold_logits, step1d = head_choice.pop("_fold_logits"), head_choice.pop("_all_fold_logits")
     rep = loso_report(fold_logits)
     calib = compare_methods(fold_logits)
     method = calib["best"]
@@ -248,7 +246,7 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
     if variants:
         from core.training.head_variants import head_variants
         record["head_variants"] = head_variants(data, folds, trunks, c, copies, fold_logits, cnn_msd, log, form,
-                                                 clip)
+                                                 step1d)
     m = rep["mean"]
     log(f"{NAME}: {'+'.join(trunks)}, C={c:g}, patches {keep or 'all'}, augmented copies {copies}, "
         f"{HEAD_NAMES[form]}, LOSO mean "

@@ -9,8 +9,10 @@ the other heads on each fold's own tracks only):
 
 - ``per-patch logistic``: one row per 3 s patch, the clip's logits the mean
   over its patches (by linearity, a head on the patch-mean features;
-  :func:`~core.training.loso_eval.fit_head`'s ``patch`` form, which step 1d of
-  the shipped rule also tries; the shipped head's own setting is not repeated);
+  :func:`~core.training.loso_eval.fit_head`'s ``patch`` form at step 1d's
+  :data:`~core.training.loso_eval.PATCH_HEAD_CS`, step 1d's own fold logits
+  reused where they are the same fit (no augmented copies); the shipped head's
+  own setting is not repeated);
 - ``clip-pooled logistic``: where the shipped head is per-patch, the
   clip-pooled head step 1d weighed it against, for its interval;
 - ``ridge`` and ``shrinkage LDA``: other linear heads on the same features;
@@ -26,7 +28,7 @@ shipped head's over all held-out tracks with a paired bootstrap interval.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy.special import log_softmax
@@ -34,11 +36,18 @@ from scipy.special import log_softmax
 from core.training.linear_head import ABSENT_BIAS, standardiser
 from core.training.loso import Fold
 from core.training.loso_data import SourceData
-from core.training.loso_eval import HEAD_NAMES, FoldLogits, fit_head, linear_fold_logits, loso_report, seen_genres
+from core.training.loso_eval import (
+    HEAD_NAMES,
+    PATCH_HEAD_CS,
+    FoldLogits,
+    fit_head,
+    linear_fold_logits,
+    loso_report,
+    seen_genres,
+)
 from core.training.metrics import mean_diff_ci
 
 Log = Callable[[str], None]
-PATCH_CS = (0.00001, 0.00003, 0.0001)
 RIDGE_ALPHAS = (1000.0, 10000.0, 100000.0)
 LDA_SHRINKAGE = (0.5, 0.9)
 ENSEMBLE_WEIGHTS = (0.5, 0.8)       # the shipped head's share
@@ -81,10 +90,10 @@ def _delta(ref: Sequence[FoldLogits], other: Sequence[FoldLogits], reps: int = 2
 def head_variants(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str], c: float, copies: int,
                   ref: Sequence[FoldLogits], cnn_msd: Sequence[FoldLogits] | None = None,
                   log: Log = print, head: str = "clip",
-                  clip: tuple[float, Sequence[FoldLogits]] | None = None) -> dict:
+                  step1d: Mapping[tuple[str, float], Sequence[FoldLogits]] | None = None) -> dict:
     """The rows of the module docstring; ``ref``: the shipped head's fold logits
-    (``head``: its form, :data:`~core.training.loso_eval.HEADS`); ``clip``:
-    ``(C, fold logits)`` of the clip-pooled head step 1d weighed it against."""
+    (``head``: its form, :data:`~core.training.loso_eval.HEADS`); ``step1d``:
+    the fold logits step 1d scored, by ``(form, C)``, with ``copies``."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
     from sklearn.linear_model import RidgeClassifier
 
@@ -102,10 +111,16 @@ def head_variants(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str]
         return rep
 
     t_ref = add(f"shipped: {HEAD_NAMES[head]}", f"C={c:g}, {copies} copies", ref)["pooled_temperature"]
-    if clip is not None and head != "clip":
-        add(HEAD_NAMES["clip"], f"C={clip[0]:g}", clip[1])
-    for pc in (x for x in PATCH_CS if (head, x) != ("patch", c) or copies):
-        add("per-patch logistic", f"C={pc:g}", linear_fold_logits(data, folds, trunks, pc, head="patch"))
+    step1d = step1d or {}
+    for (form, ck), fold_logits in step1d.items():
+        if form == "clip" and (form, ck) != (head, c):
+            add(HEAD_NAMES["clip"], f"C={ck:g}", fold_logits)
+    for pc in PATCH_HEAD_CS:
+        if (head, pc) == ("patch", c) and not copies:        # the shipped head itself
+            continue
+        done = None if copies else step1d.get(("patch", pc))   # step 1d's fit, the same one without copies
+        add("per-patch logistic", f"C={pc:g}",
+            done if done is not None else linear_fold_logits(data, folds, trunks, pc, head="patch"))
     for a in RIDGE_ALPHAS:
         add("ridge", f"alpha={a:g}", [_fold(data, f, _sklearn_logits(
             lambda a=a: RidgeClassifier(alpha=a, class_weight="balanced"), data, f, x)) for f in folds])

@@ -108,6 +108,9 @@ def with_augmented(data: SourceData, names: Sequence[str], idx: np.ndarray,
 # fits every 3 s patch as a row (:func:`~core.training.linear_head.fit_patch_head`).
 HEADS = ("clip", "patch")
 HEAD_NAMES = {"clip": "clip-pooled logistic", "patch": "per-patch logistic"}
+# The per-patch head's C grid (step 1d of core.training.fused_trunks_train, and the head variants' rows):
+# ten rows per clip weaken a given C, so it sits a step lower than the clip-pooled grid.
+PATCH_HEAD_CS = (0.00001, 0.00003, 0.0001)
 
 
 def fit_head(data: SourceData, names: Sequence[str], idx: np.ndarray, c: float,
