@@ -1,12 +1,12 @@
-"""benchmarks.shift_probes: the weights, standardisation, distances and
-logit scales its two probes are built from."""
+"""benchmarks.shift_probes: the weights, standardisation, distances, logit
+scales and genre-prior estimate its probes are built from."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.special import softmax
 
-from benchmarks.shift_probes import cell_weights, fit_scale, knn_distance, per_source_standardised
+from benchmarks.shift_probes import cell_weights, em_prior, fit_scale, knn_distance, per_source_standardised
 from core.training.linear_head import LinearHead
 
 
@@ -57,3 +57,19 @@ def test_fit_scale_recovers_the_sharpening_the_labels_were_drawn_with():
     assert np.isclose(np.exp(a), 3.0, rtol=0.15) and np.isclose(np.exp(a + b), 1.0, rtol=0.15)
     x = near["logits"][:2]
     assert np.allclose(scale(x, np.array([0.0, 1.0])), x * np.exp([[a], [a + b]]))
+
+
+def test_em_prior_recovers_a_shifted_genre_mix_and_alpha_pulls_it_to_uniform():
+    rng = np.random.default_rng(3)
+    true_mix = np.array([0.6, 0.3, 0.1])
+    y = rng.choice(3, size=4000, p=true_mix)
+    # Exact posteriors under a uniform prior: x ~ N(genre, 1) on a line.
+    x = y + rng.normal(size=len(y))
+    log_lik = -0.5 * (x[:, None] - np.arange(3)[None]) ** 2
+    log_prob = log_lik - np.log(np.exp(log_lik).sum(1, keepdims=True))
+    mix = em_prior(log_prob)
+    assert np.allclose(mix, true_mix, atol=0.04) and np.isclose(mix.sum(), 1.0)
+    pulled = em_prior(log_prob, alpha=1e6)
+    assert np.allclose(pulled, 1 / 3, atol=0.01)
+    halfway = em_prior(log_prob, alpha=4000)
+    assert mix[0] > halfway[0] > pulled[0]

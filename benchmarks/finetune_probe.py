@@ -1,0 +1,250 @@
+"""MSD_musicnn's mid and back end fine-tuned for genre, measured
+leave-one-source-out (issue 16: "the features themselves").
+
+    python -m benchmarks.finetune_probe [--features .cache/trunk_features] [--epochs 3] [--lr 1e-4] [--json out.json]
+
+Every head the project has tried on the frozen trunks sits on one plateau
+(README, "Other heads on the same features"), so what is left is the
+features. This probe fine-tunes the part of MSD_musicnn that is cheap to
+train: its front end (the costly convolutions, 561 channels per frame) runs
+once per clip with the served copy and is cached; the mid end (three 1-D
+convs), the pooling batch norm, the dense layer and its batch norm start
+from the checkpoint and train with a new genre layer on every 3 s patch of
+each fold's two training sources. Batch norms keep the checkpoint's
+statistics (a fold's 430 clips would move them toward its own sources).
+
+Three ways, each in every fold, the same loop, seed, patches and schedule:
+
+- ``head``: the trunk frozen, the genre layer alone (the baseline, same run);
+- ``back``: the dense layer too (``Musicnn.dense`` and ``dense_bn``);
+- ``mid+back``: the mid end's convs as well.
+
+After every epoch each fold's held-out source is scored (a clip's logits are
+the mean of its patches'), so the table shows where each way peaks. An
+epoch count picked from it is chosen on these folds, like every C of the
+project. Then, at ``--combine-epochs``, the fine-tuned penultimate layer
+(mean and max over patches) replaces MSD_musicnn's pretrained one in the
+shipped features (MSD_vgg's part and both trunks' tags unchanged), and the
+clip-pooled head of step 1c (standardised logistic regression, its C from
+``loso.json``) is fitted per fold on them: the row to compare with the
+shipped features under the same head, with a paired bootstrap interval over
+the 646 held-out tracks.
+
+The front-end cache (``<features>/probes/musicnn_front.npy``, float16,
+about 1.4 GB; 91 s to fill on the 2-core AMX Xeon) holds every non-test
+clip's ten patches. No test clip is read. The defaults took 25 min there, beside other probes
+(an epoch of one fold: 9 s ``head``, 10 s ``back``, 47–144 s ``mid+back``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from benchmarks.shift_probes import Probe, _row, clip_c, fold_logits, linear
+from core.training.loso_eval import FoldLogits, loso_report, seen_genres
+
+MODES = ("head", "back", "mid+back")
+PATCHES = 10
+VGG_COLS = 512 + 50          # MSD_vgg: pooled mean ‖ max (2 · 256) ‖ 50 tags
+PEN = 200                    # MSD_musicnn's penultimate layer
+
+
+def front_cache(p: Probe, rows: np.ndarray, path: Path) -> np.ndarray:
+    """``(len(rows), 10, 561, 187)`` float16 memmap: the served MSD_musicnn
+    front end on each clip's ten level-normalised 3 s patches (one decode and
+    one log-mel per clip), computed once into ``path``."""
+    from core.audio.features import normalise_level
+    from core.models.msd import patches
+    from core.models.musicnn import FRONT_CHANNELS
+    from core.models.trunks import clip_logmel, shared_bank
+
+    ids_path = path.with_suffix(".json")
+    ids = [p.tracks[i].track_id for i in rows]
+    shape = (len(rows), PATCHES, FRONT_CHANNELS, 187)
+    if path.is_file() and ids_path.is_file() and json.loads(ids_path.read_text()) == ids:
+        return np.lib.format.open_memmap(path, mode="r")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
+    bank = shared_bank(["msd_musicnn"])
+    net = bank.models["msd_musicnn"]
+    t0 = time.time()
+    with torch.inference_mode():
+        for k, i in enumerate(rows):
+            x = patches(normalise_level(clip_logmel(p.tracks[i].path)[None], bank.cfg))[:PATCHES]
+            out[k] = net.front(x).float().numpy().astype(np.float16)
+            if (k + 1) % 50 == 0:
+                print(f"front end: {k + 1}/{len(rows)} clips, {time.time() - t0:.0f} s", file=sys.stderr)
+    out.flush()
+    ids_path.write_text(json.dumps(ids))
+    return np.lib.format.open_memmap(path, mode="r")
+
+
+class Tail(nn.Module):
+    """MSD_musicnn after its front end (mid end, pooled batch norm, dense,
+    its batch norm; from the checkpoint) and a new genre layer:
+    front ``(B, 561, T)`` → (penultimate ``(B, 200)``, genre logits ``(B, G)``)."""
+
+    def __init__(self, net: nn.Module, n_genres: int, dropout: float = 0.5):
+        super().__init__()
+        self.net = copy.deepcopy(net)
+        self.genre = nn.Linear(PEN, n_genres)
+        self.dropout = dropout
+
+    def forward(self, front: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pen = self.net.dense_bn(F.relu(self.net.dense(self.net.pool_bn(self.net.pooled(front)))))
+        return pen, self.genre(F.dropout(pen, self.dropout, self.training))
+
+    def train(self, mode: bool = True) -> "Tail":
+        super().train(mode)
+        for m in self.modules():                # the checkpoint's statistics stay
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+
+def trainable(tail: Tail, mode: str) -> list[nn.Parameter]:
+    """The pretrained parameters ``mode`` trains, and only those require a
+    gradient (the genre layer always trains; batch norms never do)."""
+    layers = {"head": [], "back": [tail.net.dense],
+              "mid+back": [tail.net.dense, *(block.conv for block in tail.net.mid)]}[mode]
+    for q in tail.net.parameters():
+        q.requires_grad_(False)
+    params = [q for layer in layers for q in layer.parameters()]
+    for q in params:
+        q.requires_grad_(True)
+    return params
+
+
+@torch.no_grad()
+def clip_outputs(tail: Tail, front: np.ndarray, idx: np.ndarray, batch: int = 20
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Clips ``idx`` of ``front`` → (penultimate mean ‖ max over patches ``(n, 400)``,
+    mean genre logits ``(n, G)``)."""
+    tail.eval()
+    pens, logits = [], []
+    for s in range(0, len(idx), batch):
+        rows = idx[s: s + batch]
+        x = torch.from_numpy(np.asarray(front[rows], np.float32)).flatten(0, 1)
+        pen, lg = tail(x)
+        pen = pen.view(len(rows), PATCHES, -1)
+        pens.append(torch.cat([pen.mean(1), pen.amax(1)], 1).numpy())
+        logits.append(lg.view(len(rows), PATCHES, -1).mean(1).numpy())
+    return np.concatenate(pens).astype(np.float64), np.concatenate(logits).astype(np.float64)
+
+
+def run_fold(net: nn.Module, front: np.ndarray, pos: dict, p: Probe, fold, mode: str, epochs: int,
+             lr: float, combine: Sequence[int], seed: int = 0, batch: int = 64) -> dict:
+    """One fold, one mode: per epoch the held-out logits, and at ``combine``
+    epochs the fine-tuned clip features of every non-test track ``(N, 400)``."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    tail = Tail(net, len(p.labels))
+    params = trainable(tail, mode)
+    groups = [{"params": tail.genre.parameters(), "lr": 1e-3}] + ([{"params": params, "lr": lr}] if params else [])
+    opt = torch.optim.Adam(groups, weight_decay=1e-4)
+    y_tr = p.y[fold.train]
+    counts = np.bincount(y_tr, minlength=len(p.labels)).astype(np.float64)
+    weight = torch.tensor(np.where(counts > 0, len(y_tr) / (len(p.labels) * np.maximum(counts, 1)), 0.0),
+                          dtype=torch.float32)
+    tr_rows = np.array([pos[i] for i in fold.train])
+    va_rows = np.array([pos[i] for i in fold.val])
+    all_rows = np.array(sorted(pos.values()))
+    seen = seen_genres(y_tr, p.y[fold.val])
+    out: dict = {"epochs": [], "features": {}}
+    for ep in range(1, epochs + 1):
+        t0, c0 = time.time(), time.process_time()
+        tail.train()
+        order = rng.permutation(len(tr_rows) * PATCHES)
+        for s in range(0, len(order), batch):
+            b = order[s: s + batch]
+            clip, patch = tr_rows[b // PATCHES], b % PATCHES
+            x = torch.from_numpy(np.stack([np.asarray(front[c, k], np.float32) for c, k in zip(clip, patch)]))
+            y = torch.from_numpy(y_tr[b // PATCHES])
+            loss = F.cross_entropy(tail(x)[1], y, weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        _, logits = clip_outputs(tail, front, va_rows)
+        out["epochs"].append(FoldLogits(fold.held_out, logits, p.y[fold.val], seen))
+        acc = float((logits.argmax(1) == p.y[fold.val]).mean())
+        print(f"{fold.held_out} {mode} epoch {ep}: held-out acc {acc:.3f}, "
+              f"{time.time() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU", file=sys.stderr)
+        if ep in combine:
+            pen, _ = clip_outputs(tail, front, all_rows)
+            out["features"][ep] = pen
+    return out
+
+
+def combined_rows(p: Probe, pos: dict, feats: dict, c: float, shipped: Sequence[FoldLogits]) -> list[dict]:
+    """Per mode and epoch: the shipped features with MSD_musicnn's pretrained
+    penultimate columns replaced by each fold's fine-tuned ones, under the
+    clip-pooled head at ``c``; deltas against ``shipped``."""
+    rows = []
+    for (mode, ep), per_fold in sorted(feats.items()):
+        folds = []
+        for f, pen in zip(p.folds, per_fold):      # pen: rows in ``pos`` order (the non-test tracks)
+            x = p.x.copy()
+            x[list(pos), VGG_COLS: VGG_COLS + 2 * PEN] = pen
+            folds.append(FoldLogits(f.held_out, linear(p, x, c)(f.train, f.val), p.y[f.val],
+                                    seen_genres(p.y[f.train], p.y[f.val])))
+        rows.append(_row(folds, shipped, mode=mode, epoch=ep, C=c))
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from core.config import shared_data_dirs
+    from core.models.artifacts import model_extra
+    from core.models.musicnn import Musicnn, load_musicnn_weights
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.finetune_probe", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", action="append", default=None, help="data folder (default ../shared/data/*)")
+    ap.add_argument("--features", type=Path, default=Path(".cache/trunk_features"))
+    ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-4, help="learning rate of the pretrained layers")
+    ap.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
+    ap.add_argument("--combine-epochs", type=int, nargs="*", default=[1, 3])
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    extra = model_extra("fused_trunks", args.artifacts)
+    if list(extra["trunks"]) != ["msd_vgg", "msd_musicnn"]:
+        raise SystemExit(f"this probe expects the shipped trunks msd_vgg + msd_musicnn, got {extra['trunks']}")
+    p = Probe(args.data or shared_data_dirs(), args.features, extra["trunks"])
+    c = clip_c(args.artifacts, extra)
+    rows = np.flatnonzero(p.split != "test")
+    pos = {int(i): k for k, i in enumerate(rows)}
+    front = front_cache(p, rows, args.features / "probes" / "musicnn_front.npy")
+    net = load_musicnn_weights(Musicnn(), "MSD_musicnn")
+    shipped = fold_logits(p, linear(p, p.x, c))
+    report: dict = {"C": c, "lr": args.lr, "shipped": loso_report(shipped)["mean"], "epochs": {}}
+    feats: dict = {}
+    for mode in args.modes:
+        runs = [run_fold(net, front, pos, p, f, mode, args.epochs, args.lr, args.combine_epochs) for f in p.folds]
+        report["epochs"][mode] = [{"epoch": ep + 1, **loso_report([r["epochs"][ep] for r in runs])["mean"]}
+                                  for ep in range(args.epochs)]
+        for ep in args.combine_epochs:
+            if ep <= args.epochs:
+                feats[(mode, ep)] = [r["features"][ep] for r in runs]
+        print(json.dumps(report["epochs"][mode], indent=1), file=sys.stderr)
+    report["combined"] = combined_rows(p, pos, feats, c, shipped)
+    text = json.dumps(report, indent=1, default=float)
+    print(text)
+    if args.json:
+        args.json.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
