@@ -23,12 +23,13 @@ After every epoch each fold's held-out source is scored (a clip's logits are
 the mean of its patches'), so the table shows where each way peaks. An
 epoch count picked from it is chosen on these folds, like every C of the
 project. Then, at ``--combine-epochs``, the fine-tuned penultimate layer
-(mean and max over patches) replaces MSD_musicnn's pretrained one in the
-shipped features (MSD_vgg's part and both trunks' tags unchanged), and the
-clip-pooled head of step 1c (standardised logistic regression, its C from
-``loso.json``) is fitted per fold on them: the row to compare with the
-shipped features under the same head, with a paired bootstrap interval over
-the 646 held-out tracks.
+(per patch, and its mean and max over patches) replaces MSD_musicnn's
+pretrained one in the shipped features (MSD_vgg's part and both trunks'
+tags unchanged). Each head form of ``loso.json`` is fitted per fold on them:
+the clip-pooled head of step 1c and, when it ships, the per-patch head of
+step 1d, each at its C. Each row is compared with the same head on the
+shipped features, with a paired bootstrap interval over the 646 held-out
+tracks.
 
 The front-end cache (``<features>/probes/musicnn_front.npy``, float16,
 about 1.4 GB; 91 s to fill on the 2-core AMX Xeon) holds every non-test
@@ -43,6 +44,7 @@ import copy
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -51,12 +53,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.shift_probes import Probe, _row, clip_c, fold_logits, linear
-from core.training.loso_eval import FoldLogits, loso_report, seen_genres
+from benchmarks.shift_probes import Probe, _row, clip_c
+from core.training.loso_data import SourceData, read_trunk_file
+from core.training.loso_eval import FoldLogits, fit_head, linear_fold_logits, loso_report, seen_genres
 
 MODES = ("head", "back", "mid+back")
 PATCHES = 10
-VGG_COLS = 512 + 50          # MSD_vgg: pooled mean ‖ max (2 · 256) ‖ 50 tags
+MUSICNN = "msd_musicnn"
 PEN = 200                    # MSD_musicnn's penultimate layer
 
 
@@ -129,24 +132,23 @@ def trainable(tail: Tail, mode: str) -> list[nn.Parameter]:
 @torch.no_grad()
 def clip_outputs(tail: Tail, front: np.ndarray, idx: np.ndarray, batch: int = 20
                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Clips ``idx`` of ``front`` → (penultimate mean ‖ max over patches ``(n, 400)``,
-    mean genre logits ``(n, G)``)."""
+    """Clips ``idx`` of ``front`` → (penultimate layer per patch ``(n, 10, 200)``,
+    mean genre logits over patches ``(n, G)``)."""
     tail.eval()
     pens, logits = [], []
     for s in range(0, len(idx), batch):
         rows = idx[s: s + batch]
         x = torch.from_numpy(np.asarray(front[rows], np.float32)).flatten(0, 1)
         pen, lg = tail(x)
-        pen = pen.view(len(rows), PATCHES, -1)
-        pens.append(torch.cat([pen.mean(1), pen.amax(1)], 1).numpy())
+        pens.append(pen.view(len(rows), PATCHES, -1).numpy())
         logits.append(lg.view(len(rows), PATCHES, -1).mean(1).numpy())
-    return np.concatenate(pens).astype(np.float64), np.concatenate(logits).astype(np.float64)
+    return np.concatenate(pens), np.concatenate(logits).astype(np.float64)
 
 
 def run_fold(net: nn.Module, front: np.ndarray, pos: dict, p: Probe, fold, mode: str, epochs: int,
              lr: float, combine: Sequence[int], seed: int = 0, batch: int = 64) -> dict:
     """One fold, one mode: per epoch the held-out logits, and at ``combine``
-    epochs the fine-tuned clip features of every non-test track ``(N, 400)``."""
+    epochs the fine-tuned penultimate layer of every non-test track's patches ``(N, 10, 200)``."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     tail = Tail(net, len(p.labels))
@@ -186,24 +188,52 @@ def run_fold(net: nn.Module, front: np.ndarray, pos: dict, p: Probe, fold, mode:
     return out
 
 
-def combined_rows(p: Probe, pos: dict, feats: dict, c: float, shipped: Sequence[FoldLogits]) -> list[dict]:
-    """Per mode and epoch: the shipped features with MSD_musicnn's pretrained
-    penultimate columns replaced by each fold's fine-tuned ones, under the
-    clip-pooled head at ``c``; deltas against ``shipped``."""
-    rows = []
+def source_data(p: Probe, feature_dir: Path, trunks: Sequence[str]) -> SourceData:
+    """``p``'s tracks with each trunk's pooled and per-patch features from ``feature_dir``."""
+    ids = [t.track_id for t in p.tracks]
+    feats, per_patch = {}, {}
+    for n in trunks:
+        feats[n], per_patch[n] = read_trunk_file(feature_dir / f"{n}.npz", ids)
+    return SourceData(tracks=p.tracks, labels=p.labels, y=p.y, features=feats, patches=per_patch)
+
+
+def with_penultimate(data: SourceData, rows: np.ndarray, pen: np.ndarray) -> SourceData:
+    """``data`` with MSD_musicnn's penultimate layer of tracks ``rows``
+    replaced by ``pen`` ``(len(rows), P, 200)``, per patch and pooled (mean ‖
+    max); its tags and every other trunk unchanged."""
+    from core.models.trunks import pool_patches
+
+    pp, tags = data.patches[MUSICNN]
+    pp = pp.copy()
+    pp[rows] = pen
+    feats = data.features[MUSICNN].copy()
+    feats[rows, : 2 * PEN] = pool_patches(pen.transpose(1, 0, 2), tags[rows].transpose(1, 0, 2))[0]
+    return replace(data, features={**data.features, MUSICNN: feats}, patches={**data.patches, MUSICNN: (pp, tags)})
+
+
+def combined_rows(data: SourceData, folds, rows: np.ndarray, feats: dict, heads: dict,
+                  reference: dict) -> list[dict]:
+    """Per mode, epoch and head form: the shipped features with MSD_musicnn's
+    pretrained penultimate layer replaced by each fold's fine-tuned one
+    (``feats[(mode, epoch)]``: per fold, ``(len(rows), P, 200)``), under each
+    head of ``heads`` (form → C); deltas against ``reference[form]``, the
+    same head's fold logits on the shipped features."""
+    names = list(data.features)
+    out = []
     for (mode, ep), per_fold in sorted(feats.items()):
-        folds = []
-        for f, pen in zip(p.folds, per_fold):      # pen: rows in ``pos`` order (the non-test tracks)
-            x = p.x.copy()
-            x[list(pos), VGG_COLS: VGG_COLS + 2 * PEN] = pen
-            folds.append(FoldLogits(f.held_out, linear(p, x, c)(f.train, f.val), p.y[f.val],
-                                    seen_genres(p.y[f.train], p.y[f.val])))
-        rows.append(_row(folds, shipped, mode=mode, epoch=ep, C=c))
-    return rows
+        for form, c in heads.items():
+            fl = []
+            for f, pen in zip(folds, per_fold):
+                d = with_penultimate(data, rows, pen)
+                logits = fit_head(d, names, f.train, c, head=form).logits(d.stacked(names)[f.val])
+                fl.append(FoldLogits(f.held_out, logits, d.y[f.val], seen_genres(d.y[f.train], d.y[f.val])))
+            out.append(_row(fl, reference[form], mode=mode, epoch=ep, head=form, C=c))
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from core.config import shared_data_dirs
+    from core.files import read_json_or_none
     from core.models.artifacts import model_extra
     from core.models.musicnn import Musicnn, load_musicnn_weights
 
@@ -222,13 +252,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if list(extra["trunks"]) != ["msd_vgg", "msd_musicnn"]:
         raise SystemExit(f"this probe expects the shipped trunks msd_vgg + msd_musicnn, got {extra['trunks']}")
     p = Probe(args.data or shared_data_dirs(), args.features, extra["trunks"])
-    c = clip_c(args.artifacts, extra)
+    record = (read_json_or_none(args.artifacts / "loso.json") or {}).get("fused_trunks", {})
+    heads = {"clip": clip_c(args.artifacts, extra)}
+    if record.get("head") == "patch":            # the shipped head's form and C (step 1d)
+        heads["patch"] = float(record["C"])
+    data = source_data(p, args.features, extra["trunks"])
+    reference = {form: linear_fold_logits(data, p.folds, extra["trunks"], c, head=form)
+                 for form, c in heads.items()}
     rows = np.flatnonzero(p.split != "test")
     pos = {int(i): k for k, i in enumerate(rows)}
     front = front_cache(p, rows, args.features / "probes" / "musicnn_front.npy")
     net = load_musicnn_weights(Musicnn(), "MSD_musicnn")
-    shipped = fold_logits(p, linear(p, p.x, c))
-    report: dict = {"C": c, "lr": args.lr, "shipped": loso_report(shipped)["mean"], "epochs": {}}
+    report: dict = {"heads": heads, "lr": args.lr, "epochs": {},
+                    "reference": {form: loso_report(fl)["mean"] for form, fl in reference.items()}}
     feats: dict = {}
     for mode in args.modes:
         runs = [run_fold(net, front, pos, p, f, mode, args.epochs, args.lr, args.combine_epochs) for f in p.folds]
@@ -238,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if ep <= args.epochs:
                 feats[(mode, ep)] = [r["features"][ep] for r in runs]
         print(json.dumps(report["epochs"][mode], indent=1), file=sys.stderr)
-    report["combined"] = combined_rows(p, pos, feats, c, shipped)
+    report["combined"] = combined_rows(data, p.folds, rows, feats, heads, reference)
     text = json.dumps(report, indent=1, default=float)
     print(text)
     if args.json:
