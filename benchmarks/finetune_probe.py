@@ -7,16 +7,17 @@ Every head the project has tried on the frozen trunks sits on one plateau
 (README, "Other heads on the same features"), so what is left is the
 features. This probe fine-tunes the part of MSD_musicnn that is cheap to
 train: its front end (the costly convolutions, 561 channels per frame) runs
-once per clip with the served copy and is cached; the mid end (three 1-D
-convs), the pooling batch norm, the dense layer and its batch norm start
-from the checkpoint and train with a new genre layer on every 3 s patch of
-each fold's two training sources. Batch norms keep the checkpoint's
-statistics (a fold's 430 clips would move them toward its own sources).
+once per clip with the served copy and is cached. The rest of the trunk
+(the mid end's three 1-D convs, the pooled batch norm, the dense layer and
+its batch norm) starts from the checkpoint, and a new genre layer is added;
+they train on every 3 s patch of each fold's two training sources. Batch
+norms keep the checkpoint's statistics and do not train (a fold's few
+hundred clips would move them toward its own sources).
 
 Three ways, each in every fold, the same loop, seed, patches and schedule:
 
 - ``head``: the trunk frozen, the genre layer alone (the baseline, same run);
-- ``back``: the dense layer too (``Musicnn.dense`` and ``dense_bn``);
+- ``back``: the dense layer too (``Musicnn.dense``);
 - ``mid+back``: the mid end's convs as well.
 
 After every epoch each fold's held-out source is scored (a clip's logits are
@@ -33,8 +34,9 @@ tracks.
 
 The front-end cache (``<features>/probes/musicnn_front.npy``, float16,
 about 1.4 GB; 91 s to fill on the 2-core AMX Xeon) holds every non-test
-clip's ten patches. No test clip is read. The defaults took 25 min there, beside other probes
-(an epoch of one fold: 9 s ``head``, 10 s ``back``, 47–144 s ``mid+back``).
+clip's ten patches. No test clip is read. The defaults took 25 min there,
+beside other probes (an epoch of one fold: 9 s ``head``, 10 s ``back``,
+47–144 s ``mid+back``).
 """
 
 from __future__ import annotations
@@ -68,13 +70,13 @@ def front_cache(p: Probe, rows: np.ndarray, path: Path) -> np.ndarray:
     front end on each clip's ten level-normalised 3 s patches (one decode and
     one log-mel per clip), computed once into ``path``."""
     from core.audio.features import normalise_level
-    from core.models.msd import patches
+    from core.models.msd import PATCH_FRAMES, patches
     from core.models.musicnn import FRONT_CHANNELS
     from core.models.trunks import clip_logmel, shared_bank
 
     ids_path = path.with_suffix(".json")
     ids = [p.tracks[i].track_id for i in rows]
-    shape = (len(rows), PATCHES, FRONT_CHANNELS, 187)
+    shape = (len(rows), PATCHES, FRONT_CHANNELS, PATCH_FRAMES)
     if path.is_file() and ids_path.is_file() and json.loads(ids_path.read_text()) == ids:
         return np.lib.format.open_memmap(path, mode="r")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +87,8 @@ def front_cache(p: Probe, rows: np.ndarray, path: Path) -> np.ndarray:
     with torch.inference_mode():
         for k, i in enumerate(rows):
             x = patches(normalise_level(clip_logmel(p.tracks[i].path)[None], bank.cfg))[:PATCHES]
+            if len(x) < PATCHES:
+                raise SystemExit(f"{p.tracks[i].path}: {len(x)} patches of 3 s; this probe needs {PATCHES}")
             out[k] = net.front(x).float().numpy().astype(np.float16)
             if (k + 1) % 50 == 0:
                 print(f"front end: {k + 1}/{len(rows)} clips, {time.time() - t0:.0f} s", file=sys.stderr)
