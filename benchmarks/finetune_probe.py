@@ -41,7 +41,6 @@ beside other probes (an epoch of one fold: 9 s ``head``, 10 s ``back``,
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
@@ -55,8 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.shift_probes import Probe, _row, clip_c
-from core.training.loso_data import SourceData, read_trunk_file
+from benchmarks.shift_probes import Probe, _row, open_probe, probe_arguments, served_musicnn, write_report
+from core.training.loso_data import SourceData
 from core.training.loso_eval import FoldLogits, fit_head, linear_fold_logits, loso_report, seen_genres
 
 MODES = ("head", "back", "mid+back")
@@ -67,31 +66,23 @@ PEN = 200                    # MSD_musicnn's penultimate layer
 
 def front_cache(p: Probe, rows: np.ndarray, path: Path) -> np.ndarray:
     """``(len(rows), 10, 561, 187)`` float16 memmap: the served MSD_musicnn
-    front end on each clip's ten level-normalised 3 s patches (one decode and
-    one log-mel per clip), computed once into ``path``."""
-    from core.audio.features import normalise_level
-    from core.models.msd import PATCH_FRAMES, patches
+    front end on each clip's ten level-normalised 3 s patches
+    (:func:`~benchmarks.shift_probes.served_musicnn`), computed once into ``path``."""
+    from core.models.msd import PATCH_FRAMES
     from core.models.musicnn import FRONT_CHANNELS
-    from core.models.trunks import clip_logmel, shared_bank
 
     ids_path = path.with_suffix(".json")
-    ids = [p.tracks[i].track_id for i in rows]
-    shape = (len(rows), PATCHES, FRONT_CHANNELS, PATCH_FRAMES)
+    tracks = [p.tracks[i] for i in rows]
+    ids = [t.track_id for t in tracks]
     if path.is_file() and ids_path.is_file() and json.loads(ids_path.read_text()) == ids:
         return np.lib.format.open_memmap(path, mode="r")
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
-    bank = shared_bank(["msd_musicnn"])
-    net = bank.models["msd_musicnn"]
-    t0 = time.time()
-    with torch.inference_mode():
-        for k, i in enumerate(rows):
-            x = patches(normalise_level(clip_logmel(p.tracks[i].path)[None], bank.cfg))[:PATCHES]
-            if len(x) < PATCHES:
-                raise SystemExit(f"{p.tracks[i].path}: {len(x)} patches of 3 s; this probe needs {PATCHES}")
-            out[k] = net.front(x).float().numpy().astype(np.float16)
-            if (k + 1) % 50 == 0:
-                print(f"front end: {k + 1}/{len(rows)} clips, {time.time() - t0:.0f} s", file=sys.stderr)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16,
+                                    shape=(len(rows), PATCHES, FRONT_CHANNELS, PATCH_FRAMES))
+    for k, front in enumerate(served_musicnn(tracks, lambda net, x: net.front(x[:PATCHES]), "front end")):
+        if len(front) < PATCHES:
+            raise SystemExit(f"{tracks[k].path}: {len(front)} patches of 3 s; this probe needs {PATCHES}")
+        out[k] = front
     out.flush()
     ids_path.write_text(json.dumps(ids))
     return np.lib.format.open_memmap(path, mode="r")
@@ -165,7 +156,6 @@ def run_fold(net: nn.Module, front: np.ndarray, pos: dict, p: Probe, fold, mode:
                           dtype=torch.float32)
     tr_rows = np.array([pos[i] for i in fold.train])
     va_rows = np.array([pos[i] for i in fold.val])
-    all_rows = np.array(sorted(pos.values()))
     seen = seen_genres(y_tr, p.y[fold.val])
     out: dict = {"epochs": [], "features": {}}
     for ep in range(1, epochs + 1):
@@ -187,18 +177,9 @@ def run_fold(net: nn.Module, front: np.ndarray, pos: dict, p: Probe, fold, mode:
         print(f"{fold.held_out} {mode} epoch {ep}: held-out acc {acc:.3f}, "
               f"{time.time() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU", file=sys.stderr)
         if ep in combine:
-            pen, _ = clip_outputs(tail, front, all_rows)
+            pen, _ = clip_outputs(tail, front, np.arange(len(pos)))
             out["features"][ep] = pen
     return out
-
-
-def source_data(p: Probe, feature_dir: Path, trunks: Sequence[str]) -> SourceData:
-    """``p``'s tracks with each trunk's pooled and per-patch features from ``feature_dir``."""
-    ids = [t.track_id for t in p.tracks]
-    feats, per_patch = {}, {}
-    for n in trunks:
-        feats[n], per_patch[n] = read_trunk_file(feature_dir / f"{n}.npz", ids)
-    return SourceData(tracks=p.tracks, labels=p.labels, y=p.y, features=feats, patches=per_patch)
 
 
 def with_penultimate(data: SourceData, rows: np.ndarray, pen: np.ndarray) -> SourceData:
@@ -225,42 +206,28 @@ def combined_rows(data: SourceData, folds, rows: np.ndarray, feats: dict, heads:
     names = list(data.features)
     out = []
     for (mode, ep), per_fold in sorted(feats.items()):
+        tuned = [with_penultimate(data, rows, pen) for pen in per_fold]
         for form, c in heads.items():
-            fl = []
-            for f, pen in zip(folds, per_fold):
-                d = with_penultimate(data, rows, pen)
-                logits = fit_head(d, names, f.train, c, head=form).logits(d.stacked(names)[f.val])
-                fl.append(FoldLogits(f.held_out, logits, d.y[f.val], seen_genres(d.y[f.train], d.y[f.val])))
+            fl = [FoldLogits(f.held_out, fit_head(d, names, f.train, c, head=form).logits(d.stacked(names)[f.val]),
+                             d.y[f.val], seen_genres(d.y[f.train], d.y[f.val])) for f, d in zip(folds, tuned)]
             out.append(_row(fl, reference[form], mode=mode, epoch=ep, head=form, C=c))
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from core.config import shared_data_dirs
-    from core.files import read_json_or_none
-    from core.models.artifacts import model_extra
     from core.models.musicnn import Musicnn, load_musicnn_weights
 
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.finetune_probe", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", action="append", default=None, help="data folder (default ../shared/data/*)")
-    ap.add_argument("--features", type=Path, default=Path(".cache/trunk_features"))
-    ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    ap = probe_arguments("python -m benchmarks.finetune_probe", __doc__)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=1e-4, help="learning rate of the pretrained layers")
     ap.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
     ap.add_argument("--combine-epochs", type=int, nargs="*", default=[1, 3])
-    ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
-    extra = model_extra("fused_trunks", args.artifacts)
-    if list(extra["trunks"]) != ["msd_vgg", "msd_musicnn"]:
-        raise SystemExit(f"this probe expects the shipped trunks msd_vgg + msd_musicnn, got {extra['trunks']}")
-    p = Probe(args.data or shared_data_dirs(), args.features, extra["trunks"])
-    record = (read_json_or_none(args.artifacts / "loso.json") or {}).get("fused_trunks", {})
-    heads = {"clip": clip_c(args.artifacts, extra)}
-    if record.get("head") == "patch":            # the shipped head's form and C (step 1d)
-        heads["patch"] = float(record["C"])
-    data = source_data(p, args.features, extra["trunks"])
+    p, extra, heads = open_probe(args)
+    if list(extra["trunks"]) != ["msd_vgg", MUSICNN]:
+        raise SystemExit(f"this probe expects the shipped trunks msd_vgg + {MUSICNN}, got {extra['trunks']}")
+    data = p.source_data()
     reference = {form: linear_fold_logits(data, p.folds, extra["trunks"], c, head=form)
                  for form, c in heads.items()}
     rows = np.flatnonzero(p.split != "test")
@@ -279,10 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 feats[(mode, ep)] = [r["features"][ep] for r in runs]
         print(json.dumps(report["epochs"][mode], indent=1), file=sys.stderr)
     report["combined"] = combined_rows(data, p.folds, rows, feats, heads, reference)
-    text = json.dumps(report, indent=1, default=float)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
+    write_report(report, args.json)
     return 0
 
 

@@ -65,9 +65,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from scipy.optimize import minimize
@@ -77,7 +78,7 @@ from core.datasets import genres_of, read_datasets
 from core.training.calibration import ece_sampling_floor, expected_calibration_error, fit_temperature, log_loss
 from core.training.linear_head import LinearHead, fit_linear_head, standardiser
 from core.training.loso import loso_folds
-from core.training.loso_data import read_trunk_file
+from core.training.loso_data import SourceData, read_trunk_file
 from core.training.loso_eval import FoldLogits, cross_fold_temperatures, loso_report, seen_genres
 from core.training.metrics import mean_diff_ci
 
@@ -89,19 +90,27 @@ PRIOR_ALPHAS = (0.0, 10.0, 30.0, 100.0, 300.0)
 class Probe:
     """The tracks with the shipped head's features ``x`` ``(N, D)`` (its
     first ``vgg_dim`` columns MSD_vgg's), labels ``y``, ``split`` and
-    ``source`` ``(N,)``, and the LOSO ``folds``."""
+    ``source`` ``(N,)``, the LOSO ``folds``, and each trunk's feature file
+    read once (:meth:`source_data`)."""
 
     def __init__(self, dirs: Sequence[str | Path], feature_dir: str | Path, trunks: Sequence[str]):
         self.tracks = read_datasets(dirs)
         self.labels = genres_of([t for t in self.tracks if t.split == "train"])
         ids = [t.track_id for t in self.tracks]
-        parts = [read_trunk_file(Path(feature_dir) / f"{n}.npz", ids)[0] for n in trunks]
-        self.x = np.concatenate(parts, axis=1).astype(np.float64)
-        self.vgg_dim = parts[0].shape[1] if trunks[0] == "msd_vgg" else 0
+        self.features, self.patches = {}, {}
+        for n in trunks:
+            self.features[n], self.patches[n] = read_trunk_file(Path(feature_dir) / f"{n}.npz", ids)
+        self.x = np.concatenate(list(self.features.values()), axis=1).astype(np.float64)
+        self.vgg_dim = self.features["msd_vgg"].shape[1] if trunks[0] == "msd_vgg" else 0
         self.y = np.array([self.labels.index(t.genre) for t in self.tracks])
         self.split = np.array([t.split for t in self.tracks])
         self.source = np.array([t.source for t in self.tracks])
         self.folds = loso_folds(self.tracks)
+
+    def source_data(self) -> SourceData:
+        """The tracks as the LOSO code reads them: each trunk's pooled and per-patch features."""
+        return SourceData(tracks=self.tracks, labels=self.labels, y=self.y, features=dict(self.features),
+                          patches={n: pp for n, pp in self.patches.items() if pp is not None})
 
 
 Fit = Callable[[np.ndarray, np.ndarray], np.ndarray]    # (train rows, held-out rows) → held-out logits
@@ -171,28 +180,33 @@ def head_rows(p: Probe, shipped: Sequence[FoldLogits], shipped_c: float, cs: Seq
     return [_row(folds(kind, c), shipped, head=kind, C=c) for kind in heads for c in sorted({*cs, shipped_c})]
 
 
+def served_musicnn(tracks, run: Callable, what: str) -> Iterator[np.ndarray]:
+    """Each track of ``tracks`` decoded once (one log-mel) and cut into the
+    level-normalised 3 s patches the served bank reads
+    (:meth:`~core.models.trunks.TrunkBank.patch_input`) → ``run(net, patches)``
+    on the served MSD_musicnn, as float32 numpy, with progress on stderr as ``what``."""
+    import torch
+
+    from core.models.trunks import clip_logmel, shared_bank
+
+    bank = shared_bank(["msd_musicnn"])
+    net, t0 = bank.models["msd_musicnn"], time.time()
+    with torch.inference_mode():
+        for i, t in enumerate(tracks):
+            yield run(net, bank.patch_input(clip_logmel(t.path))[1]).float().numpy()
+            if (i + 1) % 100 == 0:
+                print(f"{what}: {i + 1}/{len(tracks)} clips, {time.time() - t0:.0f} s", file=sys.stderr)
+
+
 def mid_end_features(tracks, cache: Path) -> np.ndarray:
     """``(N, 1506)``: MSD_musicnn's pooled mid end averaged over each clip's
     patches (served copy; one decode and one log-mel per clip), cached in ``cache``."""
-    import torch
-
-    from core.audio.features import normalise_level
-    from core.models.msd import patches
-    from core.models.trunks import clip_logmel, shared_bank
-
     ids = [t.track_id for t in tracks]
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
             if [str(t) for t in z["track_id"]] == ids:
                 return z["mid_end"]
-    bank = shared_bank(["msd_musicnn"])
-    net, rows = bank.models["msd_musicnn"], []
-    with torch.inference_mode():
-        for i, t in enumerate(tracks):
-            rows.append(net.mid_end(patches(normalise_level(clip_logmel(t.path)[None], bank.cfg))).float()
-                        .mean(0).numpy())
-            if (i + 1) % 100 == 0:
-                print(f"mid end: {i + 1}/{len(tracks)} clips", file=sys.stderr)
+    rows = list(served_musicnn(tracks, lambda net, x: net.mid_end(x).float().mean(0), "mid end"))
     out = np.stack(rows).astype(np.float32)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, track_id=np.array(ids), mid_end=out)
@@ -285,13 +299,47 @@ def calibration_rows(p: Probe, c: float) -> dict:
     return out
 
 
-def clip_c(artifacts: Path, extra: dict) -> float:
-    """The clip-pooled head's ``C``: step 1c's choice in ``artifacts/loso.json``
-    (the reference every probe row is measured against), else the shipped ``C``."""
+def head_cs(artifacts: Path, extra: dict) -> dict[str, float]:
+    """The head forms the probes measure against, form → ``C``: ``clip``, the
+    clip-pooled head at step 1c's choice in ``artifacts/loso.json`` (the
+    reference every probe row is measured against; else the shipped ``C``),
+    and ``patch``, the shipped per-patch head's, when step 1d chose it."""
     from core.files import read_json_or_none
 
     record = (read_json_or_none(artifacts / "loso.json") or {}).get("fused_trunks", {})
-    return float(record.get("augment_choice", {}).get("C", extra["C"]))
+    cs = {"clip": float(record.get("augment_choice", {}).get("C", extra["C"]))}
+    if record.get("head") == "patch":
+        cs["patch"] = float(record["C"])
+    return cs
+
+
+def probe_arguments(prog: str, doc: str) -> argparse.ArgumentParser:
+    """The probes' common options: ``--data``, ``--features``, ``--artifacts``, ``--json``."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    ap.add_argument("--data", action="append", default=None, help="data folder (default ../shared/data/*)")
+    ap.add_argument("--features", type=Path, default=Path(".cache/trunk_features"))
+    ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    ap.add_argument("--json", type=Path, default=None)
+    return ap
+
+
+def open_probe(args: argparse.Namespace) -> tuple[Probe, dict, dict[str, float]]:
+    """(the :class:`Probe` of the shipped ``fused_trunks``' trunks, its
+    safetensors metadata, :func:`head_cs`) for :func:`probe_arguments`' options."""
+    from core.config import shared_data_dirs
+    from core.models.artifacts import model_extra
+
+    extra = model_extra("fused_trunks", args.artifacts)
+    probe = Probe(args.data or shared_data_dirs(), args.features, extra["trunks"])
+    return probe, extra, head_cs(args.artifacts, extra)
+
+
+def write_report(report: dict, path: Path | None) -> None:
+    """``report`` as JSON on stdout and, with ``path``, into it."""
+    text = json.dumps(report, indent=1, default=float)
+    if path:
+        path.write_text(text)
+    print(text)
 
 
 def em_prior(log_prob: np.ndarray, alpha: float = 0.0, iters: int = 200) -> np.ndarray:
@@ -328,28 +376,18 @@ def prior_rows(p: Probe, shipped: Sequence[FoldLogits], alphas: Sequence[float] 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.config import shared_data_dirs
-    from core.models.artifacts import model_extra
-
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.shift_probes", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", action="append", default=None, help="data folder (default ../shared/data/*)")
-    ap.add_argument("--features", type=Path, default=Path(".cache/trunk_features"))
-    ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))
+    ap = probe_arguments("python -m benchmarks.shift_probes", __doc__)
     ap.add_argument("--mid-end", action="store_true", help="also the MSD_musicnn mid-end probe (decodes every clip)")
-    ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    extra = model_extra("fused_trunks", args.artifacts)
-    probe, c = Probe(args.data or shared_data_dirs(), args.features, extra["trunks"]), clip_c(args.artifacts, extra)
+    probe, extra, cs = open_probe(args)
+    c = cs["clip"]
     shipped = fold_logits(probe, linear(probe, probe.x, c))
     report = {"trunks": extra["trunks"], "C": c, "heads": head_rows(probe, shipped, c),
               "calibration": calibration_rows(probe, c), "priors": prior_rows(probe, shipped)}
     if args.mid_end:
         mid = mid_end_features(probe.tracks, args.features / "probes" / "mid_end.npz")
         report["mid_end"] = mid_end_rows(probe, mid, shipped)
-    text = json.dumps(report, indent=1)
-    if args.json:
-        args.json.write_text(text)
-    print(text)
+    write_report(report, args.json)
     return 0
 
 

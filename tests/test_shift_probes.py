@@ -3,10 +3,12 @@ scales and genre-prior estimate its probes are built from."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from scipy.special import softmax
 
-from benchmarks.shift_probes import cell_weights, em_prior, fit_scale, knn_distance, per_source_standardised
+from benchmarks.shift_probes import cell_weights, em_prior, fit_scale, head_cs, knn_distance, per_source_standardised
 from core.training.linear_head import LinearHead
 
 
@@ -73,3 +75,14 @@ def test_em_prior_recovers_a_shifted_genre_mix_and_alpha_pulls_it_to_uniform():
     assert np.allclose(pulled, 1 / 3, atol=0.01)
     halfway = em_prior(log_prob, alpha=4000)
     assert mix[0] > halfway[0] > pulled[0]
+
+
+def test_head_cs_reads_step_1c_and_the_shipped_per_patch_head_from_loso_json(tmp_path):
+    extra = {"C": 3e-5}
+    assert head_cs(tmp_path, extra) == {"clip": 3e-5}                       # no loso.json: the shipped C
+    record = {"fused_trunks": {"augment_choice": {"C": 1e-4}, "head": "clip", "C": 1e-4}}
+    (tmp_path / "loso.json").write_text(json.dumps(record))
+    assert head_cs(tmp_path, extra) == {"clip": 1e-4}
+    record["fused_trunks"].update(head="patch", C=3e-5)
+    (tmp_path / "loso.json").write_text(json.dumps(record))
+    assert head_cs(tmp_path, extra) == {"clip": 1e-4, "patch": 3e-5}

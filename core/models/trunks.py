@@ -235,6 +235,19 @@ class TrunkBank:
         clip = self._clip()
         return None if clip is None else msd_trunk_key(self.cfg, clip.trunk_sha, clip.bfloat16)
 
+    def patch_input(self, logmel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-mels ``(B, 96, T)`` or ``(B, 1, 96, T)`` → what the trunks read:
+        (the level-normalised clips ``(B, 1, 96, T)``, their 3 s patches
+        ``(P·B, 1, 96, 187)``, patch-major)."""
+        x = torch.as_tensor(logmel, dtype=torch.float32)
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != self.cfg.n_mels or x.shape[-1] < PATCH_FRAMES:
+            raise ArtifactError(f"trunks need log-mels (B, 1, {self.cfg.n_mels}, ≥{PATCH_FRAMES}), "
+                                f"got {tuple(x.shape)}")
+        x = normalise_level(x, self.cfg)                    # per clip, before the patches
+        return x, patches(x)
+
     @torch.inference_mode()
     def patch_outputs(self, logmel: torch.Tensor, keep: int | None = None, shared: torch.Tensor | None = None
                       ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -243,15 +256,8 @@ class TrunkBank:
         ``shared``: the MSD trunk pass ``(B, 128, 6, T4)`` over these clips, when
         another model has made it (:meth:`shared_trunk_key`)."""
         from core.models.trunks_fast import ClipVGG
-        x = torch.as_tensor(logmel, dtype=torch.float32)
-        if x.dim() == 3:
-            x = x.unsqueeze(1)
-        if x.dim() != 4 or x.shape[1] != 1 or x.shape[2] != self.cfg.n_mels or x.shape[-1] < PATCH_FRAMES:
-            raise ArtifactError(f"trunks need log-mels (B, 1, {self.cfg.n_mels}, ≥{PATCH_FRAMES}), "
-                                f"got {tuple(x.shape)}")
-        x = normalise_level(x, self.cfg)                    # per clip, before the patches
+        x, p = self.patch_input(logmel)
         b = x.shape[0]
-        p = patches(x)                                     # (P·B, 1, 96, 187), patch-major
         n = p.shape[0] // b
         idx = patch_choice(n, keep)
         if len(idx) < n:
