@@ -41,27 +41,24 @@ beside other probes (an epoch of one fold: 9 s ``head``, 10 s ``back``,
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from benchmarks.finetune_net import PEN, Batch, train_fold
 from benchmarks.shift_probes import Probe, _row, open_probe, probe_arguments, served_musicnn, write_report
 from core.training.loso_data import SourceData
 from core.training.loso_eval import FoldLogits, fit_head, linear_fold_logits, loso_report, seen_genres
 
-MODES = ("head", "back", "mid+back")
+MODES = ("head", "back", "mid+back")      # "all" (the front end too) runs on a GPU: benchmarks.front_probe
 PATCHES = 10
 MUSICNN = "msd_musicnn"
-PEN = 200                    # MSD_musicnn's penultimate layer
 
 
 def front_cache(p: Probe, rows: np.ndarray, path: Path) -> np.ndarray:
@@ -88,111 +85,45 @@ def front_cache(p: Probe, rows: np.ndarray, path: Path) -> np.ndarray:
     return np.lib.format.open_memmap(path, mode="r")
 
 
-class Tail(nn.Module):
-    """MSD_musicnn after its front end (mid end, pooled batch norm, dense,
-    its batch norm; from the checkpoint) and a new genre layer:
-    front ``(B, 561, T)`` → (penultimate ``(B, 200)``, genre logits ``(B, G)``)."""
-
-    def __init__(self, net: nn.Module, n_genres: int, dropout: float = 0.5):
-        super().__init__()
-        self.net = copy.deepcopy(net)
-        self.genre = nn.Linear(PEN, n_genres)
-        self.dropout = dropout
-
-    def forward(self, front: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pen = self.net.dense_bn(F.relu(self.net.dense(self.net.pool_bn(self.net.pooled(front)))))
-        return pen, self.genre(F.dropout(pen, self.dropout, self.training))
-
-    def train(self, mode: bool = True) -> "Tail":
-        super().train(mode)
-        for m in self.modules():                # the checkpoint's statistics stay
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
-        return self
-
-
-def trainable(tail: Tail, mode: str) -> list[nn.Parameter]:
-    """The pretrained parameters ``mode`` trains, and only those require a
-    gradient (the genre layer always trains; batch norms never do)."""
-    layers = {"head": [], "back": [tail.net.dense],
-              "mid+back": [tail.net.dense, *(block.conv for block in tail.net.mid)]}[mode]
-    for q in tail.net.parameters():
-        q.requires_grad_(False)
-    params = [q for layer in layers for q in layer.parameters()]
-    for q in params:
-        q.requires_grad_(True)
-    return params
-
-
-@torch.no_grad()
-def clip_outputs(tail: Tail, front: np.ndarray, idx: np.ndarray, batch: int = 20
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Clips ``idx`` of ``front`` → (penultimate layer per patch ``(n, 10, 200)``,
-    mean genre logits over patches ``(n, G)``)."""
-    tail.eval()
-    pens, logits = [], []
-    for s in range(0, len(idx), batch):
-        rows = idx[s: s + batch]
-        x = torch.from_numpy(np.asarray(front[rows], np.float32)).flatten(0, 1)
-        pen, lg = tail(x)
-        pens.append(pen.view(len(rows), PATCHES, -1).numpy())
-        logits.append(lg.view(len(rows), PATCHES, -1).mean(1).numpy())
-    return np.concatenate(pens), np.concatenate(logits).astype(np.float64)
+def front_batches(front: np.ndarray) -> Batch:
+    """:data:`~benchmarks.finetune_net.Batch` of the front-end cache: patches
+    ``(clip, patch)`` → ``(n, 561, 187)`` float32 on the CPU."""
+    return lambda clip, patch: torch.from_numpy(np.stack([np.asarray(front[c, k], np.float32)
+                                                          for c, k in zip(clip, patch)]))
 
 
 def run_fold(net: nn.Module, front: np.ndarray, pos: dict, p: Probe, fold, mode: str, epochs: int,
-             lr: float, combine: Sequence[int], seed: int = 0, batch: int = 64) -> dict:
-    """One fold, one mode: per epoch the held-out logits, and at ``combine``
-    epochs the fine-tuned penultimate layer of every non-test track's patches ``(N, 10, 200)``."""
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    tail = Tail(net, len(p.labels))
-    params = trainable(tail, mode)
-    groups = [{"params": tail.genre.parameters(), "lr": 1e-3}] + ([{"params": params, "lr": lr}] if params else [])
-    opt = torch.optim.Adam(groups, weight_decay=1e-4)
-    y_tr = p.y[fold.train]
-    counts = np.bincount(y_tr, minlength=len(p.labels)).astype(np.float64)
-    weight = torch.tensor(np.where(counts > 0, len(y_tr) / (len(p.labels) * np.maximum(counts, 1)), 0.0),
-                          dtype=torch.float32)
-    tr_rows = np.array([pos[i] for i in fold.train])
-    va_rows = np.array([pos[i] for i in fold.val])
-    seen = seen_genres(y_tr, p.y[fold.val])
-    out: dict = {"epochs": [], "features": {}}
-    for ep in range(1, epochs + 1):
-        t0, c0 = time.time(), time.process_time()
-        tail.train()
-        order = rng.permutation(len(tr_rows) * PATCHES)
-        for s in range(0, len(order), batch):
-            b = order[s: s + batch]
-            clip, patch = tr_rows[b // PATCHES], b % PATCHES
-            x = torch.from_numpy(np.stack([np.asarray(front[c, k], np.float32) for c, k in zip(clip, patch)]))
-            y = torch.from_numpy(y_tr[b // PATCHES])
-            loss = F.cross_entropy(tail(x)[1], y, weight=weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        _, logits = clip_outputs(tail, front, va_rows)
-        out["epochs"].append(FoldLogits(fold.held_out, logits, p.y[fold.val], seen))
-        acc = float((logits.argmax(1) == p.y[fold.val]).mean())
-        print(f"{fold.held_out} {mode} epoch {ep}: held-out acc {acc:.3f}, "
-              f"{time.time() - t0:.0f} s wall, {time.process_time() - c0:.0f} s CPU", file=sys.stderr)
-        if ep in combine:
-            pen, _ = clip_outputs(tail, front, np.arange(len(pos)))
-            out["features"][ep] = pen
-    return out
+             lr: float, combine: Sequence[int]) -> dict:
+    """One fold, one mode on the CPU (:func:`~benchmarks.finetune_net.train_fold`):
+    per epoch the held-out :class:`FoldLogits`, and at ``combine`` epochs the
+    fine-tuned penultimate layer of every non-test track's patches ``(N, 10, 200)``."""
+    y_val = p.y[fold.val]
+    seen = seen_genres(p.y[fold.train], y_val)
+
+    def log(ep: int, logits: np.ndarray, wall: float, cpu: float) -> None:
+        print(f"{fold.held_out} {mode} epoch {ep}: held-out acc {(logits.argmax(1) == y_val).mean():.3f}, "
+              f"{wall:.0f} s wall, {cpu:.0f} s CPU", file=sys.stderr)
+
+    run = train_fold(net, len(p.labels), mode, front_batches(front), PATCHES,
+                     np.array([pos[i] for i in fold.train]), p.y[fold.train],
+                     np.array([pos[i] for i in fold.val]), np.arange(len(pos)), epochs, lr, combine, log=log)
+    return {"epochs": [FoldLogits(fold.held_out, lg, y_val, seen) for lg in run["logits"]],
+            "features": run["features"]}
 
 
 def with_penultimate(data: SourceData, rows: np.ndarray, pen: np.ndarray) -> SourceData:
     """``data`` with MSD_musicnn's penultimate layer of tracks ``rows``
     replaced by ``pen`` ``(len(rows), P, 200)``, per patch and pooled (mean ‖
-    max); its tags and every other trunk unchanged."""
-    from core.models.trunks import pool_patches
+    max over the patches ``data.keep`` chooses); its tags and every other
+    trunk unchanged."""
+    from core.models.trunks import patch_choice, pool_patches
 
     pp, tags = data.patches[MUSICNN]
     pp = pp.copy()
     pp[rows] = pen
     feats = data.features[MUSICNN].copy()
-    feats[rows, : 2 * PEN] = pool_patches(pen.transpose(1, 0, 2), tags[rows].transpose(1, 0, 2))[0]
+    sel = patch_choice(pen.shape[1], data.keep)
+    feats[rows, : 2 * PEN] = pool_patches(pen[:, sel].transpose(1, 0, 2), tags[rows][:, sel].transpose(1, 0, 2))[0]
     return replace(data, features={**data.features, MUSICNN: feats}, patches={**data.patches, MUSICNN: (pp, tags)})
 
 

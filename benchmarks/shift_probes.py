@@ -314,8 +314,12 @@ def head_cs(artifacts: Path, extra: dict) -> dict[str, float]:
 
 
 def probe_arguments(prog: str, doc: str) -> argparse.ArgumentParser:
-    """The probes' common options: ``--data``, ``--features``, ``--artifacts``, ``--json``."""
-    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    """A parser with the probes' common options (:func:`probe_options`)."""
+    return probe_options(argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0]))
+
+
+def probe_options(ap: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``ap`` with the probes' common options: ``--data``, ``--features``, ``--artifacts``, ``--json``."""
     ap.add_argument("--data", action="append", default=None, help="data folder (default ../shared/data/*)")
     ap.add_argument("--features", type=Path, default=Path(".cache/trunk_features"))
     ap.add_argument("--artifacts", type=Path, default=Path("artifacts"))

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.finetune_probe import PEN, Tail, trainable, with_penultimate
+from benchmarks.finetune_net import PEN, Tail, trainable
+from benchmarks.finetune_probe import with_penultimate
 from core.models.musicnn import Musicnn
 from core.training.loso_data import SourceData
 
