@@ -127,7 +127,7 @@ def train(args: argparse.Namespace) -> int:
                  "torch": torch.__version__, "frozen_s": time.time() - t0, "runs": {}}
     for mode in args.modes:
         for lr in args.lr if mode != "head" else args.lr[:1]:
-            key, arrays, t1 = f"{mode}_{lr:g}", {}, time.time()
+            key, arrays, t1 = f"{mode.replace('+', '-')}_{lr:g}", {}, time.time()   # a file name of [A-Za-z0-9._-]
             for name, (tr, va) in meta["folds"].items():
                 tr, va = np.array(tr), np.array(va)
 

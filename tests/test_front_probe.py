@@ -52,15 +52,15 @@ def test_tail_from_the_patch_and_mode_all_trains_the_front_end():
 def test_train_writes_frozen_layer_logits_and_features(tmp_path):
     net, rng = _net(), np.random.default_rng(1)
     n, g = 6, 3
-    mels = rng.uniform(0, 5, size=(n, KEEP, 96, 187)).astype(np.float32)
+    mels = rng.uniform(0, 5, size=(n, KEEP, 96, 48)).astype(np.float32)      # fully convolutional: any T
     meta = write_inputs(tmp_path / "in", mels, {"y": [0, 1, 2, 0, 1, 2], "labels": ["a", "b", "c"],
                                                 "folds": {"s1": ([0, 1, 2], [3, 4, 5]), "s2": ([3, 4, 5], [0, 1, 2])}})
     save_file(net.state_dict(), str(tmp_path / "in" / "musicnn.safetensors"))
-    args = argparse.Namespace(inputs=tmp_path / "in", out=tmp_path / "out", modes=["head", "all"], lr=[1e-3],
-                              epochs=1, combine_epochs=[1], device="cpu")
+    args = argparse.Namespace(inputs=tmp_path / "in", out=tmp_path / "out", modes=["head", "all", "mid+back"],
+                              lr=[1e-3], epochs=1, combine_epochs=[1], device="cpu")
     assert train(args) == 0
     _, q = read_inputs(tmp_path / "in")
-    x = torch.from_numpy(q.reshape(-1, 1, 96, 187).astype(np.float32)) * meta["step"]
+    x = torch.from_numpy(q.reshape(-1, 1, 96, 48).astype(np.float32)) * meta["step"]
     with torch.no_grad():
         want = net.embed(x)[0].view(n, KEEP, -1).numpy()
     frozen = np.load(tmp_path / "out" / "frozen.npz")["features"]
@@ -72,4 +72,6 @@ def test_train_writes_frozen_layer_logits_and_features(tmp_path):
         assert np.allclose(z["features_s1_1"], frozen, atol=1e-3)
     with np.load(tmp_path / "out" / "run_all_0.001.npz") as z:
         assert not np.allclose(z["features_s1_1"], frozen, atol=1e-3)
-    assert set(json.loads((tmp_path / "out" / "train.json").read_text())["runs"]) == {"head_0.001", "all_0.001"}
+    runs = {"head_0.001", "all_0.001", "mid-back_0.001"}          # names the device tool hands back
+    assert set(json.loads((tmp_path / "out" / "train.json").read_text())["runs"]) == runs
+    assert {f.name for f in (tmp_path / "out").glob("run_*.npz")} == {f"run_{k}.npz" for k in runs}
