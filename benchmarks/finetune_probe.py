@@ -1,7 +1,8 @@
 """MSD_musicnn's mid and back end fine-tuned for genre, measured
 leave-one-source-out (issue 16: "the features themselves").
 
-    python -m benchmarks.finetune_probe [--features .cache/trunk_features] [--epochs 3] [--lr 1e-4] [--json out.json]
+    python -m benchmarks.finetune_probe [--features .cache/trunk_features] [--epochs 3] [--lr 1e-4]
+        [--modes head back mid+back] [--seed 0] [--json out.json]
 
 Every head the project has tried on the frozen trunks sits on one plateau
 (README, "Other heads on the same features"), so what is left is the
@@ -93,7 +94,7 @@ def front_batches(front: np.ndarray) -> Batch:
 
 
 def run_fold(net: nn.Module, front: np.ndarray, pos: dict, p: Probe, fold, mode: str, epochs: int,
-             lr: float, combine: Sequence[int]) -> dict:
+             lr: float, combine: Sequence[int], seed: int = 0) -> dict:
     """One fold, one mode on the CPU (:func:`~benchmarks.finetune_net.train_fold`):
     per epoch the held-out :class:`FoldLogits`, and at ``combine`` epochs the
     fine-tuned penultimate layer of every non-test track's patches ``(N, 10, 200)``."""
@@ -106,7 +107,7 @@ def run_fold(net: nn.Module, front: np.ndarray, pos: dict, p: Probe, fold, mode:
 
     run = train_fold(net, len(p.labels), mode, front_batches(front), PATCHES,
                      np.array([pos[i] for i in fold.train]), p.y[fold.train],
-                     np.array([pos[i] for i in fold.val]), np.arange(len(pos)), epochs, lr, combine, log=log)
+                     np.array([pos[i] for i in fold.val]), np.arange(len(pos)), epochs, lr, combine, seed=seed, log=log)
     return {"epochs": [FoldLogits(fold.held_out, lg, y_val, seen) for lg in run["logits"]],
             "features": run["features"]}
 
@@ -153,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=1e-4, help="learning rate of the pretrained layers")
     ap.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
     ap.add_argument("--combine-epochs", type=int, nargs="*", default=[1, 3])
+    ap.add_argument("--seed", type=int, default=0, help="the genre layer's initialisation and the patch order")
     args = ap.parse_args(argv)
 
     p, extra, heads = open_probe(args)
@@ -165,11 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     pos = {int(i): k for k, i in enumerate(rows)}
     front = front_cache(p, rows, args.features / "probes" / "musicnn_front.npy")
     net = load_musicnn_weights(Musicnn(), "MSD_musicnn")
-    report: dict = {"heads": heads, "lr": args.lr, "epochs": {},
+    report: dict = {"heads": heads, "lr": args.lr, "seed": args.seed, "epochs": {},
                     "reference": {form: loso_report(fl)["mean"] for form, fl in reference.items()}}
     feats: dict = {}
     for mode in args.modes:
-        runs = [run_fold(net, front, pos, p, f, mode, args.epochs, args.lr, args.combine_epochs) for f in p.folds]
+        runs = [run_fold(net, front, pos, p, f, mode, args.epochs, args.lr, args.combine_epochs, args.seed)
+                for f in p.folds]
         report["epochs"][mode] = [{"epoch": ep + 1, **loso_report([r["epochs"][ep] for r in runs])["mean"]}
                                   for ep in range(args.epochs)]
         for ep in args.combine_epochs:
