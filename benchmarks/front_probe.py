@@ -47,7 +47,8 @@ STEP = 8.0 / 255              # uint8 quantisation step of the log-mel (its maxi
 
 
 def export(args: argparse.Namespace) -> int:
-    """The inputs of :func:`train` into ``args.out`` (about 50 MB)."""
+    """The inputs of :func:`train` into ``args.out`` (46 MB; ``.probe`` is
+    git-ignored, so the device tool carries it: ``carry: [".probe"]``)."""
     from safetensors.torch import save_file
 
     from benchmarks.finetune_probe import PATCHES
