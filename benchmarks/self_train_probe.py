@@ -7,7 +7,7 @@ Per fold, the head fitted on two sources labels the third source's tracks.
 The ``frac`` it is surest of within each predicted genre join the training
 rows with that genre (the per-patch head takes every patch of them), and
 the head is fitted again. Each further round relabels from the last head.
-The loop is :func:`core.training.self_train.self_train`; the refit is here.
+The loop and the refit are :mod:`core.training.self_train`'s.
 This is transductive: it needs the new source's tracks, not their labels,
 before it answers, as an app would have a user's library at index time.
 
@@ -28,26 +28,11 @@ from typing import Sequence
 import numpy as np
 
 from benchmarks.shift_probes import _row, open_probe, probe_arguments, write_report
-from core.training.linear_head import LinearHead, fit_linear_head, fit_patch_head
 from core.training.loso_data import SourceData
 from core.training.loso_eval import FoldLogits, fit_head, loso_report, seen_genres
-from core.training.self_train import self_train
+from core.training.self_train import refit_head, self_train
 
 FRACS = (0.4, 0.55, 0.7, 0.85, 1.0)
-
-
-def refit(data: SourceData, names: Sequence[str], form: str, c: float, train: np.ndarray,
-          extra: np.ndarray, extra_y: np.ndarray) -> LinearHead:
-    """The head of ``form`` fitted on tracks ``train`` (their labels) and
-    ``extra`` (labelled ``extra_y``), genres balanced over all of them."""
-    x = data.stacked(names)
-    clips = np.concatenate([x[train], x[extra]])
-    if form == "clip":
-        return fit_linear_head(clips, np.concatenate([data.y[train], extra_y]), len(data.labels), c=c)
-    own, own_y = data.patch_rows(names, train)
-    new, _ = data.patch_rows(names, extra)
-    return fit_patch_head(np.concatenate([own, new]), np.concatenate([own_y, extra_y]), clips,
-                          data.patch_columns(names), len(data.labels), c=c)
 
 
 def self_trained(data: SourceData, folds, names: Sequence[str], form: str, c: float,
@@ -61,7 +46,7 @@ def self_trained(data: SourceData, folds, names: Sequence[str], form: str, c: fl
         base = fit_head(data, names, f.train, c, head=form)
         out.setdefault((0.0, 0), []).append(FoldLogits(f.held_out, base.logits(x[f.val]), data.y[f.val], seen))
         for frac in fracs:
-            heads = self_train(base, x[f.val], lambda rows, genres: refit(data, names, form, c, f.train,
+            heads = self_train(base, x[f.val], lambda rows, genres: refit_head(data, names, form, c, f.train,
                                                                           f.val[rows], genres), frac, rounds)
             for r, head in enumerate(heads, 1):
                 out.setdefault((frac, r), []).append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val], seen))

@@ -197,3 +197,42 @@ def test_recommender_fold_heads_are_fitted_with_the_shipped_augmented_copies(mon
     head = fit_linear_head(*with_augmented(data, ["t"], f.train, 1), 3, c=0.1)
     assert np.allclose(with_copies[0], (data.stacked(["t"])[f.val] - head.mean) / head.scale)
     assert not np.allclose(plain[0], with_copies[0])
+
+
+def test_recommender_fold_heads_self_train_for_the_genre_terms_only(monkeypatch):
+    """With ``adapt`` (frac, rounds), each fold's genre probabilities come from
+    its head self-trained on the held-out tracks; the embedding stays the
+    plain head's; self-training refuses augmented copies it would not refit with."""
+    import pytest
+
+    import core.recommend.loso_data as rl
+    from core.datasets.track import Track
+    from core.training.loso import loso_folds
+    from core.training.loso_data import SourceData
+    from core.training.loso_eval import fit_head
+    from core.training.self_train import refit_head, self_train
+    rng = np.random.default_rng(4)
+    n, labels = 90, ["A", "B", "C"]
+    y = np.arange(n) % 3
+    pen = rng.normal(size=(n, 4, 6)).astype(np.float32)
+    pen[np.arange(n), :, y] += 0.6
+    pen[np.arange(n) % 9 >= 6] += 0.8                                      # the third source is shifted
+    tracks = [Track(track_id=f"t{i}", path=f"/x/{i}.wav", genre=labels[y[i]], split="train",
+                    source=f"s{(i // 3) % 3}") for i in range(n)]
+    data = SourceData(tracks=tracks, labels=labels, y=y,
+                      patches={"t": (pen, rng.uniform(size=(n, 4, 2)).astype(np.float32))}).with_patches(None)
+    got = []
+    monkeypatch.setattr(rl, "fold_catalog", lambda rows, emb, probs, lab, mfcc=None: got.append((emb["m"], probs["m"])))
+    rl.fold_catalogs(data, 0.1, None, ["t"], "m", head_form="patch")
+    rl.fold_catalogs(data, 0.1, None, ["t"], "m", head_form="patch", adapt=(1.0, 2))
+    plain, adapted = got[:3], got[3:]
+    x = data.stacked(["t"])
+    for f, (emb, _), (emb_a, probs_a) in zip(loso_folds(tracks), plain, adapted):
+        head = fit_head(data, ["t"], f.train, 0.1, head="patch")
+        tuned = self_train(head, x[f.val], lambda r, g: refit_head(data, ["t"], "patch", 0.1, f.train, f.val[r], g),
+                           1.0, 2)[-1]
+        assert np.array_equal(emb, emb_a)
+        assert np.array_equal(probs_a.argmax(1), tuned.logits(x[f.val]).argmax(1))
+    assert any(not np.array_equal(p[1].argmax(1), a[1].argmax(1)) for p, a in zip(plain, adapted))
+    with pytest.raises(ValueError, match="augmented copies"):
+        rl.fold_catalogs(data, 0.1, None, ["t"], "m", copies=1, adapt=(1.0, 1))

@@ -1,5 +1,6 @@
 """core.training.self_train: pseudo-labels keep each predicted genre's
-surest share, and each round labels with the head of the round before."""
+surest share, each round labels with the head of the round before, and a
+refit takes the pseudo-labels as labels in both head forms."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import pytest
 
 from core.errors import GenreError
 from core.training.linear_head import LinearHead
-from core.training.self_train import pseudo_labels, self_train
+from core.training.loso_data import SourceData
+from core.training.self_train import pseudo_labels, refit_head, self_train
 
 
 def test_pseudo_labels_keep_the_surest_share_of_every_predicted_genre():
@@ -43,3 +45,20 @@ def test_each_round_labels_with_the_last_head():
     assert seen == [([0, 1, 2, 3], [0, 0, 1, 1]),          # labelled by the starting head
                     ([0, 1, 2, 3], [1, 1, 0, 0])]          # then by the flipped one
     assert self_train(_head(1.0), x, refit, frac=1.0, rounds=0) == []
+
+
+def test_refit_learns_the_pseudo_labels_in_both_head_forms():
+    rng = np.random.default_rng(0)
+    n, p, d = 40, 3, 4
+    pen = rng.normal(size=(n, p, d)).astype(np.float32)
+    tags = rng.random((n, p, 2)).astype(np.float32)
+    y = (pen.mean(1)[:, 0] > 0).astype(np.int64)
+    pooled = np.concatenate([pen.mean(1), pen.max(1), tags.mean(1)], 1)
+    data = SourceData(tracks=[], labels=["a", "b"], y=y, features={"t": pooled}, patches={"t": (pen, tags)})
+    train, extra = np.arange(20), np.arange(20, 40)
+    flipped = 1 - y[extra]                                # pseudo-labels that contradict the truth
+    for form in ("clip", "patch"):
+        honest = refit_head(data, ["t"], form, 1.0, train, extra, y[extra])
+        fooled = refit_head(data, ["t"], form, 1.0, np.array([], np.int64), extra, flipped)
+        honest, fooled = (h.logits(pooled[extra]).argmax(1) for h in (honest, fooled))
+        assert (honest == y[extra]).mean() >= 0.9 and (fooled == flipped).mean() >= 0.9

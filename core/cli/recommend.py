@@ -263,10 +263,15 @@ def _loso(args, dirs, cfg) -> dict:
     """``recommend-eval --loso``: method 2 chosen and checked leave-one-source-out
     (core.recommend.loso) with ``--loso-model``'s fold heads (features and ``C``
     from ``loso.json`` when shipped)."""
+    from dataclasses import replace
+
     from core.recommend.loso_data import fold_model, recommend_loso
     from core.training.fused_train import LOSO_FILE
 
     model = fold_model(Path(args.artifacts) / LOSO_FILE, args.loso_model)
+    if args.loso_self_train:
+        frac, rounds = args.loso_self_train
+        model = replace(model, adapt=(float(frac), int(rounds)))
     root = Path(args.cache).parent if args.cache else Paths().cache.parent
     rec = recommend_loso(dirs, root, cfg, model=model, extra_features=args.loso_features)
     for s, f in rec["folds"].items():
@@ -392,4 +397,7 @@ def register(sub) -> None:
                         "of loso.json naming its features and C)")
     e.add_argument("--loso-features", default=None, metavar="DIR",
                    help="--loso: folder of other trunks' feature files (<trunk>.npz) the model may use")
+    e.add_argument("--loso-self-train", nargs=2, default=None, metavar=("FRAC", "ROUNDS"),
+                   help="--loso: self-train each fold head on its held-out source's tracks for the genre "
+                        "terms (transductive; README, 'Self-training on the new source')")
     e.set_defaults(func=cmd_recommend_eval)

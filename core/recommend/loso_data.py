@@ -44,7 +44,11 @@ class FoldModel:
     3 s patches, as the shipped model runs them (None: all); ``copies``:
     augmented copies of each training track among its rows, as the shipped
     head was fitted (``loso.json`` ``"augment"``); ``head``: the head's form
-    (:data:`~core.training.loso_eval.HEADS`, ``loso.json`` ``"head"``)."""
+    (:data:`~core.training.loso_eval.HEADS`, ``loso.json`` ``"head"``);
+    ``adapt``: (frac, rounds) of self-training each fold's head on its
+    held-out source's tracks (:mod:`core.training.self_train`, transductive)
+    for the genre terms; the embedding stays the unadapted head's (None: no
+    self-training)."""
 
     name: str = FUSED
     features: tuple[str, ...] = (MSD_VGG,)
@@ -52,6 +56,7 @@ class FoldModel:
     patches: int | None = None
     copies: int = 0
     head: str = "clip"
+    adapt: tuple[float, int] | None = None
 
 
 def fold_model(loso_json: str | Path | None, name: str = FUSED) -> FoldModel:
@@ -88,17 +93,25 @@ def mfcc_features(data: SourceData, cache_root: str | Path, workers: int = 2) ->
 
 def fold_catalogs(data: SourceData, c: float = DEFAULT_C, mfcc: np.ndarray | None = None,
                   features: Sequence[str] = (MSD_VGG,), name: str = FUSED, copies: int = 0,
-                  head_form: str = "clip") -> list[FoldCatalog]:
+                  head_form: str = "clip", adapt: tuple[float, int] | None = None) -> list[FoldCatalog]:
     """One :class:`FoldCatalog` per source, model name ``name`` (its head, of
     form ``head_form``, fitted with ``copies`` augmented copies of each
-    training track, as shipped)."""
+    training track, as shipped; with ``adapt`` (frac, rounds) the genre
+    probabilities come from that head self-trained on the held-out tracks)."""
+    from core.training.self_train import refit_head, self_train
+
+    if adapt and copies:
+        raise ValueError("self-training refits without augmented copies; the fold model has some")
     folds = loso_folds(data.tracks)
     x = data.stacked(features)
     heads, logits = [], []
     for f in folds:
         head = fit_head(data, features, f.train, c, copies, head_form)
         heads.append(head)
-        logits.append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val],
+        genre = head if not adapt else self_train(
+            head, x[f.val], lambda rows, g: refit_head(data, features, head_form, c, f.train, f.val[rows], g),
+            adapt[0], adapt[1])[-1]
+        logits.append(FoldLogits(f.held_out, genre.logits(x[f.val]), data.y[f.val],
                                  seen_genres(data.y[f.train], data.y[f.val])))
     temps = cross_fold_temperatures(logits)
     out = []
@@ -138,10 +151,11 @@ def recommend_loso(dirs: Sequence[str | Path], cache_root: str | Path, cfg=None,
     if path.is_file():
         return json.loads(path.read_text())
     cats = fold_catalogs(data, model.c, mfcc_features(data, cache_root), model.features, model.name, model.copies,
-                         model.head)
+                         model.head, model.adapt)
     rec = loso_recommend(cats, cfg, model=model.name, grid=grid, progress=progress)
     rec["head"] = {"model": model.name, "C": model.c, "features": list(model.features),
                    "patches": model.patches, "augment": model.copies, "head_form": model.head,
+                   "self_train": None if model.adapt is None else {"frac": model.adapt[0], "rounds": model.adapt[1]},
                    "temperature": "cross-fold (fitted on the other folds' held-out tracks of seen genres)"}
     atomic_write_text(path, json.dumps(rec, default=float))
     return rec

@@ -5,17 +5,19 @@ adaptation without a label of it (measured leave-one-source-out by
 The head labels the new source's tracks; the share of them it is surest of
 within each predicted genre joins its training rows with that genre, and it
 is fitted again; each further round relabels from the last head. The refit
-itself (which rows, per clip or per patch) belongs to the caller.
+(which rows, per clip or per patch) is a parameter; :func:`refit_head` is
+the one for a leave-one-source-out fold's head of either form.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy.special import softmax
 
-from core.training.linear_head import HeadError, LinearHead
+from core.training.linear_head import HeadError, LinearHead, fit_linear_head, fit_patch_head
+from core.training.loso_data import SourceData
 
 # (rows of the new source (k,), their pseudo-genres (k,)) → the head refitted on the training rows and those
 Refit = Callable[[np.ndarray, np.ndarray], LinearHead]
@@ -49,3 +51,19 @@ def self_train(head: LinearHead, new_clips: np.ndarray, refit: Refit, frac: floa
         head = refit(rows, genres)
         heads.append(head)
     return heads
+
+
+def refit_head(data: SourceData, names: Sequence[str], form: str, c: float, train: np.ndarray,
+               extra: np.ndarray, extra_y: np.ndarray) -> LinearHead:
+    """The head of ``form`` (``clip`` or ``patch``, as
+    :func:`~core.training.loso_eval.fit_head` fits it without augmented
+    copies) on ``names``' features of tracks ``train`` (their labels) and
+    ``extra`` (labelled ``extra_y``), genres balanced over all of them."""
+    x = data.stacked(names)
+    clips = np.concatenate([x[train], x[extra]])
+    if form == "clip":
+        return fit_linear_head(clips, np.concatenate([data.y[train], extra_y]), len(data.labels), c=c)
+    own, own_y = data.patch_rows(names, train)
+    new, _ = data.patch_rows(names, extra)
+    return fit_patch_head(np.concatenate([own, new]), np.concatenate([own_y, extra_y]), clips,
+                          data.patch_columns(names), len(data.labels), c=c)
