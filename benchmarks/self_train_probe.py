@@ -28,9 +28,10 @@ from typing import Sequence
 import numpy as np
 
 from benchmarks.shift_probes import _row, open_probe, probe_arguments, write_report
+from core.training.library_head import fit_replay, library_refit
 from core.training.loso_data import SourceData
 from core.training.loso_eval import FoldLogits, fit_head, loso_report, seen_genres
-from core.training.self_train import adapt_head, anchor_of, refit_head, self_train
+from core.training.self_train import refit_head, self_train
 
 FRACS = (0.4, 0.55, 0.7, 0.85, 1.0)
 
@@ -54,36 +55,26 @@ def self_trained(data: SourceData, folds, names: Sequence[str], form: str, c: fl
     return out
 
 
-def _rows(data: SourceData, names: Sequence[str], form: str, idx: np.ndarray
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tracks ``idx`` as the head of ``form`` sees them: (rows ``(n, P, W)``, labels ``(n,)``, columns ``(W,)``)."""
-    if form == "patch":
-        rows, y = data.patch_rows(names, idx)
-        return rows, y, data.patch_columns(names)
-    x = data.stacked(names)
-    return x[idx][:, None], data.y[idx], np.arange(x.shape[1])
-
-
-def anchored(data: SourceData, folds, names: Sequence[str], form: str, c: float,
+def replayed(data: SourceData, folds, names: Sequence[str], form: str, c: float,
              fracs: Sequence[float], rounds: int) -> dict[tuple[float, int], list[FoldLogits]]:
     """As :func:`self_trained`, with the training rows replaced by their
-    :class:`~core.training.self_train.Anchor` (:func:`~core.training.self_train.adapt_head`):
-    what a served head can do on a library without the training data."""
+    per-genre Gaussian replay and each held-out clip joining as its patch-mean
+    columns (:func:`~core.training.library_head.library_refit`): what the
+    served head does on a library, where the training data is not at hand."""
     x = data.stacked(names)
+    cols = data.patch_columns(names) if form == "patch" else np.arange(x.shape[1])
     out: dict[tuple[float, int], list[FoldLogits]] = {}
     for f in folds:
         seen = seen_genres(data.y[f.train], data.y[f.val])
         base = fit_head(data, names, f.train, c, head=form)
-        own, own_y, cols = _rows(data, names, form, f.train)
-        anchor = anchor_of(base, cols, own.reshape(-1, own.shape[-1]), np.repeat(own_y, own.shape[1]), c)
-        new, _, _ = _rows(data, names, form, f.val)
+        own, own_y = data.patch_rows(names, f.train) if form == "patch" else (x[f.train][:, None], data.y[f.train])
+        replay = fit_replay(own.reshape(-1, own.shape[-1]), np.repeat(own_y, own.shape[1]), len(data.labels), cols,
+                            own.shape[1], c)
         out.setdefault((0.0, 0), []).append(FoldLogits(f.held_out, base.logits(x[f.val]), data.y[f.val], seen))
         for frac in fracs:
-            heads = self_train(base, x[f.val], lambda rows, genres: adapt_head(
-                base, anchor, new[rows].reshape(-1, new.shape[-1]), np.repeat(genres, new.shape[1])), frac, rounds)
-            for r, head in enumerate(heads, 1):
+            for r, head in enumerate(self_train(base, x[f.val], library_refit(replay, x[f.val]), frac, rounds), 1):
                 out.setdefault((frac, r), []).append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val], seen))
-            print(f"anchored {form} {f.held_out} frac {frac}: done", file=sys.stderr, flush=True)
+            print(f"replay {form} {f.held_out} frac {frac}: done", file=sys.stderr, flush=True)
     return out
 
 
@@ -105,14 +96,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = probe_arguments("python -m benchmarks.self_train_probe", __doc__)
     ap.add_argument("--fracs", type=float, nargs="*", default=list(FRACS))
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--method", choices=("exact", "anchored"), default="exact",
-                    help="exact: refit on the training rows; anchored: on their K-FAC anchor (no training rows)")
+    ap.add_argument("--method", choices=("exact", "replay"), default="exact",
+                    help="exact: refit on the training rows; replay: on a per-genre Gaussian replay of them "
+                         "(as the served head adapts to a library)")
     args = ap.parse_args(argv)
     p, extra, heads = open_probe(args)
     data = p.source_data()
     report: dict = {"heads": heads, "method": args.method, "forms": {}}
     for form, c in heads.items():
-        loop = self_trained if args.method == "exact" else anchored
+        loop = self_trained if args.method == "exact" else replayed
         runs = loop(data, p.folds, extra["trunks"], form, c, args.fracs, args.rounds)
         ref = runs[(0.0, 0)]
         picked, keys = nested(runs)

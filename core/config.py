@@ -140,6 +140,27 @@ PRECISION_MODES = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
+class AdaptConfig:
+    """Adapting the default model's genre head to a music library without a
+    label of it (:mod:`core.training.library_head`; README, "Adapting the
+    genre head to your library").
+
+    ``frac`` / ``rounds``: self-training's share of each predicted genre and
+    its rounds (:func:`~core.training.self_train.self_train`), the choice
+    that leave-one-source-out made; ``rank``: principal directions kept per
+    genre in the shipped replay statistics; ``min_tracks``: below this a
+    library is too small to adapt to (the LOSO sources held 70–290 tracks);
+    ``seed``: the replay draw.
+    """
+
+    frac: float = 1.0
+    rounds: int = 2
+    rank: int = 32
+    min_tracks: int = 50
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class InferenceConfig:
     """How the inference copies of the models compute
     (:func:`core.models.optimise.optimise_for_inference`).
