@@ -50,6 +50,8 @@ artifacts: install
 	# Every trunk of the musicnn wheel over every clip (one decode, one log-mel; cached per clip).
 	$(BIN)/python -m core trunk-features --out .cache/trunk_features --augment-copies 2
 	$(BIN)/python -m core loso --artifacts artifacts --cnn-msd-minutes 3 --trunk-features .cache/trunk_features --head-variants
+	# The default model's library adaptation, measured leave-one-source-out; its replay of the training rows ships.
+	$(BIN)/python -m core adapt --ship --trunk-features .cache/trunk_features --artifacts artifacts
 	$(BIN)/python -m core baseline --artifacts artifacts
 	$(BIN)/python -m core calibrate --split val --artifacts artifacts
 	$(BIN)/python -m core evaluate --split test --json artifacts/metrics.json

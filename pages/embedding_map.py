@@ -3,6 +3,7 @@
 import streamlit as st
 
 from ui import charts
+from ui.adapt import adaptation_section
 from ui.catalog import index_or_help, index_table, play
 from ui.facets import facet_choices, facet_scatter
 from ui.models import cached_figure, model_picker, shipped_models
@@ -95,3 +96,5 @@ if picked:
     if current_seeds():
         st.caption(f"Seeds so far: {len(current_seeds())} of {MAX_SEEDS}.")
         st.page_link("pages/recommender.py", label="Get recommendations for these seeds →", icon=":material/recommend:")
+
+adaptation_section(idx, mods, table)

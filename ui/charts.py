@@ -349,3 +349,13 @@ def robustness_heatmap(rec: Mapping, models: Sequence[str]) -> go.Figure:
                       title=f"Accuracy on degraded copies of the {rec.get('split', 'test')} clips "
                             f"({rec.get('n_tracks', '?')} clips)")
     return fig
+
+
+def genre_shift_bars(before: Mapping[str, int], after: Mapping[str, int], title: str) -> go.Figure:
+    """Tracks per genre before and after adapting (two bars per genre)."""
+    genres = sorted(set(before) | set(after), key=lambda g: -(before.get(g, 0) + after.get(g, 0)))
+    fig = go.Figure([go.Bar(name=name, x=genres, y=[counts.get(g, 0) for g in genres])
+                     for name, counts in (("as shipped", before), ("adapted to this library", after))])
+    fig.update_layout(barmode="group", title=title, yaxis_title="tracks", height=340,
+                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=1.02, x=0))
+    return fig

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from core.cli import (
     EXIT_BAD_INPUT,
+    adapt,
     bench,
     data_dirs_or_exit,
     facets,
@@ -150,8 +151,8 @@ def cmd_evaluate(args) -> int:
 
     try:
         res = evaluate(data_dirs_or_exit(args), split=args.split, artifacts_dir=args.artifacts,
-                       n_boot=args.bootstrap)
-    except ValueError as exc:   # e.g. a split the metadata does not have
+                       n_boot=args.bootstrap, adapt=args.adapt)
+    except (ValueError, GenreError) as exc:   # e.g. a split the metadata does not have; no replay file
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.json:
@@ -285,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="write the metrics here")
     e.add_argument("--artifacts", default=str(Paths().artifacts))
     e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
+    e.add_argument("--adapt", action="store_true",
+                   help="also the default model adapted to the split's tracks without their labels "
+                        "(fused_trunks_adapted; transductive, as `python -m core adapt --index` does for a library)")
     e.set_defaults(func=cmd_evaluate)
 
     b = sub.add_parser("baseline", help="train the MFCC baseline on the train split and ship it (JSON)")
@@ -305,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average over this many excerpts of long tracks")
     c.set_defaults(func=cmd_classify)
 
-    for group in (model_card, recommend, bench, study, trunks, facets, loso, robustness):
+    for group in (model_card, recommend, bench, study, trunks, facets, loso, robustness, adapt):
         group.register(sub)
     return p
 

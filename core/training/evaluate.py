@@ -16,14 +16,14 @@ import numpy as np
 import torch
 
 from core.audio.cache import LogMelCache
-from core.config import FeatureConfig
+from core.config import FeatureConfig, Paths
 from core.datasets import Track, read_datasets
 from core.models import GenreModel, Prediction
 from core.models.artifacts import load_models
 from core.models.inference import distinct_configs, predict_all
 from core.models.optimise import optimise_for_inference
 from core.training.baseline import BaselineClassifier, handcrafted_features, train_baseline
-from core.training.calibration import calibration_report
+from core.training.calibration import calibration_report, softmax_t
 from core.training.metrics import classification_report, paired_comparison
 from core.training.train import LabelledMels, load_labelled
 
@@ -31,6 +31,7 @@ BASELINE = "baseline_mfcc"
 ALL_SPLITS = "all"
 # The comparisons that matter: CRNN vs CNN within each family, pretrained vs
 # from scratch (B − A: the second name minus the first).
+ADAPTED_OF, ADAPTED = "fused_trunks", "fused_trunks_adapted"   # evaluate(adapt=True)
 PAIRS = (("cnn", "crnn"), ("cnn_msd", "crnn_msd"), ("cnn", "cnn_msd"), ("crnn", "crnn_msd"))
 
 
@@ -111,13 +112,16 @@ def labelled_per_config(models: dict[str, GenreModel], tracks: Sequence[Track], 
 
 def evaluate(data_dirs: Sequence[str | Path], split: str = "test", artifacts_dir: str | Path | None = None,
              cache: LogMelCache | None = None, n_boot: int = 1000, with_baseline: bool = True,
-             tracks: list[Track] | None = None) -> dict:
+             tracks: list[Track] | None = None, adapt: bool = False) -> dict:
     """Metrics of each model in ``artifacts_dir`` on ``split`` of ``data_dirs``.
 
     Returns ``{"models": {name: {"macro", "per_genre", "roc", "confusion",
     "per_source", "calibration"}}, "comparison": {...}}``; the MFCC baseline
     (trained on the train split) is reported as model ``baseline_mfcc``.
-    ``split`` is any split value in the metadata, or ``"all"``.
+    ``split`` is any split value in the metadata, or ``"all"``. ``adapt``:
+    also ``fused_trunks_adapted``, the default model self-trained on the
+    split's tracks without their labels (:mod:`core.training.library_head`;
+    transductive, as the app adapts to a library), compared with it paired.
     """
     models = load_models(artifacts_dir, optimise=True)
     if not models:
@@ -139,6 +143,15 @@ def evaluate(data_dirs: Sequence[str | Path], split: str = "test", artifacts_dir
                                                 float(models[name].temperature))
         rep["embedding_dim"] = int(models[name].embedding_dim)
         out["models"][name] = rep
+        if adapt and name == ADAPTED_OF:
+            from core.training.library_head import adapt_served
+
+            logits = adapt_served(models[name], pred.embedding, artifacts_dir or Paths().artifacts)[1]
+            probs_by_model[ADAPTED] = softmax_t(logits, 1.0)
+            out["models"][ADAPTED] = _report_with_sources(ref, probs_by_model[ADAPTED], labels, n_boot)
+            out["models"][ADAPTED]["calibration"] = calibration_report(logits, probs_by_model[ADAPTED], ref.y, 1.0)
+            out["comparison"][f"{ADAPTED}_vs_{ADAPTED_OF}"] = paired_comparison(
+                ref.y, probs_by_model[ADAPTED_OF], probs_by_model[ADAPTED], n_boot=n_boot)
     if with_baseline:
         clf = _train_baseline([t for t in tracks if t.split == "train"], labels, base_cfg, cache_root)
         if clf is not None:
@@ -150,7 +163,7 @@ def evaluate(data_dirs: Sequence[str | Path], split: str = "test", artifacts_dir
             out["comparison"][f"{b}_vs_{a}"] = paired_comparison(
                 ref.y, probs_by_model[a], probs_by_model[b], n_boot=n_boot)
     if BASELINE in probs_by_model:
-        for name in models:
+        for name in [n for n in probs_by_model if n != BASELINE]:
             out["comparison"][f"{name}_vs_{BASELINE}"] = paired_comparison(
                 ref.y, probs_by_model[BASELINE], probs_by_model[name], n_boot=n_boot)
     out["comparison"]["split"] = split

@@ -24,6 +24,7 @@ import numpy as np
 from core.config import AdaptConfig
 from core.errors import ArtifactError, GenreError
 from core.training.linear_head import LinearHead, fit_linear_head
+from core.training.loso_data import SourceData
 from core.training.self_train import Refit, self_train
 
 REPLAY_FILE = "fused_trunks_replay.safetensors"
@@ -136,8 +137,20 @@ def save_replay(replay: GenreReplay, path: str | Path, meta: dict) -> Path:
     return Path(path)
 
 
+def replay_record(path: str | Path) -> dict:
+    """The leave-one-source-out record :func:`ship_replay` wrote into ``path``'s header."""
+    return _read(path)[1]
+
+
 def load_replay(path: str | Path, trunks: Sequence[str] | None = None) -> GenreReplay:
     """Read :func:`save_replay`'s file; with ``trunks``, refuse one made for another trunk set."""
+    replay, meta = _read(path)
+    if trunks is not None and list(meta.get("trunks", [])) != list(trunks):
+        raise ArtifactError(f"{path} was made for trunks {meta.get('trunks')}, not {list(trunks)}")
+    return replay
+
+
+def _read(path: str | Path) -> tuple[GenreReplay, dict]:
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -145,11 +158,104 @@ def load_replay(path: str | Path, trunks: Sequence[str] | None = None) -> GenreR
             header = f.metadata() or {}
             t = {k: f.get_tensor(k) for k in f.keys()}
         meta = json.loads(header.get("meta", "{}"))
-        replay = GenreReplay(t["mean"].astype(np.float64), t["components"].astype(np.float64),
-                             t["residual"].astype(np.float64), t["count"], t["columns"], int(header["patches"]),
-                             float(header["c"]), t["logit_scale"].astype(np.float64))
+        return GenreReplay(t["mean"].astype(np.float64), t["components"].astype(np.float64),
+                           t["residual"].astype(np.float64), t["count"], t["columns"], int(header["patches"]),
+                           float(header["c"]), t["logit_scale"].astype(np.float64)), meta
     except (OSError, KeyError, ValueError, SafetensorError) as e:
         raise ArtifactError(f"{path}: not a genre replay file ({e})") from e
-    if trunks is not None and list(meta.get("trunks", [])) != list(trunks):
-        raise ArtifactError(f"{path} was made for trunks {meta.get('trunks')}, not {list(trunks)}")
-    return replay
+
+
+def training_replay(data: SourceData, names: Sequence[str], form: str, idx: np.ndarray, c: float,
+                    rank: int = AdaptConfig.rank, logit_scale: np.ndarray | None = None) -> GenreReplay:
+    """The replay of the rows a head of ``form`` (``patch`` or ``clip``) is
+    fitted on: tracks ``idx``' patch rows, or their clip vectors as single rows."""
+    x = data.stacked(names)
+    if form == "patch":
+        rows, y = data.patch_rows(names, idx)
+        cols = data.patch_columns(names)
+    else:
+        rows, y, cols = x[idx][:, None], data.y[idx], np.arange(x.shape[1])
+    return fit_replay(rows.reshape(-1, rows.shape[-1]), np.repeat(y, rows.shape[1]), len(data.labels), cols,
+                      rows.shape[1], c, rank, logit_scale)
+
+
+def features_data(dirs: Sequence[str | Path], feature_dir: str | Path, names: Sequence[str],
+                  labels: Sequence[str]) -> SourceData:
+    """Every track of ``dirs`` with a genre of ``labels``, with ``names``'
+    pooled and per-patch features read from ``feature_dir`` (``python -m core
+    trunk-features``): no audio is decoded."""
+    from core.datasets import read_datasets
+    from core.training.loso_data import read_trunk_file
+
+    tracks = [t for t in read_datasets(dirs, labelled_only=True) if t.genre in labels]
+    ids = [t.track_id for t in tracks]
+    features, patches = {}, {}
+    for n in names:
+        features[n], pp = read_trunk_file(Path(feature_dir) / f"{n}.npz", ids)
+        if pp is None:
+            raise LibraryError(f"{n}.npz in {feature_dir} has no per-patch features; run `python -m core "
+                               "trunk-features` again")
+        patches[n] = pp
+    return SourceData(tracks=tracks, labels=list(labels), y=np.array([labels.index(t.genre) for t in tracks]),
+                      features=features, patches=patches)
+
+
+def ship_replay(data: SourceData, names: Sequence[str], form: str, c: float, out_dir: str | Path,
+                cfg: AdaptConfig = AdaptConfig(), log=print) -> dict:
+    """Measure library adaptation leave-one-source-out and ship its replay.
+
+    Per fold, the head of ``form`` at ``c`` fitted on two sources adapts to
+    the third (:func:`adapt_head` on its replay); the temperature pooled over
+    the folds' adapted logits is the shipped ``logit_scale``. The replay of
+    the train split (the rows the shipped head is fitted on) goes to
+    ``out_dir``/:data:`REPLAY_FILE`. Returns the LOSO record (also in the file's header)."""
+    from core.training.loso import loso_folds
+    from core.training.loso_eval import FoldLogits, fit_head, loso_report, seen_genres
+    from core.training.metrics import mean_diff_ci
+
+    x = data.stacked(names)
+    plain, adapted = [], []
+    for f in loso_folds(data.tracks):
+        seen = seen_genres(data.y[f.train], data.y[f.val])
+        base = fit_head(data, names, f.train, c, head=form)
+        head = adapt_head(base, training_replay(data, names, form, f.train, c, cfg.rank), x[f.val], cfg,
+                          calibrate=False)
+        plain.append(FoldLogits(f.held_out, base.logits(x[f.val]), data.y[f.val], seen))
+        adapted.append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val], seen))
+        acc = [float((fl.logits.argmax(1) == fl.y).mean()) for fl in (plain[-1], adapted[-1])]
+        log(f"library adaptation, {f.held_out} held out: accuracy {acc[0]:.3f} -> {acc[1]:.3f}")
+    report = loso_report(adapted)
+    temperature = report["pooled_temperature"]
+    right = [np.concatenate([fl.logits.argmax(1) == fl.y for fl in folds]).astype(float) for folds in (plain, adapted)]
+    delta, ci = mean_diff_ci(right[1] - right[0], 2000, 0)
+    record = {"trunks": list(names), "C": c, "head": form, "config": {k: getattr(cfg, k) for k in
+                                                                       ("frac", "rounds", "rank", "min_tracks")},
+              "temperature": temperature, "plain": loso_report(plain), "adapted": report,
+              "delta_accuracy": delta, "delta_ci95": ci, "tracks": len(right[0])}
+    tr = np.flatnonzero([t.split == "train" for t in data.tracks])
+    replay = training_replay(data, names, form, tr, c, cfg.rank, np.full(len(data.labels), 1.0 / temperature))
+    save_replay(replay, Path(out_dir) / REPLAY_FILE, record)
+    return record
+
+
+def served_head(model) -> LinearHead:
+    """A loaded :class:`~core.models.fused_trunks.FusedTrunks`' head as arrays,
+    its temperature divided in (what its probabilities are a softmax of)."""
+    t = float(model.temperature)
+    return LinearHead(mean=model.feat_mean.double().numpy(), scale=model.feat_scale.double().numpy(),
+                      weight=model.head.weight.detach().double().numpy() / t,
+                      bias=model.head.bias.detach().double().numpy() / t)
+
+
+def adapt_served(model, embedding: np.ndarray, artifacts_dir: str | Path,
+                 cfg: AdaptConfig = AdaptConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """The served default model adapted to a library whose tracks it embedded
+    as ``embedding`` ``(N, F)`` (its standardised vectors, as an index keeps
+    them) → (plain logits, adapted logits), both ``(N, G)`` and calibrated."""
+    path = Path(artifacts_dir) / REPLAY_FILE
+    if not path.exists():
+        raise ArtifactError(f"{path} is missing: run `python -m core adapt --ship` (or `make artifacts`)")
+    replay = load_replay(path, trunks=list(model.trunks))
+    head = served_head(model)
+    x = np.asarray(embedding, np.float64) * head.scale + head.mean
+    return head.logits(x), adapt_head(head, replay, x, cfg).logits(x)
