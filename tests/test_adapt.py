@@ -14,7 +14,7 @@ from test_fused_trunks import stub_bank  # noqa: F401  (the fixture)
 from core.catalog.index import CatalogIndex
 from core.catalog.snapshot import CatalogError
 from core.errors import ArtifactError
-from core.training.library_head import REPLAY_FILE, LibraryError, load_replay, served_head
+from core.training.library_head import REPLAY_FILE, LibraryError, load_replay, replay_record, served_head
 
 
 @pytest.fixture
@@ -50,6 +50,9 @@ def test_the_shipped_replay_belongs_to_the_shipped_trunks_and_labels(shipped):
     assert (replay.logit_scale > 0).all()
     with pytest.raises(ArtifactError, match="made for trunks"):
         load_replay(Paths().artifacts / REPLAY_FILE, trunks=["msd_vgg"])
+    from ui.adapt import _measured  # what the page says is the file's own record
+    rec = replay_record(Paths().artifacts / REPLAY_FILE)
+    assert f"from {rec['plain']['mean']['accuracy']:.3f} to {rec['adapted']['mean']['accuracy']:.3f}" in _measured()
 
 
 def test_an_indexed_library_gets_each_tracks_genre_before_and_after(shipped):
@@ -68,9 +71,21 @@ def test_an_indexed_library_gets_each_tracks_genre_before_and_after(shipped):
         adapted_genres(empty, shipped, Paths().artifacts)
 
 
-def test_a_missing_replay_file_is_one_clear_line(shipped, tmp_path):
+def test_a_missing_or_tampered_replay_file_is_one_clear_line(shipped, tmp_path):
+    import shutil
+
+    from core.config import Paths
+    from core.models.artifacts import update_manifest
     from core.training.library_head import adapt_served
     with pytest.raises(ArtifactError, match="adapt --ship"):
+        adapt_served(shipped, np.zeros((60, shipped.input_dim)), tmp_path)
+    shutil.copy(Paths().artifacts / REPLAY_FILE, tmp_path / REPLAY_FILE)
+    update_manifest(tmp_path)
+    adapt_served(shipped, np.random.default_rng(0).normal(size=(60, shipped.input_dim)), tmp_path)   # verifies
+    data = bytearray((tmp_path / REPLAY_FILE).read_bytes())
+    data[-1] ^= 1
+    (tmp_path / REPLAY_FILE).write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
         adapt_served(shipped, np.zeros((60, shipped.input_dim)), tmp_path)
 
 

@@ -34,8 +34,8 @@ def adapt_app(stub_bank, tmp_path, tiny_dataset, tiny_artifacts, monkeypatch):  
     cols = np.arange(8)
     replay = fit_replay(rng.normal(size=(90, 8)), np.repeat(np.arange(len(labels)), 30), len(labels), cols, 1, 1.0,
                         rank=2)
-    save_replay(replay, art / REPLAY_FILE, {"trunks": m.trunks, "plain": {"accuracy": 0.4},
-                                            "adapted": {"accuracy": 0.45}, "delta_accuracy": 0.05,
+    save_replay(replay, art / REPLAY_FILE, {"trunks": m.trunks, "plain": {"mean": {"accuracy": 0.4}},
+                                            "adapted": {"mean": {"accuracy": 0.45}}, "delta_accuracy": 0.05,
                                             "delta_ci95": [0.01, 0.09], "tracks": 100})
     update_manifest(art)
     env = build_app_env(tmp_path / "world", tiny_dataset, art)

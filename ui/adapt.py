@@ -30,8 +30,9 @@ def _measured() -> str:
     try:
         r = replay_record(paths().artifacts / REPLAY_FILE)
         lo, hi = r["delta_ci95"]
+        before, after = r["plain"]["mean"]["accuracy"], r["adapted"]["mean"]["accuracy"]
         return (f"Tested by holding out each training collection in turn, it moved the held-out genre accuracy "
-                f"from {r['plain']['accuracy']:.3f} to {r['adapted']['accuracy']:.3f} over {r['tracks']} "
+                f"from {before:.3f} to {after:.3f} over {r['tracks']} "
                 f"tracks ({r['delta_accuracy']:+.3f}, 95 % interval {lo:+.3f} to {hi:+.3f}).")
     except (GenreError, KeyError, TypeError, ValueError):
         return ""

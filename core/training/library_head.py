@@ -191,7 +191,10 @@ def features_data(dirs: Sequence[str | Path], feature_dir: str | Path, names: Se
     ids = [t.track_id for t in tracks]
     features, patches = {}, {}
     for n in names:
-        features[n], pp = read_trunk_file(Path(feature_dir) / f"{n}.npz", ids)
+        path = Path(feature_dir) / f"{n}.npz"
+        if not path.is_file():
+            raise LibraryError(f"no trunk features at {path}; run `python -m core trunk-features --out {feature_dir}`")
+        features[n], pp = read_trunk_file(path, ids)
         if pp is None:
             raise LibraryError(f"{n}.npz in {feature_dir} has no per-patch features; run `python -m core "
                                "trunk-features` again")
@@ -252,9 +255,12 @@ def adapt_served(model, embedding: np.ndarray, artifacts_dir: str | Path,
     """The served default model adapted to a library whose tracks it embedded
     as ``embedding`` ``(N, F)`` (its standardised vectors, as an index keeps
     them) → (plain logits, adapted logits), both ``(N, G)`` and calibrated."""
+    from core.models.artifacts import verify
+
     path = Path(artifacts_dir) / REPLAY_FILE
     if not path.exists():
         raise ArtifactError(f"{path} is missing: run `python -m core adapt --ship` (or `make artifacts`)")
+    verify(path, Path(artifacts_dir))        # the manifest's SHA-256, as every model file is checked
     replay = load_replay(path, trunks=list(model.trunks))
     head = served_head(model)
     x = np.asarray(embedding, np.float64) * head.scale + head.mean

@@ -201,6 +201,7 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
             lines += head_lines(ft.get("head_choice") or {}, name("fused_trunks"))
             lines += variant_lines(ft.get("head_variants") or {}, name("fused_trunks"))
             lines += calibration_lines(ft, folds, name)
+            lines += adaptation_lines(out, folds, name)
     metrics = read_json_or_none(out / "metrics.json")
     if metrics:
         lines += ["", "## Worst genres per model (test recall)", ""]
@@ -222,6 +223,33 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
                          f"{_f(f[f'method2_precision_at_{k}'])} | {_f(f.get(f'mfcc_precision_at_{k}'))} | "
                          f"{_f(f[f'random_precision_at_{k}'])} | {d['diff']:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}] | "
                          f"{_nested(rec['nested'][s])} |")
+    return lines
+
+
+def adaptation_lines(out: Path, folds: list[str], name=lambda n: n) -> list[str]:
+    """The library adaptation's LOSO record (the replay file's header), when shipped."""
+    from core.errors import GenreError
+    from core.training.library_head import REPLAY_FILE, replay_record
+
+    try:
+        r = replay_record(out / REPLAY_FILE) if (out / REPLAY_FILE).is_file() else None
+    except GenreError:
+        r = None
+    if not r:
+        return []
+    c, (lo, hi) = r["config"], r["delta_ci95"]
+    lines = ["", f"### {name('fused_trunks')} adapted to a library (opt-in, transductive)",
+             f"Self-training on the held-out source without its labels, against a per-genre replay of the "
+             f"training rows (frac {c['frac']:g}, {c['rounds']} rounds, rank {c['rank']}; `python -m core adapt "
+             f"--ship`). Accuracy over the {r['tracks']} held-out tracks {_f(r['plain']['mean']['accuracy'])} → "
+             f"{_f(r['adapted']['mean']['accuracy'])}, {r['delta_accuracy']:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired "
+             f"bootstrap); shipped temperature {r['temperature']:.3f}, pooled on the adapted heads.", "",
+             "| | " + " | ".join(f"{s} acc / AUC / ECE" for s in folds) + " | mean acc / AUC / ECE |",
+             "|---|" + "---|" * (len(folds) + 1)]
+    for key, label in (("plain", "as shipped"), ("adapted", "adapted")):
+        rep = r[key]
+        lines.append(f"| {label} | " + " | ".join(_aae(rep["folds"][s]["calibrated"], " / ") for s in folds)
+                     + f" | {_aae(rep['mean'], ' / ')} |")
     return lines
 
 
