@@ -1,7 +1,9 @@
 """Self-training on the new source, measured leave-one-source-out (issue 16,
 "training for source shift", without a label of the new source).
 
-    python -m benchmarks.self_train_probe [--fracs 0.4 0.55 0.7 0.85 1.0] [--rounds 2] [--json out.json]
+    python -m benchmarks.self_train_probe [--fracs 0.4 0.55 0.7 0.85 1.0] [--rounds 2] [--method exact|replay]
+        [--json out.json]
+    python -m benchmarks.self_train_probe --library-sizes 25 50 100 200 [--draws 5]
 
 Per fold, the head fitted on two sources labels the third source's tracks.
 The ``frac`` it is surest of within each predicted genre join the training
@@ -28,9 +30,10 @@ from typing import Sequence
 import numpy as np
 
 from benchmarks.shift_probes import _row, open_probe, probe_arguments, write_report
-from core.training.library_head import fit_replay, library_refit
+from core.training.library_head import library_refit, training_replay
 from core.training.loso_data import SourceData
 from core.training.loso_eval import FoldLogits, fit_head, loso_report, seen_genres
+from core.training.metrics import mean_diff_ci
 from core.training.self_train import refit_head, self_train
 
 FRACS = (0.4, 0.55, 0.7, 0.85, 1.0)
@@ -62,19 +65,48 @@ def replayed(data: SourceData, folds, names: Sequence[str], form: str, c: float,
     columns (:func:`~core.training.library_head.library_refit`): what the
     served head does on a library, where the training data is not at hand."""
     x = data.stacked(names)
-    cols = data.patch_columns(names) if form == "patch" else np.arange(x.shape[1])
     out: dict[tuple[float, int], list[FoldLogits]] = {}
     for f in folds:
         seen = seen_genres(data.y[f.train], data.y[f.val])
         base = fit_head(data, names, f.train, c, head=form)
-        own, own_y = data.patch_rows(names, f.train) if form == "patch" else (x[f.train][:, None], data.y[f.train])
-        replay = fit_replay(own.reshape(-1, own.shape[-1]), np.repeat(own_y, own.shape[1]), len(data.labels), cols,
-                            own.shape[1], c)
+        replay = training_replay(data, names, form, f.train, c)
         out.setdefault((0.0, 0), []).append(FoldLogits(f.held_out, base.logits(x[f.val]), data.y[f.val], seen))
         for frac in fracs:
             for r, head in enumerate(self_train(base, x[f.val], library_refit(replay, x[f.val]), frac, rounds), 1):
                 out.setdefault((frac, r), []).append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val], seen))
             print(f"replay {form} {f.held_out} frac {frac}: done", file=sys.stderr, flush=True)
+    return out
+
+
+def library_sizes(data: SourceData, folds, names: Sequence[str], c: float, sizes: Sequence[int],
+                  draws: int, seed: int = 0) -> dict:
+    """How the shipped adaptation (per-patch head, replay, :class:`~core.config.AdaptConfig`)
+    fares on libraries of ``sizes`` tracks: per fold, ``draws`` random subsets of
+    the held-out source (seeded), each adapted to and scored on itself. Per size:
+    the mean accuracy before and after and Δ over all draws' tracks (paired bootstrap)."""
+    from core.config import AdaptConfig
+    from core.training.library_head import adapt_head
+
+    x = data.stacked(names)
+    rng = np.random.default_rng(seed)
+    cfg = AdaptConfig(min_tracks=1)
+    right: dict[int, list[np.ndarray]] = {n: [] for n in sizes}
+    for f in folds:
+        base = fit_head(data, names, f.train, c, head="patch")
+        replay = training_replay(data, names, "patch", f.train, c)
+        for n in sizes:
+            for _ in range(draws if n < len(f.val) else 1):
+                sub = np.sort(rng.choice(f.val, size=min(n, len(f.val)), replace=False))
+                head = adapt_head(base, replay, x[sub], cfg, calibrate=False)
+                right[n].append(np.stack([base.logits(x[sub]).argmax(1) == data.y[sub],
+                                          head.logits(x[sub]).argmax(1) == data.y[sub]]).astype(float))
+            print(f"sizes {f.held_out} {n}: done", file=sys.stderr, flush=True)
+    out = {}
+    for n, parts in right.items():
+        r = np.concatenate(parts, axis=1)
+        delta, ci = mean_diff_ci(r[1] - r[0], 2000, 0)
+        out[str(n)] = {"libraries": len(parts), "tracks": int(r.shape[1]), "before": float(r[0].mean()),
+                       "after": float(r[1].mean()), "delta_accuracy": delta, "ci95": ci}
     return out
 
 
@@ -99,9 +131,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--method", choices=("exact", "replay"), default="exact",
                     help="exact: refit on the training rows; replay: on a per-genre Gaussian replay of them "
                          "(as the served head adapts to a library)")
+    ap.add_argument("--library-sizes", type=int, nargs="*", default=None, metavar="N",
+                    help="instead: the shipped adaptation on random libraries of N held-out tracks")
+    ap.add_argument("--draws", type=int, default=5, help="--library-sizes: libraries per fold and size")
     args = ap.parse_args(argv)
     p, extra, heads = open_probe(args)
     data = p.source_data()
+    if args.library_sizes:
+        write_report({"library_sizes": library_sizes(data, p.folds, extra["trunks"], heads["patch"],
+                                                     args.library_sizes, args.draws)}, args.json)
+        return 0
     report: dict = {"heads": heads, "method": args.method, "forms": {}}
     for form, c in heads.items():
         loop = self_trained if args.method == "exact" else replayed

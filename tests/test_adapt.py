@@ -64,8 +64,8 @@ def test_an_indexed_library_gets_each_tracks_genre_before_and_after(shipped):
     assert s["changed"] == sum(r["before"] != r["after"] for r in out["tracks"])
     assert all(0 < r["p_before"] <= 1 and 0 < r["p_after"] <= 1 for r in out["tracks"])
     assert {r["after"] for r in out["tracks"]} <= set(shipped.labels)
-    with pytest.raises(LibraryError, match="at least 50 tracks"):
-        adapted_genres(_index(shipped, 49), shipped, Paths().artifacts)
+    with pytest.raises(LibraryError, match="at least 20 tracks"):
+        adapted_genres(_index(shipped, 19), shipped, Paths().artifacts)
     empty = CatalogIndex.from_arrays([], {}, {}, shipped.labels)
     with pytest.raises(CatalogError, match="no fused_trunks embeddings"):
         adapted_genres(empty, shipped, Paths().artifacts)

@@ -50,7 +50,7 @@ def adapt_app(stub_bank, tmp_path, tiny_dataset, tiny_artifacts, monkeypatch):  
 def test_a_library_too_small_is_told_so(adapt_app):
     open_page(adapt_app, "embedding_map")
     no_exceptions(adapt_app)
-    assert "Adapting needs at least 50 indexed tracks; this library has 18." in texts(adapt_app)
+    assert "Adapting needs at least 20 indexed tracks; this library has 18." in texts(adapt_app)
     assert not [t for t in adapt_app.toggle if t.key == "adapt_on"]
 
 
