@@ -89,8 +89,16 @@ def test_a_missing_or_tampered_replay_file_is_one_clear_line(shipped, tmp_path):
         adapt_served(shipped, np.zeros((60, shipped.input_dim)), tmp_path)
 
 
-def test_the_cli_refuses_an_index_without_the_default_models_embeddings(tmp_path):
-    r = run("adapt", "--index", tmp_path / "none")
+@pytest.mark.parametrize("case, says", [("missing", "no fused_trunks embeddings"), ("file", "is not a folder"),
+                                         ("damaged", "CURRENT file is damaged")])
+def test_the_cli_refuses_a_bad_index_in_one_line(tmp_path, case, says):
+    where = tmp_path / "idx"
+    if case == "file":
+        where.write_text("not an index")
+    elif case == "damaged":
+        where.mkdir()
+        (where / "CURRENT").write_bytes(b"\x00\xff\xfe")
+    r = run("adapt", "--index", where)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "no fused_trunks embeddings" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("error:") and says in lines[0]

@@ -63,9 +63,11 @@ DB_NAME = "tracks.sqlite"
 def current_name(index_dir: Path) -> str | None:
     """Name of the live snapshot folder, or ``None`` when nothing was committed."""
     try:
-        name = (index_dir / CURRENT).read_text().strip()
+        name = (index_dir / CURRENT).read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
+    except (UnicodeDecodeError, IsADirectoryError) as exc:
+        raise CatalogError(f"{index_dir}: its {CURRENT} file is damaged ({type(exc).__name__})") from None
     return name or None
 
 

@@ -47,9 +47,11 @@ def _ship(args) -> int:
 
 def _index(args) -> int:
     from core.catalog.adapt import adapted_genres
-    from core.catalog.index import CatalogIndex
+    from core.catalog.index import CatalogError, CatalogIndex
     from core.models.artifacts import load_model
 
+    if Path(args.index).exists() and not Path(args.index).is_dir():
+        raise CatalogError(f"--index {args.index} is not a folder")
     out = adapted_genres(CatalogIndex.open(args.index), load_model("fused_trunks", args.artifacts), args.artifacts)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
@@ -62,6 +64,6 @@ def _run(args) -> int:
 
     try:
         return _ship(args) if args.ship else _index(args)
-    except GenreError as exc:
+    except (GenreError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
