@@ -138,8 +138,9 @@ def save_replay(replay: GenreReplay, path: str | Path, meta: dict) -> Path:
 
 
 def replay_record(path: str | Path) -> dict:
-    """The leave-one-source-out record :func:`ship_replay` wrote into ``path``'s header."""
-    return _read(path)[1]
+    """The leave-one-source-out record :func:`ship_replay` wrote into ``path``'s
+    header (the header alone is read: the page shows it on every run)."""
+    return _read(path, tensors=False)[1]
 
 
 def load_replay(path: str | Path, trunks: Sequence[str] | None = None) -> GenreReplay:
@@ -150,14 +151,16 @@ def load_replay(path: str | Path, trunks: Sequence[str] | None = None) -> GenreR
     return replay
 
 
-def _read(path: str | Path) -> tuple[GenreReplay, dict]:
+def _read(path: str | Path, tensors: bool = True) -> tuple[GenreReplay | None, dict]:
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="numpy") as f:
             header = f.metadata() or {}
-            t = {k: f.get_tensor(k) for k in f.keys()}
+            t = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
         meta = json.loads(header.get("meta", "{}"))
+        if not tensors:
+            return None, meta
         return GenreReplay(t["mean"].astype(np.float64), t["components"].astype(np.float64),
                            t["residual"].astype(np.float64), t["count"], t["columns"], int(header["patches"]),
                            float(header["c"]), t["logit_scale"].astype(np.float64)), meta
