@@ -9,15 +9,16 @@ import streamlit as st
 from core.config import AdaptConfig
 from core.errors import GenreError
 from ui import charts
-from ui.settings import paths
+from ui.settings import file_stamp, paths
 
 MODEL = "fused_trunks"
 CONFIG = AdaptConfig()     # the shipped choice (tests lower min_tracks for a tiny library)
 
 
 @st.cache_data(show_spinner=False, max_entries=2)
-def _adapted(index_dir: str, version: int, n: int, artifacts: str, cfg: AdaptConfig, _idx, _model) -> dict:
-    # Keyed by the index version, the artifacts folder and the settings; the result is plain data.
+def _adapted(index_dir: str, version: int, n: int, artifacts: str, stamp: float, cfg: AdaptConfig,
+             _idx, _model) -> dict:
+    # Keyed by the index version, the artifacts (folder and manifest stamp) and the settings; plain data.
     from core.catalog.adapt import adapted_genres
 
     return adapted_genres(_idx, _model, artifacts, cfg)
@@ -58,7 +59,9 @@ def adaptation_section(idx, mods: dict | None, table: pd.DataFrame) -> None:
             return
         with st.spinner(f"Self-training the genre head on {len(idx):,} tracks…"):
             try:
-                out = _adapted(str(idx.dir), idx.version, len(idx), str(paths().artifacts), cfg, idx, model)
+                root = paths().artifacts
+                out = _adapted(str(idx.dir), idx.version, len(idx), str(root), file_stamp(root / "manifest.json"),
+                               cfg, idx, model)
             except GenreError as exc:
                 st.warning(f"Adapting is not possible here: {exc}")
                 return
