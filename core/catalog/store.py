@@ -66,6 +66,8 @@ def current_name(index_dir: Path) -> str | None:
         name = (index_dir / CURRENT).read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         return None
+    except NotADirectoryError:
+        raise CatalogError(f"{index_dir} is not a folder") from None
     except (UnicodeDecodeError, IsADirectoryError) as exc:
         raise CatalogError(f"{index_dir}: its {CURRENT} file is damaged ({type(exc).__name__})") from None
     return name or None

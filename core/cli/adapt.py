@@ -34,10 +34,9 @@ def _ship(args) -> int:
     from core.training.library_head import features_data, ship_replay
 
     extra = model_extra("fused_trunks", args.artifacts)
-    loso = read_json("loso.json", args.artifacts)["fused_trunks"]
-    labels = read_json("loso.json", args.artifacts)["labels"]
-    data = features_data(data_dirs_or_exit(args), args.trunk_features, extra["trunks"], labels)
-    rec = ship_replay(data, extra["trunks"], loso["head"], float(extra["C"]), args.artifacts,
+    loso = read_json("loso.json", args.artifacts)
+    data = features_data(data_dirs_or_exit(args), args.trunk_features, extra["trunks"], loso["labels"])
+    rec = ship_replay(data, extra["trunks"], loso["fused_trunks"]["head"], float(extra["C"]), args.artifacts,
                       log=lambda s: print(s, file=sys.stderr))
     update_manifest(args.artifacts)
     print(json.dumps({k: rec[k] for k in ("trunks", "C", "head", "config", "temperature")}
@@ -47,11 +46,9 @@ def _ship(args) -> int:
 
 def _index(args) -> int:
     from core.catalog.adapt import adapted_genres
-    from core.catalog.index import CatalogError, CatalogIndex
+    from core.catalog.index import CatalogIndex
     from core.models.artifacts import load_model
 
-    if Path(args.index).exists() and not Path(args.index).is_dir():
-        raise CatalogError(f"--index {args.index} is not a folder")
     out = adapted_genres(CatalogIndex.open(args.index), load_model("fused_trunks", args.artifacts), args.artifacts)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))

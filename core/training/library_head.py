@@ -126,15 +126,22 @@ def adapt_head(head: LinearHead, replay: GenreReplay, clips: np.ndarray, cfg: Ad
 
 
 def save_replay(replay: GenreReplay, path: str | Path, meta: dict) -> Path:
-    """Write ``replay`` as safetensors (no pickle), ``meta`` (str → JSON-able) in its header."""
+    """Write ``replay`` as safetensors (no pickle), ``meta`` (str → JSON-able) in its header.
+    The header holds one key, so the file's bytes do not depend on the order
+    the safetensors writer gives several; written beside and moved in place."""
+    import os
+
     from safetensors.numpy import save_file
 
     tensors = {"mean": replay.mean.astype(np.float32), "components": replay.components.astype(np.float32),
                "residual": replay.residual.astype(np.float32), "count": replay.count.astype(np.int64),
                "columns": replay.columns.astype(np.int64), "logit_scale": replay.logit_scale.astype(np.float32)}
-    header = {"patches": str(replay.patches), "c": repr(replay.c), "meta": json.dumps(meta, sort_keys=True)}
-    save_file(tensors, str(path), metadata=header)
-    return Path(path)
+    header = {"patches": replay.patches, "c": replay.c, "meta": meta}
+    path = Path(path)
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata={"replay": json.dumps(header, sort_keys=True)})
+    os.replace(tmp, path)
+    return path
 
 
 def replay_record(path: str | Path) -> dict:
@@ -156,9 +163,9 @@ def _read(path: str | Path, tensors: bool = True) -> tuple[GenreReplay | None, d
 
     try:
         with safe_open(str(path), framework="numpy") as f:
-            header = f.metadata() or {}
+            header = json.loads((f.metadata() or {})["replay"])
             t = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
-        meta = json.loads(header.get("meta", "{}"))
+        meta = header["meta"]
         if not tensors:
             return None, meta
         return GenreReplay(t["mean"].astype(np.float64), t["components"].astype(np.float64),
