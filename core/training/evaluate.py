@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from scipy.special import expit
 
 from core.audio.cache import LogMelCache
 from core.config import FeatureConfig, Paths
@@ -149,7 +150,8 @@ def evaluate(data_dirs: Sequence[str | Path], split: str = "test", artifacts_dir
             logits = adapt_served(models[name], pred.embedding, artifacts_dir or Paths().artifacts)[1]
             probs_by_model[ADAPTED] = softmax_t(logits, 1.0)
             out["models"][ADAPTED] = _report_with_sources(ref, probs_by_model[ADAPTED], labels, n_boot)
-            out["models"][ADAPTED]["calibration"] = calibration_report(logits, probs_by_model[ADAPTED], ref.y, 1.0)
+            # Its sigmoid outputs, as the served models report theirs (core.models.base), not the softmax.
+            out["models"][ADAPTED]["calibration"] = calibration_report(logits, expit(logits), ref.y, 1.0)
             out["comparison"][f"{ADAPTED}_vs_{ADAPTED_OF}"] = paired_comparison(
                 ref.y, probs_by_model[ADAPTED_OF], probs_by_model[ADAPTED], n_boot=n_boot)
     if with_baseline:
