@@ -1,6 +1,7 @@
 """Files that are never half-written: atomic replace, directory fsync and
 streamed SHA-256, used by every store of the project (log-mel cache, model
-artifacts, catalog index, upload library, study exports)."""
+artifacts, catalog index, upload library, study exports); and safetensors
+files whose bytes depend only on their tensors and metadata."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import os
+import struct
 import tempfile
 from pathlib import Path
 from typing import IO, Callable
@@ -29,14 +31,31 @@ def sha256_of(source: PathLike | bytes | bytearray) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    """The process's umask, read without setting it (``os.umask`` would change
+    it for every thread for a moment); 0o022 where it cannot be read."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
 def atomic_write(path: PathLike, write: Callable[[IO], None], text: bool = False) -> None:
     """Call ``write(f)`` on a temporary file beside ``path``, then rename it
     over ``path``: readers see the old file or the whole new one, never part.
-    The temporary file is removed if ``write`` fails or is interrupted."""
+    The file gets the mode a plain ``open(path, "w")`` would give it (the old
+    file's, else 0o666 less the umask), not the temporary file's private
+    0o600. The temporary file is removed if ``write`` fails or is interrupted."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except OSError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, mode)
         mode = {"mode": "w", "encoding": "utf-8", "newline": ""} if text else {"mode": "wb"}
         with os.fdopen(fd, **mode) as f:
             write(f)
@@ -44,6 +63,29 @@ def atomic_write(path: PathLike, write: Callable[[IO], None], text: bool = False
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """``data`` (a safetensors file's bytes) with its header's ``__metadata__``
+    keys in sorted order. The writer puts several metadata keys in an order
+    that changes from run to run, so the same tensors and metadata gave
+    different bytes (and SHA-256s). Tensors, offsets and values are kept; the
+    header is padded with spaces to 8 bytes, as the writer pads it."""
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", None)
+    ordered = ({"__metadata__": dict(sorted(meta.items()))} if meta is not None else {}) | header
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data[8 + n:]
+
+
+def write_safetensors(path: PathLike, data: bytes) -> Path:
+    """Write ``data`` (from ``safetensors.torch.save`` or ``safetensors.numpy.save``)
+    to ``path`` atomically in :func:`canonical_safetensors` form."""
+    data = canonical_safetensors(data)
+    atomic_write(path, lambda f: f.write(data))
+    return Path(path)
 
 
 def read_json_or_none(path: PathLike) -> dict | None:

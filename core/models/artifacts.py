@@ -4,15 +4,14 @@ and a SHA-256 manifest that every load verifies."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from core.config import FeatureConfig, Paths
 from core.errors import ArtifactError
-from core.files import atomic_write_text, sha256_of
+from core.files import atomic_write_text, sha256_of, write_safetensors
 from core.models import MODELS, GenreModel, build_model
 from core.models.optimise import optimise_for_inference
 
@@ -28,18 +27,14 @@ def write_json(path: Path, obj) -> None:
 
 
 def save_model(model: GenreModel, out_dir: str | Path, extra: dict | None = None) -> Path:
-    """``<out>/<name>.safetensors`` with labels and feature config in its header."""
+    """``<out>/<name>.safetensors`` with labels and feature config in its header;
+    the same weights and header give the same bytes (:func:`~core.files.write_safetensors`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"model": model.name, "labels": json.dumps(model.labels),
             "feature_config": json.dumps(model.cfg.to_dict()),
             "extra": json.dumps(extra or {})}
-    path = out / f"{model.name}.safetensors"
-    state = model.saved_state()
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    os.replace(tmp, path)
-    return path
+    return write_safetensors(out / f"{model.name}.safetensors", save(model.saved_state(), metadata=meta))
 
 
 def model_extra(name: str, artifacts_dir: str | Path | None = None) -> dict:

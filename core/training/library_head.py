@@ -23,6 +23,7 @@ import numpy as np
 
 from core.config import AdaptConfig
 from core.errors import ArtifactError, GenreError
+from core.files import write_safetensors
 from core.training.linear_head import LinearHead, fit_linear_head
 from core.training.loso_data import SourceData
 from core.training.self_train import Refit, self_train
@@ -126,22 +127,16 @@ def adapt_head(head: LinearHead, replay: GenreReplay, clips: np.ndarray, cfg: Ad
 
 
 def save_replay(replay: GenreReplay, path: str | Path, meta: dict) -> Path:
-    """Write ``replay`` as safetensors (no pickle), ``meta`` (str → JSON-able) in its header.
-    The header holds one key, so the file's bytes do not depend on the order
-    the safetensors writer gives several; written beside and moved in place."""
-    import os
-
-    from safetensors.numpy import save_file
+    """Write ``replay`` as safetensors (no pickle), ``meta`` (str → JSON-able)
+    in its header's one key; the same replay and ``meta`` give the same bytes
+    (:func:`~core.files.write_safetensors`)."""
+    from safetensors.numpy import save
 
     tensors = {"mean": replay.mean.astype(np.float32), "components": replay.components.astype(np.float32),
                "residual": replay.residual.astype(np.float32), "count": replay.count.astype(np.int64),
                "columns": replay.columns.astype(np.int64), "logit_scale": replay.logit_scale.astype(np.float32)}
     header = {"patches": replay.patches, "c": replay.c, "meta": meta}
-    path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={"replay": json.dumps(header, sort_keys=True)})
-    os.replace(tmp, path)
-    return path
+    return write_safetensors(path, save(tensors, metadata={"replay": json.dumps(header, sort_keys=True)}))
 
 
 def replay_record(path: str | Path) -> dict:
