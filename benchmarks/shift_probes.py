@@ -78,7 +78,7 @@ from core.datasets import genres_of, read_datasets
 from core.training.calibration import ece_sampling_floor, expected_calibration_error, fit_temperature, log_loss
 from core.training.linear_head import LinearHead, fit_linear_head, standardiser
 from core.training.loso import loso_folds
-from core.training.loso_data import SourceData, read_trunk_file
+from core.training.loso_data import SourceData, read_trunk_files
 from core.training.loso_eval import FoldLogits, cross_fold_temperatures, loso_report, seen_genres
 from core.training.metrics import mean_diff_ci
 
@@ -96,10 +96,7 @@ class Probe:
     def __init__(self, dirs: Sequence[str | Path], feature_dir: str | Path, trunks: Sequence[str]):
         self.tracks = read_datasets(dirs)
         self.labels = genres_of([t for t in self.tracks if t.split == "train"])
-        ids = [t.track_id for t in self.tracks]
-        self.features, self.patches = {}, {}
-        for n in trunks:
-            self.features[n], self.patches[n] = read_trunk_file(Path(feature_dir) / f"{n}.npz", ids)
+        self.features, self.patches = read_trunk_files(feature_dir, trunks, [t.track_id for t in self.tracks])
         self.x = np.concatenate(list(self.features.values()), axis=1).astype(np.float64)
         self.vgg_dim = self.features["msd_vgg"].shape[1] if trunks[0] == "msd_vgg" else 0
         self.y = np.array([self.labels.index(t.genre) for t in self.tracks])
@@ -110,7 +107,7 @@ class Probe:
     def source_data(self) -> SourceData:
         """The tracks as the LOSO code reads them: each trunk's pooled and per-patch features."""
         return SourceData(tracks=self.tracks, labels=self.labels, y=self.y, features=dict(self.features),
-                          patches={n: pp for n, pp in self.patches.items() if pp is not None})
+                          patches=dict(self.patches))
 
 
 Fit = Callable[[np.ndarray, np.ndarray], np.ndarray]    # (train rows, held-out rows) → held-out logits

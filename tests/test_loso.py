@@ -236,3 +236,24 @@ def test_recommender_fold_heads_self_train_for_the_genre_terms_only(monkeypatch)
     assert any(not np.array_equal(p[1].argmax(1), a[1].argmax(1)) for p, a in zip(plain, adapted))
     with pytest.raises(ValueError, match="augmented copies"):
         rl.fold_catalogs(data, 0.1, None, ["t"], "m", copies=1, adapt=(1.0, 1))
+
+
+def test_trunk_files_are_read_once_each_in_track_order_and_gaps_refused(tmp_path):
+    from core.training.loso_data import FeatureSetError, read_trunk_files
+
+    ids = ["a", "b", "c"]
+    rng = np.random.default_rng(0)
+    pooled, tags, pp = rng.normal(size=(3, 4)), rng.random((3, 2)), rng.normal(size=(3, 5, 4))
+    np.savez(tmp_path / "with.npz", track_id=np.array(ids[::-1]), features=pooled[::-1], tags=tags[::-1],
+             patch_features=pp[::-1], patch_tags=pp[::-1, :, :2])
+    np.savez(tmp_path / "pooled.npz", track_id=np.array(ids), features=pooled, tags=tags)
+    feats, patches = read_trunk_files(tmp_path, ["with", "pooled"], ids)
+    assert np.allclose(feats["with"], np.concatenate([pooled, tags], 1))     # reordered to ``ids``
+    assert np.allclose(feats["pooled"], feats["with"]) and list(patches) == ["with"]
+    assert np.allclose(patches["with"][0], pp)
+    with pytest.raises(FeatureSetError, match="no per-patch features"):
+        read_trunk_files(tmp_path, ["with", "pooled"], ids, need_patches=True)
+    with pytest.raises(FeatureSetError, match="no trunk features at"):
+        read_trunk_files(tmp_path, ["absent"], ids)
+    with pytest.raises(FeatureSetError, match="lacks 1 track"):
+        read_trunk_files(tmp_path, ["pooled"], ids + ["d"])

@@ -190,20 +190,10 @@ def features_data(dirs: Sequence[str | Path], feature_dir: str | Path, names: Se
     pooled and per-patch features read from ``feature_dir`` (``python -m core
     trunk-features``): no audio is decoded."""
     from core.datasets import read_datasets
-    from core.training.loso_data import read_trunk_file
+    from core.training.loso_data import read_trunk_files
 
     tracks = [t for t in read_datasets(dirs, labelled_only=True) if t.genre in labels]
-    ids = [t.track_id for t in tracks]
-    features, patches = {}, {}
-    for n in names:
-        path = Path(feature_dir) / f"{n}.npz"
-        if not path.is_file():
-            raise LibraryError(f"no trunk features at {path}; run `python -m core trunk-features --out {feature_dir}`")
-        features[n], pp = read_trunk_file(path, ids)
-        if pp is None:
-            raise LibraryError(f"{n}.npz in {feature_dir} has no per-patch features; run `python -m core "
-                               "trunk-features` again")
-        patches[n] = pp
+    features, patches = read_trunk_files(feature_dir, names, [t.track_id for t in tracks], need_patches=True)
     return SourceData(tracks=tracks, labels=list(labels), y=np.array([labels.index(t.genre) for t in tracks]),
                       features=features, patches=patches)
 

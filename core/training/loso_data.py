@@ -192,6 +192,28 @@ def check_level(z, path: str | Path) -> None:
                               f"({z['key']}); run `python -m core trunk-features` again")
 
 
+def read_trunk_files(feature_dir: str | Path, names: Sequence[str], track_ids: Sequence[str],
+                     need_patches: bool = False) -> tuple[dict[str, np.ndarray], dict[str, tuple]]:
+    """Each trunk of ``names``' file ``<feature_dir>/<name>.npz`` (``python -m
+    core trunk-features``) read once (:func:`read_trunk_file`) → (name →
+    ``features`` ‖ ``tags`` ``(n, D + 50)``, name → per-patch pair for the
+    files that have one). A missing file, or with ``need_patches`` a file
+    without per-patch features, raises :class:`FeatureSetError`."""
+    features, patches = {}, {}
+    for n in names:
+        path = Path(feature_dir) / f"{n}.npz"
+        if not path.is_file():
+            raise FeatureSetError(f"no trunk features at {path}; run `python -m core trunk-features "
+                                  f"--out {feature_dir}`")
+        features[n], pp = read_trunk_file(path, track_ids)
+        if pp is not None:
+            patches[n] = pp
+        elif need_patches:
+            raise FeatureSetError(f"{n}.npz in {feature_dir} has no per-patch features; run `python -m core "
+                                  "trunk-features` again")
+    return features, patches
+
+
 def read_feature_file(path: str | Path, track_ids: Sequence[str]) -> np.ndarray:
     """``features`` ‖ ``tags`` of ``path`` in the order of ``track_ids`` (:func:`read_trunk_file`)."""
     return read_trunk_file(path, track_ids)[0]
