@@ -26,14 +26,13 @@ reference's over every held-out track, with a paired bootstrap interval.
 from __future__ import annotations
 
 import sys
-from typing import Sequence
 
 import numpy as np
 from scipy.special import log_softmax
 
 from benchmarks.shift_probes import Fit, Probe, _row, fold_logits, linear, open_probe, probe_arguments, write_report
 from core.training.linear_head import fit_linear_head, standardiser
-from core.training.loso_eval import FoldLogits, loso_report
+from core.training.loso_eval import fold_accuracy, loso_report
 
 MIN_CELL = 5
 RANKS = (1, 2, 4, 8)
@@ -51,9 +50,9 @@ def nuisance_directions(z: np.ndarray, y: np.ndarray, source: np.ndarray, k: int
     gaps = []
     for g in np.unique(y):
         cells = [z[(y == g) & (source == s)] for s in np.unique(source[y == g])]
-        means = np.stack([c.mean(0) for c in cells if len(c) >= min_cell] or [np.zeros(z.shape[1])])
+        means = [c.mean(0) for c in cells if len(c) >= min_cell]
         if len(means) >= 2:
-            gaps.extend(means - means.mean(0))
+            gaps.extend(np.stack(means) - np.mean(means, 0))
     if not gaps:
         return np.zeros((0, z.shape[1]))
     _, s, vt = np.linalg.svd(np.stack(gaps), full_matrices=False)
@@ -95,11 +94,6 @@ def with_neighbours(p: Probe, k: int, share: float, c: float) -> Fit:
     return fit
 
 
-def _per_fold(folds: Sequence[FoldLogits]) -> dict:
-    per = loso_report(folds)["folds"]
-    return {"fold_accuracy": {s: per[s]["calibrated"]["accuracy"] for s in per}}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = probe_arguments("python -m benchmarks.invariance_probe", __doc__).parse_args(argv)
     probe, extra, cs = open_probe(args)
@@ -109,14 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     for k in RANKS:
         for cc in CS:
             fl = fold_logits(probe, projected(probe, k, cc))
-            rows["projection"].append(_row(fl, ref, k=k, C=cc) | _per_fold(fl))
+            rows["projection"].append(_row(fl, ref, per_fold=True, k=k, C=cc))
             print(f"projection k={k} C={cc}: {rows['projection'][-1]['mean']['accuracy']:.3f}", file=sys.stderr)
     for k in NEIGHBOURS:
         for share in SHARES:
             fl = fold_logits(probe, with_neighbours(probe, k, share, c))
-            rows["neighbours"].append(_row(fl, ref, k=k, share=share) | _per_fold(fl))
-    write_report({"trunks": extra["trunks"], "C": c, "reference": loso_report(ref)["mean"] | _per_fold(ref),
-                  **rows}, args.json)
+            rows["neighbours"].append(_row(fl, ref, per_fold=True, k=k, share=share))
+    report = loso_report(ref)
+    reference = report["mean"] | {"fold_accuracy": fold_accuracy(report)}
+    write_report({"trunks": extra["trunks"], "C": c, "reference": reference, **rows}, args.json)
     return 0
 
 

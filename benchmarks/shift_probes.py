@@ -79,7 +79,7 @@ from core.training.calibration import ece_sampling_floor, expected_calibration_e
 from core.training.linear_head import LinearHead, fit_linear_head, standardiser
 from core.training.loso import loso_folds
 from core.training.loso_data import SourceData, read_trunk_files
-from core.training.loso_eval import FoldLogits, cross_fold_temperatures, loso_report, seen_genres
+from core.training.loso_eval import FoldLogits, cross_fold_temperatures, fold_accuracy, loso_report, seen_genres
 from core.training.metrics import mean_diff_ci
 
 CS = (0.00003, 0.0001, 0.0003)
@@ -126,11 +126,14 @@ def linear(p: Probe, x: np.ndarray, c: float, weights: Callable[[np.ndarray], np
                                           sample_weight=None if weights is None else weights(tr)).logits(x[va])
 
 
-def _row(fl: Sequence[FoldLogits], shipped: Sequence[FoldLogits], **keys) -> dict:
-    """``keys``, the LOSO mean of ``fl`` and its accuracy minus ``shipped``'s
-    over every held-out track, with a paired bootstrap 95 % interval."""
+def _row(fl: Sequence[FoldLogits], shipped: Sequence[FoldLogits], per_fold: bool = False, **keys) -> dict:
+    """``keys``, (with ``per_fold``) each fold's accuracy, the LOSO mean of
+    ``fl`` and its accuracy minus ``shipped``'s over every held-out track, with
+    a paired bootstrap 95 % interval."""
     delta, ci = mean_diff_ci(_right(fl) - _right(shipped), 2000, 0)
-    return {**keys, "mean": loso_report(fl)["mean"], "delta_accuracy": delta, "ci95": ci}
+    report = loso_report(fl)
+    folds = {"fold_accuracy": fold_accuracy(report)} if per_fold else {}
+    return {**keys, **folds, "mean": report["mean"], "delta_accuracy": delta, "ci95": ci}
 
 
 def _right(folds: Sequence[FoldLogits]) -> np.ndarray:
@@ -370,9 +373,7 @@ def prior_rows(p: Probe, shipped: Sequence[FoldLogits], alphas: Sequence[float] 
             lp = log_softmax(f.logits / t, 1)
             pi = em_prior(lp, alpha)
             folds.append(FoldLogits(f.held_out, (lp + np.log(pi * len(pi))) * t, f.y, f.seen))
-        per = loso_report(folds)["folds"]
-        rows.append(_row(folds, shipped, alpha=alpha,
-                         fold_accuracy={s: per[s]["calibrated"]["accuracy"] for s in per}))
+        rows.append(_row(folds, shipped, per_fold=True, alpha=alpha))
     return rows
 
 

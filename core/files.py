@@ -6,6 +6,7 @@ files whose bytes depend only on their tensors and metadata."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -31,9 +32,10 @@ def sha256_of(source: PathLike | bytes | bytearray) -> str:
     return h.hexdigest()
 
 
+@functools.cache
 def _umask() -> int:
-    """The process's umask, read without setting it (``os.umask`` would change
-    it for every thread for a moment); 0o022 where it cannot be read."""
+    """The process's umask, read once, without setting it (``os.umask`` would
+    change it for every thread for a moment); 0o022 where it cannot be read."""
     with contextlib.suppress(OSError, ValueError):
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
@@ -50,12 +52,12 @@ def atomic_write(path: PathLike, write: Callable[[IO], None], text: bool = False
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        mode = path.stat().st_mode & 0o7777
+        perm = path.stat().st_mode & 0o7777
     except OSError:
-        mode = 0o666 & ~_umask()
+        perm = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, mode)
+        os.fchmod(fd, perm)
         mode = {"mode": "w", "encoding": "utf-8", "newline": ""} if text else {"mode": "wb"}
         with os.fdopen(fd, **mode) as f:
             write(f)

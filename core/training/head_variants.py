@@ -41,6 +41,7 @@ from core.training.loso_eval import (
     PATCH_HEAD_CS,
     FoldLogits,
     fit_head,
+    fold_accuracy,
     linear_fold_logits,
     loso_report,
     seen_genres,
@@ -103,7 +104,7 @@ def head_variants(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str]
     def add(name: str, setting: str, fold_logits: Sequence[FoldLogits]) -> dict:
         rep = loso_report(fold_logits)
         rows.append({"head": name, "setting": setting, "mean": rep["mean"],
-                     "fold_accuracy": {s: v["calibrated"]["accuracy"] for s, v in rep["folds"].items()},
+                     "fold_accuracy": fold_accuracy(rep),
                      **_delta(ref, fold_logits)})
         m = rep["mean"]
         log(f"LOSO head variant {name} ({setting}): accuracy {m['accuracy']:.3f} AUC {m['macro_auc']:.3f} "

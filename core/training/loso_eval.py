@@ -79,6 +79,11 @@ def cross_fold_temperatures(folds: Sequence[FoldLogits]) -> list[float]:
     return [_fit_on_seen([f for j, f in enumerate(folds) if j != k]) for k in range(len(folds))]
 
 
+def fold_accuracy(report: dict) -> dict[str, float]:
+    """Held-out source → its accuracy (calibrated) in a :func:`loso_report`."""
+    return {s: v["calibrated"]["accuracy"] for s, v in report["folds"].items()}
+
+
 def loso_report(folds: Sequence[FoldLogits]) -> dict:
     """Per fold (uncalibrated and with the cross-fold temperature) and the
     mean over folds; ``pooled_temperature``: fitted on every fold's held-out
