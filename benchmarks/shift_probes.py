@@ -334,6 +334,8 @@ def open_probe(args: argparse.Namespace) -> tuple[Probe, dict, dict[str, float]]
     from core.models.artifacts import model_extra
 
     extra = model_extra("fused_trunks", args.artifacts)
+    # The probes study the head of steps 1–1d: its trunks, not those the tag prior adds (step 1e).
+    extra = extra | {"trunks": extra.get("head_trunks", extra["trunks"])}
     probe = Probe(args.data or shared_data_dirs(), args.features, extra["trunks"])
     return probe, extra, head_cs(args.artifacts, extra)
 

@@ -44,93 +44,57 @@ choices are reported:
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy.special import log_softmax, logsumexp, softmax
+from scipy.special import softmax
 
 from benchmarks.self_train_probe import nested
 from benchmarks.shift_probes import Probe, _row, open_probe, probe_arguments, write_report
-from core.models.trunks import TRUNKS
+from core.models.tag_prior import genre_tag_matrix
 from core.training.loso_data import read_trunk_files
 from core.training.loso_eval import FoldLogits, fit_head, per_genre_recall, seen_genres
 from core.training.metrics import macro_auc
+from core.training.tag_prior_choice import BETAS, FORMS, SCALES, PriorSetting, with_setting
 
 TAG_SETS = {"msd": ("msd_vgg", "msd_musicnn"), "msd+mtt_vgg": ("msd_vgg", "msd_musicnn", "mtt_vgg"),
             "msd+mtt_musicnn": ("msd_vgg", "msd_musicnn", "mtt_musicnn"),
-            "msd+mtt": ("msd_vgg", "msd_musicnn", "mtt_vgg", "mtt_musicnn")}
-SCALES = ("logit", "prob")
-FORMS = ("add", "grouped")
-BETAS = (0.25, 0.5, 1.0, 2.0, 4.0)
+            "msd+mtt": ("msd_vgg", "msd_musicnn", "mtt_musicnn", "mtt_vgg")}
+Sets = dict[str, tuple[tuple[str, ...], np.ndarray]]     # tag set → (its trunks, their bank vectors (N, F))
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+def _settings(sets: Sets, betas: Sequence[float]) -> list[tuple[str, PriorSetting]]:
+    return [(name, PriorSetting(trunks, b, lg, gr)) for name, (trunks, _) in sets.items()
+            for lg in SCALES.values() for gr in FORMS.values() for b in betas]
 
 
-def tag_scores(tags: dict[str, np.ndarray], labels: Sequence[str], scale: str = "logit"
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """``tags``: trunk name → clip tag probabilities ``(N, 50)`` → (``(N, G)``
-    mean probability (``scale="prob"``) or logit of the tags named as each
-    genre of ``labels``, 0 where none is; ``(G,)`` bool: the genre is covered)."""
-    n = len(next(iter(tags.values())))
-    total, count = np.zeros((n, len(labels))), np.zeros(len(labels))
-    for name, probs in tags.items():
-        q = np.clip(probs, 1e-4, 1 - 1e-4)
-        score = np.log(q) - np.log1p(-q) if scale == "logit" else probs
-        for j, tag in enumerate(TRUNKS[name].tags):
-            for g, label in enumerate(labels):
-                if _norm(tag) == _norm(label):
-                    total[:, g] += score[:, j]
-                    count[g] += 1
-    return total / np.maximum(count, 1), count > 0
+def _key(name: str, s: PriorSetting) -> tuple:
+    return name, "logit" if s.logit else "prob", "grouped" if s.grouped else "add", s.beta
 
 
-def prior(scores: np.ndarray, covered: np.ndarray, train: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``(len(rows), G)``: each covered genre's score z-scored on the ``train`` rows; 0 for uncovered genres."""
-    mean, std = scores[train].mean(0), scores[train].std(0) + 1e-9
-    return np.where(covered, (scores[rows] - mean) / std, 0.0)
-
-
-def with_prior(log_prob: np.ndarray, z: np.ndarray, covered: np.ndarray, beta: float, form: str) -> np.ndarray:
-    """Head log-probabilities ``(n, G)`` with the prior ``z`` ``(n, G)`` at
-    ``beta``, in ``form`` (module docstring) → log-probabilities ``(n, G)``."""
-    if form == "add":
-        return log_softmax(log_prob + beta * z, 1)
-    out = log_prob.copy()
-    out[:, covered] = (logsumexp(log_prob[:, covered], 1, keepdims=True)
-                       + log_softmax(log_prob[:, covered] + beta * z[:, covered], 1))
-    return out
-
-
-def _settings(sets: dict[str, tuple[np.ndarray, np.ndarray]], betas: Sequence[float]):
-    return [(name, form, beta) for name in sets for form in FORMS for beta in betas]
-
-
-def loso_runs(p: Probe, names: Sequence[str], c: float, sets: dict[str, tuple[np.ndarray, np.ndarray]],
+def loso_runs(p: Probe, names: Sequence[str], c: float, sets: Sets,
               betas: Sequence[float] = BETAS) -> dict[tuple, list[FoldLogits]]:
-    """``{("head",): the per-patch head alone, (set, form, β): with the prior}`` → every fold's held-out logits."""
+    """``{("head",): the per-patch head alone, (set, scale, form, β): with the
+    prior}`` → every fold's held-out logits."""
     data = p.source_data()
     x = data.stacked(names)
     out: dict[tuple, list[FoldLogits]] = {}
     for f in p.folds:
         seen = seen_genres(p.y[f.train], p.y[f.val])
-        base = log_softmax(fit_head(data, names, f.train, c, head="patch").logits(x[f.val]), 1)
-        out.setdefault(("head",), []).append(FoldLogits(f.held_out, base, p.y[f.val], seen))
-        for name, form, beta in _settings(sets, betas):
-            scores, covered = sets[name]
-            z = prior(scores, covered, f.train, f.val)
-            out.setdefault((name, form, beta), []).append(
-                FoldLogits(f.held_out, with_prior(base, z, covered, beta, form), p.y[f.val], seen))
+        logits = fit_head(data, names, f.train, c, head="patch").logits(x[f.val])
+        out.setdefault(("head",), []).append(FoldLogits(f.held_out, logits, p.y[f.val], seen))
+        for name, s in _settings(sets, betas):
+            v = sets[name][1]
+            out.setdefault(_key(name, s), []).append(
+                FoldLogits(f.held_out, with_setting(logits, v[f.val], v[f.train], p.labels, s), p.y[f.val], seen))
     return out
 
 
-def in_source(p: Probe, names: Sequence[str], c: float, sets: dict[str, tuple[np.ndarray, np.ndarray]],
+def in_source(p: Probe, names: Sequence[str], c: float, sets: Sets,
               betas: Sequence[float] = BETAS) -> dict[tuple, dict]:
-    """The same keys as :func:`loso_runs` → ``{split: {"accuracy", "macro_auc"}}``
+    """The same keys as :func:`loso_runs` → ``{split: {"n", "accuracy", "macro_auc"}}``
     for the val and test splits, from the head fitted on the train split of every source."""
     data = p.source_data()
     x = data.stacked(names)
@@ -139,14 +103,12 @@ def in_source(p: Probe, names: Sequence[str], c: float, sets: dict[str, tuple[np
     out: dict[tuple, dict] = {}
     for split in ("val", "test"):
         rows = np.flatnonzero(p.split == split)
-        base = log_softmax(head.logits(x[rows]), 1)
-        for key in [("head",)] + _settings(sets, betas):
-            if key == ("head",):
-                lp = base
-            else:
-                scores, covered = sets[key[0]]
-                lp = with_prior(base, prior(scores, covered, tr, rows), covered, key[2], key[1])
-            y = p.y[rows]
+        logits, y = head.logits(x[rows]), p.y[rows]
+        runs = [(("head",), logits)]
+        for name, s in _settings(sets, betas):
+            v = sets[name][1]
+            runs.append((_key(name, s), with_setting(logits, v[rows], v[tr], p.labels, s)))
+        for key, lp in runs:
             out.setdefault(key, {})[split] = {"n": int(len(rows)), "accuracy": float((lp.argmax(1) == y).mean()),
                                               "macro_auc": macro_auc(y, softmax(lp, 1))}
     return out
@@ -159,13 +121,13 @@ def guarded(rows: Sequence[dict], head: dict) -> dict | None:
     return max(ok, key=lambda r: (r["mean"]["accuracy"], r["mean"]["macro_auc"]), default=None)
 
 
-def available_sets(feature_dir: Path, track_ids: Sequence[str]) -> dict[str, dict[str, np.ndarray]]:
-    """Tag set → trunk → clip tag probabilities ``(N, 50)``, for the sets whose trunks are all in ``feature_dir``."""
+def available_sets(feature_dir: Path, track_ids: Sequence[str]) -> Sets:
+    """The tag sets of :data:`TAG_SETS` whose trunks are all in ``feature_dir``, with their bank vectors."""
     out = {}
-    for tag_set, trunks in TAG_SETS.items():
+    for name, trunks in TAG_SETS.items():
         if all((feature_dir / f"{t}.npz").is_file() for t in trunks):
             features, _ = read_trunk_files(feature_dir, trunks, track_ids)
-            out[tag_set] = {t: features[t][:, -len(TRUNKS[t].tags):].astype(np.float64) for t in trunks}
+            out[name] = (trunks, np.concatenate([features[t] for t in trunks], 1).astype(np.float64))
     return out
 
 
@@ -178,19 +140,20 @@ def main(argv: list[str] | None = None) -> int:
     args = probe_arguments("python -m benchmarks.tag_prior_probe", __doc__).parse_args(argv)
     p, extra, heads = open_probe(args)
     names, c = extra["trunks"], heads["patch"]
-    tags = available_sets(Path(args.features), [t.track_id for t in p.tracks])
-    sets = {f"{k} {s}": tag_scores(v, p.labels, s) for k, v in tags.items() for s in SCALES}
+    sets = available_sets(Path(args.features), [t.track_id for t in p.tracks])
     runs, fixed = loso_runs(p, names, c, sets), in_source(p, names, c, sets)
     ref = runs[("head",)]
-    rows = [_row(fl, ref, per_fold=True, tags=k[0], form=k[1], beta=k[2])
+    keys = ("tags", "scale", "form", "beta")
+    rows = [_row(fl, ref, per_fold=True, **dict(zip(keys, k)))
             | {"recall": _recall(fl, p.labels), "in_source": fixed[k]} for k, fl in runs.items() if k != ("head",)]
-    picked, keys = nested(runs)
+    picked, chosen = nested(runs)
     report = {"trunks": names, "C": c,
-              "covered": {k: [g for g, cov in zip(p.labels, v[1]) if cov] for k, v in sets.items()},
+              "covered": {k: [g for g, row in zip(p.labels, genre_tag_matrix(t, p.labels)) if row.any()]
+                          for k, (t, _) in sets.items()},
               "reference": _row(ref, ref, per_fold=True) | {"recall": _recall(ref, p.labels),
                                                              "in_source": fixed[("head",)]},
               "rows": rows,
-              "nested": _row(picked, ref, per_fold=True, chosen=[list(k) for k in keys]) | {
+              "nested": _row(picked, ref, per_fold=True, chosen=[list(k) for k in chosen]) | {
                   "recall": _recall(picked, p.labels)},
               "guarded": guarded(rows, fixed[("head",)])}
     write_report(report, args.json)

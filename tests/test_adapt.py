@@ -38,7 +38,9 @@ def test_the_served_head_is_the_models_own_arithmetic(shipped):
     x = np.random.default_rng(1).normal(size=(5, shipped.input_dim)) * head.scale + head.mean
     with torch.no_grad():
         z, logits = shipped.head_outputs(torch.as_tensor(x, dtype=torch.float32))
-    assert np.allclose(head.logits(x), logits.double().numpy() / float(shipped.temperature), atol=1e-3)
+        # The tag prior, when the model has one, follows the head (it passes logits through when off).
+        served = shipped.prior(torch.from_numpy(head.logits(x)), torch.from_numpy(x)).numpy()
+    assert np.allclose(served, logits.double().numpy() / float(shipped.temperature), atol=1e-3)
     assert np.allclose((x - head.mean) / head.scale, z.numpy(), atol=1e-4)
 
 
@@ -58,8 +60,14 @@ def test_the_shipped_replay_belongs_to_the_shipped_trunks_and_labels(shipped):
 def test_an_indexed_library_gets_each_tracks_genre_before_and_after(shipped):
     from core.catalog.adapt import adapted_genres
     from core.config import Paths
-    out = adapted_genres(_index(shipped, 80), shipped, Paths().artifacts)
+    index = _index(shipped, 80)
+    out = adapted_genres(index, shipped, Paths().artifacts)
     s = out["summary"]
+    head = served_head(shipped)
+    with torch.no_grad():        # "before" is the served model's own genre of each track
+        x = torch.as_tensor(index.embeddings(shipped.name) * head.scale + head.mean, dtype=torch.float32)
+        own = shipped.head_outputs(x)[1].argmax(1).numpy()
+    assert [r["before"] for r in out["tracks"]] == [shipped.labels[i] for i in own]
     assert s["tracks"] == 80 == len(out["tracks"]) == sum(s["before"].values()) == sum(s["after"].values())
     assert s["changed"] == sum(r["before"] != r["after"] for r in out["tracks"])
     assert all(0 < r["p_before"] <= 1 and 0 < r["p_after"] <= 1 for r in out["tracks"])

@@ -63,11 +63,13 @@ def test_shapes_and_head_round_trip_through_safetensors_without_pickle(stub_bank
     state = load_file(str(tmp_path / "fused_trunks.safetensors"))
     # The head only: no trunk weights in the file, and the trunk set as flags over the registry.
     assert set(state) == {"temperature", "trunk_set", "bank_patches", "feat_mean", "feat_scale", "head.weight",
-                          "head.bias"}
+                          "head.bias"} | {f"prior.{k}" for k in ("beta", "logit", "grouped", "mean", "std", "scale",
+                                                                 "shift")}
     assert state["trunk_set"].tolist() == [1.0 if n in ("msd_vgg", "msd_musicnn") else 0.0 for n in TRUNKS]
     from core.training.model_card_loso import head_only_history
     d = m.input_dim
-    assert head_only_history(tmp_path / "fused_trunks.safetensors")["n_parameters"] == 2 * d + 3 * d + 3
+    # Standardiser, head, and the tag prior's β and (G,) statistics and calibration (off here).
+    assert head_only_history(tmp_path / "fused_trunks.safetensors")["n_parameters"] == 2 * d + 3 * d + 3 + 1 + 4 * 3
     assert build_model("fused_trunks", LABELS).trunks == ["msd_musicnn"]     # the default set before loading
     loaded = load_model("fused_trunks", tmp_path)
     assert loaded.trunks == ["msd_vgg", "msd_musicnn"]

@@ -32,12 +32,15 @@ def register(sub) -> None:
 def _ship(args) -> int:
     from core.models.artifacts import model_extra, read_json, update_manifest
     from core.training.library_head import features_data, ship_replay
+    from core.training.tag_prior_choice import PriorSetting
 
     extra = model_extra("fused_trunks", args.artifacts)
     loso = read_json("loso.json", args.artifacts)
     data = features_data(data_dirs_or_exit(args), args.trunk_features, extra["trunks"], loso["labels"])
-    rec = ship_replay(data, extra["trunks"], loso["fused_trunks"]["head"], float(extra["C"]), args.artifacts,
-                      log=lambda s: print(s, file=sys.stderr))
+    record = loso["fused_trunks"]
+    prior = PriorSetting.from_dict(record["prior"]) if "prior" in record else None
+    rec = ship_replay(data, extra["trunks"], record["head"], float(extra["C"]), args.artifacts,
+                      log=lambda s: print(s, file=sys.stderr), prior=prior)
     update_manifest(args.artifacts)
     print(json.dumps({k: rec[k] for k in ("trunks", "C", "head", "config", "temperature")}
                      | {w: rec[w]["mean"] for w in ("plain", "adapted")}, indent=1, default=float))

@@ -26,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--head-variants", action="store_true",
                    help="also score other heads on the fused_trunks features (reported, not chosen from)")
     p.add_argument("--no-ship", action="store_true", help="measure only; write no artifact")
+    p.add_argument("--fused-trunks-only", action="store_true",
+                   help="with --trunk-features: redo only fused_trunks' steps 1e-3 (tag prior, calibration, "
+                        "fit) on the choices of steps 1-1d that loso.json records; no audio is decoded")
     p.set_defaults(func=_run)
 
 
@@ -33,6 +36,8 @@ def _run(args) -> int:
     from core.training.fused_train import run_loso
 
     dirs = data_dirs_or_exit(args)
+    if args.fused_trunks_only:
+        return _fused_trunks_only(args, dirs)
     cache = Path(args.cache) if args.cache else Paths().cache.parent
     rec = run_loso(dirs, cache, args.artifacts, extra_features=args.trunk_features,
                    cnn_msd_minutes=args.cnn_msd_minutes, ship=not args.no_ship,
@@ -46,4 +51,18 @@ def _run(args) -> int:
     if "cnn_msd" in rec:
         summary["cnn_msd"] = {"mean": rec["cnn_msd"]["mean"]}
     print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _fused_trunks_only(args, dirs) -> int:
+    from core.training.fused_train import rerun_fused_trunks
+
+    if not args.trunk_features:
+        print("error: --fused-trunks-only needs --trunk-features DIR", file=sys.stderr)
+        return 2
+    r = rerun_fused_trunks(dirs, args.trunk_features, args.artifacts, ship=not args.no_ship,
+                           log=lambda s: print(s, file=sys.stderr))
+    print(json.dumps({"fused_trunks": {"trunks": r["features"], "prior": r["prior"], "C": r["C"], "mean": r["mean"],
+                                       "calibration": r["calibration"]["best"],
+                                       "in_source_val": r["in_source_val"]}}, indent=1))
     return 0

@@ -29,6 +29,12 @@ leave-one-source-out), so loading needs no pickle and no extra metadata;
 the trunks' weights are rebuilt from the wheel. The embedding (for the
 recommender) is the standardised vector
 ``(x − mean) / scale`` ``(B, F)``.
+
+A zero-shot genre prior from the served trunks' genre-named tags may follow
+the head (:class:`~core.models.tag_prior.TagPrior`, buffers ``prior.*``;
+step 1e of :mod:`core.training.fused_trunks_train`), with the calibration
+after it; without it (``prior.beta`` 0, and in files from before it) the
+calibration is folded into the head.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from torch import nn
 from core.config import FeatureConfig
 from core.errors import ArtifactError
 from core.models.fused import copy_linear_head
+from core.models.tag_prior import TagPrior
 from core.models.trunk_model import TrunkGenreModel
 from core.models.trunks import TRUNKS, check_patches, resolve
 
@@ -89,6 +96,7 @@ class FusedTrunks(TrunkGenreModel):
         self.head = nn.Linear(d, len(self.labels))
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        self.prior = TagPrior(self.trunks, self.labels)
 
     def set_trunks(self, trunks: Sequence[str]) -> None:
         """Switch to another trunk set (resets the head)."""
@@ -108,7 +116,7 @@ class FusedTrunks(TrunkGenreModel):
             raise ArtifactError(f"{self.name} needs bank vectors (B, {self.input_dim}) of "
                                 f"{'+'.join(self.trunks)}, got {tuple(vectors.shape)}")
         z = (vectors - self.feat_mean) / self.feat_scale
-        return z, self.head(z)
+        return z, self.prior(self.head(z), vectors)
 
     def load_saved_state(self, state: dict[str, torch.Tensor]) -> None:
         """The file's ``trunk_set`` decides the trunks (and so every shape) first."""
@@ -118,6 +126,8 @@ class FusedTrunks(TrunkGenreModel):
         if trunks != self.trunks:
             self.set_trunks(trunks)
         state = {"bank_patches": torch.tensor(0.0), **state}     # files from before the choice: all patches
+        # Files from before the tag prior: none (its buffers at their off values).
+        state = dict(self.prior.state_dict(prefix="prior.")) | state
         patches = check_patches(int(round(float(state["bank_patches"]))) or None)   # checked before loading
         super().load_saved_state(state)
         self.set_patches(patches)
@@ -130,6 +140,14 @@ class FusedTrunks(TrunkGenreModel):
             raise ArtifactError(f"head weight {np.shape(weight)} does not fit "
                                 f"({len(self.labels)}, {self.input_dim}) for {'+'.join(self.trunks)}")
         copy_linear_head(self, mean, scale, weight, bias, temperature)
+        self._fingerprint = None
+
+    def set_prior(self, beta: float, logit: bool, grouped: bool, mean: np.ndarray, std: np.ndarray,
+                  scale: np.ndarray, shift: np.ndarray) -> None:
+        """Turn on the tag prior after the head (:meth:`TagPrior.set`; ``mean``,
+        ``std``: the training tracks' tag-score statistics, ``scale``, ``shift``:
+        the calibration after the prior, all ``(G,)``)."""
+        self.prior.set(beta, logit, grouped, mean, std, scale, shift)
         self._fingerprint = None
 
 

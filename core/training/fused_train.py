@@ -140,9 +140,38 @@ def run_loso(dirs: Sequence[str | Path], cache_root: str | Path, artifacts_dir: 
                                       "temperature": "pooled LOSO (loso.json)", "loso_file": LOSO_FILE})
         if trunks is not None:
             r = record[TRUNKS_NAME]
-            save_model(trunks_model, out, extra={"C": r["C"], "trunks": r["features"], "loso_file": LOSO_FILE,
-                                                 "calibration": f"{r['calibration']['best']}, pooled LOSO, "
-                                                                "folded into the head"})
+            save_model(trunks_model, out, extra=_trunks_extra(r))
         write_json(out / LOSO_FILE, record)
         update_manifest(out)
     return record
+
+
+def rerun_fused_trunks(dirs: Sequence[str | Path], feature_dir: str | Path, artifacts_dir: str | Path,
+                       ship: bool = True, log: Log = print) -> dict:
+    """Steps 1e–3 of ``fused_trunks`` again (:func:`~core.training.fused_trunks_train.refit_from_record`)
+    on the choices of steps 1–1d that ``loso.json`` records, from every trunk's
+    cached features in ``feature_dir`` (no audio is decoded); its ``fused_trunks``
+    record and model are replaced (``ship``). Returns the new record."""
+    from core.models.artifacts import read_json, save_model, update_manifest, write_json
+    from core.models.trunks import TRUNKS
+    from core.training.fused_trunks_train import refit_from_record
+    from core.training.library_head import features_data
+
+    record = read_json(LOSO_FILE, artifacts_dir)
+    names = [n for n in TRUNKS if (Path(feature_dir) / f"{n}.npz").is_file()]
+    data = features_data(dirs, feature_dir, names, record["labels"])
+    r, model = refit_from_record(data, loso_folds(data.tracks), record[TRUNKS_NAME], log)
+    record[TRUNKS_NAME] = r
+    if ship:
+        out = Path(artifacts_dir)
+        save_model(model, out, extra=_trunks_extra(r))
+        write_json(out / LOSO_FILE, record)
+        update_manifest(out)
+    return r
+
+
+def _trunks_extra(r: dict) -> dict:
+    """The ``fused_trunks`` file's metadata from its LOSO record ``r``."""
+    where = "after the tag prior" if r.get("prior", {}).get("beta") else "folded into the head"
+    return {"C": r["C"], "trunks": r["features"], "head_trunks": r.get("head_features", r["features"]),
+            "loso_file": LOSO_FILE, "calibration": f"{r['calibration']['best']}, pooled LOSO, {where}"}

@@ -31,10 +31,16 @@ same numbers :class:`~core.models.fused_trunks.FusedTrunks` sees at inference).
    at each ``C`` of :data:`PATCH_HEAD_CS`, both with the chosen copies; the
    most LOSO mean accuracy, then mean macro AUC, ships — ties go to the
    clip-pooled head. Needs the per-patch outputs; without them, clip-pooled.
+1e. A zero-shot genre prior from the served trunks' genre-named tags after
+   the head, and which trunks serve it (:mod:`core.training.tag_prior_choice`:
+   the most LOSO mean accuracy among the candidates that keep the in-source
+   val accuracy and macro AUC of step 1d's head). The head is refitted on
+   every served trunk at step 1d's ``C`` and form.
 2. Calibration: temperature, per-genre bias, vector scaling
    (:mod:`core.training.loso_calibration`), each cross-fitted per fold; the
    one with the lowest mean held-out ECE ships, fitted on every fold's
-   held-out logits and folded into the head.
+   held-out logits (after the prior, when there is one) and folded into the
+   head, or kept after the prior (:class:`~core.models.tag_prior.TagPrior`).
 3. The head is fitted on the train split of every source, with the chosen
    copies of those tracks (the in-source val split stays unseen, for the record).
 """
@@ -59,6 +65,7 @@ from core.training.loso_eval import (
     loso_report,
     per_genre_recall,
 )
+from core.training.tag_prior_choice import PriorSetting, choose_prior
 
 NAME = "fused_trunks"
 ANCHOR = "msd_musicnn"
@@ -99,21 +106,42 @@ def bank_sets(available: Sequence[str], anchor: str = ANCHOR) -> list[list[str]]
 
 
 def train_fused_trunks(data: SourceData, trunks: Sequence[str], c: float, cmap: CalibrationMap | None = None,
-                       patches: int | None = None, copies: int = 0, head_form: str = "clip"):
+                       patches: int | None = None, copies: int = 0, head_form: str = "clip",
+                       prior: PriorSetting | None = None):
     """The shipped :class:`~core.models.fused_trunks.FusedTrunks`: head (of form
     ``head_form``, :func:`~core.training.loso_eval.fit_head`) fitted on the
     train split of every source (features pooled over ``patches`` per clip,
     :meth:`~core.training.loso_data.SourceData.with_patches`) and ``copies``
-    augmented copies of those tracks, ``cmap`` folded into it (temperature 1)."""
+    augmented copies of those tracks, ``cmap`` folded into it (temperature 1);
+    with ``prior`` (β > 0; its ``trunks`` are ``trunks``), the tag prior after
+    the head, its statistics from those train tracks, and ``cmap`` after it."""
     from core.models.fused_trunks import FusedTrunks
+    from core.models.tag_prior import genre_tag_matrix, score_stats
 
     tr = np.flatnonzero([t.split == "train" for t in data.tracks])
     head = fit_head(data, trunks, tr, c, copies, head_form)
-    weight, bias = (head.weight, head.bias) if cmap is None else fold_into_head(head.weight, head.bias, cmap)
     model = FusedTrunks(data.labels, trunks=trunks)
-    model.set_head(head.mean, head.scale, weight, bias, 1.0)
     model.set_patches(patches)
+    if prior is not None and prior.beta:
+        model.set_head(head.mean, head.scale, head.weight, head.bias, 1.0)
+        mean, std = score_stats(data.stacked(trunks)[tr], genre_tag_matrix(trunks, data.labels), prior.logit)
+        g = len(data.labels)
+        scale, shift = (np.ones(g), np.zeros(g)) if cmap is None else (cmap.scale, cmap.shift)
+        model.set_prior(prior.beta, prior.logit, prior.grouped, mean, std, scale, shift)
+        return model.eval(), head
+    weight, bias = (head.weight, head.bias) if cmap is None else fold_into_head(head.weight, head.bias, cmap)
+    model.set_head(head.mean, head.scale, weight, bias, 1.0)
     return model.eval(), head
+
+
+def served_probs(model, x: np.ndarray) -> np.ndarray:
+    """``model``'s (a :class:`~core.models.fused_trunks.FusedTrunks`) genre
+    probabilities ``(n, G)`` for bank vectors ``x`` ``(n, F)``: the served arithmetic."""
+    import torch
+
+    with torch.inference_mode():
+        logits = model.head_outputs(torch.as_tensor(np.asarray(x, np.float32)))[1]
+    return torch.softmax(logits.double(), 1).numpy()
 
 
 def _scored(fold_logits: Sequence[FoldLogits], label: str, log: Log, **fields) -> dict:
@@ -197,10 +225,6 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
     ``None`` when ``data`` lacks the bank's features. ``variants``: also the
     record's ``"head_variants"`` (:mod:`core.training.head_variants`; with
     ``cnn_msd``'s fold logits, its ensemble rows too)."""
-    from core.training.calibration import expected_calibration_error
-    from core.training.loso_calibration import CalibrationMap as Map
-    from core.training.metrics import macro_auc
-
     sets = bank_sets(list(data.features))
     if not sets:
         return None
@@ -220,6 +244,30 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
     head_choice = choose_head(data, folds, trunks, c, copies, aug_choice.pop("_fold_logits"), log)
     form, c = head_choice["chosen"], head_choice["C"]
     fold_logits, step1d = head_choice.pop("_fold_logits"), head_choice.pop("_all_fold_logits")
+    record, model = finish_fused_trunks(data, folds, trunks, c, keep, copies, form, fold_logits, log)
+    record.update(patch_choice=patch_choice, augment_choice=aug_choice, head_choice=head_choice,
+                  feature_choice={k: v for k, v in choice.items() if k != "grid"} | {"grid": choice["grid"]})
+    if variants:
+        from core.training.head_variants import head_variants
+        record["head_variants"] = head_variants(data, folds, trunks, c, copies, fold_logits, cnn_msd, log, form,
+                                                 step1d)
+    return record, model
+
+
+def finish_fused_trunks(data: SourceData, folds: Sequence[Fold], trunks: Sequence[str], c: float,
+                        keep: int | None, copies: int, form: str, fold_logits: Sequence[FoldLogits],
+                        log: Log = print) -> tuple[dict, object]:
+    """Steps 1e–3 after steps 1–1d chose the head's ``trunks``, ``c``, patches
+    ``keep`` (``data`` already pooled over them), ``copies`` and ``form``
+    (``fold_logits``: that head's LOSO logits) → (the record's choices and
+    figures, the model)."""
+    from core.training.calibration import expected_calibration_error
+    from core.training.loso_calibration import CalibrationMap as Map
+    from core.training.metrics import macro_auc
+
+    prior_choice = choose_prior(data, folds, trunks, c, copies, form, fold_logits, log)
+    fold_logits, prior = prior_choice.pop("_fold_logits"), PriorSetting.from_dict(prior_choice["chosen"])
+    served = list(prior.trunks)
     rep = loso_report(fold_logits)
     calib = compare_methods(fold_logits)
     method = calib["best"]
@@ -232,28 +280,36 @@ def fused_trunks_loso(data: SourceData, folds: Sequence[Fold], cs: Sequence[floa
         rep["folds"][f.held_out]["calibrated"].update(method=method, **cal)
     for k in ("accuracy", "macro_auc", "ece", "log_loss", "ece_seen"):
         rep["mean"][k] = float(np.mean([rep["folds"][s]["calibrated"][k] for s in rep["folds"]]))
-    model, head = train_fused_trunks(data, trunks, c, cmap, patches=keep, copies=copies, head_form=form)
+    model, _ = train_fused_trunks(data, served, c, cmap, patches=keep, copies=copies, head_form=form, prior=prior)
     va = np.array([t.split == "val" for t in data.tracks])
-    p_val = cmap.probs(head.logits(data.stacked(trunks)[va]))
-    record = {"features": list(trunks), "C": c, "patches": keep, "patch_choice": patch_choice,
-              "augment": copies, "augment_choice": aug_choice, "head": form, "head_choice": head_choice,
+    p_val = served_probs(model, data.stacked(served)[va])
+    record = {"features": served, "C": c, "patches": keep, "augment": copies, "head": form,
+              "head_features": list(trunks), "prior": prior.to_dict(), "prior_choice": prior_choice,
               **rep, "calibration": calib,
-              "feature_choice": {k: v for k, v in choice.items() if k != "grid"} | {"grid": choice["grid"]},
               "in_source_val": {"n": int(va.sum()), "accuracy": float((p_val.argmax(1) == data.y[va]).mean()),
                                 "macro_auc": macro_auc(data.y[va], p_val),
                                 "ece": expected_calibration_error(p_val, data.y[va]),
                                 "per_genre_recall": per_genre_recall(data.y[va], p_val.argmax(1), data.labels)}}
-    if variants:
-        from core.training.head_variants import head_variants
-        record["head_variants"] = head_variants(data, folds, trunks, c, copies, fold_logits, cnn_msd, log, form,
-                                                 step1d)
     m = rep["mean"]
-    log(f"{NAME}: {'+'.join(trunks)}, C={c:g}, patches {keep or 'all'}, augmented copies {copies}, "
-        f"{HEAD_NAMES[form]}, LOSO mean "
+    log(f"{NAME}: {'+'.join(served)}, C={c:g}, patches {keep or 'all'}, augmented copies {copies}, "
+        f"{HEAD_NAMES[form]}, {prior.label()}, LOSO mean "
         f"accuracy {m['accuracy']:.3f}, AUC {m['macro_auc']:.3f}, ECE {m['ece']:.3f} ({method}); in-source val "
         f"accuracy {record['in_source_val']['accuracy']:.3f}")
     return record, model
 
 
+def refit_from_record(data: SourceData, folds: Sequence[Fold], old: dict, log: Log = print) -> tuple[dict, object]:
+    """Steps 1e–3 again on steps 1–1d's choices as ``old`` (a ``loso.json``
+    ``fused_trunks`` record) holds them; their rows (and ``head_variants``)
+    are kept as recorded → (the new record, the model)."""
+    trunks = old.get("head_features") or old["features"]
+    data = data.with_patches(old["patches"])
+    fold_logits = linear_fold_logits(data, folds, trunks, old["C"], copies=old["augment"], head=old["head"])
+    record, model = finish_fused_trunks(data, folds, trunks, old["C"], old["patches"], old["augment"], old["head"],
+                                        fold_logits, log)
+    return {k: v for k, v in old.items() if k not in record} | record, model
+
+
 __all__ = ["AUGMENT_CHOICES", "NAME", "PATCH_CHOICES", "PATCH_HEAD_CS", "bank_sets", "choose_augment", "choose_head",
-           "choose_patches", "fused_trunks_loso", "train_fused_trunks"]
+           "choose_patches", "finish_fused_trunks", "fused_trunks_loso", "refit_from_record", "served_probs",
+           "train_fused_trunks"]

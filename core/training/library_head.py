@@ -199,35 +199,44 @@ def features_data(dirs: Sequence[str | Path], feature_dir: str | Path, names: Se
 
 
 def ship_replay(data: SourceData, names: Sequence[str], form: str, c: float, out_dir: str | Path,
-                cfg: AdaptConfig = AdaptConfig(), log=print) -> dict:
+                cfg: AdaptConfig = AdaptConfig(), log=print, prior=None) -> dict:
     """Measure library adaptation leave-one-source-out and ship its replay.
 
     Per fold, the head of ``form`` at ``c`` fitted on two sources adapts to
     the third (:func:`adapt_head` on its replay); the temperature pooled over
     the folds' adapted logits is the shipped ``logit_scale``. The replay of
     the train split (the rows the shipped head is fitted on) goes to
-    ``out_dir``/:data:`REPLAY_FILE`. Returns the LOSO record (also in the file's header)."""
+    ``out_dir``/:data:`REPLAY_FILE`. With ``prior`` (a
+    :class:`~core.training.tag_prior_choice.PriorSetting`), the served tag
+    prior follows both heads (its statistics from the fold's training tracks)
+    before they are scored and the temperature is fitted. Returns the LOSO
+    record (also in the file's header)."""
     from core.training.loso import loso_folds
     from core.training.loso_eval import FoldLogits, fit_head, loso_report, seen_genres
     from core.training.metrics import mean_diff_ci
+    from core.training.tag_prior_choice import PriorSetting, with_setting
 
     x = data.stacked(names)
+    prior = prior or PriorSetting(tuple(names))
     plain, adapted = [], []
     for f in loso_folds(data.tracks):
         seen = seen_genres(data.y[f.train], data.y[f.val])
         base = fit_head(data, names, f.train, c, head=form)
         head = adapt_head(base, training_replay(data, names, form, f.train, c, cfg.rank), x[f.val], cfg,
                           calibrate=False)
-        plain.append(FoldLogits(f.held_out, base.logits(x[f.val]), data.y[f.val], seen))
-        adapted.append(FoldLogits(f.held_out, head.logits(x[f.val]), data.y[f.val], seen))
+        for out, h in ((plain, base), (adapted, head)):
+            logits = h.logits(x[f.val])
+            if prior.beta:
+                logits = with_setting(logits, x[f.val], x[f.train], data.labels, prior)
+            out.append(FoldLogits(f.held_out, logits, data.y[f.val], seen))
         acc = [float((fl.logits.argmax(1) == fl.y).mean()) for fl in (plain[-1], adapted[-1])]
         log(f"library adaptation, {f.held_out} held out: accuracy {acc[0]:.3f} -> {acc[1]:.3f}")
     report = loso_report(adapted)
     temperature = report["pooled_temperature"]
     right = [np.concatenate([fl.logits.argmax(1) == fl.y for fl in folds]).astype(float) for folds in (plain, adapted)]
     delta, ci = mean_diff_ci(right[1] - right[0], 2000, 0)
-    record = {"trunks": list(names), "C": c, "head": form, "config": {k: getattr(cfg, k) for k in
-                                                                       ("frac", "rounds", "rank", "min_tracks")},
+    record = {"trunks": list(names), "C": c, "head": form, "prior": prior.to_dict(),
+              "config": {k: getattr(cfg, k) for k in ("frac", "rounds", "rank", "min_tracks")},
               "temperature": temperature, "plain": loso_report(plain), "adapted": report,
               "delta_accuracy": delta, "delta_ci95": ci, "tracks": len(right[0])}
     tr = np.flatnonzero([t.split == "train" for t in data.tracks])
@@ -259,4 +268,14 @@ def adapt_served(model, embedding: np.ndarray, artifacts_dir: str | Path,
     replay = load_replay(path, trunks=list(model.trunks))
     head = served_head(model)
     x = np.asarray(embedding, np.float64) * head.scale + head.mean
-    return head.logits(x), adapt_head(head, replay, x, cfg).logits(x)
+    if not model.prior.on:
+        return head.logits(x), adapt_head(head, replay, x, cfg).logits(x)
+    # The tag prior follows the head, then the calibration: the model's for the
+    # plain head, the replay's (fitted on adapted heads with the prior) for the adapted one.
+    import torch
+
+    adapted = adapt_head(head, replay, x, cfg, calibrate=False)
+    with torch.inference_mode():
+        xt = torch.from_numpy(x)
+        return (model.prior(torch.from_numpy(head.logits(x)), xt).numpy(),
+                model.prior(torch.from_numpy(adapted.logits(x)), xt, torch.from_numpy(replay.logit_scale)).numpy())

@@ -36,7 +36,7 @@ def head_only_history(path: Path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
             n = sum(int(np.prod(f.get_slice(k).get_shape())) for k in f.keys()
-                    if k not in ("temperature", "trunk_set", "bank_patches"))
+                    if k not in ("temperature", "trunk_set", "bank_patches", "prior.logit", "prior.grouped"))
         return {"feature_config": json.loads(meta["feature_config"]), "n_parameters": n,
                 "n_trained_parameters": n}
     except (OSError, ValueError, KeyError):
@@ -126,6 +126,41 @@ def head_lines(choice: dict, title: str) -> list[str]:
                          ["head", "C"], choice.get("rows") or [], lambda r: f"{HEAD_NAMES[r['head']]} | {r['C']:g}")
 
 
+def prior_lines(choice: dict, title: str) -> list[str]:
+    """Step 1e of ``fused_trunks``' LOSO record, per served trunk set: no prior,
+    the best row the in-source guard lets through, and the best row of all."""
+    from core.training.tag_prior_choice import PriorSetting
+
+    rows = choice.get("rows") or []
+    if not rows:
+        return []
+    chosen = PriorSetting.from_dict(choice["chosen"])
+    guard = rows[0]["val"]
+
+    def best(rs: list[dict]) -> dict:
+        return max(rs, key=lambda r: (r["mean"]["accuracy"], r["mean"]["macro_auc"]))
+
+    shown: list[dict] = []
+    seen: set[int] = set()
+    for trunks in dict.fromkeys(tuple(r["trunks"]) for r in rows):
+        mine = [r for r in rows if tuple(r["trunks"]) == trunks]
+        kept = [r for r in mine if r["val"]["accuracy"] >= guard["accuracy"]
+                and r["val"]["macro_auc"] >= guard["macro_auc"]]
+        for what, r in (("no prior", mine[0]), ("best kept by the guard", best(kept or mine[:1])),
+                        ("best LOSO", best(mine))):
+            if id(r) not in seen:
+                seen.add(id(r))
+                shown.append(r | {"_what": what})
+
+    def cells(r: dict) -> str:
+        setting = PriorSetting.from_dict(r)
+        mark = " (shipped)" if setting == chosen else ""
+        return f"{setting.label()}{mark} | {r['_what']} | {_f(r['val']['accuracy'])} / {_f(r['val']['macro_auc'])}"
+    return _choice_table(f"{title}: the zero-shot tag prior after the head ({choice.get('rule')}); shipped: "
+                         f"{chosen.label()}. In-source val accuracy / macro AUC beside each row (the guard: the "
+                         "first row's).", ["served trunks, prior", "row", "in-source val"], shown, cells)
+
+
 def variant_lines(hv: dict, title: str) -> list[str]:
     """Other heads on the shipped features (:mod:`core.training.head_variants`), reported, not chosen from."""
     if not hv or not hv.get("rows"):
@@ -199,6 +234,7 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
             lines += patch_lines(ft.get("patch_choice") or {}, name("fused_trunks"))
             lines += augment_lines(ft.get("augment_choice") or {}, name("fused_trunks"))
             lines += head_lines(ft.get("head_choice") or {}, name("fused_trunks"))
+            lines += prior_lines(ft.get("prior_choice") or {}, name("fused_trunks"))
             lines += variant_lines(ft.get("head_variants") or {}, name("fused_trunks"))
             lines += calibration_lines(ft, folds, name)
             lines += adaptation_lines(out, folds, name)

@@ -1,0 +1,145 @@
+"""A zero-shot genre prior from the trunks' genre-named tags (issue 16:
+genre knowledge that the training sources did not shape).
+
+The MSD and MagnaTagATune taggers of the ``musicnn`` wheel learnt their 50
+tags from sources that no training set here is, and some tags are genre
+names ("jazz", "hip-hop", "classical"). A genre is *covered* when a tag of a
+served trunk has its name (case, spaces and hyphens ignored); its *tag
+score* is the mean over those tags of the clip's tag probability, or of
+its logit. Scores are z-scored with the training tracks' mean and standard
+deviation and join the genre head's log-probabilities at weight ``β``:
+
+- ``add``: ``log p + β·z`` (renormalised);
+- ``grouped``: the uncovered genres keep the head's probabilities, and the
+  covered ones share the head's covered mass by ``softmax(log p + β·z)``
+  among themselves (so a genre no tag names loses nothing to the prior).
+
+A calibration ``z' = z · scale + shift`` (:mod:`core.training.loso_calibration`)
+follows the prior. Chosen leave-one-source-out with an in-source guard by
+:mod:`core.training.tag_prior_choice`; measured in ``benchmarks.tag_prior_probe``.
+
+Shapes: bank vectors ``(B, F)`` in the layout of
+:meth:`~core.models.trunks.TrunkBank.vector` (per trunk, registry order: the
+penultimate layer's mean and max, then its 50 tags); ``G`` genres.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from core.models.trunks import resolve
+
+EPS = 1e-4          # tag probabilities are clipped to [EPS, 1 − EPS] before a logit
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def genre_tag_matrix(trunks: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """``(G, F)``: row ``g`` averages the tag columns of the bank vector of
+    ``trunks`` whose tag is named as genre ``labels[g]``; a zero row where no
+    tag is (the genre is not covered)."""
+    specs = resolve(trunks)
+    out = np.zeros((len(labels), sum(s.feature_dim + len(s.tags) for s in specs)))
+    offset = 0
+    for spec in specs:
+        offset += spec.feature_dim
+        for j, tag in enumerate(spec.tags):
+            for g, label in enumerate(labels):
+                if _norm(tag) == _norm(label):
+                    out[g, offset + j] = 1.0
+        offset += len(spec.tags)
+    return out / np.maximum(out.sum(1, keepdims=True), 1.0)
+
+
+def tag_scores(vectors: torch.Tensor, matrix: torch.Tensor, logit: bool) -> torch.Tensor:
+    """Bank vectors ``(B, F)`` → each genre's tag score ``(B, G)`` (0 where uncovered)."""
+    if logit:
+        q = vectors.clamp(EPS, 1 - EPS)
+        vectors = torch.where(matrix.any(0), torch.log(q) - torch.log1p(-q), torch.zeros_like(q))
+    return vectors @ matrix.T
+
+
+def with_prior(log_prob: torch.Tensor, z: torch.Tensor, covered: torch.Tensor, beta: float,
+               grouped: bool) -> torch.Tensor:
+    """Head log-probabilities ``(B, G)`` and z-scored tag scores ``z`` ``(B, G)``
+    (``covered`` ``(G,)`` bool) → log-probabilities ``(B, G)`` with the prior at ``beta``."""
+    z = torch.where(covered, z, torch.zeros_like(z))
+    if not grouped:
+        return torch.log_softmax(log_prob + beta * z, 1)
+    cov = log_prob[:, covered]
+    inner = torch.logsumexp(cov, 1, keepdim=True) + torch.log_softmax(cov + beta * z[:, covered], 1)
+    return log_prob.masked_scatter(covered.expand_as(log_prob), inner)
+
+
+class TagPrior(nn.Module):
+    """The prior and the calibration after it, as buffers (``beta`` 0: off,
+    logits pass through). ``mean``, ``std``: the training tracks' tag-score
+    statistics ``(G,)``; ``scale``, ``shift`` ``(G,)``: the calibration; the
+    tag matrix (:func:`genre_tag_matrix`) is rebuilt from the trunks, not saved."""
+
+    def __init__(self, trunks: Sequence[str], labels: Sequence[str]):
+        super().__init__()
+        g = len(labels)
+        self.register_buffer("matrix", torch.tensor(genre_tag_matrix(trunks, labels), dtype=torch.float32),
+                             persistent=False)
+        for name, value in (("beta", torch.zeros(())), ("logit", torch.zeros(())), ("grouped", torch.zeros(())),
+                            ("mean", torch.zeros(g)), ("std", torch.ones(g)), ("scale", torch.ones(g)),
+                            ("shift", torch.zeros(g))):
+            self.register_buffer(name, value)
+
+    @property
+    def on(self) -> bool:
+        return float(self.beta) > 0
+
+    @property
+    def covered(self) -> torch.Tensor:
+        """``(G,)`` bool: a served tag names the genre."""
+        return self.matrix.any(1)
+
+    def set(self, beta: float, logit: bool, grouped: bool, mean: np.ndarray, std: np.ndarray,
+            scale: np.ndarray, shift: np.ndarray) -> None:
+        """Fill the buffers (arrays ``(G,)``)."""
+        for name, value in (("beta", beta), ("logit", float(logit)), ("grouped", float(grouped)), ("mean", mean),
+                            ("std", std), ("scale", scale), ("shift", shift)):
+            getattr(self, name).copy_(torch.as_tensor(np.asarray(value, np.float32)))
+
+    def forward(self, logits: torch.Tensor, vectors: torch.Tensor, scale: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """Head logits ``(B, G)`` and bank vectors ``(B, F)`` → logits ``(B, G)``
+        (``scale`` ``(G,)``: in place of the calibration, with no shift)."""
+        if not self.on:
+            return logits
+        dt = logits.dtype
+        z = (tag_scores(vectors.to(dt), self.matrix.to(dt), bool(self.logit)) - self.mean.to(dt)) / self.std.to(dt)
+        lp = with_prior(torch.log_softmax(logits, 1), z, self.covered, float(self.beta), bool(self.grouped))
+        if scale is not None:
+            return lp * scale.to(dt)
+        return lp * self.scale.to(dt) + self.shift.to(dt)
+
+
+def prior_log_probs(logits: np.ndarray, vectors: np.ndarray, matrix: np.ndarray, mean: np.ndarray,
+                    std: np.ndarray, beta: float, logit: bool, grouped: bool) -> np.ndarray:
+    """:class:`TagPrior`'s arithmetic on numpy arrays (float64; no calibration):
+    head logits ``(N, G)``, bank vectors ``(N, F)`` → log-probabilities ``(N, G)``."""
+    m = torch.as_tensor(matrix, dtype=torch.float64)
+    z = (tag_scores(torch.as_tensor(vectors, dtype=torch.float64), m, logit) - torch.as_tensor(mean)) / \
+        torch.as_tensor(std)
+    lp = torch.log_softmax(torch.as_tensor(logits, dtype=torch.float64), 1)
+    return with_prior(lp, z, m.any(1), beta, grouped).numpy()
+
+
+def score_stats(vectors: np.ndarray, matrix: np.ndarray, logit: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The tag scores' mean and standard deviation ``(G,)`` over ``vectors`` ``(N, F)`` (std floored)."""
+    s = tag_scores(torch.as_tensor(vectors, dtype=torch.float64), torch.as_tensor(matrix, dtype=torch.float64),
+                   logit).numpy()
+    return s.mean(0), np.maximum(s.std(0), 1e-6)
+
+
+__all__ = ["TagPrior", "genre_tag_matrix", "prior_log_probs", "score_stats", "tag_scores", "with_prior"]
