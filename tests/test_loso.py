@@ -127,6 +127,45 @@ def test_fold_model_reads_loso_json_and_defaults_to_the_fused_model(tmp_path):
     assert fold_model(p) == FoldModel(FUSED, ("MSD_vgg",), 1e-4)
     assert fold_model(p, "head2") == FoldModel("head2", ("MSD_musicnn", "MTT_vgg"), 0.1, 5, 2, "patch")
     assert fold_model(tmp_path / "missing.json") == FoldModel(FUSED, ("MSD_vgg",), DEFAULT_C)
+    p.write_text(json.dumps({"ft": {"features": ["msd_vgg"], "C": 0.1,
+                                    "prior": {"trunks": ["msd_vgg"], "beta": 1.0, "logit": True, "grouped": True}},
+                             "off": {"features": ["msd_vgg"], "C": 0.1,
+                                     "prior": {"trunks": ["msd_vgg"], "beta": 0.0, "logit": True, "grouped": True}}}))
+    assert fold_model(p, "ft").prior == (1.0, True, True) and fold_model(p, "off").prior is None
+
+
+def test_recommender_fold_heads_carry_the_shipped_tag_prior(monkeypatch):
+    """With ``prior``, each fold's genre probabilities are the head's with the
+    tag prior after it (statistics from the fold's training tracks); the
+    embedding stays the head's."""
+    import core.recommend.loso_data as rl
+    from core.datasets.track import Track
+    from core.models.trunks import TRUNKS
+    from core.training.loso import loso_folds
+    from core.training.loso_data import SourceData
+    from core.training.loso_eval import fit_head
+    from core.training.tag_prior_choice import PriorSetting, with_setting
+    rng = np.random.default_rng(5)
+    n, labels = 90, ["Jazz", "Rock", "Pop"]
+    y = np.arange(n) % 3
+    pen = rng.normal(size=(n, 4, 256)).astype(np.float32)
+    pen[np.arange(n), :, y] += 0.2
+    tags = rng.uniform(0.05, 0.3, size=(n, 4, 50)).astype(np.float32)
+    for g, label in enumerate(labels):
+        tags[y == g, :, TRUNKS["msd_vgg"].tags.index(label.lower())] += 0.1
+    tracks = [Track(track_id=f"t{i}", path=f"/x/{i}.wav", genre=labels[y[i]], split="train",
+                    source=f"s{(i // 3) % 3}") for i in range(n)]
+    data = SourceData(tracks=tracks, labels=labels, y=y, patches={"msd_vgg": (pen, tags)}).with_patches(None)
+    got = []
+    monkeypatch.setattr(rl, "fold_catalog", lambda rows, emb, probs, lab, mfcc=None: got.append((emb["m"], probs["m"])))
+    rl.fold_catalogs(data, 0.01, None, ["msd_vgg"], "m", head_form="patch")
+    rl.fold_catalogs(data, 0.01, None, ["msd_vgg"], "m", head_form="patch", prior=(2.0, True, True))
+    x = data.stacked(["msd_vgg"])
+    for f, (emb, probs), (emb_p, probs_p) in zip(loso_folds(tracks), got[:3], got[3:]):
+        head = fit_head(data, ["msd_vgg"], f.train, 0.01, head="patch")
+        want = with_setting(head.logits(x[f.val]), x[f.val], x[f.train], labels, PriorSetting(("msd_vgg",), 2.0))
+        assert np.array_equal(emb, emb_p) and np.array_equal(probs_p.argmax(1), want.argmax(1))
+    assert all(not np.allclose(a[1], b[1], atol=1e-3) for a, b in zip(got[:3], got[3:]))
 
 
 def test_model_card_loso_section_names_folds_and_worst_genres(tmp_path):

@@ -48,7 +48,9 @@ class FoldModel:
     ``adapt``: (frac, rounds) of self-training each fold's head on its
     held-out source's tracks (:mod:`core.training.self_train`, transductive)
     for the genre terms; the embedding stays the unadapted head's (None: no
-    self-training)."""
+    self-training); ``prior``: the shipped tag prior after the head as
+    (β, logit, grouped) (:mod:`core.models.tag_prior`; ``loso.json``
+    ``"prior"``; its statistics from each fold's training tracks; None: none)."""
 
     name: str = FUSED
     features: tuple[str, ...] = (MSD_VGG,)
@@ -57,6 +59,7 @@ class FoldModel:
     copies: int = 0
     head: str = "clip"
     adapt: tuple[float, int] | None = None
+    prior: tuple[float, bool, bool] | None = None
 
 
 def fold_model(loso_json: str | Path | None, name: str = FUSED) -> FoldModel:
@@ -68,10 +71,12 @@ def fold_model(loso_json: str | Path | None, name: str = FUSED) -> FoldModel:
             entry = json.loads(Path(loso_json).read_text()).get(name) or {}
         except (OSError, ValueError, AttributeError):
             entry = {}
-    patches = entry.get("patches")
+    patches, prior = entry.get("patches"), entry.get("prior") or {}
     return FoldModel(name, tuple(entry.get("features") or (MSD_VGG,)), float(entry.get("C", DEFAULT_C)),
                      None if patches is None else int(patches), int(entry.get("augment") or 0),
-                     str(entry.get("head") or "clip"))
+                     str(entry.get("head") or "clip"),
+                     prior=(float(prior["beta"]), bool(prior["logit"]), bool(prior["grouped"]))
+                     if prior.get("beta") else None)
 
 
 def mfcc_features(data: SourceData, cache_root: str | Path, workers: int = 2) -> np.ndarray:
@@ -93,12 +98,15 @@ def mfcc_features(data: SourceData, cache_root: str | Path, workers: int = 2) ->
 
 def fold_catalogs(data: SourceData, c: float = DEFAULT_C, mfcc: np.ndarray | None = None,
                   features: Sequence[str] = (MSD_VGG,), name: str = FUSED, copies: int = 0,
-                  head_form: str = "clip", adapt: tuple[float, int] | None = None) -> list[FoldCatalog]:
+                  head_form: str = "clip", adapt: tuple[float, int] | None = None,
+                  prior: tuple[float, bool, bool] | None = None) -> list[FoldCatalog]:
     """One :class:`FoldCatalog` per source, model name ``name`` (its head, of
     form ``head_form``, fitted with ``copies`` augmented copies of each
     training track, as shipped; with ``adapt`` (frac, rounds) the genre
-    probabilities come from that head self-trained on the held-out tracks)."""
+    probabilities come from that head self-trained on the held-out tracks;
+    with ``prior`` (:class:`FoldModel`), the tag prior follows the head)."""
     from core.training.self_train import refit_head, self_train
+    from core.training.tag_prior_choice import PriorSetting, with_setting
 
     if adapt and copies:
         raise ValueError("self-training refits without augmented copies; the fold model has some")
@@ -111,8 +119,10 @@ def fold_catalogs(data: SourceData, c: float = DEFAULT_C, mfcc: np.ndarray | Non
         genre = head if not adapt else self_train(
             head, x[f.val], lambda rows, g: refit_head(data, features, head_form, c, f.train, f.val[rows], g),
             adapt[0], adapt[1])[-1]
-        logits.append(FoldLogits(f.held_out, genre.logits(x[f.val]), data.y[f.val],
-                                 seen_genres(data.y[f.train], data.y[f.val])))
+        z = genre.logits(x[f.val])
+        if prior:
+            z = with_setting(z, x[f.val], x[f.train], data.labels, PriorSetting(tuple(features), *prior))
+        logits.append(FoldLogits(f.held_out, z, data.y[f.val], seen_genres(data.y[f.train], data.y[f.val])))
     temps = cross_fold_temperatures(logits)
     out = []
     for f, head, lg, t in zip(folds, heads, logits, temps):
@@ -151,11 +161,12 @@ def recommend_loso(dirs: Sequence[str | Path], cache_root: str | Path, cfg=None,
     if path.is_file():
         return json.loads(path.read_text())
     cats = fold_catalogs(data, model.c, mfcc_features(data, cache_root), model.features, model.name, model.copies,
-                         model.head, model.adapt)
+                         model.head, model.adapt, model.prior)
     rec = loso_recommend(cats, cfg, model=model.name, grid=grid, progress=progress)
     rec["head"] = {"model": model.name, "C": model.c, "features": list(model.features),
                    "patches": model.patches, "augment": model.copies, "head_form": model.head,
                    "self_train": None if model.adapt is None else {"frac": model.adapt[0], "rounds": model.adapt[1]},
+                   "tag_prior": None if model.prior is None else dict(zip(("beta", "logit", "grouped"), model.prior)),
                    "temperature": "cross-fold (fitted on the other folds' held-out tracks of seen genres)"}
     atomic_write_text(path, json.dumps(rec, default=float))
     return rec

@@ -165,9 +165,9 @@ def variant_lines(hv: dict, title: str) -> list[str]:
     """Other heads on the shipped features (:mod:`core.training.head_variants`), reported, not chosen from."""
     if not hv or not hv.get("rows"):
         return []
-    out = ["", f"{title}: other heads on the same features, each fold scored as above (reported, not chosen "
-           "from; `loso --head-variants`). Δ accuracy: minus the shipped head over all held-out tracks, "
-           "paired bootstrap 95 % interval.", "",
+    out = ["", f"{title}: other heads on step 1d's features, each fold scored as above (reported, not chosen "
+           "from; `loso --head-variants`). Δ accuracy: minus step 1d's head (before the tag prior of step 1e) "
+           "over all held-out tracks, paired bootstrap 95 % interval.", "",
            "| head | setting | mean acc | mean AUC | mean ECE (cross-fold T) | Δ accuracy [95 % CI] |",
            "|---|---|---|---|---|---|"]
     for r in hv["rows"]:
@@ -220,8 +220,12 @@ def loso_lines(artifacts_dir: str | Path, name=lambda n: n) -> list[str]:
         ft = loso.get("fused_trunks")
         if ft:
             lines += grid_lines(ft.get("feature_choice", {}), f"{name('fused_trunks')} trunk sets")
+            prior = ft.get("prior") or {}
             lines.append(f"\nShipped {name('fused_trunks')}: {' + '.join(ft['features'])}, "
                          f"{ft.get('head', 'clip')}-level head, C = {ft['C']:g}, "
+                         + (f"zero-shot tag prior ({'logit' if prior['logit'] else 'prob'}, "
+                            f"{'grouped' if prior['grouped'] else 'add'}, β = {prior['beta']:g}), "
+                            if prior.get("beta") else "") +
                          f"calibration {ft['calibration']['best']}; in-source val accuracy "
                          f"{_f(ft['in_source_val']['accuracy'])}, macro AUC {_f(ft['in_source_val']['macro_auc'])}, "
                          f"ECE {_f(ft['in_source_val']['ece'])}.")
