@@ -57,7 +57,7 @@ from core.models.tag_prior import genre_tag_matrix
 from core.training.loso_data import read_trunk_files
 from core.training.loso_eval import FoldLogits, fit_head, per_genre_recall, seen_genres
 from core.training.metrics import macro_auc
-from core.training.tag_prior_choice import BETAS, FORMS, SCALES, PriorSetting, with_setting
+from core.training.tag_prior_choice import BETAS, PriorSetting, keeps_val, settings, with_setting
 
 TAG_SETS = {"msd": ("msd_vgg", "msd_musicnn"), "msd+mtt_vgg": ("msd_vgg", "msd_musicnn", "mtt_vgg"),
             "msd+mtt_musicnn": ("msd_vgg", "msd_musicnn", "mtt_musicnn"),
@@ -66,8 +66,7 @@ Sets = dict[str, tuple[tuple[str, ...], np.ndarray]]     # tag set → (its trun
 
 
 def _settings(sets: Sets, betas: Sequence[float]) -> list[tuple[str, PriorSetting]]:
-    return [(name, PriorSetting(trunks, b, lg, gr)) for name, (trunks, _) in sets.items()
-            for lg in SCALES.values() for gr in FORMS.values() for b in betas]
+    return [(name, s) for name, (trunks, _) in sets.items() for s in settings(trunks, betas)[1:]]
 
 
 def _key(name: str, s: PriorSetting) -> tuple:
@@ -117,7 +116,7 @@ def in_source(p: Probe, names: Sequence[str], c: float, sets: Sets,
 def guarded(rows: Sequence[dict], head: dict) -> dict | None:
     """The row of ``rows`` with the most LOSO mean accuracy (then macro AUC)
     among those whose in-source val accuracy and macro AUC are ≥ ``head``'s; None if none is."""
-    ok = [r for r in rows if all(r["in_source"]["val"][k] >= head["val"][k] for k in ("accuracy", "macro_auc"))]
+    ok = [r for r in rows if keeps_val(r["in_source"]["val"], head["val"])]
     return max(ok, key=lambda r: (r["mean"]["accuracy"], r["mean"]["macro_auc"]), default=None)
 
 

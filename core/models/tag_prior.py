@@ -117,22 +117,27 @@ class TagPrior(nn.Module):
         if not self.on:
             return logits
         dt = logits.dtype
-        z = (tag_scores(vectors.to(dt), self.matrix.to(dt), bool(self.logit)) - self.mean.to(dt)) / self.std.to(dt)
-        lp = with_prior(torch.log_softmax(logits, 1), z, self.covered, float(self.beta), bool(self.grouped))
+        lp = apply_prior(logits, vectors.to(dt), self.matrix.to(dt), self.mean.to(dt), self.std.to(dt),
+                             float(self.beta), bool(self.logit), bool(self.grouped))
         if scale is not None:
             return lp * scale.to(dt)
         return lp * self.scale.to(dt) + self.shift.to(dt)
 
 
+def apply_prior(logits: torch.Tensor, vectors: torch.Tensor, matrix: torch.Tensor, mean: torch.Tensor,
+                std: torch.Tensor, beta: float, logit: bool, grouped: bool) -> torch.Tensor:
+    """The prior's arithmetic (no calibration): head logits ``(N, G)``, bank
+    vectors ``(N, F)``, the tag matrix ``(G, F)`` and the score statistics
+    ``(G,)`` → log-probabilities ``(N, G)``."""
+    z = (tag_scores(vectors, matrix, logit) - mean) / std
+    return with_prior(torch.log_softmax(logits, 1), z, matrix.any(1), beta, grouped)
+
+
 def prior_log_probs(logits: np.ndarray, vectors: np.ndarray, matrix: np.ndarray, mean: np.ndarray,
                     std: np.ndarray, beta: float, logit: bool, grouped: bool) -> np.ndarray:
-    """:class:`TagPrior`'s arithmetic on numpy arrays (float64; no calibration):
-    head logits ``(N, G)``, bank vectors ``(N, F)`` → log-probabilities ``(N, G)``."""
-    m = torch.as_tensor(matrix, dtype=torch.float64)
-    z = (tag_scores(torch.as_tensor(vectors, dtype=torch.float64), m, logit) - torch.as_tensor(mean)) / \
-        torch.as_tensor(std)
-    lp = torch.log_softmax(torch.as_tensor(logits, dtype=torch.float64), 1)
-    return with_prior(lp, z, m.any(1), beta, grouped).numpy()
+    """:func:`apply_prior` on numpy arrays, in float64."""
+    t = lambda a: torch.as_tensor(np.asarray(a, np.float64))  # noqa: E731
+    return apply_prior(t(logits), t(vectors), t(matrix), t(mean), t(std), beta, logit, grouped).numpy()
 
 
 def score_stats(vectors: np.ndarray, matrix: np.ndarray, logit: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -142,4 +147,4 @@ def score_stats(vectors: np.ndarray, matrix: np.ndarray, logit: bool) -> tuple[n
     return s.mean(0), np.maximum(s.std(0), 1e-6)
 
 
-__all__ = ["TagPrior", "genre_tag_matrix", "prior_log_probs", "score_stats", "tag_scores", "with_prior"]
+__all__ = ["TagPrior", "apply_prior", "genre_tag_matrix", "prior_log_probs", "score_stats", "tag_scores", "with_prior"]

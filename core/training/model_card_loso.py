@@ -129,7 +129,7 @@ def head_lines(choice: dict, title: str) -> list[str]:
 def prior_lines(choice: dict, title: str) -> list[str]:
     """Step 1e of ``fused_trunks``' LOSO record, per served trunk set: no prior,
     the best row the in-source guard lets through, and the best row of all."""
-    from core.training.tag_prior_choice import PriorSetting
+    from core.training.tag_prior_choice import PriorSetting, keeps_val
 
     rows = choice.get("rows") or []
     if not rows:
@@ -144,8 +144,7 @@ def prior_lines(choice: dict, title: str) -> list[str]:
     seen: set[int] = set()
     for trunks in dict.fromkeys(tuple(r["trunks"]) for r in rows):
         mine = [r for r in rows if tuple(r["trunks"]) == trunks]
-        kept = [r for r in mine if r["val"]["accuracy"] >= guard["accuracy"]
-                and r["val"]["macro_auc"] >= guard["macro_auc"]]
+        kept = [r for r in mine if keeps_val(r["val"], guard)]
         for what, r in (("no prior", mine[0]), ("best kept by the guard", best(kept or mine[:1])),
                         ("best LOSO", best(mine))):
             if id(r) not in seen:

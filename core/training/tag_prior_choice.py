@@ -75,10 +75,15 @@ def served_sets(data: SourceData, head_trunks: Sequence[str]) -> list[tuple[str,
     return [tuple(n for n in TRUNKS if n in head_trunks or n in e) for e in extras]
 
 
-def settings(trunks: tuple[str, ...]) -> list[PriorSetting]:
-    """No prior, then every scale × form × β, on ``trunks``."""
+def settings(trunks: tuple[str, ...], betas: Sequence[float] = BETAS) -> list[PriorSetting]:
+    """No prior, then every scale × form × β of ``betas``, on ``trunks``."""
     return [PriorSetting(trunks)] + [PriorSetting(trunks, b, lg, gr) for lg in SCALES.values()
-                                     for gr in FORMS.values() for b in BETAS]
+                                     for gr in FORMS.values() for b in betas]
+
+
+def keeps_val(val: dict, guard: dict) -> bool:
+    """The in-source guard: ``val``'s accuracy and macro AUC both ≥ ``guard``'s."""
+    return val["accuracy"] >= guard["accuracy"] and val["macro_auc"] >= guard["macro_auc"]
 
 
 def with_setting(logits: np.ndarray, x: np.ndarray, train_x: np.ndarray, labels: Sequence[str],
@@ -120,8 +125,7 @@ def choose_prior(data: SourceData, folds: Sequence[Fold], head_trunks: Sequence[
         log(f"LOSO fused_trunks tag prior on {'+'.join(trunks)}: best accuracy "
             f"{max(r['mean']['accuracy'] for r in rows if tuple(r['trunks']) == trunks):.3f}")
     guard = rows[0]["val"]          # the step 1d head, always a candidate
-    ok = rows[:1] + [r for r in rows[1:] if r["val"]["accuracy"] >= guard["accuracy"]
-                     and r["val"]["macro_auc"] >= guard["macro_auc"]]
+    ok = rows[:1] + [r for r in rows[1:] if keeps_val(r["val"], guard)]
     best = max(ok, key=lambda r: (r["mean"]["accuracy"], r["mean"]["macro_auc"], -len(r["trunks"]), -r["beta"]))
     chosen = PriorSetting.from_dict(best)
     m = best["mean"]
@@ -131,4 +135,5 @@ def choose_prior(data: SourceData, folds: Sequence[Fold], head_trunks: Sequence[
     return {"chosen": chosen.to_dict(), "rule": rule, "rows": rows, "_fold_logits": logits[chosen]}
 
 
-__all__ = ["BETAS", "FORMS", "SCALES", "PriorSetting", "choose_prior", "served_sets", "settings", "with_setting"]
+__all__ = ["BETAS", "FORMS", "SCALES", "PriorSetting", "choose_prior", "keeps_val", "served_sets", "settings",
+           "with_setting"]
