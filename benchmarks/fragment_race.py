@@ -123,6 +123,8 @@ START_S = 60.0
 # Seconds a click's page may come after ``wait_s`` and count as late, not
 # lost: the tab waits on without touching anything, and a lost page never comes.
 LATE_S = 30.0
+# Seconds the end of a tab's run waits for the timer's caption in the sidebar.
+TICK_S = 30.0
 DONE = re.compile(r"done (\d+)")
 TICK = re.compile(r"tick (\d+)")
 
@@ -140,6 +142,19 @@ async def _shows(page, text: str, timeout_s: float) -> bool:
     except Exception:  # noqa: BLE001 — Playwright's timeout: it did not show
         return False
     return True
+
+
+async def _ticks(page, timeout_s: float = TICK_S) -> int:
+    """The timer's count that the sidebar shows (0 when it shows none within
+    ``timeout_s``). Waited for, not read once: a CI run read an empty sidebar
+    once, every click's page shown, most likely mid-redraw on a busy machine."""
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    try:
+        await sidebar.get_by_text(TICK).first.wait_for(timeout=timeout_s * 1000)
+    except Exception:  # noqa: BLE001 — Playwright's timeout: no tick shows
+        return 0
+    ticks = TICK.findall(await sidebar.inner_text())
+    return int(ticks[-1]) if ticks else 0
 
 
 async def _user(browser, url: str, clicks: int, wait_s: float) -> dict:
@@ -164,9 +179,8 @@ async def _user(browser, url: str, clicks: int, wait_s: float) -> dict:
             await page.wait_for_timeout(wait_s * 1000)
             ran = int(await _shown(page) >= i)            # the click ran; only its page was lost
             break
-        ticks = TICK.findall(await page.locator('[data-testid="stSidebar"]').inner_text())
         return {"clicks": done + lost - first, "lost": lost, "lost_but_ran": ran, "lost_first_page": first,
-                "late": late, "slowest_late_s": round(slowest, 1), "ticks": int(ticks[-1]) if ticks else 0}
+                "late": late, "slowest_late_s": round(slowest, 1), "ticks": await _ticks(page)}
     finally:
         await page.close()
 
