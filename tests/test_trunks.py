@@ -134,6 +134,31 @@ def test_mtt_vgg_pools_and_shapes():
     assert pen.shape == (2, 256) and logits.shape == (2, 50)
 
 
+def test_mtt_vgg_inference_copy_runs_the_fast_trunk_with_its_overlapping_pool():
+    """MTT_vgg's inference copy takes FastMSDTrunk (pool 1: kernel 1 × 4, stride
+    2 × 2, so conv 1 runs on the kept mel rows only, and the max covers
+    overlapping phases): float32 equals the port, and an odd patch length
+    (the pool's remainder) too; bfloat16 stays close."""
+    from core.models.msd_fast import FastMSDTrunk, max_pool
+    from core.models.trunks_fast import fast_tagger
+    m = _randomise_bn(MTTVGG())
+    x = torch.randn(3, 1, 96, PATCH_FRAMES) * 2
+    with torch.no_grad():
+        ref = m.embed(x)
+        f32 = fast_tagger(m, bfloat16=False, int8=False)
+        assert isinstance(f32.trunk, FastMSDTrunk) and f32.trunk.fuse_first
+        assert f32.trunk.strides[0] == (2, 2) and f32.trunk.kernels[0] == (1, 4)
+        out = f32.embed(x)
+        assert torch.allclose(out[0], ref[0], rtol=1e-4, atol=1e-4)
+        assert torch.allclose(out[1], ref[1], rtol=1e-4, atol=1e-4)
+        y = torch.randn(2, 1, 96, 190)
+        assert torch.allclose(f32.trunk(y), m.trunk(y), rtol=1e-4, atol=1e-4)
+        z = torch.randn(2, 3, 9, 13)
+        assert torch.equal(max_pool(z, (3, 4), (2, 3)), torch.nn.functional.max_pool2d(z, (3, 4), (2, 3)))
+        bf = fast_tagger(m, bfloat16=True, int8=False).embed(x)[0]
+    assert (bf - ref[0]).norm() / ref[0].norm() < 0.02
+
+
 def test_ports_follow_each_checkpoints_graph():
     """The constants of the ports equal what each .meta graph says."""
     import core.models.msd as msd

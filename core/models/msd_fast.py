@@ -19,7 +19,10 @@ shipped weights keep ``MSDTrunk``.
   and its pool is 1 × 4 in time: per pool phase it is an im2col matrix
   product (9 → 128), and a running maximum over the four phases, a few mel
   rows at a time, keeps everything in cache. The full-resolution conv output
-  (128 × 96 × 1872 floats per 30 s clip) is never written.
+  (128 × 96 × 1872 floats per 30 s clip) is never written. MTT_vgg's
+  pool 1 (kernel 1 × 4, stride 2 × 2: it overlaps in time and keeps every
+  other mel row) runs the same way: conv 1 only on the kept rows, phases
+  2 apart.
 * **bfloat16 for conv 2–4** (``bfloat16=True``): the three 128 → 128
   convolutions run under ``torch.autocast`` (oneDNN uses AMX / AVX512-BF16
   where the CPU has them); block 1, the pools' outputs, ReLU and the batch
@@ -57,19 +60,29 @@ def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     return s, (bn.bias - bn.running_mean * s).detach()
 
 
-def _check_pool(pool: nn.Module) -> tuple[int, int]:
-    """The pool's kernel, if it is a plain 'valid' max pool with stride = kernel."""
+def _check_pool(pool: nn.Module) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The pool's (kernel, stride), if it is a plain 'valid' max pool."""
     ok = (isinstance(pool, nn.MaxPool2d) and not pool.ceil_mode and pair(pool.padding) == (0, 0)
-          and pair(pool.dilation) == (1, 1) and pair(pool.stride or pool.kernel_size) == pair(pool.kernel_size))
+          and pair(pool.dilation) == (1, 1))
     if not ok:
-        raise ValueError(f"FastMSDTrunk needs 'valid' max pools with stride = kernel, got {pool}")
-    return pair(pool.kernel_size)
+        raise ValueError(f"FastMSDTrunk needs 'valid' max pools, got {pool}")
+    return pair(pool.kernel_size), pair(pool.stride or pool.kernel_size)
 
 
-def max_pool(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
-    """'Valid' max pool with stride = kernel (the remainder is dropped), on a
-    channels-last ``(B, C, H, W)``; same values as ``F.max_pool2d``."""
+def max_pool(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int] | None = None) -> torch.Tensor:
+    """'Valid' max pool (stride defaults to the kernel; the remainder is
+    dropped) on a channels-last ``(B, C, H, W)``; same values as ``F.max_pool2d``."""
     kh, kw = kernel
+    sh, sw = stride or kernel
+    if (sh, sw) != (kh, kw):
+        # Overlapping or skipping windows: a maximum of kh·kw strided slices.
+        oh, ow = (x.shape[-2] - kh) // sh + 1, (x.shape[-1] - kw) // sw + 1
+        out = None
+        for i in range(kh):
+            for j in range(kw):
+                v = x[..., i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
+                out = v if out is None else torch.maximum(out, v)
+        return out
     x = x[..., : x.shape[-2] // kh * kh, : x.shape[-1] // kw * kw]
     if kw == 1:
         # Over mel only: a reduction over a non-inner axis of the (B, H, W, C)
@@ -87,7 +100,8 @@ def max_pool(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
 
 class FastMSDTrunk(nn.Module):
     """Inference-only equivalent of ``trunk`` (an :class:`~core.models.msd.MSDTrunk`):
-    log-mel ``(B, 1, 96, T)`` → ``(B, 128, 6, T4)`` float32. ``bfloat16``:
+    log-mel ``(B, 1, 96, T)`` → ``(B, 128, 6, T4)`` float32 (MTT_vgg's
+    pools: ``(B, 128, 6, ⌊(T − 4) / 16⌋ + 1)`` for T ≥ 4). ``bfloat16``:
     run conv 2–4 in bfloat16 (see the module docstring for the measured
     speed and val accuracy)."""
 
@@ -98,7 +112,8 @@ class FastMSDTrunk(nn.Module):
         if in_s.numel() != 1:
             raise ValueError("FastMSDTrunk needs a one-channel input batch norm")
         self.in_s, self.in_t = float(in_s), float(in_t)
-        self.kernels = [_check_pool(p) for p in trunk.pools]
+        pools = [_check_pool(p) for p in trunk.pools]
+        self.kernels, self.strides = [k for k, _ in pools], [st for _, st in pools]
         self.convs = nn.ModuleList()
         for i, block in enumerate(trunk.blocks):
             conv, bn = block[0], block[2]
@@ -122,7 +137,8 @@ class FastMSDTrunk(nn.Module):
         first = self.convs[0]
         kh, kw = self.kernels[0]
         self.fuse_first = (first.in_channels == 1 and pair(first.kernel_size) == (3, 3)
-                           and pair(first.padding) == (1, 1) and kh == 1 and kw > 1)
+                           and pair(first.padding) == (1, 1) and kh == 1 and kw > 1
+                           and self.strides[0][1] <= kw)
         # Block 1's conv as a (9, C) matrix: rows are the 3×3 taps (mel-major).
         self.register_buffer("w1", first.weight.detach()[:, 0].permute(1, 2, 0).reshape(9, -1).contiguous(),
                              persistent=False)
@@ -134,31 +150,35 @@ class FastMSDTrunk(nn.Module):
         return torch.addcmul(getattr(self, f"t{i}"), z, getattr(self, f"s{i}"))
 
     def _block1(self, x: torch.Tensor) -> torch.Tensor:
-        """conv 1 (zero 'same' padding) → pool 1×k → side, by pool phase, in row chunks."""
+        """conv 1 (zero 'same' padding) → pool (1, k) with stride (m, s) → side,
+        by pool phase, in row chunks: only the mel rows the pool keeps are
+        convolved (MTT_vgg's stride 2 skips every other one)."""
         b, _, h, t = x.shape
         k = self.kernels[0][1]
-        tk = t // k
+        m, s = self.strides[0]
+        ho, tk = (h - 1) // m + 1, (t - k) // s + 1
         c = self.w1.shape[1]
         xp = F.pad(x[:, 0].float() * self.in_s + self.in_t, (1, 1, 1, 1)).contiguous()   # (B, H+2, T+2)
         _, sh, st = xp.stride()
-        out = torch.empty(b, h, tk, c)              # (B, H, Tk, C): channels-last memory
+        out = torch.empty(b, ho, tk, c)             # (B, Ho, Tk, C): channels-last memory
         rows = BLOCK1_ROWS
         tmp = torch.empty(rows * tk, c)
-        lo, hi, s, sh_t = (getattr(self, f"{n}0").view(1, c) for n in ("lo", "hi", "s", "t"))
+        lo, hi, sc, sh_t = (getattr(self, f"{n}0").view(1, c) for n in ("lo", "hi", "s", "t"))
         for i in range(b):
             base = xp[i]
-            for r in range(0, h, rows):
-                n = min(rows, h - r)
+            for r in range(0, ho, rows):
+                n = min(rows, ho - r)
                 o = out[i, r: r + n].view(-1, c)
                 for j in range(k):
-                    # Taps of output (mel r.., time k·q + j): xp[r + a, k·q + j + e], a, e ∈ 0..2.
-                    p = base.as_strided((n, tk, 3, 3), (sh, k * st, sh, st), base.storage_offset() + r * sh + j * st)
+                    # Taps of output (row r.., step q), phase j: xp[m·row + a, s·q + j + e], a, e ∈ 0..2.
+                    p = base.as_strided((n, tk, 3, 3), (m * sh, s * st, sh, st),
+                                        base.storage_offset() + m * r * sh + j * st)
                     dst = o if j == 0 else tmp[: n * tk]
                     torch.addmm(self.b1, p.reshape(-1, 9), self.w1, out=dst)
                     if j:
                         torch.maximum(o, dst, out=o)
                 torch.clamp(o, lo, hi, out=o)
-                o.mul_(s).add_(sh_t)
+                o.mul_(sc).add_(sh_t)
         return out.permute(0, 3, 1, 2)
 
     def forward(self, logmel: torch.Tensor) -> torch.Tensor:
@@ -172,7 +192,7 @@ class FastMSDTrunk(nn.Module):
         for i in range(start, len(self.convs)):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16 and i > 0):
                 z = self.convs[i](x)
-            x = self._side(i, max_pool(z, self.kernels[i]).float())
+            x = self._side(i, max_pool(z, self.kernels[i], self.strides[i]).float())
         return x.contiguous()
 
 

@@ -78,6 +78,13 @@ TRUNKS: dict[str, TrunkSpec] = {s.name: s for s in (
 )}
 
 
+# Trunks whose bfloat16 inference copy changed after caches were first keyed
+# (their float32 outputs did not, to ~1e-5): the revision joins the key, so
+# features computed before are recomputed, not mixed in. mtt_vgg 2: conv 1
+# and the overlapping pool 1 in float32 (FastMSDTrunk), not all under autocast.
+BF16_REVISIONS = {"mtt_vgg": 2}
+
+
 @dataclass(frozen=True)
 class TrunkOutput:
     """One trunk's outputs for N clips: ``features (N, 2·D)``, ``tags (N, 50)``, float32."""
@@ -221,6 +228,8 @@ class TrunkBank:
         :attr:`patches`: also the level normalisation (``cfg.level_db``)."""
         h = hashlib.sha256(repr(sorted(self.digests.items())).encode()).hexdigest()[:12]
         precision = ("bf16" if self.bfloat16 else "f32") + ("+int8" if self.int8 else "")
+        if self.bfloat16:
+            precision += "".join(f"+{n}.r{BF16_REVISIONS[n]}" for n in self.names if n in BF16_REVISIONS)
         key = f"{'+'.join(self.names)}:{h}:{precision}{self.cfg.level_tag()}"
         return key + (":clip" if self._clip() is not None else "")
 

@@ -1,9 +1,13 @@
 """Inference copies of the wheel's taggers (:mod:`core.models.musicnn`):
 same outputs, less CPU. Used by :class:`core.models.trunks.TrunkBank`.
 
-* VGGs: :func:`core.models.optimise.optimise_for_inference` (MSD_vgg's
-  conv 1–4 become :class:`~core.models.msd_fast.FastMSDTrunk`; MTT_vgg, whose
-  first pool overlaps, runs channels-last with bfloat16 autocast where on).
+* VGGs: :func:`core.models.optimise.optimise_for_inference` (both VGGs'
+  conv 1–4 become :class:`~core.models.msd_fast.FastMSDTrunk`, MTT_vgg's
+  overlapping first pool included; a VGG whose pools it cannot take runs
+  channels-last under bfloat16 autocast where on). MTT_vgg, same code, one
+  thread, 10 random patches, bfloat16: the autocast copy 186 → 101 CPU ms
+  per clip, relative error of the penultimate layer against the float32
+  port 0.0059 → 0.0039 (float32 copies: max |Δ| 1.1e-5).
 * musicnn: :class:`FastMusicnn`.
 
 Measured (``python -m benchmarks.trunks --clips 8``, one thread, load 21,
@@ -319,7 +323,7 @@ def fast_tagger(model: nn.Module, bfloat16: bool | None = None, int8: bool | Non
         return FastMusicnn(model, bfloat16=bf16, int8=use_int8() if int8 is None else bool(int8)).eval()
     fast = optimise_for_inference(model, bfloat16=bf16)
     if bf16 and not isinstance(getattr(fast, "trunk", None), FastMSDTrunk):
-        fast = _Autocast(fast)       # MTT_vgg: its overlapping first pool keeps the plain trunk
+        fast = _Autocast(fast)       # a VGG whose pools FastMSDTrunk cannot take
     return fast
 
 
