@@ -151,8 +151,10 @@ class FastMSDTrunk(nn.Module):
 
     def _block1(self, x: torch.Tensor) -> torch.Tensor:
         """conv 1 (zero 'same' padding) → pool (1, k) with stride (m, s) → side,
-        by pool phase, in row chunks: only the mel rows the pool keeps are
-        convolved (MTT_vgg's stride 2 skips every other one)."""
+        in row chunks: only the mel rows the pool keeps are convolved (MTT_vgg's
+        stride 2 skips every other one). Windows that tile time (s = k) are
+        done by pool phase; overlapping ones (s < k) convolve each time step
+        once and take each window's max from that."""
         b, _, h, t = x.shape
         k = self.kernels[0][1]
         m, s = self.strides[0]
@@ -164,11 +166,24 @@ class FastMSDTrunk(nn.Module):
         rows = BLOCK1_ROWS
         tmp = torch.empty(rows * tk, c)
         lo, hi, sc, sh_t = (getattr(self, f"{n}0").view(1, c) for n in ("lo", "hi", "s", "t"))
+        span = s * (tk - 1) + k                     # conv 1's time steps that the pool reads
+        full = torch.empty(rows * span, c) if s < k else None
         for i in range(b):
             base = xp[i]
             for r in range(0, ho, rows):
                 n = min(rows, ho - r)
                 o = out[i, r: r + n].view(-1, c)
+                if full is not None:
+                    # Overlapping windows: conv 1 once per time step, then the max over each window.
+                    p = base.as_strided((n, span, 3, 3), (m * sh, st, sh, st), base.storage_offset() + m * r * sh)
+                    y = torch.addmm(self.b1, p.reshape(-1, 9), self.w1, out=full[: n * span]).view(n, span, c)
+                    ov = o.view(n, tk, c)
+                    torch.maximum(y[:, 0: s * (tk - 1) + 1: s], y[:, 1: s * (tk - 1) + 2: s], out=ov)
+                    for j in range(2, k):
+                        torch.maximum(ov, y[:, j: j + s * (tk - 1) + 1: s], out=ov)
+                    torch.clamp(o, lo, hi, out=o)
+                    o.mul_(sc).add_(sh_t)
+                    continue
                 for j in range(k):
                     # Taps of output (row r.., step q), phase j: xp[m·row + a, s·q + j + e], a, e ∈ 0..2.
                     p = base.as_strided((n, tk, 3, 3), (m * sh, s * st, sh, st),
