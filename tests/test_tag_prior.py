@@ -60,6 +60,27 @@ def test_grouped_keeps_the_uncovered_genres_mass_and_add_does_not():
     assert torch.allclose(with_prior(head, z, covered, 0.0, True), head)
 
 
+def test_the_prior_reads_its_settings_once_per_set_or_load_and_indexes_covered_genres():
+    """TagPrior keeps beta / logit / grouped as Python values (no device sync per
+    call), re-read after set() and after a state load; the covered genres as
+    indices give what the bool mask gives."""
+    from core.models.tag_prior import TagPrior
+    p = TagPrior(["msd_vgg"], ["Jazz", "Rock", "Latin"])
+    assert not p.on and p.covered_idx.tolist() == [0, 1]
+    off = {k: v.clone() for k, v in p.state_dict().items()}
+    p.set(1.0, True, False, np.zeros(3), np.ones(3), np.ones(3), np.zeros(3))
+    assert p.on and p.flags() == (1.0, True, False)
+    p.beta.fill_(0.0)                   # a buffer written behind its back is not re-read per call…
+    assert p.on
+    p.load_state_dict(off)              # …a load is
+    assert not p.on
+    head = torch.log_softmax(torch.tensor([[0.3, 1.0, -0.5], [2.0, 0.0, 0.1]]), 1)
+    z = torch.tensor([[1.5, -0.5, 9.0], [0.0, 2.0, -9.0]])
+    for grouped in (True, False):
+        a = with_prior(head, z, torch.tensor([True, True, False]), 0.7, grouped)
+        assert torch.allclose(a, with_prior(head, z, p.covered_idx, 0.7, grouped))
+
+
 def test_prior_statistics_come_from_the_given_tracks():
     m = genre_tag_matrix(["msd_vgg"], ["Jazz", "Latin"])
     col = _tag_column(["msd_vgg"], "msd_vgg", "jazz")

@@ -69,13 +69,17 @@ def tag_scores(vectors: torch.Tensor, matrix: torch.Tensor, logit: bool) -> torc
 def with_prior(log_prob: torch.Tensor, z: torch.Tensor, covered: torch.Tensor, beta: float,
                grouped: bool) -> torch.Tensor:
     """Head log-probabilities ``(B, G)`` and z-scored tag scores ``z`` ``(B, G)``
-    (``covered`` ``(G,)`` bool) → log-probabilities ``(B, G)`` with the prior at ``beta``."""
-    z = torch.where(covered, z, torch.zeros_like(z))
+    → log-probabilities ``(B, G)`` with the prior at ``beta``. ``covered``: the
+    covered genres as a ``(G,)`` bool mask or ``(K,)`` indices (indices index
+    without a host sync on a GPU)."""
+    if covered.dtype == torch.bool:
+        covered = covered.nonzero().flatten()
+    zc = z.index_select(1, covered)
     if not grouped:
-        return torch.log_softmax(log_prob + beta * z, 1)
-    cov = log_prob[:, covered]
-    inner = torch.logsumexp(cov, 1, keepdim=True) + torch.log_softmax(cov + beta * z[:, covered], 1)
-    return log_prob.masked_scatter(covered.expand_as(log_prob), inner)
+        return torch.log_softmax(log_prob.index_add(1, covered, beta * zc), 1)
+    cov = log_prob.index_select(1, covered)
+    inner = torch.logsumexp(cov, 1, keepdim=True) + torch.log_softmax(cov + beta * zc, 1)
+    return log_prob.index_copy(1, covered, inner)
 
 
 class TagPrior(nn.Module):
@@ -89,14 +93,27 @@ class TagPrior(nn.Module):
         g = len(labels)
         self.register_buffer("matrix", torch.tensor(genre_tag_matrix(trunks, labels), dtype=torch.float32),
                              persistent=False)
+        self.register_buffer("covered_idx", self.matrix.any(1).nonzero().flatten(), persistent=False)
         for name, value in (("beta", torch.zeros(())), ("logit", torch.zeros(())), ("grouped", torch.zeros(())),
                             ("mean", torch.zeros(g)), ("std", torch.ones(g)), ("scale", torch.ones(g)),
                             ("shift", torch.zeros(g))):
             self.register_buffer(name, value)
+        self._flags: tuple[float, bool, bool] | None = None
+
+    def flags(self) -> tuple[float, bool, bool]:
+        """``(beta, logit, grouped)`` as Python values, read from the buffers once
+        after each :meth:`set` or state load (not per call: no device sync)."""
+        if self._flags is None:
+            self._flags = (float(self.beta), bool(self.logit), bool(self.grouped))
+        return self._flags
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._flags = None
 
     @property
     def on(self) -> bool:
-        return float(self.beta) > 0
+        return self.flags()[0] > 0
 
     @property
     def covered(self) -> torch.Tensor:
@@ -109,28 +126,32 @@ class TagPrior(nn.Module):
         for name, value in (("beta", beta), ("logit", float(logit)), ("grouped", float(grouped)), ("mean", mean),
                             ("std", std), ("scale", scale), ("shift", shift)):
             getattr(self, name).copy_(torch.as_tensor(np.asarray(value, np.float32)))
+        self._flags = None
 
     def forward(self, logits: torch.Tensor, vectors: torch.Tensor, scale: torch.Tensor | None = None
                 ) -> torch.Tensor:
         """Head logits ``(B, G)`` and bank vectors ``(B, F)`` → logits ``(B, G)``
         (``scale`` ``(G,)``: in place of the calibration, with no shift)."""
-        if not self.on:
+        beta, logit, grouped = self.flags()
+        if not beta > 0:
             return logits
         dt = logits.dtype
         lp = apply_prior(logits, vectors.to(dt), self.matrix.to(dt), self.mean.to(dt), self.std.to(dt),
-                             float(self.beta), bool(self.logit), bool(self.grouped))
+                         beta, logit, grouped, self.covered_idx)
         if scale is not None:
             return lp * scale.to(dt)
         return lp * self.scale.to(dt) + self.shift.to(dt)
 
 
 def apply_prior(logits: torch.Tensor, vectors: torch.Tensor, matrix: torch.Tensor, mean: torch.Tensor,
-                std: torch.Tensor, beta: float, logit: bool, grouped: bool) -> torch.Tensor:
+                std: torch.Tensor, beta: float, logit: bool, grouped: bool,
+                covered: torch.Tensor | None = None) -> torch.Tensor:
     """The prior's arithmetic (no calibration): head logits ``(N, G)``, bank
     vectors ``(N, F)``, the tag matrix ``(G, F)`` and the score statistics
-    ``(G,)`` → log-probabilities ``(N, G)``."""
+    ``(G,)`` → log-probabilities ``(N, G)`` (``covered``: see :func:`with_prior`;
+    default: the matrix's non-zero rows)."""
     z = (tag_scores(vectors, matrix, logit) - mean) / std
-    return with_prior(torch.log_softmax(logits, 1), z, matrix.any(1), beta, grouped)
+    return with_prior(torch.log_softmax(logits, 1), z, matrix.any(1) if covered is None else covered, beta, grouped)
 
 
 def prior_log_probs(logits: np.ndarray, vectors: np.ndarray, matrix: np.ndarray, mean: np.ndarray,

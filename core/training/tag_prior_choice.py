@@ -86,14 +86,15 @@ def keeps_val(val: dict, guard: dict) -> bool:
     return val["accuracy"] >= guard["accuracy"] and val["macro_auc"] >= guard["macro_auc"]
 
 
-def with_setting(logits: np.ndarray, x: np.ndarray, train_x: np.ndarray, labels: Sequence[str],
-                 s: PriorSetting) -> np.ndarray:
+def with_setting(logits: np.ndarray, x: np.ndarray, train_x: np.ndarray | None, labels: Sequence[str],
+                 s: PriorSetting, stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Head logits ``(n, G)`` on bank vectors ``x`` ``(n, F)`` → log-probabilities
-    with ``s``'s prior, its statistics from ``train_x`` ``(m, F)``."""
+    with ``s``'s prior, its statistics from ``train_x`` ``(m, F)`` (or ``stats``,
+    :func:`~core.models.tag_prior.score_stats` of them, when already computed)."""
     if not s.beta:
         return log_softmax(logits, 1)
     m = genre_tag_matrix(s.trunks, labels)
-    mean, std = score_stats(train_x, m, s.logit)
+    mean, std = stats if stats is not None else score_stats(train_x, m, s.logit)
     return prior_log_probs(logits, x, m, mean, std, s.beta, s.logit, s.grouped)
 
 
@@ -112,10 +113,15 @@ def choose_prior(data: SourceData, folds: Sequence[Fold], head_trunks: Sequence[
             data, folds, trunks, c, copies=copies, head=form)
         x = data.stacked(trunks)
         val_logits = fit_head(data, trunks, tr, c, copies, form).logits(x[va])
+        m = genre_tag_matrix(trunks, data.labels)
+        # The prior's statistics per training set and scale, once (not once per setting).
+        stats = {(k, lg): score_stats(x[idx], m, lg) for lg in SCALES.values()
+                 for k, idx in [*((f.held_out, f.train) for f in folds), ("val", tr)]}
         for s in settings(trunks):
-            fl = [FoldLogits(b.held_out, with_setting(b.logits, x[f.val], x[f.train], data.labels, s), b.y, b.seen)
+            fl = [FoldLogits(b.held_out, with_setting(b.logits, x[f.val], None, data.labels, s,
+                                                      stats[f.held_out, s.logit]), b.y, b.seen)
                   for f, b in zip(folds, fold_base)]
-            lp, y = with_setting(val_logits, x[va], x[tr], data.labels, s), data.y[va]
+            lp, y = with_setting(val_logits, x[va], None, data.labels, s, stats["val", s.logit]), data.y[va]
             rep = loso_report(fl)
             rows.append(s.to_dict() | {"mean": rep["mean"],
                                        "folds": {k: v["calibrated"] for k, v in rep["folds"].items()},
