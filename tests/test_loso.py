@@ -168,6 +168,20 @@ def test_recommender_fold_heads_carry_the_shipped_tag_prior(monkeypatch):
     assert all(not np.allclose(a[1], b[1], atol=1e-3) for a, b in zip(got[:3], got[3:]))
 
 
+def test_the_recommender_loso_cache_key_reads_every_feature_value():
+    """recommend-eval --loso caches its record by its settings and the fold
+    model's features: a change in the last trunk's columns of the last track
+    (an inference copy's new rounding) gives a new key; equal inputs, the same."""
+    from core.recommend.loso_data import record_key
+    x = np.random.default_rng(0).normal(size=(40, 900)).astype(np.float32)
+    moved = x.copy()
+    moved[-1, -1] += 1e-3
+    settings = [{"seed": 0}, "grid", "model", ["t0"]]
+    assert record_key(settings, x) == record_key(list(settings), x.copy())
+    assert record_key(settings, moved) != record_key(settings, x)
+    assert record_key(settings + ["other"], x) != record_key(settings, x)
+
+
 def test_model_card_loso_section_names_folds_and_worst_genres(tmp_path):
     import json
 

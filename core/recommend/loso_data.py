@@ -134,6 +134,15 @@ def fold_catalogs(data: SourceData, c: float = DEFAULT_C, mfcc: np.ndarray | Non
     return out
 
 
+def record_key(settings: list, x: np.ndarray) -> str:
+    """The cache key of a ``"loso"`` record: its JSON-able ``settings`` and every
+    value of the fold model's features ``x`` ``(N, F)`` (a trunk's features change
+    with its inference copy; a key on the first 2 KB, the first track's MSD_vgg
+    values, once kept a stale record)."""
+    features = hashlib.sha256(np.ascontiguousarray(x).tobytes()).hexdigest()
+    return hashlib.sha256(json.dumps([*settings, features], default=str).encode()).hexdigest()[:12]
+
+
 def recommend_loso(dirs: Sequence[str | Path], cache_root: str | Path, cfg=None, c: float | None = None,
                    progress: Progress | None = None, model: FoldModel | None = None,
                    extra_features: str | Path | None = None, grid: LosoGrid | None = None) -> dict:
@@ -154,9 +163,7 @@ def recommend_loso(dirs: Sequence[str | Path], cache_root: str | Path, cfg=None,
     x = data.stacked(model.features)
     # Minutes of simulation: cached by everything the record depends on.
     sim = {k: v for k, v in asdict(cfg).items() if k in ("seed", "k", "n_seeds", "mixed_fraction", "artists")}
-    key = hashlib.sha256(json.dumps([sim, asdict(grid), asdict(model), [t.track_id for t in data.tracks],
-                                     np.ascontiguousarray(x).tobytes()[:2048].hex()],
-                                    default=str).encode()).hexdigest()[:12]
+    key = record_key([sim, asdict(grid), asdict(model), [t.track_id for t in data.tracks]], x)
     path = Path(cache_root) / f"loso_recommend_{key}.json"
     if path.is_file():
         return json.loads(path.read_text())
