@@ -53,18 +53,20 @@ class RecommendConfig:
     # Method 2's weight and variant, and its weight times the classifier's
     # confidence in the seeds' genres (core.recommend.confidence): chosen
     # leave-one-source-out with the default model's fold heads
-    # (recommend-eval --loso --loso-model fused_trunks, with its tag prior:
-    # soft, w = 0.1 times the seeds' calibrated top-genre probability
-    # maximises the worst fold's method 2 − method 1: +0.005 / +0.002 / +0.004;
-    # before the tag prior, after MSD_musicnn's int8 front end: soft, w = 0.05,
+    # (recommend-eval --loso --loso-model fused_trunks, with its tag prior and
+    # MTT_vgg's FastMSDTrunk copy: soft, w = 0.2, no confidence weighting
+    # maximises the worst fold's method 2 − method 1: +0.004 / +0.004 / +0.009;
+    # with the earlier MTT_vgg copy soft, w = 0.1 times the seeds' calibrated
+    # top-genre probability, +0.005 / +0.002 / +0.004 — neighbours in a flat
+    # grid; before the tag prior, after MSD_musicnn's int8 front end: soft, w = 0.05,
     # agree; with the bfloat16 front end the rule chose soft, w = 0.3,
     # entropy (now −0.002 on allmusic_4q), before the level step soft,
     # w = 0.05, top, and before that centre, w = 0.9, gate70; the in-source val
     # choice w = 0.9 without confidence lost 0.03–0.11 precision@5 in every
     # held-out source).
-    genre_weight: float = 0.1
+    genre_weight: float = 0.2
     variant: str = "soft"
-    confidence: str = "top"
+    confidence: str = "off"
     diversity: float = 0.0
     standardise: bool = False
 
