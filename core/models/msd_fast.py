@@ -74,27 +74,19 @@ def max_pool(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int] |
     dropped) on a channels-last ``(B, C, H, W)``; same values as ``F.max_pool2d``."""
     kh, kw = kernel
     sh, sw = stride or kernel
-    if (sh, sw) != (kh, kw):
-        # Overlapping or skipping windows: a maximum of kh·kw strided slices.
-        oh, ow = (x.shape[-2] - kh) // sh + 1, (x.shape[-1] - kw) // sw + 1
-        out = None
-        for i in range(kh):
-            for j in range(kw):
-                v = x[..., i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
-                out = v if out is None else torch.maximum(out, v)
-        return out
-    x = x[..., : x.shape[-2] // kh * kh, : x.shape[-1] // kw * kw]
-    if kw == 1:
+    oh, ow = (x.shape[-2] - kh) // sh + 1, (x.shape[-1] - kw) // sw + 1
+    if kw == 1 and sh == kh and sw == 1:
         # Over mel only: a reduction over a non-inner axis of the (B, H, W, C)
         # memory, ~3× faster than max_pool2d.
-        y = x.permute(0, 2, 3, 1)
+        y = x[..., : oh * kh, :].permute(0, 2, 3, 1)
         b, h, w, c = y.shape
-        return y.reshape(b, h // kh, kh, w, c).amax(2).permute(0, 3, 1, 2)
-    out = x[..., ::kh, ::kw]
+        return y.reshape(b, oh, kh, w, c).amax(2).permute(0, 3, 1, 2)
+    # A maximum of kh·kw strided slices (windows that tile, overlap or skip).
+    out = None
     for i in range(kh):
         for j in range(kw):
-            if i or j:
-                out = torch.maximum(out, x[..., i::kh, j::kw])
+            v = x[..., i: i + sh * (oh - 1) + 1: sh, j: j + sw * (ow - 1) + 1: sw]
+            out = v if out is None else torch.maximum(out, v)
     return out
 
 
@@ -137,8 +129,7 @@ class FastMSDTrunk(nn.Module):
         first = self.convs[0]
         kh, kw = self.kernels[0]
         self.fuse_first = (first.in_channels == 1 and pair(first.kernel_size) == (3, 3)
-                           and pair(first.padding) == (1, 1) and kh == 1 and kw > 1
-                           and self.strides[0][1] <= kw)
+                           and pair(first.padding) == (1, 1) and kh == 1 and kw > 1)
         # Block 1's conv as a (9, C) matrix: rows are the 3×3 taps (mel-major).
         self.register_buffer("w1", first.weight.detach()[:, 0].permute(1, 2, 0).reshape(9, -1).contiguous(),
                              persistent=False)
@@ -164,34 +155,32 @@ class FastMSDTrunk(nn.Module):
         _, sh, st = xp.stride()
         out = torch.empty(b, ho, tk, c)             # (B, Ho, Tk, C): channels-last memory
         rows = BLOCK1_ROWS
-        tmp = torch.empty(rows * tk, c)
         lo, hi, sc, sh_t = (getattr(self, f"{n}0").view(1, c) for n in ("lo", "hi", "s", "t"))
         span = s * (tk - 1) + k                     # conv 1's time steps that the pool reads
-        full = torch.empty(rows * span, c) if s < k else None
+        overlap = s < k
+        tmp = torch.empty(rows * (span if overlap else tk), c)
         for i in range(b):
             base = xp[i]
             for r in range(0, ho, rows):
                 n = min(rows, ho - r)
                 o = out[i, r: r + n].view(-1, c)
-                if full is not None:
-                    # Overlapping windows: conv 1 once per time step, then the max over each window.
-                    p = base.as_strided((n, span, 3, 3), (m * sh, st, sh, st), base.storage_offset() + m * r * sh)
-                    y = torch.addmm(self.b1, p.reshape(-1, 9), self.w1, out=full[: n * span]).view(n, span, c)
+                at = base.storage_offset() + m * r * sh
+                if overlap:
+                    # conv 1 once per time step, then the max over each window.
+                    p = base.as_strided((n, span, 3, 3), (m * sh, st, sh, st), at)
+                    y = torch.addmm(self.b1, p.reshape(-1, 9), self.w1, out=tmp[: n * span]).view(n, span, c)
                     ov = o.view(n, tk, c)
                     torch.maximum(y[:, 0: s * (tk - 1) + 1: s], y[:, 1: s * (tk - 1) + 2: s], out=ov)
                     for j in range(2, k):
                         torch.maximum(ov, y[:, j: j + s * (tk - 1) + 1: s], out=ov)
-                    torch.clamp(o, lo, hi, out=o)
-                    o.mul_(sc).add_(sh_t)
-                    continue
-                for j in range(k):
-                    # Taps of output (row r.., step q), phase j: xp[m·row + a, s·q + j + e], a, e ∈ 0..2.
-                    p = base.as_strided((n, tk, 3, 3), (m * sh, s * st, sh, st),
-                                        base.storage_offset() + m * r * sh + j * st)
-                    dst = o if j == 0 else tmp[: n * tk]
-                    torch.addmm(self.b1, p.reshape(-1, 9), self.w1, out=dst)
-                    if j:
-                        torch.maximum(o, dst, out=o)
+                else:
+                    for j in range(k):
+                        # Taps of output (row r.., step q), phase j: xp[m·row + a, s·q + j + e], a, e ∈ 0..2.
+                        p = base.as_strided((n, tk, 3, 3), (m * sh, s * st, sh, st), at + j * st)
+                        dst = o if j == 0 else tmp[: n * tk]
+                        torch.addmm(self.b1, p.reshape(-1, 9), self.w1, out=dst)
+                        if j:
+                            torch.maximum(o, dst, out=o)
                 torch.clamp(o, lo, hi, out=o)
                 o.mul_(sc).add_(sh_t)
         return out.permute(0, 3, 1, 2)

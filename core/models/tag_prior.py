@@ -70,16 +70,18 @@ def with_prior(log_prob: torch.Tensor, z: torch.Tensor, covered: torch.Tensor, b
                grouped: bool) -> torch.Tensor:
     """Head log-probabilities ``(B, G)`` and z-scored tag scores ``z`` ``(B, G)``
     → log-probabilities ``(B, G)`` with the prior at ``beta``. ``covered``: the
-    covered genres as a ``(G,)`` bool mask or ``(K,)`` indices (indices index
-    without a host sync on a GPU)."""
-    if covered.dtype == torch.bool:
-        covered = covered.nonzero().flatten()
+    covered genres' indices ``(K,)`` (:func:`covered_genres`)."""
     zc = z.index_select(1, covered)
     if not grouped:
         return torch.log_softmax(log_prob.index_add(1, covered, beta * zc), 1)
     cov = log_prob.index_select(1, covered)
     inner = torch.logsumexp(cov, 1, keepdim=True) + torch.log_softmax(cov + beta * zc, 1)
     return log_prob.index_copy(1, covered, inner)
+
+
+def covered_genres(matrix: torch.Tensor) -> torch.Tensor:
+    """The tag matrix ``(G, F)`` → indices ``(K,)`` of the genres a tag names."""
+    return matrix.any(1).nonzero().flatten()
 
 
 class TagPrior(nn.Module):
@@ -93,7 +95,8 @@ class TagPrior(nn.Module):
         g = len(labels)
         self.register_buffer("matrix", torch.tensor(genre_tag_matrix(trunks, labels), dtype=torch.float32),
                              persistent=False)
-        self.register_buffer("covered_idx", self.matrix.any(1).nonzero().flatten(), persistent=False)
+        # Indices, not a mask: indexing by them needs no host sync on a GPU.
+        self.register_buffer("covered_idx", covered_genres(self.matrix), persistent=False)
         for name, value in (("beta", torch.zeros(())), ("logit", torch.zeros(())), ("grouped", torch.zeros(())),
                             ("mean", torch.zeros(g)), ("std", torch.ones(g)), ("scale", torch.ones(g)),
                             ("shift", torch.zeros(g))):
@@ -114,11 +117,6 @@ class TagPrior(nn.Module):
     @property
     def on(self) -> bool:
         return self.flags()[0] > 0
-
-    @property
-    def covered(self) -> torch.Tensor:
-        """``(G,)`` bool: a served tag names the genre."""
-        return self.matrix.any(1)
 
     def set(self, beta: float, logit: bool, grouped: bool, mean: np.ndarray, std: np.ndarray,
             scale: np.ndarray, shift: np.ndarray) -> None:
@@ -148,10 +146,11 @@ def apply_prior(logits: torch.Tensor, vectors: torch.Tensor, matrix: torch.Tenso
                 covered: torch.Tensor | None = None) -> torch.Tensor:
     """The prior's arithmetic (no calibration): head logits ``(N, G)``, bank
     vectors ``(N, F)``, the tag matrix ``(G, F)`` and the score statistics
-    ``(G,)`` → log-probabilities ``(N, G)`` (``covered``: see :func:`with_prior`;
-    default: the matrix's non-zero rows)."""
+    ``(G,)`` → log-probabilities ``(N, G)`` (``covered``: :func:`covered_genres`
+    of the matrix, when already computed)."""
     z = (tag_scores(vectors, matrix, logit) - mean) / std
-    return with_prior(torch.log_softmax(logits, 1), z, matrix.any(1) if covered is None else covered, beta, grouped)
+    covered = covered_genres(matrix) if covered is None else covered
+    return with_prior(torch.log_softmax(logits, 1), z, covered, beta, grouped)
 
 
 def prior_log_probs(logits: np.ndarray, vectors: np.ndarray, matrix: np.ndarray, mean: np.ndarray,
@@ -168,4 +167,5 @@ def score_stats(vectors: np.ndarray, matrix: np.ndarray, logit: bool) -> tuple[n
     return s.mean(0), np.maximum(s.std(0), 1e-6)
 
 
-__all__ = ["TagPrior", "apply_prior", "genre_tag_matrix", "prior_log_probs", "score_stats", "tag_scores", "with_prior"]
+__all__ = ["TagPrior", "apply_prior", "covered_genres", "genre_tag_matrix", "prior_log_probs", "score_stats",
+           "tag_scores", "with_prior"]

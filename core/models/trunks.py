@@ -61,6 +61,11 @@ class TrunkSpec:
     paper: str
     tags: tuple[str, ...]
     embed_dim: int            # D: width of the penultimate layer
+    # Revision of the bfloat16 inference copy, named in the bank key from 2 on
+    # so cached features of an earlier copy are recomputed, not mixed in (its
+    # float32 outputs do not change). mtt_vgg 2: conv 1 and the overlapping
+    # pool 1 in float32 (FastMSDTrunk), not all under autocast.
+    bf16_revision: int = 1
 
     @property
     def feature_dim(self) -> int:
@@ -74,15 +79,8 @@ TRUNKS: dict[str, TrunkSpec] = {s.name: s for s in (
     TrunkSpec("msd_vgg", "MSD_vgg", _PONS_2018 + ", trained on MSD for " + _PONS_SERRA, tuple(MSD_TAGS), 256),
     TrunkSpec("msd_musicnn", "MSD_musicnn", _PONS_SERRA, tuple(MSD_TAGS), 200),
     TrunkSpec("mtt_musicnn", "MTT_musicnn", _PONS_SERRA, tuple(MTT_TAGS), 200),
-    TrunkSpec("mtt_vgg", "MTT_vgg", _PONS_2018, tuple(MTT_TAGS), 256),
+    TrunkSpec("mtt_vgg", "MTT_vgg", _PONS_2018, tuple(MTT_TAGS), 256, bf16_revision=2),
 )}
-
-
-# Trunks whose bfloat16 inference copy changed after caches were first keyed
-# (their float32 outputs did not, to ~1e-5): the revision joins the key, so
-# features computed before are recomputed, not mixed in. mtt_vgg 2: conv 1
-# and the overlapping pool 1 in float32 (FastMSDTrunk), not all under autocast.
-BF16_REVISIONS = {"mtt_vgg": 2}
 
 
 @dataclass(frozen=True)
@@ -229,7 +227,7 @@ class TrunkBank:
         h = hashlib.sha256(repr(sorted(self.digests.items())).encode()).hexdigest()[:12]
         precision = ("bf16" if self.bfloat16 else "f32") + ("+int8" if self.int8 else "")
         if self.bfloat16:
-            precision += "".join(f"+{n}.r{BF16_REVISIONS[n]}" for n in self.names if n in BF16_REVISIONS)
+            precision += "".join(f"+{t.name}.r{t.bf16_revision}" for t in self.specs if t.bf16_revision > 1)
         key = f"{'+'.join(self.names)}:{h}:{precision}{self.cfg.level_tag()}"
         return key + (":clip" if self._clip() is not None else "")
 

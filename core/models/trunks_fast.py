@@ -3,8 +3,7 @@ same outputs, less CPU. Used by :class:`core.models.trunks.TrunkBank`.
 
 * VGGs: :func:`core.models.optimise.optimise_for_inference` (both VGGs'
   conv 1–4 become :class:`~core.models.msd_fast.FastMSDTrunk`, MTT_vgg's
-  overlapping first pool included; a VGG whose pools it cannot take runs
-  channels-last under bfloat16 autocast where on). MTT_vgg, same code, one
+  overlapping first pool included). MTT_vgg, same code, one
   thread, 10 random patches, bfloat16: the autocast copy 186 → 101 CPU ms
   per clip, relative error of the penultimate layer against the float32
   port 0.0059 → 0.0039 (float32 copies: max |Δ| 1.1e-5).
@@ -296,35 +295,15 @@ class FastMusicnn(nn.Module):
     pooled, mid_end, embed, forward = Musicnn.pooled, Musicnn.mid_end, Musicnn.embed, Musicnn.forward
 
 
-class _Autocast(nn.Module):
-    """``inner.embed`` under CPU bfloat16 autocast, outputs float32."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
-
-    def embed(self, patch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            pen, logits = self.inner.embed(patch)
-        return pen.float(), logits.float()
-
-    def forward(self, patch: torch.Tensor) -> torch.Tensor:
-        return self.embed(patch)[1]
-
-
 def fast_tagger(model: nn.Module, bfloat16: bool | None = None, int8: bool | None = None) -> nn.Module:
     """An inference copy of a ported tagger (``embed(patch)`` → (penultimate,
     logits)); ``bfloat16`` / ``int8`` (musicnn's front end only) default to
     :func:`~core.models.optimise.use_bfloat16` / :func:`~core.models.optimise.use_int8`."""
-    from core.models.msd_fast import FastMSDTrunk
     from core.models.optimise import optimise_for_inference, use_bfloat16, use_int8
     bf16 = use_bfloat16() if bfloat16 is None else bool(bfloat16)
     if isinstance(model, Musicnn):
         return FastMusicnn(model, bfloat16=bf16, int8=use_int8() if int8 is None else bool(int8)).eval()
-    fast = optimise_for_inference(model, bfloat16=bf16)
-    if bf16 and not isinstance(getattr(fast, "trunk", None), FastMSDTrunk):
-        fast = _Autocast(fast)       # a VGG whose pools FastMSDTrunk cannot take
-    return fast
+    return optimise_for_inference(model, bfloat16=bf16)
 
 
 class ClipVGG(nn.Module):
